@@ -1,0 +1,84 @@
+package actors
+
+import (
+	"fmt"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/rs/zerolog"
+
+	"github.com/industryos/gateway/protocols"
+	"github.com/industryos/gateway/protocols/config"
+	"github.com/industryos/gateway/supervisor"
+)
+
+// connectorActor owns one configured connector and supervises one device actor
+// per device. A restart rebuilds the connector from its config, so shared
+// resources (a Modbus line) start clean.
+type connectorActor struct {
+	cfg   config.Connector
+	g     *Gateway
+	log   zerolog.Logger
+	first *bool
+	conn  protocols.Connector
+}
+
+func (c *connectorActor) Receive(ctx actor.Context) {
+	switch ctx.Message().(type) {
+	case *actor.Started:
+		conn := c.cfg.Connector
+		if !*c.first || conn == nil {
+			var err error
+			if conn, err = c.cfg.Build(); err != nil {
+				// A config that was valid at start-up and is not now (edited
+				// file) is a config error: stop, don't crash-loop.
+				panic(supervisor.ConfigError(fmt.Errorf("connector %q: %w", c.cfg.Name, err)))
+			}
+		}
+		*c.first = false
+		c.conn = conn
+		devs := conn.Devices()
+		c.log.Info().Int("devices", len(devs)).Msg("connector started")
+		for _, dev := range devs {
+			props := c.g.deviceProps(dev, c.cfg.Name, c.log)
+			if _, err := ctx.SpawnNamed(props, "device/"+dev.Info().Name); err != nil {
+				c.log.Error().Err(err).Str("device", dev.Info().Name).Msg("cannot start device actor (duplicate deviceName?)")
+			}
+		}
+	case *actor.Stopped, *actor.Restarting:
+		// Children are already stopped when Stopped arrives; on Restarting
+		// they are stopped next, and closing here makes their in-flight polls
+		// fail fast instead of hanging.
+		if c.conn != nil {
+			if err := c.conn.Close(); err != nil {
+				c.log.Warn().Err(err).Msg("closing connector")
+			}
+			c.conn = nil
+		}
+		if _, ok := ctx.Message().(*actor.Stopped); ok {
+			c.log.Info().Msg("connector stopped")
+		}
+	}
+}
+
+// registryActor keeps which devices are connected and through which connector.
+// The persisted registry, renames and routing come with the downlink work.
+type registryActor struct {
+	devices map[string]DeviceConnected
+}
+
+func (r *registryActor) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		r.devices = map[string]DeviceConnected{}
+	case *DeviceConnected:
+		r.devices[m.Device] = *m
+	case *DeviceDisconnected:
+		delete(r.devices, m.Device)
+	case *ListDevices:
+		out := make([]DeviceConnected, 0, len(r.devices))
+		for _, d := range r.devices {
+			out = append(out, d)
+		}
+		ctx.Respond(&DeviceList{Devices: out})
+	}
+}

@@ -1,0 +1,198 @@
+package actors
+
+import (
+	"context"
+	"math/rand/v2"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/rs/zerolog"
+
+	"github.com/industryos/gateway/protocols"
+	"github.com/industryos/gateway/protocols/report"
+	"github.com/industryos/gateway/supervisor"
+)
+
+// pollTick carries its owner so a timer left over from a previous incarnation
+// of the actor (after a restart) is recognised and ignored.
+type pollTick struct{ owner *deviceActor }
+
+// deviceActor polls one device on its own schedule. A slow or dead device only
+// ever delays itself: each device has its own actor, timer and backoff.
+type deviceActor struct {
+	dev       protocols.Device
+	info      protocols.DeviceInfo
+	connector string
+	journal   *actor.PID
+	registry  *actor.PID
+	sys       *actor.ActorSystem
+	log       zerolog.Logger
+	counters  *Counters
+
+	self      *actor.PID
+	timer     *time.Timer
+	next      time.Time
+	tel, attr *report.Filter
+	connected bool
+	failures  int
+	backoff   *supervisor.Backoff
+	errLog    rateLimitedLog
+	scratch   []protocols.Datapoint
+}
+
+func newDeviceActor(dev protocols.Device, connector string, g *Gateway, log zerolog.Logger) *deviceActor {
+	info := dev.Info()
+	retry := info.RetryDelay
+	if retry <= 0 {
+		retry = time.Second
+	}
+	maxDelay := max(30*time.Second, info.PollPeriod)
+	return &deviceActor{
+		dev: dev, info: info, connector: connector,
+		journal: g.journal, registry: g.registry, sys: g.sys, counters: g.counters,
+		log:     log.With().Str("device", info.Name).Logger(),
+		backoff: supervisor.NewBackoff(retry, maxDelay, 2),
+	}
+}
+
+func (d *deviceActor) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		d.self = ctx.Self()
+		d.tel = report.NewFilter(d.info.Report, d.info.KeyReport)
+		d.attr = report.NewFilter(d.info.Report, d.info.KeyReport)
+		// Stagger the first poll so a thousand devices do not all poll in the
+		// same millisecond (upstream #799).
+		stagger := time.Duration(0)
+		if p := min(d.info.PollPeriod, time.Second); p > 0 {
+			stagger = time.Duration(rand.Int64N(int64(p)))
+		}
+		d.next = time.Now().Add(stagger)
+		d.arm(stagger)
+	case *pollTick:
+		if m.owner != d {
+			return
+		}
+		d.poll(ctx)
+	case *actor.Stopping, *actor.Restarting:
+		if d.timer != nil {
+			d.timer.Stop()
+		}
+		if d.connected {
+			d.counters.DevicesConnected.Add(-1)
+			d.connected = false
+		}
+	}
+}
+
+func (d *deviceActor) arm(delay time.Duration) {
+	tick := &pollTick{owner: d}
+	sys, self := d.sys, d.self
+	d.timer = time.AfterFunc(delay, func() { sys.Root.Send(self, tick) })
+}
+
+func (d *deviceActor) poll(ctx actor.Context) {
+	started := time.Now()
+	pctx, cancel := context.WithTimeout(context.Background(), max(d.info.PollPeriod, 5*time.Second))
+	reading, err := d.dev.Poll(pctx)
+	cancel()
+	now := time.Now()
+	d.counters.Polls.Add(1)
+	var events []protocols.Event
+	if err != nil && d.connected && len(reading.Telemetry)+len(reading.Attributes) > 0 {
+		// Keys read before an exception or a timeout are real values.
+		events = d.emit(now, started, reading, events)
+	}
+	if err != nil {
+		d.counters.PollErrors.Add(1)
+		d.failures++
+		d.errLog.log(d.log, now, err, d.failures)
+		if d.connected && d.info.ConnectAttemptCount > 0 && d.failures >= d.info.ConnectAttemptCount {
+			d.connected = false
+			d.counters.DevicesConnected.Add(-1)
+			d.log.Warn().Int("failures", d.failures).Msg("device unreachable; disconnecting it from the platform")
+			events = append(events, protocols.Event{Kind: protocols.EventDisconnect, Device: d.info.Name, Ts: now.UnixMilli()})
+			ctx.Send(d.registry, &DeviceDisconnected{Device: d.info.Name, Connector: d.connector})
+		}
+	} else {
+		if d.failures > 0 {
+			d.log.Info().Int("failures", d.failures).Msg("device answers again")
+			d.errLog.reset()
+		}
+		d.failures = 0
+		if !d.connected {
+			d.connected = true
+			d.counters.DevicesConnected.Add(1)
+			events = append(events, protocols.Event{Kind: protocols.EventConnect, Device: d.info.Name, DeviceType: d.info.Type, Ts: now.UnixMilli()})
+			ctx.Send(d.registry, &DeviceConnected{Device: d.info.Name, Type: d.info.Type, Connector: d.connector})
+		}
+		events = d.emit(now, started, reading, events)
+	}
+	if d.connected {
+		if due := d.tel.Due(now, nil); len(due) > 0 {
+			events = append(events, protocols.Event{Kind: protocols.EventTelemetry, Device: d.info.Name, Ts: now.UnixMilli(), Values: due})
+		}
+		if due := d.attr.Due(now, nil); len(due) > 0 {
+			events = append(events, protocols.Event{Kind: protocols.EventAttributes, Device: d.info.Name, Ts: now.UnixMilli(), Values: due})
+		}
+	}
+	if len(events) > 0 {
+		for _, e := range events {
+			d.counters.ValuesEmitted.Add(uint64(len(e.Values)))
+		}
+		ctx.Send(d.journal, &AppendEvents{Events: events})
+	}
+	d.schedule(now)
+}
+
+func (d *deviceActor) emit(now, started time.Time, reading protocols.Reading, events []protocols.Event) []protocols.Event {
+	d.counters.ValuesPolled.Add(uint64(len(reading.Telemetry) + len(reading.Attributes)))
+	if attrs := d.attr.Apply(now, reading.Attributes, nil); len(attrs) > 0 {
+		events = append(events, protocols.Event{Kind: protocols.EventAttributes, Device: d.info.Name, Ts: now.UnixMilli(), Values: attrs})
+	}
+	if tel := d.tel.Apply(now, reading.Telemetry, nil); len(tel) > 0 {
+		events = append(events, protocols.Event{Kind: protocols.EventTelemetry, Device: d.info.Name, Ts: started.UnixMilli(), Values: tel})
+	}
+	return events
+}
+
+// schedule keeps a fixed rate while the device answers (missed ticks are
+// skipped, not bunched) and backs off while it does not.
+func (d *deviceActor) schedule(now time.Time) {
+	period := d.info.PollPeriod
+	if period <= 0 {
+		period = time.Second
+	}
+	if d.failures >= 2 {
+		delay := max(period, d.backoff.Next(d.failures-2))
+		d.next = now.Add(delay)
+		d.arm(delay)
+		return
+	}
+	d.next = d.next.Add(period)
+	if d.next.Before(now) {
+		missed := now.Sub(d.next)/period + 1
+		d.next = d.next.Add(missed * period)
+	}
+	d.arm(d.next.Sub(now))
+}
+
+// rateLimitedLog logs the first failure of a streak, then at most one line per
+// interval with the number of failures suppressed in between.
+type rateLimitedLog struct {
+	last       time.Time
+	suppressed int
+}
+
+const errLogInterval = 30 * time.Second
+
+func (r *rateLimitedLog) log(l zerolog.Logger, now time.Time, err error, streak int) {
+	if streak > 1 && now.Sub(r.last) < errLogInterval {
+		r.suppressed++
+		return
+	}
+	l.Warn().Err(err).Int("failures", streak).Int("suppressed", r.suppressed).Msg("poll failed")
+	r.last, r.suppressed = now, 0
+}
+
+func (r *rateLimitedLog) reset() { r.last, r.suppressed = time.Time{}, 0 }

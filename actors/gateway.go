@@ -1,0 +1,239 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/rs/zerolog"
+
+	"github.com/industryos/gateway/mailbox"
+	"github.com/industryos/gateway/persistence"
+	"github.com/industryos/gateway/protocols"
+	"github.com/industryos/gateway/protocols/config"
+	"github.com/industryos/gateway/protocols/platform"
+	"github.com/industryos/gateway/supervisor"
+)
+
+// Mailbox capacities. Device and connector actors get few messages; the
+// journal takes every device's events, so it gets room for bursts.
+const (
+	deviceMailbox  = 256
+	journalMailbox = 65536
+	uplinkMailbox  = 4096
+)
+
+// Options configure a Gateway.
+type Options struct {
+	Config *config.Gateway
+	Logger zerolog.Logger
+	// Journal, when set, is used instead of opening one from Config.Storage
+	// (tests and the demo). The gateway closes it on Stop either way.
+	Journal persistence.Journal
+	// OnPlatformMessage receives downlink messages until the downlink is routed.
+	OnPlatformMessage func(topic string, payload []byte)
+}
+
+// Gateway is a running actor tree.
+type Gateway struct {
+	opts     Options
+	cfg      *config.Gateway
+	log      zerolog.Logger
+	sys      *actor.ActorSystem
+	counters *Counters
+	j        persistence.Journal
+
+	root, journal, uplink, registry *actor.PID
+	connectors                      []*actor.PID
+	strategy                        *supervisor.Strategy
+}
+
+// Start opens the journal and starts the whole tree.
+func Start(opts Options) (*Gateway, error) {
+	if opts.Config == nil {
+		return nil, errors.New("gateway: no config")
+	}
+	g := &Gateway{opts: opts, cfg: opts.Config, log: opts.Logger, counters: &Counters{}}
+	g.j = opts.Journal
+	if g.j == nil {
+		j, err := OpenJournal(opts.Config.Storage, opts.Logger)
+		if err != nil {
+			return nil, err
+		}
+		g.j = j
+	}
+	g.sys = actor.NewActorSystem(actor.WithLoggerFactory(slogFactory(opts.Logger)),
+		actor.WithDeveloperSupervisionLogging(false))
+	g.strategy = supervisor.NewStrategy(
+		supervisor.WithBackoff(100*time.Millisecond, 30*time.Second),
+		supervisor.WithCrashLoop(5, time.Minute),
+		supervisor.WithEvents(g.onSupervisorEvent),
+	)
+	// The root only spawns; all long-lived state is in its children.
+	rootProps := actor.PropsFromFunc(func(ctx actor.Context) {
+		if r, ok := ctx.Message().(*spawnRequest); ok {
+			pid, err := ctx.SpawnNamed(r.props, r.name)
+			ctx.Respond(&spawnReply{pid: pid, err: err})
+		}
+	},
+		actor.WithGuardian(g.strategy), actor.WithSupervisor(g.strategy))
+	root, err := g.sys.Root.SpawnNamed(rootProps, "gateway")
+	if err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
+	g.root = root
+	// protoactor can only spawn a child from inside its parent, so the root
+	// answers spawn requests; that keeps every actor under one supervised tree.
+	g.registry = g.spawnChild("registry", actor.PropsFromProducer(func() actor.Actor { return &registryActor{} },
+		g.mailboxOpt(deviceMailbox, "registry")))
+	g.journal = g.spawnChild("journal", actor.PropsFromProducer(func() actor.Actor {
+		return &journalActor{j: g.j, uplink: func() *actor.PID { return g.uplink }, log: g.log.With().Str("actor", "journal").Logger(), counters: g.counters}
+	}, g.mailboxOpt(journalMailbox, "journal"), g.panicLog()))
+	g.uplink = g.spawnChild("uplink", actor.PropsFromProducer(func() actor.Actor {
+		return &uplinkActor{g: g, j: g.j, log: g.log.With().Str("actor", "uplink").Logger(), qos: 1, readBat: g.cfg.Storage.ReadBatch}
+	}, g.mailboxOpt(uplinkMailbox, "uplink"), g.panicLog()))
+	for _, c := range g.cfg.Connectors {
+		first := true
+		c := c
+		log := g.log.With().Str("connector", c.Name).Logger()
+		props := actor.PropsFromProducer(func() actor.Actor {
+			return &connectorActor{cfg: c, g: g, log: log, first: &first}
+		}, g.mailboxOpt(deviceMailbox, "connector"), actor.WithSupervisor(g.strategy), g.panicLog())
+		g.connectors = append(g.connectors, g.spawnChild("connector/"+c.Name, props))
+	}
+	return g, nil
+}
+
+type spawnRequest struct {
+	name  string
+	props *actor.Props
+}
+
+type spawnReply struct {
+	pid *actor.PID
+	err error
+}
+
+func (*spawnRequest) ControlMessage() {}
+
+func (g *Gateway) spawnChild(name string, props *actor.Props) *actor.PID {
+	res, err := g.sys.Root.RequestFuture(g.root, &spawnRequest{name: name, props: props}, 10*time.Second).Result()
+	if err != nil {
+		panic(fmt.Sprintf("gateway: spawning %s: %v", name, err))
+	}
+	r := res.(*spawnReply)
+	if r.err != nil {
+		panic(fmt.Sprintf("gateway: spawning %s: %v", name, r.err))
+	}
+	return r.pid
+}
+
+func (g *Gateway) mailboxOpt(capacity int, kind string) actor.PropsOption {
+	return actor.WithMailbox(mailbox.Producer(
+		mailbox.WithCapacity(capacity),
+		mailbox.WithPolicy(mailbox.DropNewest),
+		mailbox.WithOnDrop(func(any) { g.counters.MailboxDrops.Add(1) }),
+	))
+}
+
+func (g *Gateway) panicLog() actor.PropsOption {
+	return actor.WithReceiverMiddleware(supervisor.PanicLogger(g.log))
+}
+
+func (g *Gateway) deviceProps(dev protocols.Device, connector string, log zerolog.Logger) *actor.Props {
+	return actor.PropsFromProducer(func() actor.Actor { return newDeviceActor(dev, connector, g, log) },
+		g.mailboxOpt(deviceMailbox, "device"), g.panicLog())
+}
+
+func (g *Gateway) onSupervisorEvent(ev supervisor.Event) {
+	if ev.Directive == actor.RestartDirective {
+		g.counters.Restarts.Add(1)
+	}
+	l := g.log.Warn()
+	if ev.Unhealthy {
+		l = g.log.Error()
+	}
+	l.Str("actor", ev.Child.Id).Str("directive", ev.Directive.String()).Int("restarts", ev.Restarts).
+		Dur("delay", ev.Delay).Bool("unhealthy", ev.Unhealthy).Interface("reason", fmt.Sprint(ev.Reason)).Msg("actor failed")
+}
+
+func (g *Gateway) onPlatformMessage(topic string, payload []byte) {
+	if g.opts.OnPlatformMessage != nil {
+		g.opts.OnPlatformMessage(topic, payload)
+		return
+	}
+	g.log.Debug().Str("topic", topic).Int("bytes", len(payload)).Msg("downlink message not handled yet")
+}
+
+// Counters exposes the live counters.
+func (g *Gateway) Counters() *Counters { return g.counters }
+
+// Journal exposes the journal (read-only use: stats).
+func (g *Gateway) Journal() persistence.Journal { return g.j }
+
+// Stop stops the tree in order: devices (with their connectors), a final
+// journal flush, a short drain of the uplink, the uplink, then the journal.
+func (g *Gateway) Stop(ctx context.Context) error {
+	for _, c := range g.connectors {
+		_ = g.sys.Root.StopFuture(c).Wait()
+	}
+	if _, err := g.sys.Root.RequestFuture(g.journal, &Flush{}, 2*time.Second).Result(); err != nil {
+		g.log.Warn().Err(err).Msg("final journal flush did not answer")
+	}
+	g.drain(ctx)
+	_ = g.sys.Root.StopFuture(g.uplink).Wait()
+	_ = g.sys.Root.StopFuture(g.journal).Wait()
+	_ = g.sys.Root.StopFuture(g.root).Wait()
+	st := g.j.Stats()
+	err := g.j.Close()
+	g.log.Info().Uint64("buffered", st.Depth).Msg("gateway stopped")
+	return err
+}
+
+// drain gives the uplink a moment to deliver what is journaled; whatever is
+// left stays in a durable journal for the next start.
+func (g *Gateway) drain(ctx context.Context) {
+	deadline := time.Now().Add(time.Second)
+	if d, ok := ctx.Deadline(); ok && time.Until(d) < 2*time.Second {
+		deadline = time.Now().Add(time.Until(d) / 3)
+	}
+	for g.j.Cursor() < g.j.LastSeq() && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// OpenJournal opens the journal the storage config asks for.
+func OpenJournal(s config.Storage, log zerolog.Logger) (persistence.Journal, error) {
+	if s.Note != "" {
+		log.Info().Msg(s.Note)
+	}
+	opts := persistence.Options{
+		Limits: persistence.Limits{MaxBytes: s.MaxBytes, MaxAge: s.MaxAge, MaxRecords: s.MaxRecords},
+		Logger: log.With().Str("component", "journal").Logger(),
+	}
+	if !s.Durable {
+		return persistence.OpenMemory(opts), nil
+	}
+	j, err := persistence.OpenBadger(s.Dir, opts)
+	if err != nil {
+		return nil, fmt.Errorf("open journal in %s: %w", s.Dir, err)
+	}
+	return j, nil
+}
+
+func (g *Gateway) platformConfig() platform.Config {
+	tb := g.cfg.ThingsBoard
+	return platform.Config{
+		Host: tb.Host, Port: tb.Port, QoS: tb.QoS, KeepAlive: tb.KeepAlive,
+		ClientID:   tb.Security.ClientID,
+		MaxPayload: tb.MaxPayloadSize,
+		Security: platform.Security{
+			Type: tb.Security.Type, AccessToken: tb.Security.AccessToken,
+			Username: tb.Security.Username, Password: tb.Security.Password,
+			CACert: tb.Security.CACert, Cert: tb.Security.Cert, PrivateKey: tb.Security.PrivateKey,
+			Insecure: tb.Security.Insecure,
+		},
+	}
+}

@@ -1,0 +1,89 @@
+package actors
+
+import (
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/rs/zerolog"
+
+	"github.com/industryos/gateway/persistence"
+)
+
+// maxGroup bounds one group commit so a burst cannot build an unbounded batch.
+const maxGroup = 8192
+
+type flushPending struct{}
+
+// journalActor group-commits events: an AppendEvents only buffers, and the
+// first one of a burst queues a flushPending behind itself, so everything that
+// arrived in the meantime is committed in one write.
+type journalActor struct {
+	j        persistence.Journal
+	uplink   func() *actor.PID
+	log      zerolog.Logger
+	counters *Counters
+
+	pending     [][]byte
+	flushQueued bool
+	buf         []byte
+	lastLog     time.Time
+}
+
+func (a *journalActor) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *AppendEvents:
+		for i := range m.Events {
+			start := len(a.buf)
+			a.buf = m.Events[i].AppendBinary(a.buf)
+			a.pending = append(a.pending, a.buf[start:len(a.buf):len(a.buf)])
+		}
+		if len(a.pending) >= maxGroup {
+			a.commit(ctx)
+		} else if !a.flushQueued && len(a.pending) > 0 {
+			a.flushQueued = true
+			ctx.Send(ctx.Self(), &flushPending{})
+		}
+	case *flushPending:
+		a.flushQueued = false
+		a.commit(ctx)
+	case *Flush:
+		a.commit(ctx)
+		ctx.Respond(&Flushed{Last: a.j.LastSeq()})
+	case *Ack:
+		if err := a.j.Ack(m.UpTo); err != nil {
+			a.log.Error().Err(err).Uint64("seq", m.UpTo).Msg("journal ack failed; records will be re-sent")
+		}
+	case *actor.Stopping, *actor.Restarting:
+		// Whatever is buffered was handed to us; commit it before going away.
+		a.commit(ctx)
+	}
+}
+
+func (a *journalActor) commit(ctx actor.Context) {
+	if len(a.pending) == 0 {
+		return
+	}
+	n := len(a.pending)
+	_, last, err := a.j.Append(a.pending)
+	if err != nil {
+		a.counters.EventsLost.Add(uint64(n))
+		a.counters.JournalErrors.Add(1)
+		if time.Since(a.lastLog) > 10*time.Second {
+			a.lastLog = time.Now()
+			a.log.Error().Err(err).Int("events", n).Msg("journal append failed; events dropped")
+		}
+	} else {
+		a.counters.EventsJournaled.Add(uint64(n))
+		if up := a.uplink(); up != nil {
+			ctx.Send(up, &JournalAppended{Last: last})
+		}
+	}
+	clear(a.pending)
+	a.pending = a.pending[:0]
+	// Keep a modest buffer; drop a huge one so a burst does not pin memory.
+	if cap(a.buf) > 4<<20 {
+		a.buf = nil
+	} else {
+		a.buf = a.buf[:0]
+	}
+}

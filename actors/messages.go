@@ -1,0 +1,59 @@
+// Package actors is the gateway's runtime: a supervised protoactor tree that
+// drives any registered protocol, journals every event and delivers it to the
+// platform. Protocol, journal, mailbox and supervision code live in their own
+// packages; this package only wires them together.
+package actors
+
+import (
+	"github.com/industryos/gateway/protocols"
+)
+
+// AppendEvents asks the journal to commit events. Device actors send it; the
+// events are accepted once the journal has committed them.
+type AppendEvents struct {
+	Events []protocols.Event
+}
+
+// JournalAppended tells the uplink that records up to Last are committed.
+type JournalAppended struct{ Last uint64 }
+
+// Ack tells the journal the platform acknowledged every record up to UpTo.
+type Ack struct{ UpTo uint64 }
+
+// Flush asks the journal to commit everything pending; it responds Flushed.
+type Flush struct{}
+
+// Flushed answers Flush.
+type Flushed struct{ Last uint64 }
+
+// ControlMessage marks Flush as a control message so it is not queued behind data.
+func (*Flush) ControlMessage() {}
+
+// DeviceConnected is sent to the registry when a device first answers.
+type DeviceConnected struct {
+	Device    string
+	Type      string
+	Connector string
+}
+
+// DeviceDisconnected is sent to the registry when a device is given up on.
+type DeviceDisconnected struct {
+	Device    string
+	Connector string
+}
+
+// ListDevices asks the registry for the connected devices; it responds DeviceList.
+type ListDevices struct{}
+
+// ControlMessage marks ListDevices as a control message.
+func (*ListDevices) ControlMessage() {}
+
+// DeviceList answers ListDevices.
+type DeviceList struct{ Devices []DeviceConnected }
+
+// connectionUp and connectionDown come from the platform client's callbacks.
+type connectionUp struct{}
+type connectionDown struct{ err error }
+
+func (*connectionUp) ControlMessage()   {}
+func (*connectionDown) ControlMessage() {}

@@ -1,0 +1,339 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/rs/zerolog"
+
+	"github.com/industryos/gateway/persistence"
+	"github.com/industryos/gateway/protocols"
+	"github.com/industryos/gateway/protocols/platform"
+)
+
+// Uplink tuning. A chunk is one journal read; its messages are published
+// concurrently and the chunk is acknowledged once every one of them was
+// PUBACKed and every earlier chunk was too.
+const (
+	maxChunks      = 8
+	chunkBytes     = 256 << 10
+	publishWorkers = 16
+	jobQueue       = 4096
+	pumpInterval   = time.Second
+)
+
+type chunk struct {
+	last    uint64 // highest seq in the chunk; 0 for the reconnect preamble
+	pending int
+	failed  bool
+	held    []platform.Message // sent once the connect messages are acked
+	values  int
+}
+
+type job struct {
+	c   *chunk
+	msg platform.Message
+}
+
+type publishDone struct {
+	c     *chunk
+	msg   platform.Message
+	err   error
+	start time.Time
+}
+
+type pumpTick struct{ owner *uplinkActor }
+
+// publishDone must never be dropped by a full mailbox, or its chunk would
+// never complete; the number in flight is bounded by jobQueue anyway.
+func (*publishDone) ControlMessage() {}
+
+// uplinkActor streams the journal to the platform. It is the only place that
+// acknowledges journal records, and only for records whose messages were all
+// PUBACKed; anything else is re-read and re-sent (at-least-once).
+type uplinkActor struct {
+	g       *Gateway
+	j       persistence.Journal
+	log     zerolog.Logger
+	client  *platform.Client
+	qos     byte
+	readBat int
+
+	self      *actor.PID
+	jobs      chan job
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	ticker    *time.Ticker
+	stopTick  chan struct{}
+	connected bool
+	resetting bool
+	inflight  int
+	readPos   uint64
+	ackPos    uint64
+	chunks    []*chunk
+	preamble  *chunk
+	known     map[string]string // device → type, re-announced after a reconnect
+	packBuf   []platform.Message
+	events    []protocols.Event
+}
+
+func (u *uplinkActor) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		u.start(ctx)
+	case *JournalAppended, *pumpTick:
+		if t, ok := m.(*pumpTick); ok && t.owner != u {
+			return
+		}
+		u.pump(ctx)
+	case *connectionUp:
+		u.connected = true
+		u.g.counters.Reconnects.Add(1)
+		u.log.Info().Msg("platform connected")
+		u.announce()
+		u.pump(ctx)
+	case *connectionDown:
+		if u.connected {
+			u.log.Warn().Err(m.err).Msg("platform connection lost; data stays in the journal")
+		}
+		u.connected = false
+		u.resetting = u.resetting || u.inflight > 0 || len(u.chunks) > 0
+		u.maybeReset(ctx)
+	case *publishDone:
+		u.done(ctx, m)
+	case *actor.Stopping, *actor.Restarting:
+		u.stop()
+	}
+}
+
+func (u *uplinkActor) start(ctx actor.Context) {
+	u.self = ctx.Self()
+	u.known = map[string]string{}
+	u.readPos = u.j.Cursor()
+	u.ackPos = u.readPos
+	u.jobs = make(chan job, jobQueue)
+	runCtx, cancel := context.WithCancel(context.Background())
+	u.cancel = cancel
+	sys, self := u.g.sys, ctx.Self()
+	client, err := platform.New(u.g.platformConfig(), platform.Options{
+		Logger:           u.log,
+		OnConnectionUp:   func() { sys.Root.Send(self, &connectionUp{}) },
+		OnConnectionDown: func(err error) { sys.Root.Send(self, &connectionDown{err: err}) },
+		OnMessage:        u.g.onPlatformMessage,
+	})
+	if err != nil {
+		panic(err)
+	}
+	u.client = client
+	for i := 0; i < publishWorkers; i++ {
+		u.wg.Add(1)
+		go u.worker(runCtx, sys, self)
+	}
+	if err := client.Start(runCtx); err != nil {
+		panic(err)
+	}
+	u.ticker = time.NewTicker(pumpInterval)
+	u.stopTick = make(chan struct{})
+	tick := &pumpTick{owner: u}
+	go func(t *time.Ticker, stop chan struct{}) {
+		for {
+			select {
+			case <-t.C:
+				sys.Root.Send(self, tick)
+			case <-stop:
+				return
+			}
+		}
+	}(u.ticker, u.stopTick)
+}
+
+func (u *uplinkActor) stop() {
+	if u.ticker != nil {
+		u.ticker.Stop()
+		close(u.stopTick)
+		u.ticker = nil
+	}
+	if u.cancel != nil {
+		u.cancel()
+	}
+	if u.client != nil {
+		cctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_ = u.client.Close(cctx)
+		cancel()
+		u.client = nil
+	}
+	if u.jobs != nil {
+		close(u.jobs)
+		u.wg.Wait()
+		u.jobs = nil
+	}
+}
+
+// worker publishes one message at a time; several workers give several
+// messages in flight, bounded further by the broker's Receive Maximum inside paho.
+func (u *uplinkActor) worker(ctx context.Context, sys *actor.ActorSystem, self *actor.PID) {
+	defer u.wg.Done()
+	for jb := range u.jobs {
+		start := time.Now()
+		var err error
+		if ctx.Err() != nil {
+			err = ctx.Err()
+		} else {
+			pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			err = u.client.Publish(pctx, jb.msg.Topic, jb.msg.Payload, u.qos)
+			cancel()
+		}
+		sys.Root.Send(self, &publishDone{c: jb.c, msg: jb.msg, err: err, start: start})
+	}
+}
+
+// announce re-sends connect for every known device before any data, as the
+// platform may have forgotten the session.
+func (u *uplinkActor) announce() {
+	if len(u.known) == 0 {
+		return
+	}
+	c := &chunk{}
+	for dev, typ := range u.known {
+		c.pending++
+		u.enqueue(c, platform.Message{Topic: platform.TopicConnect, Payload: platform.ConnectPayload(dev, typ)})
+	}
+	u.preamble = c
+}
+
+func (u *uplinkActor) enqueue(c *chunk, m platform.Message) {
+	u.inflight++
+	u.jobs <- job{c: c, msg: m}
+}
+
+func (u *uplinkActor) pump(ctx actor.Context) {
+	for u.connected && !u.resetting && u.preamble == nil && len(u.chunks) < maxChunks {
+		if len(u.jobs) > jobQueue/2 {
+			return
+		}
+		recs, err := u.j.Read(u.readPos, u.readBat, chunkBytes)
+		if err != nil {
+			u.log.Error().Err(err).Msg("journal read failed")
+			return
+		}
+		if len(recs) == 0 {
+			return
+		}
+		u.events = u.events[:0]
+		for _, r := range recs {
+			ev, err := protocols.DecodeEvent(r.Data)
+			if err != nil {
+				u.g.counters.CorruptRecords.Add(1)
+				u.log.Error().Err(err).Uint64("seq", r.Seq).Msg("skipping corrupt journal record")
+				continue
+			}
+			switch ev.Kind {
+			case protocols.EventConnect:
+				u.known[ev.Device] = ev.DeviceType
+			case protocols.EventDisconnect:
+				delete(u.known, ev.Device)
+			}
+			u.events = append(u.events, ev)
+		}
+		u.readPos = recs[len(recs)-1].Seq
+		c := &chunk{last: u.readPos}
+		u.packBuf = platform.Pack(u.events, u.client.Limits().MaxPayload, u.packBuf[:0])
+		// Connect messages go first and alone, so the platform creates a
+		// device with its profile before telemetry could create it as "default".
+		var rest []platform.Message
+		for _, m := range u.packBuf {
+			if m.Topic == platform.TopicConnect {
+				c.pending++
+			} else {
+				rest = append(rest, m)
+			}
+		}
+		u.chunks = append(u.chunks, c)
+		if c.pending > 0 {
+			c.held = rest
+			for _, m := range u.packBuf {
+				if m.Topic == platform.TopicConnect {
+					u.enqueue(c, m)
+				}
+			}
+		} else {
+			u.release(c, rest)
+		}
+		if c.pending == 0 {
+			u.advance(ctx)
+		}
+	}
+}
+
+func (u *uplinkActor) release(c *chunk, msgs []platform.Message) {
+	for _, m := range msgs {
+		c.pending++
+		u.enqueue(c, m)
+	}
+}
+
+func (u *uplinkActor) done(ctx actor.Context, m *publishDone) {
+	u.inflight--
+	m.c.pending--
+	var rej *platform.RejectedError
+	switch {
+	case m.err == nil:
+		u.g.counters.MessagesSent.Add(1)
+		u.g.counters.ValuesDelivered.Add(uint64(m.msg.Values))
+	case errors.As(m.err, &rej):
+		// The platform will never take this message; retrying would block
+		// the journal forever, so it is counted and logged as a drop.
+		u.g.counters.PlatformRejected.Add(1)
+		u.log.Error().Err(m.err).Str("topic", m.msg.Topic).Int("values", m.msg.Values).Msg("platform rejected message; dropped")
+	default:
+		u.g.counters.PublishFailures.Add(1)
+		m.c.failed = true
+		u.resetting = true
+	}
+	if m.c == u.preamble && m.c.pending == 0 {
+		u.preamble = nil
+	}
+	if m.c.pending == 0 && m.c.held != nil && !m.c.failed {
+		held := m.c.held
+		m.c.held = nil
+		u.release(m.c, held)
+	}
+	u.advance(ctx)
+	u.maybeReset(ctx)
+	u.pump(ctx)
+}
+
+// advance acknowledges the longest prefix of fully delivered chunks.
+func (u *uplinkActor) advance(ctx actor.Context) {
+	acked := u.ackPos
+	for len(u.chunks) > 0 {
+		c := u.chunks[0]
+		if c.pending > 0 || c.failed || c.held != nil {
+			break
+		}
+		acked = c.last
+		u.chunks = u.chunks[1:]
+	}
+	if acked > u.ackPos {
+		u.ackPos = acked
+		ctx.Send(u.g.journal, &Ack{UpTo: acked})
+	}
+}
+
+// maybeReset rewinds to the last acknowledged record once nothing is in
+// flight, so everything not PUBACKed is read and sent again.
+func (u *uplinkActor) maybeReset(ctx actor.Context) {
+	if !u.resetting || u.inflight > 0 {
+		return
+	}
+	u.resetting = false
+	u.chunks = nil
+	u.preamble = nil
+	u.readPos = u.ackPos
+	if u.connected {
+		u.pump(ctx)
+	}
+}

@@ -1,0 +1,171 @@
+// Command iotgw is the IndustryOS IoT gateway.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/mattn/go-isatty"
+	"github.com/rs/zerolog"
+
+	"github.com/industryos/gateway/actors"
+	"github.com/industryos/gateway/protocols/config"
+
+	_ "github.com/industryos/gateway/protocols/all"
+)
+
+// version is set with -ldflags "-X main.version=...".
+var version = "dev"
+
+const usage = `iotgw — IndustryOS IoT edge gateway
+
+usage:
+  iotgw run   -c tb_gateway.json   run the gateway
+  iotgw check -c tb_gateway.json   validate the config and print every problem
+  iotgw demo                       run a self-contained demo (Modbus simulator + embedded broker)
+  iotgw sim modbus [flags]         run the Modbus TCP device simulator alone
+  iotgw version
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "run":
+		return cmdRun(args[1:], stderr)
+	case "check":
+		return cmdCheck(args[1:], stdout, stderr)
+	case "demo":
+		return cmdDemo(args[1:], stdout, stderr)
+	case "sim":
+		return cmdSim(args[1:], stdout, stderr)
+	case "version", "--version", "-v":
+		fmt.Fprintln(stdout, "iotgw", version)
+		return 0
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "iotgw: unknown command %q\n\n%s", args[0], usage)
+	return 2
+}
+
+// newLogger writes JSON when stderr is not a terminal (a service, a container)
+// and a readable console format when a person is watching.
+func newLogger(w io.Writer, level string) (zerolog.Logger, error) {
+	lvl, err := zerolog.ParseLevel(level)
+	if err != nil || level == "" {
+		return zerolog.Nop(), fmt.Errorf("unknown log level %q (want one of: trace, debug, info, warn, error)", level)
+	}
+	out := w
+	if f, ok := w.(*os.File); ok && isatty.IsTerminal(f.Fd()) {
+		out = zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly}
+	}
+	return zerolog.New(out).Level(lvl).With().Timestamp().Logger(), nil
+}
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+func printProblems(w io.Writer, cfg *config.Gateway) {
+	if cfg == nil || cfg.Problems == nil {
+		return
+	}
+	for _, p := range cfg.Problems.List {
+		fmt.Fprintln(w, p.String())
+	}
+}
+
+func cmdCheck(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("check", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("c", "tb_gateway.json", "main config file (JSON or YAML)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	cfg, err := config.Load(*path, os.Getenv)
+	printProblems(stderr, cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: invalid configuration\n", *path)
+		return 1
+	}
+	for _, c := range cfg.Connectors {
+		fmt.Fprintf(stdout, "connector %q (%s): %d devices\n", c.Name, c.Type, len(c.Connector.Devices()))
+	}
+	fmt.Fprintf(stdout, "%s: OK\n", *path)
+	return 0
+}
+
+func cmdRun(args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("c", "tb_gateway.json", "main config file (JSON or YAML)")
+	level := fs.String("log-level", envOr("IOTGW_LOG_LEVEL", "info"), "log level")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	log, err := newLogger(stderr, *level)
+	if err != nil {
+		fmt.Fprintln(stderr, "iotgw:", err)
+		return 2
+	}
+	cfg, err := config.Load(*path, os.Getenv)
+	if err != nil {
+		printProblems(stderr, cfg)
+		fmt.Fprintf(stderr, "%s: invalid configuration, not starting\n", *path)
+		return 1
+	}
+	for _, p := range cfg.Problems.Warnings() {
+		log.Warn().Msg(p.String())
+	}
+	gw, err := actors.Start(actors.Options{Config: cfg, Logger: log})
+	if err != nil {
+		log.Error().Err(err).Msg("cannot start")
+		return 1
+	}
+	log.Info().Str("version", version).Str("config", *path).Int("connectors", len(cfg.Connectors)).Msg("gateway started")
+	return waitAndStop(gw, log)
+}
+
+// waitAndStop blocks until SIGINT/SIGTERM and stops the tree in order; a second
+// signal, or the 5 s budget running out, exits at once.
+func waitAndStop(gw *actors.Gateway, log zerolog.Logger) int {
+	sig := make(chan os.Signal, 2)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	s := <-sig
+	log.Info().Str("signal", s.String()).Msg("stopping")
+	ctx, cancel := context.WithTimeout(context.Background(), 4500*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- gw.Stop(ctx) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			log.Error().Err(err).Msg("stop")
+			return 1
+		}
+		return 0
+	case <-sig:
+		log.Warn().Msg("second signal: exiting now")
+		return 1
+	case <-ctx.Done():
+		log.Error().Msg("stop took too long; exiting")
+		return 1
+	}
+}

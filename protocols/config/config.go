@@ -1,0 +1,438 @@
+// Package config loads the upstream gateway's main file (tb_gateway.json or
+// YAML) and its connector files, applies TB_GW_* environment overrides and
+// validates everything, collecting every problem with its file and path.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/industryos/gateway/protocols"
+	"github.com/industryos/gateway/protocols/report"
+	"github.com/industryos/gateway/protocols/spec"
+)
+
+// Security holds the platform credentials (thingsboard.security).
+type Security struct {
+	Type        string // accessToken | tlsAccessToken | usernamePassword | x509Certificate
+	AccessToken string
+	ClientID    string
+	Username    string
+	Password    string
+	CACert      string // file path
+	Cert        string // file path
+	PrivateKey  string // file path
+	Insecure    bool
+}
+
+// ThingsBoard is the platform connection (the thingsboard section).
+type ThingsBoard struct {
+	Host                string
+	Port                int
+	QoS                 byte
+	KeepAlive           time.Duration
+	Security            Security
+	MaxPayloadSize      int
+	MinPackSendDelay    time.Duration
+	Report              protocols.ReportStrategy
+	RemoteConfiguration bool
+	StatsPeriod         time.Duration
+}
+
+// Storage is the journal configuration after mapping upstream storage types.
+type Storage struct {
+	UpstreamType string // memory | file | sqlite | badger
+	Durable      bool   // false: the memory journal
+	Dir          string // badger directory
+	MaxRecords   int64
+	MaxBytes     int64
+	MaxAge       time.Duration
+	ReadBatch    int
+	// Note explains how an upstream storage type was mapped; logged once at start.
+	Note string
+}
+
+// Connector is one entry of the connectors list, already built by its protocol.
+type Connector struct {
+	Name      string
+	Type      string
+	File      string // path of the connector file
+	Connector protocols.Connector
+	// Build rebuilds the connector from the same config; the connector actor
+	// calls it on every (re)start so a restart starts from a clean state.
+	Build func() (protocols.Connector, error)
+}
+
+// Gateway is the whole validated configuration.
+type Gateway struct {
+	File        string
+	ThingsBoard ThingsBoard
+	Storage     Storage
+	Connectors  []Connector
+	Problems    *spec.Problems
+}
+
+// Load reads and validates the main file and every connector file. It returns
+// the config and all problems; err is non-nil when there is any error (the
+// warnings are in cfg.Problems either way). getenv is os.Getenv in production.
+func Load(path string, getenv func(string) string) (*Gateway, error) {
+	ps := &spec.Problems{}
+	g := &Gateway{File: path, Problems: ps}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		ps.Errorf(path, "", "cannot read: %v", unwrapPath(err))
+		return g, ps.Err()
+	}
+	root := parseAny(ps, filepath.Base(path), raw, isYAML(path))
+	if root == nil {
+		return g, ps.Err()
+	}
+	dir := filepath.Dir(path)
+	g.ThingsBoard = parseThingsBoard(root, getenv)
+	g.Storage = parseStorage(root, dir)
+	root.Known("grpc", "logs", "connectors")
+	g.Connectors = parseConnectors(root, dir, g.ThingsBoard.Report)
+	root.Done()
+	return g, ps.Err()
+}
+
+func unwrapPath(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+func isYAML(path string) bool {
+	ext := strings.ToLower(filepath.Ext(path))
+	return ext == ".yaml" || ext == ".yml"
+}
+
+// parseAny parses JSON or YAML into an Obj.
+func parseAny(ps *spec.Problems, file string, raw []byte, asYAML bool) *spec.Obj {
+	if !asYAML {
+		return spec.Parse(ps, file, raw)
+	}
+	var m map[string]any
+	if err := yaml.Unmarshal(raw, &m); err != nil {
+		ps.Errorf(file, "", "invalid YAML: %v", err)
+		return nil
+	}
+	if m == nil {
+		ps.Errorf(file, "", "expected a mapping at the top level")
+		return nil
+	}
+	return spec.New(ps, file, "", normalizeYAML(m).(map[string]any))
+}
+
+// normalizeYAML turns yaml.v3's map[any]any (non-string keys) into the
+// map[string]any shape the JSON path uses.
+func normalizeYAML(v any) any {
+	switch t := v.(type) {
+	case map[string]any:
+		for k, x := range t {
+			t[k] = normalizeYAML(x)
+		}
+		return t
+	case map[any]any:
+		m := make(map[string]any, len(t))
+		for k, x := range t {
+			m[fmt.Sprint(k)] = normalizeYAML(x)
+		}
+		return m
+	case []any:
+		for i, x := range t {
+			t[i] = normalizeYAML(x)
+		}
+	}
+	return v
+}
+
+var securityTypes = []string{"accessToken", "tlsAccessToken", "usernamePassword", "x509Certificate"}
+
+func parseThingsBoard(root *spec.Obj, getenv func(string) string) ThingsBoard {
+	tb := ThingsBoard{Port: 1883, QoS: 1, KeepAlive: 120 * time.Second, MaxPayloadSize: 8196,
+		MinPackSendDelay: 50 * time.Millisecond, StatsPeriod: 60 * time.Second}
+	o := root.Obj("thingsboard")
+	if o == nil {
+		if !root.Has("thingsboard") {
+			root.Errorf("thingsboard", "is required")
+		}
+		o = spec.New(root.Problems(), root.File(), "thingsboard", map[string]any{})
+	}
+	applyEnv(o, getenv)
+	tb.Host = o.RequiredStr("host")
+	tb.Port = int(o.IntRange("port", 1883, 1, 65535))
+	tb.QoS = byte(o.IntRange("qos", 1, 0, 1))
+	tb.KeepAlive = time.Duration(o.IntRange("keep_alive", 120, 1, 65535)) * time.Second
+	tb.MaxPayloadSize = int(o.IntRange("maxPayloadSizeBytes", 8196, 256, 256<<20))
+	tb.MinPackSendDelay = time.Duration(o.IntRange("minPackSendDelayMS", 50, 0, 60000)) * time.Millisecond
+	tb.RemoteConfiguration = o.Bool("remoteConfiguration", false)
+	tb.Report = report.Parse(o)
+	if st := o.Obj("statistics"); st != nil {
+		tb.StatsPeriod = time.Duration(st.IntRange("statsSendPeriodInSeconds", 60, 1, 86400)) * time.Second
+		st.Known("enable", "enableCustom", "customStatsSendPeriodInSeconds", "configuration", "commands")
+		st.Done()
+	}
+	// Accepted for compatibility; later issues give them meaning.
+	o.Known("remoteShell", "latencyDebugMode", "deviceFiltering", "minPackSizeToSend",
+		"checkConnectorsConfigurationInSeconds", "handleDeviceRenaming", "checkingDeviceActivity",
+		"syncDevicesSharedAttributesOnConnect", "rateLimits", "dpRateLimits", "messagesRateLimits",
+		"deviceMessagesRateLimits", "deviceRateLimits", "deviceDpRateLimits", "managerEnabled",
+		"provisioning", "proxy_host", "proxy_port")
+	tb.Security = parseSecurity(o)
+	o.Done()
+	return tb
+}
+
+func parseSecurity(o *spec.Obj) Security {
+	var s Security
+	so := o.Obj("security")
+	if so == nil {
+		if !o.Has("provisioning") {
+			o.Errorf("security", "is required (or set TB_GW_ACCESS_TOKEN)")
+		}
+		return s
+	}
+	s.AccessToken = so.Str("accessToken", "")
+	s.ClientID = so.Str("clientId", "")
+	s.Username = so.Str("username", "")
+	s.Password = so.Str("password", "")
+	s.CACert = so.Str("caCert", "")
+	s.Cert = so.Str("cert", "")
+	s.PrivateKey = so.Str("privateKey", "")
+	s.Insecure = so.Bool("insecure", false)
+	so.Known("checkCertPeriod", "certificateDaysLeft", "tls")
+	def := ""
+	switch {
+	case s.Cert != "" || s.PrivateKey != "":
+		def = "x509Certificate"
+	case s.Username != "" || s.Password != "":
+		def = "usernamePassword"
+	case s.AccessToken != "" && s.CACert != "":
+		def = "tlsAccessToken"
+	case s.AccessToken != "":
+		def = "accessToken"
+	}
+	s.Type = so.Enum("type", def, securityTypes...)
+	switch s.Type {
+	case "":
+		so.Errorf("", "no credentials: set accessToken, username/password or cert/privateKey")
+	case "accessToken", "tlsAccessToken":
+		if s.AccessToken == "" {
+			so.Errorf("accessToken", "is required for security type %q", s.Type)
+		}
+		if s.Type == "tlsAccessToken" && s.CACert == "" {
+			so.Errorf("caCert", "is required for security type %q", s.Type)
+		}
+	case "usernamePassword":
+		if s.Username == "" && s.ClientID == "" {
+			so.Errorf("username", "is required for security type %q", s.Type)
+		}
+	case "x509Certificate":
+		if s.Cert == "" {
+			so.Errorf("cert", "is required for security type %q", s.Type)
+		}
+		if s.PrivateKey == "" {
+			so.Errorf("privateKey", "is required for security type %q", s.Type)
+		}
+	}
+	for _, f := range []struct{ key, path string }{{"caCert", s.CACert}, {"cert", s.Cert}, {"privateKey", s.PrivateKey}} {
+		if f.path == "" {
+			continue
+		}
+		if _, err := os.Stat(f.path); err != nil {
+			so.Errorf(f.key, "cannot read %q: %v", f.path, unwrapPath(err))
+		}
+	}
+	so.Done()
+	return s
+}
+
+// envMap lists the TB_GW_* variables and where they land in the thingsboard section.
+var envMap = []struct{ env, key string }{
+	{"TB_GW_HOST", "host"},
+	{"TB_GW_PORT", "port"},
+	{"TB_GW_SECURITY_TYPE", "security.type"},
+	{"TB_GW_ACCESS_TOKEN", "security.accessToken"},
+	{"TB_GW_CA_CERT", "security.caCert"},
+	{"TB_GW_PRIVATE_KEY", "security.privateKey"},
+	{"TB_GW_CERT", "security.cert"},
+	{"TB_GW_CLIENT_ID", "security.clientId"},
+	{"TB_GW_USERNAME", "security.username"},
+	{"TB_GW_PASSWORD", "security.password"},
+	{"TB_GW_PROXY_HOST", "proxy_host"},
+	{"TB_GW_PROXY_PORT", "proxy_port"},
+}
+
+// applyEnv writes environment overrides into the raw section before it is
+// decoded, so they go through exactly the same validation as file values.
+func applyEnv(o *spec.Obj, getenv func(string) string) {
+	if getenv == nil {
+		return
+	}
+	m := o.Raw()
+	for _, e := range envMap {
+		v := getenv(e.env)
+		if v == "" {
+			continue
+		}
+		target, key := m, e.key
+		if sec, rest, ok := strings.Cut(e.key, "."); ok {
+			sm, _ := m[sec].(map[string]any)
+			if sm == nil {
+				sm = map[string]any{}
+				m[sec] = sm
+			}
+			target, key = sm, rest
+		}
+		target[key] = v
+	}
+	// Setting a credential through the environment switches the type unless
+	// the type was also given, as upstream does.
+	if getenv("TB_GW_SECURITY_TYPE") == "" {
+		if sm, _ := m["security"].(map[string]any); sm != nil {
+			switch {
+			case getenv("TB_GW_CERT") != "":
+				sm["type"] = "x509Certificate"
+			case getenv("TB_GW_USERNAME") != "":
+				sm["type"] = "usernamePassword"
+			case getenv("TB_GW_ACCESS_TOKEN") != "":
+				if _, ok := sm["caCert"]; ok {
+					sm["type"] = "tlsAccessToken"
+				} else {
+					sm["type"] = "accessToken"
+				}
+			}
+		}
+	}
+}
+
+func parseStorage(root *spec.Obj, dir string) Storage {
+	s := Storage{UpstreamType: "memory", MaxRecords: 100000, ReadBatch: 1000}
+	o := root.Obj("storage")
+	if o == nil {
+		s.Note = "no storage section: using the memory journal (data is lost on restart)"
+		return s
+	}
+	s.UpstreamType = o.Enum("type", "memory", "memory", "file", "sqlite", "badger")
+	abs := func(p string) string {
+		if p == "" || filepath.IsAbs(p) {
+			return p
+		}
+		return filepath.Join(dir, p)
+	}
+	switch s.UpstreamType {
+	case "memory":
+		s.ReadBatch = int(o.IntRange("read_records_count", 1000, 1, 1_000_000))
+		s.MaxRecords = o.IntRange("max_records_count", 100000, 1, 1<<40)
+		s.Note = "storage type memory: using the memory journal (data is lost on restart)"
+	case "file":
+		s.Durable = true
+		s.Dir = abs(o.Str("data_folder_path", "./data/"))
+		files := o.IntRange("max_file_count", 5, 1, 1<<20)
+		per := o.IntRange("max_records_per_file", 3, 1, 1<<30)
+		s.ReadBatch = int(o.IntRange("max_read_records_count", 1000, 1, 1_000_000))
+		o.Known("max_records_between_fsync")
+		s.MaxRecords = files * per
+		s.Note = fmt.Sprintf("storage type file: using the Badger journal in %s, bounded to %d records (max_file_count × max_records_per_file)", s.Dir, s.MaxRecords)
+	case "sqlite":
+		s.Durable = true
+		s.Dir = abs(o.Str("data_file_path", "./data/"))
+		s.ReadBatch = int(o.IntRange("max_read_records_count", 1000, 1, 1_000_000))
+		sizeMB := o.IntRange("size_limit", 1024, 1, 1<<30)
+		dbs := o.IntRange("max_db_amount", 10, 1, 1<<20)
+		days := o.IntRange("messages_ttl_in_days", 7, 0, 36500)
+		o.Known("messages_ttl_check_in_hours", "writing_batch_size", "oversize_check_period")
+		s.MaxBytes = sizeMB * dbs << 20
+		s.MaxAge = time.Duration(days) * 24 * time.Hour
+		s.Note = fmt.Sprintf("storage type sqlite: using the Badger journal in %s, bounded to %d MB (size_limit × max_db_amount) and %d days", s.Dir, s.MaxBytes>>20, days)
+	case "badger":
+		s.Durable = true
+		s.Dir = abs(o.Str("path", "./data/"))
+		s.ReadBatch = int(o.IntRange("read_records_count", 1000, 1, 1_000_000))
+		s.MaxRecords = o.IntRange("max_records", 0, 0, 1<<50)
+		s.MaxBytes = o.IntRange("max_bytes", 1<<30, 0, 1<<50)
+		s.MaxAge = time.Duration(o.IntRange("max_age_hours", 7*24, 0, 1<<20)) * time.Hour
+		s.Note = "storage type badger: using the Badger journal in " + s.Dir
+	}
+	o.Done()
+	return s
+}
+
+func parseConnectors(root *spec.Obj, dir string, global protocols.ReportStrategy) []Connector {
+	var out []Connector
+	names := map[string]string{}
+	for _, co := range root.List("connectors") {
+		name := co.RequiredStr("name")
+		typ := co.RequiredStr("type")
+		file := co.RequiredStr("configuration")
+		co.Known("class", "key", "useGRPCForce", "id", "sendDataOnlyOnChange", "logLevel", "enableRemoteLogging", "configVersion")
+		co.Done()
+		if name != "" {
+			if prev, dup := names[name]; dup {
+				co.Errorf("name", "duplicate connector name %q (also at %s)", name, prev)
+			}
+			names[name] = co.Path()
+		}
+		if typ == "" || file == "" {
+			continue
+		}
+		factory, ok := protocols.Lookup(typ)
+		if !ok {
+			co.Errorf("type", "unknown connector type %q (want one of: %s)", typ, strings.Join(protocols.Types(), ", "))
+			continue
+		}
+		path := file
+		if !filepath.IsAbs(path) {
+			path = filepath.Join(dir, path)
+		}
+		c := Connector{Name: name, Type: typ, File: path}
+		build := func(ps *spec.Problems) (protocols.Connector, error) {
+			raw, err := os.ReadFile(path)
+			if err != nil {
+				ps.Errorf(file, "", "cannot read connector %q configuration: %v", name, unwrapPath(err))
+				return nil, ps.Err()
+			}
+			obj := spec.Parse(ps, filepath.Base(path), raw)
+			if obj == nil {
+				return nil, ps.Err()
+			}
+			conn, err := factory(protocols.ConnectorConfig{Name: name, Type: typ, Config: obj, Report: global})
+			if err == nil && ps.HasErrors() {
+				err = ps.Err()
+			}
+			return conn, err
+		}
+		conn, err := build(root.Problems())
+		if err != nil {
+			// The factory's problems are already collected; a factory error
+			// without recorded problems still needs a line.
+			if !root.Problems().HasErrors() {
+				co.Errorf("configuration", "%v", err)
+			}
+			continue
+		}
+		c.Connector = conn
+		c.Build = func() (protocols.Connector, error) { return build(&spec.Problems{}) }
+		out = append(out, c)
+	}
+	return out
+}
+
+// ParsePort is a helper for flags and env values.
+func ParsePort(s string) (int, error) {
+	p, err := strconv.Atoi(s)
+	if err != nil || p < 1 || p > 65535 {
+		return 0, fmt.Errorf("port %q is not a number in 1..65535", s)
+	}
+	return p, nil
+}

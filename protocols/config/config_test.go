@@ -1,0 +1,107 @@
+package config
+
+import (
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	_ "github.com/industryos/gateway/protocols/modbus"
+)
+
+var update = flag.Bool("update", false, "rewrite expected.txt files")
+
+// TestGolden loads every testdata/<case>/tb_gateway.{json,yaml} and compares
+// the problems (errors and warnings, one per line) with expected.txt.
+func TestGolden(t *testing.T) {
+	dirs, err := os.ReadDir("testdata")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range dirs {
+		if !d.IsDir() {
+			continue
+		}
+		t.Run(d.Name(), func(t *testing.T) {
+			dir := filepath.Join("testdata", d.Name())
+			path := filepath.Join(dir, "tb_gateway.json")
+			if _, err := os.Stat(path); err != nil {
+				path = filepath.Join(dir, "tb_gateway.yaml")
+			}
+			cfg, _ := Load(path, func(string) string { return "" })
+			var lines []string
+			for _, p := range cfg.Problems.List {
+				lines = append(lines, p.String())
+			}
+			got := strings.Join(lines, "\n")
+			if len(lines) > 0 {
+				got += "\n"
+			}
+			want := filepath.Join(dir, "expected.txt")
+			if *update {
+				_ = os.WriteFile(want, []byte(got), 0o644)
+				return
+			}
+			raw, err := os.ReadFile(want)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != string(raw) {
+				t.Errorf("problems differ\n--- got\n%s--- want\n%s", got, raw)
+			}
+		})
+	}
+}
+
+func TestValidConfig(t *testing.T) {
+	cfg, err := Load("testdata/valid/tb_gateway.json", func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.ThingsBoard.Host != "platform.example.com" || cfg.ThingsBoard.Security.AccessToken != "YOUR_ACCESS_TOKEN" || cfg.ThingsBoard.Security.Type != "accessToken" {
+		t.Errorf("thingsboard: %+v", cfg.ThingsBoard)
+	}
+	if !cfg.Storage.Durable || cfg.Storage.MaxAge == 0 || cfg.Storage.MaxBytes != 1024*10<<20 {
+		t.Errorf("sqlite storage mapping: %+v", cfg.Storage)
+	}
+	if len(cfg.Connectors) != 1 || len(cfg.Connectors[0].Connector.Devices()) != 1 {
+		t.Fatalf("connectors: %+v", cfg.Connectors)
+	}
+	if n := cfg.Connectors[0].Connector.Devices()[0].Info().Name; n != "Temp Sensor" {
+		t.Errorf("device name %q", n)
+	}
+}
+
+func TestEnvOverrides(t *testing.T) {
+	env := map[string]string{"TB_GW_HOST": "override.example", "TB_GW_PORT": "8883", "TB_GW_USERNAME": "u", "TB_GW_PASSWORD": "p"}
+	cfg, err := Load("testdata/valid/tb_gateway.json", func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb := cfg.ThingsBoard
+	if tb.Host != "override.example" || tb.Port != 8883 || tb.Security.Type != "usernamePassword" || tb.Security.Username != "u" {
+		t.Errorf("env not applied: %+v", tb)
+	}
+	env = map[string]string{"TB_GW_PORT": "not-a-port"}
+	if _, err := Load("testdata/valid/tb_gateway.json", func(k string) string { return env[k] }); err == nil ||
+		!strings.Contains(err.Error(), `thingsboard.port: "not-a-port" is not an integer`) {
+		t.Errorf("bad TB_GW_PORT: %v", err)
+	}
+}
+
+func FuzzLoad(f *testing.F) {
+	seed, _ := os.ReadFile("testdata/valid/tb_gateway.json")
+	f.Add(seed, []byte(`{"master":{"slaves":[{}]}}`))
+	mb, _ := os.ReadFile("testdata/valid/modbus.json")
+	f.Add(seed, mb)
+	f.Fuzz(func(t *testing.T, main, connector []byte) {
+		dir := t.TempDir()
+		_ = os.WriteFile(filepath.Join(dir, "tb_gateway.json"), main, 0o600)
+		_ = os.WriteFile(filepath.Join(dir, "modbus.json"), connector, 0o600)
+		cfg, err := Load(filepath.Join(dir, "tb_gateway.json"), func(string) string { return "" })
+		if err == nil && cfg.Problems.HasErrors() {
+			t.Fatal("errors recorded but Load returned nil")
+		}
+	})
+}

@@ -1,0 +1,131 @@
+package protocols
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/industryos/gateway/protocols/spec"
+)
+
+// ConnectorConfig is what a protocol factory receives. Factories only parse
+// and validate; they do no I/O (the actors open devices and retry).
+type ConnectorConfig struct {
+	Name   string    // connector name from the main config
+	Type   string    // registered type, e.g. "modbus"
+	Config *spec.Obj // root object of the connector file; problems go to Config.Problems()
+	// Report is the inherited strategy (global); protocols layer connector,
+	// device and key strategies over it.
+	Report ReportStrategy
+	Logger zerolog.Logger
+}
+
+// ReportStrategy is an upstream report strategy; the zero value means
+// "inherit from the level above". Package report parses and applies it.
+type ReportStrategy struct {
+	Type   string
+	Period time.Duration
+}
+
+// Report strategy types.
+const (
+	OnReceived             = "ON_RECEIVED"
+	OnChange               = "ON_CHANGE"
+	OnReportPeriod         = "ON_REPORT_PERIOD"
+	OnChangeOrReportPeriod = "ON_CHANGE_OR_REPORT_PERIOD"
+	ReportDisabled         = "DISABLED"
+)
+
+// IsSet reports whether the strategy was configured (not inherited).
+func (s ReportStrategy) IsSet() bool { return s.Type != "" }
+
+// Or returns s when set, otherwise parent.
+func (s ReportStrategy) Or(parent ReportStrategy) ReportStrategy {
+	if s.IsSet() {
+		return s
+	}
+	return parent
+}
+
+// Connector is a configured instance of a protocol.
+type Connector interface {
+	Devices() []Device
+	// Close releases what the connector shares between its devices.
+	Close() error
+}
+
+// DeviceInfo describes a device to the generic device actor.
+type DeviceInfo struct {
+	Name       string
+	Type       string // device profile
+	PollPeriod time.Duration
+	// Report is the device-level strategy after inheritance; KeyReport holds per-key overrides.
+	Report    ReportStrategy
+	KeyReport map[string]ReportStrategy
+	// ConnectAttemptCount consecutive failed polls disconnect the device from the platform.
+	ConnectAttemptCount int
+	// RetryDelay is the first delay after a failed poll; it backs off from there.
+	RetryDelay time.Duration
+}
+
+// Reading is the result of one poll.
+type Reading struct {
+	Telemetry  []Datapoint
+	Attributes []Datapoint
+}
+
+// Device is one polled device. Poll is called from one goroutine at a time.
+type Device interface {
+	Info() DeviceInfo
+	// Poll reads the device once. It (re)opens its transport as needed and
+	// returns within the device's timeout or ctx, whichever is first.
+	Poll(ctx context.Context) (Reading, error)
+	Close() error
+}
+
+// Factory builds a connector from its config.
+type Factory func(cfg ConnectorConfig) (Connector, error)
+
+var (
+	regMu    sync.RWMutex
+	registry = map[string]Factory{}
+)
+
+// Register makes a protocol available under its config type name. It panics on
+// an empty name, a nil factory or a duplicate, because those are programming
+// errors that must fail at start-up.
+func Register(typ string, f Factory) {
+	regMu.Lock()
+	defer regMu.Unlock()
+	if typ == "" || f == nil {
+		panic("protocols: Register with empty type or nil factory")
+	}
+	if _, dup := registry[typ]; dup {
+		panic(fmt.Sprintf("protocols: %q registered twice", typ))
+	}
+	registry[typ] = f
+}
+
+// Lookup returns the factory for typ.
+func Lookup(typ string) (Factory, bool) {
+	regMu.RLock()
+	defer regMu.RUnlock()
+	f, ok := registry[typ]
+	return f, ok
+}
+
+// Types lists the registered protocol types.
+func Types() []string {
+	regMu.RLock()
+	defer regMu.RUnlock()
+	out := make([]string, 0, len(registry))
+	for t := range registry {
+		out = append(out, t)
+	}
+	sort.Strings(out)
+	return out
+}

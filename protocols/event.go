@@ -1,0 +1,195 @@
+package protocols
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+)
+
+// EventKind says what an Event carries.
+type EventKind uint8
+
+const (
+	EventTelemetry EventKind = iota + 1
+	EventAttributes
+	EventConnect
+	EventDisconnect
+)
+
+func (k EventKind) String() string {
+	switch k {
+	case EventTelemetry:
+		return "telemetry"
+	case EventAttributes:
+		return "attributes"
+	case EventConnect:
+		return "connect"
+	case EventDisconnect:
+		return "disconnect"
+	}
+	return fmt.Sprintf("kind(%d)", uint8(k))
+}
+
+// Event is the unit the journal stores and the uplink delivers.
+type Event struct {
+	Kind       EventKind
+	Device     string
+	DeviceType string // profile name for connect events
+	Ts         int64  // unix milliseconds
+	Values     []Datapoint
+}
+
+// ErrCorruptEvent is returned when a journal record cannot be decoded.
+var ErrCorruptEvent = errors.New("corrupt event record")
+
+const codecVersion = 1
+
+// AppendBinary encodes e in the journal's compact binary form. A hand-written
+// codec keeps the journal path free of reflection; see DecodeEvent.
+func (e *Event) AppendBinary(b []byte) []byte {
+	b = append(b, codecVersion, byte(e.Kind))
+	b = appendStr(b, e.Device)
+	b = appendStr(b, e.DeviceType)
+	b = binary.AppendVarint(b, e.Ts)
+	b = binary.AppendUvarint(b, uint64(len(e.Values)))
+	for _, dp := range e.Values {
+		b = appendStr(b, dp.Key)
+		b = append(b, byte(dp.Value.Kind))
+		switch dp.Value.Kind {
+		case KindBool, KindInt:
+			b = binary.AppendVarint(b, dp.Value.I)
+		case KindUint:
+			b = binary.AppendUvarint(b, dp.Value.U)
+		case KindFloat:
+			b = binary.LittleEndian.AppendUint64(b, math.Float64bits(dp.Value.F))
+		case KindString:
+			b = appendStr(b, dp.Value.S)
+		}
+	}
+	return b
+}
+
+func appendStr(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+// DecodeEvent decodes a record written by AppendBinary. It never panics on
+// arbitrary input.
+func DecodeEvent(b []byte) (Event, error) {
+	d := decoder{b: b}
+	var e Event
+	if v := d.byte(); v != codecVersion {
+		if d.err != nil {
+			return e, d.err
+		}
+		return e, fmt.Errorf("%w: unknown version %d", ErrCorruptEvent, v)
+	}
+	e.Kind = EventKind(d.byte())
+	if e.Kind < EventTelemetry || e.Kind > EventDisconnect {
+		return e, fmt.Errorf("%w: unknown kind %d", ErrCorruptEvent, e.Kind)
+	}
+	e.Device = d.str()
+	e.DeviceType = d.str()
+	e.Ts = d.varint()
+	n := d.uvarint()
+	if d.err != nil {
+		return e, d.err
+	}
+	// Each value takes at least 2 bytes, so a larger count is corrupt and must
+	// not drive a huge allocation.
+	if n > uint64(len(d.b))/2+1 {
+		return e, fmt.Errorf("%w: value count %d exceeds record size", ErrCorruptEvent, n)
+	}
+	e.Values = make([]Datapoint, 0, n)
+	for i := uint64(0); i < n && d.err == nil; i++ {
+		var dp Datapoint
+		dp.Key = d.str()
+		dp.Value.Kind = Kind(d.byte())
+		switch dp.Value.Kind {
+		case KindNull:
+		case KindBool, KindInt:
+			dp.Value.I = d.varint()
+		case KindUint:
+			dp.Value.U = d.uvarint()
+		case KindFloat:
+			dp.Value.F = math.Float64frombits(d.u64())
+		case KindString:
+			dp.Value.S = d.str()
+		default:
+			d.fail("unknown value kind %d", dp.Value.Kind)
+		}
+		e.Values = append(e.Values, dp)
+	}
+	if d.err == nil && len(d.b) != 0 {
+		d.fail("%d trailing bytes", len(d.b))
+	}
+	return e, d.err
+}
+
+type decoder struct {
+	b   []byte
+	err error
+}
+
+func (d *decoder) fail(format string, a ...any) {
+	if d.err == nil {
+		d.err = fmt.Errorf("%w: %s", ErrCorruptEvent, fmt.Sprintf(format, a...))
+	}
+	d.b = nil
+}
+
+func (d *decoder) byte() byte {
+	if len(d.b) < 1 {
+		d.fail("truncated")
+		return 0
+	}
+	c := d.b[0]
+	d.b = d.b[1:]
+	return c
+}
+
+func (d *decoder) u64() uint64 {
+	if len(d.b) < 8 {
+		d.fail("truncated")
+		return 0
+	}
+	v := binary.LittleEndian.Uint64(d.b)
+	d.b = d.b[8:]
+	return v
+}
+
+func (d *decoder) uvarint() uint64 {
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.fail("bad uvarint")
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) varint() int64 {
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.fail("bad varint")
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) str() string {
+	n := d.uvarint()
+	if d.err != nil {
+		return ""
+	}
+	if n > uint64(len(d.b)) {
+		d.fail("string length %d exceeds record", n)
+		return ""
+	}
+	s := string(d.b[:n])
+	d.b = d.b[n:]
+	return s
+}

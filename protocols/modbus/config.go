@@ -1,0 +1,601 @@
+package modbus
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/industryos/gateway/protocols"
+	"github.com/industryos/gateway/protocols/report"
+	"github.com/industryos/gateway/protocols/spec"
+)
+
+// Defaults and limits. Upstream's timeout default (30 s) would let one dead
+// device stall its poll period and every other slave on the same link for
+// half a minute, so an absent timeout means 1 s here.
+const (
+	DefaultTimeout             = time.Second
+	DefaultConnectAttemptTime  = time.Second
+	MinConnectAttemptTime      = 500 * time.Millisecond
+	MinConnectAttemptCount     = 2
+	MinWaitAfterFailedAttempts = 30 * time.Second
+	DefaultBaudrate            = 19200
+
+	maxReadRegisters = 125
+	maxReadBits      = 2000
+)
+
+// Config is a parsed modbus connector file.
+type Config struct {
+	Name string
+	ID   string
+	// Report is the connector-level strategy as written in the file (zero when absent).
+	Report protocols.ReportStrategy
+	Slaves []*SlaveConfig
+}
+
+// SlaveConfig is one master.slaves[] entry: one polled device.
+type SlaveConfig struct {
+	// Path is the entry's JSON path, for messages about it.
+	Path string
+
+	Type   string // tcp, udp or serial
+	Method string // socket or rtu
+	Host   string
+	Port   int    // TCP/UDP port
+	Device string // serial device path (upstream puts it in "port")
+	UnitID uint8
+	// Timeout bounds one request.
+	Timeout  time.Duration
+	Retries  int
+	Baudrate int
+	Stopbits int
+	Bytesize int
+	Parity   string // N, E or O
+
+	DeviceName string
+	DeviceType string
+	ByteOrder  Order
+	WordOrder  Order
+
+	PollPeriod              time.Duration
+	ConnectAttemptTime      time.Duration
+	ConnectAttemptCount     int
+	WaitAfterFailedAttempts time.Duration
+	DelayBetweenRequests    time.Duration
+
+	// Report is the device strategy after inheritance (slave > file > global).
+	Report protocols.ReportStrategy
+
+	Attributes       []*KeyConfig
+	Timeseries       []*KeyConfig
+	AttributeUpdates []*KeyConfig
+	RPC              []*KeyConfig
+}
+
+// KeyConfig is one attributes/timeseries/attributeUpdates/rpc entry.
+type KeyConfig struct {
+	Path    string
+	Tag     string
+	Address uint16
+	Codec
+	// Report is the key's own strategy; zero means it inherits the device's.
+	Report protocols.ReportStrategy
+}
+
+// Endpoint is the library URL of the slave's link; slaves with the same
+// endpoint share one connection.
+func (s *SlaveConfig) Endpoint() string {
+	switch s.Type {
+	case "serial":
+		return "rtu://" + s.Device
+	case "udp":
+		if s.Method == "rtu" {
+			return "rtuoverudp://" + net.JoinHostPort(s.Host, strconv.Itoa(s.Port))
+		}
+		return "udp://" + net.JoinHostPort(s.Host, strconv.Itoa(s.Port))
+	}
+	if s.Method == "rtu" {
+		return "rtuovertcp://" + net.JoinHostPort(s.Host, strconv.Itoa(s.Port))
+	}
+	return "tcp://" + net.JoinHostPort(s.Host, strconv.Itoa(s.Port))
+}
+
+// Parse reads a modbus connector file. Problems go to root.Problems(); the
+// result is usable as far as the file was. global is the inherited
+// (thingsboard.reportStrategy) strategy.
+func Parse(root *spec.Obj, global protocols.ReportStrategy) *Config {
+	cfg := &Config{}
+	if root == nil {
+		return cfg
+	}
+	cfg.Name = root.Str("name", "")
+	cfg.ID = root.Str("id", "")
+	root.Known("logLevel", "enableRemoteLogging", "configVersion")
+	cfg.Report = report.Parse(root)
+	if root.Has("slave") {
+		root.Warnf("slave", "slave (server) mode is not supported yet, ignored")
+	}
+	master := root.Obj("master")
+	if master == nil {
+		if _, present := root.Raw()["master"]; !present && !root.Has("slave") {
+			root.Errorf("master", "is required")
+		}
+		root.Done()
+		return cfg
+	}
+	inherited := cfg.Report.Or(global)
+	names := map[string]string{}
+	endpoints := map[string]*SlaveConfig{}
+	slaves := master.List("slaves")
+	if _, present := master.Raw()["slaves"]; !present {
+		master.Errorf("slaves", "is required")
+	} else if len(slaves) == 0 {
+		master.Warnf("slaves", "no slaves configured, the connector has no devices")
+	}
+	for _, so := range slaves {
+		s := parseSlave(so, inherited)
+		if s.DeviceName != "" {
+			if prev, dup := names[s.DeviceName]; dup {
+				so.Errorf("deviceName", "%q is already used by %s", s.DeviceName, prev)
+			}
+			names[s.DeviceName] = so.Path()
+		}
+		if first, ok := endpoints[s.Endpoint()]; ok {
+			checkSharedLink(so, first, s)
+		} else {
+			endpoints[s.Endpoint()] = s
+		}
+		cfg.Slaves = append(cfg.Slaves, s)
+	}
+	master.Done()
+	root.Done()
+	return cfg
+}
+
+// checkSharedLink warns when slaves on one link disagree on settings that
+// belong to the link, since only the first slave's values can apply.
+func checkSharedLink(o *spec.Obj, first, s *SlaveConfig) {
+	if s.Timeout != first.Timeout {
+		o.Warnf("timeout", "differs from %s on the same link %s; the first slave's value is used", first.Path, s.Endpoint())
+	}
+	if s.Type == "serial" && (s.Baudrate != first.Baudrate || s.Parity != first.Parity || s.Stopbits != first.Stopbits || s.Bytesize != first.Bytesize) {
+		o.Warnf("", "serial settings differ from %s on the same port %s; the first slave's values are used", first.Path, s.Device)
+	}
+}
+
+func parseSlave(o *spec.Obj, inherited protocols.ReportStrategy) *SlaveConfig {
+	s := &SlaveConfig{Path: o.Path()}
+	s.Type = o.Enum("type", "tcp", "tcp", "udp", "serial")
+	defMethod := "socket"
+	if s.Type == "serial" {
+		defMethod = "rtu"
+	}
+	s.Method = o.Enum("method", defMethod, "socket", "rtu", "ascii", "tls")
+	switch {
+	case s.Method == "ascii":
+		o.Errorf("method", "\"ascii\" framing is not supported (want socket or rtu)")
+	case s.Method == "tls":
+		o.Errorf("method", "\"tls\" is not supported yet (want socket or rtu)")
+	case s.Type == "serial" && s.Method == "socket":
+		o.Errorf("method", "\"socket\" framing needs type tcp or udp; serial lines use \"rtu\"")
+	}
+	if s.Type == "serial" {
+		s.Device = o.RequiredStr("port")
+		o.Known("host")
+	} else {
+		s.Host = o.RequiredStr("host")
+		s.Port = int(o.IntRange("port", 502, 1, 65535))
+	}
+	hasTLS := o.Has("tls")
+	if o.Has("security") || hasTLS {
+		if s.Method != "tls" {
+			o.Warnf("tls", "TLS settings are ignored unless method is \"tls\"")
+		}
+	}
+	s.UnitID = uint8(o.IntRange("unitId", 1, 0, 255))
+	s.Timeout = seconds(o, "timeout", DefaultTimeout)
+	s.Retries = retries(o)
+	s.Baudrate = int(o.IntRange("baudrate", DefaultBaudrate, 1, 4000000))
+	s.Stopbits = int(o.IntRange("stopbits", 1, 1, 2))
+	s.Bytesize = int(o.IntRange("bytesize", 8, 5, 8))
+	s.Parity = o.Enum("parity", "N", "N", "E", "O")
+	if o.Bool("handleLocalEcho", false) {
+		o.Warnf("handleLocalEcho", "local echo handling is not supported yet, ignored")
+	}
+	// Upstream reads these but does not act on them either.
+	o.Known("strict", "retryOnEmpty", "retryOnInvalid", "repack")
+	for _, k := range []string{"uplink_converter", "downlink_converter"} {
+		if o.Has(k) {
+			o.Errorf(k, "custom converter classes are not supported")
+		}
+	}
+
+	s.DeviceName = o.RequiredStr("deviceName")
+	s.DeviceType = o.Str("deviceType", "default")
+	if s.DeviceType == "" {
+		s.DeviceType = "default"
+	}
+	s.ByteOrder = order(o, "byteOrder", Little)
+	s.WordOrder = order(o, "wordOrder", Little)
+
+	s.PollPeriod = millis(o, "pollPeriod", 0, true)
+	s.ConnectAttemptTime = millis(o, "connectAttemptTimeMs", DefaultConnectAttemptTime, false)
+	if s.ConnectAttemptTime < MinConnectAttemptTime {
+		o.Warnf("connectAttemptTimeMs", "%d is below the minimum of %d, using the minimum", s.ConnectAttemptTime.Milliseconds(), MinConnectAttemptTime.Milliseconds())
+		s.ConnectAttemptTime = MinConnectAttemptTime
+	}
+	s.ConnectAttemptCount = int(o.IntRange("connectAttemptCount", MinConnectAttemptCount, 0, math.MaxInt32))
+	if s.ConnectAttemptCount < MinConnectAttemptCount {
+		o.Warnf("connectAttemptCount", "%d is below the minimum of %d, using the minimum", s.ConnectAttemptCount, MinConnectAttemptCount)
+		s.ConnectAttemptCount = MinConnectAttemptCount
+	}
+	s.WaitAfterFailedAttempts = millis(o, "waitAfterFailedAttemptsMs", MinWaitAfterFailedAttempts, false)
+	if s.WaitAfterFailedAttempts < MinWaitAfterFailedAttempts {
+		s.WaitAfterFailedAttempts = MinWaitAfterFailedAttempts
+	}
+	if o.Has("delayBetweenRequestsMs") {
+		s.DelayBetweenRequests = millisAllowZero(o, "delayBetweenRequestsMs")
+	}
+
+	own := report.Parse(o)
+	if !own.IsSet() && o.Has("sendDataOnlyOnChange") && o.Bool("sendDataOnlyOnChange", false) {
+		// The pre-reportStrategy spelling of ON_CHANGE.
+		own = protocols.ReportStrategy{Type: protocols.OnChange, Period: report.DefaultPeriod}
+	}
+	s.Report = own.Or(inherited)
+
+	s.Attributes = parseKeys(o, "attributes", readKey, s)
+	s.Timeseries = parseKeys(o, "timeseries", readKey, s)
+	s.AttributeUpdates = parseKeys(o, "attributeUpdates", writeKey, s)
+	s.RPC = parseKeys(o, "rpc", rpcKey, s)
+	o.Done()
+	return s
+}
+
+type keyKind int
+
+const (
+	readKey keyKind = iota
+	writeKey
+	rpcKey
+)
+
+func parseKeys(o *spec.Obj, section string, kind keyKind, s *SlaveConfig) []*KeyConfig {
+	var out []*KeyConfig
+	seen := map[string]string{}
+	for _, ko := range o.List(section) {
+		k := parseKey(ko, kind, s)
+		if k == nil {
+			continue
+		}
+		if prev, dup := seen[k.Tag]; dup && k.Tag != "" {
+			ko.Warnf("tag", "%q is also defined at %s", k.Tag, prev)
+		}
+		seen[k.Tag] = ko.Path()
+		out = append(out, k)
+	}
+	return out
+}
+
+// parseKey returns nil only when the entry is unusable; every problem is recorded.
+func parseKey(o *spec.Obj, kind keyKind, s *SlaveConfig) *KeyConfig {
+	k := &KeyConfig{Path: o.Path()}
+	k.Tag = o.RequiredStr("tag")
+
+	count, hasCount := objectsCount(o)
+
+	var allowed []int
+	switch kind {
+	case readKey:
+		allowed = []int{1, 2, 3, 4}
+	case writeKey:
+		allowed = []int{5, 6, 15, 16}
+	default:
+		allowed = []int{1, 2, 3, 4, 5, 6, 15, 16}
+	}
+	k.FunctionCode = functionCode(o, kind, allowed)
+
+	typeName := o.RequiredStr("type")
+	t, err := ParseType(typeName, count, kind != readKey)
+	if typeName != "" && err != nil {
+		o.Errorf("type", "%s", err)
+	}
+	k.Type = t
+
+	k.ByteOrder = order(o, "byteOrder", s.ByteOrder)
+	k.WordOrder = order(o, "wordOrder", s.WordOrder)
+	k.Bit = -1
+	k.Round = DefaultRound
+
+	if !hasCount {
+		count = 0 // the type decides
+	}
+	k.Count = count
+	if t != TypeInvalid && k.FunctionCode != 0 {
+		k.Count = checkCount(o, k, hasCount, typeName)
+		// Upstream files use the single-object write codes for multi-object
+		// values; the multiple-object codes write the same data correctly.
+		switch {
+		case k.FunctionCode == 6 && k.Count > 1:
+			o.Warnf("functionCode", "6 writes a single register but the key has %d; functionCode 16 is used", k.Count)
+			k.FunctionCode = 16
+		case k.FunctionCode == 5 && k.Count > 1:
+			o.Warnf("functionCode", "5 writes a single coil but the key has %d; functionCode 15 is used", k.Count)
+			k.FunctionCode = 15
+		}
+	}
+
+	address(o, k)
+
+	if o.Has("bit") {
+		b := int(o.IntRange("bit", -1, 0, 65535))
+		if b >= 0 && t != TypeInvalid && t != TypeBits {
+			o.Warnf("bit", "only applies to bits keys, ignored for %s", t)
+		} else if b >= 0 && k.FunctionCode != 0 {
+			limit := k.RequestCount()
+			if !isBitFunction(k.FunctionCode) {
+				limit *= 16
+			}
+			if b >= limit {
+				o.Errorf("bit", "%d is out of range (the key has %d bits: 0..%d)", b, limit, limit-1)
+			} else {
+				k.Bit = b
+			}
+		}
+	}
+	k.BitsAsInt = o.Enum("bitTargetType", "bool", "bool", "int") == "int"
+
+	if o.Has("divider") {
+		k.Divider = o.Float("divider", 0)
+		if k.Divider == 0 {
+			o.Errorf("divider", "must not be zero")
+		}
+	}
+	if o.Has("multiplier") {
+		k.Multiplier = o.Float("multiplier", 0)
+		if k.Multiplier == 0 {
+			o.Warnf("multiplier", "0 multiplies every value to zero, ignored")
+		}
+	}
+	if (k.Divider != 0 || k.Multiplier != 0) && k.FunctionCode != 3 && k.FunctionCode != 4 && kind == readKey {
+		o.Warnf("", "divider and multiplier only apply to functionCode 3 and 4, ignored")
+	}
+	if o.Has("round") {
+		k.Round = int(o.IntRange("round", DefaultRound, 0, 15))
+	}
+	k.Variants = variants(o)
+	if kind == readKey {
+		k.Report = report.Parse(o)
+	} else {
+		o.Known("value")
+	}
+	o.Done()
+	return k
+}
+
+// objectsCount reads objectsCount or its upstream aliases.
+func objectsCount(o *spec.Obj) (int, bool) {
+	for _, key := range []string{"objectsCount", "registersCount", "registerCount"} {
+		if _, ok := o.Raw()[key]; ok {
+			n := int(o.IntRange(key, 1, 1, maxReadBits))
+			for _, other := range []string{"objectsCount", "registersCount", "registerCount"} {
+				o.Known(other)
+			}
+			return n, true
+		}
+	}
+	o.Known("objectsCount", "registersCount", "registerCount")
+	return 1, false
+}
+
+func functionCode(o *spec.Obj, kind keyKind, allowed []int) int {
+	v, ok := o.Any("functionCode")
+	if !ok {
+		o.Errorf("functionCode", "is required")
+		return 0
+	}
+	fc := int(o.Int("functionCode", 0))
+	for _, a := range allowed {
+		if fc == a {
+			return fc
+		}
+	}
+	list := make([]string, len(allowed))
+	for i, a := range allowed {
+		list[i] = strconv.Itoa(a)
+	}
+	what := "a read"
+	switch kind {
+	case writeKey:
+		what = "a write"
+	case rpcKey:
+		what = "a read or write"
+	}
+	o.Errorf("functionCode", "%s is not %s function code (want one of: %s)", spec.Describe(v), what, strings.Join(list, ", "))
+	return 0
+}
+
+// checkCount reconciles objectsCount with the type and function code and
+// returns the count to use.
+func checkCount(o *spec.Obj, k *KeyConfig, hasCount bool, typeName string) int {
+	fc, t := k.FunctionCode, k.Type
+	bitFC := isBitFunction(fc)
+	switch {
+	case t == TypeBits:
+		if !hasCount {
+			return 1
+		}
+		limit := maxReadBits
+		if !bitFC {
+			limit = maxReadRegisters
+		}
+		if k.Count > limit {
+			o.Errorf("objectsCount", "%d is more than one request can carry (max %d)", k.Count, limit)
+		}
+		return k.Count
+	case t == TypeString || t == TypeBytes:
+		if !hasCount {
+			return 1
+		}
+		if !bitFC && k.Count > maxReadRegisters {
+			o.Errorf("objectsCount", "%d is more than one request can carry (max %d)", k.Count, maxReadRegisters)
+		}
+		return k.Count
+	}
+	want := t.Registers()
+	unit := "registers"
+	if bitFC {
+		want, unit = t.Width(), "bits"
+	}
+	if hasCount && k.Count != want {
+		name := strings.ToLower(strings.TrimSpace(typeName))
+		if name != t.String() {
+			// Legacy alias: the count picked the width, so it cannot mismatch here
+			// unless the function code reads bits.
+			o.Errorf("objectsCount", "%d does not fit type %q read as %s (want %d %s)", k.Count, typeName, t, want, unit)
+		} else {
+			o.Errorf("objectsCount", "%d does not fit type %s (want %d %s)", k.Count, t, want, unit)
+		}
+	}
+	return want
+}
+
+func address(o *spec.Obj, k *KeyConfig) {
+	v, ok := o.Any("address")
+	if !ok {
+		o.Errorf("address", "is required")
+		return
+	}
+	if s, isStr := v.(string); isStr {
+		// A leading minus is a (bad) number, reported as out of range below.
+		if t := strings.TrimSpace(s); len(t) > 1 && strings.Contains(t[1:], "-") {
+			o.Errorf("address", "range %q is not supported yet (use one key per address)", s)
+			return
+		}
+	}
+	a := o.IntRange("address", 0, 0, 65535)
+	k.Address = uint16(a)
+	if n := k.RequestCount(); int(a)+n-1 > 65535 {
+		o.Errorf("address", "%d with %d objects runs past address 65535", a, n)
+	}
+}
+
+func variants(o *spec.Obj) map[string]protocols.Value {
+	vo := o.Obj("variants")
+	if vo == nil {
+		return nil
+	}
+	out := map[string]protocols.Value{}
+	for key, raw := range vo.Raw() {
+		vo.Known(key)
+		switch x := raw.(type) {
+		case string:
+			out[key] = protocols.String(x)
+		case bool:
+			out[key] = protocols.Bool(x)
+		case json.Number:
+			if i, err := x.Int64(); err == nil {
+				out[key] = protocols.Int(i)
+			} else if f, err := x.Float64(); err == nil {
+				out[key] = protocols.Float(f)
+			}
+		case float64:
+			out[key] = protocols.Float(x)
+		default:
+			vo.Errorf(key, "variant label must be a string, number or boolean, got %s", spec.Describe(raw))
+		}
+	}
+	return out
+}
+
+func order(o *spec.Obj, key string, def Order) Order {
+	s := o.Enum(key, def.String(), "BIG", "LITTLE")
+	if s == "BIG" {
+		return Big
+	}
+	return Little
+}
+
+// seconds reads upstream's timeout: seconds, possibly fractional.
+func seconds(o *spec.Obj, key string, def time.Duration) time.Duration {
+	v, ok := o.Any(key)
+	if !ok {
+		return def
+	}
+	f, err := number(v)
+	if err != nil {
+		o.Errorf(key, "%s is not a number of seconds", spec.Describe(v))
+		return def
+	}
+	if f <= 0 || f > 3600 {
+		o.Errorf(key, "%s must be between 0 and 3600 seconds", spec.Describe(v))
+		return def
+	}
+	return time.Duration(f * float64(time.Second))
+}
+
+// millis reads a positive number of milliseconds.
+func millis(o *spec.Obj, key string, def time.Duration, required bool) time.Duration {
+	v, ok := o.Any(key)
+	if !ok {
+		if required {
+			o.Errorf(key, "is required")
+		}
+		return def
+	}
+	f, err := number(v)
+	if err != nil {
+		o.Errorf(key, "%s is not a number of milliseconds", spec.Describe(v))
+		return def
+	}
+	if f <= 0 || f > float64(math.MaxInt64/int64(time.Millisecond)) {
+		o.Errorf(key, "%s must be a positive number of milliseconds", spec.Describe(v))
+		return def
+	}
+	return time.Duration(f * float64(time.Millisecond))
+}
+
+func millisAllowZero(o *spec.Obj, key string) time.Duration {
+	v, ok := o.Any(key)
+	if !ok {
+		return 0
+	}
+	f, err := number(v)
+	if err != nil || f < 0 || f > 3600e3 {
+		o.Errorf(key, "%s is not a number of milliseconds between 0 and 3600000", spec.Describe(v))
+		return 0
+	}
+	return time.Duration(f * float64(time.Millisecond))
+}
+
+// retries accepts a count or, as some upstream samples write it, a boolean.
+func retries(o *spec.Obj) int {
+	v, ok := o.Any("retries")
+	if !ok {
+		return 3
+	}
+	if b, isBool := v.(bool); isBool {
+		if b {
+			return 3
+		}
+		return 0
+	}
+	return int(o.IntRange("retries", 3, 0, 100))
+}
+
+func number(v any) (float64, error) {
+	switch x := v.(type) {
+	case json.Number:
+		return x.Float64()
+	case float64:
+		return x, nil
+	case string:
+		return strconv.ParseFloat(strings.TrimSpace(x), 64)
+	}
+	return 0, fmt.Errorf("not a number")
+}

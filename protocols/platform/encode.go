@@ -1,0 +1,485 @@
+package platform
+
+import (
+	"strconv"
+	"sync"
+
+	"github.com/industryos/gateway/protocols"
+)
+
+// Topics of the ThingsBoard Gateway MQTT API (COMPAT §1). The v1/gateway/*
+// namespace carries child devices, v1/devices/me/* the gateway itself.
+const (
+	TopicConnect            = "v1/gateway/connect"
+	TopicDisconnect         = "v1/gateway/disconnect"
+	TopicTelemetry          = "v1/gateway/telemetry"
+	TopicAttributes         = "v1/gateway/attributes"
+	TopicAttributesRequest  = "v1/gateway/attributes/request"
+	TopicAttributesResponse = "v1/gateway/attributes/response"
+	TopicGatewayRPC         = "v1/gateway/rpc"
+	TopicClaim              = "v1/gateway/claim"
+
+	TopicMeTelemetry  = "v1/devices/me/telemetry"
+	TopicMeAttributes = "v1/devices/me/attributes"
+	// The prefixes take a request id as the last topic level.
+	TopicMeAttributesRequestPrefix  = "v1/devices/me/attributes/request/"
+	TopicMeAttributesResponsePrefix = "v1/devices/me/attributes/response/"
+	TopicMeRPCRequestPrefix         = "v1/devices/me/rpc/request/"
+	TopicMeRPCResponsePrefix        = "v1/devices/me/rpc/response/"
+)
+
+// DefaultDeviceType is the profile the platform assigns when a connect
+// message carries no type.
+const DefaultDeviceType = "default"
+
+// Message is one MQTT publication produced by Pack.
+type Message struct {
+	Topic   string
+	Payload []byte
+	// Values is the number of datapoints in the payload (0 for connect and
+	// disconnect); the platform's data-point rate limits count these.
+	Values int
+}
+
+// ConnectPayload returns {"device":..,"type":..} for TopicConnect. An empty
+// type becomes "default", which is what the platform would assume anyway,
+// but being explicit keeps the message self-describing in broker logs.
+func ConnectPayload(device, typ string) []byte {
+	return appendConnect(make([]byte, 0, len(device)+len(typ)+24), device, typ)
+}
+
+// DisconnectPayload returns {"device":..} for TopicDisconnect.
+func DisconnectPayload(device string) []byte {
+	return appendDisconnect(make([]byte, 0, len(device)+14), device)
+}
+
+func appendConnect(b []byte, device, typ string) []byte {
+	if typ == "" {
+		typ = DefaultDeviceType
+	}
+	b = append(b, `{"device":`...)
+	b = protocols.AppendJSONString(b, device)
+	b = append(b, `,"type":`...)
+	b = protocols.AppendJSONString(b, typ)
+	return append(b, '}')
+}
+
+func appendDisconnect(b []byte, device string) []byte {
+	b = append(b, `{"device":`...)
+	b = protocols.AppendJSONString(b, device)
+	return append(b, '}')
+}
+
+// Pack turns a batch of events into platform messages and appends them to
+// dst.
+//
+// Events are grouped per device (one device per message, as the platform's
+// gateway handler expects) and devices come out in order of first
+// appearance. For each device the order is: one connect message (the type of
+// the last connect event wins), its attributes, its telemetry, and a
+// disconnect message when the device's last lifecycle event in the batch was
+// a disconnect. A disconnect followed by a connect in the same batch
+// therefore collapses into the connect.
+//
+// Attributes of a device are merged into one object; a key seen twice keeps
+// its first position and its last value. Telemetry entries with the same ts
+// are merged the same way, so a (device, ts, key) triple appears exactly once.
+// An empty Device addresses the gateway itself: its telemetry and attributes
+// go to the v1/devices/me/* topics, and its connect/disconnect events are
+// dropped because the gateway's own session is the MQTT connection.
+//
+// Every message is at most maxPayload bytes (maxPayload <= 0 means no limit):
+// a device's data is split over as many messages as needed, down to single
+// datapoints. A datapoint that does not fit even in a message of its own is
+// still sent alone in an oversized message rather than dropped; the platform
+// decides whether to accept it. Connect/disconnect messages are never split.
+//
+// Payload buffers of messages in dst's spare capacity (between len and cap)
+// are reused, so callers that pass back the slice of a previous call, e.g.
+// Pack(events, max, msgs[:0]), get allocation-free steady state but must be
+// done with the previous payloads.
+func Pack(events []protocols.Event, maxPayload int, dst []Message) []Message {
+	p := packers.Get().(*packer)
+	p.collect(events)
+	w := writer{dst: dst, max: maxPayload}
+	for i := range p.devs {
+		p.emit(&w, events, int32(i))
+	}
+	p.reset()
+	packers.Put(p)
+	return w.dst
+}
+
+// packers keeps the index maps and scratch slices warm between batches so
+// the hot path stays allocation-free.
+var packers = sync.Pool{New: func() any {
+	return &packer{
+		devIdx: make(map[string]int32),
+		grpIdx: make(map[grpKey]int32),
+		keyIdx: make(map[itemKey]int32),
+	}
+}}
+
+// Items and groups form singly linked lists through int32 indexes into
+// reused slices: grouping then needs no per-device or per-ts allocation.
+type packer struct {
+	devs   []devState
+	devIdx map[string]int32
+	groups []tsGroup
+	grpIdx map[grpKey]int32
+	items  []item
+	keyIdx map[itemKey]int32
+	names  []byte // escaped device names, referenced by devState
+}
+
+type devState struct {
+	name             string
+	connType         string
+	nameOff, nameEnd int32
+	connect, disconn bool
+	attrs            list
+	grpHead, grpTail int32
+}
+
+type tsGroup struct {
+	ts    int64
+	items list
+	next  int32
+}
+
+// list is a linked list of items; indexed lists also have their keys in
+// packer.keyIdx.
+type list struct {
+	head, tail, n int32
+	indexed       bool
+}
+
+// item points at events[ev].Values[val]; a repeated key just re-points it.
+type item struct {
+	ev, val, next int32
+}
+
+type grpKey struct {
+	dev int32
+	ts  int64
+}
+
+// owner is a group index for telemetry and ^dev for attributes.
+type itemKey struct {
+	owner int32
+	key   string
+}
+
+func (p *packer) reset() {
+	clear(p.devs)
+	p.devs = p.devs[:0]
+	p.groups = p.groups[:0]
+	p.items = p.items[:0]
+	p.names = p.names[:0]
+	clear(p.devIdx)
+	clear(p.grpIdx)
+	clear(p.keyIdx)
+	// A one-off giant batch must not pin its memory in the pool forever.
+	if cap(p.items) > 1<<16 {
+		p.items = nil
+		p.keyIdx = make(map[itemKey]int32)
+	}
+	if cap(p.groups) > 1<<14 {
+		p.groups = nil
+		p.grpIdx = make(map[grpKey]int32)
+	}
+}
+
+func (p *packer) dev(name string) int32 {
+	if i, ok := p.devIdx[name]; ok {
+		return i
+	}
+	i := int32(len(p.devs))
+	off := int32(len(p.names))
+	p.names = protocols.AppendJSONString(p.names, name)
+	p.devs = append(p.devs, devState{
+		name: name, nameOff: off, nameEnd: int32(len(p.names)),
+		attrs: list{head: -1, tail: -1}, grpHead: -1, grpTail: -1,
+	})
+	p.devIdx[name] = i
+	return i
+}
+
+func (p *packer) group(d int32, ts int64) int32 {
+	k := grpKey{d, ts}
+	if g, ok := p.grpIdx[k]; ok {
+		return g
+	}
+	g := int32(len(p.groups))
+	p.groups = append(p.groups, tsGroup{ts: ts, items: list{head: -1, tail: -1}, next: -1})
+	p.grpIdx[k] = g
+	ds := &p.devs[d]
+	if ds.grpTail >= 0 {
+		p.groups[ds.grpTail].next = g
+	} else {
+		ds.grpHead = g
+	}
+	ds.grpTail = g
+	return g
+}
+
+// linearKeys is the list length up to which repeated keys are found by
+// scanning rather than hashing: typical events carry a handful of distinct
+// keys, and two map operations per value would dominate Pack's cost.
+const linearKeys = 16
+
+// add appends events[ev].Values[val] to the list (head, tail, n) owned by
+// owner, or re-points the existing item when the key is already there.
+func (p *packer) add(owner int32, l *list, events []protocols.Event, ev, val int32) {
+	key := events[ev].Values[val].Key
+	if !l.indexed && l.n >= linearKeys {
+		for i := l.head; i >= 0; i = p.items[i].next {
+			it := &p.items[i]
+			p.keyIdx[itemKey{owner, events[it.ev].Values[it.val].Key}] = i
+		}
+		l.indexed = true
+	}
+	if l.indexed {
+		if i, ok := p.keyIdx[itemKey{owner, key}]; ok {
+			p.items[i].ev, p.items[i].val = ev, val
+			return
+		}
+	} else {
+		for i := l.head; i >= 0; i = p.items[i].next {
+			it := &p.items[i]
+			if events[it.ev].Values[it.val].Key == key {
+				it.ev, it.val = ev, val
+				return
+			}
+		}
+	}
+	i := int32(len(p.items))
+	p.items = append(p.items, item{ev: ev, val: val, next: -1})
+	if l.indexed {
+		p.keyIdx[itemKey{owner, key}] = i
+	}
+	if l.tail >= 0 {
+		p.items[l.tail].next = i
+	} else {
+		l.head = i
+	}
+	l.tail = i
+	l.n++
+}
+
+func (p *packer) collect(events []protocols.Event) {
+	for ei := range events {
+		e := &events[ei]
+		switch e.Kind {
+		case protocols.EventConnect:
+			if e.Device == "" {
+				continue
+			}
+			ds := &p.devs[p.dev(e.Device)]
+			ds.connect, ds.disconn, ds.connType = true, false, e.DeviceType
+		case protocols.EventDisconnect:
+			if e.Device == "" {
+				continue
+			}
+			p.devs[p.dev(e.Device)].disconn = true
+		case protocols.EventAttributes:
+			d := p.dev(e.Device)
+			for vi := range e.Values {
+				p.add(^d, &p.devs[d].attrs, events, int32(ei), int32(vi))
+			}
+		case protocols.EventTelemetry:
+			d := p.dev(e.Device)
+			if len(e.Values) == 0 {
+				continue
+			}
+			g := p.group(d, e.Ts)
+			for vi := range e.Values {
+				p.add(g, &p.groups[g].items, events, int32(ei), int32(vi))
+			}
+		}
+	}
+}
+
+// writer builds messages in place in dst, reusing spare payload buffers.
+type writer struct {
+	dst   []Message
+	max   int
+	topic string
+	buf   []byte
+	n     int // values in the open message
+	open  bool
+}
+
+func (w *writer) begin(topic string) {
+	w.topic, w.n, w.open = topic, 0, true
+	if l := len(w.dst); l < cap(w.dst) {
+		w.buf = w.dst[:l+1][l].Payload[:0]
+	} else {
+		w.buf = nil
+	}
+	if w.buf == nil {
+		c := 512
+		if w.max > 0 && w.max < c {
+			c = w.max
+		}
+		w.buf = make([]byte, 0, c)
+	}
+}
+
+func (w *writer) end() {
+	w.dst = append(w.dst, Message{Topic: w.topic, Payload: w.buf, Values: w.n})
+	w.buf, w.open = nil, false
+}
+
+// over reports whether the open message, once closed with `closers` more
+// bytes, would exceed the limit. A message holding no value yet is never
+// over: its first datapoint goes in whatever its size.
+func (w *writer) over(closers int) bool {
+	return w.max > 0 && w.n > 0 && len(w.buf)+closers > w.max
+}
+
+func appendKV(b []byte, dp *protocols.Datapoint) []byte {
+	b = protocols.AppendJSONString(b, dp.Key)
+	b = append(b, ':')
+	return dp.Value.AppendJSON(b)
+}
+
+func (p *packer) dp(events []protocols.Event, it *item) *protocols.Datapoint {
+	return &events[it.ev].Values[it.val]
+}
+
+func (p *packer) emit(w *writer, events []protocols.Event, d int32) {
+	ds := &p.devs[d]
+	name := p.names[ds.nameOff:ds.nameEnd]
+	me := ds.name == ""
+	if ds.connect {
+		w.begin(TopicConnect)
+		w.buf = appendConnect(w.buf, ds.name, ds.connType)
+		w.end()
+	}
+	if ds.attrs.head >= 0 {
+		p.emitAttributes(w, events, ds, name, me)
+	}
+	if ds.grpHead >= 0 {
+		p.emitTelemetry(w, events, ds, name, me)
+	}
+	if ds.disconn {
+		w.begin(TopicDisconnect)
+		w.buf = appendDisconnect(w.buf, ds.name)
+		w.end()
+	}
+}
+
+// Attribute messages are {"Dev":{"k":v,...}}, or {"k":v,...} for the gateway.
+func (p *packer) emitAttributes(w *writer, events []protocols.Event, ds *devState, name []byte, me bool) {
+	topic, closers := TopicAttributes, 2
+	if me {
+		topic, closers = TopicMeAttributes, 1
+	}
+	start := func() {
+		w.begin(topic)
+		if !me {
+			w.buf = append(w.buf, '{')
+			w.buf = append(w.buf, name...)
+			w.buf = append(w.buf, ':')
+		}
+		w.buf = append(w.buf, '{')
+	}
+	finish := func() {
+		if !me {
+			w.buf = append(w.buf, '}')
+		}
+		w.buf = append(w.buf, '}')
+		w.end()
+	}
+	for i := ds.attrs.head; i >= 0; i = p.items[i].next {
+		dp := p.dp(events, &p.items[i])
+		if !w.open {
+			start()
+		}
+		mark := len(w.buf)
+		if w.n > 0 {
+			w.buf = append(w.buf, ',')
+		}
+		w.buf = appendKV(w.buf, dp)
+		if w.over(closers) {
+			w.buf = w.buf[:mark]
+			finish()
+			start()
+			w.buf = appendKV(w.buf, dp)
+		}
+		w.n++
+	}
+	finish()
+}
+
+// Telemetry messages are {"Dev":[{"ts":..,"values":{..}},..]}, or the bare
+// array for the gateway itself. The platform requires the array form.
+func (p *packer) emitTelemetry(w *writer, events []protocols.Event, ds *devState, name []byte, me bool) {
+	topic, msgClosers := TopicTelemetry, 2
+	if me {
+		topic, msgClosers = TopicMeTelemetry, 1
+	}
+	const entryClosers = 2 // "}}"
+	start := func() {
+		w.begin(topic)
+		if !me {
+			w.buf = append(w.buf, '{')
+			w.buf = append(w.buf, name...)
+			w.buf = append(w.buf, ':')
+		}
+		w.buf = append(w.buf, '[')
+	}
+	finish := func() {
+		w.buf = append(w.buf, ']')
+		if !me {
+			w.buf = append(w.buf, '}')
+		}
+		w.end()
+	}
+	entry := func(ts int64) {
+		w.buf = append(w.buf, `{"ts":`...)
+		w.buf = strconv.AppendInt(w.buf, ts, 10)
+		w.buf = append(w.buf, `,"values":{`...)
+	}
+	for g := ds.grpHead; g >= 0; g = p.groups[g].next {
+		gr := &p.groups[g]
+		inEntry := false // the group's entry is open in the current message
+		for i := gr.items.head; i >= 0; i = p.items[i].next {
+			dp := p.dp(events, &p.items[i])
+			if !w.open {
+				start()
+				inEntry = false
+			}
+			mark := len(w.buf)
+			switch {
+			case inEntry:
+				w.buf = append(w.buf, ',')
+			case w.n > 0:
+				w.buf = append(w.buf, ',')
+				entry(gr.ts)
+			default:
+				entry(gr.ts)
+			}
+			w.buf = appendKV(w.buf, dp)
+			if w.over(entryClosers + msgClosers) {
+				w.buf = w.buf[:mark]
+				if inEntry {
+					w.buf = append(w.buf, '}', '}')
+				}
+				finish()
+				start()
+				entry(gr.ts)
+				w.buf = appendKV(w.buf, dp)
+			}
+			inEntry = true
+			w.n++
+		}
+		if inEntry {
+			w.buf = append(w.buf, '}', '}')
+		}
+	}
+	if w.open {
+		finish()
+	}
+}

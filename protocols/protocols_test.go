@@ -1,0 +1,83 @@
+package protocols
+
+import (
+	"encoding/json"
+	"math"
+	"reflect"
+	"testing"
+)
+
+func TestEventRoundTrip(t *testing.T) {
+	ev := Event{Kind: EventTelemetry, Device: "Dev \"A\"", DeviceType: "meter", Ts: 1700000000123, Values: []Datapoint{
+		{"b", Bool(true)}, {"i", Int(-42)}, {"u", Uint(math.MaxUint64)}, {"f", Float(12.5)}, {"s", String("x\ny")}, {"n", Value{}},
+	}}
+	got, err := DecodeEvent(ev.AppendBinary(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, ev) {
+		t.Fatalf("round trip:\n got %+v\nwant %+v", got, ev)
+	}
+}
+
+func TestDecodeEventRejectsGarbage(t *testing.T) {
+	for _, b := range [][]byte{nil, {1}, {2, 1}, {1, 9}, {1, 1, 200}} {
+		if _, err := DecodeEvent(b); err == nil {
+			t.Errorf("DecodeEvent(%v) accepted garbage", b)
+		}
+	}
+}
+
+func TestValueJSON(t *testing.T) {
+	cases := []struct {
+		v    Value
+		want string
+	}{
+		{Bool(true), "true"}, {Int(-3), "-3"}, {Uint(7), "7"}, {Float(0.1), "0.1"},
+		{Float(math.NaN()), `"NaN"`}, {Float(math.Inf(1)), `"+Inf"`},
+		{String("a\"b\\c\x01é"), `"a\"b\\c\u0001é"`}, {String("\xff"), `"\ufffd"`}, {Value{}, "null"},
+	}
+	for _, c := range cases {
+		got := string(c.v.AppendJSON(nil))
+		if got != c.want {
+			t.Errorf("%#v: got %s want %s", c.v, got, c.want)
+		}
+		if !json.Valid([]byte(got)) {
+			t.Errorf("%#v: invalid JSON %s", c.v, got)
+		}
+	}
+}
+
+func TestValueEqual(t *testing.T) {
+	if !Float(1.0).Equal(Float(1.0004)) {
+		t.Error("floats within 0.001 must be equal (upstream ON_CHANGE)")
+	}
+	if Float(1.0).Equal(Float(1.01)) || Int(1).Equal(Int(2)) || String("a").Equal(String("b")) {
+		t.Error("different values compared equal")
+	}
+}
+
+func FuzzDecodeEvent(f *testing.F) {
+	ev := Event{Kind: EventAttributes, Device: "d", Ts: 5, Values: []Datapoint{{"k", String("v")}, {"f", Float(1)}}}
+	f.Add(ev.AppendBinary(nil))
+	f.Add([]byte{1, 1, 0, 0, 0, 255, 255, 255, 255, 15})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		e, err := DecodeEvent(b)
+		if err != nil {
+			return
+		}
+		// Whatever decodes must re-encode to something that decodes the same.
+		again, err := DecodeEvent(e.AppendBinary(nil))
+		if err != nil {
+			t.Fatalf("re-decode: %v", err)
+		}
+		if len(again.Values) != len(e.Values) || again.Device != e.Device {
+			t.Fatal("round trip changed the event")
+		}
+		for _, dp := range e.Values {
+			if !json.Valid(dp.Value.AppendJSON(nil)) {
+				t.Fatalf("invalid JSON for %#v", dp.Value)
+			}
+		}
+	})
+}

@@ -1,0 +1,145 @@
+// Package protocols holds the data model shared by every protocol and the
+// contract a protocol implements to be driven by the generic connector and
+// device actors. It knows nothing about actors.
+package protocols
+
+import (
+	"math"
+	"strconv"
+	"unicode/utf8"
+)
+
+// Kind is the type of a Value.
+type Kind uint8
+
+const (
+	KindNull Kind = iota
+	KindBool
+	KindInt
+	KindUint
+	KindFloat
+	KindString
+)
+
+// Value is a typed telemetry or attribute value. It is a small tagged union
+// rather than `any` so converters, the journal codec and the platform encoder
+// never need reflection.
+type Value struct {
+	Kind Kind
+	I    int64 // KindBool (0/1), KindInt
+	U    uint64
+	F    float64
+	S    string
+}
+
+func Bool(b bool) Value {
+	if b {
+		return Value{Kind: KindBool, I: 1}
+	}
+	return Value{Kind: KindBool}
+}
+func Int(i int64) Value     { return Value{Kind: KindInt, I: i} }
+func Uint(u uint64) Value   { return Value{Kind: KindUint, U: u} }
+func Float(f float64) Value { return Value{Kind: KindFloat, F: f} }
+func String(s string) Value { return Value{Kind: KindString, S: s} }
+
+// Float64 returns the value as a number when it is numeric.
+func (v Value) Float64() (float64, bool) {
+	switch v.Kind {
+	case KindBool, KindInt:
+		return float64(v.I), true
+	case KindUint:
+		return float64(v.U), true
+	case KindFloat:
+		return v.F, true
+	}
+	return 0, false
+}
+
+// Equal compares values; floats are equal within 0.001 as upstream's ON_CHANGE does.
+func (v Value) Equal(o Value) bool {
+	if v.Kind == KindFloat || o.Kind == KindFloat {
+		a, ok1 := v.Float64()
+		b, ok2 := o.Float64()
+		if ok1 && ok2 {
+			return math.Abs(a-b) < 0.001 || (math.IsNaN(a) && math.IsNaN(b))
+		}
+		return false
+	}
+	return v == o
+}
+
+// AppendJSON appends the JSON form. NaN and infinities are not valid JSON, so
+// they are sent as strings rather than breaking the whole message.
+func (v Value) AppendJSON(b []byte) []byte {
+	switch v.Kind {
+	case KindBool:
+		if v.I != 0 {
+			return append(b, "true"...)
+		}
+		return append(b, "false"...)
+	case KindInt:
+		return strconv.AppendInt(b, v.I, 10)
+	case KindUint:
+		return strconv.AppendUint(b, v.U, 10)
+	case KindFloat:
+		if math.IsNaN(v.F) || math.IsInf(v.F, 0) {
+			return strconv.AppendQuote(b, strconv.FormatFloat(v.F, 'g', -1, 64))
+		}
+		return strconv.AppendFloat(b, v.F, 'g', -1, 64)
+	case KindString:
+		return AppendJSONString(b, v.S)
+	}
+	return append(b, "null"...)
+}
+
+// String formats the value for logs and displays.
+func (v Value) String() string {
+	if v.Kind == KindString {
+		return v.S
+	}
+	return string(v.AppendJSON(nil))
+}
+
+const hexDigits = "0123456789abcdef"
+
+// AppendJSONString appends s as a JSON string literal; invalid UTF-8 is
+// replaced so the platform never receives an unparsable message.
+func AppendJSONString(b []byte, s string) []byte {
+	b = append(b, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < 0x80 {
+			switch {
+			case c == '"' || c == '\\':
+				b = append(b, '\\', c)
+			case c >= 0x20:
+				b = append(b, c)
+			case c == '\n':
+				b = append(b, '\\', 'n')
+			case c == '\r':
+				b = append(b, '\\', 'r')
+			case c == '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, "\\ufffd"...)
+		} else {
+			b = append(b, s[i:i+size]...)
+		}
+		i += size
+	}
+	return append(b, '"')
+}
+
+// Datapoint is one key and its value.
+type Datapoint struct {
+	Key   string
+	Value Value
+}

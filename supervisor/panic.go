@@ -1,0 +1,49 @@
+package supervisor
+
+import (
+	"fmt"
+	"runtime/debug"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/rs/zerolog"
+)
+
+// PanicLogger returns receive middleware that logs a panic in the actor at Error level, with
+// the actor's id, the message type and the stack, and then panics again with the same value
+// so that supervision (and the decider, which inspects that value) proceeds as usual.
+// protoactor recovers panics in the mailbox, where the stack is already gone, and logs only
+// the panic value; this middleware runs while the panicking frames are still on the stack.
+//
+// Install it first (outermost) so that panics in later middleware are covered too.
+func PanicLogger(log zerolog.Logger) actor.ReceiverMiddleware {
+	return func(next actor.ReceiverFunc) actor.ReceiverFunc {
+		return func(c actor.ReceiverContext, env *actor.MessageEnvelope) {
+			defer func() {
+				r := recover()
+				if r == nil {
+					return
+				}
+				ev := log.Error()
+				if err, ok := r.(error); ok {
+					ev = ev.Err(err)
+				} else {
+					ev = ev.Str("panic", fmt.Sprint(r))
+				}
+				var id string
+				if self := c.Self(); self != nil {
+					id = self.Id
+				}
+				var msg any
+				if env != nil {
+					msg = env.Message
+				}
+				ev.Str("actor", id).
+					Str("message_type", fmt.Sprintf("%T", msg)).
+					Str("stack", string(debug.Stack())).
+					Msg("actor panic")
+				panic(r)
+			}()
+			next(c, env)
+		}
+	}
+}

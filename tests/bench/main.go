@@ -1,0 +1,273 @@
+// Command bench measures the whole path: Modbus simulators → the iotgw binary
+// (Badger journal) → a real mosquitto, for a fixed time. It prints values/s
+// delivered, poll-to-delivery latency, and the gateway's CPU time and peak RSS.
+//
+//	go run ./tests/bench -profile scale       # 1000 devices × 10 values every 1 s
+//	go run ./tests/bench -profile throughput  # as many values/s as the gateway takes
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/eclipse/paho.golang/autopaho"
+	"github.com/eclipse/paho.golang/paho"
+
+	"github.com/industryos/gateway/protocols/modbus/sim"
+)
+
+type profile struct {
+	sims, devicesPerSim, registers int
+	poll                           time.Duration
+}
+
+var profiles = map[string]profile{
+	"scale":      {sims: 5, devicesPerSim: 200, registers: 10, poll: time.Second},
+	"throughput": {sims: 8, devicesPerSim: 25, registers: 100, poll: 20 * time.Millisecond},
+}
+
+func main() {
+	name := flag.String("profile", "all", "scale, throughput or all")
+	duration := flag.Duration("duration", 60*time.Second, "measurement time per profile")
+	storage := flag.String("storage", "file", "gateway storage type: file (Badger) or memory")
+	flag.Parse()
+	names := []string{*name}
+	if *name == "all" {
+		names = []string{"scale", "throughput"}
+	}
+	for _, n := range names {
+		p, ok := profiles[n]
+		if !ok {
+			fmt.Fprintf(os.Stderr, "bench: unknown profile %q (want scale, throughput or all)\n", n)
+			os.Exit(2)
+		}
+		if err := runProfile(n, p, *duration, *storage); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+	}
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func startMosquitto(dir string) (*exec.Cmd, int, error) {
+	bin, err := exec.LookPath("mosquitto")
+	if err != nil {
+		if _, serr := os.Stat("/usr/sbin/mosquitto"); serr != nil {
+			return nil, 0, fmt.Errorf("mosquitto not installed (apt-get install mosquitto)")
+		}
+		bin = "/usr/sbin/mosquitto"
+	}
+	port, err := freePort()
+	if err != nil {
+		return nil, 0, err
+	}
+	conf := filepath.Join(dir, "mosquitto.conf")
+	body := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\nmax_inflight_messages 0\nmax_queued_messages 1000000\n", port)
+	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
+		return nil, 0, err
+	}
+	cmd := exec.Command(bin, "-c", conf)
+	if err := cmd.Start(); err != nil {
+		return nil, 0, err
+	}
+	for i := 0; i < 100; i++ {
+		if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
+			c.Close()
+			return cmd, port, nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	_ = cmd.Process.Kill()
+	return nil, 0, fmt.Errorf("mosquitto did not start on port %d", port)
+}
+
+type stats struct {
+	mu        sync.Mutex
+	values    uint64
+	messages  uint64
+	latencies []time.Duration
+	counting  bool
+}
+
+func (s *stats) onMessage(payload []byte, now time.Time) {
+	var body map[string][]struct {
+		Ts     int64                      `json:"ts"`
+		Values map[string]json.RawMessage `json:"values"`
+	}
+	if json.Unmarshal(payload, &body) != nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.counting {
+		return
+	}
+	s.messages++
+	for _, entries := range body {
+		for _, e := range entries {
+			s.values += uint64(len(e.Values))
+			s.latencies = append(s.latencies, now.Sub(time.UnixMilli(e.Ts)))
+		}
+	}
+}
+
+func runProfile(name string, p profile, d time.Duration, storage string) error {
+	dir, err := os.MkdirTemp("", "iotgw-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	mq, port, err := startMosquitto(dir)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = mq.Process.Kill(); _ = mq.Wait() }()
+
+	var slaves []json.RawMessage
+	for i := 0; i < p.sims; i++ {
+		s, err := sim.Start(sim.Options{Addr: "127.0.0.1:0", Devices: p.devicesPerSim, Registers: p.registers, Animate: true, Tick: time.Second})
+		if err != nil {
+			return err
+		}
+		defer s.Close()
+		raw := strings.ReplaceAll(string(sim.GatewayConfig(s.Addr(), p.devicesPerSim, p.registers, p.poll)), "sim-dev-", fmt.Sprintf("sim%d-dev-", i))
+		var f struct {
+			Master struct {
+				Slaves []json.RawMessage `json:"slaves"`
+			} `json:"master"`
+		}
+		if err := json.Unmarshal([]byte(raw), &f); err != nil {
+			return err
+		}
+		slaves = append(slaves, f.Master.Slaves...)
+	}
+	mb, _ := json.Marshal(map[string]any{"master": map[string]any{"slaves": slaves}})
+	if err := os.WriteFile(filepath.Join(dir, "modbus.json"), mb, 0o600); err != nil {
+		return err
+	}
+	st := `{"type": "memory", "max_records_count": 10000000}`
+	if storage == "file" {
+		st = `{"type": "file", "data_folder_path": "journal", "max_file_count": 1000, "max_records_per_file": 100000}`
+	}
+	main := fmt.Sprintf(`{"thingsboard": {"host": "127.0.0.1", "port": %d, "security": {"accessToken": "bench"}},
+  "storage": %s, "connectors": [{"type": "modbus", "name": "bench", "configuration": "modbus.json"}]}`, port, st)
+	if err := os.WriteFile(filepath.Join(dir, "tb_gateway.json"), []byte(main), 0o600); err != nil {
+		return err
+	}
+
+	bin := filepath.Join(dir, "iotgw")
+	if out, err := exec.Command("go", "build", "-o", bin, "./cmd/iotgw").CombinedOutput(); err != nil {
+		return fmt.Errorf("build: %v\n%s", err, out)
+	}
+
+	st2 := &stats{}
+	u, _ := url.Parse(fmt.Sprintf("mqtt://127.0.0.1:%d", port))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cm, err := autopaho.NewConnection(ctx, autopaho.ClientConfig{
+		ServerUrls: []*url.URL{u}, KeepAlive: 30,
+		OnConnectionUp: func(cm *autopaho.ConnectionManager, _ *paho.Connack) {
+			_, _ = cm.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "v1/gateway/telemetry", QoS: 0}}})
+		},
+		ClientConfig: paho.ClientConfig{ClientID: "bench-sub", OnPublishReceived: []func(paho.PublishReceived) (bool, error){
+			func(pr paho.PublishReceived) (bool, error) { st2.onMessage(pr.Packet.Payload, time.Now()); return true, nil },
+		}},
+	})
+	if err != nil {
+		return err
+	}
+	if err := cm.AwaitConnection(ctx); err != nil {
+		return err
+	}
+
+	gw := exec.Command(bin, "run", "-c", filepath.Join(dir, "tb_gateway.json"), "--log-level", "error")
+	gw.Stderr = os.Stderr
+	if err := gw.Start(); err != nil {
+		return err
+	}
+	fmt.Printf("== %s: %d devices × %d values every %s, storage %s, %s\n", name, p.sims*p.devicesPerSim, p.registers, p.poll, storage, d)
+	// Warm up: let every device connect and the first polls drain.
+	time.Sleep(5 * time.Second)
+	cpu0 := procCPU(gw.Process.Pid)
+	st2.mu.Lock()
+	st2.counting = true
+	st2.mu.Unlock()
+	start := time.Now()
+	time.Sleep(d)
+	st2.mu.Lock()
+	st2.counting = false
+	values, msgs, lat := st2.values, st2.messages, append([]time.Duration(nil), st2.latencies...)
+	st2.mu.Unlock()
+	elapsed := time.Since(start)
+	cpu := procCPU(gw.Process.Pid) - cpu0
+	rss := procHWM(gw.Process.Pid)
+	_ = gw.Process.Signal(syscall.SIGTERM)
+	_ = gw.Wait()
+
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	pct := func(q float64) time.Duration {
+		if len(lat) == 0 {
+			return 0
+		}
+		return lat[int(q*float64(len(lat)-1))]
+	}
+	offered := float64(p.sims*p.devicesPerSim*p.registers) / p.poll.Seconds()
+	fmt.Printf("offered      %.0f values/s\n", offered)
+	fmt.Printf("delivered    %.0f values/s (%d values in %d messages, PUBACKed and received)\n", float64(values)/elapsed.Seconds(), values, msgs)
+	fmt.Printf("latency      p50 %s  p99 %s (poll start → received from the broker)\n", pct(0.50).Round(time.Millisecond), pct(0.99).Round(time.Millisecond))
+	fmt.Printf("gateway CPU  %.2f s in %.0f s = %.1f %% of one core\n", cpu.Seconds(), elapsed.Seconds(), 100*cpu.Seconds()/elapsed.Seconds())
+	fmt.Printf("gateway RSS  peak %.1f MB\n", float64(rss)/(1<<20))
+	return nil
+}
+
+// procCPU is user+system CPU time of pid from /proc (clock ticks of 10 ms).
+func procCPU(pid int) time.Duration {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(raw)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	if len(fields) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseInt(fields[11], 10, 64)
+	st, _ := strconv.ParseInt(fields[12], 10, 64)
+	return time.Duration(ut+st) * 10 * time.Millisecond
+}
+
+// procHWM is the peak resident set size of pid in bytes.
+func procHWM(pid int) int64 {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		if strings.HasPrefix(line, "VmHWM:") {
+			kb, _ := strconv.ParseInt(strings.Fields(line)[1], 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}

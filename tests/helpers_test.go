@@ -1,0 +1,172 @@
+package tests
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/industryos/gateway/actors"
+	"github.com/industryos/gateway/persistence"
+	"github.com/industryos/gateway/protocols"
+	"github.com/industryos/gateway/protocols/config"
+	"github.com/industryos/gateway/tests/testenv"
+
+	_ "github.com/industryos/gateway/protocols/all"
+)
+
+// point identifies one telemetry entry: a device's poll at a timestamp.
+type point struct {
+	Device string
+	Ts     int64
+}
+
+// telemetry decodes v1/gateway/telemetry messages into points and values.
+func telemetry(msgs []testenv.Msg) (map[point]map[string]json.RawMessage, error) {
+	out := map[point]map[string]json.RawMessage{}
+	for _, m := range msgs {
+		if m.Topic != "v1/gateway/telemetry" {
+			continue
+		}
+		var body map[string][]struct {
+			Ts     int64                      `json:"ts"`
+			Values map[string]json.RawMessage `json:"values"`
+		}
+		if err := json.Unmarshal(m.Payload, &body); err != nil {
+			return nil, fmt.Errorf("bad telemetry payload %q: %w", m.Payload, err)
+		}
+		for dev, entries := range body {
+			for _, e := range entries {
+				p := point{dev, e.Ts}
+				if out[p] == nil {
+					out[p] = map[string]json.RawMessage{}
+				}
+				for k, v := range e.Values {
+					out[p][k] = v
+				}
+			}
+		}
+	}
+	return out, nil
+}
+
+// writeConfig writes a tb_gateway.json and connector files into dir and returns its path.
+func writeConfig(t testing.TB, dir, brokerAddr string, storage string, connectors map[string][]byte) string {
+	t.Helper()
+	host, port, err := net.SplitHostPort(brokerAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var list []map[string]string
+	for name, body := range connectors {
+		file := name + ".json"
+		if err := os.WriteFile(filepath.Join(dir, file), body, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		typ := name
+		if i := len(typ); i > 0 {
+			for j, c := range typ {
+				if c == '-' {
+					typ = typ[:j]
+					break
+				}
+			}
+		}
+		list = append(list, map[string]string{"type": typ, "name": name, "configuration": file})
+	}
+	p, _ := strconv.Atoi(port)
+	main := map[string]any{
+		"thingsboard": map[string]any{"host": host, "port": p, "security": map[string]any{"accessToken": "test-token"}},
+		"storage":     json.RawMessage(storage),
+		"connectors":  list,
+	}
+	raw, _ := json.MarshalIndent(main, "", "  ")
+	path := filepath.Join(dir, "tb_gateway.json")
+	if err := os.WriteFile(path, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func testLogger(t testing.TB) zerolog.Logger {
+	if os.Getenv("IOTGW_TEST_LOG") != "" {
+		return zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.DebugLevel)
+	}
+	return zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)
+}
+
+// startGateway loads the config at path and starts the tree; it stops on cleanup.
+func startGateway(t testing.TB, path string, j persistence.Journal) *actors.Gateway {
+	t.Helper()
+	cfg, err := config.Load(path, func(string) string { return "" })
+	if err != nil {
+		t.Fatalf("config: %v", err)
+	}
+	gw, err := actors.Start(actors.Options{Config: cfg, Logger: testLogger(t), Journal: j})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	t.Cleanup(func() {
+		once.Do(func() {
+			ctx, cancel := contextTimeout(5 * time.Second)
+			defer cancel()
+			_ = gw.Stop(ctx)
+		})
+	})
+	return gw
+}
+
+// recordingJournal wraps a journal and remembers every committed telemetry point,
+// so fault tests can check that everything accepted was delivered.
+type recordingJournal struct {
+	persistence.Journal
+	mu     sync.Mutex
+	points map[point]bool
+}
+
+func newRecordingJournal(j persistence.Journal) *recordingJournal {
+	return &recordingJournal{Journal: j, points: map[point]bool{}}
+}
+
+func (r *recordingJournal) Append(data [][]byte) (uint64, uint64, error) {
+	first, last, err := r.Journal.Append(data)
+	if err == nil {
+		r.mu.Lock()
+		for _, d := range data {
+			if ev, derr := protocols.DecodeEvent(d); derr == nil && ev.Kind == protocols.EventTelemetry {
+				r.points[point{ev.Device, ev.Ts}] = true
+			}
+		}
+		r.mu.Unlock()
+	}
+	return first, last, err
+}
+
+func (r *recordingJournal) committed() map[point]bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[point]bool, len(r.points))
+	for p := range r.points {
+		out[p] = true
+	}
+	return out
+}
+
+// missing lists committed points the platform has not received.
+func missing(committed map[point]bool, got map[point]map[string]json.RawMessage) []point {
+	var out []point
+	for p := range committed {
+		if _, ok := got[p]; !ok {
+			out = append(out, p)
+		}
+	}
+	return out
+}
