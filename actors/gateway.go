@@ -210,8 +210,9 @@ func OpenJournal(s config.Storage, log zerolog.Logger) (persistence.Journal, err
 		log.Info().Msg(s.Note)
 	}
 	opts := persistence.Options{
-		Limits: persistence.Limits{MaxBytes: s.MaxBytes, MaxAge: s.MaxAge, MaxRecords: s.MaxRecords},
-		Logger: log.With().Str("component", "journal").Logger(),
+		Limits:     persistence.Limits{MaxBytes: s.MaxBytes, MaxAge: s.MaxAge, MaxRecords: s.MaxRecords},
+		Logger:     log.With().Str("component", "journal").Logger(),
+		SyncWrites: s.SyncWrites,
 	}
 	if !s.Durable {
 		return persistence.OpenMemory(opts), nil

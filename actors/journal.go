@@ -14,6 +14,12 @@ const maxGroup = 8192
 
 type flushPending struct{}
 
+// enforceTick makes the age bound hold while no data arrives (bounds are
+// otherwise enforced on append).
+type enforceTick struct{ owner *journalActor }
+
+const enforceInterval = 10 * time.Second
+
 // journalActor group-commits events: an AppendEvents only buffers, and the
 // first one of a burst queues a flushPending behind itself, so everything that
 // arrived in the meantime is committed in one write.
@@ -27,10 +33,19 @@ type journalActor struct {
 	flushQueued bool
 	buf         []byte
 	lastLog     time.Time
+	stopTicker  func()
 }
 
 func (a *journalActor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		a.startTicker(ctx)
+	case *enforceTick:
+		if e, ok := a.j.(persistence.Enforcer); ok && m.owner == a {
+			if err := e.Enforce(); err != nil {
+				a.log.Error().Err(err).Msg("journal bound enforcement failed")
+			}
+		}
 	case *AppendEvents:
 		for i := range m.Events {
 			start := len(a.buf)
@@ -56,7 +71,14 @@ func (a *journalActor) Receive(ctx actor.Context) {
 	case *actor.Stopping, *actor.Restarting:
 		// Whatever is buffered was handed to us; commit it before going away.
 		a.commit(ctx)
+		if a.stopTicker != nil {
+			a.stopTicker()
+		}
 	}
+}
+
+func (a *journalActor) startTicker(ctx actor.Context) {
+	a.stopTicker = every(ctx.ActorSystem(), ctx.Self(), enforceInterval, &enforceTick{owner: a})
 }
 
 func (a *journalActor) commit(ctx actor.Context) {

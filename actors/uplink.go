@@ -66,8 +66,7 @@ type uplinkActor struct {
 	jobs      chan job
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
-	ticker    *time.Ticker
-	stopTick  chan struct{}
+	stopTick  func()
 	connected bool
 	resetting bool
 	inflight  int
@@ -135,26 +134,12 @@ func (u *uplinkActor) start(ctx actor.Context) {
 	if err := client.Start(runCtx); err != nil {
 		panic(err)
 	}
-	u.ticker = time.NewTicker(pumpInterval)
-	u.stopTick = make(chan struct{})
-	tick := &pumpTick{owner: u}
-	go func(t *time.Ticker, stop chan struct{}) {
-		for {
-			select {
-			case <-t.C:
-				sys.Root.Send(self, tick)
-			case <-stop:
-				return
-			}
-		}
-	}(u.ticker, u.stopTick)
+	u.stopTick = every(sys, self, pumpInterval, &pumpTick{owner: u})
 }
 
 func (u *uplinkActor) stop() {
-	if u.ticker != nil {
-		u.ticker.Stop()
-		close(u.stopTick)
-		u.ticker = nil
+	if u.stopTick != nil {
+		u.stopTick()
 	}
 	if u.cancel != nil {
 		u.cancel()

@@ -83,6 +83,21 @@ func startDemoBroker(addr string, view *platformView) (*mqtt.Server, string, err
 	err = srv.Subscribe("v1/gateway/telemetry", 1, func(_ *mqtt.Client, _ packets.Subscription, pk packets.Packet) {
 		view.onTelemetry(pk.Payload)
 	})
+	if err != nil {
+		return nil, "", err
+	}
+	// Answer getSessionLimits like a current platform, so the gateway does not
+	// wait out the timeout it keeps for old platforms.
+	err = srv.Subscribe("v1/devices/me/rpc/request/+", 2, func(_ *mqtt.Client, _ packets.Subscription, pk packets.Packet) {
+		if !strings.Contains(string(pk.Payload), "getSessionLimits") {
+			return
+		}
+		id := pk.TopicName[strings.LastIndexByte(pk.TopicName, '/')+1:]
+		go func() {
+			_ = srv.Publish("v1/devices/me/rpc/response/"+id,
+				[]byte(`{"maxPayloadSize":65536,"maxInflightMessages":100,"rateLimits":{},"gatewayRateLimits":{}}`), false, 1)
+		}()
+	})
 	return srv, real, err
 }
 

@@ -55,6 +55,9 @@ type Storage struct {
 	MaxBytes     int64
 	MaxAge       time.Duration
 	ReadBatch    int
+	// SyncWrites makes every group commit reach the disk before it counts as
+	// accepted, so power loss loses nothing acknowledged to devices.
+	SyncWrites bool
 	// Note explains how an upstream storage type was mapped; logged once at start.
 	Note string
 }
@@ -363,6 +366,9 @@ func parseStorage(root *spec.Obj, dir string) Storage {
 		s.MaxBytes = o.IntRange("max_bytes", 1<<30, 0, 1<<50)
 		s.MaxAge = time.Duration(o.IntRange("max_age_hours", 7*24, 0, 1<<20)) * time.Hour
 		s.Note = "storage type badger: using the Badger journal in " + s.Dir
+	}
+	if s.Durable {
+		s.SyncWrites = o.Bool("sync_writes", true)
 	}
 	o.Done()
 	return s

@@ -134,7 +134,7 @@ type Client struct {
 	finished   chan struct{}
 
 	reconnects, publishes, pubErrors, rejected, bytesSent, received atomic.Uint64
-	inflight                                                         atomic.Int64
+	inflight                                                        atomic.Int64
 }
 
 type pendingRequest struct {

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -281,6 +282,17 @@ func (s Security) String() string {
 // GoString keeps %#v from bypassing String and printing the secrets.
 func (s Security) GoString() string { return "platform.Security{" + s.String() + "}" }
 
+// MarshalJSON masks the secrets too: a config dumped as JSON (zerolog's
+// Interface, a diagnostics endpoint) must not leak them either. Loaders read
+// credentials from their own file format, never from this encoding.
+func (s Security) MarshalJSON() ([]byte, error) {
+	type plain Security
+	p := plain(s)
+	p.Type = s.effectiveType()
+	p.AccessToken, p.Password = mask(p.AccessToken), mask(p.Password)
+	return json.Marshal(p)
+}
+
 // MarshalZerologObject logs the settings without secrets.
 func (s Security) MarshalZerologObject(e *zerolog.Event) {
 	e.Str("type", s.effectiveType()).
@@ -295,6 +307,7 @@ func (s Security) MarshalZerologObject(e *zerolog.Event) {
 
 // String describes the connection for logs with the secrets masked.
 func (c Config) String() string {
+	c = c.withDefaults()
 	return fmt.Sprintf("%s client_id=%s qos=%d %s", c.serverURL(), c.ClientID, c.QoS, c.Security)
 }
 
@@ -303,6 +316,7 @@ func (c Config) GoString() string { return "platform.Config{" + c.String() + "}"
 
 // MarshalZerologObject logs the configuration without secrets.
 func (c Config) MarshalZerologObject(e *zerolog.Event) {
+	c = c.withDefaults()
 	e.Str("url", c.serverURL().String()).
 		Str("client_id", c.ClientID).
 		Uint8("qos", c.QoS).

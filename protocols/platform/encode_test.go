@@ -396,6 +396,7 @@ func checkPack(t testing.TB, events []protocols.Event, max int, msgs []Message) 
 }
 
 var devNames = []string{"Dev A", "", "pump-1", `quo"te\`, "ünï\tcode😀", "x"}
+
 // Enough distinct keys for lists to outgrow the linear scan and switch to
 // the hash index.
 var keyNames = func() []string {

@@ -51,7 +51,8 @@ func Parse(o *spec.Obj) Strategy {
 }
 
 type entry struct {
-	value    protocols.Value
+	value    protocols.Value // latest, re-sent by report periods
+	sent     protocols.Value // last sent, compared by ON_CHANGE so slow drift is not hidden
 	strategy Strategy
 	lastSent time.Time
 	seen     bool
@@ -97,13 +98,13 @@ func (f *Filter) Apply(now time.Time, dps []protocols.Datapoint, dst []protocols
 		case OnReportPeriod:
 			send = !e.seen
 		case OnChange, OnChangeOrReportPeriod:
-			send = !e.seen || !e.value.Equal(dp.Value)
+			send = !e.seen || !e.sent.Equal(dp.Value)
 		default:
 			send = true
 		}
 		e.value, e.seen = dp.Value, true
 		if send {
-			e.lastSent = now
+			e.lastSent, e.sent = now, dp.Value
 			dst = append(dst, dp)
 		}
 	}
@@ -116,7 +117,7 @@ func (f *Filter) Due(now time.Time, dst []protocols.Datapoint) []protocols.Datap
 	start := len(dst)
 	for k, e := range f.entries {
 		if e.seen && periodic(e.strategy) && now.Sub(e.lastSent) >= e.strategy.Period {
-			e.lastSent = now
+			e.lastSent, e.sent = now, e.value
 			dst = append(dst, protocols.Datapoint{Key: k, Value: e.value})
 		}
 	}

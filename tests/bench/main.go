@@ -191,7 +191,10 @@ func runProfile(name string, p profile, d time.Duration, storage string) error {
 			_, _ = cm.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "v1/gateway/telemetry", QoS: 0}}})
 		},
 		ClientConfig: paho.ClientConfig{ClientID: "bench-sub", OnPublishReceived: []func(paho.PublishReceived) (bool, error){
-			func(pr paho.PublishReceived) (bool, error) { st2.onMessage(pr.Packet.Payload, time.Now()); return true, nil },
+			func(pr paho.PublishReceived) (bool, error) {
+				st2.onMessage(pr.Packet.Payload, time.Now())
+				return true, nil
+			},
 		}},
 	})
 	if err != nil {

@@ -33,6 +33,7 @@ type mochiOptions struct {
 	acl      func(username, topic string, write bool) bool
 	port     int
 	logger   *slog.Logger
+	caps     func(*mqtt.Capabilities)
 }
 
 // MochiOption configures StartMochi.
@@ -67,6 +68,12 @@ func WithACL(fn func(username, topic string, write bool) bool) MochiOption {
 // broker back where a closed one was.
 func MochiPort(port int) MochiOption { return func(o *mochiOptions) { o.port = port } }
 
+// MochiCapabilities adjusts the broker's capabilities (announced in
+// CONNACK), e.g. MaximumPacketSize or ReceiveMaximum.
+func MochiCapabilities(fn func(*mqtt.Capabilities)) MochiOption {
+	return func(o *mochiOptions) { o.caps = fn }
+}
+
 // MochiLogger sets the broker's logger (silent by default).
 func MochiLogger(l *slog.Logger) MochiOption { return func(o *mochiOptions) { o.logger = l } }
 
@@ -84,7 +91,11 @@ func StartMochi(t testing.TB, opts ...MochiOption) *Mochi {
 	if o.logger == nil {
 		o.logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	srv := mqtt.New(&mqtt.Options{InlineClient: true, Logger: o.logger})
+	caps := mqtt.NewDefaultServerCapabilities()
+	if o.caps != nil {
+		o.caps(caps)
+	}
+	srv := mqtt.New(&mqtt.Options{InlineClient: true, Logger: o.logger, Capabilities: caps})
 	auth := &mochiAuth{opts: o}
 	// Mochi refuses every client without an auth hook and every publish and
 	// subscribe without an ACL hook; this one hook does both.

@@ -78,10 +78,13 @@ func SubscribeWith(t testing.TB, addr string, o SubscriberOptions, topics ...str
 	}
 	s := &Subscriber{topics: topics, notify: make(chan struct{})}
 	cfg := autopaho.ClientConfig{
-		ServerUrls:                    []*url.URL{{Scheme: scheme, Host: addr}},
-		TlsCfg:                        o.TLS,
-		KeepAlive:                     10,
-		CleanStartOnInitialConnection: true,
+		ServerUrls: []*url.URL{{Scheme: scheme, Host: addr}},
+		TlsCfg:     o.TLS,
+		KeepAlive:  10,
+		// Never Clean Start, even the first time (the id is fresh anyway):
+		// mosquitto 2.0.11 does not restore, after its own restart, a
+		// session whose last CONNECT had Clean Start set.
+		CleanStartOnInitialConnection: false,
 		SessionExpiryInterval:         3600,
 		// Quick, bounded retries: brokers come back within a test.
 		ReconnectBackoff: func(attempt int) time.Duration {

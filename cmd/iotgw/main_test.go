@@ -1,0 +1,54 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+func TestCheckValid(t *testing.T) {
+	var out, errOut bytes.Buffer
+	code := run([]string{"check", "-c", "../../protocols/config/testdata/valid/tb_gateway.json"}, &out, &errOut)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, errOut.String())
+	}
+	if !strings.Contains(out.String(), `connector "Modbus Connector" (modbus): 1 devices`) || !strings.Contains(out.String(), "OK") {
+		t.Errorf("stdout: %s", out.String())
+	}
+}
+
+func TestCheckPrintsEveryProblem(t *testing.T) {
+	var out, errOut bytes.Buffer
+	code := run([]string{"check", "-c", "../../protocols/config/testdata/bad_modbus_type/tb_gateway.json"}, &out, &errOut)
+	if code != 1 {
+		t.Fatalf("exit %d, want 1", code)
+	}
+	for _, want := range []string{
+		`modbus.json: master.slaves[0].timeseries[1].type: unknown type "33int" (want one of: string, bytes, bits, 8int, 8uint, 16int,`,
+		`modbus.json: master.slaves[0].deviceName: is required`,
+		`modbus.json: master.slaves[0].pollPeriod: "fast" is not a number of milliseconds`,
+		`invalid configuration`,
+	} {
+		if !strings.Contains(errOut.String(), want) {
+			t.Errorf("missing %q in:\n%s", want, errOut.String())
+		}
+	}
+}
+
+func TestRunRefusesInvalidConfig(t *testing.T) {
+	var out, errOut bytes.Buffer
+	code := run([]string{"run", "-c", "../../protocols/config/testdata/bad_main/tb_gateway.json"}, &out, &errOut)
+	if code != 1 || !strings.Contains(errOut.String(), "thingsboard.host: is required") || !strings.Contains(errOut.String(), "not starting") {
+		t.Fatalf("exit %d\n%s", code, errOut.String())
+	}
+}
+
+func TestUsage(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if code := run([]string{"frobnicate"}, &out, &errOut); code != 2 || !strings.Contains(errOut.String(), `unknown command "frobnicate"`) {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	if code := run([]string{"run", "--log-level", "loud", "-c", "x"}, &out, &errOut); code != 2 || !strings.Contains(errOut.String(), `unknown log level "loud"`) {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+}
