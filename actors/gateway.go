@@ -48,6 +48,7 @@ type Gateway struct {
 	root, journal, uplink, registry *actor.PID
 	connectors                      []*actor.PID
 	strategy                        *supervisor.Strategy
+	dispatcher                      *mailbox.PooledDispatcher
 }
 
 // Start opens the journal and starts the whole tree.
@@ -64,6 +65,7 @@ func Start(opts Options) (*Gateway, error) {
 		}
 		g.j = j
 	}
+	g.dispatcher = mailbox.NewPooledDispatcher(300, 30*time.Second)
 	g.sys = actor.NewActorSystem(actor.WithLoggerFactory(slogFactory(opts.Logger)),
 		actor.WithDeveloperSupervisionLogging(false))
 	g.strategy = supervisor.NewStrategy(
@@ -87,20 +89,20 @@ func Start(opts Options) (*Gateway, error) {
 	// protoactor can only spawn a child from inside its parent, so the root
 	// answers spawn requests; that keeps every actor under one supervised tree.
 	g.registry = g.spawnChild("registry", actor.PropsFromProducer(func() actor.Actor { return &registryActor{} },
-		g.mailboxOpt(deviceMailbox, "registry")))
+		g.options(deviceMailbox)...))
 	g.journal = g.spawnChild("journal", actor.PropsFromProducer(func() actor.Actor {
 		return &journalActor{j: g.j, uplink: func() *actor.PID { return g.uplink }, log: g.log.With().Str("actor", "journal").Logger(), counters: g.counters}
-	}, g.mailboxOpt(journalMailbox, "journal"), g.panicLog()))
+	}, g.options(journalMailbox)...))
 	g.uplink = g.spawnChild("uplink", actor.PropsFromProducer(func() actor.Actor {
 		return &uplinkActor{g: g, j: g.j, log: g.log.With().Str("actor", "uplink").Logger(), qos: 1, readBat: g.cfg.Storage.ReadBatch}
-	}, g.mailboxOpt(uplinkMailbox, "uplink"), g.panicLog()))
+	}, g.options(uplinkMailbox)...))
 	for _, c := range g.cfg.Connectors {
 		first := true
 		c := c
 		log := g.log.With().Str("connector", c.Name).Logger()
 		props := actor.PropsFromProducer(func() actor.Actor {
 			return &connectorActor{cfg: c, g: g, log: log, first: &first}
-		}, g.mailboxOpt(deviceMailbox, "connector"), actor.WithSupervisor(g.strategy), g.panicLog())
+		}, append(g.options(deviceMailbox), actor.WithSupervisor(g.strategy))...)
 		g.connectors = append(g.connectors, g.spawnChild("connector/"+c.Name, props))
 	}
 	return g, nil
@@ -130,21 +132,22 @@ func (g *Gateway) spawnChild(name string, props *actor.Props) *actor.PID {
 	return r.pid
 }
 
-func (g *Gateway) mailboxOpt(capacity int, kind string) actor.PropsOption {
-	return actor.WithMailbox(mailbox.Producer(
-		mailbox.WithCapacity(capacity),
-		mailbox.WithPolicy(mailbox.DropNewest),
-		mailbox.WithOnDrop(func(any) { g.counters.MailboxDrops.Add(1) }),
-	))
-}
-
-func (g *Gateway) panicLog() actor.PropsOption {
-	return actor.WithReceiverMiddleware(supervisor.PanicLogger(g.log))
+// options are what every actor of the tree gets: a bounded two-lane mailbox
+// whose drops are counted, the shared pooled dispatcher, and panic logging.
+func (g *Gateway) options(capacity int) []actor.PropsOption {
+	return []actor.PropsOption{
+		actor.WithMailbox(mailbox.Producer(
+			mailbox.WithCapacity(capacity),
+			mailbox.WithPolicy(mailbox.DropNewest),
+			mailbox.WithOnDrop(func(any) { g.counters.MailboxDrops.Add(1) }),
+		)),
+		actor.WithDispatcher(g.dispatcher),
+		actor.WithReceiverMiddleware(supervisor.PanicLogger(g.log)),
+	}
 }
 
 func (g *Gateway) deviceProps(dev protocols.Device, connector string, log zerolog.Logger) *actor.Props {
-	return actor.PropsFromProducer(func() actor.Actor { return newDeviceActor(dev, connector, g, log) },
-		g.mailboxOpt(deviceMailbox, "device"), g.panicLog())
+	return actor.PropsFromProducer(func() actor.Actor { return newDeviceActor(dev, connector, g, log) }, g.options(deviceMailbox)...)
 }
 
 func (g *Gateway) onSupervisorEvent(ev supervisor.Event) {

@@ -20,6 +20,10 @@ type enforceTick struct{ owner *journalActor }
 
 const enforceInterval = 10 * time.Second
 
+// commitLinger bounds how long an event waits for company before its group
+// commit; it is the latency price of one sync per batch instead of per event.
+const commitLinger = 5 * time.Millisecond
+
 // journalActor group-commits events: an AppendEvents only buffers, and the
 // first one of a burst queues a flushPending behind itself, so everything that
 // arrived in the meantime is committed in one write.
@@ -55,12 +59,17 @@ func (a *journalActor) Receive(ctx actor.Context) {
 		if len(a.pending) >= maxGroup {
 			a.commit(ctx)
 		} else if !a.flushQueued && len(a.pending) > 0 {
+			// Linger briefly so events from devices polling a few
+			// milliseconds apart share one sync instead of one each.
 			a.flushQueued = true
-			ctx.Send(ctx.Self(), &flushPending{})
+			sys, self := ctx.ActorSystem(), ctx.Self()
+			time.AfterFunc(commitLinger, func() { sys.Root.Send(self, &flushPending{}) })
 		}
 	case *flushPending:
-		a.flushQueued = false
-		a.commit(ctx)
+		if a.flushQueued {
+			a.flushQueued = false
+			a.commit(ctx)
+		}
 	case *Flush:
 		a.commit(ctx)
 		ctx.Respond(&Flushed{Last: a.j.LastSeq()})
@@ -82,6 +91,7 @@ func (a *journalActor) startTicker(ctx actor.Context) {
 }
 
 func (a *journalActor) commit(ctx actor.Context) {
+	a.flushQueued = false
 	if len(a.pending) == 0 {
 		return
 	}

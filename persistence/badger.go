@@ -33,7 +33,7 @@ const (
 	// valueThreshold keeps typical events (well under 1 KB) inline in the LSM, where reading
 	// them is free during scans; it must stay under 15% of the memtable (badger's batch limit).
 	valueThreshold = 1 << 10
-	memTableSize   = 8 << 20
+	memTableSize   = 4 << 20
 
 	defaultGCInterval = 5 * time.Minute
 	gcDiscardRatio    = 0.5

@@ -8,6 +8,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -34,6 +36,11 @@ usage:
 `
 
 func main() {
+	// Edge boxes are short of memory, not of cycles at our load: a tighter GC
+	// target keeps RSS near the live heap. GOGC and GOMEMLIMIT still override.
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(50)
+	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
@@ -133,6 +140,20 @@ func cmdRun(args []string, stderr io.Writer) int {
 	}
 	for _, p := range cfg.Problems.Warnings() {
 		log.Warn().Msg(p.String())
+	}
+	if path := os.Getenv("IOTGW_CPUPROFILE"); path != "" {
+		// Developer aid for the bench: the HTTP pprof endpoint comes with observability.
+		if f, err := os.Create(path); err == nil && pprof.StartCPUProfile(f) == nil {
+			defer func() { pprof.StopCPUProfile(); f.Close() }()
+		}
+	}
+	if path := os.Getenv("IOTGW_MEMPROFILE"); path != "" {
+		defer func() {
+			if f, err := os.Create(path); err == nil {
+				_ = pprof.Lookup("heap").WriteTo(f, 0)
+				f.Close()
+			}
+		}()
 	}
 	gw, err := actors.Start(actors.Options{Config: cfg, Logger: log})
 	if err != nil {

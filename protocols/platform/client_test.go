@@ -244,8 +244,13 @@ func TestClientPublishInFlightWhenBrokerDies(t *testing.T) {
 		}
 		return nil
 	})
-	m.Close()
+	// mochi's Close waits for the stalled connection goroutine: release it
+	// only once the client has seen the connection drop.
+	closed := make(chan struct{})
+	go func() { m.Close(); close(closed) }()
+	h.waitDown(5 * time.Second)
 	close(hook.release)
+	<-closed
 	select {
 	case err := <-res:
 		var rej *RejectedError

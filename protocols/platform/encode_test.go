@@ -488,6 +488,9 @@ func TestPackStringEscaping(t *testing.T) {
 }
 
 func TestPackAllocations(t *testing.T) {
+	if raceEnabled {
+		t.Skip("sync.Pool is randomised under the race detector")
+	}
 	evs := benchEvents(50, 10)
 	dst := Pack(evs, DefaultMaxPayload, nil)
 	allocs := testing.AllocsPerRun(100, func() {

@@ -206,6 +206,7 @@ func runProfile(name string, p profile, d time.Duration, storage string) error {
 
 	gw := exec.Command(bin, "run", "-c", filepath.Join(dir, "tb_gateway.json"), "--log-level", "error")
 	gw.Stderr = os.Stderr
+	gw.Env = os.Environ()
 	if err := gw.Start(); err != nil {
 		return err
 	}

@@ -23,7 +23,7 @@ type Mochi struct {
 	// must not block, or the publisher's PUBACKs stall.
 	Server *mqtt.Server
 	addr   string
-	auth   *mochiAuth
+	auth   *mochiHook
 	once   sync.Once
 }
 
@@ -68,8 +68,10 @@ func WithACL(fn func(username, topic string, write bool) bool) MochiOption {
 // broker back where a closed one was.
 func MochiPort(port int) MochiOption { return func(o *mochiOptions) { o.port = port } }
 
-// MochiCapabilities adjusts the broker's capabilities (announced in
-// CONNACK), e.g. MaximumPacketSize or ReceiveMaximum.
+// MochiCapabilities adjusts the broker's capabilities, e.g.
+// MaximumPacketSize or ReceiveMaximum. mochi enforces MaximumPacketSize but
+// does not announce it in CONNACK as MQTT 5 requires; testenv adds the
+// property so clients can honour it.
 func MochiCapabilities(fn func(*mqtt.Capabilities)) MochiOption {
 	return func(o *mochiOptions) { o.caps = fn }
 }
@@ -96,7 +98,7 @@ func StartMochi(t testing.TB, opts ...MochiOption) *Mochi {
 		o.caps(caps)
 	}
 	srv := mqtt.New(&mqtt.Options{InlineClient: true, Logger: o.logger, Capabilities: caps})
-	auth := &mochiAuth{opts: o}
+	auth := &mochiHook{opts: o, maxPacket: caps.MaximumPacketSize}
 	// Mochi refuses every client without an auth hook and every publish and
 	// subscribe without an ACL hook; this one hook does both.
 	if err := srv.AddHook(auth, nil); err != nil {
@@ -141,20 +143,28 @@ func (m *Mochi) Publish(topic string, payload []byte, qos byte) error {
 	return m.Server.Publish(topic, payload, false, qos)
 }
 
-type mochiAuth struct {
+type mochiHook struct {
 	mqtt.HookBase
-	opts     mochiOptions
-	attempts atomic.Int64
-	rejected atomic.Int64
+	opts      mochiOptions
+	maxPacket uint32
+	attempts  atomic.Int64
+	rejected  atomic.Int64
 }
 
-func (h *mochiAuth) ID() string { return "testenv-auth" }
+func (h *mochiHook) ID() string { return "testenv" }
 
-func (h *mochiAuth) Provides(b byte) bool {
-	return b == mqtt.OnConnectAuthenticate || b == mqtt.OnACLCheck
+func (h *mochiHook) Provides(b byte) bool {
+	return b == mqtt.OnConnectAuthenticate || b == mqtt.OnACLCheck || b == mqtt.OnPacketEncode
 }
 
-func (h *mochiAuth) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
+func (h *mochiHook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	if h.maxPacket > 0 && pk.FixedHeader.Type == packets.Connack && cl.Properties.ProtocolVersion == 5 {
+		pk.Properties.MaximumPacketSize = h.maxPacket
+	}
+	return pk
+}
+
+func (h *mochiHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 	h.attempts.Add(1)
 	ok := h.opts.allowAll
 	if !ok {
@@ -167,7 +177,7 @@ func (h *mochiAuth) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bo
 	return ok
 }
 
-func (h *mochiAuth) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
+func (h *mochiHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	if h.opts.acl == nil {
 		return true
 	}

@@ -1,0 +1,41 @@
+package mailbox
+
+import (
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestPooledDispatcherReusesAndNeverBlocks(t *testing.T) {
+	d := NewPooledDispatcher(300, time.Minute)
+	// A blocked task must not stop others from running.
+	block := make(chan struct{})
+	started := make(chan struct{})
+	d.Schedule(func() { close(started); <-block })
+	<-started
+	var wg sync.WaitGroup
+	for i := 0; i < 10; i++ {
+		wg.Add(1)
+		d.Schedule(wg.Done)
+		wg.Wait() // sequential: each task finishes before the next is scheduled
+	}
+	close(block)
+	// One worker is blocked, the sequential tasks share warm workers.
+	if w := d.Workers(); w > 3 {
+		t.Fatalf("%d workers for 1 blocked + 10 sequential tasks; idle workers are not reused", w)
+	}
+}
+
+func TestPooledDispatcherIdleWorkersExit(t *testing.T) {
+	d := NewPooledDispatcher(300, 5*time.Millisecond)
+	done := make(chan struct{})
+	d.Schedule(func() { close(done) })
+	<-done
+	deadline := time.Now().Add(5 * time.Second)
+	for d.Workers() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("idle worker never exited")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
