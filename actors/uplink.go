@@ -225,7 +225,8 @@ func (u *uplinkActor) pump(ctx actor.Context) {
 		}
 		u.readPos = recs[len(recs)-1].Seq
 		c := &chunk{last: u.readPos}
-		u.packBuf = platform.Pack(u.events, u.client.Limits().MaxPayload, u.packBuf[:0])
+		// Fresh buffers: the previous chunk's payloads may still be in flight.
+		u.packBuf = platform.Pack(u.events, u.client.Limits().MaxPayload, nil)
 		// Connect messages go first and alone, so the platform creates a
 		// device with its profile before telemetry could create it as "default".
 		var rest []platform.Message

@@ -73,11 +73,7 @@ func checkTyped(msgs []testenv.Msg) error {
 }
 
 func runTypedEndToEnd(t *testing.T, brokerAddr string) {
-	s, err := sim.Start(sim.Options{Addr: "127.0.0.1:0", Devices: 2, Registers: 20})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Close)
+	s := startSim(t, 2, 20)
 	loadTypedRegisters(s)
 	sub := testenv.Subscribe(t, brokerAddr, "v1/gateway/#")
 	dir := t.TempDir()
@@ -150,11 +146,7 @@ func TestBrokerOutage(t *testing.T) {
 		t.Skip("20 s outage")
 	}
 	m := testenv.StartMosquitto(t)
-	s, err := sim.Start(sim.Options{Addr: "127.0.0.1:0", Devices: 3, Registers: 4, Animate: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Close)
+	s := startSim(t, 3, 4)
 	sub := testenv.Subscribe(t, m.Addr(), "v1/gateway/telemetry")
 	dir := t.TempDir()
 	path := writeConfig(t, dir, m.Addr(), `{"type": "memory"}`, map[string][]byte{"modbus": sim.GatewayConfig(s.Addr(), 3, 4, 200*time.Millisecond)})

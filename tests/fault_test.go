@@ -102,11 +102,7 @@ func journalPoints(t *testing.T, dir string) map[point]bool {
 // the kill arrives.
 func TestKillWhileBrokerDown(t *testing.T) {
 	m := testenv.StartMosquitto(t)
-	s, err := sim.Start(sim.Options{Addr: "127.0.0.1:0", Devices: 3, Registers: 4, Animate: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Close)
+	s := startSim(t, 3, 4)
 	sub := testenv.Subscribe(t, m.Addr(), "v1/gateway/telemetry")
 	dir := t.TempDir()
 	cfg := writeConfig(t, dir, m.Addr(), `{"type": "file", "data_folder_path": "journal", "max_file_count": 100, "max_records_per_file": 10000}`,
@@ -267,16 +263,8 @@ func contiguousAny(got map[point]map[string]json.RawMessage, dev string) int {
 // while the silent one times out.
 func TestSilentSlave(t *testing.T) {
 	b := testenv.StartMochi(t)
-	healthy, err := sim.Start(sim.Options{Addr: "127.0.0.1:0", Devices: 1, Registers: 4, Animate: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(healthy.Close)
-	silent, err := sim.Start(sim.Options{Addr: "127.0.0.1:0", Devices: 1, Registers: 4, Animate: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(silent.Close)
+	healthy := startSim(t, 1, 4)
+	silent := startSim(t, 1, 4)
 	sub := testenv.Subscribe(t, b.Addr(), "v1/gateway/telemetry", "v1/gateway/disconnect")
 	mk := func(addr, name string) string {
 		host, port := splitHostPort(addr)

@@ -17,6 +17,7 @@ import (
 	"github.com/industryos/gateway/persistence"
 	"github.com/industryos/gateway/protocols"
 	"github.com/industryos/gateway/protocols/config"
+	"github.com/industryos/gateway/protocols/modbus/sim"
 	"github.com/industryos/gateway/tests/testenv"
 
 	_ "github.com/industryos/gateway/protocols/all"
@@ -55,6 +56,17 @@ func telemetry(msgs []testenv.Msg) (map[point]map[string]json.RawMessage, error)
 		}
 	}
 	return out, nil
+}
+
+// startSim starts an animated Modbus simulator that stops on cleanup.
+func startSim(t testing.TB, devices, registers int) *sim.Sim {
+	t.Helper()
+	s, err := sim.Start(sim.Options{Addr: "127.0.0.1:0", Devices: devices, Registers: registers, Animate: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return s
 }
 
 // writeConfig writes a tb_gateway.json and connector files into dir and returns its path.

@@ -21,11 +21,7 @@ func TestGracefulShutdown(t *testing.T) {
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
 		t.Run(sig.String(), func(t *testing.T) {
 			b := testenv.StartMochi(t)
-			s, err := sim.Start(sim.Options{Addr: "127.0.0.1:0", Devices: 2, Registers: 4, Animate: true})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(s.Close)
+			s := startSim(t, 2, 4)
 			sub := testenv.Subscribe(t, b.Addr(), "v1/gateway/telemetry")
 			dir := t.TempDir()
 			cfg := writeConfig(t, dir, b.Addr(), `{"type": "file", "data_folder_path": "journal"}`,

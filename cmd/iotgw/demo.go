@@ -110,12 +110,8 @@ func cmdDemo(args []string, stdout, stderr io.Writer) int {
 	brokerAddr := fs.String("broker", "127.0.0.1:0", "address of the embedded platform broker")
 	duration := fs.Duration("duration", 0, "stop after this long (0: run until Ctrl-C)")
 	level := fs.String("log-level", envOr("IOTGW_LOG_LEVEL", "warn"), "log level")
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	log, err := newLogger(stderr, *level)
-	if err != nil {
-		fmt.Fprintln(stderr, "iotgw:", err)
+	log, ok := parseFlags(fs, args, level, stderr)
+	if !ok {
 		return 2
 	}
 	s, err := sim.Start(sim.Options{Addr: "127.0.0.1:0", Devices: *devices, Registers: *registers, Animate: true})

@@ -83,6 +83,20 @@ func newLogger(w io.Writer, level string) (zerolog.Logger, error) {
 	return zerolog.New(out).Level(lvl).With().Timestamp().Logger(), nil
 }
 
+// parseFlags parses fs and builds the logger from its --log-level flag, which
+// the caller registered as level; it returns false after printing the reason.
+func parseFlags(fs *flag.FlagSet, args []string, level *string, stderr io.Writer) (zerolog.Logger, bool) {
+	if err := fs.Parse(args); err != nil {
+		return zerolog.Nop(), false
+	}
+	log, err := newLogger(stderr, *level)
+	if err != nil {
+		fmt.Fprintln(stderr, "iotgw:", err)
+		return log, false
+	}
+	return log, true
+}
+
 func envOr(key, def string) string {
 	if v := os.Getenv(key); v != "" {
 		return v
@@ -124,12 +138,8 @@ func cmdRun(args []string, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	path := fs.String("c", "tb_gateway.json", "main config file (JSON or YAML)")
 	level := fs.String("log-level", envOr("IOTGW_LOG_LEVEL", "info"), "log level")
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	log, err := newLogger(stderr, *level)
-	if err != nil {
-		fmt.Fprintln(stderr, "iotgw:", err)
+	log, ok := parseFlags(fs, args, level, stderr)
+	if !ok {
 		return 2
 	}
 	cfg, err := config.Load(*path, os.Getenv)
