@@ -298,6 +298,10 @@ func TestClientAuthRejectedBacksOff(t *testing.T) {
 	if st := h.c.Stats(); st.LastError == "" || st.ConnectAttempts < uint64(n) {
 		t.Errorf("stats %+v", st)
 	}
+
+	cfg.Security.AccessToken = "good-token"
+	good := startClient(t, cfg)
+	good.waitUp(5 * time.Second)
 }
 
 func TestClientSessionLimits(t *testing.T) {

@@ -344,7 +344,7 @@ func appendKV(b []byte, dp *protocols.Datapoint) []byte {
 	return dp.Value.AppendJSON(b)
 }
 
-func (p *packer) dp(events []protocols.Event, it *item) *protocols.Datapoint {
+func datapoint(events []protocols.Event, it *item) *protocols.Datapoint {
 	return &events[it.ev].Values[it.val]
 }
 
@@ -393,7 +393,7 @@ func (p *packer) emitAttributes(w *writer, events []protocols.Event, ds *devStat
 		w.end()
 	}
 	for i := ds.attrs.head; i >= 0; i = p.items[i].next {
-		dp := p.dp(events, &p.items[i])
+		dp := datapoint(events, &p.items[i])
 		if !w.open {
 			start()
 		}
@@ -446,7 +446,7 @@ func (p *packer) emitTelemetry(w *writer, events []protocols.Event, ds *devState
 		gr := &p.groups[g]
 		inEntry := false // the group's entry is open in the current message
 		for i := gr.items.head; i >= 0; i = p.items[i].next {
-			dp := p.dp(events, &p.items[i])
+			dp := datapoint(events, &p.items[i])
 			if !w.open {
 				start()
 				inEntry = false
