@@ -65,9 +65,14 @@ func TestMosquittoRestartKeepsSessions(t *testing.T) {
 	// subscriber's persisted session.
 	publish(t, pub, "a/2", "two")
 	sub.WaitTopic(t, 10*time.Second, "a/2", 1)
-	if sub.Subscriptions() < 2 {
-		t.Errorf("subscriber did not resubscribe: %d", sub.Subscriptions())
-	}
+	// The queued message can arrive from the resumed session before the
+	// re-subscription completes, so wait for it rather than check at once.
+	Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if n := sub.Subscriptions(); n < 2 {
+			return fmt.Errorf("subscriber did not resubscribe: %d", n)
+		}
+		return nil
+	})
 
 	m.Kill()
 	m.Restart()
