@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -49,6 +50,23 @@ type Gateway struct {
 	connectors                      []*actor.PID
 	strategy                        *supervisor.Strategy
 	dispatcher                      *mailbox.PooledDispatcher
+	// client is the uplink's current platform client, for messages that are
+	// not journaled (RPC replies, remote logs, statistics).
+	client atomic.Pointer[platform.Client]
+}
+
+// ErrPlatformDown is returned by PublishDirect while no session is up.
+var ErrPlatformDown = errors.New("platform not connected")
+
+// PublishDirect publishes a message that does not go through the journal:
+// RPC replies, remote logs and statistics, which are worthless when late.
+// It fails fast with ErrPlatformDown when the platform is not connected.
+func (g *Gateway) PublishDirect(ctx context.Context, topic string, payload []byte, qos byte) error {
+	c := g.client.Load()
+	if c == nil || !c.Connected() {
+		return ErrPlatformDown
+	}
+	return c.Publish(ctx, topic, payload, qos)
 }
 
 // Start opens the journal and starts the whole tree.

@@ -127,6 +127,7 @@ func (u *uplinkActor) start(ctx actor.Context) {
 		panic(err)
 	}
 	u.client = client
+	u.g.client.Store(client)
 	for i := 0; i < publishWorkers; i++ {
 		u.wg.Add(1)
 		go u.worker(runCtx, sys, self)
@@ -145,6 +146,7 @@ func (u *uplinkActor) stop() {
 		u.cancel()
 	}
 	if u.client != nil {
+		u.g.client.CompareAndSwap(u.client, nil)
 		cctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		_ = u.client.Close(cctx)
 		cancel()
