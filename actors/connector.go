@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -23,7 +24,17 @@ type connectorActor struct {
 }
 
 func (c *connectorActor) Receive(ctx actor.Context) {
-	switch ctx.Message().(type) {
+	switch m := ctx.Message().(type) {
+	case *connectorRPC:
+		h, ok := c.conn.(protocols.ConnectorRPC)
+		if !ok {
+			ctx.Respond(&rpcResult{err: fmt.Errorf("connector %q has no connector-level rpc", c.cfg.Name)})
+			return
+		}
+		rc, cancel := context.WithDeadline(context.Background(), m.deadline)
+		data, err := h.ConnectorRPC(rc, m.req)
+		cancel()
+		ctx.Respond(&rpcResult{data: data, err: err})
 	case *actor.Started:
 		conn := c.cfg.Connector
 		if !*c.first || conn == nil {
@@ -54,7 +65,7 @@ func (c *connectorActor) Receive(ctx actor.Context) {
 			}
 			c.conn = nil
 		}
-		if _, ok := ctx.Message().(*actor.Stopped); ok {
+		if _, ok := m.(*actor.Stopped); ok {
 			c.log.Info().Msg("connector stopped")
 		}
 	}
@@ -63,13 +74,26 @@ func (c *connectorActor) Receive(ctx actor.Context) {
 // registryActor keeps which devices are connected and through which connector.
 // The persisted registry, renames and routing come with the downlink work.
 type registryActor struct {
+	log     zerolog.Logger
 	devices map[string]DeviceConnected
+	pids    map[string]*actor.PID
 }
 
 func (r *registryActor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		r.devices = map[string]DeviceConnected{}
+		r.pids = map[string]*actor.PID{}
+	case *deviceUp:
+		r.pids[m.name] = m.pid
+	case *deviceDown:
+		if r.pids[m.name] == m.pid {
+			delete(r.pids, m.name)
+		}
+	case *routeRPC:
+		r.route(ctx, m.req.Device, m)
+	case *routeAttributes:
+		r.route(ctx, m.upd.Device, m)
 	case *DeviceConnected:
 		r.devices[m.Device] = *m
 	case *DeviceDisconnected:

@@ -21,4 +21,5 @@ type Counters struct {
 	Restarts         atomic.Uint64
 	DevicesConnected atomic.Int64
 	Reconnects       atomic.Uint64
+	BadInbound       atomic.Uint64 // malformed platform messages (counted, logged, ignored)
 }

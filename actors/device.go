@@ -36,7 +36,7 @@ type deviceActor struct {
 	connected bool
 	failures  int
 	backoff   *supervisor.Backoff
-	errLog    rateLimitedLog
+	errLog    rateLimiter
 	scratch   []protocols.Datapoint
 }
 
@@ -69,6 +69,9 @@ func (d *deviceActor) Receive(ctx actor.Context) {
 		}
 		d.next = time.Now().Add(stagger)
 		d.arm(stagger)
+		ctx.Send(d.registry, &deviceUp{name: d.info.Name, connector: d.connector, pid: ctx.Self()})
+	case *routeRPC, *routeAttributes:
+		d.runCommand(ctx, m)
 	case *pollTick:
 		if m.owner != d {
 			return
@@ -77,6 +80,9 @@ func (d *deviceActor) Receive(ctx actor.Context) {
 	case *actor.Stopping, *actor.Restarting:
 		if d.timer != nil {
 			d.timer.Stop()
+		}
+		if _, stopping := m.(*actor.Stopping); stopping {
+			ctx.Send(d.registry, &deviceDown{name: d.info.Name, pid: ctx.Self()})
 		}
 		if d.connected {
 			d.counters.DevicesConnected.Add(-1)
@@ -106,7 +112,12 @@ func (d *deviceActor) poll(ctx actor.Context) {
 	if err != nil {
 		d.counters.PollErrors.Add(1)
 		d.failures++
-		d.errLog.log(d.log, now, err, d.failures)
+		if d.failures == 1 {
+			d.errLog.reset()
+		}
+		if d.errLog.allow(now) {
+			d.log.Warn().Err(err).Int("failures", d.failures).Int("suppressed", d.errLog.takeSuppressed()).Msg("poll failed")
+		}
 		if d.connected && d.info.ConnectAttemptCount > 0 && d.failures >= d.info.ConnectAttemptCount {
 			d.connected = false
 			d.counters.DevicesConnected.Add(-1)
@@ -176,23 +187,3 @@ func (d *deviceActor) schedule(now time.Time) {
 	}
 	d.arm(d.next.Sub(now))
 }
-
-// rateLimitedLog logs the first failure of a streak, then at most one line per
-// interval with the number of failures suppressed in between.
-type rateLimitedLog struct {
-	last       time.Time
-	suppressed int
-}
-
-const errLogInterval = 30 * time.Second
-
-func (r *rateLimitedLog) log(l zerolog.Logger, now time.Time, err error, streak int) {
-	if streak > 1 && now.Sub(r.last) < errLogInterval {
-		r.suppressed++
-		return
-	}
-	l.Warn().Err(err).Int("failures", streak).Int("suppressed", r.suppressed).Msg("poll failed")
-	r.last, r.suppressed = now, 0
-}
-
-func (r *rateLimitedLog) reset() { r.last, r.suppressed = time.Time{}, 0 }

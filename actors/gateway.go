@@ -2,8 +2,10 @@ package actors
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
 	"sync/atomic"
 	"time"
 
@@ -33,8 +35,10 @@ type Options struct {
 	// Journal, when set, is used instead of opening one from Config.Storage
 	// (tests and the demo). The gateway closes it on Stop either way.
 	Journal persistence.Journal
-	// OnPlatformMessage receives downlink messages until the downlink is routed.
+	// OnPlatformMessage, when set, also sees every downlink message (tests, tools).
 	OnPlatformMessage func(topic string, payload []byte)
+	// Version is reported by gateway_version and the Version attribute.
+	Version string
 }
 
 // Gateway is a running actor tree.
@@ -53,6 +57,33 @@ type Gateway struct {
 	// client is the uplink's current platform client, for messages that are
 	// not journaled (RPC replies, remote logs, statistics).
 	client atomic.Pointer[platform.Client]
+
+	renames                  *renames
+	gatewayAttributeHandlers []func(map[string]json.RawMessage)
+	inboundLog               rateLimiter
+}
+
+// OnGatewayAttributes registers a handler for shared-attribute updates of the
+// gateway device itself (remote configuration, RemoteLoggingLevel). Call it
+// before the platform connects; handlers run on the MQTT goroutine and must
+// not block.
+func (g *Gateway) OnGatewayAttributes(h func(map[string]json.RawMessage)) {
+	g.gatewayAttributeHandlers = append(g.gatewayAttributeHandlers, h)
+}
+
+// Devices lists the connected devices.
+func (g *Gateway) Devices(ctx context.Context) ([]DeviceConnected, error) {
+	timeout := 5 * time.Second
+	if d, ok := ctx.Deadline(); ok {
+		timeout = time.Until(d)
+	}
+	res, err := g.sys.Root.RequestFuture(g.registry, &ListDevices{}, timeout).Result()
+	if err != nil {
+		return nil, fmt.Errorf("registry: %w", err)
+	}
+	devs := res.(*DeviceList).Devices
+	sort.Slice(devs, func(i, j int) bool { return devs[i].Device < devs[j].Device })
+	return devs, nil
 }
 
 // ErrPlatformDown is returned by PublishDirect while no session is up.
@@ -74,7 +105,10 @@ func Start(opts Options) (*Gateway, error) {
 	if opts.Config == nil {
 		return nil, errors.New("gateway: no config")
 	}
-	g := &Gateway{opts: opts, cfg: opts.Config, log: opts.Logger, counters: &Counters{}}
+	g := &Gateway{opts: opts, cfg: opts.Config, log: opts.Logger, counters: &Counters{}, renames: newRenames()}
+	if g.opts.Version == "" {
+		g.opts.Version = "dev"
+	}
 	g.j = opts.Journal
 	if g.j == nil {
 		j, err := OpenJournal(opts.Config.Storage, opts.Logger)
@@ -106,7 +140,7 @@ func Start(opts Options) (*Gateway, error) {
 	g.root = root
 	// protoactor can only spawn a child from inside its parent, so the root
 	// answers spawn requests; that keeps every actor under one supervised tree.
-	g.registry = g.spawnChild("registry", actor.PropsFromProducer(func() actor.Actor { return &registryActor{} },
+	g.registry = g.spawnChild("registry", actor.PropsFromProducer(func() actor.Actor { return &registryActor{log: g.log.With().Str("actor", "registry").Logger()} },
 		g.options(deviceMailbox)...))
 	g.journal = g.spawnChild("journal", actor.PropsFromProducer(func() actor.Actor {
 		return &journalActor{j: g.j, uplink: func() *actor.PID { return g.uplink }, log: g.log.With().Str("actor", "journal").Logger(), counters: g.counters}
@@ -178,14 +212,6 @@ func (g *Gateway) onSupervisorEvent(ev supervisor.Event) {
 	}
 	l.Str("actor", ev.Child.Id).Str("directive", ev.Directive.String()).Int("restarts", ev.Restarts).
 		Dur("delay", ev.Delay).Bool("unhealthy", ev.Unhealthy).Interface("reason", fmt.Sprint(ev.Reason)).Msg("actor failed")
-}
-
-func (g *Gateway) onPlatformMessage(topic string, payload []byte) {
-	if g.opts.OnPlatformMessage != nil {
-		g.opts.OnPlatformMessage(topic, payload)
-		return
-	}
-	g.log.Debug().Str("topic", topic).Int("bytes", len(payload)).Msg("downlink message not handled yet")
 }
 
 // Counters exposes the live counters.

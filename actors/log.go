@@ -37,3 +37,46 @@ func every(sys *actor.ActorSystem, pid *actor.PID, d time.Duration, msg any) (st
 	var once sync.Once
 	return func() { once.Do(func() { t.Stop(); close(done) }) }
 }
+
+// rateLimiter lets one line through per interval and counts the rest, so a
+// dead device or a broken payload stream cannot flood the log. Safe for
+// concurrent use.
+type rateLimiter struct {
+	mu         sync.Mutex
+	interval   time.Duration
+	last       time.Time
+	suppressed int
+}
+
+const defaultLogInterval = 30 * time.Second
+
+// allow reports whether a line may be logged now; a refusal is counted.
+func (r *rateLimiter) allow(now time.Time) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	iv := r.interval
+	if iv == 0 {
+		iv = defaultLogInterval
+	}
+	if !r.last.IsZero() && now.Sub(r.last) < iv {
+		r.suppressed++
+		return false
+	}
+	r.last = now
+	return true
+}
+
+// takeSuppressed returns and resets the count of refused lines.
+func (r *rateLimiter) takeSuppressed() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := r.suppressed
+	r.suppressed = 0
+	return n
+}
+
+func (r *rateLimiter) reset() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.last, r.suppressed = time.Time{}, 0
+}

@@ -165,7 +165,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 			}
 		}()
 	}
-	gw, err := actors.Start(actors.Options{Config: cfg, Logger: log})
+	gw, err := actors.Start(actors.Options{Config: cfg, Logger: log, Version: version})
 	if err != nil {
 		log.Error().Err(err).Msg("cannot start")
 		return 1

@@ -161,13 +161,18 @@ func (s *Subscriber) signal() {
 }
 
 func (s *Subscriber) waitReady(timeout time.Duration) error {
+	return s.waitState(timeout, func() bool { return s.ready })
+}
+
+// waitState waits until cond, evaluated under s.mu, holds.
+func (s *Subscriber) waitState(timeout time.Duration, cond func() bool) error {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	for {
 		s.mu.Lock()
-		ready, ch := s.ready, s.notify
+		ok, ch := cond(), s.notify
 		s.mu.Unlock()
-		if ready {
+		if ok {
 			return nil
 		}
 		select {
@@ -184,6 +189,16 @@ func (s *Subscriber) WaitReady(t testing.TB, timeout time.Duration) {
 	t.Helper()
 	if err := s.waitReady(timeout); err != nil {
 		t.Fatalf("testenv: subscriber: %v", err)
+	}
+}
+
+// WaitSubscriptions waits until n subscriptions completed in total, e.g.
+// n=2 for "resubscribed after one reconnect". Messages queued in the
+// broker's session may arrive before that.
+func (s *Subscriber) WaitSubscriptions(t testing.TB, timeout time.Duration, n int) {
+	t.Helper()
+	if err := s.waitState(timeout, func() bool { return s.readys >= n }); err != nil {
+		t.Fatalf("testenv: subscriber: %d subscriptions: %v", n, err)
 	}
 }
 

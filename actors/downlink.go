@@ -1,0 +1,222 @@
+package actors
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/industryos/gateway/protocols"
+	"github.com/industryos/gateway/protocols/platform"
+)
+
+// DefaultRPCTimeout bounds a device or connector RPC when the request does
+// not carry its own "timeout" (ms) in params, as upstream does.
+const DefaultRPCTimeout = 5 * time.Second
+
+// routeRPC asks the registry to run an RPC on a device. Control messages:
+// a command must not wait behind, or be dropped with, a burst of data.
+type routeRPC struct {
+	req      protocols.RPCRequest
+	deadline time.Time
+}
+
+// routeAttributes carries a shared-attribute update to a device.
+type routeAttributes struct {
+	upd protocols.AttributeUpdate
+}
+
+// connectorRPC runs a connector-level RPC on a connector actor.
+type connectorRPC struct {
+	req      protocols.RPCRequest
+	deadline time.Time
+}
+
+// rpcResult answers routeRPC and connectorRPC.
+type rpcResult struct {
+	data protocols.RPCResult
+	err  error
+}
+
+// deviceUp and deviceDown keep the registry's name → actor map.
+type deviceUp struct {
+	name, connector string
+	pid             *actor.PID
+}
+type deviceDown struct {
+	name string
+	pid  *actor.PID
+}
+
+func (*routeRPC) ControlMessage()        {}
+func (*routeAttributes) ControlMessage() {}
+func (*connectorRPC) ControlMessage()    {}
+func (*deviceUp) ControlMessage()        {}
+func (*deviceDown) ControlMessage()      {}
+
+// errUnknownDevice is answered for a command to a device no connector owns.
+var errUnknownDevice = errors.New("device not found")
+
+// rpcTimeout reads params.timeout (ms) when params is an object that has one.
+func rpcTimeout(params json.RawMessage) time.Duration {
+	var p struct {
+		Timeout float64 `json:"timeout"`
+	}
+	if len(params) > 0 && params[0] == '{' && json.Unmarshal(params, &p) == nil && p.Timeout > 0 {
+		return time.Duration(p.Timeout * float64(time.Millisecond))
+	}
+	return DefaultRPCTimeout
+}
+
+// onPlatformMessage runs on the MQTT client's goroutine: it parses and hands
+// off, never blocks on devices.
+func (g *Gateway) onPlatformMessage(topic string, payload []byte) {
+	if g.opts.OnPlatformMessage != nil {
+		g.opts.OnPlatformMessage(topic, payload)
+	}
+	switch {
+	case topic == platform.TopicGatewayRPC:
+		req, err := platform.ParseDeviceRPC(payload)
+		if err != nil {
+			g.badInbound(topic, payload, err)
+			return
+		}
+		go g.deviceRPC(req)
+	case topic == platform.TopicAttributes:
+		upd, err := platform.ParseAttributeUpdate(payload)
+		if err != nil {
+			g.badInbound(topic, payload, err)
+			return
+		}
+		g.sys.Root.Send(g.registry, &routeAttributes{upd: g.renames.toOriginalUpdate(upd)})
+	case strings.HasPrefix(topic, platform.TopicMeRPCRequestPrefix):
+		req, err := platform.ParseGatewayRPC(topic, payload)
+		if err != nil {
+			g.badInbound(topic, payload, err)
+			return
+		}
+		go g.gatewayRPC(req)
+	case topic == platform.TopicMeAttributes:
+		values, err := platform.ParseAttributes(payload)
+		if err != nil {
+			g.badInbound(topic, payload, err)
+			return
+		}
+		for _, h := range g.gatewayAttributeHandlers {
+			h(values)
+		}
+	default:
+		g.log.Debug().Str("topic", topic).Int("bytes", len(payload)).Msg("platform message not handled")
+	}
+}
+
+func (g *Gateway) badInbound(topic string, payload []byte, err error) {
+	g.counters.BadInbound.Add(1)
+	if g.inboundLog.allow(time.Now()) {
+		const max = 200
+		p := string(payload)
+		if len(p) > max {
+			p = p[:max] + "…"
+		}
+		g.log.Warn().Err(err).Str("topic", topic).Str("payload", p).Int("suppressed", g.inboundLog.takeSuppressed()).Msg("ignoring malformed platform message")
+	}
+}
+
+// deviceRPC runs one device RPC and always replies: with the result, an
+// error, or upstream's timeout shape.
+func (g *Gateway) deviceRPC(req protocols.RPCRequest) {
+	platformName := req.Device
+	req.Device = g.renames.toOriginal(req.Device)
+	timeout := rpcTimeout(req.Params)
+	res, err := g.sys.Root.RequestFuture(g.registry, &routeRPC{req: req, deadline: time.Now().Add(timeout)}, timeout).Result()
+	var data []byte
+	switch {
+	case errors.Is(err, actor.ErrTimeout):
+		data = platform.ErrorData("Timeout rpc has been reached for "+platformName, 0)
+	case err != nil:
+		data = platform.ErrorData(err.Error(), 0)
+	default:
+		r := res.(*rpcResult)
+		if r.err != nil {
+			data = platform.ErrorData(r.err.Error(), 0)
+		} else {
+			data = r.data
+		}
+	}
+	g.reply(platform.TopicGatewayRPC, platform.RPCReplyPayload(platformName, req.ID, data))
+}
+
+func (g *Gateway) reply(topic string, payload []byte) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := g.PublishDirect(ctx, topic, payload, 0); err != nil {
+		g.log.Warn().Err(err).Str("topic", topic).Msg("cannot send rpc reply")
+	}
+}
+
+// runCommand executes a routed command inside the device actor.
+func (d *deviceActor) runCommand(ctx actor.Context, msg any) {
+	cmd, ok := d.dev.(protocols.Commander)
+	switch m := msg.(type) {
+	case *routeRPC:
+		if time.Now().After(m.deadline) {
+			// The caller already answered with a timeout; a late write
+			// would surprise the operator more than a missing one.
+			d.log.Warn().Str("method", m.req.Method).Msg("rpc expired before the device was free; not executed")
+			return
+		}
+		if !ok {
+			ctx.Respond(&rpcResult{err: fmt.Errorf("device %q does not accept rpc", d.info.Name)})
+			return
+		}
+		c, cancel := context.WithDeadline(context.Background(), m.deadline)
+		data, err := cmd.RPC(c, m.req)
+		cancel()
+		if err != nil {
+			d.log.Warn().Err(err).Str("method", m.req.Method).Int64("id", m.req.ID).Msg("rpc failed")
+		}
+		ctx.Respond(&rpcResult{data: data, err: err})
+	case *routeAttributes:
+		if !ok {
+			d.log.Warn().Msg("attribute update for a device that takes no writes; ignored")
+			return
+		}
+		c, cancel := context.WithTimeout(context.Background(), DefaultRPCTimeout)
+		ignored, err := cmd.UpdateAttributes(c, m.upd.Values)
+		cancel()
+		if err != nil {
+			d.log.Warn().Err(err).Msg("attribute update failed")
+		}
+		if len(ignored) > 0 {
+			d.log.Debug().Strs("keys", ignored).Msg("attribute keys not declared in attributeUpdates; ignored")
+		}
+	}
+}
+
+// route forwards a command to its device, or answers for a missing one.
+func (r *registryActor) route(ctx actor.Context, device string, msg any) {
+	pid, ok := r.pids[device]
+	if !ok {
+		if _, isRPC := msg.(*routeRPC); isRPC {
+			ctx.Respond(&rpcResult{err: fmt.Errorf("%w: %q", errUnknownDevice, device)})
+		} else {
+			r.log.Warn().Str("device", device).Msg("attribute update for an unknown device; ignored")
+		}
+		return
+	}
+	ctx.Forward(pid)
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}

@@ -1,0 +1,191 @@
+package tests
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/industryos/gateway/protocols"
+	"github.com/industryos/gateway/tests/testenv"
+)
+
+// echoDevice is a test protocol that takes commands: "echo" returns its
+// params, "slow" outlives the rpc timeout, anything else is unknown; attribute
+// updates are recorded.
+type echoDevice struct {
+	name string
+	mu   sync.Mutex
+	attr map[string]string
+}
+
+func (d *echoDevice) Info() protocols.DeviceInfo {
+	return protocols.DeviceInfo{Name: d.name, Type: "echo", PollPeriod: 100 * time.Millisecond, ConnectAttemptCount: 2}
+}
+func (d *echoDevice) Poll(context.Context) (protocols.Reading, error) {
+	return protocols.Reading{Telemetry: []protocols.Datapoint{{Key: "up", Value: protocols.Bool(true)}}}, nil
+}
+func (d *echoDevice) Close() error { return nil }
+func (d *echoDevice) RPC(ctx context.Context, req protocols.RPCRequest) (protocols.RPCResult, error) {
+	switch req.Method {
+	case "echo":
+		return protocols.RPCResult(fmt.Sprintf(`{"result":%s}`, req.Params)), nil
+	case "slow":
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	return nil, fmt.Errorf("%w %q", protocols.ErrUnknownMethod, req.Method)
+}
+func (d *echoDevice) UpdateAttributes(_ context.Context, values map[string]json.RawMessage) ([]string, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for k, v := range values {
+		d.attr[k] = string(v)
+	}
+	return nil, nil
+}
+func (d *echoDevice) SharedAttributeKeys() []string { return []string{"setpoint"} }
+
+func (d *echoDevice) attribute(k string) string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.attr[k]
+}
+
+type echoConnector struct{ devs []protocols.Device }
+
+func (c *echoConnector) Devices() []protocols.Device { return c.devs }
+func (c *echoConnector) Close() error                { return nil }
+func (c *echoConnector) ConnectorRPC(_ context.Context, req protocols.RPCRequest) (protocols.RPCResult, error) {
+	if req.Method == "echo_fail" {
+		return nil, errors.New("connector says no")
+	}
+	return protocols.RPCResult(fmt.Sprintf(`{"result":{"devices":%d}}`, len(c.devs))), nil
+}
+
+var echoDevices sync.Map // name → *echoDevice
+
+func init() {
+	protocols.Register("echo", func(cfg protocols.ConnectorConfig) (protocols.Connector, error) {
+		var out []protocols.Device
+		for _, n := range cfg.Config.Strings("devices") {
+			d, _ := echoDevices.LoadOrStore(n, &echoDevice{name: n, attr: map[string]string{}})
+			out = append(out, d.(*echoDevice))
+		}
+		return &echoConnector{devs: out}, nil
+	})
+}
+
+// reply waits for the reply with id on topic and returns its raw JSON.
+func waitReply(t *testing.T, sub *testenv.Subscriber, topic string, match func(map[string]json.RawMessage) bool) map[string]json.RawMessage {
+	t.Helper()
+	var got map[string]json.RawMessage
+	sub.WaitFor(t, 15*time.Second, func(msgs []testenv.Msg) bool {
+		for _, m := range msgs {
+			if m.Topic != topic {
+				continue
+			}
+			var body map[string]json.RawMessage
+			if json.Unmarshal(m.Payload, &body) == nil && match(body) {
+				got = body
+				return true
+			}
+		}
+		return false
+	})
+	return got
+}
+
+func hasID(id string) func(map[string]json.RawMessage) bool {
+	return func(b map[string]json.RawMessage) bool { return string(b["id"]) == id && b["data"] != nil }
+}
+
+// TestDeviceRPCAndAttributes: RPC requests on v1/gateway/rpc reach the owning
+// device and are answered as {"device","id","data"}; unknown devices, unknown
+// methods and timeouts are answered too, never silence; attribute updates land.
+func TestDeviceRPCAndAttributes(t *testing.T) {
+	m := testenv.StartMosquitto(t)
+	sub := testenv.Subscribe(t, m.Addr(), "v1/gateway/rpc", "v1/gateway/telemetry", "v1/devices/me/rpc/response/+")
+	path := writeConfig(t, t.TempDir(), m.Addr(), `{"type": "memory"}`, map[string][]byte{
+		"echo": []byte(`{"devices": ["rpc-a", "rpc-b"]}`)})
+	startGateway(t, path, nil)
+	sub.WaitFor(t, 20*time.Second, func(msgs []testenv.Msg) bool {
+		got, _ := telemetry(msgs)
+		return contiguousAny(got, "rpc-a") > 0 && contiguousAny(got, "rpc-b") > 0
+	})
+	send := func(topic, body string) {
+		t.Helper()
+		if err := sub.Publish(context.Background(), topic, []byte(body), 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send("v1/gateway/rpc", `{"device":"rpc-a","data":{"id":1,"method":"echo","params":{"x":5}}}`)
+	r := waitReply(t, sub, "v1/gateway/rpc", hasID("1"))
+	if string(r["device"]) != `"rpc-a"` || string(r["data"]) != `{"result":{"x":5}}` {
+		t.Errorf("echo reply: %s %s", r["device"], r["data"])
+	}
+	send("v1/gateway/rpc", `{"device":"nobody","data":{"id":2,"method":"echo","params":{}}}`)
+	r = waitReply(t, sub, "v1/gateway/rpc", hasID("2"))
+	if !strings.Contains(string(r["data"]), `device not found: \"nobody\"`) {
+		t.Errorf("unknown device reply: %s", r["data"])
+	}
+	send("v1/gateway/rpc", `{"device":"rpc-b","data":{"id":3,"method":"frobnicate"}}`)
+	r = waitReply(t, sub, "v1/gateway/rpc", hasID("3"))
+	if !strings.Contains(string(r["data"]), `unknown rpc method \"frobnicate\"`) {
+		t.Errorf("unknown method reply: %s", r["data"])
+	}
+	send("v1/gateway/rpc", `{"device":"rpc-b","data":{"id":4,"method":"slow","params":{"timeout":300}}}`)
+	r = waitReply(t, sub, "v1/gateway/rpc", hasID("4"))
+	if string(r["data"]) != `{"error":"Timeout rpc has been reached for rpc-b"}` {
+		t.Errorf("timeout reply: %s", r["data"])
+	}
+	// A malformed request is logged and counted, and the gateway keeps serving.
+	send("v1/gateway/rpc", `{"device":`)
+	send("v1/gateway/rpc", `{"device":"rpc-a","data":{"id":5,"method":"echo","params":1}}`)
+	r = waitReply(t, sub, "v1/gateway/rpc", hasID("5"))
+	if string(r["data"]) != `{"result":1}` {
+		t.Errorf("after a malformed request: %s", r["data"])
+	}
+
+	send("v1/gateway/attributes", `{"device":"rpc-a","data":{"setpoint":21.5}}`)
+	testenv.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
+		d, _ := echoDevices.Load("rpc-a")
+		if v := d.(*echoDevice).attribute("setpoint"); v != "21.5" {
+			return fmt.Errorf("setpoint %q", v)
+		}
+		return nil
+	})
+
+	// Gateway RPC: ping, devices, unknown method, connector RPC by type.
+	gw := func(id, body string) string {
+		t.Helper()
+		send("v1/devices/me/rpc/request/"+id, body)
+		var payload string
+		sub.WaitFor(t, 15*time.Second, func(msgs []testenv.Msg) bool {
+			for _, m := range msgs {
+				if m.Topic == "v1/devices/me/rpc/response/"+id {
+					payload = string(m.Payload)
+					return true
+				}
+			}
+			return false
+		})
+		return payload
+	}
+	for id, c := range map[string]struct{ req, want string }{
+		"10": {`{"method":"gateway_ping","params":{}}`, `{"code":200,"resp":"pong"}`},
+		"11": {`{"method":"gateway_devices"}`, `{"code":200,"resp":{"rpc-a":"echo","rpc-b":"echo"}}`},
+		"12": {`{"method":"gateway_frobnicate"}`, `{"error":"Method not found","code":404}`},
+		"13": {`{"method":"echo_count"}`, `{"result":{"devices":2}}`},
+		"14": {`{"method":"zigbee_scan"}`, `{"error":"zigbee - connector not found in available connectors.","code":404}`},
+		"15": {`{"method":"echo_fail"}`, `{"error":"connector says no","code":500}`},
+	} {
+		if got := gw(id, c.req); got != c.want {
+			t.Errorf("%s: got %s want %s", c.req, got, c.want)
+		}
+	}
+}
