@@ -11,7 +11,6 @@ import (
 	"github.com/industryos/gateway/protocols"
 )
 
-
 // ErrBadPayload wraps every inbound parse error.
 var ErrBadPayload = errors.New("bad platform payload")
 

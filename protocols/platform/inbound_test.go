@@ -12,10 +12,10 @@ func TestParseDeviceRPC(t *testing.T) {
 		t.Fatalf("%+v %v", r, err)
 	}
 	for payload, want := range map[string]string{
-		`{"data":{"id":1,"method":"m"}}`:                    `bad platform payload: rpc without "device"`,
-		`{"device":"D","data":{"id":1}}`:                    `bad platform payload: rpc for "D" without "data.method"`,
-		`{"device":"D","data":{"id":1.5,"method":"m"}}`:     `bad platform payload: rpc for "D": id "1.5" is not an integer`,
-		`not json`:                                          `bad platform payload: invalid character 'o' in literal null (expecting 'u')`,
+		`{"data":{"id":1,"method":"m"}}`:                `bad platform payload: rpc without "device"`,
+		`{"device":"D","data":{"id":1}}`:                `bad platform payload: rpc for "D" without "data.method"`,
+		`{"device":"D","data":{"id":1.5,"method":"m"}}`: `bad platform payload: rpc for "D": id "1.5" is not an integer`,
+		`not json`: `bad platform payload: invalid character 'o' in literal null (expecting 'u')`,
 		`{"device":"D","data":{"id":1,"method":"m"}} extra`: `bad platform payload: trailing data after the JSON value`,
 	} {
 		_, err := ParseDeviceRPC([]byte(payload))
@@ -53,7 +53,7 @@ func TestReplyPayloads(t *testing.T) {
 		string(RPCReplyPayload("Dev \"A\"", 3, []byte(`{"result":{"value":78}}`))): `{"device":"Dev \"A\"","id":3,"data":{"result":{"value":78}}}`,
 		string(RPCReplyPayload("D", 1, nil)):                                       `{"device":"D","id":1,"data":null}`,
 		string(ErrorData("Method not found", 404)):                                 `{"error":"Method not found","code":404}`,
-		string(AttributeRequestPayload(7, "D", false, []string{"a", "b"})):          `{"id":7,"device":"D","client":false,"keys":["a","b"]}`,
+		string(AttributeRequestPayload(7, "D", false, []string{"a", "b"})):         `{"id":7,"device":"D","client":false,"keys":["a","b"]}`,
 	} {
 		if got != want || !json.Valid([]byte(got)) {
 			t.Errorf("got %s want %s", got, want)
