@@ -22,4 +22,5 @@ type Counters struct {
 	DevicesConnected atomic.Int64
 	Reconnects       atomic.Uint64
 	BadInbound       atomic.Uint64 // malformed platform messages (counted, logged, ignored)
+	InboundMessages  atomic.Uint64 // platform messages received since the last statistics send
 }

@@ -23,6 +23,8 @@ type deviceActor struct {
 	dev       protocols.Device
 	info      protocols.DeviceInfo
 	connector string
+	g         *Gateway
+	cc        *ConnectorCounters
 	journal   *actor.PID
 	registry  *actor.PID
 	sys       *actor.ActorSystem
@@ -48,7 +50,7 @@ func newDeviceActor(dev protocols.Device, connector string, g *Gateway, log zero
 	}
 	maxDelay := max(30*time.Second, info.PollPeriod)
 	return &deviceActor{
-		dev: dev, info: info, connector: connector,
+		dev: dev, info: info, connector: connector, g: g, cc: g.ConnectorCounters(connector),
 		journal: g.journal, registry: g.registry, sys: g.sys, counters: g.counters,
 		log:     log.With().Str("device", info.Name).Logger(),
 		backoff: supervisor.NewBackoff(retry, maxDelay, 2),
@@ -104,6 +106,7 @@ func (d *deviceActor) poll(ctx actor.Context) {
 	cancel()
 	now := time.Now()
 	d.counters.Polls.Add(1)
+	d.cc.Polls.Add(1)
 	var events []protocols.Event
 	if err != nil && d.connected && len(reading.Telemetry)+len(reading.Attributes) > 0 {
 		// Keys read before an exception or a timeout are real values.
@@ -111,6 +114,7 @@ func (d *deviceActor) poll(ctx actor.Context) {
 	}
 	if err != nil {
 		d.counters.PollErrors.Add(1)
+		d.cc.PollErrors.Add(1)
 		d.failures++
 		if d.failures == 1 {
 			d.errLog.reset()
@@ -136,6 +140,9 @@ func (d *deviceActor) poll(ctx actor.Context) {
 			d.counters.DevicesConnected.Add(1)
 			events = append(events, protocols.Event{Kind: protocols.EventConnect, Device: d.info.Name, DeviceType: d.info.Type, Ts: now.UnixMilli()})
 			ctx.Send(d.registry, &DeviceConnected{Device: d.info.Name, Type: d.info.Type, Connector: d.connector})
+			if cmd, ok := d.dev.(protocols.Commander); ok {
+				go d.g.syncSharedAttributes(d.info.Name, cmd.SharedAttributeKeys())
+			}
 		}
 		events = d.emit(now, started, reading, events)
 	}
@@ -150,7 +157,14 @@ func (d *deviceActor) poll(ctx actor.Context) {
 	if len(events) > 0 {
 		for _, e := range events {
 			d.counters.ValuesEmitted.Add(uint64(len(e.Values)))
+			switch e.Kind {
+			case protocols.EventTelemetry:
+				d.cc.TsProduced.Add(uint64(len(e.Values)))
+			case protocols.EventAttributes:
+				d.cc.AttrProduced.Add(uint64(len(e.Values)))
+			}
 		}
+		d.cc.EventsPushed.Add(uint64(len(events)))
 		ctx.Send(d.journal, &AppendEvents{Events: events})
 	}
 	d.schedule(now)

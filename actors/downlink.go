@@ -76,6 +76,7 @@ func rpcTimeout(params json.RawMessage) time.Duration {
 // onPlatformMessage runs on the MQTT client's goroutine: it parses and hands
 // off, never blocks on devices.
 func (g *Gateway) onPlatformMessage(topic string, payload []byte) {
+	g.counters.InboundMessages.Add(1)
 	if g.opts.OnPlatformMessage != nil {
 		g.opts.OnPlatformMessage(topic, payload)
 	}
@@ -101,6 +102,8 @@ func (g *Gateway) onPlatformMessage(topic string, payload []byte) {
 			return
 		}
 		go g.gatewayRPC(req)
+	case topic == platform.TopicAttributesResponse:
+		g.onAttributeResponse(payload)
 	case topic == platform.TopicMeAttributes:
 		values, err := platform.ParseAttributes(payload)
 		if err != nil {
@@ -210,6 +213,10 @@ func (r *registryActor) route(ctx actor.Context, device string, msg any) {
 		return
 	}
 	ctx.Forward(pid)
+}
+
+func platformUpdate(device string, values map[string]json.RawMessage) protocols.AttributeUpdate {
+	return protocols.AttributeUpdate{Device: device, Values: values}
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -61,6 +63,18 @@ type Gateway struct {
 	renames                  *renames
 	gatewayAttributeHandlers []func(map[string]json.RawMessage)
 	inboundLog               rateLimiter
+	attrs                    attrRequests
+	connCounters             sync.Map // connector name → *ConnectorCounters
+	cancel                   context.CancelFunc
+}
+
+// onPlatformUp runs (in its own goroutine) after every (re)connect.
+func (g *Gateway) onPlatformUp() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := g.PublishDirect(ctx, platform.TopicMeAttributes, g.startupAttributes(), 1); err != nil {
+		g.log.Debug().Err(err).Msg("gateway attributes not sent")
+	}
 }
 
 // OnGatewayAttributes registers a handler for shared-attribute updates of the
@@ -157,6 +171,11 @@ func Start(opts Options) (*Gateway, error) {
 		}, append(g.options(deviceMailbox), actor.WithSupervisor(g.strategy))...)
 		g.connectors = append(g.connectors, g.spawnChild("connector/"+c.Name, props))
 	}
+	bg, cancel := context.WithCancel(context.Background())
+	g.cancel = cancel
+	if g.cfg.ThingsBoard.StatsEnabled && g.cfg.ThingsBoard.StatsPeriod > 0 {
+		go g.statsLoop(bg, g.cfg.ThingsBoard.StatsPeriod)
+	}
 	return g, nil
 }
 
@@ -205,6 +224,9 @@ func (g *Gateway) deviceProps(dev protocols.Device, connector string, log zerolo
 func (g *Gateway) onSupervisorEvent(ev supervisor.Event) {
 	if ev.Directive == actor.RestartDirective {
 		g.counters.Restarts.Add(1)
+		if name := connectorOf(ev.Child.Id); name != "" {
+			g.ConnectorCounters(name).Restarts.Add(1)
+		}
 	}
 	l := g.log.Warn()
 	if ev.Unhealthy {
@@ -212,6 +234,17 @@ func (g *Gateway) onSupervisorEvent(ev supervisor.Event) {
 	}
 	l.Str("actor", ev.Child.Id).Str("directive", ev.Directive.String()).Int("restarts", ev.Restarts).
 		Dur("delay", ev.Delay).Bool("unhealthy", ev.Unhealthy).Interface("reason", fmt.Sprint(ev.Reason)).Msg("actor failed")
+}
+
+// connectorOf extracts the connector name from an actor id like
+// "gateway/connector/<name>/device/<dev>".
+func connectorOf(id string) string {
+	_, rest, ok := strings.Cut(id, "/connector/")
+	if !ok {
+		return ""
+	}
+	name, _, _ := strings.Cut(rest, "/device/")
+	return name
 }
 
 // Counters exposes the live counters.
@@ -223,6 +256,7 @@ func (g *Gateway) Journal() persistence.Journal { return g.j }
 // Stop stops the tree in order: devices (with their connectors), a final
 // journal flush, a short drain of the uplink, the uplink, then the journal.
 func (g *Gateway) Stop(ctx context.Context) error {
+	g.cancel()
 	for _, c := range g.connectors {
 		_ = g.sys.Root.StopFuture(c).Wait()
 	}

@@ -92,6 +92,7 @@ func (u *uplinkActor) Receive(ctx actor.Context) {
 		u.connected = true
 		u.g.counters.Reconnects.Add(1)
 		u.log.Info().Msg("platform connected")
+		go u.g.onPlatformUp()
 		u.announce()
 		u.pump(ctx)
 	case *connectionDown:
@@ -217,6 +218,9 @@ func (u *uplinkActor) pump(ctx actor.Context) {
 				u.log.Error().Err(err).Uint64("seq", r.Seq).Msg("skipping corrupt journal record")
 				continue
 			}
+			// Renames apply at delivery, so data journaled before a rename
+			// also arrives under the new name.
+			ev.Device = u.g.renames.toPlatform(ev.Device)
 			switch ev.Kind {
 			case protocols.EventConnect:
 				u.known[ev.Device] = ev.DeviceType

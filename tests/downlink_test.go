@@ -189,3 +189,42 @@ func TestDeviceRPCAndAttributes(t *testing.T) {
 		}
 	}
 }
+
+// TestStatistics: the gateway announces itself with attributes and sends
+// machineStats/serviceStats/connectorsStats telemetry from real counters.
+func TestStatistics(t *testing.T) {
+	b := testenv.StartMochi(t)
+	sub := testenv.Subscribe(t, b.Addr(), "v1/devices/me/telemetry", "v1/devices/me/attributes")
+	path := writeConfig(t, t.TempDir(), b.Addr(), `{"type": "memory"}`,
+		map[string][]byte{"echo": []byte(`{"devices": ["stats-a"]}`)},
+		map[string]any{"statistics": map[string]any{"enable": true, "statsSendPeriodInSeconds": 1}})
+	startGateway(t, path, nil)
+	var stats struct {
+		Values struct {
+			MachineStats    map[string]float64            `json:"machineStats"`
+			ServiceStats    map[string]float64            `json:"serviceStats"`
+			ConnectorsStats map[string]map[string]float64 `json:"connectorsStats"`
+		} `json:"values"`
+	}
+	var attrs map[string]any
+	sub.WaitFor(t, 20*time.Second, func(msgs []testenv.Msg) bool {
+		for _, m := range msgs {
+			switch m.Topic {
+			case "v1/devices/me/attributes":
+				_ = json.Unmarshal(m.Payload, &attrs)
+			case "v1/devices/me/telemetry":
+				_ = json.Unmarshal(m.Payload, &stats)
+			}
+		}
+		return attrs != nil && stats.Values.ConnectorsStats["echo"]["convertersTsProduced"] > 0
+	})
+	if attrs["Version"] == nil || attrs["cpuCount"].(float64) < 1 || attrs["totalMemory"].(float64) <= 0 {
+		t.Errorf("gateway attributes: %v", attrs)
+	}
+	if stats.Values.MachineStats["totalMemory"] <= 0 || stats.Values.MachineStats["gwMemory"] <= 0 {
+		t.Errorf("machineStats: %v", stats.Values.MachineStats)
+	}
+	if _, ok := stats.Values.ServiceStats["journalDepth"]; !ok {
+		t.Errorf("serviceStats lacks journalDepth: %v", stats.Values.ServiceStats)
+	}
+}

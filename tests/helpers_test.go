@@ -70,7 +70,8 @@ func startSim(t testing.TB, devices, registers int) *sim.Sim {
 }
 
 // writeConfig writes a tb_gateway.json and connector files into dir and returns its path.
-func writeConfig(t testing.TB, dir, brokerAddr string, storage string, connectors map[string][]byte) string {
+// tbExtra, when given, adds keys to the thingsboard section.
+func writeConfig(t testing.TB, dir, brokerAddr string, storage string, connectors map[string][]byte, tbExtra ...map[string]any) string {
 	t.Helper()
 	host, port, err := net.SplitHostPort(brokerAddr)
 	if err != nil {
@@ -94,8 +95,14 @@ func writeConfig(t testing.TB, dir, brokerAddr string, storage string, connector
 		list = append(list, map[string]string{"type": typ, "name": name, "configuration": file})
 	}
 	p, _ := strconv.Atoi(port)
+	tb := map[string]any{"host": host, "port": p, "security": map[string]any{"accessToken": "test-token"}}
+	for _, extra := range tbExtra {
+		for k, v := range extra {
+			tb[k] = v
+		}
+	}
 	main := map[string]any{
-		"thingsboard": map[string]any{"host": host, "port": p, "security": map[string]any{"accessToken": "test-token"}},
+		"thingsboard": tb,
 		"storage":     json.RawMessage(storage),
 		"connectors":  list,
 	}

@@ -43,7 +43,11 @@ type ThingsBoard struct {
 	MinPackSendDelay    time.Duration
 	Report              protocols.ReportStrategy
 	RemoteConfiguration bool
-	StatsPeriod         time.Duration
+	// SyncSharedAttributes requests a device's declared shared attributes
+	// when it connects (syncDevicesSharedAttributesOnConnect).
+	SyncSharedAttributes bool
+	StatsEnabled         bool
+	StatsPeriod          time.Duration
 }
 
 // Storage is the journal configuration after mapping upstream storage types.
@@ -179,16 +183,19 @@ func parseThingsBoard(root *spec.Obj, getenv func(string) string) ThingsBoard {
 	tb.MaxPayloadSize = int(o.IntRange("maxPayloadSizeBytes", 8196, 256, 256<<20))
 	tb.MinPackSendDelay = time.Duration(o.IntRange("minPackSendDelayMS", 50, 0, 60000)) * time.Millisecond
 	tb.RemoteConfiguration = o.Bool("remoteConfiguration", false)
+	tb.SyncSharedAttributes = o.Bool("syncDevicesSharedAttributesOnConnect", true)
 	tb.Report = report.Parse(o)
+	tb.StatsEnabled = true
 	if st := o.Obj("statistics"); st != nil {
+		tb.StatsEnabled = st.Bool("enable", true)
 		tb.StatsPeriod = time.Duration(st.IntRange("statsSendPeriodInSeconds", 60, 1, 86400)) * time.Second
-		st.Known("enable", "enableCustom", "customStatsSendPeriodInSeconds", "configuration", "commands")
+		st.Known("enableCustom", "customStatsSendPeriodInSeconds", "configuration", "commands")
 		st.Done()
 	}
 	// Accepted for compatibility; later issues give them meaning.
 	o.Known("remoteShell", "latencyDebugMode", "deviceFiltering", "minPackSizeToSend",
 		"checkConnectorsConfigurationInSeconds", "handleDeviceRenaming", "checkingDeviceActivity",
-		"syncDevicesSharedAttributesOnConnect", "rateLimits", "dpRateLimits", "messagesRateLimits",
+		"rateLimits", "dpRateLimits", "messagesRateLimits",
 		"deviceMessagesRateLimits", "deviceRateLimits", "deviceDpRateLimits", "managerEnabled",
 		"provisioning", "proxy_host", "proxy_port")
 	tb.Security = parseSecurity(o)
