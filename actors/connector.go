@@ -70,39 +70,3 @@ func (c *connectorActor) Receive(ctx actor.Context) {
 		}
 	}
 }
-
-// registryActor keeps which devices are connected and through which connector.
-// The persisted registry, renames and routing come with the downlink work.
-type registryActor struct {
-	log     zerolog.Logger
-	devices map[string]DeviceConnected
-	pids    map[string]*actor.PID
-}
-
-func (r *registryActor) Receive(ctx actor.Context) {
-	switch m := ctx.Message().(type) {
-	case *actor.Started:
-		r.devices = map[string]DeviceConnected{}
-		r.pids = map[string]*actor.PID{}
-	case *deviceUp:
-		r.pids[m.name] = m.pid
-	case *deviceDown:
-		if r.pids[m.name] == m.pid {
-			delete(r.pids, m.name)
-		}
-	case *routeRPC:
-		r.route(ctx, m.req.Device, m)
-	case *routeAttributes:
-		r.route(ctx, m.upd.Device, m)
-	case *DeviceConnected:
-		r.devices[m.Device] = *m
-	case *DeviceDisconnected:
-		delete(r.devices, m.Device)
-	case *ListDevices:
-		out := make([]DeviceConnected, 0, len(r.devices))
-		for _, d := range r.devices {
-			out = append(out, d)
-		}
-		ctx.Respond(&DeviceList{Devices: out})
-	}
-}

@@ -74,6 +74,11 @@ func (d *deviceActor) Receive(ctx actor.Context) {
 		ctx.Send(d.registry, &deviceUp{name: d.info.Name, connector: d.connector, pid: ctx.Self()})
 	case *routeRPC, *routeAttributes:
 		d.runCommand(ctx, m)
+	case *forgetConnection:
+		if d.connected {
+			d.connected = false
+			d.counters.DevicesConnected.Add(-1)
+		}
 	case *pollTick:
 		if m.owner != d {
 			return

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -154,14 +155,28 @@ func Start(opts Options) (*Gateway, error) {
 	g.root = root
 	// protoactor can only spawn a child from inside its parent, so the root
 	// answers spawn requests; that keeps every actor under one supervised tree.
-	g.registry = g.spawnChild("registry", actor.PropsFromProducer(func() actor.Actor { return &registryActor{log: g.log.With().Str("actor", "registry").Logger()} },
-		g.options(deviceMailbox)...))
+
+	registryFile := ""
+	if g.cfg.File != "" {
+		registryFile = filepath.Join(filepath.Dir(g.cfg.File), "connected_devices.json")
+	}
+	regLog := g.log.With().Str("actor", "registry").Logger()
+	saved := loadRegistry(registryFile, regLog)
+	for name, s := range saved {
+		if s.Renaming != nil {
+			g.renames.set(name, *s.Renaming)
+		}
+	}
 	g.journal = g.spawnChild("journal", actor.PropsFromProducer(func() actor.Actor {
 		return &journalActor{j: g.j, uplink: func() *actor.PID { return g.uplink }, log: g.log.With().Str("actor", "journal").Logger(), counters: g.counters}
 	}, g.options(journalMailbox)...))
 	g.uplink = g.spawnChild("uplink", actor.PropsFromProducer(func() actor.Actor {
 		return &uplinkActor{g: g, j: g.j, log: g.log.With().Str("actor", "uplink").Logger(), qos: 1, readBat: g.cfg.Storage.ReadBatch}
 	}, g.options(uplinkMailbox)...))
+	g.registry = g.spawnChild("registry", actor.PropsFromProducer(func() actor.Actor {
+		// A restarted registry starts from the last saved state.
+		return &registryActor{g: g, path: registryFile, log: regLog, saved: saved}
+	}, g.options(deviceMailbox)...))
 	for _, c := range g.cfg.Connectors {
 		first := true
 		c := c

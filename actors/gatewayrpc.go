@@ -58,10 +58,42 @@ func init() {
 		}
 		return append(b, "}}"...), nil
 	})
+	RegisterGatewayMethod("device_renamed", func(ctx context.Context, g *Gateway, params json.RawMessage) ([]byte, error) {
+		var m map[string]string
+		if err := json.Unmarshal(params, &m); err != nil || len(m) == 0 {
+			return nil, fmt.Errorf(`device_renamed: params must be {"old name":"new name"}, got %s`, params)
+		}
+		for from, to := range m {
+			if _, err := g.askRegistry(ctx, &renameDevice{from: from, to: to}); err != nil {
+				return nil, err
+			}
+		}
+		return []byte(`{"success":true}`), nil
+	})
+	RegisterGatewayMethod("device_deleted", func(ctx context.Context, g *Gateway, params json.RawMessage) ([]byte, error) {
+		var name string
+		if err := json.Unmarshal(params, &name); err != nil || name == "" {
+			return nil, fmt.Errorf(`device_deleted: params must be the device name, got %s`, params)
+		}
+		return g.askRegistry(ctx, &deleteDevice{name: name})
+	})
 	RegisterGatewayMethod("stats", func(_ context.Context, g *Gateway, _ json.RawMessage) ([]byte, error) {
 		c := g.counters
 		return fmt.Appendf(nil, `{"eventsProduced":%d,"eventsSent":%d}`, c.EventsJournaled.Load(), c.MessagesSent.Load()), nil
 	})
+}
+
+func (g *Gateway) askRegistry(ctx context.Context, msg any) ([]byte, error) {
+	timeout := 5 * time.Second
+	if d, ok := ctx.Deadline(); ok {
+		timeout = time.Until(d)
+	}
+	res, err := g.sys.Root.RequestFuture(g.registry, msg, timeout).Result()
+	if err != nil {
+		return nil, fmt.Errorf("registry: %w", err)
+	}
+	r := res.(*rpcResult)
+	return r.data, r.err
 }
 
 // gatewayRPC answers v1/devices/me/rpc/request/<id>.

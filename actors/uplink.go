@@ -104,6 +104,13 @@ func (u *uplinkActor) Receive(ctx actor.Context) {
 		u.maybeReset(ctx)
 	case *publishDone:
 		u.done(ctx, m)
+	case *announceDevices:
+		for dev, typ := range m.devices {
+			u.known[dev] = typ
+		}
+		if u.connected && u.preamble == nil {
+			u.announce()
+		}
 	case *actor.Stopping, *actor.Restarting:
 		u.stop()
 	}

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -227,4 +229,83 @@ func TestStatistics(t *testing.T) {
 	if _, ok := stats.Values.ServiceStats["journalDepth"]; !ok {
 		t.Errorf("serviceStats lacks journalDepth: %v", stats.Values.ServiceStats)
 	}
+}
+
+// TestRenameDeleteAndRestart: a platform rename maps both ways and survives a
+// restart through connected_devices.json; known devices are re-connected
+// after a restart; a deleted device is forgotten and re-announced on its next
+// data under its own name.
+func TestRenameDeleteAndRestart(t *testing.T) {
+	m := testenv.StartMosquitto(t)
+	sub := testenv.Subscribe(t, m.Addr(), "v1/gateway/#", "v1/devices/me/rpc/response/+")
+	dir := t.TempDir()
+	send := func(topic, body string) {
+		t.Helper()
+		if err := sub.Publish(context.Background(), topic, []byte(body), 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	gwReply := func(id string) string {
+		var out string
+		sub.WaitFor(t, 15*time.Second, func(msgs []testenv.Msg) bool {
+			for _, m := range msgs {
+				if m.Topic == "v1/devices/me/rpc/response/"+id {
+					out = string(m.Payload)
+					return true
+				}
+			}
+			return false
+		})
+		return out
+	}
+	path := writeConfig(t, dir, m.Addr(), `{"type": "memory"}`, map[string][]byte{"echo": []byte(`{"devices": ["ren-a"]}`)})
+	cfg1 := startGateway(t, path, nil)
+	sub.WaitFor(t, 20*time.Second, func(msgs []testenv.Msg) bool {
+		got, _ := telemetry(msgs)
+		return contiguousAny(got, "ren-a") > 0
+	})
+	send("v1/devices/me/rpc/request/1", `{"method":"gateway_device_renamed","params":{"ren-a":"Renamed A"}}`)
+	if r := gwReply("1"); r != `{"success":true}` {
+		t.Fatalf("rename reply %s", r)
+	}
+	sub.WaitFor(t, 20*time.Second, func(msgs []testenv.Msg) bool {
+		got, _ := telemetry(msgs)
+		return contiguousAny(got, "Renamed A") > 0
+	})
+	send("v1/gateway/rpc", `{"device":"Renamed A","data":{"id":7,"method":"echo","params":"hi"}}`)
+	r := waitReply(t, sub, "v1/gateway/rpc", hasID("7"))
+	if string(r["device"]) != `"Renamed A"` || string(r["data"]) != `{"result":"hi"}` {
+		t.Fatalf("rpc to the new name: %s %s", r["device"], r["data"])
+	}
+	ctx, cancel := contextTimeout(5 * time.Second)
+	_ = cfg1.Stop(ctx)
+	cancel()
+	raw, err := os.ReadFile(filepath.Join(dir, "connected_devices.json"))
+	if err != nil || !strings.Contains(string(raw), `"renaming": "Renamed A"`) {
+		t.Fatalf("registry file: %s %v", raw, err)
+	}
+
+	// Restart without ren-a in the config: it is still announced, under its new name.
+	sub.Reset()
+	path = writeConfig(t, dir, m.Addr(), `{"type": "memory"}`, map[string][]byte{"echo": []byte(`{"devices": ["ren-b"]}`)})
+	startGateway(t, path, nil)
+	sub.WaitFor(t, 20*time.Second, func(msgs []testenv.Msg) bool {
+		for _, m := range msgs {
+			if m.Topic == "v1/gateway/connect" && strings.Contains(string(m.Payload), `"Renamed A"`) {
+				return true
+			}
+		}
+		return false
+	})
+	send("v1/devices/me/rpc/request/2", `{"method":"gateway_device_deleted","params":"Renamed A"}`)
+	if r := gwReply("2"); r != `{"success":true}` {
+		t.Fatalf("delete reply %s", r)
+	}
+	testenv.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
+		raw, _ := os.ReadFile(filepath.Join(dir, "connected_devices.json"))
+		if strings.Contains(string(raw), "ren-a") {
+			return fmt.Errorf("deleted device still saved: %s", raw)
+		}
+		return nil
+	})
 }

@@ -1,0 +1,229 @@
+package actors
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/rs/zerolog"
+)
+
+// savedDevice is one entry of connected_devices.json, in upstream's format.
+type savedDevice struct {
+	ConnectorName string  `json:"connectorName"`
+	ConnectorID   string  `json:"connectorId,omitempty"`
+	DeviceType    string  `json:"device_type"`
+	Renaming      *string `json:"renaming"`
+	Disconnected  bool    `json:"disconnected"`
+}
+
+// renameDevice and deleteDevice come from gateway_device_renamed/_deleted.
+type renameDevice struct{ from, to string }
+type deleteDevice struct{ name string }
+
+// forgetConnection makes a device announce itself again on its next data.
+type forgetConnection struct{}
+
+// announceDevices tells the uplink which devices to re-connect after a
+// (re)connect of the platform session.
+type announceDevices struct{ devices map[string]string }
+
+func (*renameDevice) ControlMessage()     {}
+func (*deleteDevice) ControlMessage()     {}
+func (*forgetConnection) ControlMessage() {}
+func (*announceDevices) ControlMessage()  {}
+
+// registryActor knows every device: which connector owns it, its profile,
+// its platform name, and its actor. It persists that list atomically so a
+// restarted gateway re-announces the same devices under the same names.
+type registryActor struct {
+	g       *Gateway
+	log     zerolog.Logger
+	path    string // connected_devices.json; empty: not persisted
+	saved   map[string]*savedDevice
+	devices map[string]DeviceConnected
+	pids    map[string]*actor.PID
+}
+
+func (r *registryActor) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		r.devices = map[string]DeviceConnected{}
+		r.pids = map[string]*actor.PID{}
+		if r.saved == nil {
+			r.saved = map[string]*savedDevice{}
+		}
+		r.announceSaved(ctx)
+	case *deviceUp:
+		r.pids[m.name] = m.pid
+	case *deviceDown:
+		if r.pids[m.name] == m.pid {
+			delete(r.pids, m.name)
+		}
+	case *routeRPC:
+		r.route(ctx, m.req.Device, m)
+	case *routeAttributes:
+		r.route(ctx, m.upd.Device, m)
+	case *DeviceConnected:
+		r.devices[m.Device] = *m
+		s := r.saved[m.Device]
+		if s == nil {
+			s = &savedDevice{}
+			r.saved[m.Device] = s
+		}
+		if s.ConnectorName != m.Connector || s.DeviceType != m.Type || s.Disconnected {
+			s.ConnectorName, s.DeviceType, s.Disconnected = m.Connector, m.Type, false
+			r.save()
+		}
+	case *DeviceDisconnected:
+		delete(r.devices, m.Device)
+		if s := r.saved[m.Device]; s != nil && !s.Disconnected {
+			s.Disconnected = true
+			r.save()
+		}
+	case *renameDevice:
+		original := r.g.renames.toOriginal(m.from)
+		r.g.renames.set(original, m.to)
+		if s := r.saved[original]; s != nil {
+			to := m.to
+			s.Renaming = &to
+			if to == original {
+				s.Renaming = nil
+			}
+		}
+		r.log.Info().Str("device", original).Str("from", m.from).Str("to", m.to).Msg("device renamed on the platform")
+		r.save()
+		ctx.Respond(&rpcResult{data: []byte(`{"success":true}`)})
+	case *deleteDevice:
+		original := r.g.renames.toOriginal(m.name)
+		r.g.renames.set(original, original)
+		delete(r.saved, original)
+		delete(r.devices, original)
+		if pid, ok := r.pids[original]; ok {
+			ctx.Send(pid, &forgetConnection{})
+		}
+		r.log.Info().Str("device", original).Msg("device deleted on the platform; it is re-connected on its next data")
+		r.save()
+		ctx.Respond(&rpcResult{data: []byte(`{"success":true}`)})
+	case *ListDevices:
+		out := make([]DeviceConnected, 0, len(r.devices))
+		for _, d := range r.devices {
+			out = append(out, d)
+		}
+		ctx.Respond(&DeviceList{Devices: out})
+	}
+}
+
+// loadRegistry reads the persisted list before anything starts, so renames
+// hold from the first message on. A broken file is kept aside, not lost.
+func loadRegistry(path string, log zerolog.Logger) map[string]*savedDevice {
+	saved := map[string]*savedDevice{}
+	if path == "" {
+		return saved
+	}
+	raw, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return saved
+	}
+	if err != nil {
+		log.Error().Err(err).Str("file", path).Msg("cannot read the device registry; starting empty")
+		return saved
+	}
+	parsed, err := parseSavedDevices(raw)
+	if err != nil {
+		bad := path + ".bad"
+		_ = os.Rename(path, bad)
+		log.Error().Err(err).Str("file", path).Str("moved_to", bad).Msg("device registry unreadable; starting empty")
+		return saved
+	}
+	log.Info().Int("devices", len(parsed)).Msg("device registry loaded")
+	return parsed
+}
+
+// announceSaved asks the uplink to re-connect every device that was
+// connected when the gateway last ran.
+func (r *registryActor) announceSaved(ctx actor.Context) {
+	announce := map[string]string{}
+	for name, s := range r.saved {
+		if !s.Disconnected {
+			announce[r.g.renames.toPlatform(name)] = s.DeviceType
+		}
+	}
+	if len(announce) > 0 {
+		ctx.Send(r.g.uplink, &announceDevices{devices: announce})
+	}
+}
+
+// parseSavedDevices reads upstream's current format and its older list
+// format [connectorName, deviceType, newName?].
+func parseSavedDevices(raw []byte) (map[string]*savedDevice, error) {
+	var generic map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &generic); err != nil {
+		return nil, err
+	}
+	out := make(map[string]*savedDevice, len(generic))
+	for name, v := range generic {
+		var s savedDevice
+		if err := json.Unmarshal(v, &s); err == nil {
+			out[name] = &s
+			continue
+		}
+		var list []*string
+		if err := json.Unmarshal(v, &list); err != nil || len(list) < 2 || list[0] == nil || list[1] == nil {
+			return nil, fmt.Errorf("device %q: neither an object nor [connector, type, newName?]", name)
+		}
+		s = savedDevice{ConnectorName: *list[0], DeviceType: *list[1]}
+		if len(list) > 2 && list[2] != nil {
+			s.Renaming = list[2]
+		}
+		out[name] = &s
+	}
+	return out, nil
+}
+
+// save writes the registry atomically: a crash leaves the old or the new
+// file, never half of one.
+func (r *registryActor) save() {
+	if r.path == "" {
+		return
+	}
+	raw, err := json.MarshalIndent(r.saved, "", "  ")
+	if err == nil {
+		err = writeFileAtomic(r.path, raw)
+	}
+	if err != nil {
+		r.log.Error().Err(err).Str("file", r.path).Msg("cannot save the device registry")
+	}
+}
+
+func writeFileAtomic(path string, data []byte) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp)
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+	return nil
+}
