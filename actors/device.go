@@ -36,6 +36,7 @@ type deviceActor struct {
 	next      time.Time
 	tel, attr *report.Filter
 	connected bool
+	lastData  time.Time
 	failures  int
 	backoff   *supervisor.Backoff
 	errLog    rateLimiter
@@ -61,6 +62,12 @@ func (d *deviceActor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		d.self = ctx.Self()
+		if !d.g.cfg.Filter.Allowed(d.connector, d.info.Name) {
+			// Filtered devices are not polled at all: their data would be
+			// dropped anyway, and an unreachable one would only cost timeouts.
+			d.log.Info().Msg("device excluded by deviceFiltering; not polled")
+			return
+		}
 		d.tel = report.NewFilter(d.info.Report, d.info.KeyReport)
 		d.attr = report.NewFilter(d.info.Report, d.info.KeyReport)
 		// Stagger the first poll so a thousand devices do not all poll in the
@@ -127,10 +134,12 @@ func (d *deviceActor) poll(ctx actor.Context) {
 		if d.errLog.allow(now) {
 			d.log.Warn().Err(err).Int("failures", d.failures).Int("suppressed", d.errLog.takeSuppressed()).Msg("poll failed")
 		}
-		if d.connected && d.info.ConnectAttemptCount > 0 && d.failures >= d.info.ConnectAttemptCount {
+		act := d.g.cfg.Activity
+		idle := act.Enabled && now.Sub(d.lastData) > act.Timeout
+		if d.connected && (idle || d.info.ConnectAttemptCount > 0 && d.failures >= d.info.ConnectAttemptCount) {
 			d.connected = false
 			d.counters.DevicesConnected.Add(-1)
-			d.log.Warn().Int("failures", d.failures).Msg("device unreachable; disconnecting it from the platform")
+			d.log.Warn().Int("failures", d.failures).Bool("inactive", idle).Msg("device unreachable; disconnecting it from the platform")
 			events = append(events, protocols.Event{Kind: protocols.EventDisconnect, Device: d.info.Name, Ts: now.UnixMilli()})
 			ctx.Send(d.registry, &DeviceDisconnected{Device: d.info.Name, Connector: d.connector})
 		}
@@ -140,6 +149,7 @@ func (d *deviceActor) poll(ctx actor.Context) {
 			d.errLog.reset()
 		}
 		d.failures = 0
+		d.lastData = now
 		if !d.connected {
 			d.connected = true
 			d.counters.DevicesConnected.Add(1)

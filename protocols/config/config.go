@@ -83,6 +83,8 @@ type Gateway struct {
 	ThingsBoard ThingsBoard
 	Storage     Storage
 	Connectors  []Connector
+	Filter      *DeviceFilter // nil: every device passes
+	Activity    Activity
 	Problems    *spec.Problems
 }
 
@@ -103,6 +105,12 @@ func Load(path string, getenv func(string) string) (*Gateway, error) {
 	}
 	dir := filepath.Dir(path)
 	g.ThingsBoard = parseThingsBoard(root, getenv)
+	if tb := root.Obj("thingsboard"); tb != nil {
+		// Parsed apart from the connection keys: they need the config
+		// directory (the filter file) and are not part of the platform session.
+		g.Filter = parseFilter(tb, dir)
+		g.Activity = parseActivity(tb)
+	}
 	g.Storage = parseStorage(root, dir)
 	root.Known("grpc", "logs", "connectors")
 	g.Connectors = parseConnectors(root, dir, g.ThingsBoard.Report)

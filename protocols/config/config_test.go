@@ -105,3 +105,30 @@ func FuzzLoad(f *testing.F) {
 		}
 	})
 }
+
+func TestDeviceFilterAndActivity(t *testing.T) {
+	cfg, _ := Load("testdata/filter/tb_gateway.json", func(string) string { return "" })
+	f := cfg.Filter
+	for _, c := range []struct {
+		connector, device string
+		want              bool
+	}{
+		{"Modbus Connector", "test-1", false},   // denied
+		{"Modbus Connector", "my-test-1", true}, // full match only
+		{"Modbus Connector", "plc", true},       // not denied, no allow list
+		{"MQTT Connector", "sensor-12", true},   // allowed
+		{"MQTT Connector", "sensor-x", false},   // allow list exists, no match
+		{"Other", "anything", true},             // no lists
+	} {
+		if got := f.Allowed(c.connector, c.device); got != c.want {
+			t.Errorf("Allowed(%q, %q) = %v, want %v", c.connector, c.device, got, c.want)
+		}
+	}
+	if !cfg.Activity.Enabled || cfg.Activity.Timeout.Seconds() != 120 || cfg.Activity.Period.Seconds() != 5 {
+		t.Errorf("activity: %+v", cfg.Activity)
+	}
+	var nilFilter *DeviceFilter
+	if !nilFilter.Allowed("x", "y") {
+		t.Error("a nil filter must allow everything")
+	}
+}
