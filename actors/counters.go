@@ -23,4 +23,5 @@ type Counters struct {
 	Reconnects       atomic.Uint64
 	BadInbound       atomic.Uint64 // malformed platform messages (counted, logged, ignored)
 	InboundMessages  atomic.Uint64 // platform messages received since the last statistics send
+	TreeRestarts     atomic.Uint64 // in-process restarts of the whole tree (gateway_restart)
 }

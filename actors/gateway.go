@@ -67,6 +67,8 @@ type Gateway struct {
 	attrs                    attrRequests
 	connCounters             sync.Map // connector name → *ConnectorCounters
 	cancel                   context.CancelFunc
+	treeMu                   sync.Mutex
+	stopped                  bool
 }
 
 // onPlatformUp runs (in its own goroutine) after every (re)connect.
@@ -140,6 +142,15 @@ func Start(opts Options) (*Gateway, error) {
 		supervisor.WithCrashLoop(5, time.Minute),
 		supervisor.WithEvents(g.onSupervisorEvent),
 	)
+	if err := g.startTree(true); err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+// startTree spawns the actor tree over the open journal. fresh is false on
+// an in-process restart, when connectors must be rebuilt from their config.
+func (g *Gateway) startTree(fresh bool) error {
 	// The root only spawns; all long-lived state is in its children.
 	rootProps := actor.PropsFromFunc(func(ctx actor.Context) {
 		if r, ok := ctx.Message().(*spawnRequest); ok {
@@ -150,7 +161,7 @@ func Start(opts Options) (*Gateway, error) {
 		actor.WithGuardian(g.strategy), actor.WithSupervisor(g.strategy))
 	root, err := g.sys.Root.SpawnNamed(rootProps, "gateway")
 	if err != nil {
-		return nil, fmt.Errorf("gateway: %w", err)
+		return fmt.Errorf("gateway: %w", err)
 	}
 	g.root = root
 	// protoactor can only spawn a child from inside its parent, so the root
@@ -177,8 +188,9 @@ func Start(opts Options) (*Gateway, error) {
 		// A restarted registry starts from the last saved state.
 		return &registryActor{g: g, path: registryFile, log: regLog, saved: saved}
 	}, g.options(deviceMailbox)...))
+	g.connectors = nil
 	for _, c := range g.cfg.Connectors {
-		first := true
+		first := fresh
 		c := c
 		log := g.log.With().Str("connector", c.Name).Logger()
 		props := actor.PropsFromProducer(func() actor.Actor {
@@ -191,7 +203,38 @@ func Start(opts Options) (*Gateway, error) {
 	if g.cfg.ThingsBoard.StatsEnabled && g.cfg.ThingsBoard.StatsPeriod > 0 {
 		go g.statsLoop(bg, g.cfg.ThingsBoard.StatsPeriod)
 	}
-	return g, nil
+	return nil
+}
+
+// stopTree stops the tree in order — connectors with their devices, a final
+// journal flush, a short uplink drain, the uplink, the rest — and leaves the
+// journal open.
+func (g *Gateway) stopTree(ctx context.Context) {
+	g.cancel()
+	for _, c := range g.connectors {
+		_ = g.sys.Root.StopFuture(c).Wait()
+	}
+	if _, err := g.sys.Root.RequestFuture(g.journal, &Flush{}, 2*time.Second).Result(); err != nil {
+		g.log.Warn().Err(err).Msg("final journal flush did not answer")
+	}
+	g.drain(ctx)
+	_ = g.sys.Root.StopFuture(g.uplink).Wait()
+	_ = g.sys.Root.StopFuture(g.journal).Wait()
+	_ = g.sys.Root.StopFuture(g.root).Wait()
+}
+
+// Restart stops and starts the actor tree in-process, keeping the journal,
+// so nothing buffered is lost (gateway_restart).
+func (g *Gateway) Restart(ctx context.Context) error {
+	g.treeMu.Lock()
+	defer g.treeMu.Unlock()
+	if g.stopped {
+		return errors.New("gateway is stopping")
+	}
+	g.log.Info().Msg("restarting the actor tree")
+	g.stopTree(ctx)
+	g.counters.TreeRestarts.Add(1)
+	return g.startTree(false)
 }
 
 type spawnRequest struct {
@@ -271,17 +314,13 @@ func (g *Gateway) Journal() persistence.Journal { return g.j }
 // Stop stops the tree in order: devices (with their connectors), a final
 // journal flush, a short drain of the uplink, the uplink, then the journal.
 func (g *Gateway) Stop(ctx context.Context) error {
-	g.cancel()
-	for _, c := range g.connectors {
-		_ = g.sys.Root.StopFuture(c).Wait()
+	g.treeMu.Lock()
+	defer g.treeMu.Unlock()
+	if g.stopped {
+		return nil
 	}
-	if _, err := g.sys.Root.RequestFuture(g.journal, &Flush{}, 2*time.Second).Result(); err != nil {
-		g.log.Warn().Err(err).Msg("final journal flush did not answer")
-	}
-	g.drain(ctx)
-	_ = g.sys.Root.StopFuture(g.uplink).Wait()
-	_ = g.sys.Root.StopFuture(g.journal).Wait()
-	_ = g.sys.Root.StopFuture(g.root).Wait()
+	g.stopped = true
+	g.stopTree(ctx)
 	st := g.j.Stats()
 	err := g.j.Close()
 	g.log.Info().Uint64("buffered", st.Depth).Msg("gateway stopped")

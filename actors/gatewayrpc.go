@@ -77,6 +77,22 @@ func init() {
 		}
 		return g.askRegistry(ctx, &deleteDevice{name: name})
 	})
+	RegisterGatewayMethod("restart", func(_ context.Context, g *Gateway, params json.RawMessage) ([]byte, error) {
+		delay := time.Second
+		var secs float64
+		if len(params) > 0 && json.Unmarshal(params, &secs) == nil && secs > 1 {
+			delay = time.Duration(secs * float64(time.Second))
+		}
+		// Reply first: the restart tears down the session the reply goes out on.
+		time.AfterFunc(delay, func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := g.Restart(ctx); err != nil {
+				g.log.Error().Err(err).Msg("gateway_restart failed")
+			}
+		})
+		return []byte(`{"success":true}`), nil
+	})
 	RegisterGatewayMethod("stats", func(_ context.Context, g *Gateway, _ json.RawMessage) ([]byte, error) {
 		c := g.counters
 		return fmt.Appendf(nil, `{"eventsProduced":%d,"eventsSent":%d}`, c.EventsJournaled.Load(), c.MessagesSent.Load()), nil

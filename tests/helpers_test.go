@@ -189,3 +189,5 @@ func missing(committed map[point]bool, got map[point]map[string]json.RawMessage)
 	}
 	return out
 }
+
+func newMemoryJournal() persistence.Journal { return persistence.OpenMemory(persistence.Options{}) }
