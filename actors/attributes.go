@@ -96,7 +96,7 @@ func (g *Gateway) onAttributeResponse(payload []byte) {
 // syncSharedAttributes requests the shared attributes a device declares and
 // applies them, so a device that was offline gets the current setpoints.
 func (g *Gateway) syncSharedAttributes(device string, keys []string) {
-	if !g.cfg.ThingsBoard.SyncSharedAttributes || len(keys) == 0 {
+	if !g.conf().ThingsBoard.SyncSharedAttributes || len(keys) == 0 {
 		return
 	}
 	vals, err := g.RequestAttributes(context.Background(), device, false, keys)

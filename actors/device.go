@@ -62,7 +62,7 @@ func (d *deviceActor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		d.self = ctx.Self()
-		if !d.g.cfg.Filter.Allowed(d.connector, d.info.Name) {
+		if !d.g.conf().Filter.Allowed(d.connector, d.info.Name) {
 			// Filtered devices are not polled at all: their data would be
 			// dropped anyway, and an unreachable one would only cost timeouts.
 			d.log.Info().Msg("device excluded by deviceFiltering; not polled")
@@ -134,7 +134,7 @@ func (d *deviceActor) poll(ctx actor.Context) {
 		if d.errLog.allow(now) {
 			d.log.Warn().Err(err).Int("failures", d.failures).Int("suppressed", d.errLog.takeSuppressed()).Msg("poll failed")
 		}
-		act := d.g.cfg.Activity
+		act := d.g.conf().Activity
 		idle := act.Enabled && now.Sub(d.lastData) > act.Timeout
 		if d.connected && (idle || d.info.ConnectAttemptCount > 0 && d.failures >= d.info.ConnectAttemptCount) {
 			d.connected = false

@@ -104,7 +104,7 @@ func (g *Gateway) onPlatformMessage(topic string, payload []byte) {
 		go g.gatewayRPC(req)
 	case topic == platform.TopicAttributesResponse:
 		g.onAttributeResponse(payload)
-	case topic == platform.TopicMeAttributes:
+	case topic == platform.TopicMeAttributes, strings.HasPrefix(topic, platform.TopicMeAttributesResponsePrefix):
 		values, err := platform.ParseAttributes(payload)
 		if err != nil {
 			g.badInbound(topic, payload, err)

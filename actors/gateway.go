@@ -67,8 +67,10 @@ type Gateway struct {
 	attrs                    attrRequests
 	connCounters             sync.Map // connector name → *ConnectorCounters
 	cancel                   context.CancelFunc
-	treeMu                   sync.Mutex
+	treeMu                   sync.Mutex   // serialises Stop, Restart and Reload
+	stateMu                  sync.RWMutex // guards cfg and connectors across reloads
 	stopped                  bool
+	remote                   *remoteConfig // nil unless remoteConfiguration is on
 }
 
 // onPlatformUp runs (in its own goroutine) after every (re)connect.
@@ -77,6 +79,9 @@ func (g *Gateway) onPlatformUp() {
 	defer cancel()
 	if err := g.PublishDirect(ctx, platform.TopicMeAttributes, g.startupAttributes(), 1); err != nil {
 		g.log.Debug().Err(err).Msg("gateway attributes not sent")
+	}
+	if g.remote != nil {
+		g.remote.announce()
 	}
 }
 
@@ -105,6 +110,22 @@ func (g *Gateway) Devices(ctx context.Context) ([]DeviceConnected, error) {
 
 // ErrPlatformDown is returned by PublishDirect while no session is up.
 var ErrPlatformDown = errors.New("platform not connected")
+
+// PublishWhenUp is PublishDirect that first waits (within ctx) for a
+// session, for replies that follow a restart of the tree.
+func (g *Gateway) PublishWhenUp(ctx context.Context, topic string, payload []byte, qos byte) error {
+	for {
+		err := g.PublishDirect(ctx, topic, payload, qos)
+		if !errors.Is(err, ErrPlatformDown) && !errors.Is(err, platform.ErrNotConnected) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
 
 // PublishDirect publishes a message that does not go through the journal:
 // RPC replies, remote logs and statistics, which are worthless when late.
@@ -142,10 +163,54 @@ func Start(opts Options) (*Gateway, error) {
 		supervisor.WithCrashLoop(5, time.Minute),
 		supervisor.WithEvents(g.onSupervisorEvent),
 	)
+	if g.cfg.ThingsBoard.RemoteConfiguration && g.cfg.File != "" {
+		g.remote = &remoteConfig{g: g}
+		g.OnGatewayAttributes(func(v map[string]json.RawMessage) { go g.remote.handle(v) })
+	}
 	if err := g.startTree(true); err != nil {
 		return nil, err
 	}
 	return g, nil
+}
+
+// firstPID keeps the PID of the first incarnation: a restarted tree reuses
+// the same names, protoactor re-resolves a PID whose process died, and never
+// rewriting the field keeps concurrent readers race-free.
+func firstPID(old, spawned *actor.PID) *actor.PID {
+	if old != nil {
+		return old
+	}
+	return spawned
+}
+
+// conf is the current configuration; a remote reload swaps it.
+func (g *Gateway) conf() *config.Gateway {
+	g.stateMu.RLock()
+	defer g.stateMu.RUnlock()
+	return g.cfg
+}
+
+// connectorPIDs pairs the current connector configs with their actors.
+func (g *Gateway) connectorPIDs() ([]config.Connector, []*actor.PID) {
+	g.stateMu.RLock()
+	defer g.stateMu.RUnlock()
+	return g.cfg.Connectors, g.connectors
+}
+
+// Reload replaces the configuration and restarts the tree with it; the
+// journal stays open and keeps everything buffered.
+func (g *Gateway) Reload(ctx context.Context, cfg *config.Gateway) error {
+	g.treeMu.Lock()
+	defer g.treeMu.Unlock()
+	if g.stopped {
+		return errors.New("gateway is stopping")
+	}
+	g.stopTree(ctx)
+	g.stateMu.Lock()
+	g.cfg = cfg
+	g.stateMu.Unlock()
+	g.counters.TreeRestarts.Add(1)
+	return g.startTree(true)
 }
 
 // startTree spawns the actor tree over the open journal. fresh is false on
@@ -163,13 +228,15 @@ func (g *Gateway) startTree(fresh bool) error {
 	if err != nil {
 		return fmt.Errorf("gateway: %w", err)
 	}
-	g.root = root
+	if g.root == nil {
+		g.root = root
+	}
 	// protoactor can only spawn a child from inside its parent, so the root
 	// answers spawn requests; that keeps every actor under one supervised tree.
 
 	registryFile := ""
-	if g.cfg.File != "" {
-		registryFile = filepath.Join(filepath.Dir(g.cfg.File), "connected_devices.json")
+	if f := g.conf().File; f != "" {
+		registryFile = filepath.Join(filepath.Dir(f), "connected_devices.json")
 	}
 	regLog := g.log.With().Str("actor", "registry").Logger()
 	saved := loadRegistry(registryFile, regLog)
@@ -178,30 +245,34 @@ func (g *Gateway) startTree(fresh bool) error {
 			g.renames.set(name, *s.Renaming)
 		}
 	}
-	g.journal = g.spawnChild("journal", actor.PropsFromProducer(func() actor.Actor {
+	g.journal = firstPID(g.journal, g.spawnChild("journal", actor.PropsFromProducer(func() actor.Actor {
 		return &journalActor{j: g.j, uplink: func() *actor.PID { return g.uplink }, log: g.log.With().Str("actor", "journal").Logger(), counters: g.counters}
-	}, g.options(journalMailbox)...))
-	g.uplink = g.spawnChild("uplink", actor.PropsFromProducer(func() actor.Actor {
-		return &uplinkActor{g: g, j: g.j, log: g.log.With().Str("actor", "uplink").Logger(), qos: 1, readBat: g.cfg.Storage.ReadBatch}
-	}, g.options(uplinkMailbox)...))
-	g.registry = g.spawnChild("registry", actor.PropsFromProducer(func() actor.Actor {
+	}, g.options(journalMailbox)...)))
+	g.uplink = firstPID(g.uplink, g.spawnChild("uplink", actor.PropsFromProducer(func() actor.Actor {
+		return &uplinkActor{g: g, j: g.j, log: g.log.With().Str("actor", "uplink").Logger(), qos: 1, readBat: g.conf().Storage.ReadBatch}
+	}, g.options(uplinkMailbox)...)))
+	g.registry = firstPID(g.registry, g.spawnChild("registry", actor.PropsFromProducer(func() actor.Actor {
 		// A restarted registry starts from the last saved state.
 		return &registryActor{g: g, path: registryFile, log: regLog, saved: saved}
-	}, g.options(deviceMailbox)...))
-	g.connectors = nil
-	for _, c := range g.cfg.Connectors {
+	}, g.options(deviceMailbox)...)))
+	cfg := g.conf()
+	var connectors []*actor.PID
+	for _, c := range cfg.Connectors {
 		first := fresh
 		c := c
 		log := g.log.With().Str("connector", c.Name).Logger()
 		props := actor.PropsFromProducer(func() actor.Actor {
 			return &connectorActor{cfg: c, g: g, log: log, first: &first}
 		}, append(g.options(deviceMailbox), actor.WithSupervisor(g.strategy))...)
-		g.connectors = append(g.connectors, g.spawnChild("connector/"+c.Name, props))
+		connectors = append(connectors, g.spawnChild("connector/"+c.Name, props))
 	}
+	g.stateMu.Lock()
+	g.connectors = connectors
+	g.stateMu.Unlock()
 	bg, cancel := context.WithCancel(context.Background())
 	g.cancel = cancel
-	if g.cfg.ThingsBoard.StatsEnabled && g.cfg.ThingsBoard.StatsPeriod > 0 {
-		go g.statsLoop(bg, g.cfg.ThingsBoard.StatsPeriod)
+	if cfg.ThingsBoard.StatsEnabled && cfg.ThingsBoard.StatsPeriod > 0 {
+		go g.statsLoop(bg, cfg.ThingsBoard.StatsPeriod)
 	}
 	return nil
 }
@@ -211,7 +282,8 @@ func (g *Gateway) startTree(fresh bool) error {
 // journal open.
 func (g *Gateway) stopTree(ctx context.Context) {
 	g.cancel()
-	for _, c := range g.connectors {
+	_, connectors := g.connectorPIDs()
+	for _, c := range connectors {
 		_ = g.sys.Root.StopFuture(c).Wait()
 	}
 	if _, err := g.sys.Root.RequestFuture(g.journal, &Flush{}, 2*time.Second).Result(); err != nil {
@@ -360,7 +432,7 @@ func OpenJournal(s config.Storage, log zerolog.Logger) (persistence.Journal, err
 }
 
 func (g *Gateway) platformConfig() platform.Config {
-	tb := g.cfg.ThingsBoard
+	tb := g.conf().ThingsBoard
 	return platform.Config{
 		Host: tb.Host, Port: tb.Port, QoS: tb.QoS, KeepAlive: tb.KeepAlive,
 		ClientID:   tb.Security.ClientID,

@@ -148,11 +148,12 @@ func (g *Gateway) runGatewayRPC(ctx context.Context, req platform.GatewayRPC) []
 func (g *Gateway) connectorTypeRPC(ctx context.Context, typ string, req protocols.RPCRequest) []byte {
 	deadline, _ := ctx.Deadline()
 	results := map[string][]byte{}
-	for i, c := range g.cfg.Connectors {
-		if c.Type != typ {
+	cfgs, pids := g.connectorPIDs()
+	for i, c := range cfgs {
+		if c.Type != typ || i >= len(pids) {
 			continue
 		}
-		res, err := g.sys.Root.RequestFuture(g.connectors[i], &connectorRPC{req: req, deadline: deadline}, time.Until(deadline)).Result()
+		res, err := g.sys.Root.RequestFuture(pids[i], &connectorRPC{req: req, deadline: deadline}, time.Until(deadline)).Result()
 		switch {
 		case err != nil:
 			results[c.Name] = platform.ErrorData(fmt.Sprintf("connector %q: %v", c.Name, err), 500)

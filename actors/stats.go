@@ -76,7 +76,7 @@ func (s *statSnapshot) take(g *Gateway) {
 	s.polls, s.valuesPolled = c.Polls.Load(), c.ValuesPolled.Load()
 	s.pulled = g.j.Stats().Acked
 	s.connectors = map[string][6]uint64{}
-	for _, cc := range g.cfg.Connectors {
+	for _, cc := range g.conf().Connectors {
 		k := g.ConnectorCounters(cc.Name)
 		s.connectors[cc.Name] = [6]uint64{k.Polls.Load(), k.PollErrors.Load(), k.TsProduced.Load(), k.AttrProduced.Load(), k.EventsPushed.Load(), k.Restarts.Load()}
 	}
@@ -95,7 +95,7 @@ func (g *Gateway) statsPayload(prev, cur *statSnapshot, cpu cpuSample) []byte {
 	var b bytes.Buffer
 	fmt.Fprintf(&b, `{"ts":%d,"values":{"machineStats":{"totalCpuUsage":%.1f,"gwProcessCpuUsage":%.1f,"cpuCount":%d,"freeMemory":%d,"totalMemory":%d,"gwMemory":%d`,
 		time.Now().UnixMilli(), cpu.total, cpu.process, runtime.NumCPU(), mem.available, mem.total, rssBytes())
-	if dir := g.cfg.Storage.Dir; dir != "" {
+	if dir := g.conf().Storage.Dir; dir != "" {
 		if free, total, ok := diskSpace(dir); ok {
 			fmt.Fprintf(&b, `,"freeDisk":%d,"totalDisk":%d,"diskUsage":%.1f`, free, total, 100*float64(total-free)/float64(max(total, 1)))
 		}
@@ -105,7 +105,7 @@ func (g *Gateway) statsPayload(prev, cur *statSnapshot, cpu cpuSample) []byte {
 		cur.pulled-prev.pulled, js.Depth, cur.sent-prev.sent, cur.delivered-prev.delivered, js.Depth, js.DepthBytes, js.OldestAge.Milliseconds(),
 		js.Dropped, ps.Inflight, ps.Reconnects, g.counters.EventsLost.Load(), g.counters.MailboxDrops.Load())
 	b.WriteString(`,"connectorsStats":{`)
-	for i, cc := range g.cfg.Connectors {
+	for i, cc := range g.conf().Connectors {
 		if i > 0 {
 			b.WriteByte(',')
 		}
@@ -124,7 +124,7 @@ func (g *Gateway) startupAttributes() []byte {
 	b := []byte(`{"Version":`)
 	b = protocols.AppendJSONString(b, g.opts.Version)
 	b = fmt.Appendf(b, `,"totalMemory":%d,"cpuCount":%d`, mem.total, runtime.NumCPU())
-	if dir := g.cfg.Storage.Dir; dir != "" {
+	if dir := g.conf().Storage.Dir; dir != "" {
 		if _, total, ok := diskSpace(dir); ok {
 			b = fmt.Appendf(b, `,"totalDisk":%d`, total)
 		}

@@ -353,3 +353,75 @@ func mustTelemetry(t *testing.T, msgs []testenv.Msg) map[point]map[string]json.R
 	}
 	return got
 }
+
+// TestRemoteConfiguration: connector and general configuration arrive as
+// shared attributes; a valid change is written and applied, an invalid one is
+// rejected with the checker's message and the running config stays.
+func TestRemoteConfiguration(t *testing.T) {
+	m := testenv.StartMosquitto(t)
+	sub := testenv.Subscribe(t, m.Addr(), "v1/gateway/telemetry", "v1/devices/me/attributes", "v1/devices/me/attributes/request/+")
+	dir := t.TempDir()
+	path := writeConfig(t, dir, m.Addr(), `{"type": "memory"}`, map[string][]byte{"echo": []byte(`{"devices": ["rc-a"]}`)},
+		map[string]any{"remoteConfiguration": true})
+	gw := startGateway(t, path, nil)
+	// On connect the gateway publishes its configuration and asks for the shared keys.
+	sub.WaitFor(t, 20*time.Second, func(msgs []testenv.Msg) bool {
+		var announced, requested bool
+		for _, m := range msgs {
+			announced = announced || m.Topic == "v1/devices/me/attributes" && strings.Contains(string(m.Payload), `"active_connectors":["echo"]`)
+			requested = requested || strings.HasPrefix(m.Topic, "v1/devices/me/attributes/request/") && strings.Contains(string(m.Payload), "general_configuration")
+		}
+		return announced && requested
+	})
+	status := func(applied bool) string {
+		var out string
+		sub.WaitFor(t, 20*time.Second, func(msgs []testenv.Msg) bool {
+			for _, m := range msgs {
+				if m.Topic == "v1/devices/me/attributes" && strings.Contains(string(m.Payload), fmt.Sprintf(`"applied":%v`, applied)) {
+					out = string(m.Payload)
+					return true
+				}
+			}
+			return false
+		})
+		return out
+	}
+	send := func(body string) {
+		t.Helper()
+		if err := sub.Publish(context.Background(), "v1/devices/me/attributes", []byte(body), 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before, _ := os.ReadFile(path)
+	send(`{"general_configuration": {"host": "", "port": 99999, "security": {"accessToken": "x"}}}`)
+	st := status(false)
+	if !strings.Contains(st, "thingsboard.port: 99999 is out of range") || !strings.Contains(st, "thingsboard.host: must not be empty") {
+		t.Errorf("rejection does not name the problems: %s", st)
+	}
+	if after, _ := os.ReadFile(path); string(after) != string(before) {
+		t.Error("a rejected change modified tb_gateway.json")
+	}
+
+	sub.Reset()
+	send(`{"echo": {"name": "echo", "type": "echo", "configurationJson": {"devices": ["rc-a", "rc-b"]}}}`)
+	status(true)
+	sub.WaitFor(t, 20*time.Second, func(msgs []testenv.Msg) bool {
+		got, _ := telemetry(msgs)
+		return contiguousAny(got, "rc-b") > 0
+	})
+	raw, _ := os.ReadFile(filepath.Join(dir, "echo.json"))
+	if !strings.Contains(string(raw), "rc-b") {
+		t.Errorf("connector file not written: %s", raw)
+	}
+	if backups, _ := filepath.Glob(filepath.Join(dir, "backup", "echo.backup.*.json")); len(backups) != 1 {
+		t.Errorf("backups: %v", backups)
+	}
+	// Re-sending the same configuration changes nothing and restarts nothing.
+	restarts := gw.Counters().TreeRestarts.Load()
+	send(`{"echo": {"name": "echo", "type": "echo", "configurationJson": {"devices": ["rc-a", "rc-b"]}}, "storage_configuration": {"type": "memory"}}`)
+	send(`{"RemoteLoggingLevel": "NONE"}`)
+	time.Sleep(500 * time.Millisecond) // nothing to wait for: the absence of a restart is the point
+	if r := gw.Counters().TreeRestarts.Load(); r != restarts {
+		t.Errorf("identical configuration restarted the tree (%d → %d)", restarts, r)
+	}
+}
