@@ -174,6 +174,13 @@ func (rc *remoteConfig) handle(values map[string]json.RawMessage) {
 		return
 	}
 	rc.report(strings.Join(changed, ","), nil)
+	for _, k := range changed {
+		if k == keyStorage {
+			// The open journal holds undelivered data; swapping it live could
+			// strand that data, so the new storage is used from the next start.
+			g.log.Warn().Msg("storage_configuration saved; it takes effect when the gateway process restarts")
+		}
+	}
 }
 
 // parseConnectorAttribute recognises the upstream wrapper
