@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/rs/zerolog"
@@ -24,6 +25,12 @@ type savedDevice struct {
 type renameDevice struct{ from, to string }
 type deleteDevice struct{ name string }
 
+// saveRegistry flushes a pending save; saves are coalesced so a thousand
+// devices connecting at start cost one write, not a thousand.
+type saveRegistry struct{}
+
+const registrySaveDelay = time.Second
+
 // forgetConnection makes a device announce itself again on its next data.
 type forgetConnection struct{}
 
@@ -35,6 +42,7 @@ func (*renameDevice) ControlMessage()     {}
 func (*deleteDevice) ControlMessage()     {}
 func (*forgetConnection) ControlMessage() {}
 func (*announceDevices) ControlMessage()  {}
+func (*saveRegistry) ControlMessage()     {}
 
 // registryActor knows every device: which connector owns it, its profile,
 // its platform name, and its actor. It persists that list atomically so a
@@ -46,6 +54,7 @@ type registryActor struct {
 	saved   map[string]*savedDevice
 	devices map[string]DeviceConnected
 	pids    map[string]*actor.PID
+	dirty   bool
 }
 
 func (r *registryActor) Receive(ctx actor.Context) {
@@ -57,6 +66,10 @@ func (r *registryActor) Receive(ctx actor.Context) {
 			r.saved = map[string]*savedDevice{}
 		}
 		r.announceSaved(ctx)
+	case *saveRegistry:
+		r.flush()
+	case *actor.Stopping:
+		r.flush()
 	case *deviceUp:
 		r.pids[m.name] = m.pid
 	case *deviceDown:
@@ -76,13 +89,13 @@ func (r *registryActor) Receive(ctx actor.Context) {
 		}
 		if s.ConnectorName != m.Connector || s.DeviceType != m.Type || s.Disconnected {
 			s.ConnectorName, s.DeviceType, s.Disconnected = m.Connector, m.Type, false
-			r.save()
+			r.markDirty(ctx)
 		}
 	case *DeviceDisconnected:
 		delete(r.devices, m.Device)
 		if s := r.saved[m.Device]; s != nil && !s.Disconnected {
 			s.Disconnected = true
-			r.save()
+			r.markDirty(ctx)
 		}
 	case *renameDevice:
 		original := r.g.renames.toOriginal(m.from)
@@ -95,7 +108,7 @@ func (r *registryActor) Receive(ctx actor.Context) {
 			}
 		}
 		r.log.Info().Str("device", original).Str("from", m.from).Str("to", m.to).Msg("device renamed on the platform")
-		r.save()
+		r.markDirty(ctx)
 		ctx.Respond(&rpcResult{data: []byte(`{"success":true}`)})
 	case *deleteDevice:
 		original := r.g.renames.toOriginal(m.name)
@@ -106,7 +119,7 @@ func (r *registryActor) Receive(ctx actor.Context) {
 			ctx.Send(pid, &forgetConnection{})
 		}
 		r.log.Info().Str("device", original).Msg("device deleted on the platform; it is re-connected on its next data")
-		r.save()
+		r.markDirty(ctx)
 		ctx.Respond(&rpcResult{data: []byte(`{"success":true}`)})
 	case *ListDevices:
 		out := make([]DeviceConnected, 0, len(r.devices))
@@ -182,6 +195,23 @@ func parseSavedDevices(raw []byte) (map[string]*savedDevice, error) {
 		out[name] = &s
 	}
 	return out, nil
+}
+
+// markDirty schedules one save for all changes of the next second.
+func (r *registryActor) markDirty(ctx actor.Context) {
+	if r.path == "" || r.dirty {
+		return
+	}
+	r.dirty = true
+	sys, self := ctx.ActorSystem(), ctx.Self()
+	time.AfterFunc(registrySaveDelay, func() { sys.Root.Send(self, &saveRegistry{}) })
+}
+
+func (r *registryActor) flush() {
+	if r.dirty {
+		r.dirty = false
+		r.save()
+	}
 }
 
 // save writes the registry atomically: a crash leaves the old or the new

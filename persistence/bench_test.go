@@ -1,6 +1,7 @@
 package persistence
 
 import (
+	"fmt"
 	"testing"
 )
 
@@ -74,6 +75,34 @@ func BenchmarkAppendAck(b *testing.B) {
 			}
 			b.StopTimer()
 			reportRates(b)
+		})
+	}
+}
+
+// BenchmarkAppendSyncGroup shows what group commit buys with SyncWrites on:
+// the gateway's journal actor commits everything that queued up during the
+// previous write, so under load its batches are large.
+func BenchmarkAppendSyncGroup(b *testing.B) {
+	for _, n := range []int{10, 100, 1000} {
+		b.Run(fmt.Sprintf("batch-%d", n), func(b *testing.B) {
+			j := openBadger(b, b.TempDir(), Options{SyncWrites: true})
+			data := batch(1, n, benchRecord)
+			b.SetBytes(int64(n * benchRecord))
+			b.ResetTimer()
+			for i := range b.N {
+				if _, _, err := j.Append(data); err != nil {
+					b.Fatal(err)
+				}
+				if i%10 == 9 {
+					b.StopTimer()
+					if err := j.Ack(j.LastSeq()); err != nil {
+						b.Fatal(err)
+					}
+					b.StartTimer()
+				}
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "records/s")
 		})
 	}
 }

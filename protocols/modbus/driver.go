@@ -221,6 +221,7 @@ func (p *pool) close() {
 
 // Connector is a configured modbus connector: one Device per slave.
 type Connector struct {
+	name    string
 	cfg     *Config
 	pool    *pool
 	devices []*Device
@@ -244,7 +245,11 @@ func NewConnector(cfg protocols.ConnectorConfig) (*Connector, error) {
 	if err := cfg.Config.Problems().Err(); err != nil {
 		return nil, err
 	}
-	c := &Connector{cfg: parsed, pool: &pool{}}
+	name := cfg.Name
+	if name == "" {
+		name = parsed.Name
+	}
+	c := &Connector{name: name, cfg: parsed, pool: &pool{}}
 	for _, s := range parsed.Slaves {
 		c.devices = append(c.devices, newDevice(s, c.pool))
 	}
