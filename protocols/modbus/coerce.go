@@ -14,7 +14,7 @@ import (
 )
 
 func valueErrorf(format string, a ...any) error {
-	return &classified{ErrValue, fmt.Errorf(format, a...)}
+	return &tagged{ErrValue, fmt.Errorf(format, a...)}
 }
 
 // unwrapValue returns the value of rpc params: the params themselves, or

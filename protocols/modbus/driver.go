@@ -49,7 +49,10 @@ var (
 type classified struct{ class, err error }
 
 func (e *classified) Error() string   { return e.err.Error() }
-func (e *classified) Unwrap() []error { return []error{e.class, e.err} }
+func (e *classified) Unwrap() []error { return []error{e.class, genericKind[e.class], e.err} }
+
+// genericKind makes our classes match protocols' generic error kinds too.
+var genericKind = map[error]error{ErrTimeout: protocols.ErrTimeout, ErrException: protocols.ErrException, ErrConnection: protocols.ErrIO}
 
 var exceptions = []error{
 	modbus.ErrIllegalFunction, modbus.ErrIllegalDataAddress, modbus.ErrIllegalDataValue,

@@ -15,8 +15,15 @@ import (
 var ErrParams = errors.New("modbus: bad rpc params")
 
 func paramErrorf(format string, a ...any) error {
-	return &classified{ErrParams, fmt.Errorf(format, a...)}
+	return &tagged{ErrParams, fmt.Errorf(format, a...)}
 }
+
+// tagged puts a sentinel in an error's chain without repeating the
+// sentinel's text, which would only stutter in an rpc reply.
+type tagged struct{ tag, err error }
+
+func (e *tagged) Error() string   { return e.err.Error() }
+func (e *tagged) Unwrap() []error { return []error{e.tag, e.err} }
 
 // ReservedExample is the params string of upstream's reserved get, quoted in
 // messages so an operator can see the expected shape.
@@ -253,9 +260,12 @@ func (c *command) fitCount() string {
 	if c.typ.numeric() {
 		need := (&Codec{Type: c.typ, FunctionCode: c.fc}).RequestCount()
 		if c.count != 0 && c.count != need {
-			unit := "registers"
+			unit := "register"
 			if isBitFunction(c.fc) {
-				unit = "bits"
+				unit = "bit"
+			}
+			if need != 1 {
+				unit += "s"
 			}
 			return fmt.Sprintf("objectsCount %d does not fit %s (want %d %s)", c.count, c.typ, need, unit)
 		}
