@@ -157,14 +157,18 @@ type pool struct {
 	closed bool
 }
 
-func (p *pool) acquire(s *SlaveConfig) (*link, error) {
+func (p *pool) acquire(s *SlaveConfig, commands bool) (*link, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
 		return nil, ErrClosed
 	}
 	ep := s.Endpoint()
-	if l := p.links[ep]; l != nil {
+	key := ep
+	if commands && s.Type != "serial" {
+		key = ep + " (commands)"
+	}
+	if l := p.links[key]; l != nil {
 		l.refs++
 		return l, nil
 	}
@@ -191,11 +195,11 @@ func (p *pool) acquire(s *SlaveConfig) (*link, error) {
 	if err != nil {
 		return nil, fmt.Errorf("modbus %s: %w", ep, err)
 	}
-	l := &link{endpoint: ep, sem: make(chan struct{}, 1), client: c, refs: 1}
+	l := &link{endpoint: key, sem: make(chan struct{}, 1), client: c, refs: 1}
 	if p.links == nil {
 		p.links = map[string]*link{}
 	}
-	p.links[ep] = l
+	p.links[key] = l
 	return l, nil
 }
 
@@ -294,8 +298,13 @@ type Device struct {
 	info protocols.DeviceInfo
 	plan []request
 
-	mu   sync.Mutex // guards link
+	mu   sync.Mutex // guards link and cmdLink
 	link *link
+	// cmdLink carries RPC and attribute writes. On network endpoints it is
+	// a second connection, so a command never queues behind another
+	// slave's slow poll; on a serial line it is the poll link, because one
+	// line can only carry one request at a time.
+	cmdLink *link
 }
 
 // request is one read covering the keys that lie in it.
@@ -391,28 +400,35 @@ func (d *Device) Config() *SlaveConfig { return d.cfg }
 // Requests is the number of reads one Poll issues.
 func (d *Device) Requests() int { return len(d.plan) }
 
-func (d *Device) getLink() (*link, error) {
+func (d *Device) getLink() (*link, error) { return d.linkFor(&d.link, false) }
+
+// commandLink is the link for RPC and attribute writes (see cmdLink).
+func (d *Device) commandLink() (*link, error) { return d.linkFor(&d.cmdLink, true) }
+
+func (d *Device) linkFor(slot **link, commands bool) (*link, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.link == nil {
-		l, err := d.pool.acquire(d.cfg)
+	if *slot == nil {
+		l, err := d.pool.acquire(d.cfg, commands)
 		if err != nil {
 			return nil, err
 		}
-		d.link = l
+		*slot = l
 	}
-	return d.link, nil
+	return *slot, nil
 }
 
 // Close releases the device's share of its link; the link closes with its
 // last device. A later Poll takes a new share.
 func (d *Device) Close() error {
 	d.mu.Lock()
-	l := d.link
-	d.link = nil
+	links := []*link{d.link, d.cmdLink}
+	d.link, d.cmdLink = nil, nil
 	d.mu.Unlock()
-	if l != nil {
-		d.pool.release(l)
+	for _, l := range links {
+		if l != nil {
+			d.pool.release(l)
+		}
 	}
 	return nil
 }
@@ -579,7 +595,7 @@ func (d *Device) ReadKey(ctx context.Context, key *KeyConfig) (protocols.Value, 
 	if key.FunctionCode < 1 || key.FunctionCode > 4 {
 		return protocols.Value{}, fmt.Errorf("modbus %s unit %d: key %q: functionCode %d is not a read", d.cfg.Endpoint(), d.cfg.UnitID, key.Tag, key.FunctionCode)
 	}
-	l, err := d.getLink()
+	l, err := d.commandLink()
 	if err != nil {
 		return protocols.Value{}, err
 	}
@@ -644,7 +660,7 @@ func (d *Device) Write(ctx context.Context, key *KeyConfig, value protocols.Valu
 	if err != nil {
 		return fmt.Errorf("modbus %s unit %d: key %q: %w", d.cfg.Endpoint(), d.cfg.UnitID, key.Tag, err)
 	}
-	l, err := d.getLink()
+	l, err := d.commandLink()
 	if err != nil {
 		return err
 	}

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
+	"runtime"
 	"slices"
 	"sync"
 	"testing"
@@ -12,6 +14,7 @@ import (
 
 	"github.com/industryos/gateway/protocols"
 	"github.com/industryos/gateway/protocols/modbus/sim"
+	"github.com/industryos/gateway/protocols/spec"
 )
 
 const downlinkKeys = `
@@ -313,7 +316,8 @@ func TestConnectorRPCAdHoc(t *testing.T) {
 	if got := connectorRPC(t, c, "modbus_get", fmt.Sprintf(adHoc, host, port, `,"byteOrder":"BIG"`)); got != `{"result":80}` {
 		t.Errorf("ad-hoc get, byte order BIG: %s", got)
 	}
-	if l := c.devices[0].link; l == nil || l.refs != 2 || len(c.pool.links) != 1 {
+	// Commands use the endpoint's command link (no poll ran, so it is the only one).
+	if l := c.devices[0].cmdLink; l == nil || l.refs != 2 || len(c.pool.links) != 1 {
 		t.Errorf("the ad-hoc slave must give its share of the link back (links %d)", len(c.pool.links))
 	}
 
@@ -432,7 +436,52 @@ func TestCommandsConcurrentWithPolls(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
-	if len(c.pool.links) != 1 {
-		t.Errorf("%d links for one endpoint", len(c.pool.links))
+	// One link for polls and one for commands, however many slaves share the endpoint.
+	if len(c.pool.links) != 2 {
+		t.Errorf("%d links for one endpoint, want a poll link and a command link", len(c.pool.links))
+	}
+}
+
+// TestCommandsDoNotWaitBehindSlowPolls: on a TCP endpoint shared by two
+// slaves, a write to one is not queued behind a slow poll of the other.
+func TestCommandsDoNotWaitBehindSlowPolls(t *testing.T) {
+	s, err := sim.Start(sim.Options{Addr: "127.0.0.1:0", Devices: 2, Registers: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	host, port, _ := net.SplitHostPort(s.Addr())
+	slave := func(unit int, name string) string {
+		return fmt.Sprintf(`{"type":"tcp","host":%q,"port":%s,"unitId":%d,"deviceName":%q,"pollPeriod":1000,"timeout":5,"byteOrder":"BIG",
+		  "timeseries":[{"tag":"r0","type":"16uint","functionCode":3,"objectsCount":1,"address":0}],
+		  "attributeUpdates":[{"tag":"sp","type":"16uint","functionCode":6,"objectsCount":1,"address":5}]}`, host, port, unit, name)
+	}
+	ps := &spec.Problems{}
+	root := spec.Parse(ps, "modbus.json", []byte(`{"master":{"slaves":[`+slave(1, "fast")+`,`+slave(2, "slow")+`]}}`))
+	conn, err := New(protocols.ConnectorConfig{Name: "m", Type: "modbus", Config: root})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	devs := conn.Devices()
+	fast, slow := devs[0].(*Device), devs[1].(*Device)
+	s.SetDelay(2, 3*time.Second)
+	done := make(chan error, 1)
+	go func() { _, err := slow.Poll(context.Background()); done <- err }()
+	for s.Delayed() == 0 {
+		runtime.Gosched()
+	}
+	// The slow poll holds the shared poll link for 3 s; the write must not wait for it.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if _, err := fast.UpdateAttributes(ctx, map[string]json.RawMessage{"sp": json.RawMessage("42")}); err != nil {
+		t.Fatalf("write queued behind the slow slave's poll: %v", err)
+	}
+	if v := s.Get(1, 5, 1)[0]; v != 42 {
+		t.Fatalf("register 5 = %d", v)
+	}
+	s.SetDelay(2, 0)
+	if err := <-done; err != nil {
+		t.Fatalf("slow poll: %v", err)
 	}
 }

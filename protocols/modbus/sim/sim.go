@@ -61,6 +61,7 @@ type unit struct {
 	pinned []bool
 	coils  []bool
 	fail   bool
+	delay  time.Duration
 }
 
 // Sim is a running simulator.
@@ -70,6 +71,7 @@ type Sim struct {
 	start    time.Time
 	srv      *modbus.ModbusServer
 	requests atomic.Uint64
+	delayed  atomic.Int64
 
 	mu     sync.Mutex
 	units  []*unit       // index unit id - 1
@@ -243,6 +245,19 @@ func (s *Sim) SetSilent(on bool) {
 	}
 }
 
+// SetDelay makes unit answer every request only after d, like a slow slave
+// behind a gateway; other units and other connections are not delayed.
+func (s *Sim) SetDelay(id uint8, d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if u := s.unit(id); u != nil {
+		u.delay = d
+	}
+}
+
+// Delayed is the number of requests currently held by SetDelay.
+func (s *Sim) Delayed() int64 { return s.delayed.Load() }
+
 // SetFailing makes unit answer every request with a server device failure exception.
 func (s *Sim) SetFailing(id uint8, on bool) {
 	s.mu.Lock()
@@ -278,6 +293,20 @@ func (s *Sim) enter(id uint8) (*unit, error) {
 		case <-s.done:
 			return nil, modbus.ErrServerDeviceBusy
 		}
+	}
+	s.mu.Lock()
+	var delay time.Duration
+	if u := s.unit(id); u != nil {
+		delay = u.delay
+	}
+	s.mu.Unlock()
+	if delay > 0 {
+		s.delayed.Add(1)
+		select {
+		case <-time.After(delay):
+		case <-s.done:
+		}
+		s.delayed.Add(-1)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
