@@ -55,7 +55,9 @@ func (g *Gateway) RequestAttributes(ctx context.Context, device string, client b
 		a.mu.Unlock()
 	}()
 	platformName := g.renames.toPlatform(device)
-	if err := g.PublishDirect(ctx, platform.TopicAttributesRequest, platform.AttributeRequestPayload(id, platformName, client, keys), 1); err != nil {
+	// Devices usually connect before the platform session is up at start;
+	// waiting for it (within the 20 s) keeps the request from being lost.
+	if err := g.PublishWhenUp(ctx, platform.TopicAttributesRequest, platform.AttributeRequestPayload(id, platformName, client, keys), 1); err != nil {
 		return nil, fmt.Errorf("attribute request for %q: %w", device, err)
 	}
 	select {

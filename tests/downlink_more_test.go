@@ -1,0 +1,102 @@
+package tests
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/industryos/gateway/tests/testenv"
+)
+
+// TestSharedAttributeSyncOnConnect: when a device connects, the gateway asks
+// the platform for the shared attributes the device declares and applies the
+// answer.
+func TestSharedAttributeSyncOnConnect(t *testing.T) {
+	b := testenv.StartMochi(t)
+	sub := testenv.Subscribe(t, b.Addr(), "v1/gateway/attributes/request")
+	// The stand-in platform answers every request with a value for its key.
+	answered := make(chan struct{}, 1)
+	go func() {
+		msgs, err := sub.Wait(context.Background(), func(msgs []testenv.Msg) bool { return len(msgs) > 0 })
+		if err != nil {
+			return
+		}
+		var req struct {
+			ID     int64    `json:"id"`
+			Device string   `json:"device"`
+			Client bool     `json:"client"`
+			Keys   []string `json:"keys"`
+		}
+		if json.Unmarshal(msgs[0].Payload, &req) != nil || req.Client || len(req.Keys) != 1 || req.Keys[0] != "setpoint" {
+			t.Errorf("attribute request %s", msgs[0].Payload)
+			return
+		}
+		_ = sub.Publish(context.Background(), "v1/gateway/attributes/response",
+			[]byte(fmt.Sprintf(`{"id":%d,"device":%q,"value":19.5}`, req.ID, req.Device)), 1)
+		answered <- struct{}{}
+	}()
+	path := writeConfig(t, t.TempDir(), b.Addr(), `{"type": "memory"}`, map[string][]byte{"echo": []byte(`{"devices": ["sync-a"]}`)})
+	startGateway(t, path, nil)
+	select {
+	case <-answered:
+	case <-time.After(20 * time.Second):
+		t.Fatal("no attribute request on connect")
+	}
+	testenv.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
+		d, _ := echoDevices.Load("sync-a")
+		if v := d.(*echoDevice).attribute("setpoint"); v != "19.5" {
+			return fmt.Errorf("setpoint %q", v)
+		}
+		return nil
+	})
+}
+
+// TestDeviceFilteringAndGatewayInfo: denied devices send nothing; gateway_version
+// and gateway_stats answer in the upstream shapes.
+func TestDeviceFilteringAndGatewayInfo(t *testing.T) {
+	b := testenv.StartMochi(t)
+	sub := testenv.Subscribe(t, b.Addr(), "v1/gateway/telemetry", "v1/devices/me/rpc/response/+")
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "list.json"), []byte(`{"deny": {"echo": ["blocked-.*"]}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	path := writeConfig(t, dir, b.Addr(), `{"type": "memory"}`, map[string][]byte{"echo": []byte(`{"devices": ["blocked-1", "open-1"]}`)},
+		map[string]any{"deviceFiltering": map[string]any{"enable": true, "filterFile": "list.json"}})
+	startGateway(t, path, nil)
+	sub.WaitFor(t, 20*time.Second, func(msgs []testenv.Msg) bool {
+		got, _ := telemetry(msgs)
+		return contiguousAny(got, "open-1") >= 10
+	})
+	if got, _ := telemetry(sub.Messages()); contiguousAny(got, "blocked-1") != 0 {
+		t.Fatal("a denied device sent telemetry")
+	}
+	for id, req := range map[string]string{"1": "gateway_version", "2": "gateway_stats"} {
+		if err := sub.Publish(context.Background(), "v1/devices/me/rpc/request/"+id, []byte(`{"method":"`+req+`"}`), 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var version, stats string
+	sub.WaitFor(t, 15*time.Second, func(msgs []testenv.Msg) bool {
+		for _, m := range msgs {
+			switch m.Topic {
+			case "v1/devices/me/rpc/response/1":
+				version = string(m.Payload)
+			case "v1/devices/me/rpc/response/2":
+				stats = string(m.Payload)
+			}
+		}
+		return version != "" && stats != ""
+	})
+	if !strings.HasPrefix(version, `{"code":200,"resp":{"current_version":`) {
+		t.Errorf("gateway_version: %s", version)
+	}
+	var s map[string]int
+	if err := json.Unmarshal([]byte(stats), &s); err != nil || s["eventsProduced"] == 0 {
+		t.Errorf("gateway_stats: %s", stats)
+	}
+}
