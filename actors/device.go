@@ -8,6 +8,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/rs/zerolog"
 
+	"github.com/industryos/gateway/actors/observe"
 	"github.com/industryos/gateway/protocols"
 	"github.com/industryos/gateway/protocols/report"
 	"github.com/industryos/gateway/supervisor"
@@ -41,6 +42,7 @@ type deviceActor struct {
 	backoff   *supervisor.Backoff
 	errLog    rateLimiter
 	scratch   []protocols.Datapoint
+	obs       *observe.Device // nil when metrics are off
 }
 
 func newDeviceActor(dev protocols.Device, connector string, g *Gateway, log zerolog.Logger) *deviceActor {
@@ -55,6 +57,7 @@ func newDeviceActor(dev protocols.Device, connector string, g *Gateway, log zero
 		journal: g.journal, registry: g.registry, sys: g.sys, counters: g.counters,
 		log:     log.With().Str("device", info.Name).Logger(),
 		backoff: supervisor.NewBackoff(retry, maxDelay, 2),
+		obs:     g.deviceMetrics(connector, info.Name),
 	}
 }
 
@@ -119,6 +122,7 @@ func (d *deviceActor) poll(ctx actor.Context) {
 	now := time.Now()
 	d.counters.Polls.Add(1)
 	d.cc.Polls.Add(1)
+	d.obs.Polled(now.Sub(started).Seconds(), len(reading.Telemetry)+len(reading.Attributes), err, float64(now.UnixNano())/1e9)
 	var events []protocols.Event
 	if err != nil && d.connected && len(reading.Telemetry)+len(reading.Attributes) > 0 {
 		// Keys read before an exception or a timeout are real values.

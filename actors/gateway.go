@@ -15,6 +15,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/rs/zerolog"
 
+	"github.com/industryos/gateway/actors/observe"
 	"github.com/industryos/gateway/mailbox"
 	"github.com/industryos/gateway/persistence"
 	"github.com/industryos/gateway/protocols"
@@ -42,6 +43,10 @@ type Options struct {
 	OnPlatformMessage func(topic string, payload []byte)
 	// Version is reported by gateway_version and the Version attribute.
 	Version string
+	// RemoteLog, when set, is the remote log the Logger writes to (see
+	// observe.NewLogger); the gateway sends it to the platform and applies
+	// RemoteLoggingLevel to it.
+	RemoteLog *observe.RemoteLog
 }
 
 // Gateway is a running actor tree.
@@ -71,6 +76,7 @@ type Gateway struct {
 	stateMu                  sync.RWMutex // guards cfg and connectors across reloads
 	stopped                  bool
 	remote                   *remoteConfig // nil unless remoteConfiguration is on
+	obs                      *observability
 }
 
 // onPlatformUp runs (in its own goroutine) after every (re)connect.
@@ -83,6 +89,7 @@ func (g *Gateway) onPlatformUp() {
 	if g.remote != nil {
 		g.remote.announce()
 	}
+	g.requestRemoteLoggingLevel() // observability
 }
 
 // OnGatewayAttributes registers a handler for shared-attribute updates of the
@@ -166,6 +173,10 @@ func Start(opts Options) (*Gateway, error) {
 	if g.cfg.ThingsBoard.RemoteConfiguration && g.cfg.File != "" {
 		g.remote = &remoteConfig{g: g}
 		g.OnGatewayAttributes(func(v map[string]json.RawMessage) { go g.remote.handle(v) })
+	}
+	if err := g.startObservability(); err != nil {
+		_ = g.j.Close()
+		return nil, err
 	}
 	if err := g.startTree(true); err != nil {
 		return nil, err
@@ -336,15 +347,17 @@ func (g *Gateway) spawnChild(name string, props *actor.Props) *actor.PID {
 // options are what every actor of the tree gets: a bounded two-lane mailbox
 // whose drops are counted, the shared pooled dispatcher, and panic logging.
 func (g *Gateway) options(capacity int) []actor.PropsOption {
-	return []actor.PropsOption{
+	st := new(mailbox.Stats) // this actor's own, for its mailbox metrics
+	return append([]actor.PropsOption{
 		actor.WithMailbox(mailbox.Producer(
 			mailbox.WithCapacity(capacity),
 			mailbox.WithPolicy(mailbox.DropNewest),
 			mailbox.WithOnDrop(func(any) { g.counters.MailboxDrops.Add(1) }),
+			mailbox.WithStats(st),
 		)),
 		actor.WithDispatcher(g.dispatcher),
-		actor.WithReceiverMiddleware(supervisor.PanicLogger(g.log)),
-	}
+		actor.WithReceiverMiddleware(supervisor.PanicLoggerFor(g.actorLogger)),
+	}, g.observeOptions(st)...)
 }
 
 func (g *Gateway) deviceProps(dev protocols.Device, connector string, log zerolog.Logger) *actor.Props {
@@ -362,6 +375,7 @@ func (g *Gateway) onSupervisorEvent(ev supervisor.Event) {
 	if ev.Unhealthy {
 		l = g.log.Error()
 	}
+	l = g.observeSupervisorEvent(ev, l)
 	l.Str("actor", ev.Child.Id).Str("directive", ev.Directive.String()).Int("restarts", ev.Restarts).
 		Dur("delay", ev.Delay).Bool("unhealthy", ev.Unhealthy).Interface("reason", fmt.Sprint(ev.Reason)).Msg("actor failed")
 }
@@ -396,6 +410,7 @@ func (g *Gateway) Stop(ctx context.Context) error {
 	st := g.j.Stats()
 	err := g.j.Close()
 	g.log.Info().Uint64("buffered", st.Depth).Msg("gateway stopped")
+	g.stopObservability(ctx)
 	return err
 }
 

@@ -36,7 +36,7 @@ type journalActor struct {
 	pending     [][]byte
 	flushQueued bool
 	buf         []byte
-	lastLog     time.Time
+	errLog      rateLimiter
 	stopTicker  func()
 }
 
@@ -100,9 +100,8 @@ func (a *journalActor) commit(ctx actor.Context) {
 	if err != nil {
 		a.counters.EventsLost.Add(uint64(n))
 		a.counters.JournalErrors.Add(1)
-		if time.Since(a.lastLog) > 10*time.Second {
-			a.lastLog = time.Now()
-			a.log.Error().Err(err).Int("events", n).Msg("journal append failed; events dropped")
+		if a.errLog.allow(time.Now()) {
+			a.log.Error().Err(err).Int("events", n).Int("suppressed", a.errLog.takeSuppressed()).Msg("journal append failed; events dropped")
 		}
 	} else {
 		a.counters.EventsJournaled.Add(uint64(n))

@@ -77,6 +77,7 @@ type uplinkActor struct {
 	known     map[string]string // device → type, re-announced after a reconnect
 	packBuf   []platform.Message
 	events    []protocols.Event
+	logLimit  logLimiter // repeated errors: one line per interval with a suppressed count
 }
 
 func (u *uplinkActor) Receive(ctx actor.Context) {
@@ -211,7 +212,9 @@ func (u *uplinkActor) pump(ctx actor.Context) {
 		}
 		recs, err := u.j.Read(u.readPos, u.readBat, chunkBytes)
 		if err != nil {
-			u.log.Error().Err(err).Msg("journal read failed")
+			if ok, n := u.logLimit.allow("read"); ok {
+				u.log.Error().Err(err).Int("suppressed", n).Msg("journal read failed")
+			}
 			return
 		}
 		if len(recs) == 0 {
@@ -222,7 +225,9 @@ func (u *uplinkActor) pump(ctx actor.Context) {
 			ev, err := protocols.DecodeEvent(r.Data)
 			if err != nil {
 				u.g.counters.CorruptRecords.Add(1)
-				u.log.Error().Err(err).Uint64("seq", r.Seq).Msg("skipping corrupt journal record")
+				if ok, n := u.logLimit.allow("corrupt"); ok {
+					u.log.Error().Err(err).Uint64("seq", r.Seq).Int("suppressed", n).Msg("skipping corrupt journal record")
+				}
 				continue
 			}
 			// Renames apply at delivery, so data journaled before a rename
@@ -280,13 +285,16 @@ func (u *uplinkActor) done(ctx actor.Context, m *publishDone) {
 	var rej *platform.RejectedError
 	switch {
 	case m.err == nil:
+		u.g.observePuback(m.start)
 		u.g.counters.MessagesSent.Add(1)
 		u.g.counters.ValuesDelivered.Add(uint64(m.msg.Values))
 	case errors.As(m.err, &rej):
 		// The platform will never take this message; retrying would block
 		// the journal forever, so it is counted and logged as a drop.
 		u.g.counters.PlatformRejected.Add(1)
-		u.log.Error().Err(m.err).Str("topic", m.msg.Topic).Int("values", m.msg.Values).Msg("platform rejected message; dropped")
+		if ok, n := u.logLimit.allow("rejected"); ok {
+			u.log.Error().Err(m.err).Str("topic", m.msg.Topic).Int("values", m.msg.Values).Int("suppressed", n).Msg("platform rejected message; dropped")
+		}
 	default:
 		u.g.counters.PublishFailures.Add(1)
 		m.c.failed = true

@@ -16,6 +16,12 @@ import (
 //
 // Install it first (outermost) so that panics in later middleware are covered too.
 func PanicLogger(log zerolog.Logger) actor.ReceiverMiddleware {
+	return PanicLoggerFor(func(string) zerolog.Logger { return log })
+}
+
+// PanicLoggerFor is PanicLogger with the logger chosen by the actor's PID id when a panic
+// happens, so the line can carry the actor's own fields (its connector and device).
+func PanicLoggerFor(logFor func(actorID string) zerolog.Logger) actor.ReceiverMiddleware {
 	return func(next actor.ReceiverFunc) actor.ReceiverFunc {
 		return func(c actor.ReceiverContext, env *actor.MessageEnvelope) {
 			defer func() {
@@ -23,15 +29,16 @@ func PanicLogger(log zerolog.Logger) actor.ReceiverMiddleware {
 				if r == nil {
 					return
 				}
+				var id string
+				if self := c.Self(); self != nil {
+					id = self.Id
+				}
+				log := logFor(id)
 				ev := log.Error()
 				if err, ok := r.(error); ok {
 					ev = ev.Err(err)
 				} else {
 					ev = ev.Str("panic", fmt.Sprint(r))
-				}
-				var id string
-				if self := c.Self(); self != nil {
-					id = self.Id
 				}
 				var msg any
 				if env != nil {

@@ -128,7 +128,13 @@ func startGateway(t testing.TB, path string, j persistence.Journal) *actors.Gate
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
-	gw, err := actors.Start(actors.Options{Config: cfg, Logger: testLogger(t), Journal: j})
+	return startGatewayWith(t, actors.Options{Config: cfg, Logger: testLogger(t), Journal: j})
+}
+
+// startGatewayWith starts a gateway with opts and stops it on cleanup.
+func startGatewayWith(t testing.TB, opts actors.Options) *actors.Gateway {
+	t.Helper()
+	gw, err := actors.Start(opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/industryos/gateway/actors"
+	"github.com/industryos/gateway/actors/observe"
 	"github.com/industryos/gateway/protocols/config"
 
 	_ "github.com/industryos/gateway/protocols/all"
@@ -76,11 +77,37 @@ func newLogger(w io.Writer, level string) (zerolog.Logger, error) {
 	if err != nil || level == "" {
 		return zerolog.Nop(), fmt.Errorf("unknown log level %q (want one of: trace, debug, info, warn, error)", level)
 	}
+	return buildLogger(w, lvl, nil), nil
+}
+
+// buildLogger is newLogger's writer choice with an optional remote log,
+// which gets the lines at the platform's RemoteLoggingLevel.
+func buildLogger(w io.Writer, lvl zerolog.Level, remote *observe.RemoteLog) zerolog.Logger {
 	out := w
 	if f, ok := w.(*os.File); ok && isatty.IsTerminal(f.Fd()) {
 		out = zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly}
 	}
-	return zerolog.New(out).Level(lvl).With().Timestamp().Logger(), nil
+	return observe.NewLogger(out, lvl, remote)
+}
+
+// runLogLevel is the level of `iotgw run`: --log-level or IOTGW_LOG_LEVEL
+// when given, else the config's logs.level, else info.
+func runLogLevel(fs *flag.FlagSet, flagValue string, cfg *config.Gateway) zerolog.Level {
+	name := flagValue
+	given := os.Getenv("IOTGW_LOG_LEVEL") != ""
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == "log-level" {
+			given = true
+		}
+	})
+	if !given && cfg.Logs.Level != "" {
+		name = cfg.Logs.Level
+	}
+	lvl, err := zerolog.ParseLevel(name)
+	if err != nil {
+		return zerolog.InfoLevel
+	}
+	return lvl
 }
 
 // parseFlags parses fs and builds the logger from its --log-level flag, which
@@ -148,6 +175,10 @@ func cmdRun(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "%s: invalid configuration, not starting\n", *path)
 		return 1
 	}
+	// The final logger: the config may set the level, and the platform
+	// may ask for remote logs (RemoteLoggingLevel).
+	remote := observe.NewRemoteLog(observe.RemoteLogOptions{})
+	log = buildLogger(stderr, runLogLevel(fs, *level, cfg), remote)
 	for _, p := range cfg.Problems.Warnings() {
 		log.Warn().Msg(p.String())
 	}
@@ -165,7 +196,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 			}
 		}()
 	}
-	gw, err := actors.Start(actors.Options{Config: cfg, Logger: log, Version: version})
+	gw, err := actors.Start(actors.Options{Config: cfg, Logger: log, Version: version, RemoteLog: remote})
 	if err != nil {
 		log.Error().Err(err).Msg("cannot start")
 		return 1

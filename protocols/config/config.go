@@ -75,6 +75,9 @@ type Connector struct {
 	// Build rebuilds the connector from the same config; the connector actor
 	// calls it on every (re)start so a restart starts from a clean state.
 	Build func() (protocols.Connector, error)
+	// RemoteLogging sends this connector's log lines to the platform
+	// (enableRemoteLogging, as upstream).
+	RemoteLogging bool
 }
 
 // Gateway is the whole validated configuration.
@@ -85,6 +88,8 @@ type Gateway struct {
 	Connectors  []Connector
 	Filter      *DeviceFilter // nil: every device passes
 	Activity    Activity
+	HTTP        HTTP // observability endpoint (our own "http" section)
+	Logs        Logs // logs.level, when set
 	Problems    *spec.Problems
 }
 
@@ -112,7 +117,9 @@ func Load(path string, getenv func(string) string) (*Gateway, error) {
 		g.Activity = parseActivity(tb)
 	}
 	g.Storage = parseStorage(root, dir)
-	root.Known("grpc", "logs", "connectors")
+	g.HTTP = parseHTTP(root, getenv)
+	g.Logs = parseLogs(root)
+	root.Known("grpc", "connectors")
 	g.Connectors = parseConnectors(root, dir, g.ThingsBoard.Report)
 	root.Done()
 	return g, ps.Err()
@@ -396,7 +403,8 @@ func parseConnectors(root *spec.Obj, dir string, global protocols.ReportStrategy
 		name := co.RequiredStr("name")
 		typ := co.RequiredStr("type")
 		file := co.RequiredStr("configuration")
-		co.Known("class", "key", "useGRPCForce", "id", "sendDataOnlyOnChange", "logLevel", "enableRemoteLogging", "configVersion")
+		co.Known("class", "key", "useGRPCForce", "id", "sendDataOnlyOnChange", "logLevel", "configVersion")
+		remoteLogging := co.Bool("enableRemoteLogging", false)
 		co.Done()
 		if name != "" {
 			if prev, dup := names[name]; dup {
@@ -416,7 +424,7 @@ func parseConnectors(root *spec.Obj, dir string, global protocols.ReportStrategy
 		if !filepath.IsAbs(path) {
 			path = filepath.Join(dir, path)
 		}
-		c := Connector{Name: name, Type: typ, File: path}
+		c := Connector{Name: name, Type: typ, File: path, RemoteLogging: remoteLogging}
 		build := func(ps *spec.Problems) (protocols.Connector, error) {
 			raw, err := os.ReadFile(path)
 			if err != nil {

@@ -4,6 +4,7 @@
 //
 //	go run ./tests/bench -profile scale       # 1000 devices × 10 values every 1 s
 //	go run ./tests/bench -profile throughput  # as many values/s as the gateway takes
+//	go run ./tests/bench -profile throughput -metrics  # with /metrics on, scraped every -scrape
 package main
 
 import (
@@ -11,7 +12,9 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
@@ -29,6 +32,43 @@ import (
 	"github.com/industryos/gateway/protocols/modbus/sim"
 )
 
+// metricsOn enables the observability endpoint (and its actor middleware).
+var (
+	metricsOn   bool
+	scrapeEvery time.Duration
+)
+
+// scrapeLoop fetches /metrics every scrapeEvery, as a Prometheus server
+// would (gzip included), until stop is closed; it reports the scrapes and
+// the last body's size.
+func scrapeLoop(url string, stop <-chan struct{}, done chan<- [2]int) {
+	n, size := 0, 0
+	if scrapeEvery <= 0 {
+		<-stop
+		done <- [2]int{0, 0}
+		return
+	}
+	t := time.NewTicker(scrapeEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			done <- [2]int{n, size}
+			return
+		case <-t.C:
+		}
+		resp, err := http.Get(url)
+		if err != nil {
+			continue
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == 200 {
+			n, size = n+1, len(b)
+		}
+	}
+}
+
 type profile struct {
 	sims, devicesPerSim, registers int
 	poll                           time.Duration
@@ -43,6 +83,8 @@ func main() {
 	name := flag.String("profile", "all", "scale, throughput or all")
 	duration := flag.Duration("duration", 60*time.Second, "measurement time per profile")
 	storage := flag.String("storage", "file", "gateway storage type: file (Badger) or memory")
+	flag.BoolVar(&metricsOn, "metrics", false, "enable the gateway's http endpoint (metrics and their middleware)")
+	flag.DurationVar(&scrapeEvery, "scrape", 15*time.Second, "with -metrics: scrape /metrics this often, as Prometheus would (0: never)")
 	flag.Parse()
 	names := []string{*name}
 	if *name == "all" {
@@ -170,8 +212,17 @@ func runProfile(name string, p profile, d time.Duration, storage string) error {
 	if storage == "file" {
 		st = `{"type": "file", "data_folder_path": "journal", "max_file_count": 1000, "max_records_per_file": 100000}`
 	}
+	httpSection, metricsURL := "", ""
+	if metricsOn {
+		hp, err := freePort()
+		if err != nil {
+			return err
+		}
+		httpSection = fmt.Sprintf(`, "http": {"enabled": true, "address": "127.0.0.1:%d"}`, hp)
+		metricsURL = fmt.Sprintf("http://127.0.0.1:%d/metrics", hp)
+	}
 	main := fmt.Sprintf(`{"thingsboard": {"host": "127.0.0.1", "port": %d, "security": {"accessToken": "bench"}},
-  "storage": %s, "connectors": [{"type": "modbus", "name": "bench", "configuration": "modbus.json"}]}`, port, st)
+  "storage": %s, "connectors": [{"type": "modbus", "name": "bench", "configuration": "modbus.json"}]%s}`, port, st, httpSection)
 	if err := os.WriteFile(filepath.Join(dir, "tb_gateway.json"), []byte(main), 0o600); err != nil {
 		return err
 	}
@@ -210,7 +261,7 @@ func runProfile(name string, p profile, d time.Duration, storage string) error {
 	if err := gw.Start(); err != nil {
 		return err
 	}
-	fmt.Printf("== %s: %d devices × %d values every %s, storage %s, %s\n", name, p.sims*p.devicesPerSim, p.registers, p.poll, storage, d)
+	fmt.Printf("== %s: %d devices × %d values every %s, storage %s, %s, metrics %v\n", name, p.sims*p.devicesPerSim, p.registers, p.poll, storage, d, metricsOn)
 	// Warm up: let every device connect and the first polls drain.
 	time.Sleep(5 * time.Second)
 	cpu0 := procCPU(gw.Process.Pid)
@@ -218,7 +269,12 @@ func runProfile(name string, p profile, d time.Duration, storage string) error {
 	st2.counting = true
 	st2.mu.Unlock()
 	start := time.Now()
+	stopScrape, scraped := make(chan struct{}), make(chan [2]int, 1)
+	if metricsOn {
+		go scrapeLoop(metricsURL, stopScrape, scraped)
+	}
 	time.Sleep(d)
+	close(stopScrape)
 	st2.mu.Lock()
 	st2.counting = false
 	values, msgs, lat := st2.values, st2.messages, append([]time.Duration(nil), st2.latencies...)
@@ -242,6 +298,10 @@ func runProfile(name string, p profile, d time.Duration, storage string) error {
 	fmt.Printf("latency      p50 %s  p99 %s (poll start → received from the broker)\n", pct(0.50).Round(time.Millisecond), pct(0.99).Round(time.Millisecond))
 	fmt.Printf("gateway CPU  %.2f s in %.0f s = %.1f %% of one core\n", cpu.Seconds(), elapsed.Seconds(), 100*cpu.Seconds()/elapsed.Seconds())
 	fmt.Printf("gateway RSS  peak %.1f MB\n", float64(rss)/(1<<20))
+	if metricsOn {
+		sc := <-scraped
+		fmt.Printf("metrics      %d scrapes of /metrics (every %s), %.1f KB each\n", sc[0], scrapeEvery, float64(sc[1])/1024)
+	}
 	return nil
 }
 

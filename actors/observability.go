@@ -1,0 +1,242 @@
+package actors
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/industryos/gateway/actors/observe"
+	"github.com/industryos/gateway/mailbox"
+	"github.com/industryos/gateway/persistence"
+	"github.com/industryos/gateway/protocols/platform"
+	"github.com/industryos/gateway/supervisor"
+)
+
+// observability is the gateway's metrics, HTTP endpoint and remote log. Each
+// part is optional: metrics and the endpoint exist only when http is
+// enabled, the remote log only when the caller built the logger with one.
+type observability struct {
+	metrics *observe.Metrics
+	server  *observe.Server
+	remote  *observe.RemoteLog
+}
+
+// Metrics returns the gateway's metrics, nil unless the http endpoint is enabled.
+func (g *Gateway) Metrics() *observe.Metrics {
+	if g.obs == nil {
+		return nil
+	}
+	return g.obs.metrics
+}
+
+// HTTPAddr returns the address the http endpoint is bound to, "" when it is off.
+func (g *Gateway) HTTPAddr() string {
+	if g.obs == nil || g.obs.server == nil {
+		return ""
+	}
+	return g.obs.server.Addr()
+}
+
+// startObservability builds the metrics, binds the http endpoint and starts
+// the remote log. It runs after the journal is open and before the tree is
+// spawned (the actors' props read the metrics). A bind failure fails Start.
+func (g *Gateway) startObservability() error {
+	o := &observability{remote: g.opts.RemoteLog}
+	g.obs = o
+	cfg := g.conf()
+	if cfg.HTTP.Enabled {
+		o.metrics = observe.New(observe.Options{
+			Journal: func() persistence.Journal { return g.j },
+			Client:  g.client.Load,
+			Health:  func() map[string]supervisor.ChildHealth { return g.strategy.Snapshot() },
+		})
+		if err := o.metrics.Register(g.counterCollectors()...); err != nil {
+			return err
+		}
+		if o.remote != nil {
+			if err := o.metrics.Register(o.remote.Collector()); err != nil {
+				return err
+			}
+		}
+		g.j = o.metrics.InstrumentJournal(g.j)
+		srv, err := observe.Listen(observe.ServerOptions{
+			Address: cfg.HTTP.Address,
+			Pprof:   cfg.HTTP.Pprof,
+			Metrics: o.metrics,
+			Ready:   g.notReady,
+			Logger:  g.log.With().Str("component", "http").Logger(),
+		})
+		if err != nil {
+			return fmt.Errorf("http endpoint on %s: %w", cfg.HTTP.Address, err)
+		}
+		o.server = srv
+		if host, _, _ := net.SplitHostPort(srv.Addr()); !net.ParseIP(host).IsLoopback() {
+			g.log.Warn().Str("address", srv.Addr()).Bool("pprof", cfg.HTTP.Pprof).Msg("the http endpoint is reachable from the network")
+		}
+	}
+	if o.remote != nil {
+		o.remote.Start(observe.Sink{
+			Publish: func(ctx context.Context, payload []byte) error {
+				return g.PublishDirect(ctx, platform.TopicMeTelemetry, payload, g.conf().ThingsBoard.QoS)
+			},
+			MaxPayload: func() int {
+				if c := g.client.Load(); c != nil {
+					return c.Limits().MaxPayload
+				}
+				return 0
+			},
+			Connectors: func() map[string]bool {
+				m := map[string]bool{}
+				for _, c := range g.conf().Connectors {
+					m[c.Name] = c.RemoteLogging
+				}
+				return m
+			},
+			Logger: g.log,
+		})
+		g.OnGatewayAttributes(o.remote.HandleGatewayAttributes)
+	}
+	return nil
+}
+
+// stopObservability runs last in Stop: the endpoint answers until then
+// (readiness is already failing), and the remote log gets a last attempt.
+func (g *Gateway) stopObservability(ctx context.Context) {
+	if g.obs == nil {
+		return
+	}
+	if g.obs.remote != nil {
+		g.obs.remote.Stop()
+	}
+	if g.obs.server != nil {
+		sctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		_ = g.obs.server.Close(sctx)
+	}
+}
+
+// notReady is /readyz: ready when the uplink is connected and the journal is open.
+func (g *Gateway) notReady() map[string]string {
+	not := map[string]string{}
+	if c := g.client.Load(); c == nil {
+		not["uplink"] = "no platform client (the uplink is starting or restarting)"
+	} else if !c.Connected() {
+		reason := "not connected to the platform"
+		if st := c.Stats(); st.LastError != "" {
+			reason += ": " + st.LastError
+		}
+		not["uplink"] = reason
+	}
+	if g.j == nil {
+		not["journal"] = "not open"
+	} else if _, err := g.j.Read(g.j.LastSeq(), 1, 1); err != nil {
+		not["journal"] = err.Error()
+	}
+	return not
+}
+
+// requestRemoteLoggingLevel asks the platform for RemoteLoggingLevel after a
+// connect, as upstream does, when remote configuration (which asks for it
+// among its keys) is off.
+func (g *Gateway) requestRemoteLoggingLevel() {
+	if g.obs == nil || g.obs.remote == nil || g.remote != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// Ids far from remote configuration's own request numbers.
+	topic := platform.TopicMeAttributesRequestPrefix + strconv.FormatInt(1<<30+time.Now().UnixMilli()%(1<<20), 10)
+	if err := g.PublishDirect(ctx, topic, []byte(`{"sharedKeys":"`+observe.RemoteLoggingLevelKey+`"}`), 1); err != nil {
+		g.log.Debug().Err(err).Msg("remote logging level request not sent")
+	}
+}
+
+// observeOptions add what each actor's props need for metrics: its own
+// mailbox counters and the receive middleware that times and counts
+// messages. They are empty when metrics are off, which costs nothing.
+func (g *Gateway) observeOptions(st *mailbox.Stats) []actor.PropsOption {
+	if g.obs == nil || g.obs.metrics == nil {
+		return nil
+	}
+	return []actor.PropsOption{actor.WithReceiverMiddleware(g.obs.metrics.ActorMiddleware(st))}
+}
+
+// actorLogger is the logger for an actor's panic line: the gateway logger
+// with the actor's connector and device, read from its PID id.
+func (g *Gateway) actorLogger(pid string) zerolog.Logger {
+	id := observe.ParseActorID(pid)
+	if id.Connector == "" {
+		return g.log
+	}
+	c := g.log.With().Str("connector", id.Connector)
+	if id.Device != "" {
+		c = c.Str("device", id.Device)
+	}
+	return c.Logger()
+}
+
+// observeSupervisorEvent counts restarts per actor and returns the log
+// fields of the failed actor.
+func (g *Gateway) observeSupervisorEvent(ev supervisor.Event, e *zerolog.Event) *zerolog.Event {
+	if ev.Directive == actor.RestartDirective && g.obs != nil {
+		g.obs.metrics.ActorRestarted(ev.Child.Id)
+	}
+	id := observe.ParseActorID(ev.Child.Id)
+	if id.Connector != "" {
+		e = e.Str("connector", id.Connector)
+	}
+	if id.Device != "" {
+		e = e.Str("device", id.Device)
+	}
+	return e
+}
+
+// deviceMetrics returns a device's instruments, nil when metrics are off.
+func (g *Gateway) deviceMetrics(connector, device string) *observe.Device {
+	if g.obs == nil {
+		return nil
+	}
+	return g.obs.metrics.Device(connector, device)
+}
+
+// observePuback records a journaled message's PUBACK latency.
+func (g *Gateway) observePuback(start time.Time) {
+	if g.obs != nil {
+		g.obs.metrics.ObservePuback(time.Since(start).Seconds())
+	}
+}
+
+// counterCollectors export the process-wide Counters, read at scrape time.
+func (g *Gateway) counterCollectors() []prometheus.Collector {
+	c := g.counters
+	counter := func(name, help string, v func() float64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: observe.Namespace, Name: name, Help: help}, v)
+	}
+	u := func(a interface{ Load() uint64 }) func() float64 { return func() float64 { return float64(a.Load()) } }
+	return []prometheus.Collector{
+		counter("values_polled_total", "Values read by all polls, before report filtering.", u(&c.ValuesPolled)),
+		counter("values_emitted_total", "Values after report filtering, sent to the journal.", u(&c.ValuesEmitted)),
+		counter("events_lost_total", "Events that could not be committed to the journal (append failed).", u(&c.EventsLost)),
+		counter("journal_append_errors_total", "Failed group commits.", u(&c.JournalErrors)),
+		counter("uplink_messages_delivered_total", "Journaled messages the platform acknowledged.", u(&c.MessagesSent)),
+		counter("uplink_values_delivered_total", "Values in journaled messages the platform acknowledged.", u(&c.ValuesDelivered)),
+		counter("uplink_data_publish_failures_total", "Journaled messages whose publish failed and will be re-sent.", u(&c.PublishFailures)),
+		counter("uplink_data_rejected_total", "Journaled messages the platform refused permanently (dropped, logged).", u(&c.PlatformRejected)),
+		counter("journal_corrupt_records_total", "Journal records that could not be decoded (skipped).", u(&c.CorruptRecords)),
+		counter("mailbox_dropped_total", "Data messages dropped by full mailboxes, all actors.", u(&c.MailboxDrops)),
+		counter("restarts_total", "Actor restarts ordered by the supervisor, all actors.", u(&c.Restarts)),
+		counter("platform_bad_messages_total", "Malformed messages from the platform (ignored).", u(&c.BadInbound)),
+		counter("tree_restarts_total", "In-process restarts of the actor tree (gateway_restart, remote configuration).", u(&c.TreeRestarts)),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: observe.Namespace, Name: "devices_connected",
+			Help: "Devices currently connected to the platform."}, func() float64 { return float64(c.DevicesConnected.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: observe.Namespace, Name: "build_info",
+			Help: "Always 1; the version label is the gateway's version.", ConstLabels: prometheus.Labels{"version": g.opts.Version}},
+			func() float64 { return 1 }),
+	}
+}

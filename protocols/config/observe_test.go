@@ -1,0 +1,73 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func writeMain(t *testing.T, body string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "tb_gateway.json")
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+const minimalMain = `{"thingsboard": {"host": "h", "security": {"accessToken": "t"}}%s}`
+
+func TestHTTPDefaults(t *testing.T) {
+	cfg, err := Load(writeMain(t, strings.Replace(minimalMain, "%s", "", 1)), func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.HTTP.Enabled || cfg.HTTP.Pprof || cfg.HTTP.Address != "127.0.0.1:9100" {
+		t.Errorf("defaults: %+v", cfg.HTTP)
+	}
+	if cfg.Logs.Level != "" {
+		t.Errorf("logs.level default %q", cfg.Logs.Level)
+	}
+}
+
+func TestHTTPSectionAndEnv(t *testing.T) {
+	path := writeMain(t, strings.Replace(minimalMain, "%s",
+		`, "http": {"enabled": true, "address": "127.0.0.1:0", "pprof": true}, "logs": {"level": "DEBUG", "format": "upstream key"}`, 1))
+	cfg, err := Load(path, func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cfg.HTTP.Enabled || !cfg.HTTP.Pprof || cfg.HTTP.Address != "127.0.0.1:0" || cfg.Logs.Level != "debug" {
+		t.Errorf("parsed: %+v %+v", cfg.HTTP, cfg.Logs)
+	}
+	if w := cfg.Problems.Warnings(); len(w) != 0 {
+		t.Errorf("upstream keys in logs must not warn: %v", w)
+	}
+
+	// The environment enables the endpoint and replaces the address.
+	off := writeMain(t, strings.Replace(minimalMain, "%s", "", 1))
+	cfg, err = Load(off, func(k string) string { return map[string]string{EnvHTTPAddress: "0.0.0.0:9200"}[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cfg.HTTP.Enabled || cfg.HTTP.Address != "0.0.0.0:9200" {
+		t.Errorf("env: %+v", cfg.HTTP)
+	}
+	_, err = Load(off, func(k string) string { return map[string]string{EnvHTTPAddress: "nonsense"}[k] })
+	if err == nil || !strings.Contains(err.Error(), `environment: IOTGW_HTTP_ADDRESS: "nonsense" is not host:port`) {
+		t.Errorf("bad env address: %v", err)
+	}
+}
+
+func TestConnectorRemoteLogging(t *testing.T) {
+	cfg, err := Load("testdata/valid/tb_gateway.json", func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range cfg.Connectors {
+		if c.RemoteLogging {
+			t.Errorf("connector %q: enableRemoteLogging defaults to false", c.Name)
+		}
+	}
+}
