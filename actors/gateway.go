@@ -43,6 +43,9 @@ type Options struct {
 	OnPlatformMessage func(topic string, payload []byte)
 	// Version is reported by gateway_version and the Version attribute.
 	Version string
+	// RemoteConfigTrial is how long a remotely changed platform connection
+	// gets to come up before the previous one is restored (default 30 s).
+	RemoteConfigTrial time.Duration
 	// RemoteLog, when set, is the remote log the Logger writes to (see
 	// observe.NewLogger); the gateway sends it to the platform and applies
 	// RemoteLoggingLevel to it.

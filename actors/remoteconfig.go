@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -38,6 +39,26 @@ type remoteConfig struct {
 	mu sync.Mutex // one change at a time
 	// reqID numbers v1/devices/me/attributes/request/<n>.
 	reqID int64
+}
+
+// trial is how long a new general_configuration gets to connect.
+func (rc *remoteConfig) trial() time.Duration {
+	if d := rc.g.opts.RemoteConfigTrial; d > 0 {
+		return d
+	}
+	return 30 * time.Second
+}
+
+// connects waits for the platform session after a reload.
+func (rc *remoteConfig) connects() bool {
+	deadline := time.Now().Add(rc.trial())
+	for time.Now().Before(deadline) {
+		if c := rc.g.client.Load(); c != nil && c.Connected() {
+			return true
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return false
 }
 
 // remoteKeys are requested on every connect, as upstream does.
@@ -157,6 +178,14 @@ func (rc *remoteConfig) handle(values map[string]json.RawMessage) {
 		rc.report(strings.Join(changed, ","), err)
 		return
 	}
+	// Keep what is being replaced, for the connection trial below.
+	oldMain, _ := os.ReadFile(g.conf().File)
+	oldFiles := map[string][]byte{}
+	for name := range files {
+		if raw, err := os.ReadFile(filepath.Join(filepath.Dir(g.conf().File), name)); err == nil {
+			oldFiles[name] = raw
+		}
+	}
 	if err := rc.write(mainRaw, files); err != nil {
 		rc.report(strings.Join(changed, ","), err)
 		return
@@ -171,6 +200,20 @@ func (rc *remoteConfig) handle(values map[string]json.RawMessage) {
 	defer cancel()
 	if err := g.Reload(ctx, cfg); err != nil {
 		rc.report(strings.Join(changed, ","), err)
+		return
+	}
+	if slices.Contains(changed, keyGeneral) && !rc.connects() {
+		// A platform address or credential that validates but does not work
+		// would cut the gateway off from the only channel that can fix it:
+		// go back to the previous files, as upstream does after its trial.
+		for name, raw := range oldFiles {
+			_ = writeFileAtomic(filepath.Join(filepath.Dir(g.conf().File), name), raw)
+		}
+		_ = writeFileAtomic(g.conf().File, oldMain)
+		if old, err := config.Load(g.conf().File, os.Getenv); err == nil {
+			_ = g.Reload(ctx, old)
+		}
+		rc.report(strings.Join(changed, ","), fmt.Errorf("the new platform connection did not come up within %s; the previous configuration was restored", rc.trial()))
 		return
 	}
 	rc.report(strings.Join(changed, ","), nil)

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/industryos/gateway/actors"
+	"github.com/industryos/gateway/protocols/config"
 	"github.com/industryos/gateway/tests/testenv"
 )
 
@@ -99,4 +101,44 @@ func TestDeviceFilteringAndGatewayInfo(t *testing.T) {
 	if err := json.Unmarshal([]byte(stats), &s); err != nil || s["eventsProduced"] == 0 {
 		t.Errorf("gateway_stats: %s", stats)
 	}
+}
+
+// TestRemoteGeneralConfigFallback: a platform connection that validates but
+// does not work is tried, then the previous configuration is restored.
+func TestRemoteGeneralConfigFallback(t *testing.T) {
+	m := testenv.StartMosquitto(t)
+	sub := testenv.Subscribe(t, m.Addr(), "v1/gateway/telemetry", "v1/devices/me/attributes")
+	path := writeConfig(t, t.TempDir(), m.Addr(), `{"type": "memory"}`, map[string][]byte{"echo": []byte(`{"devices": ["fb-a"]}`)},
+		map[string]any{"remoteConfiguration": true})
+	cfg, err := config.Load(path, func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	startGatewayWith(t, actors.Options{Config: cfg, Logger: testLogger(t), RemoteConfigTrial: 2 * time.Second})
+	sub.WaitFor(t, 20*time.Second, func(msgs []testenv.Msg) bool {
+		got, _ := telemetry(msgs)
+		return contiguousAny(got, "fb-a") > 0
+	})
+	before, _ := os.ReadFile(path)
+	dead := testenv.FreePort(t) // nothing listens there
+	body := fmt.Sprintf(`{"general_configuration": {"host": "127.0.0.1", "port": %d, "security": {"accessToken": "test-token"}}}`, dead)
+	if err := sub.Publish(context.Background(), "v1/devices/me/attributes", []byte(body), 1); err != nil {
+		t.Fatal(err)
+	}
+	sub.WaitFor(t, 30*time.Second, func(msgs []testenv.Msg) bool {
+		for _, m := range msgs {
+			if m.Topic == "v1/devices/me/attributes" && strings.Contains(string(m.Payload), "previous configuration was restored") {
+				return true
+			}
+		}
+		return false
+	})
+	if after, _ := os.ReadFile(path); string(after) != string(before) {
+		t.Errorf("tb_gateway.json not restored:\n%s", after)
+	}
+	sub.Reset()
+	sub.WaitFor(t, 20*time.Second, func(msgs []testenv.Msg) bool {
+		got, _ := telemetry(msgs)
+		return contiguousAny(got, "fb-a") > 0
+	})
 }
