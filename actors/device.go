@@ -160,7 +160,8 @@ func (d *deviceActor) poll(ctx actor.Context) {
 			events = append(events, protocols.Event{Kind: protocols.EventConnect, Device: d.info.Name, DeviceType: d.info.Type, Ts: now.UnixMilli()})
 			ctx.Send(d.registry, &DeviceConnected{Device: d.info.Name, Type: d.info.Type, Connector: d.connector})
 			if cmd, ok := d.dev.(protocols.Commander); ok {
-				go d.g.syncSharedAttributes(d.info.Name, cmd.SharedAttributeKeys())
+				keys := cmd.SharedAttributeKeys()
+				d.g.goSafe("shared attribute sync", func() { d.g.syncSharedAttributes(d.info.Name, keys) })
 			}
 		}
 		events = d.emit(now, started, reading, events)

@@ -87,7 +87,7 @@ func (g *Gateway) onPlatformMessage(topic string, payload []byte) {
 			g.badInbound(topic, payload, err)
 			return
 		}
-		go g.deviceRPC(req)
+		g.goSafe("device rpc", func() { g.deviceRPC(req) })
 	case topic == platform.TopicAttributes:
 		upd, err := platform.ParseAttributeUpdate(payload)
 		if err != nil {
@@ -101,7 +101,7 @@ func (g *Gateway) onPlatformMessage(topic string, payload []byte) {
 			g.badInbound(topic, payload, err)
 			return
 		}
-		go g.gatewayRPC(req)
+		g.goSafe("gateway rpc", func() { g.gatewayRPC(req) })
 	case topic == platform.TopicAttributesResponse:
 		g.onAttributeResponse(payload)
 	case topic == platform.TopicMeAttributes, strings.HasPrefix(topic, platform.TopicMeAttributesResponsePrefix):

@@ -175,7 +175,7 @@ func Start(opts Options) (*Gateway, error) {
 	)
 	if g.cfg.ThingsBoard.RemoteConfiguration && g.cfg.File != "" {
 		g.remote = &remoteConfig{g: g}
-		g.OnGatewayAttributes(func(v map[string]json.RawMessage) { go g.remote.handle(v) })
+		g.OnGatewayAttributes(func(v map[string]json.RawMessage) { g.goSafe("remote configuration", func() { g.remote.handle(v) }) })
 	}
 	if err := g.startObservability(); err != nil {
 		_ = g.j.Close()
@@ -286,7 +286,7 @@ func (g *Gateway) startTree(fresh bool) error {
 	bg, cancel := context.WithCancel(context.Background())
 	g.cancel = cancel
 	if cfg.ThingsBoard.StatsEnabled && cfg.ThingsBoard.StatsPeriod > 0 {
-		go g.statsLoop(bg, cfg.ThingsBoard.StatsPeriod)
+		g.goSafe("statistics", func() { g.statsLoop(bg, cfg.ThingsBoard.StatsPeriod) })
 	}
 	return nil
 }

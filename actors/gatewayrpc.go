@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -112,6 +113,17 @@ func (g *Gateway) askRegistry(ctx context.Context, msg any) ([]byte, error) {
 	return r.data, r.err
 }
 
+// callMethod turns a panicking method into a 500 reply rather than silence.
+func callMethod(ctx context.Context, g *Gateway, m GatewayMethod, params json.RawMessage) (out []byte, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			g.log.Error().Interface("panic", r).Bytes("stack", debug.Stack()).Msg("gateway rpc method panicked")
+			out, err = nil, fmt.Errorf("internal error: %v", r)
+		}
+	}()
+	return m(ctx, g, params)
+}
+
 // gatewayRPC answers v1/devices/me/rpc/request/<id>.
 func (g *Gateway) gatewayRPC(req platform.GatewayRPC) {
 	timeout := rpcTimeout(req.Params)
@@ -133,7 +145,7 @@ func (g *Gateway) runGatewayRPC(ctx context.Context, req platform.GatewayRPC) []
 		if m == nil {
 			return platform.ErrorData("Method not found", 404)
 		}
-		out, err := m(ctx, g, req.Params)
+		out, err := callMethod(ctx, g, m, req.Params)
 		if err != nil {
 			return platform.ErrorData(err.Error(), 500)
 		}

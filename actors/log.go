@@ -2,6 +2,7 @@ package actors
 
 import (
 	"log/slog"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -79,4 +80,19 @@ func (r *rateLimiter) reset() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.last, r.suppressed = time.Time{}, 0
+}
+
+// goSafe runs fn on its own goroutine. Outside an actor nothing supervises a
+// goroutine, and a panic there would take the whole process (and every
+// healthy device) down; here it is logged with its stack and counted instead.
+func (g *Gateway) goSafe(what string, fn func()) {
+	go func() {
+		defer func() {
+			if r := recover(); r != nil {
+				g.counters.Restarts.Add(1)
+				g.log.Error().Str("task", what).Interface("panic", r).Bytes("stack", debug.Stack()).Msg("background task panicked; the gateway keeps running")
+			}
+		}()
+		fn()
+	}()
 }

@@ -93,7 +93,7 @@ func (u *uplinkActor) Receive(ctx actor.Context) {
 		u.connected = true
 		u.g.counters.Reconnects.Add(1)
 		u.log.Info().Msg("platform connected")
-		go u.g.onPlatformUp()
+		u.g.goSafe("platform session setup", u.g.onPlatformUp)
 		u.announce()
 		u.pump(ctx)
 	case *connectionDown:

@@ -142,3 +142,39 @@ func TestRemoteGeneralConfigFallback(t *testing.T) {
 		return contiguousAny(got, "fb-a") > 0
 	})
 }
+
+func init() {
+	actors.RegisterGatewayMethod("test_panic", func(context.Context, *actors.Gateway, json.RawMessage) ([]byte, error) {
+		panic("boom")
+	})
+}
+
+// TestPanickingGatewayMethod: a method that panics is answered with a 500
+// error and the gateway keeps serving.
+func TestPanickingGatewayMethod(t *testing.T) {
+	b := testenv.StartMochi(t)
+	sub := testenv.Subscribe(t, b.Addr(), "v1/devices/me/rpc/response/+", "v1/gateway/telemetry")
+	path := writeConfig(t, t.TempDir(), b.Addr(), `{"type": "memory"}`, map[string][]byte{"echo": []byte(`{"devices": ["p-a"]}`)})
+	startGateway(t, path, nil)
+	sub.WaitFor(t, 20*time.Second, func(msgs []testenv.Msg) bool { return len(msgs) > 0 }) // session is up
+	for id, method := range map[string]string{"1": "gateway_test_panic", "2": "gateway_ping"} {
+		if err := sub.Publish(context.Background(), "v1/devices/me/rpc/request/"+id, []byte(`{"method":"`+method+`"}`), 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := map[string]string{}
+	sub.WaitFor(t, 20*time.Second, func(msgs []testenv.Msg) bool {
+		for _, m := range msgs {
+			if strings.HasPrefix(m.Topic, "v1/devices/me/rpc/response/") {
+				got[m.Topic] = string(m.Payload)
+			}
+		}
+		return len(got) == 2
+	})
+	if r := got["v1/devices/me/rpc/response/1"]; r != `{"error":"internal error: boom","code":500}` {
+		t.Errorf("panicking method: %s", r)
+	}
+	if r := got["v1/devices/me/rpc/response/2"]; r != `{"code":200,"resp":"pong"}` {
+		t.Errorf("ping after a panic: %s", r)
+	}
+}
