@@ -1,0 +1,245 @@
+package mqtt
+
+import (
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/industryos/gateway/protocols"
+)
+
+// slice is a Python-style [lo:hi] over the payload; negative bounds count from the end.
+type slice struct {
+	lo, hi       int
+	hasLo, hasHi bool
+	single       bool // [i]
+	src          string
+}
+
+func parseSlice(s string) (slice, error) {
+	t := strings.TrimSpace(s)
+	// Upstream configs sometimes wrap the slice in ${}.
+	if strings.HasPrefix(t, "${") && strings.HasSuffix(t, "}") {
+		t = strings.TrimSpace(t[2 : len(t)-1])
+	}
+	if len(t) < 2 || t[0] != '[' || t[len(t)-1] != ']' {
+		return slice{}, errors.New("is not a slice expression like [0:4]")
+	}
+	sl := slice{src: s}
+	in := t[1 : len(t)-1]
+	lo, hi, found := strings.Cut(in, ":")
+	num := func(p string) (int, bool, error) {
+		p = strings.TrimSpace(p)
+		if p == "" {
+			return 0, false, nil
+		}
+		n, err := strconv.Atoi(p)
+		if err != nil || n > 1<<30 || n < -(1<<30) {
+			return 0, false, fmt.Errorf("has a bad bound %q", p)
+		}
+		return n, true, nil
+	}
+	var err error
+	if sl.lo, sl.hasLo, err = num(lo); err != nil {
+		return slice{}, err
+	}
+	if !found {
+		if !sl.hasLo {
+			return slice{}, errors.New("is not a slice expression like [0:4]")
+		}
+		sl.single = true
+		return sl, nil
+	}
+	if sl.hi, sl.hasHi, err = num(hi); err != nil {
+		return slice{}, err
+	}
+	return sl, nil
+}
+
+// apply never panics: out-of-range bounds clamp as in Python.
+func (s slice) apply(b []byte) ([]byte, bool) {
+	n := len(b)
+	norm := func(i int) int {
+		if i < 0 {
+			i += n
+		}
+		return max(0, min(i, n))
+	}
+	if s.single {
+		i := s.lo
+		if i < 0 {
+			i += n
+		}
+		if i < 0 || i >= n {
+			return nil, false
+		}
+		return b[i : i+1], true
+	}
+	lo, hi := 0, n
+	if s.hasLo {
+		lo = norm(s.lo)
+	}
+	if s.hasHi {
+		hi = norm(s.hi)
+	}
+	if hi < lo {
+		hi = lo
+	}
+	return b[lo:hi], true
+}
+
+type bytesKey struct {
+	typ string
+	key string
+	sl  slice
+}
+
+// BytesConverter is the upstream "bytes" converter.
+type BytesConverter struct {
+	filter        string
+	hex           bool
+	name, profile bytesSource
+	attrs, ts     []bytesKey
+}
+
+type bytesSource struct {
+	kind  string
+	sl    slice
+	re    *regexp.Regexp
+	konst string
+}
+
+func newBytesSource(kind, expr string) (bytesSource, error) {
+	s := bytesSource{kind: kind, konst: expr}
+	var err error
+	switch kind {
+	case SourceTopic:
+		s.re, err = regexp.Compile(expr)
+	case SourceMessage:
+		s.sl, err = parseSlice(expr)
+		if err != nil {
+			err = fmt.Errorf("%q %v", expr, err)
+		}
+	}
+	return s, err
+}
+
+// NewBytesConverter compiles a mapping's bytes converter.
+func NewBytesConverter(m *Mapping) (*BytesConverter, error) {
+	cc := &m.Converter
+	c := &BytesConverter{filter: m.TopicFilter, hex: cc.HexMode}
+	var err error
+	if c.name, err = newBytesSource(cc.DeviceInfo.NameSource, cc.DeviceInfo.Name); err != nil {
+		return nil, fmt.Errorf("mapping %q: deviceNameExpression: %w", m.TopicFilter, err)
+	}
+	profile, psrc := cc.DeviceInfo.Profile, cc.DeviceInfo.ProfileSource
+	if profile == "" {
+		profile, psrc = "default", SourceConstant
+	}
+	if c.profile, err = newBytesSource(psrc, profile); err != nil {
+		return nil, fmt.Errorf("mapping %q: deviceProfileExpression: %w", m.TopicFilter, err)
+	}
+	build := func(ks []KeyConfig) ([]bytesKey, error) {
+		out := make([]bytesKey, 0, len(ks))
+		for _, k := range ks {
+			sl, err := parseSlice(k.Value)
+			if err != nil {
+				return nil, fmt.Errorf("key %q: value %q %v", k.Key, k.Value, err)
+			}
+			out = append(out, bytesKey{typ: strings.ToLower(k.Type), key: k.Key, sl: sl})
+		}
+		return out, nil
+	}
+	if c.attrs, err = build(cc.Attributes); err != nil {
+		return nil, fmt.Errorf("mapping %q: attributes: %w", m.TopicFilter, err)
+	}
+	if c.ts, err = build(cc.Timeseries); err != nil {
+		return nil, fmt.Errorf("mapping %q: timeseries: %w", m.TopicFilter, err)
+	}
+	if cc.AllAttributes {
+		c.attrs = []bytesKey{{typ: "string", key: "data", sl: slice{}}}
+	}
+	if cc.AllTimeseries {
+		c.ts = []bytesKey{{typ: "string", key: "data", sl: slice{}}}
+	}
+	return c, nil
+}
+
+func (c *BytesConverter) text(b []byte) string {
+	if c.hex {
+		return hex.EncodeToString(b)
+	}
+	if utf8.Valid(b) {
+		return string(b)
+	}
+	return strings.ToValidUTF8(string(b), "\uFFFD")
+}
+
+func (c *BytesConverter) resolve(s *bytesSource, topic string, payload []byte) (string, error) {
+	switch s.kind {
+	case SourceTopic:
+		v, ok := topicMatch(s.re, topic)
+		if !ok {
+			return "", fmt.Errorf("topic %q does not match %q", topic, s.re.String())
+		}
+		return v, nil
+	case SourceMessage:
+		b, ok := s.sl.apply(payload)
+		if !ok {
+			return "", fmt.Errorf("%s is out of range for %d bytes", s.sl.src, len(payload))
+		}
+		return c.text(b), nil
+	}
+	return s.konst, nil
+}
+
+// Convert implements Converter.
+func (c *BytesConverter) Convert(topic string, payload []byte, now time.Time) ([]Converted, error) {
+	out := Converted{Ts: now.UnixMilli()}
+	var err error
+	if out.Device, err = c.resolve(&c.name, topic, payload); err != nil {
+		return nil, malformed(c.filter, "device name", err)
+	}
+	if out.Device == "" {
+		return nil, malformed(c.filter, "device name", errors.New("is empty"))
+	}
+	if out.Profile, err = c.resolve(&c.profile, topic, payload); err != nil {
+		return nil, malformed(c.filter, "device profile", err)
+	}
+	var errs []error
+	out.Attributes = c.values(payload, c.attrs, &errs)
+	out.Telemetry = c.values(payload, c.ts, &errs)
+	return []Converted{out}, errors.Join(errs...)
+}
+
+func (c *BytesConverter) values(payload []byte, keys []bytesKey, errs *[]error) []protocols.Datapoint {
+	if len(keys) == 0 {
+		return nil
+	}
+	dps := make([]protocols.Datapoint, 0, len(keys))
+	for _, k := range keys {
+		b, ok := k.sl.apply(payload)
+		if !ok {
+			*errs = append(*errs, malformed(c.filter, "key "+strconv.Quote(k.key), fmt.Errorf("%s is out of range for %d bytes", k.sl.src, len(payload))))
+			continue
+		}
+		typ := k.typ
+		if typ == "raw" || typ == "" {
+			typ = "string"
+		}
+		v, err := convertValue(typ, c.text(b))
+		if err != nil {
+			*errs = append(*errs, malformed(c.filter, "key "+strconv.Quote(k.key), err))
+			continue
+		}
+		dps = append(dps, protocols.Datapoint{Key: k.key, Value: v})
+	}
+	return dps
+}
+
+var _ Converter = (*BytesConverter)(nil)
