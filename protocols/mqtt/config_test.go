@@ -104,7 +104,7 @@ func TestParseErrors(t *testing.T) {
 		{
 			name: "bad json",
 			cfg:  "{\n\"broker\": }",
-			errs: []string{`mqtt.json: invalid JSON: line 2 column 12: invalid character '}' looking for beginning of value`},
+			errs: []string{`mqtt.json: invalid JSON: line 2 column 11: invalid character '}' looking for beginning of value`},
 		},
 	}
 	for _, tt := range tests {

@@ -136,8 +136,9 @@ func describeJSONError(raw []byte, err error) string {
 	if off < 0 {
 		return err.Error()
 	}
+	// encoding/json's offset is just past the offending byte; point at it.
 	line, col := 1, 1
-	for i := int64(0); i < off && i < int64(len(raw)); i++ {
+	for i := int64(0); i < off-1 && i < int64(len(raw)); i++ {
 		if raw[i] == '\n' {
 			line++
 			col = 1

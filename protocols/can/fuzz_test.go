@@ -1,0 +1,55 @@
+package can
+
+import (
+	"testing"
+
+	"github.com/industryos/gateway/protocols"
+)
+
+func FuzzValueSpec(f *testing.F) {
+	for _, s := range []string{"0:1:bool", "4:2:little:int", "0:-1:string:utf-8", "0:8:big:long:signed", "1:4:float", "0:-1:raw", ":::", "99:99:big:double:x", "-1:-1:int", "0:2:middle:int"} {
+		f.Add(s, []byte{1, 2, 3, 4, 5, 6, 7, 8})
+	}
+	f.Fuzz(func(t *testing.T, s string, data []byte) {
+		v, err := ParseValueSpec(s)
+		if err != nil {
+			return
+		}
+		if v.Start < 0 || v.Length == 0 || v.Length < -1 || v.Type == 0 {
+			t.Fatalf("%q parsed to invalid %+v", s, v)
+		}
+		_, _ = v.Extract(data)
+		_, _ = ParseCommandSpec(s)
+	})
+}
+
+var fuzzCfg = `{"channel":"f","devices":[{"name":"d","strictEval":false,"timeseries":[
+	{"key":"a","nodeId":1,"value":"0:1:bool"},
+	{"key":"b","nodeId":1,"value":"0:-1:little:long:signed"},
+	{"key":"c","nodeId":1,"value":"2:4:float","expression":"value * 2"},
+	{"key":"d","nodeId":1,"value":"0:-1:string:utf-8"},
+	{"key":"e","nodeId":1,"value":"1:-1:raw","expression":"len(can_data) > 3 ? value : 'short'"},
+	{"key":"f","nodeId":1,"command":"0:1:7","value":"0:8:little:double"},
+	{"key":"g","nodeId":1,"command":"0:1:8","value":{"start":7,"length":1,"type":"int","signed":true}}]}]}`
+
+func FuzzDecode(f *testing.F) {
+	cfg, _, err := Load("fuzz.json", []byte(fuzzCfg))
+	if err != nil {
+		f.Fatal(err)
+	}
+	d := NewDecoder(cfg)
+	f.Add([]byte{})
+	f.Add([]byte{7, 1, 2, 3, 4, 5, 6, 7, 8})
+	f.Add([]byte{8, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x80})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		out, matched, _ := d.Decode(Frame{ID: 1, Data: data}, nil)
+		if !matched && len(out) > 0 {
+			t.Fatal("readings without a match")
+		}
+		for _, r := range out {
+			_ = r.Value.AppendJSON(nil)
+		}
+		var spec DownlinkSpec
+		_, _ = spec.Encode(map[string]any{"value": protocols.Value{}})
+	})
+}
