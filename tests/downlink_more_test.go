@@ -19,6 +19,7 @@ import (
 // the platform for the shared attributes the device declares and applies the
 // answer.
 func TestSharedAttributeSyncOnConnect(t *testing.T) {
+	freshEcho("sync-a")
 	b := testenv.StartMochi(t)
 	sub := testenv.Subscribe(t, b.Addr(), "v1/gateway/attributes/request")
 	// The stand-in platform answers every request with a value for its key.

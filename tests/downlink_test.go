@@ -71,6 +71,13 @@ func (c *echoConnector) ConnectorRPC(_ context.Context, req protocols.RPCRequest
 
 var echoDevices sync.Map // name → *echoDevice
 
+// freshEcho forgets echo devices, so a test re-run sees no old attributes.
+func freshEcho(names ...string) {
+	for _, n := range names {
+		echoDevices.Delete(n)
+	}
+}
+
 func init() {
 	protocols.Register("echo", func(cfg protocols.ConnectorConfig) (protocols.Connector, error) {
 		var out []protocols.Device
@@ -110,6 +117,7 @@ func hasID(id string) func(map[string]json.RawMessage) bool {
 // device and are answered as {"device","id","data"}; unknown devices, unknown
 // methods and timeouts are answered too, never silence; attribute updates land.
 func TestDeviceRPCAndAttributes(t *testing.T) {
+	freshEcho("rpc-a", "rpc-b")
 	m := testenv.StartMosquitto(t)
 	sub := testenv.Subscribe(t, m.Addr(), "v1/gateway/rpc", "v1/gateway/telemetry", "v1/devices/me/rpc/response/+")
 	path := writeConfig(t, t.TempDir(), m.Addr(), `{"type": "memory"}`, map[string][]byte{
@@ -313,6 +321,7 @@ func TestRenameDeleteAndRestart(t *testing.T) {
 // TestGatewayRestartKeepsJournal: gateway_restart rebuilds the actor tree in
 // the same process; data keeps flowing and nothing journaled is lost.
 func TestGatewayRestartKeepsJournal(t *testing.T) {
+	freshChaos("restart-1")
 	b := testenv.StartMochi(t)
 	sub := testenv.Subscribe(t, b.Addr(), "v1/gateway/telemetry", "v1/devices/me/rpc/response/+")
 	path := writeConfig(t, t.TempDir(), b.Addr(), `{"type": "memory"}`, map[string][]byte{"chaos": []byte(`{"devices": ["restart-1"]}`)})

@@ -164,6 +164,16 @@ var chaos = struct {
 	devs map[string]*chaosDevice
 }{devs: map[string]*chaosDevice{}}
 
+// freshChaos forgets chaos devices, so a test re-run (-count) starts their
+// poll counters at 1 again.
+func freshChaos(names ...string) {
+	chaos.Lock()
+	defer chaos.Unlock()
+	for _, n := range names {
+		delete(chaos.devs, n)
+	}
+}
+
 func init() {
 	protocols.Register("chaos", func(cfg protocols.ConnectorConfig) (protocols.Connector, error) {
 		chaos.Lock()
@@ -187,6 +197,7 @@ func init() {
 // TestPanickingDevice (fault c): a device that panics on every 5th poll keeps
 // being restarted, and its siblings lose no polls.
 func TestPanickingDevice(t *testing.T) {
+	freshChaos("panicky", "steady-1", "steady-2")
 	b := testenv.StartMochi(t)
 	sub := testenv.Subscribe(t, b.Addr(), "v1/gateway/telemetry")
 	dir := t.TempDir()

@@ -234,6 +234,7 @@ func TestMetricsEndToEnd(t *testing.T) {
 // in its restart counter, its siblings do not, and the panic's log line
 // carries the connector and device fields.
 func TestPanickingDeviceMetrics(t *testing.T) {
+	freshChaos("panicky", "steady-1")
 	b := testenv.StartMochi(t)
 	path := writeConfig(t, t.TempDir(), b.Addr(), `{"type": "memory"}`, map[string][]byte{
 		"chaos": []byte(`{"devices": ["panicky", "steady-1"]}`)})
@@ -299,6 +300,7 @@ func (b *lineBuffer) lines() []string {
 // the journal open, 503 naming the uplink while the broker is down, and 200
 // again when it is back; /healthz stays 200 throughout.
 func TestReadyzFollowsBroker(t *testing.T) {
+	freshChaos("ready-1")
 	m := testenv.StartMosquitto(t)
 	path := writeConfig(t, t.TempDir(), m.Addr(), `{"type": "memory"}`, map[string][]byte{"chaos": []byte(`{"devices": ["ready-1"]}`)})
 	patchMain(t, path, withHTTP(nil))
@@ -490,6 +492,7 @@ func TestRemoteLogging(t *testing.T) {
 // only; pprof is off unless enabled; without the section there is no
 // listener and no metrics at all.
 func TestHTTPDefaults(t *testing.T) {
+	freshChaos("http-1")
 	b := testenv.StartMochi(t)
 	dir := t.TempDir()
 	path := writeConfig(t, dir, b.Addr(), `{"type": "memory"}`, map[string][]byte{"chaos": []byte(`{"devices": ["http-1"]}`)})
