@@ -85,10 +85,7 @@ func (d *deviceActor) Receive(ctx actor.Context) {
 	case *routeRPC, *routeAttributes:
 		d.runCommand(ctx, m)
 	case *forgetConnection:
-		if d.connected {
-			d.connected = false
-			d.counters.DevicesConnected.Add(-1)
-		}
+		d.markDisconnected()
 	case *pollTick:
 		if m.owner != d {
 			return
@@ -101,10 +98,16 @@ func (d *deviceActor) Receive(ctx actor.Context) {
 		if _, stopping := m.(*actor.Stopping); stopping {
 			ctx.Send(d.registry, &deviceDown{name: d.info.Name, pid: ctx.Self()})
 		}
-		if d.connected {
-			d.counters.DevicesConnected.Add(-1)
-			d.connected = false
-		}
+		d.markDisconnected()
+	}
+}
+
+// markDisconnected forgets that the platform knows the device, so its next
+// data announces it again.
+func (d *deviceActor) markDisconnected() {
+	if d.connected {
+		d.connected = false
+		d.counters.DevicesConnected.Add(-1)
 	}
 }
 
@@ -141,8 +144,7 @@ func (d *deviceActor) poll(ctx actor.Context) {
 		act := d.g.conf().Activity
 		idle := act.Enabled && now.Sub(d.lastData) > act.Timeout
 		if d.connected && (idle || d.info.ConnectAttemptCount > 0 && d.failures >= d.info.ConnectAttemptCount) {
-			d.connected = false
-			d.counters.DevicesConnected.Add(-1)
+			d.markDisconnected()
 			d.log.Warn().Int("failures", d.failures).Bool("inactive", idle).Msg("device unreachable; disconnecting it from the platform")
 			events = append(events, protocols.Event{Kind: protocols.EventDisconnect, Device: d.info.Name, Ts: now.UnixMilli()})
 			ctx.Send(d.registry, &DeviceDisconnected{Device: d.info.Name, Connector: d.connector})

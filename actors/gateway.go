@@ -103,13 +103,19 @@ func (g *Gateway) OnGatewayAttributes(h func(map[string]json.RawMessage)) {
 	g.gatewayAttributeHandlers = append(g.gatewayAttributeHandlers, h)
 }
 
-// Devices lists the connected devices.
-func (g *Gateway) Devices(ctx context.Context) ([]DeviceConnected, error) {
+// ask sends msg to pid and waits for the answer until ctx's deadline (5 s
+// when ctx has none).
+func (g *Gateway) ask(ctx context.Context, pid *actor.PID, msg any) (any, error) {
 	timeout := 5 * time.Second
 	if d, ok := ctx.Deadline(); ok {
 		timeout = time.Until(d)
 	}
-	res, err := g.sys.Root.RequestFuture(g.registry, &ListDevices{}, timeout).Result()
+	return g.sys.Root.RequestFuture(pid, msg, timeout).Result()
+}
+
+// Devices lists the connected devices.
+func (g *Gateway) Devices(ctx context.Context) ([]DeviceConnected, error) {
+	res, err := g.ask(ctx, g.registry, &ListDevices{})
 	if err != nil {
 		return nil, fmt.Errorf("registry: %w", err)
 	}
@@ -129,9 +135,21 @@ func (g *Gateway) PublishWhenUp(ctx context.Context, topic string, payload []byt
 		if !errors.Is(err, ErrPlatformDown) && !errors.Is(err, platform.ErrNotConnected) {
 			return err
 		}
+		if !g.waitConnected(ctx) {
+			return err
+		}
+	}
+}
+
+// waitConnected waits until a platform session is up or ctx ends.
+func (g *Gateway) waitConnected(ctx context.Context) bool {
+	for {
+		if c := g.client.Load(); c != nil && c.Connected() {
+			return true
+		}
 		select {
 		case <-ctx.Done():
-			return err
+			return false
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
@@ -214,17 +232,32 @@ func (g *Gateway) connectorPIDs() ([]config.Connector, []*actor.PID) {
 // Reload replaces the configuration and restarts the tree with it; the
 // journal stays open and keeps everything buffered.
 func (g *Gateway) Reload(ctx context.Context, cfg *config.Gateway) error {
+	return g.restartTree(ctx, cfg)
+}
+
+// Restart stops and starts the actor tree in-process, keeping the journal,
+// so nothing buffered is lost (gateway_restart).
+func (g *Gateway) Restart(ctx context.Context) error {
+	g.log.Info().Msg("restarting the actor tree")
+	return g.restartTree(ctx, nil)
+}
+
+// restartTree stops the tree and starts it again, with cfg when given (its
+// connectors are already built) or else the current config rebuilt.
+func (g *Gateway) restartTree(ctx context.Context, cfg *config.Gateway) error {
 	g.treeMu.Lock()
 	defer g.treeMu.Unlock()
 	if g.stopped {
 		return errors.New("gateway is stopping")
 	}
 	g.stopTree(ctx)
-	g.stateMu.Lock()
-	g.cfg = cfg
-	g.stateMu.Unlock()
+	if cfg != nil {
+		g.stateMu.Lock()
+		g.cfg = cfg
+		g.stateMu.Unlock()
+	}
 	g.counters.TreeRestarts.Add(1)
-	return g.startTree(true)
+	return g.startTree(cfg != nil)
 }
 
 // startTree spawns the actor tree over the open journal. fresh is false on
@@ -307,20 +340,6 @@ func (g *Gateway) stopTree(ctx context.Context) {
 	_ = g.sys.Root.StopFuture(g.uplink).Wait()
 	_ = g.sys.Root.StopFuture(g.journal).Wait()
 	_ = g.sys.Root.StopFuture(g.root).Wait()
-}
-
-// Restart stops and starts the actor tree in-process, keeping the journal,
-// so nothing buffered is lost (gateway_restart).
-func (g *Gateway) Restart(ctx context.Context) error {
-	g.treeMu.Lock()
-	defer g.treeMu.Unlock()
-	if g.stopped {
-		return errors.New("gateway is stopping")
-	}
-	g.log.Info().Msg("restarting the actor tree")
-	g.stopTree(ctx)
-	g.counters.TreeRestarts.Add(1)
-	return g.startTree(false)
 }
 
 type spawnRequest struct {

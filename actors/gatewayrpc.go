@@ -101,11 +101,7 @@ func init() {
 }
 
 func (g *Gateway) askRegistry(ctx context.Context, msg any) ([]byte, error) {
-	timeout := 5 * time.Second
-	if d, ok := ctx.Deadline(); ok {
-		timeout = time.Until(d)
-	}
-	res, err := g.sys.Root.RequestFuture(g.registry, msg, timeout).Result()
+	res, err := g.ask(ctx, g.registry, msg)
 	if err != nil {
 		return nil, fmt.Errorf("registry: %w", err)
 	}
@@ -165,7 +161,7 @@ func (g *Gateway) connectorTypeRPC(ctx context.Context, typ string, req protocol
 		if c.Type != typ || i >= len(pids) {
 			continue
 		}
-		res, err := g.sys.Root.RequestFuture(pids[i], &connectorRPC{req: req, deadline: deadline}, time.Until(deadline)).Result()
+		res, err := g.ask(ctx, pids[i], &connectorRPC{req: req, deadline: deadline})
 		switch {
 		case err != nil:
 			results[c.Name] = platform.ErrorData(fmt.Sprintf("connector %q: %v", c.Name, err), 500)

@@ -25,8 +25,8 @@ const enforceInterval = 10 * time.Second
 const commitLinger = 5 * time.Millisecond
 
 // journalActor group-commits events: an AppendEvents only buffers, and the
-// first one of a burst queues a flushPending behind itself, so everything that
-// arrived in the meantime is committed in one write.
+// first one of a burst arms a flush commitLinger later, so everything that
+// arrives in the meantime is committed in one write.
 type journalActor struct {
 	j        persistence.Journal
 	uplink   func() *actor.PID

@@ -51,14 +51,9 @@ func (rc *remoteConfig) trial() time.Duration {
 
 // connects waits for the platform session after a reload.
 func (rc *remoteConfig) connects() bool {
-	deadline := time.Now().Add(rc.trial())
-	for time.Now().Before(deadline) {
-		if c := rc.g.client.Load(); c != nil && c.Connected() {
-			return true
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return false
+	ctx, cancel := context.WithTimeout(context.Background(), rc.trial())
+	defer cancel()
+	return rc.g.waitConnected(ctx)
 }
 
 // remoteKeys are requested on every connect, as upstream does.
