@@ -21,9 +21,18 @@ type connectorActor struct {
 	log   zerolog.Logger
 	first *bool
 	conn  protocols.Connector
+
+	// push sources only
+	sink     *pushSink
+	stopSrc  context.CancelFunc
+	srcDone  chan struct{}
+	children map[string]*actor.PID
 }
 
 func (c *connectorActor) Receive(ctx actor.Context) {
+	if c.receivePush(ctx) {
+		return
+	}
 	switch m := ctx.Message().(type) {
 	case *connectorRPC:
 		h, ok := c.conn.(protocols.ConnectorRPC)
@@ -55,7 +64,14 @@ func (c *connectorActor) Receive(ctx actor.Context) {
 				c.log.Error().Err(err).Str("device", dev.Info().Name).Msg("cannot start device actor (duplicate deviceName?)")
 			}
 		}
+		if src, ok := conn.(protocols.Source); ok {
+			c.startSource(ctx, src)
+		}
+	case *actor.Stopping:
+		// Before the children stop, so no push is sent to a stopped device.
+		c.stopSource()
 	case *actor.Stopped, *actor.Restarting:
+		c.stopSource()
 		// Children are already stopped when Stopped arrives; on Restarting
 		// they are stopped next, and closing here makes their in-flight polls
 		// fail fast instead of hanging.

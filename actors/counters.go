@@ -24,4 +24,6 @@ type Counters struct {
 	BadInbound       atomic.Uint64 // malformed platform messages (counted, logged, ignored)
 	InboundMessages  atomic.Uint64 // platform messages received since the last statistics send
 	TreeRestarts     atomic.Uint64 // in-process restarts of the whole tree (gateway_restart)
+	Malformed        atomic.Uint64 // push-source input that could not be converted (counted, logged)
+	Unmatched        atomic.Uint64 // push-source input no mapping wanted
 }

@@ -21,7 +21,8 @@ type pollTick struct{ owner *deviceActor }
 // deviceActor polls one device on its own schedule. A slow or dead device only
 // ever delays itself: each device has its own actor, timer and backoff.
 type deviceActor struct {
-	dev       protocols.Device
+	dev       protocols.Device // nil for a device a push source reports
+	cmd       protocols.Commander
 	info      protocols.DeviceInfo
 	connector string
 	g         *Gateway
@@ -43,17 +44,24 @@ type deviceActor struct {
 	errLog    rateLimiter
 	scratch   []protocols.Datapoint
 	obs       *observe.Device // nil when metrics are off
+	filtered  bool
+	stopTick  func()
 }
 
-func newDeviceActor(dev protocols.Device, connector string, g *Gateway, log zerolog.Logger) *deviceActor {
-	info := dev.Info()
+// newDeviceActor builds the actor of a polled device (dev set) or of a pushed
+// one (dev nil, info given by the source).
+func newDeviceActor(dev protocols.Device, info protocols.DeviceInfo, cmd protocols.Commander, connector string, g *Gateway, log zerolog.Logger) *deviceActor {
+	if dev != nil {
+		info = dev.Info()
+		cmd, _ = dev.(protocols.Commander)
+	}
 	retry := info.RetryDelay
 	if retry <= 0 {
 		retry = time.Second
 	}
 	maxDelay := max(30*time.Second, info.PollPeriod)
 	return &deviceActor{
-		dev: dev, info: info, connector: connector, g: g, cc: g.ConnectorCounters(connector),
+		dev: dev, cmd: cmd, info: info, connector: connector, g: g, cc: g.ConnectorCounters(connector),
 		journal: g.journal, registry: g.registry, sys: g.sys, counters: g.counters,
 		log:     log.With().Str("device", info.Name).Logger(),
 		backoff: supervisor.NewBackoff(retry, maxDelay, 2),
@@ -68,11 +76,19 @@ func (d *deviceActor) Receive(ctx actor.Context) {
 		if !d.g.conf().Filter.Allowed(d.connector, d.info.Name) {
 			// Filtered devices are not polled at all: their data would be
 			// dropped anyway, and an unreachable one would only cost timeouts.
-			d.log.Info().Msg("device excluded by deviceFiltering; not polled")
+			d.filtered = true
+			d.log.Info().Msg("device excluded by deviceFiltering; not polled, its data dropped")
+			if d.dev == nil {
+				ctx.Send(d.registry, &deviceUp{name: d.info.Name, connector: d.connector, pid: ctx.Self()})
+			}
 			return
 		}
 		d.tel = report.NewFilter(d.info.Report, d.info.KeyReport)
 		d.attr = report.NewFilter(d.info.Report, d.info.KeyReport)
+		if d.dev == nil {
+			d.startPushed(ctx)
+			return
+		}
 		// Stagger the first poll so a thousand devices do not all poll in the
 		// same millisecond (upstream #799).
 		stagger := time.Duration(0)
@@ -84,6 +100,10 @@ func (d *deviceActor) Receive(ctx actor.Context) {
 		ctx.Send(d.registry, &deviceUp{name: d.info.Name, connector: d.connector, pid: ctx.Self()})
 	case *routeRPC, *routeAttributes:
 		d.runCommand(ctx, m)
+	case *pushData:
+		d.pushed(ctx, m)
+	case *pushConnect, *pushDisconnect, *pushTick:
+		d.pushControl(ctx, m)
 	case *forgetConnection:
 		d.markDisconnected()
 	case *pollTick:
@@ -94,6 +114,9 @@ func (d *deviceActor) Receive(ctx actor.Context) {
 	case *actor.Stopping, *actor.Restarting:
 		if d.timer != nil {
 			d.timer.Stop()
+		}
+		if d.stopTick != nil {
+			d.stopTick()
 		}
 		if _, stopping := m.(*actor.Stopping); stopping {
 			ctx.Send(d.registry, &deviceDown{name: d.info.Name, pid: ctx.Self()})
@@ -144,10 +167,8 @@ func (d *deviceActor) poll(ctx actor.Context) {
 		act := d.g.conf().Activity
 		idle := act.Enabled && now.Sub(d.lastData) > act.Timeout
 		if d.connected && (idle || d.info.ConnectAttemptCount > 0 && d.failures >= d.info.ConnectAttemptCount) {
-			d.markDisconnected()
 			d.log.Warn().Int("failures", d.failures).Bool("inactive", idle).Msg("device unreachable; disconnecting it from the platform")
-			events = append(events, protocols.Event{Kind: protocols.EventDisconnect, Device: d.info.Name, Ts: now.UnixMilli()})
-			ctx.Send(d.registry, &DeviceDisconnected{Device: d.info.Name, Connector: d.connector})
+			events = d.disconnect(ctx, now, events)
 		}
 	} else {
 		if d.failures > 0 {
@@ -157,39 +178,68 @@ func (d *deviceActor) poll(ctx actor.Context) {
 		d.failures = 0
 		d.lastData = now
 		if !d.connected {
-			d.connected = true
-			d.counters.DevicesConnected.Add(1)
-			events = append(events, protocols.Event{Kind: protocols.EventConnect, Device: d.info.Name, DeviceType: d.info.Type, Ts: now.UnixMilli()})
-			ctx.Send(d.registry, &DeviceConnected{Device: d.info.Name, Type: d.info.Type, Connector: d.connector})
-			if cmd, ok := d.dev.(protocols.Commander); ok {
-				keys := cmd.SharedAttributeKeys()
-				d.g.goSafe("shared attribute sync", func() { d.g.syncSharedAttributes(d.info.Name, keys) })
-			}
+			events = d.connect(ctx, now, events)
 		}
 		events = d.emit(now, started, reading, events)
 	}
-	if d.connected {
-		if due := d.tel.Due(now, nil); len(due) > 0 {
-			events = append(events, protocols.Event{Kind: protocols.EventTelemetry, Device: d.info.Name, Ts: now.UnixMilli(), Values: due})
-		}
-		if due := d.attr.Due(now, nil); len(due) > 0 {
-			events = append(events, protocols.Event{Kind: protocols.EventAttributes, Device: d.info.Name, Ts: now.UnixMilli(), Values: due})
-		}
-	}
-	if len(events) > 0 {
-		for _, e := range events {
-			d.counters.ValuesEmitted.Add(uint64(len(e.Values)))
-			switch e.Kind {
-			case protocols.EventTelemetry:
-				d.cc.TsProduced.Add(uint64(len(e.Values)))
-			case protocols.EventAttributes:
-				d.cc.AttrProduced.Add(uint64(len(e.Values)))
-			}
-		}
-		d.cc.EventsPushed.Add(uint64(len(events)))
-		ctx.Send(d.journal, &AppendEvents{Events: events})
-	}
+	events = d.due(now, events)
+	d.deliver(ctx, events, nil)
 	d.schedule(now)
+}
+
+// connect announces the device to the platform and syncs its shared attributes.
+func (d *deviceActor) connect(ctx actor.Context, now time.Time, events []protocols.Event) []protocols.Event {
+	d.connected = true
+	d.counters.DevicesConnected.Add(1)
+	events = append(events, protocols.Event{Kind: protocols.EventConnect, Device: d.info.Name, DeviceType: d.info.Type, Ts: now.UnixMilli()})
+	ctx.Send(d.registry, &DeviceConnected{Device: d.info.Name, Type: d.info.Type, Connector: d.connector})
+	if d.cmd != nil {
+		keys := d.cmd.SharedAttributeKeys()
+		d.g.goSafe("shared attribute sync", func() { d.g.syncSharedAttributes(d.info.Name, keys) })
+	}
+	return events
+}
+
+func (d *deviceActor) disconnect(ctx actor.Context, now time.Time, events []protocols.Event) []protocols.Event {
+	d.markDisconnected()
+	ctx.Send(d.registry, &DeviceDisconnected{Device: d.info.Name, Connector: d.connector})
+	return append(events, protocols.Event{Kind: protocols.EventDisconnect, Device: d.info.Name, Ts: now.UnixMilli()})
+}
+
+// due adds the values whose report period has come.
+func (d *deviceActor) due(now time.Time, events []protocols.Event) []protocols.Event {
+	if !d.connected {
+		return events
+	}
+	if due := d.tel.Due(now, nil); len(due) > 0 {
+		events = append(events, protocols.Event{Kind: protocols.EventTelemetry, Device: d.info.Name, Ts: now.UnixMilli(), Values: due})
+	}
+	if due := d.attr.Due(now, nil); len(due) > 0 {
+		events = append(events, protocols.Event{Kind: protocols.EventAttributes, Device: d.info.Name, Ts: now.UnixMilli(), Values: due})
+	}
+	return events
+}
+
+// deliver hands events to the journal; done (may be nil) learns when they
+// are committed, or at once when there is nothing to commit.
+func (d *deviceActor) deliver(ctx actor.Context, events []protocols.Event, done func(error)) {
+	if len(events) == 0 {
+		if done != nil {
+			done(nil)
+		}
+		return
+	}
+	for _, e := range events {
+		d.counters.ValuesEmitted.Add(uint64(len(e.Values)))
+		switch e.Kind {
+		case protocols.EventTelemetry:
+			d.cc.TsProduced.Add(uint64(len(e.Values)))
+		case protocols.EventAttributes:
+			d.cc.AttrProduced.Add(uint64(len(e.Values)))
+		}
+	}
+	d.cc.EventsPushed.Add(uint64(len(events)))
+	ctx.Send(d.journal, &AppendEvents{Events: events, Done: done})
 }
 
 func (d *deviceActor) emit(now, started time.Time, reading protocols.Reading, events []protocols.Event) []protocols.Event {

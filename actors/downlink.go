@@ -157,14 +157,16 @@ func (g *Gateway) deviceRPC(req protocols.RPCRequest) {
 func (g *Gateway) reply(topic string, payload []byte) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := g.PublishDirect(ctx, topic, payload, 0); err != nil {
+	// A request can arrive from the broker's stored session before our
+	// session counts as up (right after a reconnect); wait for it briefly.
+	if err := g.PublishWhenUp(ctx, topic, payload, 0); err != nil {
 		g.log.Warn().Err(err).Str("topic", topic).Msg("cannot send rpc reply")
 	}
 }
 
 // runCommand executes a routed command inside the device actor.
 func (d *deviceActor) runCommand(ctx actor.Context, msg any) {
-	cmd, ok := d.dev.(protocols.Commander)
+	cmd, ok := d.cmd, d.cmd != nil
 	switch m := msg.(type) {
 	case *routeRPC:
 		if time.Now().After(m.deadline) {
@@ -205,6 +207,14 @@ func (d *deviceActor) runCommand(ctx actor.Context, msg any) {
 func (r *registryActor) route(ctx actor.Context, device string, msg any) {
 	pid, ok := r.pids[device]
 	if !ok {
+		// A device of a push connector seen before a restart has no actor
+		// until it reports again; its connector can create one now.
+		if s := r.saved[device]; s != nil && s.ConnectorName != "" {
+			if cpid := r.g.connectorPID(s.ConnectorName); cpid != nil {
+				ctx.RequestWithCustomSender(cpid, &adoptRoute{name: device, profile: s.DeviceType, msg: msg}, ctx.Sender())
+				return
+			}
+		}
 		if _, isRPC := msg.(*routeRPC); isRPC {
 			ctx.Respond(&rpcResult{err: fmt.Errorf("%w: %q", errUnknownDevice, device)})
 		} else {

@@ -74,6 +74,7 @@ type Gateway struct {
 	inboundLog               rateLimiter
 	attrs                    attrRequests
 	connCounters             sync.Map // connector name → *ConnectorCounters
+	links                    sync.Map // connector name → *linkState of a push source
 	cancel                   context.CancelFunc
 	treeMu                   sync.Mutex   // serialises Stop, Restart and Reload
 	stateMu                  sync.RWMutex // guards cfg and connectors across reloads
@@ -205,14 +206,13 @@ func Start(opts Options) (*Gateway, error) {
 	return g, nil
 }
 
-// firstPID keeps the PID of the first incarnation: a restarted tree reuses
-// the same names, protoactor re-resolves a PID whose process died, and never
-// rewriting the field keeps concurrent readers race-free.
-func firstPID(old, spawned *actor.PID) *actor.PID {
-	if old != nil {
-		return old
+// keepFirst stores spawned in *pid only on the first start: a restarted
+// child has the same name and so the same PID, and not writing it again
+// keeps readers on other goroutines (RPC routing) race-free.
+func keepFirst(pid **actor.PID, spawned *actor.PID) {
+	if *pid == nil {
+		*pid = spawned
 	}
-	return spawned
 }
 
 // conf is the current configuration; a remote reload swaps it.
@@ -227,6 +227,16 @@ func (g *Gateway) connectorPIDs() ([]config.Connector, []*actor.PID) {
 	g.stateMu.RLock()
 	defer g.stateMu.RUnlock()
 	return g.cfg.Connectors, g.connectors
+}
+
+func (g *Gateway) connectorPID(name string) *actor.PID {
+	cfgs, pids := g.connectorPIDs()
+	for i, c := range cfgs {
+		if c.Name == name && i < len(pids) {
+			return pids[i]
+		}
+	}
+	return nil
 }
 
 // Reload replaces the configuration and restarts the tree with it; the
@@ -292,13 +302,13 @@ func (g *Gateway) startTree(fresh bool) error {
 			g.renames.set(name, *s.Renaming)
 		}
 	}
-	g.journal = firstPID(g.journal, g.spawnChild("journal", actor.PropsFromProducer(func() actor.Actor {
+	keepFirst(&g.journal, g.spawnChild("journal", actor.PropsFromProducer(func() actor.Actor {
 		return &journalActor{j: g.j, uplink: func() *actor.PID { return g.uplink }, log: g.log.With().Str("actor", "journal").Logger(), counters: g.counters}
 	}, g.options(journalMailbox)...)))
-	g.uplink = firstPID(g.uplink, g.spawnChild("uplink", actor.PropsFromProducer(func() actor.Actor {
+	keepFirst(&g.uplink, g.spawnChild("uplink", actor.PropsFromProducer(func() actor.Actor {
 		return &uplinkActor{g: g, j: g.j, log: g.log.With().Str("actor", "uplink").Logger(), qos: 1, readBat: g.conf().Storage.ReadBatch}
 	}, g.options(uplinkMailbox)...)))
-	g.registry = firstPID(g.registry, g.spawnChild("registry", actor.PropsFromProducer(func() actor.Actor {
+	keepFirst(&g.registry, g.spawnChild("registry", actor.PropsFromProducer(func() actor.Actor {
 		// A restarted registry starts from the last saved state.
 		return &registryActor{g: g, path: registryFile, log: regLog, saved: saved}
 	}, g.options(deviceMailbox)...)))
@@ -374,7 +384,14 @@ func (g *Gateway) options(capacity int) []actor.PropsOption {
 		actor.WithMailbox(mailbox.Producer(
 			mailbox.WithCapacity(capacity),
 			mailbox.WithPolicy(mailbox.DropNewest),
-			mailbox.WithOnDrop(func(any) { g.counters.MailboxDrops.Add(1) }),
+			mailbox.WithOnDrop(func(m any) {
+				g.counters.MailboxDrops.Add(1)
+				// Whoever waits for a dropped message's commit must learn
+				// it will not come, or a push source would wait forever.
+				if d, ok := m.(interface{ dropped() }); ok {
+					d.dropped()
+				}
+			}),
 			mailbox.WithStats(st),
 		)),
 		actor.WithDispatcher(g.dispatcher),
@@ -383,7 +400,9 @@ func (g *Gateway) options(capacity int) []actor.PropsOption {
 }
 
 func (g *Gateway) deviceProps(dev protocols.Device, connector string, log zerolog.Logger) *actor.Props {
-	return actor.PropsFromProducer(func() actor.Actor { return newDeviceActor(dev, connector, g, log) }, g.options(deviceMailbox)...)
+	return actor.PropsFromProducer(func() actor.Actor {
+		return newDeviceActor(dev, protocols.DeviceInfo{}, nil, connector, g, log)
+	}, g.options(deviceMailbox)...)
 }
 
 func (g *Gateway) onSupervisorEvent(ev supervisor.Event) {

@@ -34,6 +34,7 @@ type journalActor struct {
 	counters *Counters
 
 	pending     [][]byte
+	dones       []func(error)
 	flushQueued bool
 	buf         []byte
 	errLog      rateLimiter
@@ -55,6 +56,9 @@ func (a *journalActor) Receive(ctx actor.Context) {
 			start := len(a.buf)
 			a.buf = m.Events[i].AppendBinary(a.buf)
 			a.pending = append(a.pending, a.buf[start:len(a.buf):len(a.buf)])
+		}
+		if m.Done != nil {
+			a.dones = append(a.dones, m.Done)
 		}
 		if len(a.pending) >= maxGroup {
 			a.commit(ctx)
@@ -93,10 +97,12 @@ func (a *journalActor) startTicker(ctx actor.Context) {
 func (a *journalActor) commit(ctx actor.Context) {
 	a.flushQueued = false
 	if len(a.pending) == 0 {
+		a.notify(nil)
 		return
 	}
 	n := len(a.pending)
 	_, last, err := a.j.Append(a.pending)
+	defer a.notify(err)
 	if err != nil {
 		a.counters.EventsLost.Add(uint64(n))
 		a.counters.JournalErrors.Add(1)
@@ -117,4 +123,13 @@ func (a *journalActor) commit(ctx actor.Context) {
 	} else {
 		a.buf = a.buf[:0]
 	}
+}
+
+// notify tells the senders waiting for this commit how it went.
+func (a *journalActor) notify(err error) {
+	for _, f := range a.dones {
+		f(err)
+	}
+	clear(a.dones)
+	a.dones = a.dones[:0]
 }

@@ -5,6 +5,8 @@
 package actors
 
 import (
+	"errors"
+
 	"github.com/industryos/gateway/protocols"
 )
 
@@ -12,6 +14,18 @@ import (
 // events are accepted once the journal has committed them.
 type AppendEvents struct {
 	Events []protocols.Event
+	// Done, when set, is called once the events are committed (nil) or
+	// lost (the error; the loss is counted and logged). It must not block.
+	Done func(error)
+}
+
+// errMailboxFull is what Done learns when a full mailbox dropped the message.
+var errMailboxFull = errors.New("mailbox full; message dropped")
+
+func (m *AppendEvents) dropped() {
+	if m.Done != nil {
+		m.Done(errMailboxFull)
+	}
 }
 
 // JournalAppended tells the uplink that records up to Last are committed.

@@ -133,6 +133,15 @@ func (g *Gateway) notReady() map[string]string {
 		}
 		not["uplink"] = reason
 	}
+	g.links.Range(func(k, v any) bool {
+		l := v.(*linkState)
+		l.mu.Lock()
+		if l.known && !l.up {
+			not["connector/"+k.(string)] = "link down: " + l.err
+		}
+		l.mu.Unlock()
+		return true
+	})
 	if g.j == nil {
 		not["journal"] = "not open"
 	} else if _, err := g.j.Read(g.j.LastSeq(), 1, 1); err != nil {
@@ -232,6 +241,8 @@ func (g *Gateway) counterCollectors() []prometheus.Collector {
 		counter("mailbox_dropped_total", "Data messages dropped by full mailboxes, all actors.", u(&c.MailboxDrops)),
 		counter("restarts_total", "Actor restarts ordered by the supervisor, all actors.", u(&c.Restarts)),
 		counter("platform_bad_messages_total", "Malformed messages from the platform (ignored).", u(&c.BadInbound)),
+		counter("input_malformed_total", "Messages or frames from push connectors that could not be converted (dropped, logged).", u(&c.Malformed)),
+		counter("input_unmatched_total", "Messages or frames from push connectors that no mapping wanted.", u(&c.Unmatched)),
 		counter("tree_restarts_total", "In-process restarts of the actor tree (gateway_restart, remote configuration).", u(&c.TreeRestarts)),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: observe.Namespace, Name: "devices_connected",
 			Help: "Devices currently connected to the platform."}, func() float64 { return float64(c.DevicesConnected.Load()) }),

@@ -26,6 +26,8 @@ type ConnectorCounters struct {
 	EventsPushed   atomic.Uint64
 	Restarts       atomic.Uint64
 	FilteredEvents atomic.Uint64
+	Malformed      atomic.Uint64
+	Unmatched      atomic.Uint64
 }
 
 // ConnectorCounters returns the counters of a connector (created on first use).

@@ -1,0 +1,386 @@
+package actors
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/rs/zerolog"
+
+	"github.com/industryos/gateway/protocols"
+)
+
+// pushWindow bounds one connector's pushed data that is handed over but not
+// yet committed. It is the back-pressure of push sources: a flood waits at
+// the source (an MQTT broker keeps what is not acknowledged) instead of
+// filling memory or being dropped by a mailbox.
+const pushWindow = 2048
+
+// pushMailbox exceeds the window, so a pushed device's mailbox cannot drop
+// data even when every push in flight is for that one device.
+const pushMailbox = pushWindow + deviceMailbox
+
+type pushData struct {
+	p    protocols.Push
+	done func(error) // frees the window slot, then calls p.Done
+}
+
+func (m *pushData) dropped() { m.done(errMailboxFull) }
+
+type pushConnect struct{ profile string }
+type pushDisconnect struct{}
+
+// pushTick drives report periods and activity checks of pushed devices,
+// which have no poll to hang them on.
+type pushTick struct{ owner *deviceActor }
+
+func (*pushConnect) ControlMessage()    {}
+func (*pushDisconnect) ControlMessage() {}
+
+// adoptDevice asks a push connector's actor for the actor of a device,
+// created on first use; it responds *adoptReply.
+type adoptDevice struct {
+	name, profile string
+	report        protocols.ReportStrategy
+	keyReport     map[string]protocols.ReportStrategy
+}
+
+type adoptReply struct {
+	pid *actor.PID
+	err error
+}
+
+// adoptRoute carries a platform command for a device of a push connector
+// that has no actor yet (known from before a restart, silent since).
+type adoptRoute struct {
+	name, profile string
+	msg           any
+}
+
+// sourceFailed is a Source's Run returning an error: the connector restarts.
+type sourceFailed struct{ err error }
+
+func (*adoptDevice) ControlMessage()  {}
+func (*adoptRoute) ControlMessage()   {}
+func (*sourceFailed) ControlMessage() {}
+
+// pushSink is the runtime side of one connector incarnation's Source.
+type pushSink struct {
+	g         *Gateway
+	connector string
+	self      *actor.PID // the connector actor
+	cc        *ConnectorCounters
+	log       zerolog.Logger
+	window    chan struct{}
+
+	mu   sync.Mutex
+	pids map[string]*actor.PID
+
+	malformedLog logLimiter
+	link         *linkState
+}
+
+// linkState is a push source's transport state, for /readyz and the log.
+type linkState struct {
+	mu    sync.Mutex
+	known bool
+	up    bool
+	err   string
+	log   rateLimiter
+}
+
+func newPushSink(g *Gateway, connector string, self *actor.PID, log zerolog.Logger) *pushSink {
+	s := &pushSink{
+		g: g, connector: connector, self: self, cc: g.ConnectorCounters(connector), log: log,
+		window: make(chan struct{}, pushWindow), pids: map[string]*actor.PID{}, link: &linkState{},
+	}
+	g.links.Store(connector, s.link)
+	return s
+}
+
+func (s *pushSink) close() { s.g.links.CompareAndDelete(s.connector, s.link) }
+
+// device returns the actor of a pushed device, asking the connector actor
+// to create it the first time.
+func (s *pushSink) device(ctx context.Context, name, profile string, rs protocols.ReportStrategy, krs map[string]protocols.ReportStrategy) (*actor.PID, error) {
+	s.mu.Lock()
+	pid := s.pids[name]
+	s.mu.Unlock()
+	if pid != nil {
+		return pid, nil
+	}
+	fut := s.g.sys.Root.RequestFuture(s.self, &adoptDevice{name: name, profile: profile, report: rs, keyReport: krs}, 10*time.Second)
+	ch := make(chan adoptReply, 1)
+	go func() {
+		res, err := fut.Result()
+		if err != nil {
+			ch <- adoptReply{err: err}
+			return
+		}
+		ch <- *res.(*adoptReply)
+	}()
+	// The connector actor may be waiting for Run to return (it is
+	// stopping), so give up with ctx rather than wait for the future.
+	select {
+	case r := <-ch:
+		if r.err != nil {
+			return nil, fmt.Errorf("connector %q: device %q: %w", s.connector, name, r.err)
+		}
+		s.mu.Lock()
+		s.pids[name] = r.pid
+		s.mu.Unlock()
+		return r.pid, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (s *pushSink) Push(ctx context.Context, p protocols.Push) error {
+	if p.Device == "" {
+		s.Malformed("device name", errors.New("data without a device name"))
+		if p.Done != nil {
+			p.Done(nil)
+		}
+		return nil
+	}
+	select {
+	case s.window <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	pid, err := s.device(ctx, p.Device, p.Profile, p.Report, p.KeyReport)
+	if err != nil {
+		<-s.window
+		return err
+	}
+	var once atomic.Bool
+	s.g.sys.Root.Send(pid, &pushData{p: p, done: func(err error) {
+		if !once.CompareAndSwap(false, true) {
+			return
+		}
+		<-s.window
+		if p.Done != nil {
+			p.Done(err)
+		}
+	}})
+	return nil
+}
+
+func (s *pushSink) Connect(device, profile string) {
+	pid, err := s.device(context.Background(), device, profile, protocols.ReportStrategy{}, nil)
+	if err != nil {
+		s.log.Warn().Err(err).Str("device", device).Msg("connect request not applied")
+		return
+	}
+	s.g.sys.Root.Send(pid, &pushConnect{profile: profile})
+}
+
+func (s *pushSink) Disconnect(device string) {
+	s.mu.Lock()
+	pid := s.pids[device]
+	s.mu.Unlock()
+	if pid == nil {
+		// Never seen in this run: the platform may still list it from before.
+		s.g.sys.Root.Send(s.g.registry, &DeviceDisconnected{Device: device, Connector: s.connector})
+		s.g.sys.Root.Send(s.g.journal, &AppendEvents{Events: []protocols.Event{{Kind: protocols.EventDisconnect, Device: device, Ts: time.Now().UnixMilli()}}})
+		return
+	}
+	s.g.sys.Root.Send(pid, &pushDisconnect{})
+}
+
+func (s *pushSink) RequestAttributes(ctx context.Context, device string, client bool, keys []string) (map[string]json.RawMessage, error) {
+	return s.g.RequestAttributes(ctx, device, client, keys)
+}
+
+func (s *pushSink) Malformed(where string, err error) {
+	s.cc.Malformed.Add(1)
+	s.g.counters.Malformed.Add(1)
+	if ok, suppressed := s.malformedLog.allow(where); ok {
+		s.log.Warn().Err(err).Str("where", where).Int("suppressed", suppressed).Msg("malformed input dropped")
+	}
+}
+
+func (s *pushSink) Unmatched() {
+	s.cc.Unmatched.Add(1)
+	s.g.counters.Unmatched.Add(1)
+}
+
+func (s *pushSink) Link(up bool, err error) {
+	l := s.link
+	l.mu.Lock()
+	changed := !l.known || l.up != up
+	l.known, l.up = true, up
+	l.err = ""
+	if err != nil {
+		l.err = err.Error()
+	}
+	l.mu.Unlock()
+	switch {
+	case up && changed:
+		l.log.reset()
+		s.log.Info().Msg("connector link up")
+	case !up && l.log.allow(time.Now()):
+		s.log.Warn().Err(err).Int("suppressed", l.log.takeSuppressed()).Msg("connector link down")
+	}
+}
+
+// startPushed prepares a pushed device: no polls, a ticker when report
+// periods or activity checks need one.
+func (d *deviceActor) startPushed(ctx actor.Context) {
+	ctx.Send(d.registry, &deviceUp{name: d.info.Name, connector: d.connector, pid: ctx.Self()})
+	tick := time.Duration(0)
+	if act := d.g.conf().Activity; act.Enabled && act.Period > 0 {
+		tick = act.Period
+	}
+	periods := []protocols.ReportStrategy{d.info.Report}
+	for _, r := range d.info.KeyReport {
+		periods = append(periods, r)
+	}
+	for _, r := range periods {
+		if r.Period > 0 && (r.Type == protocols.OnReportPeriod || r.Type == protocols.OnChangeOrReportPeriod) && (tick == 0 || r.Period < tick) {
+			tick = r.Period
+		}
+	}
+	if tick > 0 {
+		d.stopTick = every(d.sys, ctx.Self(), max(tick, 50*time.Millisecond), &pushTick{owner: d})
+	}
+}
+
+// pushed takes one Push from the source.
+func (d *deviceActor) pushed(ctx actor.Context, m *pushData) {
+	if d.filtered {
+		d.cc.FilteredEvents.Add(1)
+		m.done(nil)
+		return
+	}
+	now := time.Now()
+	ts := m.p.Ts
+	if ts.IsZero() {
+		ts = now
+	}
+	d.lastData = now
+	var events []protocols.Event
+	if !d.connected {
+		events = d.connect(ctx, now, events)
+	}
+	events = d.emit(now, ts, m.p.Reading, events)
+	d.deliver(ctx, events, m.done)
+}
+
+// pushControl handles connect and disconnect requests and the ticker.
+func (d *deviceActor) pushControl(ctx actor.Context, msg any) {
+	if d.filtered {
+		return
+	}
+	now := time.Now()
+	var events []protocols.Event
+	switch m := msg.(type) {
+	case *pushConnect:
+		if m.profile != "" {
+			d.info.Type = m.profile
+		}
+		d.lastData = now
+		if !d.connected {
+			events = d.connect(ctx, now, events)
+		}
+	case *pushDisconnect:
+		if d.connected {
+			events = d.disconnect(ctx, now, events)
+		}
+	case *pushTick:
+		if m.owner != d {
+			return
+		}
+		events = d.due(now, events)
+		if act := d.g.conf().Activity; act.Enabled && d.connected && now.Sub(d.lastData) > act.Timeout {
+			d.log.Info().Dur("idle", now.Sub(d.lastData)).Msg("no data within the inactivity timeout; disconnecting the device from the platform")
+			events = d.disconnect(ctx, now, events)
+		}
+	}
+	d.deliver(ctx, events, nil)
+}
+
+// startSource runs the connector's Source until the actor stops.
+func (c *connectorActor) startSource(ctx actor.Context, src protocols.Source) {
+	sink := newPushSink(c.g, c.cfg.Name, ctx.Self(), c.log)
+	rctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	c.sink, c.stopSrc, c.children = sink, cancel, map[string]*actor.PID{}
+	sys, self := ctx.ActorSystem(), ctx.Self()
+	c.g.goSafe("connector "+c.cfg.Name, func() {
+		defer close(done)
+		if err := src.Run(rctx, sink); err != nil && rctx.Err() == nil {
+			sys.Root.Send(self, &sourceFailed{err: err})
+		}
+	})
+	c.srcDone = done
+}
+
+// stopSource cancels Run and waits for it, so a restarted connector never
+// has two sources reading the same broker or bus.
+func (c *connectorActor) stopSource() {
+	if c.stopSrc == nil {
+		return
+	}
+	c.stopSrc()
+	select {
+	case <-c.srcDone:
+	case <-time.After(10 * time.Second):
+		c.log.Error().Msg("connector source did not stop within 10 s; abandoning it")
+	}
+	c.sink.close()
+	c.stopSrc = nil
+}
+
+// adopt returns the actor of a pushed device, spawning it on first use.
+func (c *connectorActor) adopt(ctx actor.Context, m *adoptDevice) (*actor.PID, error) {
+	if pid, ok := c.children[m.name]; ok {
+		return pid, nil
+	}
+	if c.stopSrc == nil {
+		return nil, fmt.Errorf("connector %q is not a push connector or is stopping", c.cfg.Name)
+	}
+	var cmd protocols.Commander
+	if dc, ok := c.conn.(protocols.DeviceCommands); ok {
+		cmd = dc.Commander(m.name, m.profile)
+	}
+	info := protocols.DeviceInfo{Name: m.name, Type: m.profile, Report: m.report.Or(c.g.conf().ThingsBoard.Report), KeyReport: m.keyReport}
+	g, name, log := c.g, c.cfg.Name, c.log
+	props := actor.PropsFromProducer(func() actor.Actor {
+		return newDeviceActor(nil, info, cmd, name, g, log)
+	}, g.options(pushMailbox)...)
+	pid, err := ctx.SpawnNamed(props, "device/"+m.name)
+	if err != nil {
+		return nil, err
+	}
+	c.children[m.name] = pid
+	c.log.Debug().Str("device", m.name).Str("profile", m.profile).Msg("new device")
+	return pid, nil
+}
+
+func (c *connectorActor) receivePush(ctx actor.Context) bool {
+	switch m := ctx.Message().(type) {
+	case *adoptDevice:
+		pid, err := c.adopt(ctx, m)
+		ctx.Respond(&adoptReply{pid: pid, err: err})
+	case *adoptRoute:
+		pid, err := c.adopt(ctx, &adoptDevice{name: m.name, profile: m.profile})
+		if err == nil {
+			ctx.RequestWithCustomSender(pid, m.msg, ctx.Sender())
+			return true
+		}
+		if _, isRPC := m.msg.(*routeRPC); isRPC {
+			ctx.Respond(&rpcResult{err: fmt.Errorf("%w: %q", errUnknownDevice, m.name)})
+		}
+	case *sourceFailed:
+		panic(fmt.Errorf("connector %q: %w", c.cfg.Name, m.err))
+	default:
+		return false
+	}
+	return true
+}
