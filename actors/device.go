@@ -46,6 +46,7 @@ type deviceActor struct {
 	obs       *observe.Device // nil when metrics are off
 	filtered  bool
 	stopTick  func()
+	reportSet bool // pushed devices: strategies known (else taken from the first data)
 }
 
 // newDeviceActor builds the actor of a polled device (dev set) or of a pushed

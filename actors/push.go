@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/industryos/gateway/protocols"
+	"github.com/industryos/gateway/protocols/report"
 )
 
 // pushWindow bounds one connector's pushed data that is handed over but not
@@ -229,10 +230,29 @@ func (s *pushSink) Link(up bool, err error) {
 	}
 }
 
+// adoptReport takes the report strategies of a device created without
+// them (by a connect request or a command) from its first data.
+func (d *deviceActor) adoptReport(ctx actor.Context, rs protocols.ReportStrategy, krs map[string]protocols.ReportStrategy) {
+	d.reportSet = true
+	d.info.Report = rs.Or(d.g.conf().ThingsBoard.Report)
+	d.info.KeyReport = krs
+	d.tel = report.NewFilter(d.info.Report, d.info.KeyReport)
+	d.attr = report.NewFilter(d.info.Report, d.info.KeyReport)
+	if d.stopTick != nil {
+		d.stopTick()
+		d.stopTick = nil
+	}
+	d.startTicker(ctx)
+}
+
 // startPushed prepares a pushed device: no polls, a ticker when report
 // periods or activity checks need one.
 func (d *deviceActor) startPushed(ctx actor.Context) {
 	ctx.Send(d.registry, &deviceUp{name: d.info.Name, connector: d.connector, pid: ctx.Self()})
+	d.startTicker(ctx)
+}
+
+func (d *deviceActor) startTicker(ctx actor.Context) {
 	tick := time.Duration(0)
 	if act := d.g.conf().Activity; act.Enabled && act.Period > 0 {
 		tick = act.Period
@@ -257,6 +277,9 @@ func (d *deviceActor) pushed(ctx actor.Context, m *pushData) {
 		d.cc.FilteredEvents.Add(1)
 		m.done(nil)
 		return
+	}
+	if !d.reportSet && (m.p.Report.IsSet() || len(m.p.KeyReport) > 0) {
+		d.adoptReport(ctx, m.p.Report, m.p.KeyReport)
 	}
 	now := time.Now()
 	ts := m.p.Ts
@@ -350,9 +373,12 @@ func (c *connectorActor) adopt(ctx actor.Context, m *adoptDevice) (*actor.PID, e
 		cmd = dc.Commander(m.name, m.profile)
 	}
 	info := protocols.DeviceInfo{Name: m.name, Type: m.profile, Report: m.report.Or(c.g.conf().ThingsBoard.Report), KeyReport: m.keyReport}
+	reportSet := m.report.IsSet() || len(m.keyReport) > 0
 	g, name, log := c.g, c.cfg.Name, c.log
 	props := actor.PropsFromProducer(func() actor.Actor {
-		return newDeviceActor(nil, info, cmd, name, g, log)
+		d := newDeviceActor(nil, info, cmd, name, g, log)
+		d.reportSet = reportSet
+		return d
 	}, g.options(pushMailbox)...)
 	pid, err := ctx.SpawnNamed(props, "device/"+m.name)
 	if err != nil {

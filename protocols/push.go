@@ -32,7 +32,8 @@ type Push struct {
 	Ts      time.Time // the data's timestamp; zero means "now"
 	Reading Reading
 	// Report and KeyReport are the report strategies of the mapping that
-	// produced the data; the device actor takes them from its first Push.
+	// produced the data; the device actor takes them from the first Push
+	// that has any (a device created by Connect has none before).
 	Report    ReportStrategy
 	KeyReport map[string]ReportStrategy
 	// Done, when set, is called exactly once when the data is committed to
@@ -49,8 +50,10 @@ type Push struct {
 type Sink interface {
 	// Push hands over one device's data. It blocks while too much pushed
 	// data is not yet committed — that is the back-pressure a source passes
-	// on to its peer — and returns ctx.Err() if ctx ends first (Done is then
-	// never called).
+	// on to its peer. Any error means the data was not accepted and Done
+	// is never called: ctx.Err() when ctx ended first, another error when
+	// the connector is stopping. A source that can have the data re-sent
+	// (MQTT) leaves it unacknowledged; one that cannot (CAN) counts a drop.
 	Push(ctx context.Context, p Push) error
 	// Connect and Disconnect announce a device's state to the platform
 	// (MQTT connectRequests / disconnectRequests).

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/industryos/gateway/protocols"
+	"github.com/industryos/gateway/protocols/report"
 	"github.com/industryos/gateway/protocols/spec"
 )
 
@@ -35,8 +37,31 @@ type Config struct {
 	Backend         map[string]any
 	Reconnect       bool
 	ReconnectPeriod time.Duration
-	Devices         []*DeviceConfig
+	// ReconnectCount bounds consecutive failed (re)opens; 0 means no bound.
+	ReconnectCount int
+	// Report is the connector-level reportStrategy (zero when absent).
+	Report protocols.ReportStrategy
+	// Slcan holds the slcan transport's settings (backend keys and the
+	// "path@baud" channel form of python-can).
+	Slcan   SlcanConfig
+	Devices []*DeviceConfig
 }
+
+// SlcanConfig is the slcan transport's part of the config.
+type SlcanConfig struct {
+	Path string // serial device
+	// TTYBaudrate is the serial line speed (backend.ttyBaudrate or channel
+	// "path@baud"; default 115200).
+	TTYBaudrate int
+	// Bitrate is the CAN bitrate (backend.bitrate); 0 leaves the adapter's
+	// stored setting.
+	Bitrate int
+	// ListenOnly opens the channel with "L" (no acknowledgements, no sending).
+	ListenOnly bool
+}
+
+// DefaultTTYBaudrate is python-can's slcan default.
+const DefaultTTYBaudrate = 115200
 
 // DeviceConfig is one devices[] entry.
 type DeviceConfig struct {
@@ -51,6 +76,9 @@ type DeviceConfig struct {
 	Timeseries           []*KeyConfig
 	AttributeUpdates     []*DownlinkConfig
 	RPC                  []*DownlinkConfig
+	// Report is the device's own reportStrategy, or ON_CHANGE for
+	// sendDataOnlyOnChange; zero means "inherit".
+	Report protocols.ReportStrategy
 }
 
 // KeyConfig is one attributes[] or timeseries[] entry.
@@ -67,6 +95,7 @@ type KeyConfig struct {
 	Value      ValueSpec
 	Expression *Expression
 	Polling    *Polling
+	Report     protocols.ReportStrategy // the key's own reportStrategy (zero: inherit)
 }
 
 // Polling is a key's `polling` block: the frame to send to ask for the value.
@@ -97,6 +126,9 @@ type DownlinkConfig struct {
 	FD       bool
 	BRS      bool
 	DownlinkSpec
+	// raw is the entry as written, merged with the RPC params when the
+	// device sets overrideRpcConfig.
+	raw map[string]any
 }
 
 // Frame builds the frame for data (see DownlinkSpec.Encode) and checks the
@@ -130,9 +162,31 @@ func Parse(o *spec.Obj) *Config {
 		Channel:   o.RequiredStr("channel"),
 		Reconnect: o.Bool("reconnect", true),
 	}
-	o.Known("id", "logLevel", "enableRemoteLogging", "configVersion", "reportStrategy")
+	o.Known("id", "logLevel", "enableRemoteLogging", "configVersion")
+	c.Report = report.Parse(o)
+	c.ReconnectCount = int(o.IntRange("reconnectCount", 0, 0, math.MaxInt32))
 	if b := o.Obj("backend"); b != nil {
 		c.Backend = b.Raw()
+		if c.Interface == "slcan" {
+			c.Slcan = parseSlcanBackend(b)
+		}
+	}
+	if c.Interface == "slcan" {
+		c.Slcan.Path = c.Channel
+		if path, baud, ok := strings.Cut(c.Channel, "@"); ok {
+			n, err := strconv.Atoi(baud)
+			if err != nil || n <= 0 {
+				o.Errorf("channel", "%q: %q after @ is not a serial baud rate", c.Channel, baud)
+			} else {
+				c.Slcan.Path, c.Slcan.TTYBaudrate = path, n
+			}
+		}
+		if c.Slcan.TTYBaudrate == 0 {
+			c.Slcan.TTYBaudrate = DefaultTTYBaudrate
+		}
+		if _, ok := ttySpeeds[c.Slcan.TTYBaudrate]; !ok {
+			o.Errorf("backend", "ttyBaudrate %d is not a supported serial speed (want one of: %s)", c.Slcan.TTYBaudrate, ttySpeedList())
+		}
 	}
 	c.ReconnectPeriod = seconds(o, "reconnectPeriod", DefaultReconnectPeriod)
 	commands := map[uint32]cmdOwner{}
@@ -142,8 +196,54 @@ func Parse(o *spec.Obj) *Config {
 	if _, ok := o.Raw()["devices"]; !ok {
 		o.Errorf("devices", "is required")
 	}
+	if c.Interface != "virtual" {
+		warnFD(o, c)
+	}
 	o.Done()
 	return c
+}
+
+// parseSlcanBackend reads the python-can slcan keyword arguments we honour.
+func parseSlcanBackend(b *spec.Obj) SlcanConfig {
+	s := SlcanConfig{}
+	if b.Has("ttyBaudrate") {
+		s.TTYBaudrate = int(b.IntRange("ttyBaudrate", 0, 1, math.MaxInt32))
+	}
+	if b.Has("bitrate") {
+		s.Bitrate = int(b.Int("bitrate", 0))
+		if _, ok := slcanBitrates[s.Bitrate]; !ok {
+			b.Errorf("bitrate", "%d is not an slcan bitrate (want one of: %s)", s.Bitrate, slcanBitrateList())
+			s.Bitrate = 0
+		}
+	}
+	s.ListenOnly = b.Bool("listenOnly", false)
+	if b.Bool("fd", false) {
+		b.Warnf("fd", "the slcan transport carries classic CAN frames only; FD frames are refused")
+	}
+	return s
+}
+
+// warnFD flags isFd entries on transports that carry classic frames only:
+// they load (the file stays portable) but their frames are refused when sent.
+func warnFD(o *spec.Obj, c *Config) {
+	ps := o.Problems()
+	msg := fmt.Sprintf("isFd: the %s transport carries classic CAN frames only; this entry's frames are refused (ErrFDUnsupported)", c.Interface)
+	for _, d := range c.Devices {
+		for _, list := range [][]*KeyConfig{d.Attributes, d.Timeseries} {
+			for _, k := range list {
+				if k.FD {
+					ps.Warnf(o.File(), k.Path, "%s", msg)
+				}
+			}
+		}
+		for _, list := range [][]*DownlinkConfig{d.AttributeUpdates, d.RPC} {
+			for _, dl := range list {
+				if dl.FD {
+					ps.Warnf(o.File(), dl.Path, "%s", msg)
+				}
+			}
+		}
+	}
 }
 
 type cmdOwner struct {
@@ -161,7 +261,12 @@ func parseDevice(o *spec.Obj, commands map[uint32]cmdOwner) *DeviceConfig {
 		OverrideRPCConfig:    o.Bool("overrideRpcConfig", false),
 		StrictEval:           o.Bool("strictEval", true),
 	}
-	o.Known("converters", "reportStrategy")
+	o.Known("converters")
+	d.Report = report.Parse(o)
+	if !d.Report.IsSet() && d.SendDataOnlyOnChange {
+		// The pre-reportStrategy spelling of ON_CHANGE.
+		d.Report = protocols.ReportStrategy{Type: protocols.OnChange, Period: report.DefaultPeriod}
+	}
 	for _, k := range o.List("attributes") {
 		d.Attributes = append(d.Attributes, parseKey(k, d, false, commands))
 	}
@@ -228,7 +333,7 @@ func parseKey(o *spec.Obj, d *DeviceConfig, ts bool, commands map[uint32]cmdOwne
 	if k.FD {
 		maxLen = MaxFDLen
 	}
-	o.Known("reportStrategy")
+	k.Report = report.Parse(o)
 	if raw, ok := o.Any("value"); !ok {
 		o.Errorf("value", "is required")
 	} else if v, err := parseValue(raw, o); err != nil {
@@ -296,7 +401,7 @@ func parsePolling(o *spec.Obj, fd bool) *Polling {
 }
 
 func parseDownlink(o *spec.Obj, d *DeviceConfig, rpc bool) *DownlinkConfig {
-	dl := &DownlinkConfig{Path: o.Path()}
+	dl := &DownlinkConfig{Path: o.Path(), raw: o.Raw()}
 	if rpc {
 		dl.Method = o.RequiredStr("method")
 		dl.Response = o.Bool("response", false)
@@ -580,22 +685,11 @@ func ParseSetParams(params string, strict bool) (*DownlinkConfig, map[string]any
 		data["value"] = setValue(v.(string))
 		delete(m, "value")
 	}
-	ps := &spec.Problems{}
-	o := spec.New(ps, "", "", m)
-	dl := &DownlinkConfig{Method: "set"}
-	dl.NodeID, dl.Extended, dl.FD, dl.BRS = frameHead(o)
-	dl.DownlinkSpec = parseDownlinkSpec(o, strict, dl.FD)
-	o.Done()
-	var unknown []string
-	for _, w := range ps.Warnings() {
-		unknown = append(unknown, strconv.Quote(w.Path))
+	dl, err := downlinkFromMap("set params", m, strict)
+	if err != nil {
+		return nil, nil, err
 	}
-	if len(unknown) > 0 {
-		return nil, nil, fmt.Errorf("set params: unknown key(s) %s", strings.Join(unknown, ", "))
-	}
-	if err := ps.Err(); err != nil {
-		return nil, nil, fmt.Errorf("set params: %s", strings.ReplaceAll(err.Error(), "\n", "; "))
-	}
+	dl.Method = "set"
 	if dl.DataInHex == nil && dl.DataExpression == nil && data["value"] == nil {
 		return nil, nil, fmt.Errorf("set params: want dataInHex, dataExpression or value")
 	}
@@ -617,4 +711,50 @@ func setValue(s string) any {
 		return f
 	}
 	return s
+}
+
+// downlinkFromMap parses an ad-hoc downlink: reserved set params, or RPC
+// params merged over a serverSideRpc entry. what prefixes the messages.
+func downlinkFromMap(what string, m map[string]any, strict bool) (*DownlinkConfig, error) {
+	ps := &spec.Problems{}
+	o := spec.New(ps, "", "", m)
+	dl := &DownlinkConfig{raw: m}
+	dl.NodeID, dl.Extended, dl.FD, dl.BRS = frameHead(o)
+	dl.DownlinkSpec = parseDownlinkSpec(o, strict, dl.FD)
+	o.Done()
+	var unknown []string
+	for _, w := range ps.Warnings() {
+		unknown = append(unknown, strconv.Quote(w.Path))
+	}
+	if len(unknown) > 0 {
+		return nil, fmt.Errorf("%s: unknown key(s) %s", what, strings.Join(unknown, ", "))
+	}
+	if err := ps.Err(); err != nil {
+		return nil, fmt.Errorf("%s: %s", what, strings.ReplaceAll(err.Error(), "\n", "; "))
+	}
+	return dl, nil
+}
+
+// rpcOptions are the serverSideRpc fields an RPC's params may override when
+// the device sets overrideRpcConfig (or enableUnknownRpc), as upstream.
+var rpcOptions = []string{"nodeId", "isExtendedId", "isFd", "bitrateSwitch", "dataLength", "dataByteorder",
+	"dataSigned", "dataExpression", "dataEncoding", "dataBefore", "dataAfter", "dataInHex"}
+
+// mergeRPC overlays the option fields of params on base (nil for an unknown
+// method) and parses the result.
+func mergeRPC(method string, base, params map[string]any, strict bool) (*DownlinkConfig, error) {
+	m := map[string]any{}
+	for _, k := range rpcOptions {
+		if v, ok := params[k]; ok {
+			m[k] = v
+		} else if v, ok := base[k]; ok {
+			m[k] = v
+		}
+	}
+	dl, err := downlinkFromMap("rpc "+strconv.Quote(method)+" params", m, strict)
+	if err != nil {
+		return nil, err
+	}
+	dl.Method = method
+	return dl, nil
 }

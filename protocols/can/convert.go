@@ -419,33 +419,50 @@ func NewDecoder(cfg *Config) *Decoder {
 // cannot be decoded are skipped and their errors joined into err; the other
 // keys of the frame are still decoded.
 func (d *Decoder) Decode(f Frame, out []Reading) (_ []Reading, matched bool, err error) {
+	var kerrs []keyError
+	out, kerrs, matched = d.decode(f, out, nil)
+	if len(kerrs) > 0 {
+		errs := make([]error, len(kerrs))
+		for i, ke := range kerrs {
+			errs[i] = fmt.Errorf("%s key %q: %w", ke.key.Device.Name, ke.key.Key, ke.err)
+		}
+		err = errors.Join(errs...)
+	}
+	return out, matched, err
+}
+
+// keyError is one key's failed conversion.
+type keyError struct {
+	key *KeyConfig
+	err error
+}
+
+// decode is Decode with the errors per key, appended to errs, so the
+// connector can report each where it happened without allocating when
+// nothing failed.
+func (d *Decoder) decode(f Frame, out []Reading, errs []keyError) ([]Reading, []keyError, bool) {
 	n := d.nodes[f.ID]
 	if n == nil {
-		return out, false, nil
+		return out, errs, false
 	}
-	var errs []error
 	do := func(keys []*KeyConfig) {
 		for _, k := range keys {
 			v, e := k.Convert(f.Data)
 			if e != nil {
-				errs = append(errs, fmt.Errorf("%s key %q: %w", k.Device.Name, k.Key, e))
+				errs = append(errs, keyError{k, e})
 				continue
 			}
 			out = append(out, Reading{Device: k.Device, Key: k, Value: v})
 		}
 	}
 	do(n.any)
+	matched := len(n.any) > 0
 	if n.cmd != nil && n.cmd.Start+n.cmd.Length <= len(f.Data) {
 		keys := n.byCmd[readUint(f.Data[n.cmd.Start:n.cmd.Start+n.cmd.Length], n.cmd.Order)]
 		do(keys)
-		matched = len(n.any) > 0 || len(keys) > 0
-	} else {
-		matched = len(n.any) > 0
+		matched = matched || len(keys) > 0
 	}
-	if len(errs) > 0 {
-		err = errors.Join(errs...)
-	}
-	return out, matched, err
+	return out, errs, matched
 }
 
 // ---- downlink ----

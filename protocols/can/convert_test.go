@@ -289,7 +289,7 @@ func TestDownlinkFrameAndFD(t *testing.T) {
 		t.Fatalf("fd frame: %v %v", f, err)
 	}
 	if err := CheckClassic(f); !errors.Is(err, ErrFDUnsupported) ||
-		err.Error() != "frame 0x10: CAN FD frames are not supported by this transport (isFd is set; brutella/can sends classic frames only)" {
+		err.Error() != "frame 0x10: CAN FD frames are not supported by this transport (isFd is set; SocketCAN via brutella/can and slcan send classic frames only)" {
 		t.Errorf("CheckClassic: %v", err)
 	}
 	if _, err := rpc[1].Frame(map[string]any{"value": 1}); !errors.Is(err, ErrInvalidFrame) ||

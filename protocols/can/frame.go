@@ -1,7 +1,9 @@
-// Package can is the pure protocol layer of the CAN connector: the upstream
-// `can` connector config, the uplink (frame → values) and downlink (value →
-// frame data) converters, and an in-memory virtual bus. Transports (SocketCAN,
-// slcan) and the actors that poll and route come later and build on this.
+// Package can is the CAN connector: the upstream `can` connector config, the
+// uplink (frame → values) and downlink (value → frame data) converters, the
+// transports behind one small Bus interface (an in-memory virtual bus,
+// SocketCAN through brutella/can, slcan over a serial line) and the connector
+// itself, a protocols.Source that reads frames, polls and takes platform
+// writes.
 package can
 
 import (
@@ -40,8 +42,11 @@ type Frame struct {
 	Extended bool
 	FD       bool
 	// BRS is the CAN FD bit-rate switch flag.
-	BRS  bool
-	Data []byte
+	BRS bool
+	// Remote marks a remote transmission request. A remote frame carries no
+	// data; its requested length (DLC) is len(Data) and the bytes are zero.
+	Remote bool
+	Data   []byte
 }
 
 func (f Frame) String() string {
@@ -54,6 +59,9 @@ func (f Frame) String() string {
 		if f.BRS {
 			kind += ",brs"
 		}
+	}
+	if f.Remote {
+		return fmt.Sprintf("%#x[%s,rtr] dlc %d", f.ID, kind, len(f.Data))
 	}
 	return fmt.Sprintf("%#x[%s] % x", f.ID, kind, f.Data)
 }
@@ -71,6 +79,9 @@ func (f Frame) Validate() error {
 	}
 	if f.BRS && !f.FD {
 		return fmt.Errorf("%w: bitrateSwitch needs an FD frame", ErrInvalidFrame)
+	}
+	if f.Remote && f.FD {
+		return fmt.Errorf("%w: CAN FD has no remote frames", ErrInvalidFrame)
 	}
 	return checkLen(len(f.Data), f.FD)
 }
@@ -95,7 +106,7 @@ func checkLen(n int, fd bool) error {
 // sending, so an isFd key is refused rather than mis-sent as a classic frame.
 func CheckClassic(f Frame) error {
 	if f.FD {
-		return fmt.Errorf("frame %#x: %w (isFd is set; brutella/can sends classic frames only)", f.ID, ErrFDUnsupported)
+		return fmt.Errorf("frame %#x: %w (isFd is set; SocketCAN via brutella/can and slcan send classic frames only)", f.ID, ErrFDUnsupported)
 	}
 	return f.Validate()
 }

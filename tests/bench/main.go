@@ -1,10 +1,12 @@
-// Command bench measures the whole path: Modbus simulators → the iotgw binary
-// (Badger journal) → a real mosquitto, for a fixed time. It prints values/s
-// delivered, poll-to-delivery latency, and the gateway's CPU time and peak RSS.
+// Command bench measures the whole path: Modbus simulators (or publishers on
+// an external MQTT broker) → the iotgw binary (Badger journal) → a real
+// mosquitto, for a fixed time. It prints values/s delivered, source-to-
+// delivery latency, and the gateway's CPU time and peak RSS.
 //
 //	go run ./tests/bench -profile scale       # 1000 devices × 10 values every 1 s
 //	go run ./tests/bench -profile throughput  # as many values/s as the gateway takes
 //	go run ./tests/bench -profile throughput -metrics  # with /metrics on, scraped every -scrape
+//	go run ./tests/bench -profile mqtt -rate 60000     # 10-value JSON messages/s on an external broker
 package main
 
 import (
@@ -72,19 +74,25 @@ func scrapeLoop(url string, stop <-chan struct{}, done chan<- [2]int) {
 type profile struct {
 	sims, devicesPerSim, registers int
 	poll                           time.Duration
+	mqtt                           bool // devices publish to an external broker instead
 }
 
 var profiles = map[string]profile{
 	"scale":      {sims: 5, devicesPerSim: 200, registers: 10, poll: time.Second},
 	"throughput": {sims: 8, devicesPerSim: 25, registers: 100, poll: 20 * time.Millisecond},
+	"mqtt":       {devicesPerSim: 100, registers: 10, mqtt: true},
 }
 
+// mqttRate is the mqtt profile's offered load in messages/s.
+var mqttRate int
+
 func main() {
-	name := flag.String("profile", "all", "scale, throughput or all")
+	name := flag.String("profile", "all", "scale, throughput, mqtt or all")
 	duration := flag.Duration("duration", 60*time.Second, "measurement time per profile")
 	storage := flag.String("storage", "file", "gateway storage type: file (Badger) or memory")
 	flag.BoolVar(&metricsOn, "metrics", false, "enable the gateway's http endpoint (metrics and their middleware)")
 	flag.DurationVar(&scrapeEvery, "scrape", 15*time.Second, "with -metrics: scrape /metrics this often, as Prometheus would (0: never)")
+	flag.IntVar(&mqttRate, "rate", 60000, "mqtt profile: offered 10-value JSON messages per second")
 	flag.Parse()
 	names := []string{*name}
 	if *name == "all" {
@@ -93,7 +101,7 @@ func main() {
 	for _, n := range names {
 		p, ok := profiles[n]
 		if !ok {
-			fmt.Fprintf(os.Stderr, "bench: unknown profile %q (want scale, throughput or all)\n", n)
+			fmt.Fprintf(os.Stderr, "bench: unknown profile %q (want scale, throughput, mqtt or all)\n", n)
 			os.Exit(2)
 		}
 		if err := runProfile(n, p, *duration, *storage); err != nil {
@@ -186,6 +194,22 @@ func runProfile(name string, p profile, d time.Duration, storage string) error {
 	}
 	defer func() { _ = mq.Process.Kill(); _ = mq.Wait() }()
 
+	connector := `{"type": "modbus", "name": "bench", "configuration": "modbus.json"}`
+	offered := float64(p.sims*p.devicesPerSim*p.registers) / p.poll.Seconds()
+	var load *mqttLoad
+	if p.mqtt {
+		dq, dport, err := startMosquitto(dir)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = dq.Process.Kill(); _ = dq.Wait() }()
+		if err := os.WriteFile(filepath.Join(dir, "mqtt.json"), mqttConnectorConfig(dport, p.registers), 0o600); err != nil {
+			return err
+		}
+		connector = `{"type": "mqtt", "name": "bench", "configuration": "mqtt.json"}`
+		offered = float64(mqttRate * p.registers)
+		load = &mqttLoad{port: dport, devices: p.devicesPerSim, values: p.registers, rate: mqttRate}
+	}
 	var slaves []json.RawMessage
 	for i := 0; i < p.sims; i++ {
 		s, err := sim.Start(sim.Options{Addr: "127.0.0.1:0", Devices: p.devicesPerSim, Registers: p.registers, Animate: true, Tick: time.Second})
@@ -204,9 +228,11 @@ func runProfile(name string, p profile, d time.Duration, storage string) error {
 		}
 		slaves = append(slaves, f.Master.Slaves...)
 	}
-	mb, _ := json.Marshal(map[string]any{"master": map[string]any{"slaves": slaves}})
-	if err := os.WriteFile(filepath.Join(dir, "modbus.json"), mb, 0o600); err != nil {
-		return err
+	if !p.mqtt {
+		mb, _ := json.Marshal(map[string]any{"master": map[string]any{"slaves": slaves}})
+		if err := os.WriteFile(filepath.Join(dir, "modbus.json"), mb, 0o600); err != nil {
+			return err
+		}
 	}
 	st := `{"type": "memory", "max_records_count": 10000000}`
 	if storage == "file" {
@@ -222,7 +248,7 @@ func runProfile(name string, p profile, d time.Duration, storage string) error {
 		metricsURL = fmt.Sprintf("http://127.0.0.1:%d/metrics", hp)
 	}
 	main := fmt.Sprintf(`{"thingsboard": {"host": "127.0.0.1", "port": %d, "security": {"accessToken": "bench"}},
-  "storage": %s, "connectors": [{"type": "modbus", "name": "bench", "configuration": "modbus.json"}]%s}`, port, st, httpSection)
+  "storage": %s, "connectors": [%s]%s}`, port, st, connector, httpSection)
 	if err := os.WriteFile(filepath.Join(dir, "tb_gateway.json"), []byte(main), 0o600); err != nil {
 		return err
 	}
@@ -261,9 +287,20 @@ func runProfile(name string, p profile, d time.Duration, storage string) error {
 	if err := gw.Start(); err != nil {
 		return err
 	}
-	fmt.Printf("== %s: %d devices × %d values every %s, storage %s, %s, metrics %v\n", name, p.sims*p.devicesPerSim, p.registers, p.poll, storage, d, metricsOn)
+	if load != nil {
+		fmt.Printf("== %s: %d devices publishing %d messages/s of %d values (QoS 1), storage %s, %s, metrics %v\n", name, p.devicesPerSim, mqttRate, p.registers, storage, d, metricsOn)
+		if err := load.start(ctx); err != nil {
+			return err
+		}
+	} else {
+		fmt.Printf("== %s: %d devices × %d values every %s, storage %s, %s, metrics %v\n", name, p.sims*p.devicesPerSim, p.registers, p.poll, storage, d, metricsOn)
+	}
 	// Warm up: let every device connect and the first polls drain.
 	time.Sleep(5 * time.Second)
+	var sent0 uint64
+	if load != nil {
+		sent0 = load.sent.Load()
+	}
 	cpu0 := procCPU(gw.Process.Pid)
 	st2.mu.Lock()
 	st2.counting = true
@@ -281,6 +318,11 @@ func runProfile(name string, p profile, d time.Duration, storage string) error {
 	st2.mu.Unlock()
 	elapsed := time.Since(start)
 	cpu := procCPU(gw.Process.Pid) - cpu0
+	if load != nil {
+		offered = float64(load.sent.Load()-sent0) * float64(p.registers) / elapsed.Seconds()
+		fmt.Printf("published    %.0f messages/s acknowledged by the device broker\n", offered/float64(p.registers))
+		fmt.Printf("delivered    %.0f messages/s\n", float64(values)/float64(p.registers)/elapsed.Seconds())
+	}
 	rss := procHWM(gw.Process.Pid)
 	_ = gw.Process.Signal(syscall.SIGTERM)
 	_ = gw.Wait()
@@ -292,10 +334,9 @@ func runProfile(name string, p profile, d time.Duration, storage string) error {
 		}
 		return lat[int(q*float64(len(lat)-1))]
 	}
-	offered := float64(p.sims*p.devicesPerSim*p.registers) / p.poll.Seconds()
 	fmt.Printf("offered      %.0f values/s\n", offered)
 	fmt.Printf("delivered    %.0f values/s (%d values in %d messages, PUBACKed and received)\n", float64(values)/elapsed.Seconds(), values, msgs)
-	fmt.Printf("latency      p50 %s  p99 %s (poll start → received from the broker)\n", pct(0.50).Round(time.Millisecond), pct(0.99).Round(time.Millisecond))
+	fmt.Printf("latency      p50 %s  p99 %s (poll start or publish → received from the broker)\n", pct(0.50).Round(time.Millisecond), pct(0.99).Round(time.Millisecond))
 	fmt.Printf("gateway CPU  %.2f s in %.0f s = %.1f %% of one core\n", cpu.Seconds(), elapsed.Seconds(), 100*cpu.Seconds()/elapsed.Seconds())
 	fmt.Printf("gateway RSS  peak %.1f MB\n", float64(rss)/(1<<20))
 	if metricsOn {

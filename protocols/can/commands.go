@@ -1,0 +1,202 @@
+package can
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/industryos/gateway/protocols"
+)
+
+// setExample is the reserved set params form, quoted in messages.
+const setExample = "nodeId=0x123;isExtendedId=false;dataInHex=01 02"
+
+// successResult is upstream's RPC reply, send_rpc_reply(..., {"success": done}).
+var successResult = protocols.RPCResult(`{"success":true}`)
+
+// Commander returns the platform-write side of a configured device, nil for
+// a device this connector does not configure.
+func (c *Connector) Commander(device, _ string) protocols.Commander {
+	d := c.byName[device]
+	if d == nil {
+		return nil
+	}
+	return &commander{c: c, d: d.cfg}
+}
+
+// commander turns one device's attribute updates and RPC into frames.
+type commander struct {
+	c *Connector
+	d *DeviceConfig
+}
+
+// SharedAttributeKeys are the attributeUpdates[] attribute names, in file order.
+func (m *commander) SharedAttributeKeys() []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, dl := range m.d.AttributeUpdates {
+		if !seen[dl.Attribute] {
+			seen[dl.Attribute] = true
+			out = append(out, dl.Attribute)
+		}
+	}
+	return out
+}
+
+// UpdateAttributes sends, for every value whose name an attributeUpdates[]
+// entry declares, that entry's frame built from {"value": v}. A failed key
+// does not stop the others; the errors are joined, each naming its key.
+func (m *commander) UpdateAttributes(ctx context.Context, values map[string]json.RawMessage) ([]string, error) {
+	names := make([]string, 0, len(values))
+	for name := range values {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	var ignored []string
+	var errs []error
+	for _, name := range names {
+		matched := false
+		for _, dl := range m.d.AttributeUpdates {
+			if dl.Attribute != name {
+				continue
+			}
+			matched = true
+			if err := m.update(ctx, dl, values[name]); err != nil {
+				errs = append(errs, fmt.Errorf("can device %q: attribute %q (%s): %w", m.d.Name, name, dl.Path, err))
+			}
+		}
+		if !matched {
+			ignored = append(ignored, name)
+		}
+	}
+	return ignored, errors.Join(errs...)
+}
+
+func (m *commander) update(ctx context.Context, dl *DownlinkConfig, raw json.RawMessage) error {
+	v, err := decodeJSON(raw)
+	if err != nil {
+		return err
+	}
+	f, err := dl.Frame(map[string]any{"value": v})
+	if err != nil {
+		return err
+	}
+	return m.c.send(ctx, f)
+}
+
+// RPC sends the frame of a serverSideRpc method, or of the reserved set
+// (params "nodeId=…;dataInHex=…"), and replies upstream's {"success":true}
+// once it is on the bus. Upstream replies only when the method sets
+// "response"; the gateway always answers, so a failure is an error reply
+// rather than silence. With overrideRpcConfig the params' frame fields
+// override the method's; with enableUnknownRpc any method is taken, the
+// frame described entirely by its params.
+func (m *commander) RPC(ctx context.Context, req protocols.RPCRequest) (protocols.RPCResult, error) {
+	dl, data, err := m.resolve(req)
+	if err != nil {
+		return nil, m.rpcErr(req.Method, err)
+	}
+	f, err := dl.Frame(data)
+	if err != nil {
+		return nil, m.rpcErr(req.Method, err)
+	}
+	if err := m.c.send(ctx, f); err != nil {
+		return nil, m.rpcErr(req.Method, err)
+	}
+	return successResult, nil
+}
+
+// resolve picks the downlink for req and the data its frame is built from.
+func (m *commander) resolve(req protocols.RPCRequest) (*DownlinkConfig, any, error) {
+	params, err := decodeJSON(req.Params)
+	if err != nil {
+		return nil, nil, fmt.Errorf("params: %w", err)
+	}
+	dl := m.method(req.Method)
+	if dl == nil && strings.EqualFold(req.Method, "set") {
+		s, isStr := params.(string)
+		if !isStr {
+			return nil, nil, fmt.Errorf("params must be a string like %q, got %s", setExample, describeJSON(req.Params))
+		}
+		dl, data, err := ParseSetParams(s, m.d.StrictEval)
+		if err != nil {
+			return nil, nil, err
+		}
+		return dl, data, nil
+	}
+	if dl == nil && !m.d.EnableUnknownRPC {
+		return nil, nil, m.unknownMethod(req.Method)
+	}
+	// Upstream: enableUnknownRpc implies overrideRpcConfig.
+	if m.d.OverrideRPCConfig || m.d.EnableUnknownRPC {
+		pm, _ := params.(map[string]any)
+		var base map[string]any
+		if dl != nil {
+			base = dl.raw
+		}
+		merged, err := mergeRPC(req.Method, base, pm, m.d.StrictEval)
+		if err != nil {
+			return nil, nil, err
+		}
+		dl = merged
+	}
+	return dl, params, nil
+}
+
+func (m *commander) method(name string) *DownlinkConfig {
+	for _, dl := range m.d.RPC {
+		if dl.Method == name {
+			return dl
+		}
+	}
+	return nil
+}
+
+func (m *commander) unknownMethod(method string) error {
+	known := []string{"set"}
+	seen := map[string]bool{"set": true}
+	for _, dl := range m.d.RPC {
+		if !seen[dl.Method] {
+			seen[dl.Method] = true
+			known = append(known, dl.Method)
+		}
+	}
+	return fmt.Errorf("%w %q (known: %s; enableUnknownRpc is off)", protocols.ErrUnknownMethod, method, strings.Join(known, ", "))
+}
+
+func (m *commander) rpcErr(method string, err error) error {
+	return fmt.Errorf("can device %q: rpc %s: %w", m.d.Name, method, err)
+}
+
+// decodeJSON decodes raw with numbers as json.Number, so integers stay
+// integers when they become frame bytes; absent means nil.
+func decodeJSON(raw json.RawMessage) (any, error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 {
+		return nil, nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, fmt.Errorf("%s is not valid JSON: %w", describeJSON(raw), err)
+	}
+	return v, nil
+}
+
+func describeJSON(raw json.RawMessage) string {
+	raw = bytes.TrimSpace(raw)
+	switch {
+	case len(raw) == 0:
+		return "none"
+	case len(raw) > 80:
+		return string(raw[:80]) + "…"
+	}
+	return string(raw)
+}
+
+var _ protocols.Commander = (*commander)(nil)
