@@ -16,10 +16,11 @@ type Config struct {
 	Name    string
 	Broker  Broker
 	Mapping []*Mapping
-	// RequestsMapping is kept undecoded until the downlink side exists, so
-	// files carrying it load today without losing it.
+	// RequestsMapping is the section as written, for tools that show it.
 	RequestsMapping json.RawMessage
-	Report          protocols.ReportStrategy
+	// Requests is requestsMapping (or the old top-level sections) parsed.
+	Requests Requests
+	Report   protocols.ReportStrategy
 }
 
 // Broker holds the connection settings; nothing here does I/O.
@@ -144,8 +145,10 @@ func Parse(root *spec.Obj) *Config {
 	if v, ok := root.Any("requestsMapping"); ok {
 		c.RequestsMapping, _ = json.Marshal(v)
 	}
-	// Old-format request sections sit at the top level upstream.
-	root.Known("connectRequests", "disconnectRequests", "attributeRequests", "attributeUpdates", "serverSideRpc")
+	c.Requests = parseRequests(root)
+	// Old-format request sections sit at the top level upstream; with a
+	// requestsMapping present they are ignored.
+	root.Known(requestSections...)
 	root.Done()
 	return c
 }

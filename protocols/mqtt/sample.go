@@ -1,11 +1,14 @@
-// Package mqtt is the upstream "mqtt" connector's config and uplink
-// converters. It does no I/O: the broker client and the actor wiring build
-// on it.
+// Package mqtt is the upstream "mqtt" connector: its config, the uplink
+// converters, the broker connection (MQTT 3.1/3.1.1 via paho.mqtt.golang,
+// MQTT 5 via paho.golang) and the requests mapping. It is a push source
+// (protocols.Source) and takes platform writes (protocols.DeviceCommands);
+// the runtime in actors/ drives it and it never imports the actors.
 package mqtt
 
 import _ "embed"
 
-// Sample is an example connector file covering each converter type.
+// Sample is an example connector file covering each converter type and
+// every requestsMapping section.
 //
 //go:embed sample.json
 var Sample []byte
