@@ -138,6 +138,12 @@ func (g *Gateway) deviceRPC(req protocols.RPCRequest) {
 	timeout := rpcTimeout(req.Params)
 	res, err := g.sys.Root.RequestFuture(g.registry, &routeRPC{req: req, deadline: time.Now().Add(timeout)}, timeout).Result()
 	var data []byte
+	if err == nil {
+		if r := res.(*rpcResult); errors.Is(r.err, protocols.ErrTimeout) {
+			// The device (not the routing) timed out: same reply upstream gives.
+			err = actor.ErrTimeout
+		}
+	}
 	switch {
 	case errors.Is(err, actor.ErrTimeout):
 		data = platform.ErrorData("Timeout rpc has been reached for "+platformName, 0)
