@@ -20,7 +20,7 @@ import (
 // yet committed. It is the back-pressure of push sources: a flood waits at
 // the source (an MQTT broker keeps what is not acknowledged) instead of
 // filling memory or being dropped by a mailbox.
-const pushWindow = 2048
+const pushWindow = 4096
 
 // pushMailbox exceeds the window, so a pushed device's mailbox cannot drop
 // data even when every push in flight is for that one device.

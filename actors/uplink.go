@@ -20,7 +20,7 @@ import (
 const (
 	maxChunks      = 8
 	chunkBytes     = 256 << 10
-	publishWorkers = 16
+	publishWorkers = 64
 	jobQueue       = 4096
 	pumpInterval   = time.Second
 )

@@ -236,3 +236,45 @@ func TestPushDeviceAdoptedForCommand(t *testing.T) {
 		t.Errorf("rpc to an adopted device: %s", r["data"])
 	}
 }
+
+// TestPushDeviceInactivityAndReportPeriod: a pushed device that goes quiet
+// is disconnected after inactivityTimeoutSeconds (push devices have no poll
+// to notice it), and ON_REPORT_PERIOD re-sends its last value on the tick.
+func TestPushDeviceInactivityAndReportPeriod(t *testing.T) {
+	id := fmt.Sprintf("idle-%d", time.Now().UnixNano())
+	st := pushy(id)
+	m := testenv.StartMosquitto(t)
+	sub := testenv.Subscribe(t, m.Addr(), "v1/gateway/telemetry", "v1/gateway/disconnect")
+	path := writeConfig(t, t.TempDir(), m.Addr(), `{"type": "memory"}`, map[string][]byte{
+		"pushy": []byte(fmt.Sprintf(`{"id": %q}`, id))},
+		map[string]any{"checkingDeviceActivity": map[string]any{
+			"checkDeviceInactivity": true, "inactivityTimeoutSeconds": 1, "inactivityCheckPeriodSeconds": 1}})
+	startGateway(t, path, nil)
+	done := make(chan error, 1)
+	st.in <- protocols.Push{Device: "periodic", Profile: "Meter",
+		Reading: protocols.Reading{Telemetry: []protocols.Datapoint{{Key: "kwh", Value: protocols.Int(42)}}},
+		Report:  protocols.ReportStrategy{Type: protocols.OnReportPeriod, Period: 200 * time.Millisecond},
+		Done:    func(err error) { done <- err }}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	// One push, yet several telemetry entries: the period re-sends it.
+	sub.WaitFor(t, 15*time.Second, func(msgs []testenv.Msg) bool {
+		got, _ := telemetry(msgs)
+		n := 0
+		for p, v := range got {
+			if p.Device == "periodic" && string(v["kwh"]) == "42" {
+				n++
+			}
+		}
+		return n >= 2
+	})
+	sub.WaitFor(t, 15*time.Second, func(msgs []testenv.Msg) bool {
+		for _, m := range testenv.OnTopic(msgs, "v1/gateway/disconnect") {
+			if string(m.Payload) == `{"device":"periodic"}` {
+				return true
+			}
+		}
+		return false
+	})
+}

@@ -22,7 +22,7 @@ const (
 	// converter goroutine. For MQTT 5 it is also our Receive Maximum, so the
 	// broker never has more unacknowledged QoS 1/2 messages in flight to us
 	// than the queue holds.
-	defaultQueue      = 256
+	defaultQueue      = 2048
 	defaultMinBackoff = time.Second
 	defaultMaxBackoff = 2 * time.Minute
 	// A connection that stayed up this long resets the backoff; a broker
