@@ -81,10 +81,17 @@ type Server struct {
 	ReconnectBackoffInitialDelay time.Duration
 	ReconnectBackoffFactor       float64
 	ShowMap                      bool
-	Security                     string // Policy* constant
-	Mode                         string // Mode* constant
-	URI                          string
-	Identity                     Identity
+	// CertDir is where a generated client certificate is kept (our
+	// extension "clientCertDir"); empty means next to the connector file.
+	CertDir string
+	// MaxItemsPerSubscription caps monitored items per subscription (our
+	// extension); 0 leaves it to the server, which may still refuse items
+	// with BadTooManyMonitoredItems (they then go to a new subscription).
+	MaxItemsPerSubscription int
+	Security                string // Policy* constant
+	Mode                    string // Mode* constant
+	URI                     string
+	Identity                Identity
 }
 
 // Identity is server.identity. Certificate fields hold paths.
@@ -174,6 +181,13 @@ func Parse(ps *spec.Problems, raw []byte) (*Config, error) {
 	if root == nil {
 		return nil, ps.Err()
 	}
+	return ParseObj(root)
+}
+
+// ParseObj decodes an already parsed connector file (what the runtime hands
+// a factory). Problems go to root.Problems(); the returned error joins them.
+func ParseObj(root *spec.Obj) (*Config, error) {
+	ps := root.Problems()
 	c := &Config{}
 	c.Name = root.Str("name", "OPC-UA Connector")
 	root.Known("id", "logLevel", "enableRemoteLogging", "configVersion", "type")
@@ -226,6 +240,8 @@ func parseServer(o *spec.Obj) Server {
 		s.ReconnectBackoffFactor = 2
 	}
 	s.ShowMap = o.Bool("showMap", false)
+	s.CertDir = o.Str("clientCertDir", "")
+	s.MaxItemsPerSubscription = int(o.IntRange("maxItemsPerSubscription", 0, 0, 1<<31-1))
 	s.URI = o.Str("uri", "")
 	s.Security = o.Enum("security", "", PolicyNone, PolicyBasic128Rsa15, PolicyBasic256, PolicyBasic256Sha256)
 	if id := o.Obj("identity"); id != nil {

@@ -1,6 +1,7 @@
-// Package opcua is the pure parsing layer of the OPC-UA connector: node ids,
-// upstream path expressions, the upstream `opcua` connector file and the
-// reserved get/set RPC params. It does no I/O and does not import gopcua yet.
+// Package opcua is the OPC-UA connector: the upstream `opcua` connector
+// file, node ids, path expressions and reserved get/set RPC params (pure,
+// no I/O), and a gopcua driver that is a protocols.Source with device
+// commands and connector RPC (driver.go).
 package opcua
 
 import (
