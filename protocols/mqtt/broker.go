@@ -31,6 +31,12 @@ type message struct {
 	// the link's acker goroutine calls it, in arrival order.
 	ack  func()
 	link *link
+	// rawAck, when set, is the connection a QoS 1 PUBACK for packetID can
+	// be written to directly, so the acker batches the acks of a burst
+	// into one write instead of a syscall each (MQTT 5; QoS 1 keeps no
+	// session state on the receiving side).
+	rawAck   net.Conn
+	packetID uint16
 
 	mu      sync.Mutex
 	pending int  // outstanding pushes plus one while the message is dispatched

@@ -10,6 +10,8 @@ import (
 	"github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
 	"github.com/eclipse/paho.golang/paho/session/state"
+
+	"github.com/industryos/gateway/protocols/platform"
 )
 
 // v5Shared is what the MQTT 5 connections of one run share.
@@ -51,19 +53,20 @@ func dialV5(ctx context.Context, o *dialOptions) (client, error) {
 	// writes, and writers run concurrently (our acks and publishes, paho's
 	// pinger, which sends its first PINGREQ right after CONNACK, racing our
 	// SUBSCRIBE). The wrapper is a sync.Locker paho holds per packet;
-	// without it mosquitto saw interleaved, malformed packets.
-	conn = packets.NewThreadSafeConn(conn)
+	// without it mosquitto saw interleaved, malformed packets. It also
+	// buffers reads.
+	conn = platform.PahoConn(conn)
 	c := &v5Client{lostSignal: newLostSignal()}
 	cfg := paho.ClientConfig{
-		ClientID:                   o.clientID,
-		Conn:                       conn,
-		Session:                    ackSession{o.v5.session},
-		PacketTimeout:              10 * time.Second,
+		ClientID:      o.clientID,
+		Conn:          conn,
+		Session:       ackSession{o.v5.session},
+		PacketTimeout: 10 * time.Second,
 		// Not paho's manual-ack mode: its tracker scans every unacked
 		// message on each arrival (quadratic at a large Receive Maximum,
 		// a quarter of the CPU at 20 k msgs/s). paho's automatic ack goes
 		// to ackSession.Ack, a no-op; our acker sends the real one.
-		OnClientError:    func(err error) { c.fail(err) },
+		OnClientError: func(err error) { c.fail(err) },
 		OnServerDisconnect: func(d *paho.Disconnect) {
 			reason := ""
 			if d.Properties != nil {
@@ -78,6 +81,9 @@ func dialV5(ctx context.Context, o *dialOptions) (client, error) {
 		if p.QoS > 0 {
 			session := o.v5.session
 			m.ack = func() { _ = session.Ack(p.Packet()) }
+			if p.QoS == 1 {
+				m.rawAck, m.packetID = conn, p.PacketID
+			}
 		}
 		o.deliver(m)
 		return true, nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"regexp"
 	"sync"
 	"sync/atomic"
@@ -221,6 +222,14 @@ func (l *link) ackLoop() {
 			if n == 0 {
 				break
 			}
+			var raw []byte
+			var rawConn net.Conn
+			flush := func() {
+				if len(raw) > 0 {
+					writeAcks(rawConn, raw)
+					raw = raw[:0]
+				}
+			}
 			for _, m := range batch {
 				select {
 				case <-l.closed:
@@ -229,9 +238,20 @@ func (l *link) ackLoop() {
 					return
 				default:
 				}
-				m.ack()
+				if m.rawAck != nil {
+					if rawConn != m.rawAck {
+						flush()
+						rawConn = m.rawAck
+					}
+					// PUBACK, success, no properties: remaining length 2.
+					raw = append(raw, 0x40, 2, byte(m.packetID>>8), byte(m.packetID))
+				} else {
+					flush()
+					m.ack()
+				}
 				l.acked.Add(1)
 			}
+			flush()
 		}
 	}
 }
@@ -487,3 +507,15 @@ var (
 	_ protocols.Source         = (*Connector)(nil)
 	_ protocols.DeviceCommands = (*Connector)(nil)
 )
+
+// writeAcks writes encoded PUBACKs in one call, holding the connection's
+// packet lock (packets.NewThreadSafeConn) so they never interleave with a
+// packet paho is writing. A failed write means the connection is lost; the
+// broker then redelivers what was not acknowledged.
+func writeAcks(conn net.Conn, b []byte) {
+	if lk, ok := conn.(sync.Locker); ok {
+		lk.Lock()
+		defer lk.Unlock()
+	}
+	_, _ = conn.Write(b)
+}

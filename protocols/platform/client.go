@@ -9,10 +9,12 @@
 package platform
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"strconv"
 	"strings"
@@ -21,6 +23,7 @@ import (
 	"time"
 
 	"github.com/eclipse/paho.golang/autopaho"
+	"github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
 	"github.com/rs/zerolog"
 )
@@ -191,6 +194,21 @@ func (c *Client) Start(ctx context.Context) error {
 		OnConnectError:        c.onConnectError,
 		Errors:                pahoLogger{c.log},
 		PahoErrors:            pahoLogger{c.log},
+		AttemptConnection: func(ctx context.Context, _ autopaho.ClientConfig, u *url.URL) (net.Conn, error) {
+			dctx, cancel := context.WithTimeout(ctx, c.cfg.ConnectTimeout)
+			defer cancel()
+			var conn net.Conn
+			var err error
+			if c.tls != nil {
+				conn, err = (&tls.Dialer{Config: c.tls}).DialContext(dctx, "tcp", u.Host)
+			} else {
+				conn, err = (&net.Dialer{}).DialContext(dctx, "tcp", u.Host)
+			}
+			if err != nil {
+				return nil, err
+			}
+			return PahoConn(conn), nil
+		},
 		ConnectPacketBuilder: func(cp *paho.Connect, _ *url.URL) (*paho.Connect, error) {
 			if cp.Properties == nil {
 				cp.Properties = &paho.ConnectProperties{}
@@ -590,3 +608,18 @@ func (p pahoLogger) Println(v ...any) { p.l.Debug().Str("source", "paho").Msg(fm
 func (p pahoLogger) Printf(format string, v ...any) {
 	p.l.Debug().Str("source", "paho").Msgf(format, v...)
 }
+
+// PahoConn prepares a connection for paho.golang: writes are serialised per
+// packet (paho holds the returned sync.Locker while it writes one packet in
+// several pieces) and reads are buffered, because paho reads a packet's
+// fixed header byte by byte — several syscalls per message unbuffered.
+func PahoConn(c net.Conn) net.Conn {
+	return packets.NewThreadSafeConn(bufferedConn{Conn: c, r: bufio.NewReaderSize(c, 32<<10)})
+}
+
+type bufferedConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (c bufferedConn) Read(b []byte) (int, error) { return c.r.Read(b) }
