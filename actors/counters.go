@@ -26,4 +26,5 @@ type Counters struct {
 	TreeRestarts     atomic.Uint64 // in-process restarts of the whole tree (gateway_restart)
 	Malformed        atomic.Uint64 // push-source input that could not be converted (counted, logged)
 	Unmatched        atomic.Uint64 // push-source input no mapping wanted
+	InputDropped     atomic.Uint64 // values or messages a push source had to give up (counted, logged)
 }

@@ -242,6 +242,7 @@ func (g *Gateway) counterCollectors() []prometheus.Collector {
 		counter("restarts_total", "Actor restarts ordered by the supervisor, all actors.", u(&c.Restarts)),
 		counter("platform_bad_messages_total", "Malformed messages from the platform (ignored).", u(&c.BadInbound)),
 		counter("input_malformed_total", "Messages or frames from push connectors that could not be converted (dropped, logged).", u(&c.Malformed)),
+		counter("input_dropped_total", "Values or messages push connectors had to give up (CAN bus overrun, superseded OPC-UA values).", u(&c.InputDropped)),
 		counter("input_unmatched_total", "Messages or frames from push connectors that no mapping wanted.", u(&c.Unmatched)),
 		counter("tree_restarts_total", "In-process restarts of the actor tree (gateway_restart, remote configuration).", u(&c.TreeRestarts)),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: observe.Namespace, Name: "devices_connected",

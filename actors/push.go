@@ -206,6 +206,14 @@ func (s *pushSink) Malformed(where string, err error) {
 	}
 }
 
+func (s *pushSink) Dropped(where string, n int, err error) {
+	s.cc.Dropped.Add(uint64(n))
+	s.g.counters.InputDropped.Add(uint64(n))
+	if ok, suppressed := s.malformedLog.allow("dropped " + where); ok {
+		s.log.Warn().Err(err).Str("where", where).Int("dropped", n).Int("suppressed", suppressed).Msg("input dropped at the source")
+	}
+}
+
 func (s *pushSink) Unmatched() {
 	s.cc.Unmatched.Add(1)
 	s.g.counters.Unmatched.Add(1)

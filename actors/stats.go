@@ -28,6 +28,7 @@ type ConnectorCounters struct {
 	FilteredEvents atomic.Uint64
 	Malformed      atomic.Uint64
 	Unmatched      atomic.Uint64
+	Dropped        atomic.Uint64
 }
 
 // ConnectorCounters returns the counters of a connector (created on first use).

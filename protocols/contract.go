@@ -18,6 +18,10 @@ type ConnectorConfig struct {
 	Name   string    // connector name from the main config
 	Type   string    // registered type, e.g. "modbus"
 	Config *spec.Obj // root object of the connector file; problems go to Config.Problems()
+	// File is the connector file's absolute path when it came from a file
+	// (empty otherwise): files a connector keeps (a generated certificate)
+	// go next to it.
+	File string
 	// Report is the inherited strategy (global); protocols layer connector,
 	// device and key strategies over it.
 	Report ReportStrategy

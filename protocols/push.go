@@ -67,6 +67,10 @@ type Sink interface {
 	Malformed(where string, err error)
 	// Unmatched counts input no mapping wanted (a frame no device declares).
 	Unmatched()
+	// Dropped counts n values or messages the source had to give up —
+	// a CAN bus overrun, OPC-UA values superseded while the runtime was
+	// behind — and logs it, rate-limited per where.
+	Dropped(where string, n int, err error)
 	// Link reports the source's transport state; a down link is logged
 	// (rate-limited) and makes /readyz name the connector.
 	Link(up bool, err error)

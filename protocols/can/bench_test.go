@@ -4,11 +4,9 @@ import (
 	"context"
 	"runtime"
 	"strings"
-	"sync/atomic"
 	"testing"
-	"time"
 
-	"github.com/industryos/gateway/protocols"
+	"github.com/industryos/gateway/protocols/sinktest"
 )
 
 const benchCfg = `{"channel":"b","devices":[{"name":"Car","timeseries":[
@@ -78,23 +76,6 @@ func BenchmarkVirtualBus(b *testing.B) {
 	b.ReportMetric(float64(delivered)/b.Elapsed().Seconds(), "delivered/s")
 }
 
-// countSink counts pushes and wakes the sender every 256 of them.
-type countSink struct {
-	*recSink
-	n   atomic.Uint64
-	sig chan struct{}
-}
-
-func (s *countSink) Push(_ context.Context, p protocols.Push) error {
-	if n := s.n.Add(1); n%256 == 0 {
-		select {
-		case s.sig <- struct{}{}:
-		default:
-		}
-	}
-	return nil
-}
-
 // BenchmarkRunVirtual: frames sent on the virtual bus, read, queued, decoded
 // and pushed to a sink by Connector.Run; one op is one frame. The sender
 // keeps at most 512 frames in flight, so no queue overflows and every frame
@@ -103,7 +84,7 @@ func (s *countSink) Push(_ context.Context, p protocols.Push) error {
 func BenchmarkRunVirtual(b *testing.B) {
 	ch := "bench-" + b.Name()
 	c := newConn(b, strings.Replace(benchCfg, `"channel":"b"`, `"interface":"virtual","channel":"`+ch+`"`, 1))
-	s := &countSink{recSink: newSink(), sig: make(chan struct{}, 1)}
+	s := sinktest.NewCounter()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx, s) }()
@@ -118,7 +99,7 @@ func BenchmarkRunVirtual(b *testing.B) {
 	for c.opens.Load() == 0 {
 		runtime.Gosched()
 	}
-	base := s.n.Load() // the start-up announcement
+	base := s.Pushed() // the start-up announcement
 	frames := []Frame{
 		{ID: 418119424, Extended: true, Data: []byte{0, 0, 0xbb, 0xbb, 0xd2, 0x04, 0, 0}},
 		{ID: 418119424, Extended: true, Data: []byte{0, 0, 0xbb, 0xbc, 0x40, 0xe2, 0x01, 0}},
@@ -127,19 +108,14 @@ func BenchmarkRunVirtual(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		for uint64(i)-(s.n.Load()-base) > 512 {
-			<-s.sig
+		if i-(s.Pushed()-base) > 512 {
+			<-s.WhenPushed(base + i - 256) // wait for half the window, not per frame
 		}
 		if err := tx.Send(frames[i%len(frames)]); err != nil {
 			b.Fatal(err)
 		}
 	}
-	for s.n.Load()-base < uint64(b.N) {
-		select {
-		case <-s.sig:
-		case <-time.After(time.Millisecond):
-		}
-	}
+	<-s.WhenPushed(base + b.N)
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "frames/s")
 	if st := c.Stats(); st.Dropped != 0 {

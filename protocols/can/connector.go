@@ -17,8 +17,9 @@ func init() { protocols.Register("can", New) }
 
 // DefaultReceiveQueue is how many received frames wait between the bus and
 // the platform side. A CAN bus cannot be told to wait, so when the platform
-// side is slower for longer than this queue covers, frames are dropped and
-// counted (Stats.Dropped) rather than blocking the bus reader.
+// side is slower for longer than this queue covers, frames are dropped,
+// counted (Stats.Dropped) and reported (Sink.Dropped) rather than blocking
+// the bus reader.
 const DefaultReceiveQueue = 4096
 
 // Connector is the `can` connector: a protocols.Source that reads frames
@@ -291,8 +292,24 @@ func (c *Connector) serve(ctx context.Context, bus Bus, sink protocols.Sink) err
 
 func (c *Connector) read(ctx context.Context, bus Bus, sink protocols.Sink, q chan<- rxFrame, lost chan<- error) {
 	where := c.cfg.Interface + " " + c.cfg.Channel
+	overrun := fmt.Errorf("CAN receive queue full (%d frames), frame dropped: the platform side is slower than the bus", c.queue)
+	// A transport with its own receive queue (the virtual bus) can overrun
+	// before we read; those drops are counted too.
+	dropper, _ := bus.(interface{ Dropped() uint64 })
+	var busDrops uint64
+	if dropper != nil {
+		busDrops = dropper.Dropped()
+	}
 	for {
 		f, err := bus.Recv(ctx)
+		if dropper != nil {
+			if d := dropper.Dropped(); d != busDrops {
+				n := d - busDrops
+				busDrops = d
+				c.dropped.Add(n)
+				sink.Dropped(where+" receive queue", int(n), fmt.Errorf("bus endpoint queue full: %d frames dropped before they were read", n))
+			}
+		}
 		if err != nil {
 			if errors.Is(err, ErrBadLine) {
 				sink.Malformed(where, err)
@@ -307,11 +324,9 @@ func (c *Connector) read(ctx context.Context, bus Bus, sink protocols.Sink, q ch
 		select {
 		case q <- rxFrame{f, time.Now()}:
 		default:
-			n := c.dropped.Add(1)
-			if ok, suppressed := c.dropLog.allow(time.Now()); ok {
-				c.log.Warn().Uint64("dropped_total", n).Int("suppressed", suppressed).Int("queue", c.queue).
-					Msg("CAN receive queue full, frame dropped: the platform side is slower than the bus")
-			}
+			// The sink counts it for the runtime and logs it, rate-limited.
+			c.dropped.Add(1)
+			sink.Dropped("can receive queue", 1, overrun)
 		}
 	}
 }

@@ -16,128 +16,12 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/industryos/gateway/protocols"
+	"github.com/industryos/gateway/protocols/sinktest"
 	"github.com/industryos/gateway/protocols/spec"
 )
 
 // waitTimeout bounds every wait on an event; tests never sleep to sync.
 const waitTimeout = 10 * time.Second
-
-// recSink is a protocols.Sink that records what a Source hands it and
-// wakes waiters on every change.
-type recSink struct {
-	mu        sync.Mutex
-	pushes    []protocols.Push
-	malformed []string // where
-	malErrs   []error
-	unmatched int
-	links     []error // nil: up
-	changed   chan struct{}
-	// gate, when set, holds every Push that carries data until it is closed.
-	gate chan struct{}
-	// refuse, when set, is a device whose pushes fail as if it had no actor.
-	refuse string
-}
-
-func newSink() *recSink { return &recSink{changed: make(chan struct{})} }
-
-func (s *recSink) notifyLocked() {
-	close(s.changed)
-	s.changed = make(chan struct{})
-}
-
-func (s *recSink) Push(ctx context.Context, p protocols.Push) error {
-	if s.gate != nil && len(p.Reading.Telemetry)+len(p.Reading.Attributes) > 0 {
-		select {
-		case <-s.gate:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-	if p.Device == s.refuse {
-		return errors.New("no actor for " + p.Device)
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.pushes = append(s.pushes, p)
-	s.notifyLocked()
-	return nil
-}
-
-func (s *recSink) Connect(string, string) {}
-func (s *recSink) Disconnect(string)      {}
-func (s *recSink) RequestAttributes(context.Context, string, bool, []string) (map[string]json.RawMessage, error) {
-	return nil, errors.New("not in tests")
-}
-
-func (s *recSink) Malformed(where string, err error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.malformed = append(s.malformed, where)
-	s.malErrs = append(s.malErrs, err)
-	s.notifyLocked()
-}
-
-func (s *recSink) Unmatched() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.unmatched++
-	s.notifyLocked()
-}
-
-func (s *recSink) Link(up bool, err error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if up {
-		err = nil
-	} else if err == nil {
-		err = errors.New("down")
-	}
-	s.links = append(s.links, err)
-	s.notifyLocked()
-}
-
-// wait blocks until cond (called with the lock held) is true.
-func (s *recSink) wait(t testing.TB, what string, cond func(*recSink) bool) {
-	t.Helper()
-	deadline := time.NewTimer(waitTimeout)
-	defer deadline.Stop()
-	for {
-		s.mu.Lock()
-		ok, ch := cond(s), s.changed
-		s.mu.Unlock()
-		if ok {
-			return
-		}
-		select {
-		case <-ch:
-		case <-deadline.C:
-			s.mu.Lock()
-			defer s.mu.Unlock()
-			t.Fatalf("timed out waiting for %s; pushes %d, malformed %v, unmatched %d, links %v", what, len(s.pushes), s.malformed, s.unmatched, s.links)
-		}
-	}
-}
-
-func (s *recSink) ups() int {
-	n := 0
-	for _, l := range s.links {
-		if l == nil {
-			n++
-		}
-	}
-	return n
-}
-
-// dataPushes are the pushes that carry values (not the start-up announcements).
-func (s *recSink) dataPushes() []protocols.Push {
-	var out []protocols.Push
-	for _, p := range s.pushes {
-		if len(p.Reading.Telemetry)+len(p.Reading.Attributes) > 0 {
-			out = append(out, p)
-		}
-	}
-	return out
-}
 
 const testCfg = `{"name":"t","interface":"virtual","channel":"%s","reconnectPeriod":0.05,
  "reportStrategy":{"type":"ON_REPORT_PERIOD","reportPeriod":60000},
@@ -176,7 +60,7 @@ func newConn(t testing.TB, js string, opts ...Option) *Connector {
 }
 
 // run starts c.Run and stops it (checking it returned nil) at cleanup.
-func run(t testing.TB, c *Connector, s *recSink) {
+func run(t testing.TB, c *Connector, s *sinktest.Recorder) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
@@ -196,15 +80,15 @@ func run(t testing.TB, c *Connector, s *recSink) {
 
 // startVirtual runs a connector on a fresh virtual channel and returns it
 // with the sink and a test endpoint on the same channel ("the other ECUs").
-func startVirtual(t *testing.T, js string, opts ...Option) (*Connector, *recSink, *VirtualEndpoint) {
+func startVirtual(t *testing.T, js string, opts ...Option) (*Connector, *sinktest.Recorder, *VirtualEndpoint) {
 	t.Helper()
 	ch := "test-" + t.Name()
 	ecu := NewVirtualBus(ch)
 	t.Cleanup(func() { ecu.Close() })
 	c := newConn(t, fmt.Sprintf(js, ch), opts...)
-	s := newSink()
+	s := sinktest.New()
 	run(t, c, s)
-	s.wait(t, "bus open", func(s *recSink) bool { return s.ups() == 1 })
+	s.Wait(t, waitTimeout, "bus open", func() bool { return s.Ups() == 1 })
 	return c, s, ecu
 }
 
@@ -233,10 +117,8 @@ func TestRunPushesDecodedValues(t *testing.T) {
 	c, s, ecu := startVirtual(t, testCfg)
 
 	// Start-up: every configured device is announced with its strategies.
-	s.wait(t, "announcements", func(s *recSink) bool { return len(s.pushes) >= 3 })
-	s.mu.Lock()
-	ann := append([]protocols.Push(nil), s.pushes[:3]...)
-	s.mu.Unlock()
+	s.Wait(t, waitTimeout, "announcements", func() bool { return s.Pushed() >= 3 })
+	ann := s.Pushes()[:3]
 	onChange := protocols.ReportStrategy{Type: protocols.OnChange, Period: 10 * time.Second}
 	period := protocols.ReportStrategy{Type: protocols.OnReportPeriod, Period: time.Minute}
 	if ann[0].Device != "Car" || ann[0].Profile != "car" || ann[0].Report != onChange ||
@@ -261,18 +143,16 @@ func TestRunPushesDecodedValues(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	s.wait(t, "all frames handled", func(s *recSink) bool {
-		return len(s.dataPushes()) == 7 && s.unmatched == 3 && len(s.malformed) == 1
+	s.Wait(t, waitTimeout, "all frames handled", func() bool {
+		return len(s.DataPushes()) == 7 && s.UnmatchedCount() == 3 && len(s.MalformedReports()) == 1 && c.Stats().Pushed == 7
 	})
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	type dp struct {
 		dev, key string
 		attr     bool
 		v        protocols.Value
 	}
 	var got []dp
-	for _, p := range s.dataPushes() {
+	for _, p := range s.DataPushes() {
 		if p.Ts.IsZero() || p.Report != c.byName[p.Device].report || p.Profile != c.byName[p.Device].cfg.Type {
 			t.Errorf("push %+v: want a receive time and the device's strategy", p)
 		}
@@ -295,8 +175,8 @@ func TestRunPushesDecodedValues(t *testing.T) {
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("values\n got %v\nwant %v", got, want)
 	}
-	if s.malformed[0] != "can id 0x102 key speed" || !errors.Is(s.malErrs[0], ErrConvert) || !strings.Contains(s.malErrs[0].Error(), `device "Bike"`) {
-		t.Errorf("malformed: %v %v", s.malformed, s.malErrs)
+	if m := s.MalformedReports()[0]; m.Where != "can id 0x102 key speed" || !errors.Is(m.Err, ErrConvert) || !strings.Contains(m.Err.Error(), `device "Bike"`) {
+		t.Errorf("malformed: %v", s.MalformedReports())
 	}
 	if st := c.Stats(); st.Received != uint64(len(frames)) || st.Dropped != 0 || st.Pushed != 7 || st.Opens != 1 {
 		t.Errorf("stats %+v", st)
@@ -348,7 +228,7 @@ func TestPollingSendsExactFrames(t *testing.T) {
 		return &lossyBus{Bus: VirtualBus{NewVirtualBus(ch)}, kill: kill}, nil
 	}
 	c := newConn(t, fmt.Sprintf(pollCfg, ch), WithOpener(opener))
-	s := newSink()
+	s := sinktest.New()
 	run(t, c, s)
 
 	once, always, third := "aa bb cc dd", "aaaa bbbb aaaa bbbb", "01"
@@ -361,11 +241,11 @@ func TestPollingSendsExactFrames(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		checkFrame(t, recv(t, ecu), 418119424, true, always)
 	}
-	s.wait(t, "open", func(s *recSink) bool { return s.ups() == 1 })
+	s.Wait(t, waitTimeout, "open", func() bool { return s.Ups() == 1 })
 	mu.Lock()
 	close(kill)
 	mu.Unlock()
-	s.wait(t, "reopen", func(s *recSink) bool { return s.ups() == 2 })
+	s.Wait(t, waitTimeout, "reopen", func() bool { return s.Ups() == 2 })
 	// After the re-open the once frame is sent again. Periodic frames of
 	// the first incarnation may still be queued before it.
 	for {
@@ -379,11 +259,9 @@ func TestPollingSendsExactFrames(t *testing.T) {
 	checkFrame(t, recv(t, ecu), 418119424, true, always)
 	checkFrame(t, recv(t, ecu), 258, false, third)
 	checkFrame(t, recv(t, ecu), 418119424, true, always)
-	s.mu.Lock()
-	if len(s.links) != 3 || s.links[1] == nil || !strings.Contains(s.links[1].Error(), "adapter unplugged") {
-		t.Errorf("links %v", s.links)
+	if l := s.Links(); len(l) != 3 || l[1].Up || l[1].Err == nil || !strings.Contains(l[1].Err.Error(), "adapter unplugged") {
+		t.Errorf("links %v", l)
 	}
-	s.mu.Unlock()
 	if st := c.Stats(); st.Opens != 2 || st.Lost != 1 {
 		t.Errorf("stats %+v", st)
 	}
@@ -487,25 +365,35 @@ func TestReceiveQueueOverrunIsCounted(t *testing.T) {
 	ecu := NewVirtualBus(ch)
 	defer ecu.Close()
 	c := newConn(t, fmt.Sprintf(testCfg, ch), WithReceiveQueue(4))
-	s := newSink()
-	s.gate = make(chan struct{})
+	s := sinktest.New()
+	gate := make(chan struct{})
+	s.SetGate(gate)
 	run(t, c, s)
-	s.wait(t, "open", func(s *recSink) bool { return s.ups() == 1 })
+	s.Wait(t, waitTimeout, "open", func() bool { return s.Ups() == 1 })
 	const n = 50
 	for i := 0; i < n; i++ {
 		if err := ecu.Send(Frame{ID: 259, Data: []byte{byte(i)}}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	// The sink holds the first push: the reader must keep reading and drop.
-	eventually(t, "all frames read", func() bool { return c.Stats().Received == n })
-	close(s.gate)
-	eventually(t, "queued frames delivered", func() bool {
+	// The sink holds the first push: the reader must keep reading and drop,
+	// and tell the sink what it dropped.
+	s.Wait(t, waitTimeout, "all frames read", func() bool { return c.Stats().Received == n && s.DroppedTotal() >= n-5 })
+	close(gate)
+	s.Wait(t, waitTimeout, "queued frames delivered", func() bool {
 		st := c.Stats()
-		return st.Pushed+st.Dropped == n
+		return st.Pushed+st.Dropped == n && len(s.DataPushes())+s.DroppedTotal() == n
 	})
 	if st := c.Stats(); st.Dropped < n-5 || st.Pushed < 4 {
 		t.Errorf("stats %+v: want at most 5 delivered (1 in the sink, 4 queued), the rest dropped", st)
+	}
+	for _, d := range s.DroppedReports() {
+		if d.Where != "can receive queue" || d.N != 1 || d.Err == nil || !strings.Contains(d.Err.Error(), "receive queue full") {
+			t.Fatalf("dropped report %+v", d)
+		}
+	}
+	if st := c.Stats(); s.DroppedTotal() != int(st.Dropped) {
+		t.Errorf("sink told of %d drops, stats count %d", s.DroppedTotal(), st.Dropped)
 	}
 }
 
@@ -523,13 +411,11 @@ func TestReconnectAfterOpenFailures(t *testing.T) {
 		return VirtualBus{NewVirtualBus(ch)}, nil
 	}
 	c := newConn(t, fmt.Sprintf(testCfg, ch), WithOpener(opener))
-	s := newSink()
+	s := sinktest.New()
 	run(t, c, s)
-	s.wait(t, "open after two failures", func(s *recSink) bool { return s.ups() == 1 })
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(s.links) != 3 || s.links[0] == nil || s.links[0].Error() != "open bus: no such adapter" {
-		t.Errorf("links %v", s.links)
+	s.Wait(t, waitTimeout, "open after two failures", func() bool { return s.Ups() == 1 })
+	if l := s.Links(); len(l) != 3 || l[0].Up || l[0].Err == nil || l[0].Err.Error() != "open bus: no such adapter" {
+		t.Errorf("links %v", l)
 	}
 	if st := c.Stats(); st.OpenFailures != 2 || st.Opens != 1 {
 		t.Errorf("stats %+v", st)
@@ -543,7 +429,7 @@ func TestReconnectOffAndReconnectCount(t *testing.T) {
 		{`"reconnectCount":2,"reconnectPeriod":0.001,`, `can connector "can-test": open bus: no such adapter (gave up after 3 attempts, reconnectCount)`},
 	} {
 		c := newConn(t, `{`+tc.extra+`"interface":"virtual","channel":"x","devices":[{"name":"d","timeseries":[{"key":"k","nodeId":1,"value":"0:1:int"}]}]}`, failing)
-		err := c.Run(context.Background(), newSink())
+		err := c.Run(context.Background(), sinktest.New())
 		if err == nil || err.Error() != tc.want {
 			t.Errorf("got %v\nwant %s", err, tc.want)
 		}
@@ -574,36 +460,27 @@ func TestSlcanConfig(t *testing.T) {
 	}
 }
 
-// eventually polls cond for counters that raise no event (Eventually in
-// STYLE.md); the poll interval is not a synchronisation assumption.
-func eventually(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 func TestRefusedPushIsDroppedNotFatal(t *testing.T) {
 	ch := "test-" + t.Name()
 	ecu := NewVirtualBus(ch)
 	defer ecu.Close()
 	c := newConn(t, fmt.Sprintf(testCfg, ch))
-	s := newSink()
-	s.refuse = "Bike"
+	s := sinktest.New()
+	s.Refuse("Bike")
 	run(t, c, s)
-	s.wait(t, "open", func(s *recSink) bool { return s.ups() == 1 })
+	s.Wait(t, waitTimeout, "open", func() bool { return s.Ups() == 1 })
 	// Car's push goes through, Bike's is refused; the next frame still works.
 	for _, f := range []Frame{{ID: 258, Data: append(le32f(2), 7)}, {ID: 259, Data: []byte{0}}} {
 		if err := ecu.Send(f); err != nil {
 			t.Fatal(err)
 		}
 	}
-	s.wait(t, "pushes", func(s *recSink) bool { return len(s.dataPushes()) == 2 })
+	s.Wait(t, waitTimeout, "pushes", func() bool { return len(s.DataPushes()) == 2 && c.Stats().Pushed == 2 })
 	if st := c.Stats(); st.Dropped != 1 || st.Pushed != 2 || st.Lost != 0 {
 		t.Errorf("stats %+v", st)
+	}
+	// The runtime refused the data itself: no Sink.Dropped for it.
+	if d := s.DroppedReports(); len(d) != 0 {
+		t.Errorf("refused push reported as dropped: %v", d)
 	}
 }

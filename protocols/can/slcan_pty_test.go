@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/industryos/gateway/protocols"
+	"github.com/industryos/gateway/protocols/sinktest"
 )
 
 // adapter plays a USB-CAN adapter on the master side of a pty; the
@@ -111,16 +112,16 @@ const slcanCfg = `{"interface":"slcan","channel":%q,"backend":{"bitrate":500000}
    {"method":"setLightLevel","nodeId":5,"dataLength":1},
    {"method":"fdMethod","nodeId":6,"isFd":true,"dataInHex":"01 02 03 04 05 06 07 08 09 0a 0b 0c"}]}]}`
 
-func startSlcan(t *testing.T) (*Connector, *recSink, *adapter, string) {
+func startSlcan(t *testing.T) (*Connector, *sinktest.Recorder, *adapter, string) {
 	t.Helper()
 	a := newAdapter(t)
 	path := filepath.Join(t.TempDir(), "ttyCAN")
 	a.link(t, path)
 	c := newConn(t, fmt.Sprintf(slcanCfg, path))
-	s := newSink()
+	s := sinktest.New()
 	run(t, c, s)
 	a.expect(t, "C", "S6", "O")
-	s.wait(t, "bus open", func(s *recSink) bool { return s.ups() == 1 })
+	s.Wait(t, waitTimeout, "bus open", func() bool { return s.Ups() == 1 })
 	return c, s, a, path
 }
 
@@ -131,10 +132,11 @@ func TestSlcanOverPty(t *testing.T) {
 	// Adapter → gateway. Acks, a BELL, a remote request and a garbled
 	// line are mixed in; none of them stops the bus.
 	a.send(t, "\r\az\rt10250000AC412A\rt1031010123\rT000000012534E\rr1031\rxyz\rt10250000ac412a\r")
-	s.wait(t, "frames", func(s *recSink) bool { return len(s.dataPushes()) == 4 && s.unmatched == 1 && len(s.malformed) == 1 })
-	s.mu.Lock()
+	s.Wait(t, waitTimeout, "frames", func() bool {
+		return len(s.DataPushes()) == 4 && s.UnmatchedCount() == 1 && len(s.MalformedReports()) == 1
+	})
 	var got []string
-	for _, p := range s.dataPushes() {
+	for _, p := range s.DataPushes() {
 		for _, d := range append(p.Reading.Telemetry, p.Reading.Attributes...) {
 			got = append(got, fmt.Sprintf("%s.%s=%v", p.Device, d.Key, d.Value))
 		}
@@ -142,10 +144,9 @@ func TestSlcanOverPty(t *testing.T) {
 	if want := "[Car.temperature=21.5 Car.doorOpen=true Car.serialNumber=SN Car.temperature=21.5]"; fmt.Sprint(got) != want {
 		t.Errorf("values %v, want %s", got, want)
 	}
-	if s.malformed[0] != "slcan "+path || !errors.Is(s.malErrs[0], ErrBadLine) {
-		t.Errorf("malformed %v %v", s.malformed, s.malErrs)
+	if m := s.MalformedReports()[0]; m.Where != "slcan "+path || !errors.Is(m.Err, ErrBadLine) {
+		t.Errorf("malformed %v", s.MalformedReports())
 	}
-	s.mu.Unlock()
 
 	// Gateway → adapter.
 	car := c.Commander("Car", "car")
@@ -185,17 +186,15 @@ func TestSlcanBusLossAndReopen(t *testing.T) {
 	a2 := newAdapter(t)
 	a2.link(t, path)
 	a1.master.Close()
-	s.wait(t, "bus lost", func(s *recSink) bool { return len(s.links) >= 2 })
+	s.Wait(t, waitTimeout, "bus lost", func() bool { return len(s.Links()) >= 2 })
 	a2.expect(t, "C", "S6", "O")
-	s.wait(t, "bus re-opened", func(s *recSink) bool { return s.ups() == 2 })
-	s.mu.Lock()
-	if lost := s.links[1]; lost == nil || !strings.HasPrefix(lost.Error(), "slcan "+path+": read: ") {
-		t.Errorf("loss reported as %v", lost)
+	s.Wait(t, waitTimeout, "bus re-opened", func() bool { return s.Ups() == 2 })
+	if lost := s.Links()[1]; lost.Up || lost.Err == nil || !strings.HasPrefix(lost.Err.Error(), "slcan "+path+": read: ") {
+		t.Errorf("loss reported as %+v", lost)
 	}
-	s.mu.Unlock()
 
 	a2.send(t, "t1031010123\r")
-	s.wait(t, "frame after reopen", func(s *recSink) bool { return len(s.dataPushes()) == 1 })
+	s.Wait(t, waitTimeout, "frame after reopen", func() bool { return len(s.DataPushes()) == 1 })
 	if _, err := c.Commander("Car", "car").RPC(context.Background(), protocols.RPCRequest{Method: "setLightLevel", Params: json.RawMessage(`9`)}); err != nil {
 		t.Fatal(err)
 	}

@@ -435,7 +435,7 @@ func parseConnectors(root *spec.Obj, dir string, global protocols.ReportStrategy
 			if obj == nil {
 				return nil, ps.Err()
 			}
-			conn, err := factory(protocols.ConnectorConfig{Name: name, Type: typ, Config: obj, Report: global})
+			conn, err := factory(protocols.ConnectorConfig{Name: name, Type: typ, Config: obj, File: absPath(path), Report: global})
 			if err == nil && ps.HasErrors() {
 				err = ps.Err()
 			}
@@ -464,4 +464,11 @@ func ParsePort(s string) (int, error) {
 		return 0, fmt.Errorf("port %q is not a number in 1..65535", s)
 	}
 	return p, nil
+}
+
+func absPath(p string) string {
+	if a, err := filepath.Abs(p); err == nil {
+		return a
+	}
+	return p
 }

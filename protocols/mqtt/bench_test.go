@@ -2,44 +2,16 @@ package mqtt
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"runtime"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/industryos/gateway/protocols"
+	"github.com/industryos/gateway/protocols/sinktest"
 	"github.com/industryos/gateway/tests/testenv"
 )
-
-// countSink commits every push at once and signals when want pushes arrived.
-type countSink struct {
-	n    atomic.Int64
-	want int64
-	done chan struct{}
-	once sync.Once
-}
-
-func (s *countSink) Push(_ context.Context, p protocols.Push) error {
-	if p.Done != nil {
-		p.Done(nil)
-	}
-	if s.n.Add(1) == s.want {
-		s.once.Do(func() { close(s.done) })
-	}
-	return nil
-}
-func (s *countSink) Connect(string, string) {}
-func (s *countSink) Disconnect(string)      {}
-func (s *countSink) RequestAttributes(context.Context, string, bool, []string) (map[string]json.RawMessage, error) {
-	return nil, nil
-}
-func (s *countSink) Malformed(string, error) {}
-func (s *countSink) Unmatched()              {}
-func (s *countSink) Link(bool, error)        {}
 
 func benchMapping() string {
 	var ts []string
@@ -60,10 +32,9 @@ func BenchmarkRun(b *testing.B) {
 		b.Run(v.name, func(b *testing.B) {
 			m := testenv.StartMosquitto(b)
 			c := newTestConnector(b, m.Addr(), `{`+brokerJSON(v.version, "")+`, "mapping": [`+benchMapping()+`]}`)
-			s := &countSink{want: int64(b.N), done: make(chan struct{})}
-			up := newRecSink()
-			run(b, c, &linkTee{countSink: s, rec: up})
-			up.wait(b, 10*time.Second, "link up", func() bool { return up.ups() == 1 })
+			s := sinktest.NewCounter()
+			run(b, c, s)
+			s.Wait(b, 10*time.Second, "link up", func() bool { return s.Ups() == 1 })
 			const pubs = 4
 			var ps []*testenv.Subscriber
 			for range pubs {
@@ -101,9 +72,9 @@ func BenchmarkRun(b *testing.B) {
 				}
 			}
 			select {
-			case <-s.done:
+			case <-s.WhenPushed(b.N):
 			case <-time.After(5 * time.Minute):
-				b.Fatalf("received %d of %d", s.n.Load(), b.N)
+				b.Fatalf("received %d of %d", s.Pushed(), b.N)
 			}
 			el := time.Since(start)
 			b.StopTimer()
@@ -116,19 +87,11 @@ func BenchmarkRun(b *testing.B) {
 	}
 }
 
-// linkTee counts pushes and records link events.
-type linkTee struct {
-	*countSink
-	rec *recSink
-}
-
-func (t *linkTee) Link(up bool, err error) { t.rec.Link(up, err) }
-
 // BenchmarkHandle is the connector's own per-message work: match, convert,
 // push, and the ack bookkeeping, without a network.
 func BenchmarkHandle(b *testing.B) {
 	c := newTestConnector(b, "127.0.0.1:1", `{`+brokerJSON(5, "")+`, "mapping": [`+benchMapping()+`]}`)
-	s := &countSink{want: -1, done: make(chan struct{})}
+	s := sinktest.NewCounter()
 	l := newLink(nil, nil)
 	payload := []byte(benchPayload)
 	b.ReportAllocs()

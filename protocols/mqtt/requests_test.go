@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/industryos/gateway/protocols"
+	"github.com/industryos/gateway/protocols/sinktest"
 	"github.com/industryos/gateway/tests/testenv"
 )
 
@@ -48,14 +49,14 @@ const requestsMapping = `"requestsMapping": {
 	]
 }`
 
-func startRequests(t *testing.T, version int) (*Connector, *recSink, *testenv.Mosquitto) {
+func startRequests(t *testing.T, version int) (*Connector, *sinktest.Recorder, *testenv.Mosquitto) {
 	t.Helper()
 	m := testenv.StartMosquitto(t)
 	c := newTestConnector(t, m.Addr(), `{`+brokerJSON(version, "")+`, "mapping": [`+dataMapping+`], `+requestsMapping+`}`)
-	s := newRecSink()
-	s.attrs = map[string]json.RawMessage{"fw": json.RawMessage(`"1.2.3"`), "pdu": json.RawMessage(`7.1`), "mode": json.RawMessage(`"eco"`)}
+	s := sinktest.New()
+	s.SetAttributes(map[string]json.RawMessage{"fw": json.RawMessage(`"1.2.3"`), "pdu": json.RawMessage(`7.1`), "mode": json.RawMessage(`"eco"`)})
 	run(t, c, s)
-	s.wait(t, 10*time.Second, "link up", func() bool { return s.ups() == 1 })
+	s.Wait(t, 10*time.Second, "link up", func() bool { return s.Ups() == 1 })
 	return c, s, m
 }
 
@@ -66,16 +67,15 @@ func TestConnectDisconnectRequests(t *testing.T) {
 	publish(t, pub, "sensor/SN-2/connect", ``)
 	publish(t, pub, "sensor/disconnect", `{"SerialNumber":"SN-1"}`)
 	publish(t, pub, "sensor/connect", `{"other":1}`)
-	s.wait(t, 10*time.Second, "connects, disconnect and a malformed request", func() bool {
-		return len(s.connects) == 2 && len(s.disconnects) == 1 && len(s.malformed) == 1
+	s.Wait(t, 10*time.Second, "connects, disconnect and a malformed request", func() bool {
+		return len(s.Connects()) == 2 && len(s.Disconnects()) == 1 && len(s.MalformedReports()) == 1
 	})
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.connects[0] != "SN-1/Sensor" || s.connects[1] != "SN-2/default" || s.disconnects[0] != "SN-1" {
-		t.Fatalf("connects %q disconnects %q", s.connects, s.disconnects)
+	connects, disconnects := s.Connects(), s.Disconnects()
+	if connects[0] != "SN-1/Sensor" || connects[1] != "SN-2/default" || disconnects[0] != "SN-1" {
+		t.Fatalf("connects %q disconnects %q", connects, disconnects)
 	}
-	if !strings.HasPrefix(s.malformed[0], "sensor/connect: ") || !strings.Contains(s.malformed[0], "${SerialNumber}") {
-		t.Fatalf("malformed = %q", s.malformed)
+	if m := s.MalformedReports()[0].String(); !strings.HasPrefix(m, "sensor/connect: ") || !strings.Contains(m, "${SerialNumber}") {
+		t.Fatalf("malformed = %q", m)
 	}
 }
 
@@ -97,10 +97,8 @@ func TestAttributeRequestAnswered(t *testing.T) {
 			if got := dev.WaitTopic(t, 10*time.Second, "client/D1/mode", 1); string(got[0].Payload) != "eco" {
 				t.Fatalf("client answer = %q", got[0].Payload)
 			}
-			s.mu.Lock()
-			defer s.mu.Unlock()
-			if len(s.attrReqs) != 2 || s.attrReqs[0] != "SN-002 client=false [fw pdu]" || s.attrReqs[1] != "D1 client=true [mode]" {
-				t.Fatalf("requests = %q", s.attrReqs)
+			if r := s.AttrRequests(); len(r) != 2 || r[0] != "SN-002 client=false [fw pdu]" || r[1] != "D1 client=true [mode]" {
+				t.Fatalf("requests = %q", r)
 			}
 		})
 	}
@@ -218,10 +216,10 @@ func TestRPCNotConnected(t *testing.T) {
 
 func TestUnmatched(t *testing.T) {
 	c := newTestConnector(t, "127.0.0.1:1", `{`+brokerJSON(5, "")+`, "mapping": [`+dataMapping+`], `+requestsMapping+`}`)
-	s := newRecSink()
+	s := sinktest.New()
 	m := &message{topic: "elsewhere", payload: []byte(`{}`), pending: 1}
-	if !c.handle(context.Background(), s, m, nil) || s.unmatched != 1 {
-		t.Fatalf("unmatched = %d", s.unmatched)
+	if !c.handle(context.Background(), s, m, nil) || s.UnmatchedCount() != 1 {
+		t.Fatalf("unmatched = %d", s.UnmatchedCount())
 	}
 }
 

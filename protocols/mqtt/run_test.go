@@ -2,7 +2,6 @@ package mqtt
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os/exec"
 	"strings"
@@ -13,178 +12,16 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/industryos/gateway/protocols"
+	"github.com/industryos/gateway/protocols/sinktest"
 	"github.com/industryos/gateway/protocols/spec"
 	"github.com/industryos/gateway/tests/testenv"
 )
 
-// recSink is the runtime side of a Source for tests: it records what the
-// connector hands over. It is a real Sink, not a stand-in for the broker.
-type recSink struct {
-	mu          sync.Mutex
-	changed     chan struct{} // closed and replaced on every event
-	pushes      []protocols.Push
-	malformed   []string
-	unmatched   int
-	links       []linkEvent
-	connects    []string
-	disconnects []string
-	attrReqs    []string
-
-	// hold keeps Done callbacks instead of calling them: nothing commits.
-	hold bool
-	held []func(error)
-	// gate, when set, blocks Push until it is closed (back-pressure).
-	gate chan struct{}
-	// attrs answers RequestAttributes.
-	attrs map[string]json.RawMessage
-	// failNext makes the next Push fail without ctx ending.
-	failNext error
-}
-
-type linkEvent struct {
-	up  bool
-	err error
-}
-
-func newRecSink() *recSink { return &recSink{changed: make(chan struct{})} }
-
-func (s *recSink) signal() {
-	close(s.changed)
-	s.changed = make(chan struct{})
-}
-
-func (s *recSink) Push(ctx context.Context, p protocols.Push) error {
-	s.mu.Lock()
-	gate := s.gate
-	s.mu.Unlock()
-	if gate != nil {
-		select {
-		case <-gate:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.failNext; err != nil {
-		s.failNext = nil
-		s.signal()
-		return err
-	}
-	s.pushes = append(s.pushes, p)
-	if s.hold {
-		s.held = append(s.held, p.Done)
-	} else if p.Done != nil {
-		p.Done(nil)
-	}
-	s.signal()
-	return nil
-}
-
-func (s *recSink) Connect(device, profile string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.connects = append(s.connects, device+"/"+profile)
-	s.signal()
-}
-
-func (s *recSink) Disconnect(device string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.disconnects = append(s.disconnects, device)
-	s.signal()
-}
-
-func (s *recSink) RequestAttributes(_ context.Context, device string, client bool, keys []string) (map[string]json.RawMessage, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.attrReqs = append(s.attrReqs, fmt.Sprintf("%s client=%v %v", device, client, keys))
-	s.signal()
-	out := map[string]json.RawMessage{}
-	for _, k := range keys {
-		if v, ok := s.attrs[k]; ok {
-			out[k] = v
-		}
-	}
-	return out, nil
-}
-
-func (s *recSink) Malformed(where string, err error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.malformed = append(s.malformed, where+": "+err.Error())
-	s.signal()
-}
-
-func (s *recSink) Unmatched() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.unmatched++
-	s.signal()
-}
-
-func (s *recSink) Link(up bool, err error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.links = append(s.links, linkEvent{up, err})
-	s.signal()
-}
-
-// release commits everything held so far.
-func (s *recSink) release() {
-	s.mu.Lock()
-	held := s.held
-	s.held = nil
-	s.hold = false
-	s.mu.Unlock()
-	for _, d := range held {
-		d(nil)
-	}
-}
-
-// wait blocks until cond (called with s.mu held) is true.
-func (s *recSink) wait(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
-	for {
-		s.mu.Lock()
-		ok, ch := cond(), s.changed
-		s.mu.Unlock()
-		if ok {
-			return
-		}
-		select {
-		case <-ch:
-		case <-deadline.C:
-			s.mu.Lock()
-			defer s.mu.Unlock()
-			t.Fatalf("timed out after %s waiting for %s; pushes=%d links=%v malformed=%v", timeout, what, len(s.pushes), s.links, s.malformed)
-		}
-	}
-}
-
-func (s *recSink) ups() int {
-	n := 0
-	for _, l := range s.links {
-		if l.up {
-			n++
-		}
-	}
-	return n
-}
-
 // values lists the "v" telemetry of every push, in order.
-func (s *recSink) values() []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+func values(s *sinktest.Recorder) []string {
 	var out []string
-	for _, p := range s.pushes {
-		for _, dp := range p.Reading.Telemetry {
-			if dp.Key == "v" {
-				out = append(out, dp.Value.String())
-			}
-		}
+	for _, v := range s.Values("", "v") {
+		out = append(out, v.String())
 	}
 	return out
 }
@@ -302,19 +139,18 @@ func TestRunConvertsAndPushes(t *testing.T) {
 		t.Run(v.name, func(t *testing.T) {
 			m := testenv.StartMosquitto(t)
 			c := newTestConnector(t, m.Addr(), `{`+brokerJSON(v.version, "")+`, "mapping": [`+dataMapping+`]}`)
-			s := newRecSink()
+			s := sinktest.New()
 			run(t, c, s)
-			s.wait(t, 10*time.Second, "link up", func() bool { return s.ups() == 1 })
+			s.Wait(t, 10*time.Second, "link up", func() bool { return s.Ups() == 1 })
 			pub := testenv.Subscribe(t, m.Addr())
 			publish(t, pub, "sensor/SN-1/data", `{"type":"thermo","model":"T1","v":"21.7","t":1.5,"ts":1700000000000}`)
 			// t is missing: partial result pushed, the miss reported as malformed.
 			publish(t, pub, "sensor/SN-2/data", `{"type":"thermo","v":3}`)
 			publish(t, pub, "sensor/SN-3/data", `not json`)
-			s.wait(t, 10*time.Second, "two pushes and two malformed", func() bool { return len(s.pushes) == 2 && len(s.malformed) == 2 })
+			s.Wait(t, 10*time.Second, "two pushes and two malformed", func() bool { return s.Pushed() == 2 && len(s.MalformedReports()) == 2 })
 
-			s.mu.Lock()
-			defer s.mu.Unlock()
-			p := s.pushes[0]
+			pushes, malformed := s.Pushes(), s.MalformedReports()
+			p := pushes[0]
 			if p.Device != "SN-1" || p.Profile != "thermo" || p.Ts.UnixMilli() != 1700000000000 {
 				t.Fatalf("push = %+v", p)
 			}
@@ -324,11 +160,11 @@ func TestRunConvertsAndPushes(t *testing.T) {
 			if p.Report.Type != protocols.OnChange || p.KeyReport["v"].Type != protocols.OnReceived {
 				t.Fatalf("report = %+v %+v", p.Report, p.KeyReport)
 			}
-			if p2 := s.pushes[1]; p2.Device != "SN-2" || len(p2.Reading.Telemetry) != 1 {
+			if p2 := pushes[1]; p2.Device != "SN-2" || len(p2.Reading.Telemetry) != 1 {
 				t.Fatalf("partial push = %+v", p2)
 			}
-			if !strings.HasPrefix(s.malformed[0], "sensor/+/data: ") || !strings.Contains(s.malformed[1], "invalid JSON") {
-				t.Fatalf("malformed = %q", s.malformed)
+			if !strings.HasPrefix(malformed[0].String(), "sensor/+/data: ") || !strings.Contains(malformed[1].String(), "invalid JSON") {
+				t.Fatalf("malformed = %v", malformed)
 			}
 		})
 	}
@@ -340,12 +176,12 @@ func TestSharedSubscription(t *testing.T) {
 			m := testenv.StartMosquitto(t)
 			shared := strings.Replace(dataMapping, `"sensor/+/data"`, `"$share/gw/sensor/+/data"`, 1)
 			c := newTestConnector(t, m.Addr(), `{`+brokerJSON(v.version, "")+`, "mapping": [`+shared+`]}`)
-			s := newRecSink()
+			s := sinktest.New()
 			run(t, c, s)
-			s.wait(t, 10*time.Second, "link up", func() bool { return s.ups() == 1 })
+			s.Wait(t, 10*time.Second, "link up", func() bool { return s.Ups() == 1 })
 			pub := testenv.Subscribe(t, m.Addr())
 			publish(t, pub, "sensor/A/data", `{"type":"x","v":1,"t":2,"model":"m"}`)
-			s.wait(t, 10*time.Second, "push", func() bool { return len(s.pushes) == 1 })
+			s.Wait(t, 10*time.Second, "push", func() bool { return s.Pushed() == 1 })
 		})
 	}
 }
@@ -357,20 +193,21 @@ func TestReconnectResubscribes(t *testing.T) {
 		t.Run(v.name, func(t *testing.T) {
 			m := testenv.StartMosquitto(t)
 			c := newTestConnector(t, m.Addr(), `{`+brokerJSON(v.version, "")+`, "mapping": [`+dataMapping+`]}`)
-			s := newRecSink()
+			s := sinktest.New()
 			run(t, c, s)
-			s.wait(t, 10*time.Second, "link up", func() bool { return s.ups() == 1 })
+			s.Wait(t, 10*time.Second, "link up", func() bool { return s.Ups() == 1 })
 			pub := testenv.Subscribe(t, m.Addr())
 			publish(t, pub, "sensor/A/data", `{"type":"x","v":1}`)
-			s.wait(t, 10*time.Second, "first push", func() bool { return len(s.pushes) == 1 })
+			s.Wait(t, 10*time.Second, "first push", func() bool { return s.Pushed() == 1 })
 
 			m.Restart()
-			s.wait(t, 20*time.Second, "link down and up again", func() bool {
-				return s.ups() == 2 && len(s.links) >= 3 && !s.links[1].up && s.links[1].err != nil
+			s.Wait(t, 20*time.Second, "link down and up again", func() bool {
+				l := s.Links()
+				return s.Ups() == 2 && len(l) >= 3 && !l[1].Up && l[1].Err != nil
 			})
 			pub.WaitReady(t, 10*time.Second)
 			publish(t, pub, "sensor/A/data", `{"type":"x","v":2}`)
-			s.wait(t, 10*time.Second, "push after reconnect", func() bool { return len(s.pushes) == 2 })
+			s.Wait(t, 10*time.Second, "push after reconnect", func() bool { return s.Pushed() == 2 })
 		})
 	}
 }
@@ -383,39 +220,37 @@ func TestAckAfterCommit(t *testing.T) {
 		t.Run(v.name, func(t *testing.T) {
 			m := testenv.StartMosquitto(t)
 			c := newTestConnector(t, m.Addr(), `{`+brokerJSON(v.version, v.session)+`, "mapping": [`+dataMapping+`]}`)
-			s := newRecSink()
-			s.hold = true
+			s := sinktest.New()
+			s.Hold()
 			run(t, c, s)
-			s.wait(t, 10*time.Second, "link up", func() bool { return s.ups() == 1 })
+			s.Wait(t, 10*time.Second, "link up", func() bool { return s.Ups() == 1 })
 			pub := testenv.Subscribe(t, m.Addr())
 			const n = 20
 			for i := range n {
 				publish(t, pub, "sensor/A/data", fmt.Sprintf(`{"type":"x","v":%d}`, i))
 			}
-			s.wait(t, 10*time.Second, "n pushes, none committed", func() bool { return len(s.pushes) == n })
+			s.Wait(t, 10*time.Second, "n pushes, none committed", func() bool { return s.Pushed() == n })
 
 			m.Restart()
-			s.wait(t, 20*time.Second, "redelivery of all uncommitted messages", func() bool { return s.ups() == 2 && len(s.pushes) == 2*n })
-			got := s.values()
+			s.Wait(t, 20*time.Second, "redelivery of all uncommitted messages", func() bool { return s.Ups() == 2 && s.Pushed() == 2*n })
+			got := values(s)
 			for i := range n {
 				if got[i] != got[n+i] || got[i] != fmt.Sprint(i) {
 					t.Fatalf("redelivered %v", got)
 				}
 			}
-			s.release() // commits the first copies (dead connection: no ack) and the redelivered ones
+			s.Release() // commits the first copies (dead connection: no ack) and the redelivered ones
 			ackBarrier(t, c, n)
 
 			// Everything is acknowledged now: another restart brings nothing
 			// back before the next fresh message.
-			s.mu.Lock()
-			before := len(s.pushes)
-			s.mu.Unlock()
+			before := s.Pushed()
 			m.Restart()
-			s.wait(t, 20*time.Second, "third connection", func() bool { return s.ups() == 3 })
+			s.Wait(t, 20*time.Second, "third connection", func() bool { return s.Ups() == 3 })
 			pub.WaitReady(t, 10*time.Second)
 			publish(t, pub, "sensor/A/data", `{"type":"x","v":999}`)
-			s.wait(t, 10*time.Second, "marker", func() bool { return len(s.pushes) > before })
-			if got := s.values()[before:]; len(got) != 1 || got[0] != "999" {
+			s.Wait(t, 10*time.Second, "marker", func() bool { return s.Pushed() > before })
+			if got := values(s)[before:]; len(got) != 1 || got[0] != "999" {
 				t.Fatalf("after commit and restart got %v, want only the marker", got)
 			}
 		})
@@ -430,23 +265,22 @@ func TestBackPressureLosesNothing(t *testing.T) {
 			m := testenv.StartMosquitto(t)
 			c := newTestConnector(t, m.Addr(), `{`+brokerJSON(v.version, v.session)+`, "mapping": [`+dataMapping+`]}`)
 			c.queue = 8
-			s := newRecSink()
-			s.gate = make(chan struct{})
+			s := sinktest.New()
+			gate := make(chan struct{})
+			s.SetGate(gate)
 			run(t, c, s)
-			s.wait(t, 10*time.Second, "link up", func() bool { return s.ups() == 1 })
+			s.Wait(t, 10*time.Second, "link up", func() bool { return s.Ups() == 1 })
 			pub := testenv.Subscribe(t, m.Addr())
 			const n = 300
 			for i := range n {
 				publish(t, pub, "sensor/A/data", fmt.Sprintf(`{"type":"x","v":%d}`, i))
 			}
-			s.mu.Lock()
-			if len(s.pushes) != 0 {
-				t.Fatalf("pushed %d through a closed gate", len(s.pushes))
+			if n := s.Pushed(); n != 0 {
+				t.Fatalf("pushed %d through a closed gate", n)
 			}
-			close(s.gate)
-			s.mu.Unlock()
-			s.wait(t, 20*time.Second, "all messages", func() bool { return len(s.pushes) >= n })
-			got := s.values()
+			close(gate)
+			s.Wait(t, 20*time.Second, "all messages", func() bool { return s.Pushed() >= n })
+			got := values(s)
 			for i := range n {
 				if got[i] != fmt.Sprint(i) {
 					t.Fatalf("message %d is %s", i, got[i])
@@ -466,22 +300,20 @@ func TestBasicAuth(t *testing.T) {
 	for _, v := range versions {
 		t.Run(v.name, func(t *testing.T) {
 			good := newTestConnector(t, m.Addr(), `{`+brokerJSON(v.version, `, "security": {"type": "basic", "username": "gw", "password": "s3cret"}`)+`, "mapping": [`+dataMapping+`]}`)
-			s := newRecSink()
+			s := sinktest.New()
 			run(t, good, s)
-			s.wait(t, 10*time.Second, "link up", func() bool { return s.ups() == 1 })
+			s.Wait(t, 10*time.Second, "link up", func() bool { return s.Ups() == 1 })
 
 			bad := newTestConnector(t, m.Addr(), `{`+brokerJSON(v.version, `, "security": {"type": "basic", "username": "gw", "password": "wrong-pass"}`)+`, "mapping": [`+dataMapping+`]}`)
-			s2 := newRecSink()
+			s2 := sinktest.New()
 			run(t, bad, s2)
-			s2.wait(t, 10*time.Second, "refusal", func() bool { return len(s2.links) > 0 })
-			s2.mu.Lock()
-			defer s2.mu.Unlock()
-			l := s2.links[0]
-			if l.up || l.err == nil || strings.Contains(l.err.Error(), "wrong-pass") {
+			s2.Wait(t, 10*time.Second, "refusal", func() bool { return len(s2.Links()) > 0 })
+			l := s2.Links()[0]
+			if l.Up || l.Err == nil || strings.Contains(l.Err.Error(), "wrong-pass") {
 				t.Fatalf("link = %+v", l)
 			}
-			if !strings.Contains(strings.ToLower(l.err.Error()), "not authori") && !strings.Contains(strings.ToLower(l.err.Error()), "bad user name") {
-				t.Fatalf("refusal does not say why: %v", l.err)
+			if !strings.Contains(strings.ToLower(l.Err.Error()), "not authori") && !strings.Contains(strings.ToLower(l.Err.Error()), "bad user name") {
+				t.Fatalf("refusal does not say why: %v", l.Err)
 			}
 		})
 	}
@@ -496,9 +328,9 @@ func TestTLS(t *testing.T) {
 			sec := fmt.Sprintf(`, "security": {"type": "certificates", "pathToCACert": %q, "pathToClientCert": %q, "pathToPrivateKey": %q}`,
 				certs.CACert, certs.ClientCert, certs.ClientKey)
 			c := newTestConnector(t, m.TLSAddr(), `{`+brokerJSON(v.version, sec)+`, "mapping": [`+dataMapping+`]}`)
-			s := newRecSink()
+			s := sinktest.New()
 			run(t, c, s)
-			s.wait(t, 10*time.Second, "link up over TLS", func() bool { return s.ups() == 1 })
+			s.Wait(t, 10*time.Second, "link up over TLS", func() bool { return s.Ups() == 1 })
 			pub := testenv.Subscribe(t, m.Addr())
 			// A burst, so acks (our goroutine) and paho's own writes overlap
 			// on the TLS connection.
@@ -516,33 +348,29 @@ func TestTLS(t *testing.T) {
 				}()
 			}
 			wg.Wait()
-			s.wait(t, 10*time.Second, "pushes over TLS", func() bool { return len(s.pushes) == 200 })
+			s.Wait(t, 10*time.Second, "pushes over TLS", func() bool { return s.Pushed() == 200 })
 			ackBarrier(t, c, 200)
-			s.mu.Lock()
-			if s.ups() != 1 {
-				t.Fatalf("TLS connection dropped during the burst: %v", s.links)
+			if s.Ups() != 1 {
+				t.Fatalf("TLS connection dropped during the burst: %v", s.Links())
 			}
-			s.mu.Unlock()
 
 			// A CA that did not sign the server: verification is on.
 			wrong := fmt.Sprintf(`, "security": {"type": "certificates", "pathToCACert": %q}`, other.CACert)
 			c2 := newTestConnector(t, m.TLSAddr(), `{`+brokerJSON(v.version, wrong)+`, "mapping": [`+dataMapping+`]}`)
-			s2 := newRecSink()
+			s2 := sinktest.New()
 			run(t, c2, s2)
-			s2.wait(t, 10*time.Second, "refusal", func() bool { return len(s2.links) > 0 })
-			s2.mu.Lock()
-			l := s2.links[0]
-			s2.mu.Unlock()
-			if l.up || !strings.Contains(l.err.Error(), "certificate") {
+			s2.Wait(t, 10*time.Second, "refusal", func() bool { return len(s2.Links()) > 0 })
+			l := s2.Links()[0]
+			if l.Up || !strings.Contains(l.Err.Error(), "certificate") {
 				t.Fatalf("link with a foreign CA = %+v", l)
 			}
 
 			// insecure skips verification.
 			insecure := fmt.Sprintf(`, "security": {"type": "certificates", "pathToCACert": %q, "insecure": true}`, other.CACert)
 			c3 := newTestConnector(t, m.TLSAddr(), `{`+brokerJSON(v.version, insecure)+`, "mapping": [`+dataMapping+`]}`)
-			s3 := newRecSink()
+			s3 := sinktest.New()
 			run(t, c3, s3)
-			s3.wait(t, 10*time.Second, "insecure link up", func() bool { return s3.ups() == 1 })
+			s3.Wait(t, 10*time.Second, "insecure link up", func() bool { return s3.Ups() == 1 })
 		})
 	}
 }
@@ -555,10 +383,10 @@ func TestQoS2(t *testing.T) {
 			m := testenv.StartMosquitto(t)
 			mapping := strings.Replace(dataMapping, `"subscriptionQos": 1`, `"subscriptionQos": 2`, 1)
 			c := newTestConnector(t, m.Addr(), `{`+brokerJSON(v.version, v.session)+`, "mapping": [`+mapping+`]}`)
-			s := newRecSink()
-			s.hold = true
+			s := sinktest.New()
+			s.Hold()
 			run(t, c, s)
-			s.wait(t, 10*time.Second, "link up", func() bool { return s.ups() == 1 })
+			s.Wait(t, 10*time.Second, "link up", func() bool { return s.Ups() == 1 })
 			pub := testenv.SubscribeWith(t, m.Addr(), testenv.SubscriberOptions{QoS: 2})
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
@@ -567,22 +395,20 @@ func TestQoS2(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			s.wait(t, 10*time.Second, "3 pushes", func() bool { return len(s.pushes) == 3 })
+			s.Wait(t, 10*time.Second, "3 pushes", func() bool { return s.Pushed() == 3 })
 			m.Restart()
-			s.wait(t, 20*time.Second, "redelivery", func() bool { return s.ups() == 2 && len(s.pushes) == 6 })
-			s.release()
+			s.Wait(t, 20*time.Second, "redelivery", func() bool { return s.Ups() == 2 && s.Pushed() == 6 })
+			s.Release()
 			ackBarrier(t, c, 3)
-			s.mu.Lock()
-			before := len(s.pushes)
-			s.mu.Unlock()
+			before := s.Pushed()
 			m.Restart()
-			s.wait(t, 20*time.Second, "third connection", func() bool { return s.ups() == 3 })
+			s.Wait(t, 20*time.Second, "third connection", func() bool { return s.Ups() == 3 })
 			pub.WaitReady(t, 10*time.Second)
 			if err := pub.Publish(ctx, "sensor/A/data", []byte(`{"type":"x","v":999}`), 2); err != nil {
 				t.Fatal(err)
 			}
-			s.wait(t, 10*time.Second, "marker", func() bool { return len(s.pushes) > before })
-			if got := s.values()[before:]; len(got) != 1 || got[0] != "999" {
+			s.Wait(t, 10*time.Second, "marker", func() bool { return s.Pushed() > before })
+			if got := values(s)[before:]; len(got) != 1 || got[0] != "999" {
 				t.Fatalf("after commit and restart got %v, want only the marker", got)
 			}
 		})
@@ -595,14 +421,14 @@ func TestQoS2(t *testing.T) {
 func TestPushFailureRedelivers(t *testing.T) {
 	m := testenv.StartMosquitto(t)
 	c := newTestConnector(t, m.Addr(), `{`+brokerJSON(5, versions[2].session)+`, "mapping": [`+dataMapping+`]}`)
-	s := newRecSink()
-	s.failNext = fmt.Errorf("device actor not created")
+	s := sinktest.New()
+	s.FailNext(fmt.Errorf("device actor not created"))
 	run(t, c, s)
-	s.wait(t, 10*time.Second, "link up", func() bool { return s.ups() == 1 })
+	s.Wait(t, 10*time.Second, "link up", func() bool { return s.Ups() == 1 })
 	pub := testenv.Subscribe(t, m.Addr())
 	publish(t, pub, "sensor/A/data", `{"type":"x","v":7}`)
-	s.wait(t, 10*time.Second, "reconnect and redelivery", func() bool { return s.ups() == 2 && len(s.pushes) == 1 })
-	if got := s.values(); got[0] != "7" {
+	s.Wait(t, 10*time.Second, "reconnect and redelivery", func() bool { return s.Ups() == 2 && s.Pushed() == 1 })
+	if got := values(s); got[0] != "7" {
 		t.Fatalf("pushed %v", got)
 	}
 }

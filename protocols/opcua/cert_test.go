@@ -10,6 +10,8 @@ import (
 
 	"github.com/gopcua/opcua/server"
 	"github.com/gopcua/opcua/ua"
+
+	"github.com/industryos/gateway/protocols/sinktest"
 )
 
 func TestEnsureClientCertGeneratesAndReuses(t *testing.T) {
@@ -72,9 +74,9 @@ func TestSecureConnectReusesGeneratedCert(t *testing.T) {
 	var first []byte
 	for i := 0; i < 2; i++ {
 		c := newTestConnector(t, plantConfig(ts.url(), true, extra))
-		sink := newRecSink()
+		sink := sinktest.New()
 		stop := run(t, c, sink)
-		sink.waitFor(t, "a connection attempt", wait, func() bool {
+		sink.Wait(t, wait, "a connection attempt", func() bool {
 			c.certMu.Lock()
 			defer c.certMu.Unlock()
 			return c.cert != nil

@@ -253,7 +253,7 @@ func (m *subMgr) consume(ctx context.Context, cur *atomic.Pointer[plan], h *hand
 		b.each(func(push protocols.Push) {
 			if k := h.offer(push); k > 0 {
 				m.c.stats.Superseded.Add(int64(k))
-				sink.Malformed("opcua backlog", fmt.Errorf("%w: %d values of device %q replaced by newer ones", ErrBacklog, k, push.Device))
+				sink.Dropped("opcua backlog", k, fmt.Errorf("%w: %d values of device %q replaced by newer ones", ErrBacklog, k, push.Device))
 			}
 		})
 	}

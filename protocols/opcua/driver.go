@@ -1,6 +1,7 @@
 package opcua
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -95,7 +96,7 @@ func NewConnector(cc protocols.ConnectorConfig) (*Connector, error) {
 	// device over connector.
 	return &Connector{
 		name:    name,
-		file:    cc.Config.File(),
+		file:    cmp.Or(cc.File, cc.Config.File()),
 		cfg:     cfg,
 		log:     cc.Logger.With().Str("connector", name).Logger(),
 		handles: map[string]uint32{},

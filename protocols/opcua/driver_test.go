@@ -12,6 +12,7 @@ import (
 	"github.com/gopcua/opcua/ua"
 
 	"github.com/industryos/gateway/protocols"
+	"github.com/industryos/gateway/protocols/sinktest"
 )
 
 const wait = 15 * time.Second
@@ -77,32 +78,32 @@ func TestLookupsAndDelivery(t *testing.T) {
 		t.Run(map[bool]string{true: "subscriptions", false: "polling"}[subs], func(t *testing.T) {
 			ts := startServer(t, 0, plantSpec{devices: 3}, nil)
 			c := newTestConnector(t, plantConfig(ts.url(), subs, ""))
-			sink := newRecSink()
+			sink := sinktest.New()
 			run(t, c, sink)
 
 			has := func(dev, key, want string) func() bool {
-				return func() bool { v, _ := sink.latest(dev, key); return v == want }
+				return func() bool { v, _ := latest(sink, dev, key); return v == want }
 			}
 			// Relative path, device name from a path value, regex device pattern.
-			sink.waitFor(t, "Sensor SN-2 temperature", wait, has("Sensor SN-2", "temperature", "20.5"))
-			sink.waitFor(t, "float32 humidity", wait, has("Sensor SN-3", "humidity", "40.5"))
-			sink.waitFor(t, "status attribute", wait, has("Sensor SN-1", "status", "OK"))
-			sink.waitFor(t, "constant", wait, has("Sensor SN-1", "site", "hall 3"))
+			sink.Wait(t, wait, "Sensor SN-2 temperature", has("Sensor SN-2", "temperature", "20.5"))
+			sink.Wait(t, wait, "float32 humidity", has("Sensor SN-3", "humidity", "40.5"))
+			sink.Wait(t, wait, "status attribute", has("Sensor SN-1", "status", "OK"))
+			sink.Wait(t, wait, "constant", has("Sensor SN-1", "site", "hall 3"))
 			// Absolute path shared by every device.
-			sink.waitFor(t, "absolute path", wait, has("Sensor SN-3", "lineSpeed", "1.5"))
+			sink.Wait(t, wait, "absolute path", has("Sensor SN-3", "lineSpeed", "1.5"))
 			// Identifier lookups (numeric and string) on an identifier device.
-			sink.waitFor(t, "identifier", wait, has("Dev1ById", "serial", "SN-1"))
-			sink.waitFor(t, "identifier string id", wait, has("Dev1ById", "setpoint", "10"))
+			sink.Wait(t, wait, "identifier", has("Dev1ById", "serial", "SN-1"))
+			sink.Wait(t, wait, "identifier string id", has("Dev1ById", "setpoint", "10"))
 
 			// Changes flow.
 			ts.set("Device2.Temperature", 21.75)
-			sink.waitFor(t, "changed temperature", wait, has("Sensor SN-2", "temperature", "21.75"))
+			sink.Wait(t, wait, "changed temperature", has("Sensor SN-2", "temperature", "21.75"))
 			ts.set("Line.Speed", 2.5)
-			sink.waitFor(t, "changed speed on every device", wait, func() bool {
+			sink.Wait(t, wait, "changed speed on every device", func() bool {
 				return has("Sensor SN-1", "lineSpeed", "2.5")() && has("Sensor SN-3", "lineSpeed", "2.5")()
 			})
 
-			for _, p := range sink.snapshot() {
+			for _, p := range sink.Pushes() {
 				if p.Device == "Sensor SN-1" && p.Profile != "thermo" || p.Device == "Dev1ById" && p.Profile != "byid" {
 					t.Fatalf("push %+v has the wrong profile", p)
 				}
@@ -124,14 +125,14 @@ func TestLookupsAndDelivery(t *testing.T) {
 func TestSourceTimestamp(t *testing.T) {
 	ts := startServer(t, 0, plantSpec{devices: 1}, nil)
 	c := newTestConnector(t, plantConfig(ts.url(), true, ""))
-	sink := newRecSink()
+	sink := sinktest.New()
 	run(t, c, sink)
-	sink.waitFor(t, "first data", wait, func() bool { _, ok := sink.latest("Sensor SN-1", "humidity"); return ok })
+	sink.Wait(t, wait, "first data", func() bool { _, ok := latest(sink, "Sensor SN-1", "humidity"); return ok })
 	src := time.Date(2020, 1, 2, 3, 4, 5, 0, time.UTC)
 	ts.vals.set("Device1.Humidity", float32(55), src)
 	ts.srv.ChangeNotification(ts.nodes["Device1.Humidity"].ID())
-	sink.waitFor(t, "humidity with source ts", wait, func() bool {
-		for _, p := range sink.snapshot() {
+	sink.Wait(t, wait, "humidity with source ts", func() bool {
+		for _, p := range sink.Pushes() {
 			for _, dp := range p.Reading.Telemetry {
 				if dp.Key == "humidity" && dp.Value.String() == "55" {
 					if !p.Ts.Equal(src) {
@@ -148,9 +149,9 @@ func TestSourceTimestamp(t *testing.T) {
 func TestWritesLand(t *testing.T) {
 	ts := startServer(t, 0, plantSpec{devices: 2}, nil)
 	c := newTestConnector(t, plantConfig(ts.url(), true, ""))
-	sink := newRecSink()
+	sink := sinktest.New()
 	run(t, c, sink)
-	sink.waitFor(t, "connected", wait, func() bool { _, ok := sink.latest("Dev1ById", "setpoint"); return ok })
+	sink.Wait(t, wait, "connected", func() bool { _, ok := latest(sink, "Dev1ById", "setpoint"); return ok })
 
 	cmd := c.Commander("Sensor SN-2", "thermo")
 	if got := cmd.SharedAttributeKeys(); len(got) != 1 || got[0] != "setpoint" {
@@ -209,22 +210,13 @@ func TestWritesLand(t *testing.T) {
 
 // waitCounts waits until the server holds exactly subs subscriptions and
 // items monitored items (gopcua's server deletes asynchronously).
-func waitCounts(t *testing.T, sink *recSink, ts *testServer, subs, items int) {
+func waitCounts(t *testing.T, sink *sinktest.Recorder, ts *testServer, subs, items int) {
 	t.Helper()
-	deadline := time.Now().Add(wait)
-	for {
-		s, i := ts.counts()
-		if s == subs && i == items {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("server holds %d subscriptions / %d items, want %d / %d", s, i, subs, items)
-		}
-		select {
-		case <-sink.changed:
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+	var s, i int
+	sink.Wait(t, wait, fmt.Sprintf("%d subscriptions / %d items on the server", subs, items), func() bool {
+		s, i = ts.counts()
+		return s == subs && i == items
+	})
 }
 
 func waitWrite(t *testing.T, ts *testServer, node string) {
@@ -245,25 +237,23 @@ func waitWrite(t *testing.T, ts *testServer, node string) {
 func TestServerRestartResumesWithoutDuplicates(t *testing.T) {
 	ts := startServer(t, 0, plantSpec{devices: 2}, nil)
 	c := newTestConnector(t, plantConfig(ts.url(), true, ""))
-	sink := newRecSink()
+	sink := sinktest.New()
 	run(t, c, sink)
 	has := func(want string) func() bool {
-		return func() bool { v, _ := sink.latest("Sensor SN-1", "temperature"); return v == want }
+		return func() bool { v, _ := latest(sink, "Sensor SN-1", "temperature"); return v == want }
 	}
-	sink.waitFor(t, "first data", wait, has("20.5"))
+	sink.Wait(t, wait, "first data", has("20.5"))
 	_, items := ts.counts()
 
 	ts2 := ts.restart()
-	sink.waitFor(t, "session re-established", wait, func() bool { return c.stats.Sessions.Load() >= 2 && c.stats.Subscriptions.Load() >= 2 })
+	sink.Wait(t, wait, "session re-established", func() bool { return c.stats.Sessions.Load() >= 2 && c.stats.Subscriptions.Load() >= 2 })
 	ts2.set("Device1.Temperature", 30.25)
-	sink.waitFor(t, "data after restart", wait, has("30.25"))
+	sink.Wait(t, wait, "data after restart", has("30.25"))
 	waitCounts(t, sink, ts2, 1, items)
-	sink.mu.Lock()
-	links := append([]bool(nil), sink.links...)
-	sink.mu.Unlock()
+	links := sink.Links()
 	downs := 0
-	for _, up := range links {
-		if !up {
+	for _, l := range links {
+		if !l.Up {
 			downs++
 		}
 	}
@@ -275,9 +265,9 @@ func TestServerRestartResumesWithoutDuplicates(t *testing.T) {
 func TestDeadSubscriptionIsRecreated(t *testing.T) {
 	ts := startServer(t, 0, plantSpec{devices: 1}, nil)
 	c := newTestConnector(t, plantConfig(ts.url(), true, ""))
-	sink := newRecSink()
+	sink := sinktest.New()
 	run(t, c, sink)
-	sink.waitFor(t, "first data", wait, func() bool { v, _ := sink.latest("Sensor SN-1", "temperature"); return v == "20.5" })
+	sink.Wait(t, wait, "first data", func() bool { v, _ := latest(sink, "Sensor SN-1", "temperature"); return v == "20.5" })
 	_, items := ts.counts()
 	// The server drops the subscription while the session lives: the
 	// client keeps reporting Connected and nothing arrives (upstream #910).
@@ -290,9 +280,9 @@ func TestDeadSubscriptionIsRecreated(t *testing.T) {
 	for _, id := range ids {
 		ts.srv.SubscriptionService.DeleteSubscription(id)
 	}
-	sink.waitFor(t, "a probe", 3*wait, func() bool { return c.stats.Probes.Load() >= 1 })
+	sink.Wait(t, 3*wait, "a probe", func() bool { return c.stats.Probes.Load() >= 1 })
 	ts.set("Device1.Temperature", 23.5)
-	sink.waitFor(t, "data after recreation", wait, func() bool { v, _ := sink.latest("Sensor SN-1", "temperature"); return v == "23.5" })
+	sink.Wait(t, wait, "data after recreation", func() bool { v, _ := latest(sink, "Sensor SN-1", "temperature"); return v == "23.5" })
 	waitCounts(t, sink, ts, 1, items)
 	// The probe is answered with a ServiceFault, which gopcua's client takes
 	// for a broken channel: recovery goes through a new session, and the
@@ -305,11 +295,11 @@ func TestDeadSubscriptionIsRecreated(t *testing.T) {
 func TestItemsSpreadOverSubscriptions(t *testing.T) {
 	ts := startServer(t, 0, plantSpec{devices: 3}, nil)
 	c := newTestConnector(t, plantConfig(ts.url(), true, `, "maxItemsPerSubscription": 5`))
-	sink := newRecSink()
+	sink := sinktest.New()
 	run(t, c, sink)
-	sink.waitFor(t, "all devices", wait, func() bool {
-		_, a := sink.latest("Sensor SN-3", "temperature")
-		_, b := sink.latest("Dev1ById", "setpoint")
+	sink.Wait(t, wait, "all devices", func() bool {
+		_, a := latest(sink, "Sensor SN-3", "temperature")
+		_, b := latest(sink, "Dev1ById", "setpoint")
 		return a && b
 	})
 	s, items := ts.counts()
@@ -321,18 +311,16 @@ func TestItemsSpreadOverSubscriptions(t *testing.T) {
 func TestBadStatusIsSentAndCounted(t *testing.T) {
 	ts := startServer(t, 0, plantSpec{devices: 1}, nil)
 	c := newTestConnector(t, plantConfig(ts.url(), false, ""))
-	sink := newRecSink()
+	sink := sinktest.New()
 	run(t, c, sink)
-	sink.waitFor(t, "first data", wait, func() bool { _, ok := sink.latest("Sensor SN-1", "temperature"); return ok })
+	sink.Wait(t, wait, "first data", func() bool { _, ok := latest(sink, "Sensor SN-1", "temperature"); return ok })
 	ts.vals.mu.Lock()
 	ts.vals.m["Device1.Temperature"] = &ua.DataValue{EncodingMask: ua.DataValueStatusCode, Status: ua.StatusBadSensorFailure}
 	ts.vals.mu.Unlock()
 	want := "Bad status code: BadSensorFailure for node: ns=1;s=Device1.Temperature"
-	sink.waitFor(t, "bad status value", wait, func() bool { v, _ := sink.latest("Sensor SN-1", "temperature"); return v == want })
-	sink.mu.Lock()
-	defer sink.mu.Unlock()
-	if len(sink.malformed) == 0 || !strings.Contains(sink.malformed[0], "BadSensorFailure") {
-		t.Fatalf("malformed = %v", sink.malformed)
+	sink.Wait(t, wait, "bad status value", func() bool { v, _ := latest(sink, "Sensor SN-1", "temperature"); return v == want })
+	if m := sink.MalformedReports(); len(m) == 0 || !strings.Contains(m[0].String(), "BadSensorFailure") {
+		t.Fatalf("malformed = %v", m)
 	}
 }
 
@@ -340,35 +328,34 @@ func TestRescanFindsNewDevices(t *testing.T) {
 	ts := startServer(t, 0, plantSpec{devices: 1}, nil)
 	cfg := strings.Replace(plantConfig(ts.url(), true, ""), `"scanPeriodInMillis": 3600000`, `"scanPeriodInMillis": 200`, 1)
 	c := newTestConnector(t, cfg)
-	sink := newRecSink()
+	sink := sinktest.New()
 	run(t, c, sink)
-	sink.waitFor(t, "first device", wait, func() bool { _, ok := sink.latest("Sensor SN-1", "temperature"); return ok })
+	sink.Wait(t, wait, "first device", func() bool { _, ok := latest(sink, "Sensor SN-1", "temperature"); return ok })
 	// Restarting with two devices adds a device node; the re-scan on the
 	// new session, and the periodic one, must both pick it up.
 	ts.spec.devices = 2
 	ts2 := ts.restart()
-	sink.waitFor(t, "new device", wait, func() bool { _, ok := sink.latest("Sensor SN-2", "temperature"); return ok })
-	sink.waitFor(t, "periodic re-scans", wait, func() bool { return c.stats.Scans.Load() >= 4 })
+	sink.Wait(t, wait, "new device", func() bool { _, ok := latest(sink, "Sensor SN-2", "temperature"); return ok })
+	sink.Wait(t, wait, "periodic re-scans", func() bool { return c.stats.Scans.Load() >= 4 })
 	waitCounts(t, sink, ts2, 1, 2*3+1+2)
 }
 
 // TestBlockedSinkDoesNotStallPublishing blocks Sink.Push while values keep
 // changing: the publish loop must keep running (no subscription dies), the
-// backlog folds to the newest values and counts what it replaced, and the
+// backlog folds to the newest values and counts what it replaced (and tells
+// the sink through Sink.Dropped), and the
 // newest value arrives once the sink drains.
 func TestBlockedSinkDoesNotStallPublishing(t *testing.T) {
 	ts := startServer(t, 0, plantSpec{devices: 1}, nil)
 	cfg := plantConfig(ts.url(), true, `, "subscriptionProcessBatchSize": 1, "subDataMaxBatchSize": 1`)
 	c := newTestConnector(t, cfg)
-	sink := newRecSink()
+	sink := sinktest.New()
 	run(t, c, sink)
-	sink.waitFor(t, "first data", wait, func() bool { v, _ := sink.latest("Sensor SN-1", "temperature"); return v == "20.5" })
+	sink.Wait(t, wait, "first data", func() bool { v, _ := latest(sink, "Sensor SN-1", "temperature"); return v == "20.5" })
 	block := make(chan struct{})
-	sink.mu.Lock()
-	sink.block = block
-	sink.mu.Unlock()
+	sink.SetGate(block)
 	i := 0
-	sink.waitFor(t, "values superseded in the backlog", wait, func() bool {
+	sink.Wait(t, wait, "values superseded in the backlog", func() bool {
 		i++
 		ts.set("Device1.Temperature", float64(100+i))
 		ts.set("Device1.Humidity", float32(i))
@@ -376,18 +363,22 @@ func TestBlockedSinkDoesNotStallPublishing(t *testing.T) {
 	})
 	last := fmt.Sprint(100 + i)
 	close(block)
-	sink.waitFor(t, "newest value after the sink drained", wait, func() bool { v, _ := sink.latest("Sensor SN-1", "temperature"); return v == last })
+	sink.Wait(t, wait, "newest value after the sink drained", func() bool { v, _ := latest(sink, "Sensor SN-1", "temperature"); return v == last })
 	if n := c.stats.Recreated.Load(); n != 0 {
 		t.Fatalf("%d subscriptions were recreated while the sink was blocked", n)
 	}
-	sink.mu.Lock()
-	defer sink.mu.Unlock()
-	found := false
-	for _, m := range sink.malformed {
-		found = found || strings.Contains(m, "replaced by newer ones")
+	// Every replaced value is reported to the sink as dropped, never as
+	// malformed input.
+	sink.Wait(t, wait, "every superseded value reported", func() bool { return sink.DroppedTotal() == int(c.stats.Superseded.Load()) })
+	for _, d := range sink.DroppedReports() {
+		if d.Where != "opcua backlog" || d.N <= 0 || !errors.Is(d.Err, ErrBacklog) || !strings.Contains(d.Err.Error(), "replaced by newer ones") {
+			t.Fatalf("dropped report %+v", d)
+		}
 	}
-	if !found {
-		t.Fatalf("superseded values were not reported: %v", sink.malformed)
+	for _, m := range sink.MalformedReports() {
+		if errors.Is(m.Err, ErrBacklog) {
+			t.Fatalf("superseded values reported as malformed: %v", m)
+		}
 	}
 }
 
@@ -398,9 +389,9 @@ func TestConnectorRPCNeedsTheMethod(t *testing.T) {
 	if _, err := c.ConnectorRPC(ctx, protocols.RPCRequest{Method: "opcua_multiply"}); err == nil || !errors.Is(err, ErrNotConnected) {
 		t.Fatalf("before Run: %v", err)
 	}
-	sink := newRecSink()
+	sink := sinktest.New()
 	run(t, c, sink)
-	sink.waitFor(t, "connected", wait, func() bool { _, ok := sink.latest("Dev1ById", "setpoint"); return ok })
+	sink.Wait(t, wait, "connected", func() bool { _, ok := latest(sink, "Dev1ById", "setpoint"); return ok })
 	_, err := c.ConnectorRPC(ctx, protocols.RPCRequest{Method: "opcua_multiply", Params: json.RawMessage(`{"arguments":[{"value":5},{"value":6}]}`)})
 	if !errors.Is(err, protocols.ErrUnknownMethod) || !strings.Contains(err.Error(), `"multiply"`) {
 		t.Fatalf("no device has the method: %v", err)

@@ -8,7 +8,7 @@ import (
 	"github.com/industryos/gateway/protocols"
 )
 
-// ErrBacklog is reported through Sink.Malformed when the sink is so far
+// ErrBacklog is reported through Sink.Dropped when the sink is so far
 // behind that queued values were replaced by newer values of the same key.
 var ErrBacklog = errors.New("opcua: sink backlog, values superseded")
 

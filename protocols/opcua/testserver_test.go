@@ -2,13 +2,11 @@ package opcua
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log"
 	"net"
 	"os"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -20,6 +18,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/industryos/gateway/protocols"
+	"github.com/industryos/gateway/protocols/sinktest"
 	"github.com/industryos/gateway/protocols/spec"
 )
 
@@ -304,113 +303,13 @@ func (ts *testServer) counts() (subs, items int) {
 	return
 }
 
-// recSink records what a Source delivers and wakes waiters on each event.
-type recSink struct {
-	mu        sync.Mutex
-	pushes    []protocols.Push
-	malformed []string
-	links     []bool
-	values    int
-	block     chan struct{} // when set, Push waits on it (back-pressure tests)
-	changed   chan struct{}
-}
-
-func newRecSink() *recSink { return &recSink{changed: make(chan struct{}, 1)} }
-
-func (s *recSink) wake() {
-	select {
-	case s.changed <- struct{}{}:
-	default:
+// latest is the newest value of device/key as text, "" if none.
+func latest(sink *sinktest.Recorder, device, key string) (string, bool) {
+	v, ok := sink.Latest(device, key)
+	if !ok {
+		return "", false
 	}
-}
-
-func (s *recSink) Push(ctx context.Context, p protocols.Push) error {
-	s.mu.Lock()
-	b := s.block
-	s.mu.Unlock()
-	if b != nil {
-		select {
-		case <-b:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-	s.mu.Lock()
-	s.pushes = append(s.pushes, p)
-	s.values += len(p.Reading.Telemetry) + len(p.Reading.Attributes)
-	s.mu.Unlock()
-	if p.Done != nil {
-		p.Done(nil)
-	}
-	s.wake()
-	return nil
-}
-
-func (s *recSink) Connect(string, string) {}
-func (s *recSink) Disconnect(string)      {}
-func (s *recSink) RequestAttributes(context.Context, string, bool, []string) (map[string]json.RawMessage, error) {
-	return nil, nil
-}
-func (s *recSink) Malformed(where string, err error) {
-	s.mu.Lock()
-	s.malformed = append(s.malformed, where+": "+err.Error())
-	s.mu.Unlock()
-	s.wake()
-}
-func (s *recSink) Unmatched() {}
-func (s *recSink) Link(up bool, err error) {
-	s.mu.Lock()
-	s.links = append(s.links, up)
-	s.mu.Unlock()
-	s.wake()
-}
-
-// latest is the newest value of device/key, "" if none.
-func (s *recSink) latest(device, key string) (string, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for i := len(s.pushes) - 1; i >= 0; i-- {
-		p := s.pushes[i]
-		if p.Device != device {
-			continue
-		}
-		for _, dps := range [][]protocols.Datapoint{p.Reading.Telemetry, p.Reading.Attributes} {
-			for _, dp := range dps {
-				if dp.Key == key {
-					return dp.Value.String(), true
-				}
-			}
-		}
-	}
-	return "", false
-}
-
-func (s *recSink) snapshot() []protocols.Push {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]protocols.Push(nil), s.pushes...)
-}
-
-// waitFor waits until cond holds, re-checking on every sink event.
-func (s *recSink) waitFor(t testing.TB, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
-	// The tick covers conditions that change without a sink event (server
-	// side counts); the sink events make the usual case immediate.
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-s.changed:
-		case <-tick.C:
-		case <-deadline.C:
-			s.mu.Lock()
-			n, mal := len(s.pushes), strings.Join(s.malformed, "\n")
-			s.mu.Unlock()
-			t.Fatalf("timed out after %v waiting for %s (%d pushes; malformed: %s)", timeout, what, n, mal)
-		}
-	}
+	return v.String(), true
 }
 
 // newTestConnector builds a Connector from JSON, as the runtime would.

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,6 +18,7 @@ import (
 	"github.com/industryos/gateway/protocols"
 	_ "github.com/industryos/gateway/protocols/opcua" // registers "opcua"
 	"github.com/industryos/gateway/protocols/opcua/interop"
+	"github.com/industryos/gateway/protocols/sinktest"
 	"github.com/industryos/gateway/protocols/spec"
 )
 
@@ -26,135 +26,8 @@ import (
 // factory from protocols.Lookup("opcua"), a parsed upstream config file, and
 // either Source.Run into a Sink or Devices()/Poll — against node-opcua.
 
-// recSink is a protocols.Sink that records everything.
-type recSink struct {
-	mu        sync.Mutex
-	pushes    []protocols.Push
-	connected map[string]string // device -> profile
-	malformed []string
-	unmatched int
-	links     []error // nil = up
-	changed   chan struct{}
-}
-
-func newSink() *recSink {
-	return &recSink{connected: map[string]string{}, changed: make(chan struct{}, 1)}
-}
-
-func (s *recSink) poke() {
-	select {
-	case s.changed <- struct{}{}:
-	default:
-	}
-}
-
-func (s *recSink) Push(ctx context.Context, p protocols.Push) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	s.mu.Lock()
-	s.pushes = append(s.pushes, p)
-	s.mu.Unlock()
-	if p.Done != nil {
-		p.Done(nil)
-	}
-	s.poke()
-	return nil
-}
-
-func (s *recSink) Connect(device, profile string) {
-	s.mu.Lock()
-	s.connected[device] = profile
-	s.mu.Unlock()
-	s.poke()
-}
-
-func (s *recSink) Disconnect(device string) {
-	s.mu.Lock()
-	delete(s.connected, device)
-	s.mu.Unlock()
-	s.poke()
-}
-
-func (s *recSink) RequestAttributes(context.Context, string, bool, []string) (map[string]json.RawMessage, error) {
-	return map[string]json.RawMessage{}, nil
-}
-
-func (s *recSink) Malformed(where string, err error) {
-	s.mu.Lock()
-	s.malformed = append(s.malformed, where+": "+err.Error())
-	s.mu.Unlock()
-}
-
-func (s *recSink) Unmatched() {
-	s.mu.Lock()
-	s.unmatched++
-	s.mu.Unlock()
-}
-
-func (s *recSink) Link(up bool, err error) {
-	s.mu.Lock()
-	if up {
-		s.links = append(s.links, nil)
-	} else {
-		if err == nil {
-			err = errors.New("down")
-		}
-		s.links = append(s.links, err)
-	}
-	s.mu.Unlock()
-	s.poke()
-}
-
-// pushesFor returns the pushes for device.
-func (s *recSink) pushesFor(device string) []protocols.Push {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var out []protocols.Push
-	for _, p := range s.pushes {
-		if p.Device == device {
-			out = append(out, p)
-		}
-	}
-	return out
-}
-
-// values returns every value pushed for device under key, oldest first.
-func (s *recSink) values(device, key string) []protocols.Value {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var out []protocols.Value
-	for _, p := range s.pushes {
-		if p.Device != device {
-			continue
-		}
-		for _, dp := range append(append([]protocols.Datapoint(nil), p.Reading.Telemetry...), p.Reading.Attributes...) {
-			if dp.Key == key {
-				out = append(out, dp.Value)
-			}
-		}
-	}
-	return out
-}
-
-func (s *recSink) summary() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return fmt.Sprintf("%d pushes, connected %v, malformed %v, unmatched %d, links %v", len(s.pushes), s.connected, s.malformed, s.unmatched, s.links)
-}
-
-// waitFor polls cond on every sink change until it holds or ctx ends.
-func (s *recSink) waitFor(t *testing.T, ctx context.Context, what string, cond func() bool) {
-	t.Helper()
-	for !cond() {
-		select {
-		case <-s.changed:
-		case <-time.After(50 * time.Millisecond):
-		case <-ctx.Done():
-			t.Fatalf("timed out waiting for %s; sink: %s", what, s.summary())
-		}
-	}
-}
+// sinkWait bounds every wait on the sink, as ctxT bounds a test.
+const sinkWait = 60 * time.Second
 
 // syncBuffer collects the connector's log for failure reports.
 type syncBuffer struct {
@@ -177,7 +50,7 @@ func (b *syncBuffer) String() string {
 // runningConnector is a connector started the way the runtime starts it.
 type runningConnector struct {
 	conn protocols.Connector
-	sink *recSink
+	sink *sinktest.Recorder
 	// cmdMu serialises Poll and Commander calls per device, as the device
 	// actor does.
 	cmdMu   sync.Mutex
@@ -208,7 +81,7 @@ func startConnector(t *testing.T, cfg string) *runningConnector {
 	if w := ps.Warnings(); len(w) > 0 {
 		t.Logf("config warnings: %v", w)
 	}
-	rc := &runningConnector{conn: conn, sink: newSink(), devices: map[string]protocols.Device{}}
+	rc := &runningConnector{conn: conn, sink: sinktest.New(), devices: map[string]protocols.Device{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	var runErr error
@@ -263,7 +136,7 @@ func startConnector(t *testing.T, cfg string) *runningConnector {
 			t.Errorf("Close: %v", err)
 		}
 		if t.Failed() {
-			t.Logf("connector log:\n%s\nsink: %s", logs.String(), rc.sink.summary())
+			t.Logf("connector log:\n%s\nsink: %s", logs.String(), rc.sink)
 		}
 	})
 	return rc
@@ -348,23 +221,23 @@ const (
 
 // waitData waits until temperature changed at least twice and status,
 // pressure arrived.
-func waitData(t *testing.T, ctx context.Context, rc *runningConnector) {
+func waitData(t *testing.T, rc *runningConnector) {
 	t.Helper()
-	rc.sink.waitFor(t, ctx, "Boiler 1 data", func() bool {
+	rc.sink.Wait(t, sinkWait, "Boiler 1 data", func() bool {
 		temps := map[float64]bool{}
-		for _, v := range rc.sink.values(boiler, "temperature") {
+		for _, v := range rc.sink.Values(boiler, "temperature") {
 			if f, ok := v.Float64(); ok {
 				temps[f] = true
 			}
 		}
-		st := rc.sink.values(boiler, "status")
-		pr := rc.sink.values(boiler, "pressure")
+		st := rc.sink.Values(boiler, "status")
+		pr := rc.sink.Values(boiler, "pressure")
 		return len(temps) >= 3 && len(st) > 0 && len(pr) > 0
 	})
-	if st := rc.sink.values(boiler, "status"); st[0] != protocols.String(interop.StatusValue) {
+	if st := rc.sink.Values(boiler, "status"); st[0] != protocols.String(interop.StatusValue) {
 		t.Errorf("status = %v", st[0])
 	}
-	if pr := rc.sink.values(boiler, "pressure"); pr[0] != protocols.Float(interop.PressureValue) {
+	if pr := rc.sink.Values(boiler, "pressure"); pr[0] != protocols.Float(interop.PressureValue) {
 		t.Errorf("pressure = %v", pr[0])
 	}
 }
@@ -402,9 +275,9 @@ func TestConnectorRPCMethods(t *testing.T) {
 	srv := interop.Start(t, interop.Options{})
 	ctx := ctxT(t)
 	rc := startConnector(t, connectorConfig(srv, ""))
-	waitData(t, ctx, rc)
-	for _, p := range rc.sink.pushesFor(boiler) {
-		if p.Profile != profile {
+	waitData(t, rc)
+	for _, p := range rc.sink.Pushes() {
+		if p.Device == boiler && p.Profile != profile {
 			t.Fatalf("push with profile %q, want %q", p.Profile, profile)
 		}
 	}
@@ -559,7 +432,7 @@ func TestConnectorSecurity(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := ctxT(t)
 			rc := startConnector(t, connectorConfig(srv, tc.server))
-			waitData(t, ctx, rc)
+			waitData(t, rc)
 			res, err := rc.rpc(t, ctx, boiler, profile, "Multiply", "")
 			if err != nil {
 				t.Fatalf("Multiply: %v", err)
@@ -582,26 +455,23 @@ func TestConnectorSecurity(t *testing.T) {
 	}
 
 	t.Run("wrong password", func(t *testing.T) {
-		ctx := ctxT(t)
 		rc := startConnector(t, connectorConfig(srv, `,
     "reconnectRetriesCount": 0,
     "identity": {"type": "basic", "username": "operator", "password": "wrong"}`))
 		var down error
-		rc.sink.waitFor(t, ctx, "a down link", func() bool {
-			rc.sink.mu.Lock()
-			defer rc.sink.mu.Unlock()
-			for _, e := range rc.sink.links {
-				if e != nil {
-					down = e
+		rc.sink.Wait(t, sinkWait, "a down link", func() bool {
+			for _, e := range rc.sink.Links() {
+				if !e.Up {
+					down = e.Err
 					return true
 				}
 			}
 			return false
 		})
-		if n := len(rc.sink.pushesFor(boiler)); n != 0 {
+		if n := rc.sink.Pushed(); n != 0 {
 			t.Fatalf("%d pushes with a wrong password", n)
 		}
-		if !strings.Contains(down.Error(), "BadUserAccessDenied") && !strings.Contains(down.Error(), "BadIdentityTokenRejected") {
+		if down == nil || !strings.Contains(down.Error(), "BadUserAccessDenied") && !strings.Contains(down.Error(), "BadIdentityTokenRejected") {
 			t.Errorf("link error does not say why: %v", down)
 		}
 	})
@@ -616,7 +486,7 @@ func TestConnectorBasic128Rsa15(t *testing.T) {
 	rc := startConnector(t, connectorConfig(srv, `,
     "security": "Basic128Rsa15", "mode": "SignAndEncrypt", "clientCertDir": "`+t.TempDir()+`",
     "identity": {"type": "basic", "username": "`+srv.Username+`", "password": "`+srv.Password+`"}`))
-	waitData(t, ctx, rc)
+	waitData(t, rc)
 	res, err := rc.rpc(t, ctx, boiler, profile, "Multiply", `[1.5, 2]`)
 	if err != nil || methodResult(t, res) != 3.0 {
 		t.Fatalf("Multiply = %s, %v", res, err)
@@ -632,14 +502,12 @@ func TestConnectorServerRestart(t *testing.T) {
 	rc := startConnector(t, connectorConfig(srv, `,
     "security": "Basic256Sha256", "mode": "SignAndEncrypt", "clientCertDir": "`+t.TempDir()+`",
     "reconnectRetriesCount": 0, "reconnectBackoffFactor": 1`))
-	waitData(t, ctx, rc)
+	waitData(t, rc)
 
 	linkEvents := func() (downs, upsAfterDown int) {
-		rc.sink.mu.Lock()
-		defer rc.sink.mu.Unlock()
-		for _, e := range rc.sink.links {
+		for _, e := range rc.sink.Links() {
 			switch {
-			case e != nil:
+			case !e.Up:
 				downs++
 				upsAfterDown = 0
 			case downs > 0:
@@ -649,19 +517,19 @@ func TestConnectorServerRestart(t *testing.T) {
 		return
 	}
 	srv.Stop()
-	rc.sink.waitFor(t, ctx, "the link to go down", func() bool { d, _ := linkEvents(); return d > 0 })
+	rc.sink.Wait(t, sinkWait, "the link to go down", func() bool { d, _ := linkEvents(); return d > 0 })
 	if _, err := rc.rpc(t, ctx, boiler, profile, "Multiply", ""); err == nil {
 		t.Errorf("Multiply succeeded with the server down")
 	}
-	before := len(rc.sink.values(boiler, "temperature"))
+	before := len(rc.sink.Values(boiler, "temperature"))
 
 	srv.Restart()
-	rc.sink.waitFor(t, ctx, "the link to come back", func() bool { _, u := linkEvents(); return u > 0 })
-	rc.sink.waitFor(t, ctx, "new data after the restart", func() bool {
-		return len(rc.sink.values(boiler, "temperature")) >= before+3
+	rc.sink.Wait(t, sinkWait, "the link to come back", func() bool { _, u := linkEvents(); return u > 0 })
+	rc.sink.Wait(t, sinkWait, "new data after the restart", func() bool {
+		return len(rc.sink.Values(boiler, "temperature")) >= before+3
 	})
 	// Commands work on the new session.
-	rc.sink.waitFor(t, ctx, "Multiply on the new session", func() bool {
+	rc.sink.Wait(t, sinkWait, "Multiply on the new session", func() bool {
 		res, err := rc.rpc(t, ctx, boiler, profile, "Multiply", "")
 		return err == nil && methodResult(t, res) == 12.0
 	})
