@@ -83,8 +83,10 @@ var profiles = map[string]profile{
 	"mqtt":       {devicesPerSim: 100, registers: 10, mqtt: true},
 }
 
-// mqttRate is the mqtt profile's offered load in messages/s.
-var mqttRate int
+// mqttRate is the mqtt profile's offered load in messages/s; with
+// mqttBacklog > 0 the profile instead measures how fast the gateway drains
+// that many messages queued for it on the device broker.
+var mqttRate, mqttBacklog int
 
 func main() {
 	name := flag.String("profile", "all", "scale, throughput, mqtt or all")
@@ -93,6 +95,7 @@ func main() {
 	flag.BoolVar(&metricsOn, "metrics", false, "enable the gateway's http endpoint (metrics and their middleware)")
 	flag.DurationVar(&scrapeEvery, "scrape", 15*time.Second, "with -metrics: scrape /metrics this often, as Prometheus would (0: never)")
 	flag.IntVar(&mqttRate, "rate", 60000, "mqtt profile: offered 10-value JSON messages per second")
+	flag.IntVar(&mqttBacklog, "backlog", 0, "mqtt profile: instead of -rate, queue this many messages for the gateway's offline session, then time the drain (no publisher competes for the CPU)")
 	flag.Parse()
 	names := []string{*name}
 	if *name == "all" {
@@ -203,7 +206,7 @@ func runProfile(name string, p profile, d time.Duration, storage string) error {
 			return err
 		}
 		defer func() { _ = dq.Process.Kill(); _ = dq.Wait() }()
-		if err := os.WriteFile(filepath.Join(dir, "mqtt.json"), mqttConnectorConfig(dport, p.registers), 0o600); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, "mqtt.json"), mqttConnectorConfig(dport, p.registers, mqttBacklog > 0), 0o600); err != nil {
 			return err
 		}
 		connector = `{"type": "mqtt", "name": "bench", "configuration": "mqtt.json"}`
@@ -284,6 +287,9 @@ func runProfile(name string, p profile, d time.Duration, storage string) error {
 	gw := exec.Command(bin, "run", "-c", filepath.Join(dir, "tb_gateway.json"), "--log-level", "error")
 	gw.Stderr = os.Stderr
 	gw.Env = os.Environ()
+	if load != nil && mqttBacklog > 0 {
+		return drain(ctx, gw, load, st2, name, storage)
+	}
 	if err := gw.Start(); err != nil {
 		return err
 	}

@@ -4,9 +4,13 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"os"
+	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/eclipse/paho.golang/autopaho"
@@ -16,13 +20,19 @@ import (
 // mqttConnectorConfig maps sensor/<name>/data JSON messages to devices, as a
 // plant broker full of device topics would be configured: every value key
 // named, the message's "ts" as the timestamp.
-func mqttConnectorConfig(port, values int) []byte {
+func mqttConnectorConfig(port, values int, persistent bool) []byte {
+	session := `"cleanStart": true`
+	if persistent {
+		// The broker keeps the gateway's subscription and queues for it
+		// while it is offline.
+		session = `"cleanStart": false, "sessionExpiryInterval": 3600`
+	}
 	keys := make([]string, values)
 	for v := range values {
 		keys[v] = fmt.Sprintf(`{"type": "double", "key": "v%d", "value": "${v%d}"}`, v, v)
 	}
 	return fmt.Appendf(nil, `{
-  "broker": {"host": "127.0.0.1", "port": %d, "clientId": "iotgw-bench", "version": 5, "security": {"type": "anonymous"}},
+  "broker": {"host": "127.0.0.1", "port": %d, "clientId": "iotgw-bench", "version": 5, %s, "security": {"type": "anonymous"}},
   "mapping": [{
     "topicFilter": "sensor/+/data", "subscriptionQos": 1,
     "converter": {
@@ -32,7 +42,7 @@ func mqttConnectorConfig(port, values int) []byte {
       "timeseries": [%s]
     }
   }]
-}`, port, strings.Join(keys, ", "))
+}`, port, session, strings.Join(keys, ", "))
 }
 
 // mqttLoad publishes 10-value JSON messages at a fixed rate with QoS 1 from
@@ -93,4 +103,91 @@ func (l *mqttLoad) publish(ctx context.Context, cm *autopaho.ConnectionManager, 
 			}()
 		}
 	}
+}
+
+// publishN publishes n messages with QoS 1 as fast as the broker takes them.
+func (l *mqttLoad) publishN(ctx context.Context, n int) error {
+	u, _ := url.Parse(fmt.Sprintf("mqtt://127.0.0.1:%d", l.port))
+	cm, err := autopaho.NewConnection(ctx, autopaho.ClientConfig{
+		ServerUrls: []*url.URL{u}, KeepAlive: 30, ClientConfig: paho.ClientConfig{ClientID: "bench-backlog"},
+	})
+	if err != nil {
+		return err
+	}
+	defer func() { _ = cm.Disconnect(context.Background()) }()
+	if err := cm.AwaitConnection(ctx); err != nil {
+		return err
+	}
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 512)
+	// Distinct timestamps: messages of one device in the same millisecond
+	// would share the platform's (device, key, ts) and be merged.
+	base := time.Now().UnixMilli() - int64(n)
+	for i := range n {
+		payload := fmt.Appendf(nil, `{"ts":%d`, base+int64(i))
+		for v := range l.values {
+			payload = fmt.Appendf(payload, `,"v%d":%d.5`, v, i+v)
+		}
+		payload = append(payload, '}')
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if _, err := cm.Publish(ctx, &paho.Publish{Topic: "sensor/d" + strconv.Itoa(i%l.devices) + "/data", QoS: 1, Payload: payload}); err == nil {
+				l.sent.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if got := l.sent.Load(); got != uint64(n) {
+		return fmt.Errorf("backlog: the broker took %d of %d messages", got, n)
+	}
+	return nil
+}
+
+// drain runs the gateway once so the broker learns its persistent session,
+// stops it, queues the backlog for it, and times the second run from start
+// until every value arrived at the platform broker.
+func drain(ctx context.Context, gw *exec.Cmd, load *mqttLoad, st *stats, name, storage string) error {
+	first := exec.Command(gw.Path, gw.Args[1:]...)
+	first.Stderr, first.Env = os.Stderr, gw.Env
+	if err := first.Start(); err != nil {
+		return err
+	}
+	time.Sleep(3 * time.Second) // connect and subscribe
+	_ = first.Process.Signal(syscall.SIGTERM)
+	_ = first.Wait()
+	fmt.Printf("== %s: drain %d queued messages of %d values from %d devices (QoS 1, persistent session), storage %s\n", name, mqttBacklog, load.values, load.devices, storage)
+	pubStart := time.Now()
+	if err := load.publishN(ctx, mqttBacklog); err != nil {
+		return err
+	}
+	fmt.Printf("queued       %d messages in %s\n", mqttBacklog, time.Since(pubStart).Round(time.Millisecond))
+	st.mu.Lock()
+	st.counting = true
+	st.mu.Unlock()
+	want := uint64(mqttBacklog * load.values)
+	start := time.Now()
+	if err := gw.Start(); err != nil {
+		return err
+	}
+	defer func() { _ = gw.Process.Signal(syscall.SIGTERM); _ = gw.Wait() }()
+	for {
+		st.mu.Lock()
+		got := st.values
+		st.mu.Unlock()
+		if got >= want {
+			break
+		}
+		if time.Since(start) > 10*time.Minute {
+			return fmt.Errorf("drain: %d of %d values after 10 min", got, want)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	el := time.Since(start)
+	cpu := procCPU(gw.Process.Pid)
+	fmt.Printf("drained      %.0f messages/s, %.0f values/s (all %d messages PUBACKed by the platform and received, %s from gateway start)\n",
+		float64(mqttBacklog)/el.Seconds(), float64(want)/el.Seconds(), mqttBacklog, el.Round(time.Millisecond))
+	fmt.Printf("gateway CPU  %.2f s = %.1f %% of one core; peak RSS %.1f MB\n", cpu.Seconds(), 100*cpu.Seconds()/el.Seconds(), float64(procHWM(gw.Process.Pid))/(1<<20))
+	return nil
 }
