@@ -1,6 +1,7 @@
 package protocols
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -48,4 +49,18 @@ type Commander interface {
 // RPC on the gateway device (method "<type>_<name>", e.g. "modbus_read").
 type ConnectorRPC interface {
 	ConnectorRPC(ctx context.Context, req RPCRequest) (RPCResult, error)
+}
+
+// JSONString returns the string a JSON string literal holds; ok is false
+// for any other JSON (reserved RPC params come as a string or an object).
+func JSONString(raw json.RawMessage) (string, bool) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || raw[0] != '"' {
+		return "", false
+	}
+	var s string
+	if json.Unmarshal(raw, &s) != nil {
+		return "", false
+	}
+	return s, true
 }

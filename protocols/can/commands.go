@@ -6,7 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/industryos/gateway/protocols"
@@ -51,11 +52,7 @@ func (m *commander) SharedAttributeKeys() []string {
 // entry declares, that entry's frame built from {"value": v}. A failed key
 // does not stop the others; the errors are joined, each naming its key.
 func (m *commander) UpdateAttributes(ctx context.Context, values map[string]json.RawMessage) ([]string, error) {
-	names := make([]string, 0, len(values))
-	for name := range values {
-		names = append(names, name)
-	}
-	sort.Strings(names)
+	names := slices.Sorted(maps.Keys(values))
 	var ignored []string
 	var errs []error
 	for _, name := range names {

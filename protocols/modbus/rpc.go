@@ -6,7 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,7 +26,7 @@ const setExample = "type=16int;functionCode=6;objectsCount=1;address=2;value=77;
 // {"result":{"value":<the value as sent>}} for writes.
 func (d *Device) RPC(ctx context.Context, req protocols.RPCRequest) (protocols.RPCResult, error) {
 	if m := strings.ToLower(req.Method); m == "get" || m == "set" {
-		if s, ok := jsonString(req.Params); ok {
+		if s, ok := protocols.JSONString(req.Params); ok {
 			cmd, err := parseReserved(m, s)
 			if err != nil {
 				return nil, d.rpcErr(req.Method, err)
@@ -140,11 +141,7 @@ func (d *Device) unknownMethod(method string) error {
 // with that entry's type, function code and orders. A failed key does not
 // stop the others; the errors are joined, each naming its key.
 func (d *Device) UpdateAttributes(ctx context.Context, values map[string]json.RawMessage) ([]string, error) {
-	names := make([]string, 0, len(values))
-	for name := range values {
-		names = append(names, name)
-	}
-	sort.Strings(names)
+	names := slices.Sorted(maps.Keys(values))
 	var ignored []string
 	var errs []error
 	for _, name := range names {
@@ -317,7 +314,7 @@ func connectorParams(raw json.RawMessage) (map[string]json.RawMessage, error) {
 	if isNull(raw) {
 		return nil, paramErrorf("params are required (want {\"type\", \"functionCode\", \"address\", \"objectsCount\"?, \"value\"?})")
 	}
-	if s, ok := jsonString(raw); ok {
+	if s, ok := protocols.JSONString(raw); ok {
 		kv, err := ParseReservedParams(s)
 		if err != nil {
 			return nil, err
@@ -333,18 +330,6 @@ func connectorParams(raw json.RawMessage) (map[string]json.RawMessage, error) {
 		return nil, paramErrorf("params must be an object like {\"type\":\"16int\",\"functionCode\":3,\"address\":2}, got %s", describeParams(raw))
 	}
 	return p, nil
-}
-
-func jsonString(raw json.RawMessage) (string, bool) {
-	raw = bytes.TrimSpace(raw)
-	if len(raw) == 0 || raw[0] != '"' {
-		return "", false
-	}
-	var s string
-	if json.Unmarshal(raw, &s) != nil {
-		return "", false
-	}
-	return s, true
 }
 
 func describeParams(raw json.RawMessage) string {

@@ -5,8 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"regexp"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -372,11 +373,7 @@ func (cm *commander) SharedAttributeKeys() []string { return nil }
 // UpdateAttributes publishes each value to every attributeUpdates entry
 // whose attributeFilter takes the key; keys no entry takes are ignored.
 func (cm *commander) UpdateAttributes(ctx context.Context, values map[string]json.RawMessage) ([]string, error) {
-	keys := make([]string, 0, len(values))
-	for k := range values {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
+	keys := slices.Sorted(maps.Keys(values))
 	var ignored []string
 	var errs []error
 	for _, k := range keys {

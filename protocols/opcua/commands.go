@@ -6,7 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 
@@ -256,11 +257,7 @@ func (k *commander) UpdateAttributes(ctx context.Context, values map[string]json
 	if err != nil {
 		return nil, err
 	}
-	names := make([]string, 0, len(values))
-	for n := range values {
-		names = append(names, n)
-	}
-	sort.Strings(names)
+	names := slices.Sorted(maps.Keys(values))
 	var ignored []string
 	var errs []error
 	for _, name := range names {
@@ -295,7 +292,7 @@ func (k *commander) RPC(ctx context.Context, req protocols.RPCRequest) (protocol
 	}
 	switch m := strings.ToLower(req.Method); m {
 	case "get", "set":
-		if str, ok := jsonString(req.Params); ok {
+		if str, ok := protocols.JSONString(req.Params); ok {
 			return k.reserved(ctx, s, d, m, str)
 		}
 		if findMethod(d.mapping, req.Method) == nil {
@@ -505,18 +502,6 @@ func typedArg(x any, t string) (any, error) {
 		return nil, fmt.Errorf("%w: unknown argument type %q", ErrParams, t)
 	}
 	return ToDataType(x, ua.NewNumericNodeID(0, dt))
-}
-
-func jsonString(raw json.RawMessage) (string, bool) {
-	raw = bytes.TrimSpace(raw)
-	if len(raw) == 0 || raw[0] != '"' {
-		return "", false
-	}
-	var s string
-	if json.Unmarshal(raw, &s) != nil {
-		return "", false
-	}
-	return s, true
 }
 
 // ConnectorRPC runs "opcua_<method>": the OPC-UA method <method> on every
