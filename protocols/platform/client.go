@@ -25,6 +25,8 @@ import (
 	"github.com/eclipse/paho.golang/autopaho"
 	"github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
+	"github.com/eclipse/paho.golang/paho/session/state"
+	"github.com/eclipse/paho.golang/paho/store/memory"
 	"github.com/rs/zerolog"
 )
 
@@ -218,6 +220,7 @@ func (c *Client) Start(ctx context.Context) error {
 		},
 		ClientConfig: paho.ClientConfig{
 			ClientID:          c.cfg.ClientID,
+			Session:           state.New(newLazyStore(), memory.New()),
 			PacketTimeout:     c.cfg.PublishTimeout,
 			OnPublishReceived: []func(paho.PublishReceived) (bool, error){c.onPublish},
 			OnClientError:     c.onClientError,
