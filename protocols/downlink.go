@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"maps"
+	"slices"
 )
 
 // RPCRequest is a server-side RPC addressed to a device or a connector.
@@ -63,4 +65,28 @@ func JSONString(raw json.RawMessage) (string, bool) {
 		return "", false
 	}
 	return s, true
+}
+
+// UpdateEach is the shape every Commander.UpdateAttributes shares: in key
+// order, apply runs for every declared entry that takes a key; keys no
+// entry takes are returned as ignored, and a failed key does not stop the
+// others (the errors are joined; apply wraps them with its context).
+func UpdateEach[E any](values map[string]json.RawMessage, entries []E, takes func(E, string) bool, apply func(E, string, json.RawMessage) error) (ignored []string, err error) {
+	var errs []error
+	for _, key := range slices.Sorted(maps.Keys(values)) {
+		taken := false
+		for _, e := range entries {
+			if !takes(e, key) {
+				continue
+			}
+			taken = true
+			if err := apply(e, key, values[key]); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if !taken {
+			ignored = append(ignored, key)
+		}
+	}
+	return ignored, errors.Join(errs...)
 }

@@ -4,10 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"maps"
-	"slices"
 	"strings"
 
 	"github.com/industryos/gateway/protocols"
@@ -52,25 +49,14 @@ func (m *commander) SharedAttributeKeys() []string {
 // entry declares, that entry's frame built from {"value": v}. A failed key
 // does not stop the others; the errors are joined, each naming its key.
 func (m *commander) UpdateAttributes(ctx context.Context, values map[string]json.RawMessage) ([]string, error) {
-	names := slices.Sorted(maps.Keys(values))
-	var ignored []string
-	var errs []error
-	for _, name := range names {
-		matched := false
-		for _, dl := range m.d.AttributeUpdates {
-			if dl.Attribute != name {
-				continue
+	return protocols.UpdateEach(values, m.d.AttributeUpdates,
+		func(dl *DownlinkConfig, name string) bool { return dl.Attribute == name },
+		func(dl *DownlinkConfig, name string, raw json.RawMessage) error {
+			if err := m.update(ctx, dl, raw); err != nil {
+				return fmt.Errorf("can device %q: attribute %q (%s): %w", m.d.Name, name, dl.Path, err)
 			}
-			matched = true
-			if err := m.update(ctx, dl, values[name]); err != nil {
-				errs = append(errs, fmt.Errorf("can device %q: attribute %q (%s): %w", m.d.Name, name, dl.Path, err))
-			}
-		}
-		if !matched {
-			ignored = append(ignored, name)
-		}
-	}
-	return ignored, errors.Join(errs...)
+			return nil
+		})
 }
 
 func (m *commander) update(ctx context.Context, dl *DownlinkConfig, raw json.RawMessage) error {

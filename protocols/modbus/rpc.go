@@ -6,8 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -141,25 +139,14 @@ func (d *Device) unknownMethod(method string) error {
 // with that entry's type, function code and orders. A failed key does not
 // stop the others; the errors are joined, each naming its key.
 func (d *Device) UpdateAttributes(ctx context.Context, values map[string]json.RawMessage) ([]string, error) {
-	names := slices.Sorted(maps.Keys(values))
-	var ignored []string
-	var errs []error
-	for _, name := range names {
-		matched := false
-		for _, k := range d.cfg.AttributeUpdates {
-			if k.Tag != name {
-				continue
+	return protocols.UpdateEach(values, d.cfg.AttributeUpdates,
+		func(k *KeyConfig, name string) bool { return k.Tag == name },
+		func(k *KeyConfig, name string, raw json.RawMessage) error {
+			if _, err := d.run(ctx, k, raw); err != nil {
+				return fmt.Errorf("attribute %q: %w", name, err)
 			}
-			matched = true
-			if _, err := d.run(ctx, k, values[name]); err != nil {
-				errs = append(errs, fmt.Errorf("attribute %q: %w", name, err))
-			}
-		}
-		if !matched {
-			ignored = append(ignored, name)
-		}
-	}
-	return ignored, errors.Join(errs...)
+			return nil
+		})
 }
 
 // SharedAttributeKeys are the attributeUpdates[] tags, in file order.

@@ -5,9 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -373,30 +371,19 @@ func (cm *commander) SharedAttributeKeys() []string { return nil }
 // UpdateAttributes publishes each value to every attributeUpdates entry
 // whose attributeFilter takes the key; keys no entry takes are ignored.
 func (cm *commander) UpdateAttributes(ctx context.Context, values map[string]json.RawMessage) ([]string, error) {
-	keys := slices.Sorted(maps.Keys(values))
-	var ignored []string
-	var errs []error
-	for _, k := range keys {
-		taken := false
-		for _, u := range cm.updates {
-			if !u.attr.MatchString(k) {
-				continue
-			}
-			taken = true
-			env := map[string]any{"deviceName": cm.device, "attributeKey": k, "attributeValue": rawValue(values[k])}
+	return protocols.UpdateEach(values, cm.updates,
+		func(u *updateRule, k string) bool { return u.attr.MatchString(k) },
+		func(u *updateRule, k string, raw json.RawMessage) error {
+			env := map[string]any{"deviceName": cm.device, "attributeKey": k, "attributeValue": rawValue(raw)}
 			topic, body, err := renderPublish(u.topic, u.body, env)
 			if err == nil {
 				err = cm.c.publish(ctx, topic, []byte(body), u.qos, u.retain)
 			}
 			if err != nil {
-				errs = append(errs, fmt.Errorf("mqtt device %q: attribute update %q: %w", cm.device, k, err))
+				return fmt.Errorf("mqtt device %q: attribute update %q: %w", cm.device, k, err)
 			}
-		}
-		if !taken {
-			ignored = append(ignored, k)
-		}
-	}
-	return ignored, errors.Join(errs...)
+			return nil
+		})
 }
 
 // RPC implements protocols.Commander: it publishes the request of the first

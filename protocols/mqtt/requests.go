@@ -132,25 +132,14 @@ func requestDeviceInfo(o *spec.Obj) DeviceInfo {
 		return DeviceInfo{}
 	}
 	di := DeviceInfo{ProfileSource: SourceConstant, Profile: "default"}
-	switch {
-	case o.Has("deviceNameExpression"):
-		// deviceInfo's keys written flat into the entry.
-		di.NameSource = o.Enum("deviceNameExpressionSource", SourceMessage, SourceMessage, SourceTopic, SourceConstant)
-		di.Name = o.RequiredStr("deviceNameExpression")
-		checkSource(o, "deviceNameExpression", di.NameSource, di.Name, TypeJSON)
-		if o.Has("deviceProfileExpression") {
-			di.ProfileSource = o.Enum("deviceProfileExpressionSource", SourceConstant, SourceMessage, SourceTopic, SourceConstant)
-			di.Profile = o.Str("deviceProfileExpression", "default")
-			checkSource(o, "deviceProfileExpression", di.ProfileSource, di.Profile, TypeJSON)
-		}
-	case o.Has("deviceNameJsonExpression"):
-		di.NameSource, di.Name = SourceMessage, o.RequiredStr("deviceNameJsonExpression")
-		checkSource(o, "deviceNameJsonExpression", di.NameSource, di.Name, TypeJSON)
-	case o.Has("deviceNameTopicExpression"):
-		di.NameSource, di.Name = SourceTopic, o.RequiredStr("deviceNameTopicExpression")
-		checkSource(o, "deviceNameTopicExpression", di.NameSource, di.Name, TypeJSON)
-	default:
+	var ok bool
+	if di.NameSource, di.Name, ok = sourcedExpr(o, "deviceName"); !ok {
 		o.Errorf("deviceInfo", "is required")
+	} else if o.Has("deviceNameExpression") && o.Has("deviceProfileExpression") {
+		// deviceInfo's keys written flat into the entry.
+		di.ProfileSource = o.Enum("deviceProfileExpressionSource", SourceConstant, SourceMessage, SourceTopic, SourceConstant)
+		di.Profile = o.Str("deviceProfileExpression", "default")
+		checkSource(o, "deviceProfileExpression", di.ProfileSource, di.Profile, TypeJSON)
 	}
 	switch {
 	case o.Has("deviceTypeJsonExpression"):
@@ -201,18 +190,8 @@ func parseAttributeRequest(o *spec.Obj) *AttributeRequest {
 			break
 		}
 	}
-	switch {
-	case o.Has("attributeNameExpression"):
-		r.NameSource = o.Enum("attributeNameExpressionSource", SourceMessage, SourceMessage, SourceTopic, SourceConstant)
-		r.NameExpr = o.RequiredStr("attributeNameExpression")
-		checkSource(o, "attributeNameExpression", r.NameSource, r.NameExpr, TypeJSON)
-	case o.Has("attributeNameJsonExpression"):
-		r.NameSource, r.NameExpr = SourceMessage, o.RequiredStr("attributeNameJsonExpression")
-		checkSource(o, "attributeNameJsonExpression", r.NameSource, r.NameExpr, TypeJSON)
-	case o.Has("attributeNameTopicExpression"):
-		r.NameSource, r.NameExpr = SourceTopic, o.RequiredStr("attributeNameTopicExpression")
-		checkSource(o, "attributeNameTopicExpression", r.NameSource, r.NameExpr, TypeJSON)
-	default:
+	var ok bool
+	if r.NameSource, r.NameExpr, ok = sourcedExpr(o, "attributeName"); !ok {
 		o.Errorf("attributeNameExpression", "is required")
 	}
 	r.TopicExpr = requiredTemplate(o, "topicExpression", true)
@@ -302,4 +281,28 @@ func fullMatch(expr string) (*regexp.Regexp, error) {
 		return nil, fmt.Errorf("%q is not a valid regular expression: %w", expr, err)
 	}
 	return re, nil
+}
+
+// sourcedExpr reads an expression given in one of the three upstream
+// spellings: <base>Expression with <base>ExpressionSource (default
+// message), <base>JsonExpression, or <base>TopicExpression. ok is false
+// when none is present.
+func sourcedExpr(o *spec.Obj, base string) (source, expr string, ok bool) {
+	switch key := base + "Expression"; {
+	case o.Has(key):
+		source = o.Enum(key+"Source", SourceMessage, SourceMessage, SourceTopic, SourceConstant)
+		expr = o.RequiredStr(key)
+		checkSource(o, key, source, expr, TypeJSON)
+	case o.Has(base + "JsonExpression"):
+		key = base + "JsonExpression"
+		source, expr = SourceMessage, o.RequiredStr(key)
+		checkSource(o, key, source, expr, TypeJSON)
+	case o.Has(base + "TopicExpression"):
+		key = base + "TopicExpression"
+		source, expr = SourceTopic, o.RequiredStr(key)
+		checkSource(o, key, source, expr, TypeJSON)
+	default:
+		return "", "", false
+	}
+	return source, expr, true
 }
