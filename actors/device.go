@@ -153,7 +153,7 @@ func (d *deviceActor) poll(ctx actor.Context) {
 	var events []protocols.Event
 	if err != nil && d.connected && len(reading.Telemetry)+len(reading.Attributes) > 0 {
 		// Keys read before an exception or a timeout are real values.
-		events = d.emit(now, started, reading, events)
+		events = d.emit(now, started, reading, events, false)
 	}
 	if err != nil {
 		d.counters.PollErrors.Add(1)
@@ -181,7 +181,7 @@ func (d *deviceActor) poll(ctx actor.Context) {
 		if !d.connected {
 			events = d.connect(ctx, now, events)
 		}
-		events = d.emit(now, started, reading, events)
+		events = d.emit(now, started, reading, events, false)
 	}
 	events = d.due(now, events)
 	d.deliver(ctx, events, nil)
@@ -243,12 +243,19 @@ func (d *deviceActor) deliver(ctx actor.Context, events []protocols.Event, done 
 	ctx.Send(d.journal, &AppendEvents{Events: events, Done: done})
 }
 
-func (d *deviceActor) emit(now, started time.Time, reading protocols.Reading, events []protocols.Event) []protocols.Event {
+// emit turns a reading into events. owned says the reading's slices are
+// the actor's to keep (a Push hands them over), so filtering happens in
+// place; a polled device may reuse its slices for the next poll.
+func (d *deviceActor) emit(now, started time.Time, reading protocols.Reading, events []protocols.Event, owned bool) []protocols.Event {
 	d.counters.ValuesPolled.Add(uint64(len(reading.Telemetry) + len(reading.Attributes)))
-	if attrs := d.attr.Apply(now, reading.Attributes, nil); len(attrs) > 0 {
+	var attrDst, telDst []protocols.Datapoint
+	if owned {
+		attrDst, telDst = reading.Attributes[:0], reading.Telemetry[:0]
+	}
+	if attrs := d.attr.Apply(now, reading.Attributes, attrDst); len(attrs) > 0 {
 		events = append(events, protocols.Event{Kind: protocols.EventAttributes, Device: d.info.Name, Ts: now.UnixMilli(), Values: attrs})
 	}
-	if tel := d.tel.Apply(now, reading.Telemetry, nil); len(tel) > 0 {
+	if tel := d.tel.Apply(now, reading.Telemetry, telDst); len(tel) > 0 {
 		events = append(events, protocols.Event{Kind: protocols.EventTelemetry, Device: d.info.Name, Ts: started.UnixMilli(), Values: tel})
 	}
 	return events

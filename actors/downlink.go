@@ -139,8 +139,10 @@ func (g *Gateway) deviceRPC(req protocols.RPCRequest) {
 	res, err := g.sys.Root.RequestFuture(g.registry, &routeRPC{req: req, deadline: time.Now().Add(timeout)}, timeout).Result()
 	var data []byte
 	if err == nil {
-		if r := res.(*rpcResult); errors.Is(r.err, protocols.ErrTimeout) {
-			// The device (not the routing) timed out: same reply upstream gives.
+		// The device (not the routing) timed out, by its own protocol
+		// timeout or by the request's deadline, which the device's context
+		// shares with the future and may notice first: same reply upstream gives.
+		if r := res.(*rpcResult); errors.Is(r.err, protocols.ErrTimeout) || errors.Is(r.err, context.DeadlineExceeded) {
 			err = actor.ErrTimeout
 		}
 	}

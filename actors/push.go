@@ -26,9 +26,24 @@ const pushWindow = 4096
 // data even when every push in flight is for that one device.
 const pushMailbox = pushWindow + deviceMailbox
 
+// pushData is one Push on its way to the device actor. Its window slot is
+// freed, and the source told, exactly once (the journal, a full mailbox or
+// a filter may each be the one to finish it); one allocation per message.
 type pushData struct {
-	p    protocols.Push
-	done func(error) // frees the window slot, then calls p.Done
+	p        protocols.Push
+	window   chan struct{}
+	finished atomic.Bool
+}
+
+// done frees the window slot, then calls p.Done.
+func (m *pushData) done(err error) {
+	if !m.finished.CompareAndSwap(false, true) {
+		return
+	}
+	<-m.window
+	if m.p.Done != nil {
+		m.p.Done(err)
+	}
 }
 
 func (m *pushData) dropped() { m.done(errMailboxFull) }
@@ -159,16 +174,7 @@ func (s *pushSink) Push(ctx context.Context, p protocols.Push) error {
 		<-s.window
 		return err
 	}
-	var once atomic.Bool
-	s.g.sys.Root.Send(pid, &pushData{p: p, done: func(err error) {
-		if !once.CompareAndSwap(false, true) {
-			return
-		}
-		<-s.window
-		if p.Done != nil {
-			p.Done(err)
-		}
-	}})
+	s.g.sys.Root.Send(pid, &pushData{p: p, window: s.window})
 	return nil
 }
 
@@ -299,7 +305,7 @@ func (d *deviceActor) pushed(ctx actor.Context, m *pushData) {
 	if !d.connected {
 		events = d.connect(ctx, now, events)
 	}
-	events = d.emit(now, ts, m.p.Reading, events)
+	events = d.emit(now, ts, m.p.Reading, events, true)
 	d.deliver(ctx, events, m.done)
 }
 

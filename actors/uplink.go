@@ -77,7 +77,8 @@ type uplinkActor struct {
 	known     map[string]string // device → type, re-announced after a reconnect
 	packBuf   []platform.Message
 	events    []protocols.Event
-	logLimit  logLimiter // repeated errors: one line per interval with a suppressed count
+	dec       protocols.EventDecoder // events live until the chunk is packed
+	logLimit  logLimiter             // repeated errors: one line per interval with a suppressed count
 }
 
 func (u *uplinkActor) Receive(ctx actor.Context) {
@@ -220,9 +221,11 @@ func (u *uplinkActor) pump(ctx actor.Context) {
 		if len(recs) == 0 {
 			return
 		}
+		clear(u.events)
 		u.events = u.events[:0]
+		u.dec.Reset()
 		for _, r := range recs {
-			ev, err := protocols.DecodeEvent(r.Data)
+			ev, err := u.dec.Decode(r.Data)
 			if err != nil {
 				u.g.counters.CorruptRecords.Add(1)
 				if ok, n := u.logLimit.allow("corrupt"); ok {

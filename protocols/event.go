@@ -77,7 +77,63 @@ func appendStr(b []byte, s string) []byte {
 
 // DecodeEvent decodes a record written by AppendBinary. It never panics on
 // arbitrary input.
-func DecodeEvent(b []byte) (Event, error) {
+func DecodeEvent(b []byte) (Event, error) { return decodeEvent(b, nil) }
+
+// EventDecoder decodes a stream of records (the uplink's journal reads)
+// with a fraction of DecodeEvent's allocations: device names and keys,
+// which repeat in every record, are shared, and the values of all events
+// decoded since the last Reset live in one reused arena. Events it returned
+// are valid until the next Reset. The zero value is ready to use; it is
+// not safe for concurrent use.
+type EventDecoder struct {
+	names map[string]string
+	arena []Datapoint
+}
+
+// Bounds keep a burst of distinct names or a huge batch from pinning memory.
+const (
+	maxInterned = 4096
+	maxArena    = 64 << 10
+)
+
+// Decode is DecodeEvent with the decoder's sharing.
+func (d *EventDecoder) Decode(b []byte) (Event, error) { return decodeEvent(b, d) }
+
+// Reset reclaims the arena: the values of every event decoded so far are
+// overwritten by later decodes.
+func (d *EventDecoder) Reset() {
+	if cap(d.arena) > maxArena {
+		d.arena = nil
+		return
+	}
+	clear(d.arena) // drop string references
+	d.arena = d.arena[:0]
+}
+
+// values reserves room for n datapoints.
+func (d *EventDecoder) values(n int) []Datapoint {
+	if cap(d.arena)-len(d.arena) < n {
+		// Earlier events keep the old array; it is freed with them.
+		d.arena = make([]Datapoint, 0, max(2*cap(d.arena), n, 256))
+	}
+	l := len(d.arena)
+	d.arena = d.arena[:l+n]
+	return d.arena[l : l : l+n]
+}
+
+func (d *EventDecoder) intern(b []byte) string {
+	if s, ok := d.names[string(b)]; ok {
+		return s
+	}
+	if d.names == nil || len(d.names) >= maxInterned {
+		d.names = make(map[string]string, 64)
+	}
+	s := string(b)
+	d.names[s] = s
+	return s
+}
+
+func decodeEvent(b []byte, shared *EventDecoder) (Event, error) {
 	d := decoder{b: b}
 	var e Event
 	if v := d.byte(); v != codecVersion {
@@ -90,8 +146,9 @@ func DecodeEvent(b []byte) (Event, error) {
 	if e.Kind < EventTelemetry || e.Kind > EventDisconnect {
 		return e, fmt.Errorf("%w: unknown kind %d", ErrCorruptEvent, e.Kind)
 	}
-	e.Device = d.str()
-	e.DeviceType = d.str()
+	d.shared = shared
+	e.Device = d.name()
+	e.DeviceType = d.name()
 	e.Ts = d.varint()
 	n := d.uvarint()
 	if d.err != nil {
@@ -102,10 +159,14 @@ func DecodeEvent(b []byte) (Event, error) {
 	if n > uint64(len(d.b))/2+1 {
 		return e, fmt.Errorf("%w: value count %d exceeds record size", ErrCorruptEvent, n)
 	}
-	e.Values = make([]Datapoint, 0, n)
+	if shared != nil {
+		e.Values = shared.values(int(n))
+	} else {
+		e.Values = make([]Datapoint, 0, n)
+	}
 	for i := uint64(0); i < n && d.err == nil; i++ {
 		var dp Datapoint
-		dp.Key = d.str()
+		dp.Key = d.name()
 		dp.Value.Kind = Kind(d.byte())
 		switch dp.Value.Kind {
 		case KindNull:
@@ -129,8 +190,9 @@ func DecodeEvent(b []byte) (Event, error) {
 }
 
 type decoder struct {
-	b   []byte
-	err error
+	b      []byte
+	err    error
+	shared *EventDecoder // nil: every string is a fresh allocation
 }
 
 func (d *decoder) fail(format string, a ...any) {
@@ -180,16 +242,28 @@ func (d *decoder) varint() int64 {
 	return v
 }
 
-func (d *decoder) str() string {
+// raw reads a length-prefixed byte string, aliasing the record.
+func (d *decoder) raw() []byte {
 	n := d.uvarint()
 	if d.err != nil {
-		return ""
+		return nil
 	}
 	if n > uint64(len(d.b)) {
 		d.fail("string length %d exceeds record", n)
-		return ""
+		return nil
 	}
-	s := string(d.b[:n])
+	b := d.b[:n]
 	d.b = d.b[n:]
-	return s
+	return b
+}
+
+func (d *decoder) str() string { return string(d.raw()) }
+
+// name reads a string that repeats across records: a device name or a key.
+func (d *decoder) name() string {
+	b := d.raw()
+	if d.shared == nil || len(b) == 0 {
+		return string(b)
+	}
+	return d.shared.intern(b)
 }

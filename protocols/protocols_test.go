@@ -1,7 +1,9 @@
 package protocols
 
 import (
+	"bytes"
 	"encoding/json"
+	"fmt"
 	"math"
 	"reflect"
 	"testing"
@@ -61,8 +63,17 @@ func FuzzDecodeEvent(f *testing.F) {
 	ev := Event{Kind: EventAttributes, Device: "d", Ts: 5, Values: []Datapoint{{"k", String("v")}, {"f", Float(1)}}}
 	f.Add(ev.AppendBinary(nil))
 	f.Add([]byte{1, 1, 0, 0, 0, 255, 255, 255, 255, 15})
+	var shared EventDecoder
 	f.Fuzz(func(t *testing.T, b []byte) {
 		e, err := DecodeEvent(b)
+		// The stream decoder agrees with DecodeEvent on every input.
+		se, serr := shared.Decode(b)
+		if (err == nil) != (serr == nil) || err == nil && !bytes.Equal(e.AppendBinary(nil), se.AppendBinary(nil)) {
+			t.Fatalf("EventDecoder: %+v, %v; DecodeEvent: %+v, %v", se, serr, e, err)
+		}
+		if len(shared.arena) > 1000 {
+			shared.Reset()
+		}
 		if err != nil {
 			return
 		}
@@ -80,4 +91,45 @@ func FuzzDecodeEvent(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestEventDecoderReuse: events decoded between two Resets stay intact
+// while more are decoded; names are shared; Reset reuses the arena.
+func TestEventDecoderReuse(t *testing.T) {
+	var recs [][]byte
+	var want []Event
+	for i := range 300 {
+		e := Event{Kind: EventTelemetry, Device: fmt.Sprintf("dev-%d", i%3), Ts: int64(i), Values: []Datapoint{
+			{"a", Int(int64(i))}, {"b", String(fmt.Sprint("s", i))}, {"c", Float(float64(i) / 2)}}}
+		want = append(want, e)
+		recs = append(recs, e.AppendBinary(nil))
+	}
+	var d EventDecoder
+	for round := range 3 {
+		var got []Event
+		for _, r := range recs {
+			e, err := d.Decode(r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, e)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("round %d: decoded events differ", round)
+		}
+		if len(d.names) != 6 { // three devices, three keys
+			t.Fatalf("interned %d names, want 6", len(d.names))
+		}
+		d.Reset()
+	}
+	if allocs := testing.AllocsPerRun(10, func() {
+		for _, r := range recs[:100] {
+			if _, err := d.Decode(r); err != nil {
+				t.Fatal(err)
+			}
+		}
+		d.Reset()
+	}); allocs > 110 { // one string value per record
+		t.Fatalf("%.0f allocations for 100 records", allocs)
+	}
 }

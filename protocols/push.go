@@ -54,6 +54,8 @@ type Sink interface {
 	// is never called: ctx.Err() when ctx ended first, another error when
 	// the connector is stopping. A source that can have the data re-sent
 	// (MQTT) leaves it unacknowledged; one that cannot (CAN) counts a drop.
+	// Once Push returns nil the runtime owns p.Reading's slices (it filters
+	// them in place): the source must not touch them again.
 	Push(ctx context.Context, p Push) error
 	// Connect and Disconnect announce a device's state to the platform
 	// (MQTT connectRequests / disconnectRequests).

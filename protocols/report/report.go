@@ -64,6 +64,9 @@ type Filter struct {
 	def     Strategy
 	perKey  map[string]Strategy
 	entries map[string]*entry
+	// passAll: every key is ON_RECEIVED (upstream's default), so nothing
+	// is filtered or re-sent and no per-key state is needed.
+	passAll bool
 }
 
 // NewFilter builds a filter with the device-level default and per-key overrides.
@@ -71,7 +74,13 @@ func NewFilter(def Strategy, perKey map[string]Strategy) *Filter {
 	if !def.IsSet() {
 		def = Default
 	}
-	return &Filter{def: def, perKey: perKey, entries: map[string]*entry{}}
+	passAll := def.Type == OnReceived
+	for _, s := range perKey {
+		if s.IsSet() && s.Type != OnReceived {
+			passAll = false
+		}
+	}
+	return &Filter{def: def, perKey: perKey, entries: map[string]*entry{}, passAll: passAll}
 }
 
 func (f *Filter) strategy(key string) Strategy {
@@ -87,6 +96,9 @@ func (f *Filter) Apply(now time.Time, dps []protocols.Datapoint, dst []protocols
 	if dst == nil && len(dps) > 0 {
 		// One allocation instead of append's doublings: usually all pass.
 		dst = make([]protocols.Datapoint, 0, len(dps))
+	}
+	if f.passAll {
+		return append(dst, dps...)
 	}
 	for _, dp := range dps {
 		e := f.entries[dp.Key]

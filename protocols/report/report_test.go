@@ -137,3 +137,25 @@ func TestParse(t *testing.T) {
 		t.Errorf("got  %s\nwant %s", got, want)
 	}
 }
+
+// TestApplyInPlace: a caller that owns the input filters it in place
+// (dst = dps[:0]); the result is the same as into fresh storage, for the
+// all-ON_RECEIVED shortcut and for a filtering strategy.
+func TestApplyInPlace(t *testing.T) {
+	now := time.Now()
+	for _, def := range []Strategy{{}, {Type: OnChange}} {
+		fresh, inPlace := NewFilter(def, nil), NewFilter(def, nil)
+		for round, in := range [][]protocols.Datapoint{dps("a", 1, "b", 2, "c", 3), dps("a", 1, "b", 5, "c", 3), dps("a", 2, "b", 5, "c", 4)} {
+			want := fresh.Apply(now, in, nil)
+			own := append([]protocols.Datapoint(nil), in...)
+			got := inPlace.Apply(now, own, own[:0])
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("%s round %d: in place %v, fresh %v", def.Type, round, got, want)
+			}
+		}
+	}
+	if !NewFilter(Strategy{}, map[string]Strategy{"a": {Type: OnReceived}}).passAll ||
+		NewFilter(Strategy{}, map[string]Strategy{"a": {Type: OnChange}}).passAll {
+		t.Fatal("passAll must hold exactly when every key is ON_RECEIVED")
+	}
+}

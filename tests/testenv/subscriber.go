@@ -36,6 +36,9 @@ type SubscriberOptions struct {
 	// QoS0 forces QoS 0 subscriptions (QoS alone cannot express 0).
 	QoS0 bool
 	TLS  *tls.Config // nil: plain TCP
+	// OnMessage, when set, also sees every message, on paho's goroutine:
+	// it must not block (a reply is published from a goroutine of its own).
+	OnMessage func(Msg)
 }
 
 // Subscriber is an MQTT 5 client that records everything it receives. It
@@ -127,6 +130,9 @@ func SubscribeWith(t testing.TB, addr string, o SubscriberOptions, topics ...str
 			OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
 				p := pr.Packet
 				m := Msg{Topic: p.Topic, Payload: p.Payload, QoS: p.QoS, Retain: p.Retain, Received: time.Now()}
+				if o.OnMessage != nil {
+					o.OnMessage(m)
+				}
 				s.mu.Lock()
 				s.msgs = append(s.msgs, m)
 				s.signal()
@@ -294,4 +300,30 @@ func describe(msgs []Msg) string {
 		fmt.Fprintf(&b, "\n  %s %s", m.Topic, p)
 	}
 	return b.String()
+}
+
+// PlatformSessionLimits is what a ThingsBoard 3.8+ platform with default
+// settings answers to getSessionLimits.
+const PlatformSessionLimits = `{"maxPayloadSize":65536,"maxInflightMessages":100,"rateLimits":{},"gatewayRateLimits":{}}`
+
+// AnswerSessionLimits answers the gateway's getSessionLimits RPC on the
+// broker at addr with limits, as a current platform does, so a gateway
+// under test does not wait out the timeout it keeps for old platforms.
+func AnswerSessionLimits(t testing.TB, addr, limits string) {
+	t.Helper()
+	var s *Subscriber
+	ready := make(chan struct{})
+	s = SubscribeWith(t, addr, SubscriberOptions{OnMessage: func(m Msg) {
+		if !strings.Contains(string(m.Payload), "getSessionLimits") {
+			return
+		}
+		id := m.Topic[strings.LastIndexByte(m.Topic, '/')+1:]
+		go func() {
+			<-ready
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = s.Publish(ctx, "v1/devices/me/rpc/response/"+id, []byte(limits), 1)
+		}()
+	}}, "v1/devices/me/rpc/request/+")
+	close(ready)
 }
