@@ -13,11 +13,11 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// On-disk layout. Records live under recPrefix with a big-endian seq so that key order is seq
-// order; the value is an 8-byte big-endian Time followed by the event bytes. Two small meta keys
-// sit outside the record prefix so record iteration never sees them.
+// On-disk layout. Records live in segments (see segment.go) under segPrefix, keyed by the
+// big-endian seq of their last record so that key order is seq order. A few meta keys sit
+// outside that prefix so record iteration never sees them. Journals written before segments
+// kept one key per record under legacyPrefix; OpenBadger converts them (migrate.go).
 var (
-	recPrefix = []byte("q/")
 	cursorKey = []byte("m/cursor")
 	// lastKey holds the highest seq ever handed out. Without it a journal whose records were
 	// all acked, or whose cursor lags deletions after a crash, could not tell which seqs were
@@ -27,34 +27,29 @@ var (
 )
 
 const (
-	recKeyLen = 2 + 8
-	timeLen   = 8
+	timeLen = 8
 
-	// valueThreshold keeps typical events (well under 1 KB) inline in the LSM, where reading
-	// them is free during scans; it must stay under 15% of the memtable (badger's batch limit).
-	valueThreshold = 1 << 10
-	memTableSize   = 4 << 20
+	// valueThreshold keeps every segment (at most segMaxBytes of records plus a small header)
+	// inline in the LSM, where reading it is free during scans; only a single event bigger
+	// than that goes to the value log. Badger requires it under its batch limit, 15% of the
+	// memtable (~470 KB).
+	valueThreshold = 64 << 10
+	// memTableSize was 4 MB when every record was a key of its own; skiplist nodes then took
+	// about a quarter of it. Segments have almost no per-key overhead, so 3 MB holds as many
+	// events, and keeps the L0 tables flushed from it within the 4 MB (2 x BaseTableSize)
+	// that badger's pooled table-builder allocators start with: bigger tables make them grow
+	// by a doubled buffer, which the pool then retains (tens of MB of RSS).
+	memTableSize = 3 << 20
+	// blockSize holds whole segments: badger's table builder grows a block that an entry
+	// overflows by doubling its buffer inside an arena, wasting about twice the entry size per
+	// segment with the default 4 KB blocks, and that arena too is kept in the pool.
+	blockSize = 64 << 10
 
 	defaultGCInterval = 5 * time.Minute
 	gcDiscardRatio    = 0.5
 	// gcMaxRounds caps one GC tick so that Close never waits behind a long rewrite streak.
 	gcMaxRounds = 8
 )
-
-func appendRecKey(dst []byte, seq uint64) []byte {
-	return binary.BigEndian.AppendUint64(append(dst, recPrefix...), seq)
-}
-
-func recKey(seq uint64) []byte { return appendRecKey(make([]byte, 0, recKeyLen), seq) }
-
-func seqOfKey(k []byte) uint64 { return binary.BigEndian.Uint64(k[len(recPrefix):]) }
-
-func decodeValue(seq uint64, v []byte) (int64, []byte, error) {
-	if len(v) < timeLen {
-		return 0, nil, fmt.Errorf("persistence: record %d corrupt: value of %d bytes", seq, len(v))
-	}
-	return int64(binary.BigEndian.Uint64(v)), v[timeLen:], nil
-}
 
 // Badger is the durable Journal.
 //
@@ -134,6 +129,7 @@ func badgerOptions(dir string, o Options) badger.Options {
 		WithNumLevelZeroTablesStall(4).
 		WithBaseTableSize(2 << 20).
 		WithBaseLevelSize(8 << 20).
+		WithBlockSize(blockSize).
 		WithValueThreshold(valueThreshold).
 		WithValueLogFileSize(16 << 20). // small files so value-log GC can actually reclaim (it skips the active file)
 		WithNumCompactors(2).           // badger rejects 1
@@ -163,8 +159,12 @@ func (a badgerLogger) Warningf(f string, args ...any) {
 func (badgerLogger) Infof(string, ...any)  {}
 func (badgerLogger) Debugf(string, ...any) {}
 
-// recover rebuilds the ledger with one forward scan from the persisted cursor.
+// recover converts a journal of the previous layout, then rebuilds the ledger with one
+// forward scan from the persisted cursor.
 func (b *Badger) recover() error {
+	if err := b.migrate(); err != nil {
+		return fmt.Errorf("persistence: recover journal: %w", err)
+	}
 	var cursor, last uint64
 	var h heldSummary
 	err := b.db.View(func(txn *badger.Txn) error {
@@ -210,29 +210,95 @@ type heldSummary struct {
 
 func summarize(txn *badger.Txn, cursor uint64) (heldSummary, error) {
 	var h heldSummary
-	it := txn.NewIterator(badger.IteratorOptions{Prefix: recPrefix})
-	defer it.Close()
-	for it.Seek(recKey(cursor + 1)); it.ValidForPrefix(recPrefix); it.Next() {
-		item := it.Item()
-		seq := seqOfKey(item.Key())
-		err := item.Value(func(v []byte) error {
-			ts, d, err := decodeValue(seq, v)
+	w := newRecWalker(txn, cursor)
+	defer w.close()
+	for {
+		r, ok, err := w.next()
+		if err != nil || !ok {
+			return h, err
+		}
+		if h.depth == 0 {
+			h.firstSeq, h.headTime = r.seq, r.time
+		}
+		h.depth++
+		h.bytes += r.size
+		h.lastSeq = r.seq
+	}
+}
+
+// recWalker yields the held records with Seq > after, oldest first, walking the records inside
+// the segments. Records of the segment straddling after (acknowledged, but the segment also
+// holds later ones) are skipped. lasts collects the last seq of every segment visited, in
+// order, so that the caller can delete the ones it has fully consumed.
+type recWalker struct {
+	it     *badger.Iterator
+	after  uint64
+	buf    []held // the current segment's records (a badger value dies with its callback)
+	recs   []held // those not yet yielded
+	loaded bool   // the iterator's item has been decoded into buf
+	lasts  []uint64
+}
+
+func newRecWalker(txn *badger.Txn, after uint64) *recWalker {
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: segPrefix})
+	it.Seek(segKey(after + 1))
+	return &recWalker{it: it, after: after}
+}
+
+func (w *recWalker) close() { w.it.Close() }
+
+// next has the signature planDrops wants.
+func (w *recWalker) next() (held, bool, error) {
+	for len(w.recs) == 0 {
+		if w.loaded {
+			w.it.Next()
+			w.loaded = false
+		}
+		if !w.it.ValidForPrefix(segPrefix) {
+			return held{}, false, nil
+		}
+		item := w.it.Item()
+		last, err := segKeySeq(item.Key())
+		if err != nil {
+			return held{}, false, err
+		}
+		w.buf = w.buf[:0]
+		err = item.Value(func(v []byte) error {
+			s, err := decodeSegment(last, v)
 			if err != nil {
 				return err
 			}
-			if h.depth == 0 {
-				h.firstSeq, h.headTime = seq, ts
+			for {
+				seq, d, ok, err := s.next()
+				if err != nil || !ok {
+					return err
+				}
+				if seq > w.after {
+					w.buf = append(w.buf, held{seq: seq, time: s.ts, size: uint64(len(d))})
+				}
 			}
-			h.depth++
-			h.bytes += uint64(len(d))
-			h.lastSeq = seq
-			return nil
 		})
 		if err != nil {
-			return h, err
+			return held{}, false, err
 		}
+		w.recs = w.buf
+		w.lasts = append(w.lasts, last)
+		w.loaded = true
 	}
-	return h, nil
+	r := w.recs[0]
+	w.recs = w.recs[1:]
+	return r, true, nil
+}
+
+// coveredThrough returns the prefix of lasts (ascending segment last seqs) whose segments hold
+// no record above upTo: those can be deleted. A segment straddling upTo stays; the cursor
+// hides its acknowledged prefix.
+func coveredThrough(lasts []uint64, upTo uint64) []uint64 {
+	n := 0
+	for n < len(lasts) && lasts[n] <= upTo {
+		n++
+	}
+	return lasts[:n]
 }
 
 // resync recounts the held records after a deletion failed part-way, when some of its
@@ -276,9 +342,10 @@ func getUint64(txn *badger.Txn, key []byte) (uint64, error) {
 // Dir is the journal's badger directory.
 func (b *Badger) Dir() string { return b.dir }
 
-// Append writes the batch in one badger transaction. A batch too big for one transaction
-// (about 1.2 MB of small records with these options) is split into consecutive transactions;
-// then a crash can leave a prefix of the batch committed, which is harmless for an
+// Append writes the batch in one badger transaction, as a few segments of consecutive records
+// (one key per segMaxBytes rather than one per record). A batch too big for one transaction
+// (about 470 KB with these options) is split into consecutive transactions at segment
+// boundaries; then a crash can leave a prefix of the batch committed, which is harmless for an
 // at-least-once journal because the caller did not get nil and will resend.
 func (b *Badger) Append(data [][]byte) (first, last uint64, err error) {
 	if len(data) == 0 {
@@ -295,10 +362,15 @@ func (b *Badger) Append(data [][]byte) (first, last uint64, err error) {
 	last = b.l.last + uint64(len(data))
 
 	// Keys and values must stay untouched until commit; one exact-size buffer holds them all
-	// so the batch costs one allocation instead of two per record.
+	// so the batch costs one allocation. ends are the segment boundaries.
+	var endsBuf [8]int
+	ends := endsBuf[:0]
 	total := 0
-	for _, d := range data {
-		total += recKeyLen + timeLen + len(d)
+	for start := 0; start < len(data); {
+		end, recBytes := segmentEnd(data, start)
+		ends = append(ends, end)
+		total += segKeyLen + segValueLen(end-start, recBytes)
+		start = end
 	}
 	buf := make([]byte, 0, total)
 
@@ -319,13 +391,14 @@ func (b *Badger) Append(data [][]byte) (first, last uint64, err error) {
 	// Claim the whole range up front, in the first transaction: if only part of the batch
 	// survives a crash, the unwritten seqs stay claimed and are never reused.
 	err = txn.Set(lastKey, binary.BigEndian.AppendUint64(nil, last))
-	for i := 0; err == nil && i < len(data); i++ {
+	start := 0
+	for i := 0; err == nil && i < len(ends); i++ {
+		end := ends[i]
 		off := len(buf)
-		buf = appendRecKey(buf, first+uint64(i))
+		buf = appendSegKey(buf, first+uint64(end-1))
 		k := buf[off:len(buf):len(buf)]
 		off = len(buf)
-		buf = binary.BigEndian.AppendUint64(buf, uint64(ts))
-		buf = append(buf, data[i]...)
+		buf = appendSegValue(buf, ts, data[start:end])
 		v := buf[off:len(buf):len(buf)]
 		err = txn.Set(k, v)
 		if errors.Is(err, badger.ErrTxnTooBig) {
@@ -334,9 +407,12 @@ func (b *Badger) Append(data [][]byte) (first, last uint64, err error) {
 			}
 		}
 		if err == nil {
-			pending++
-			pendingBytes += uint64(len(data[i]))
+			pending += end - start
+			for _, d := range data[start:end] {
+				pendingBytes += uint64(len(d))
+			}
 		}
+		start = end
 	}
 	if err == nil {
 		err = commit()
@@ -359,8 +435,9 @@ func (b *Badger) Append(data [][]byte) (first, last uint64, err error) {
 	return first, last, nil
 }
 
-// Read seeks straight to the first wanted key: starting at the head of the prefix would walk
-// every tombstone left by acks until compaction removes them.
+// Read seeks straight to the segment holding after+1 (segments are keyed by their last seq):
+// starting at the head of the prefix would walk every tombstone left by acks until compaction
+// removes them.
 func (b *Badger) Read(after uint64, maxRecords, maxBytes int) ([]Record, error) {
 	b.closeMu.RLock()
 	defer b.closeMu.RUnlock()
@@ -378,34 +455,46 @@ func (b *Badger) Read(after uint64, maxRecords, maxBytes int) ([]Record, error) 
 	var arena []byte
 	size := 0
 	err := b.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: recPrefix})
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: segPrefix})
 		defer it.Close()
-		for it.Seek(recKey(after + 1)); it.ValidForPrefix(recPrefix); it.Next() {
+		for it.Seek(segKey(after + 1)); it.ValidForPrefix(segPrefix); it.Next() {
 			if maxRecords > 0 && len(out) >= maxRecords {
 				return nil
 			}
 			item := it.Item()
-			seq := seqOfKey(item.Key())
+			last, err := segKeySeq(item.Key())
+			if err != nil {
+				return err
+			}
 			full := false
-			err := item.Value(func(v []byte) error {
-				ts, d, err := decodeValue(seq, v)
+			err = item.Value(func(v []byte) error {
+				s, err := decodeSegment(last, v)
 				if err != nil {
 					return err
 				}
-				if maxBytes > 0 && len(out) > 0 && size+len(d) > maxBytes {
-					full = true
-					return nil
+				for {
+					seq, d, ok, err := s.next()
+					if err != nil || !ok {
+						return err
+					}
+					if seq <= after {
+						continue
+					}
+					if (maxRecords > 0 && len(out) >= maxRecords) ||
+						(maxBytes > 0 && len(out) > 0 && size+len(d) > maxBytes) {
+						full = true
+						return nil
+					}
+					// v belongs to badger and is only valid inside the txn: copy into an arena
+					// that is never reused, sharing chunks between records to limit allocations.
+					if cap(arena)-len(arena) < len(d) {
+						arena = make([]byte, 0, readChunk(len(d), maxBytes))
+					}
+					off := len(arena)
+					arena = append(arena, d...)
+					out = append(out, Record{Seq: seq, Time: s.ts, Data: arena[off:len(arena):len(arena)]})
+					size += len(d)
 				}
-				// v belongs to badger and is only valid inside the txn: copy into an arena
-				// that is never reused, sharing chunks between records to limit allocations.
-				if cap(arena)-len(arena) < len(d) {
-					arena = make([]byte, 0, readChunk(len(d), maxBytes))
-				}
-				off := len(arena)
-				arena = append(arena, d...)
-				out = append(out, Record{Seq: seq, Time: ts, Data: arena[off:len(arena):len(arena)]})
-				size += len(d)
-				return nil
 			})
 			if err != nil || full {
 				return err
@@ -427,7 +516,8 @@ func readChunk(need, maxBytes int) int {
 	return max(c, need)
 }
 
-// Ack deletes (cursor, upTo] and persists the new cursor.
+// Ack deletes the segments holding only records <= upTo and persists the cursor (upTo). A
+// segment straddling upTo stays until a later Ack covers it: the cursor hides its prefix.
 func (b *Badger) Ack(upTo uint64) error {
 	b.wmu.Lock()
 	defer b.wmu.Unlock()
@@ -438,11 +528,11 @@ func (b *Badger) Ack(upTo uint64) error {
 	if upTo <= b.l.cursor {
 		return nil
 	}
-	n, bytes, head, err := b.scanThrough(upTo)
+	n, bytes, head, dels, err := b.scanThrough(upTo)
 	if err != nil {
 		return fmt.Errorf("persistence: ack %d: %w", upTo, err)
 	}
-	if err := b.deleteThrough(upTo); err != nil {
+	if err := b.deleteThrough(dels, upTo); err != nil {
 		b.resync()
 		return fmt.Errorf("persistence: ack %d: %w", upTo, err)
 	}
@@ -453,44 +543,36 @@ func (b *Badger) Ack(upTo uint64) error {
 	return nil
 }
 
-// scanThrough counts the held records in (cursor, upTo] and returns the Time of the first
-// record after upTo, which becomes the oldest. Values are inline for typical events, so this
-// walks the LSM only.
-func (b *Badger) scanThrough(upTo uint64) (n, bytes uint64, head int64, err error) {
+// scanThrough counts the held records in (cursor, upTo], returns the Time of the first record
+// after upTo, which becomes the oldest, and the last seqs of the segments that upTo fully
+// covers. Segments are inline in the LSM, so this walks the LSM only.
+func (b *Badger) scanThrough(upTo uint64) (n, bytes uint64, head int64, dels []uint64, err error) {
 	err = b.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: recPrefix})
-		defer it.Close()
-		for it.Seek(recKey(b.l.cursor + 1)); it.ValidForPrefix(recPrefix); it.Next() {
-			item := it.Item()
-			seq := seqOfKey(item.Key())
-			stop := false
-			err := item.Value(func(v []byte) error {
-				ts, d, err := decodeValue(seq, v)
-				if err != nil {
-					return err
-				}
-				if seq > upTo {
-					head, stop = ts, true
-					return nil
-				}
-				n++
-				bytes += uint64(len(d))
-				return nil
-			})
-			if err != nil || stop {
+		w := newRecWalker(txn, b.l.cursor)
+		defer w.close()
+		for {
+			r, ok, err := w.next()
+			if err != nil || !ok {
+				dels = coveredThrough(w.lasts, upTo)
 				return err
 			}
+			if r.seq > upTo {
+				head = r.time
+				dels = coveredThrough(w.lasts, upTo)
+				return nil
+			}
+			n++
+			bytes += r.size
 		}
-		return nil
 	})
-	return n, bytes, head, err
+	return n, bytes, head, dels, err
 }
 
-// deleteThrough deletes the keys (cursor, upTo] and then writes the cursor, in as few
-// transactions as badger allows, committed in order. The cursor goes last so that a crash
-// part-way leaves the cursor behind, never ahead of, the deletions: records below a
+// deleteThrough deletes the segments whose last seqs are dels and then writes the cursor upTo,
+// in as few transactions as badger allows, committed in order. The cursor goes last so that a
+// crash part-way leaves the cursor behind, never ahead of, the deletions: segments below a
 // persisted cursor are never visited again, so they would leak on disk forever.
-func (b *Badger) deleteThrough(upTo uint64) error {
+func (b *Badger) deleteThrough(dels []uint64, upTo uint64) error {
 	txn := b.db.NewTransaction(true)
 	defer func() { txn.Discard() }()
 	set := func(op func() error) error {
@@ -504,14 +586,11 @@ func (b *Badger) deleteThrough(upTo uint64) error {
 		}
 		return err
 	}
-	const slab = 4096 // keys per allocation; each must stay untouched until its txn commits
-	var keys []byte
-	for seq := b.l.cursor + 1; seq <= upTo; seq++ {
-		if cap(keys)-len(keys) < recKeyLen {
-			keys = make([]byte, 0, recKeyLen*min(slab, upTo-seq+1))
-		}
+	// Keys must stay untouched until their transaction commits: one buffer holds them all.
+	keys := make([]byte, 0, segKeyLen*len(dels))
+	for _, last := range dels {
 		off := len(keys)
-		keys = appendRecKey(keys, seq)
+		keys = appendSegKey(keys, last)
 		k := keys[off:len(keys):len(keys)]
 		if err := set(func() error { return txn.Delete(k) }); err != nil {
 			return err
@@ -538,37 +617,26 @@ func (b *Badger) Enforce() error {
 	return err
 }
 
-// enforce drops head records over the bounds. Caller holds wmu.
+// enforce drops head records over the bounds. Caller holds wmu. Like Ack, it deletes only
+// the segments the drop fully covers.
 func (b *Badger) enforce(now time.Time) error {
 	if !overBounds(&b.l, b.opts.Limits, now) {
 		return nil
 	}
 	var p dropPlan
+	var dels []uint64
 	err := b.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: recPrefix})
-		defer it.Close()
-		it.Seek(recKey(b.l.cursor + 1))
+		w := newRecWalker(txn, b.l.cursor)
+		defer w.close()
 		var err error
-		p, err = planDrops(&b.l, b.opts.Limits, now, func() (held, bool, error) {
-			if !it.ValidForPrefix(recPrefix) {
-				return held{}, false, nil
-			}
-			item := it.Item()
-			h := held{seq: seqOfKey(item.Key())}
-			err := item.Value(func(v []byte) error {
-				ts, d, err := decodeValue(h.seq, v)
-				h.time, h.size = ts, uint64(len(d))
-				return err
-			})
-			it.Next()
-			return h, err == nil, err
-		})
+		p, err = planDrops(&b.l, b.opts.Limits, now, w.next)
+		dels = coveredThrough(w.lasts, p.upTo)
 		return err
 	})
 	if err != nil || p.n == 0 {
 		return err
 	}
-	if err := b.deleteThrough(p.upTo); err != nil {
+	if err := b.deleteThrough(dels, p.upTo); err != nil {
 		b.resync()
 		return fmt.Errorf("persistence: drop through %d: %w", p.upTo, err)
 	}
@@ -579,8 +647,8 @@ func (b *Badger) enforce(now time.Time) error {
 	return nil
 }
 
-// gcLoop reclaims value-log space. Only events above valueThreshold live in the value log;
-// the small ones are reclaimed by LSM compaction, which badger runs on its own.
+// gcLoop reclaims value-log space. Only segments above valueThreshold (single big events) live
+// in the value log; the others are reclaimed by LSM compaction, which badger runs on its own.
 func (b *Badger) gcLoop(every time.Duration) {
 	defer close(b.gcDone)
 	t := time.NewTicker(every)

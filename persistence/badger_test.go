@@ -88,15 +88,21 @@ func TestBadgerRecoverAfterPartialWrites(t *testing.T) {
 	t.Run("DeletesWithoutCursor", func(t *testing.T) {
 		dir := t.TempDir()
 		j := openBadger(t, dir, Options{})
-		mustAppend(t, j, batch(1, 10, 20))
-		deleteKeys(t, j.db, 1, 6) // an Ack that died before writing its cursor
+		// Three Appends: three segments, 1..3, 4..6 and 7..10.
+		mustAppend(t, j, batch(1, 3, 20))
+		mustAppend(t, j, batch(4, 3, 20))
+		mustAppend(t, j, batch(7, 4, 20))
+		deleteSegments(t, j.db, 8) // an Ack(8) that died before writing its cursor
 		mustClose(t, j)
 		j = openBadger(t, dir, Options{})
-		if j.Cursor() != 6 || j.LastSeq() != 10 || j.Stats().Depth != 4 {
+		if j.Cursor() != 6 || j.LastSeq() != 10 || j.Stats().Depth != 4 || j.Stats().DepthBytes != 4*20 {
 			t.Fatalf("Cursor %d LastSeq %d %+v", j.Cursor(), j.LastSeq(), j.Stats())
 		}
-		wantSeqs(t, mustRead(t, j, 0, 0, 0), 7, 10)
-		deleteKeys(t, j.db, 7, 10)
+		// The straddling segment is still whole: 7 and 8 are delivered again (at least once).
+		recs := mustRead(t, j, 0, 0, 0)
+		wantSeqs(t, recs, 7, 10)
+		checkData(t, recs, 20)
+		deleteSegments(t, j.db, 10)
 		mustClose(t, j)
 		j = openBadger(t, dir, Options{})
 		if j.Cursor() != 10 || j.LastSeq() != 10 || j.Stats().Depth != 0 {
@@ -104,6 +110,42 @@ func TestBadgerRecoverAfterPartialWrites(t *testing.T) {
 		}
 		if f, _ := mustAppend(t, j, batch(11, 1, 20)); f != 11 {
 			t.Fatalf("seq reused: %d", f)
+		}
+	})
+	t.Run("StraddlingSegment", func(t *testing.T) {
+		// An Ack inside a segment keeps the segment; after a restart (or a crash) the cursor
+		// alone hides the acknowledged prefix, from reads, the ledger and later acks.
+		dir := t.TempDir()
+		clk := newFakeClock()
+		j := openBadger(t, dir, Options{Now: clk.Now})
+		mustAppend(t, j, batch(1, 10, 30))
+		clk.Advance(time.Second)
+		mustAppend(t, j, batch(11, 10, 30))
+		mustAck(t, j, 4)
+		if n := countKeys(t, j.db, segPrefix); n != 2 {
+			t.Fatalf("%d segments after an ack inside the first, want 2", n)
+		}
+		mustAck(t, j, 13)
+		if n := countKeys(t, j.db, segPrefix); n != 1 {
+			t.Fatalf("%d segments after an ack covering the first, want 1", n)
+		}
+		mustClose(t, j)
+		j = openBadger(t, dir, Options{Now: clk.Now})
+		s := j.Stats()
+		if j.Cursor() != 13 || s.Depth != 7 || s.DepthBytes != 7*30 || s.OldestAge != 0 {
+			t.Fatalf("after reopen Cursor %d %+v", j.Cursor(), s)
+		}
+		recs := mustRead(t, j, 0, 0, 0)
+		wantSeqs(t, recs, 14, 20)
+		checkData(t, recs, 30)
+		wantSeqs(t, mustRead(t, j, 15, 2, 0), 16, 17)
+		mustAck(t, j, 16)
+		if s := j.Stats(); s.Depth != 4 || s.DepthBytes != 4*30 || s.Acked != 3 {
+			t.Fatalf("after ack %+v", s)
+		}
+		mustAck(t, j, 20)
+		if n := countKeys(t, j.db, segPrefix); n != 0 {
+			t.Fatalf("%d segments left after acking everything", n)
 		}
 	})
 	t.Run("ClaimedButUnwritten", func(t *testing.T) {
@@ -124,18 +166,29 @@ func TestBadgerRecoverAfterPartialWrites(t *testing.T) {
 		if f, _ := mustAppend(t, j, batch(21, 1, 20)); f != 21 {
 			t.Fatalf("claimed seq reused: %d", f)
 		}
+		wantSeqs(t, mustRead(t, j, 5, 0, 0), 21, 21) // a read from inside the gap
 		mustAck(t, j, 21)
-		if s := j.Stats(); s.Depth != 0 || s.Acked != 6 || s.DepthBytes != 0 {
+		if s := j.Stats(); s.Depth != 0 || s.DepthBytes != 0 || s.Acked != 6 {
 			t.Fatalf("after acking across the gap: %+v", s)
 		}
 	})
 }
 
-func deleteKeys(t *testing.T, db *badger.DB, from, to uint64) {
+// deleteSegments deletes the segments holding only records <= upTo, as the first
+// transactions of an Ack(upTo) do, without writing the cursor.
+func deleteSegments(t *testing.T, db *badger.DB, upTo uint64) {
 	t.Helper()
 	if err := db.Update(func(txn *badger.Txn) error {
-		for s := from; s <= to; s++ {
-			if err := txn.Delete(recKey(s)); err != nil {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: segPrefix})
+		var keys [][]byte
+		for it.Rewind(); it.ValidForPrefix(segPrefix); it.Next() {
+			if last, _ := segKeySeq(it.Item().Key()); last <= upTo {
+				keys = append(keys, it.Item().KeyCopy(nil))
+			}
+		}
+		it.Close()
+		for _, k := range keys {
+			if err := txn.Delete(k); err != nil {
 				return err
 			}
 		}
@@ -145,13 +198,29 @@ func deleteKeys(t *testing.T, db *badger.DB, from, to uint64) {
 	}
 }
 
-// TestBadgerLargeBatches pushes an Append and an Ack past badger's per-transaction limit
-// (15% of the 8 MB memtable) so the chunked paths run.
+func countKeys(t testing.TB, db *badger.DB, prefix []byte) int {
+	t.Helper()
+	n := 0
+	if err := db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+		defer it.Close()
+		for it.Rewind(); it.ValidForPrefix(prefix); it.Next() {
+			n++
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// TestBadgerLargeBatches pushes an Append past badger's per-transaction limit (15% of the 3 MB
+// memtable) so the chunked path runs, and acks across many segments.
 func TestBadgerLargeBatches(t *testing.T) {
 	dir := t.TempDir()
 	j := openBadger(t, dir, Options{})
-	// About 5,500 records of 200 B or 13,000 deletes fit in one transaction.
-	const n, size = 12_000, 200 // ~2.6 MB in one Append: three transactions
+	// About 470 KB of segments fit in one transaction.
+	const n, size = 12_000, 200 // ~2.4 MB in one Append: several transactions
 	first, last := mustAppend(t, j, batch(1, n, size))
 	if first != 1 || last != n {
 		t.Fatalf("Append = %d..%d", first, last)
@@ -162,7 +231,7 @@ func TestBadgerLargeBatches(t *testing.T) {
 	recs := mustRead(t, j, 0, 0, 0)
 	wantSeqs(t, recs[:n], 1, n)
 	checkData(t, recs[:n], size)
-	mustAck(t, j, 29_990) // three transactions of deletes
+	mustAck(t, j, 29_990) // dozens of segments deleted, the last one straddles
 	wantSeqs(t, mustRead(t, j, 0, 0, 0), 29_991, 30_000)
 	checkLedger(t, j)
 	mustClose(t, j)
@@ -173,24 +242,25 @@ func TestBadgerLargeBatches(t *testing.T) {
 }
 
 // TestBadgerValueLog covers records above the value threshold, which badger keeps in the
-// value log rather than inline: sizes must still be exact, and GC must run safely alongside.
+// value log rather than inline, each in a segment of its own: sizes must still be exact, and GC
+// must run safely alongside.
 func TestBadgerValueLog(t *testing.T) {
 	dir := t.TempDir()
 	opts := Options{GCInterval: time.Millisecond}
 	j := openBadger(t, dir, opts)
-	const size = 5000
+	const size = valueThreshold + 1000
 	for range 20 {
-		mustAppend(t, j, batch(j.LastSeq()+1, 50, size))
-		mustAck(t, j, j.LastSeq()-25)
+		mustAppend(t, j, batch(j.LastSeq()+1, 6, size))
+		mustAck(t, j, j.LastSeq()-3)
 	}
 	checkLedger(t, j)
 	checkData(t, mustRead(t, j, 0, 0, 0), size)
-	if s := j.Stats(); s.DepthBytes != 25*size {
+	if s := j.Stats(); s.DepthBytes != 3*size {
 		t.Fatalf("DepthBytes %d", s.DepthBytes)
 	}
 	mustClose(t, j)
 	j = openBadger(t, dir, opts)
-	if s := j.Stats(); s.Depth != 25 || s.DepthBytes != 25*size {
+	if s := j.Stats(); s.Depth != 3 || s.DepthBytes != 3*size {
 		t.Fatalf("after reopen %+v", s)
 	}
 	checkData(t, mustRead(t, j, 0, 0, 0), size)
