@@ -38,6 +38,8 @@ type message struct {
 	rawAck   net.Conn
 	packetID uint16
 
+	doneFn func(error) // see pushDone
+
 	mu      sync.Mutex
 	pending int  // outstanding pushes plus one while the message is dispatched
 	done    bool // everything the message produced is committed

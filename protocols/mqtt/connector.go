@@ -256,6 +256,15 @@ func (l *link) ackLoop() {
 	}
 }
 
+// pushDone is Push.Done for every push the message yields: one closure per
+// message rather than one per push. Only the converter goroutine calls it.
+func (m *message) pushDone() func(error) {
+	if m.doneFn == nil {
+		m.doneFn = func(error) { m.release() }
+	}
+	return m.doneFn
+}
+
 func (m *message) isDone() bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -450,7 +459,15 @@ func (c *Connector) handle(ctx context.Context, sink protocols.Sink, m *message,
 			continue
 		}
 		matched = true
-		out, err := cm.conv.Convert(m.topic, m.payload, now)
+		var buf [1]Converted
+		var out []Converted
+		var err error
+		if jc, ok := cm.conv.(*JSONConverter); ok {
+			// A direct call lets the result live in buf, on the stack.
+			out, err = jc.convertTo(buf[:0], m.topic, m.payload, now)
+		} else {
+			out, err = cm.conv.Convert(m.topic, m.payload, now)
+		}
 		if err != nil {
 			// Partial results below are still pushed.
 			sink.Malformed(cm.m.TopicFilter, err)
@@ -468,7 +485,7 @@ func (c *Connector) handle(ctx context.Context, sink protocols.Sink, m *message,
 				// A journal failure is counted and logged by the runtime;
 				// holding the ack would stall every later message on this
 				// connection, so it is released either way.
-				Done: func(error) { m.release() },
+				Done: m.pushDone(),
 			}
 			if err := sink.Push(ctx, p); err != nil {
 				if ctx.Err() == nil {

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/industryos/gateway/protocols"
@@ -16,10 +17,11 @@ import (
 
 // source resolves a device name or profile.
 type source struct {
-	kind string
-	expr *Expr          // message, constant
-	re   *regexp.Regexp // topic
-	what string         // for messages: "deviceNameExpression"
+	kind   string
+	expr   *Expr          // message, constant
+	re     *regexp.Regexp // topic
+	topics *topicCache    // topic
+	what   string         // for messages: "deviceNameExpression"
 }
 
 func newSource(kind, expr, what string) (source, error) {
@@ -27,6 +29,7 @@ func newSource(kind, expr, what string) (source, error) {
 	var err error
 	if kind == SourceTopic {
 		s.re, err = regexp.Compile(expr)
+		s.topics = &topicCache{}
 	} else {
 		s.expr, err = Compile(expr)
 	}
@@ -39,7 +42,7 @@ func newSource(kind, expr, what string) (source, error) {
 func (s *source) resolve(topic string, msg any) (string, error) {
 	switch s.kind {
 	case SourceTopic:
-		v, ok := topicMatch(s.re, topic)
+		v, ok := s.topics.match(s.re, topic)
 		if !ok {
 			return "", fmt.Errorf("topic %q does not match %q", topic, s.re.String())
 		}
@@ -48,6 +51,47 @@ func (s *source) resolve(topic string, msg any) (string, error) {
 		return s.expr.src, nil
 	}
 	return s.expr.EvalString(msg)
+}
+
+// topicCache remembers what a topic regexp made of the topics it saw:
+// devices publish on the same topics over and over, and matching costs as
+// much as converting a small message (and allocates).
+type topicCache struct {
+	mu   sync.RWMutex
+	m    map[string]topicHit
+	size int // bytes of the topics in m
+}
+
+type topicHit struct {
+	v  string
+	ok bool
+}
+
+// A stream of ever new topics must not pin unbounded memory: a full cache
+// starts over.
+const (
+	maxTopicCache      = 4096
+	maxTopicCacheBytes = 256 << 10
+)
+
+func (tc *topicCache) match(re *regexp.Regexp, topic string) (string, bool) {
+	tc.mu.RLock()
+	h, hit := tc.m[topic]
+	tc.mu.RUnlock()
+	if hit {
+		return h.v, h.ok
+	}
+	v, ok := topicMatch(re, topic)
+	tc.mu.Lock()
+	if tc.m == nil || len(tc.m) >= maxTopicCache || tc.size+len(topic) > maxTopicCacheBytes {
+		tc.m, tc.size = map[string]topicHit{}, 0
+	}
+	if _, dup := tc.m[topic]; !dup {
+		tc.m[topic] = topicHit{v, ok}
+		tc.size += len(topic)
+	}
+	tc.mu.Unlock()
+	return v, ok
 }
 
 type jsonKey struct {
@@ -67,6 +111,7 @@ type JSONConverter struct {
 	allTs         bool
 	useReceivedTs bool
 	tsField       *Expr
+	fast          *fastJSON // nil when the mapping needs the general path
 }
 
 // NewJSONConverter compiles a mapping's json converter.
@@ -117,12 +162,33 @@ func NewJSONConverter(m *Mapping) (*JSONConverter, error) {
 			return nil, fmt.Errorf("mapping %q: tsField: %v", m.TopicFilter, err)
 		}
 	}
+	c.fast = newFastJSON(c)
 	return c, nil
 }
 
 // Convert implements Converter.
 func (c *JSONConverter) Convert(topic string, payload []byte, now time.Time) ([]Converted, error) {
-	msg, err := decodeJSON(payload)
+	return c.convertTo(nil, topic, payload, now)
+}
+
+// convertTo is Convert appending a single object's result to dst, so the
+// connector can keep it on its stack; lists still get a slice of their own.
+func (c *JSONConverter) convertTo(dst []Converted, topic string, payload []byte, now time.Time) ([]Converted, error) {
+	// One copy serves both paths and keeps the result from referring to
+	// the caller's buffer.
+	s := string(payload)
+	if c.fast != nil {
+		if out, err := c.fast.convert(c, dst, topic, s, now); err != errGeneralPath {
+			return out, err
+		}
+	}
+	return c.convertGeneral(dst, topic, s, now)
+}
+
+// convertGeneral handles every payload and is the reference for the fast
+// path: any message the fast path is unsure about comes here.
+func (c *JSONConverter) convertGeneral(dst []Converted, topic, payload string, now time.Time) ([]Converted, error) {
+	msg, err := decodeJSONString(payload)
 	if err != nil {
 		return nil, malformed(c.filter, "invalid JSON", err)
 	}
@@ -133,7 +199,7 @@ func (c *JSONConverter) Convert(topic string, payload []byte, now time.Time) ([]
 		if !ok {
 			return nil, errors.Join(errs...)
 		}
-		return []Converted{out}, errors.Join(errs...)
+		return append(dst, out), errors.Join(errs...)
 	case []any:
 		fallback := now.UnixMilli()
 		if len(t) > 0 {
@@ -271,9 +337,62 @@ func jsonKind(v any) string {
 	return fmt.Sprintf("%T", v)
 }
 
+// scalarKind is the JSON type of a scalar. scUnset is the zero value so a
+// fast-path slot that no key filled reads as missing.
+type scalarKind uint8
+
+const (
+	scUnset scalarKind = iota
+	scNull
+	scBool
+	scNumber
+	scString
+)
+
+// scalar is a JSON null, boolean, number (s is its literal text) or string
+// (s is the decoded text). It lets conversions run on a number's text
+// without boxing a json.Number into an any.
+type scalar struct {
+	kind scalarKind
+	b    bool
+	s    string
+}
+
+// toScalar classifies what decodeJSON yields; floats, lists and objects
+// are not scalars.
+func toScalar(v any) (scalar, bool) {
+	switch t := v.(type) {
+	case nil:
+		return scalar{kind: scNull}, true
+	case bool:
+		return scalar{kind: scBool, b: t}, true
+	case json.Number:
+		return scalar{kind: scNumber, s: string(t)}, true
+	case string:
+		return scalar{kind: scString, s: t}, true
+	}
+	return scalar{}, false
+}
+
+// appendScalar is appendText for a scalar.
+func appendScalar(b []byte, v scalar) []byte {
+	switch v.kind {
+	case scBool:
+		return strconv.AppendBool(b, v.b)
+	case scNumber, scString:
+		return append(b, v.s...)
+	}
+	return append(b, "null"...)
+}
+
 // convertValue applies upstream's convert_data_type to a decoded JSON value.
 // "raw" (and an empty type) keep the JSON type, which is what "*" needs.
 func convertValue(typ string, v any) (protocols.Value, error) {
+	if sc, ok := toScalar(v); ok {
+		return convertScalar(typ, sc)
+	}
+	// What is left: lists, objects and float64 (which decodeJSON never
+	// yields, but convertValue has always accepted).
 	switch typ {
 	case "int", "integer", "long":
 		f, err := toNumber(v)
@@ -292,15 +411,43 @@ func convertValue(typ string, v any) (protocols.Value, error) {
 		}
 		return protocols.Float(f), nil
 	case "bool", "boolean":
-		switch t := v.(type) {
-		case bool:
-			return protocols.Bool(t), nil
-		case string, json.Number:
-			var s string
-			if n, ok := t.(json.Number); ok {
-				s = string(n)
-			} else {
-				s = strings.ToLower(strings.TrimSpace(t.(string)))
+		return protocols.Value{}, fmt.Errorf("%s is not a boolean", describeValue(v))
+	case "raw", "":
+		if t, ok := v.(float64); ok {
+			return protocols.Float(t), nil
+		}
+	}
+	return protocols.String(string(appendText(nil, v))), nil
+}
+
+// convertScalar is convertValue for a scalar; both paths of the converter
+// share it, so they cannot drift apart.
+func convertScalar(typ string, v scalar) (protocols.Value, error) {
+	switch typ {
+	case "int", "integer", "long":
+		f, err := scalarNumber(v)
+		if err != nil {
+			return protocols.Value{}, err
+		}
+		f = math.Trunc(f)
+		if math.IsNaN(f) || f > math.MaxInt64 || f < math.MinInt64 {
+			return protocols.Value{}, fmt.Errorf("%s is out of the integer range", describeScalar(v))
+		}
+		return protocols.Int(int64(f)), nil
+	case "float", "double":
+		f, err := scalarNumber(v)
+		if err != nil {
+			return protocols.Value{}, err
+		}
+		return protocols.Float(f), nil
+	case "bool", "boolean":
+		switch v.kind {
+		case scBool:
+			return protocols.Bool(v.b), nil
+		case scString, scNumber:
+			s := v.s
+			if v.kind == scString {
+				s = strings.ToLower(strings.TrimSpace(s))
 			}
 			switch s {
 			case "y", "yes", "t", "true", "on", "1":
@@ -309,32 +456,25 @@ func convertValue(typ string, v any) (protocols.Value, error) {
 				return protocols.Bool(false), nil
 			}
 		}
-		return protocols.Value{}, fmt.Errorf("%s is not a boolean", describeValue(v))
+		return protocols.Value{}, fmt.Errorf("%s is not a boolean", describeScalar(v))
 	case "raw", "":
-		switch t := v.(type) {
-		case nil:
+		switch v.kind {
+		case scNull:
 			return protocols.Value{}, nil
-		case bool:
-			return protocols.Bool(t), nil
-		case json.Number:
-			return numberValue(string(t))
-		case float64:
-			return protocols.Float(t), nil
-		case string:
-			return protocols.String(t), nil
+		case scBool:
+			return protocols.Bool(v.b), nil
+		case scNumber:
+			return numberValue(v.s)
 		}
-		return protocols.String(string(appendText(nil, v))), nil
+		return protocols.String(v.s), nil
 	}
-	if v == nil {
+	switch v.kind {
+	case scNull:
 		return protocols.Value{}, errors.New("null is not a " + typ)
+	case scString, scNumber:
+		return protocols.String(v.s), nil
 	}
-	switch t := v.(type) {
-	case string:
-		return protocols.String(t), nil
-	case json.Number:
-		return protocols.String(string(t)), nil
-	}
-	return protocols.String(string(appendText(nil, v))), nil
+	return protocols.String(strconv.FormatBool(v.b)), nil
 }
 
 func numberValue(s string) (protocols.Value, error) {
@@ -350,53 +490,125 @@ func numberValue(s string) (protocols.Value, error) {
 	return protocols.Float(f), nil
 }
 
+// float64Pow10 holds the powers of ten a float64 represents exactly.
+var float64Pow10 = [...]float64{1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
+	1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22}
+
+// parseNumber is strconv.ParseFloat(s, 64) for a JSON number literal. The
+// common short decimal is done inline the way strconv's own exact path does
+// it — an integer below 2^53 divided by an exact power of ten is correctly
+// rounded, so the result is bit for bit the same — without its general
+// scanning; everything else goes to strconv.
+func parseNumber(s string) (float64, error) {
+	i := 0
+	neg := i < len(s) && s[i] == '-'
+	if neg {
+		i++
+	}
+	var m uint64
+	digits, frac := 0, 0
+	sawDigit, sawDot := false, false
+	for ; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= '0' && c <= '9':
+			sawDigit = true
+			if m != 0 || c != '0' {
+				digits++
+			}
+			m = m*10 + uint64(c-'0')
+			if sawDot {
+				frac++
+			}
+		case c == '.' && !sawDot:
+			sawDot = true
+		default:
+			return strconv.ParseFloat(s, 64)
+		}
+	}
+	if !sawDigit || digits > 15 || frac >= len(float64Pow10) {
+		return strconv.ParseFloat(s, 64)
+	}
+	f := float64(m)
+	if neg {
+		f = -f
+	}
+	return f / float64Pow10[frac], nil
+}
+
 func toNumber(v any) (float64, error) {
-	switch t := v.(type) {
-	case json.Number:
-		return strconv.ParseFloat(string(t), 64)
-	case float64:
+	if sc, ok := toScalar(v); ok {
+		return scalarNumber(sc)
+	}
+	if t, ok := v.(float64); ok {
 		return t, nil
-	case bool:
-		if t {
-			return 1, nil
-		}
-		return 0, nil
-	case string:
-		f, err := strconv.ParseFloat(strings.TrimSpace(t), 64)
-		if err == nil && !math.IsNaN(f) && !math.IsInf(f, 0) {
-			return f, nil
-		}
 	}
 	return 0, fmt.Errorf("%s is not a number", describeValue(v))
 }
 
+func scalarNumber(v scalar) (float64, error) {
+	switch v.kind {
+	case scNumber:
+		return parseNumber(v.s)
+	case scBool:
+		if v.b {
+			return 1, nil
+		}
+		return 0, nil
+	case scString:
+		f, err := strconv.ParseFloat(strings.TrimSpace(v.s), 64)
+		if err == nil && !math.IsNaN(f) && !math.IsInf(f, 0) {
+			return f, nil
+		}
+	}
+	return 0, fmt.Errorf("%s is not a number", describeScalar(v))
+}
+
 func describeValue(v any) string {
-	switch t := v.(type) {
-	case string:
+	if sc, ok := toScalar(v); ok {
+		return describeScalar(sc)
+	}
+	return jsonKind(v)
+}
+
+func describeScalar(v scalar) string {
+	switch v.kind {
+	case scString:
+		t := v.s
 		if len(t) > 64 {
 			t = t[:64] + "..."
 		}
 		return strconv.Quote(t)
-	case json.Number:
-		return string(t)
+	case scNumber:
+		return v.s
+	case scBool:
+		return "a boolean"
 	}
-	return jsonKind(v)
+	return "null"
 }
 
 // parseTs accepts unix seconds or milliseconds (as numbers or numeric
 // strings) and RFC 3339 / "2006-01-02 15:04:05" text; it returns milliseconds.
 func parseTs(v any) (int64, error) {
+	if sc, ok := toScalar(v); ok {
+		return parseTsScalar(sc)
+	}
+	if f, ok := v.(float64); ok {
+		return tsFromFloat(f)
+	}
+	return 0, fmt.Errorf("%s is not a timestamp", describeValue(v))
+}
+
+func parseTsScalar(v scalar) (int64, error) {
 	var f float64
-	switch t := v.(type) {
-	case json.Number:
+	switch v.kind {
+	case scNumber:
 		var err error
-		if f, err = strconv.ParseFloat(string(t), 64); err != nil {
-			return 0, fmt.Errorf("%s is not a timestamp", t)
+		if f, err = parseNumber(v.s); err != nil {
+			return 0, fmt.Errorf("%s is not a timestamp", v.s)
 		}
-	case float64:
-		f = t
-	case string:
-		s := strings.TrimSpace(t)
+	case scString:
+		s := strings.TrimSpace(v.s)
 		if n, err := strconv.ParseFloat(s, 64); err == nil {
 			f = n
 			break
@@ -406,10 +618,14 @@ func parseTs(v any) (int64, error) {
 				return tm.UnixMilli(), nil
 			}
 		}
-		return 0, fmt.Errorf("%s is not a timestamp", describeValue(v))
+		return 0, fmt.Errorf("%s is not a timestamp", describeScalar(v))
 	default:
-		return 0, fmt.Errorf("%s is not a timestamp", describeValue(v))
+		return 0, fmt.Errorf("%s is not a timestamp", describeScalar(v))
 	}
+	return tsFromFloat(f)
+}
+
+func tsFromFloat(f float64) (int64, error) {
 	if math.IsNaN(f) || math.IsInf(f, 0) || f < 0 || f > 1e15 {
 		return 0, fmt.Errorf("%v is not a timestamp", f)
 	}

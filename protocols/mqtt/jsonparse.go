@@ -24,8 +24,11 @@ const maxDepth = 10000
 
 var errUnexpectedEOF = errors.New("unexpected EOF")
 
-func decodeJSON(payload []byte) (any, error) {
-	p := parser{s: string(payload)}
+func decodeJSON(payload []byte) (any, error) { return decodeJSONString(string(payload)) }
+
+// decodeJSONString is decodeJSON on a payload already copied to a string.
+func decodeJSONString(s string) (any, error) {
+	p := parser{s: s}
 	p.ws()
 	if p.i >= len(p.s) {
 		return nil, errUnexpectedEOF
@@ -184,13 +187,25 @@ func (p *parser) array() (any, error) {
 }
 
 func (p *parser) number() (any, error) {
+	s, err := p.numberText()
+	if err != nil {
+		return nil, err
+	}
+	return json.Number(s), nil
+}
+
+// numberText reads a number literal and returns its text, so callers that
+// only convert it (the fast path) do not box a json.Number into an any.
+func (p *parser) numberText() (string, error) {
 	start := p.i
 	digits := func() int {
-		n := 0
-		for p.i < len(p.s) && p.s[p.i] >= '0' && p.s[p.i] <= '9' {
-			p.i++
-			n++
+		// Locals, not p's fields: the loop then stays in registers.
+		s, i := p.s, p.i
+		for i < len(s) && s[i]-'0' <= 9 {
+			i++
 		}
+		n := i - p.i
+		p.i = i
 		return n
 	}
 	if p.s[p.i] == '-' {
@@ -199,12 +214,12 @@ func (p *parser) number() (any, error) {
 	if p.i < len(p.s) && p.s[p.i] == '0' {
 		p.i++
 	} else if digits() == 0 {
-		return nil, p.errAt("in numeric literal")
+		return "", p.errAt("in numeric literal")
 	}
 	if p.i < len(p.s) && p.s[p.i] == '.' {
 		p.i++
 		if digits() == 0 {
-			return nil, p.errAt("after decimal point in numeric literal")
+			return "", p.errAt("after decimal point in numeric literal")
 		}
 	}
 	if p.i < len(p.s) && (p.s[p.i] == 'e' || p.s[p.i] == 'E') {
@@ -213,16 +228,37 @@ func (p *parser) number() (any, error) {
 			p.i++
 		}
 		if digits() == 0 {
-			return nil, p.errAt("in exponent of numeric literal")
+			return "", p.errAt("in exponent of numeric literal")
 		}
 	}
-	return json.Number(p.s[start:p.i]), nil
+	return p.s[start:p.i], nil
 }
+
+// strPlain marks the bytes a string literal can hold with no further
+// thought: not '"', '\\', a control character or part of a multi-byte
+// UTF-8 sequence.
+var strPlain = func() (t [256]bool) {
+	for c := 0x20; c < 0x80; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
 
 // str reads a string literal at p.i (which is '"').
 func (p *parser) str() (string, error) {
 	p.i++
 	start := p.i
+	// Most strings are short ASCII: one table look-up per byte, and no
+	// UTF-8 validation when the closing quote follows.
+	i := start
+	for i < len(p.s) && strPlain[p.s[i]] {
+		i++
+	}
+	p.i = i
+	if i < len(p.s) && p.s[i] == '"' {
+		p.i++
+		return p.s[start:i], nil
+	}
 	for p.i < len(p.s) {
 		c := p.s[p.i]
 		switch {
