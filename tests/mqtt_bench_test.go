@@ -7,7 +7,6 @@ import (
 	"os"
 	"runtime/pprof"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -69,37 +68,12 @@ func BenchmarkMQTTToPlatform(b *testing.B) {
 	}
 	cancel()
 
-	// Distinct timestamps: messages of one device in the same millisecond
-	// would share the platform's (device, key, ts).
-	base := time.Now().UnixMilli() - int64(b.N)
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 512)
-	errs := make(chan error, 1)
-	for i := range b.N {
-		payload := fmt.Appendf(nil, `{"ts":%d`, base+int64(i))
-		for v := range values {
-			payload = fmt.Appendf(payload, `,"v%d":%d.5`, v, i+v)
-		}
-		payload = append(payload, '}')
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
-			if err := pub.Publish(ctx, fmt.Sprintf("sensor/d%d/data", i%devices), payload, 1); err != nil {
-				select {
-				case errs <- err:
-				default:
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	select {
-	case err := <-errs:
+	if err := testenv.PublishSensors(b.N, devices, values, func(topic string, payload []byte) error {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		return pub.Publish(ctx, topic, payload, 1)
+	}); err != nil {
 		b.Fatalf("queue the backlog: %v", err)
-	default:
 	}
 
 	b.ReportAllocs()

@@ -408,78 +408,21 @@ func (p *parser) skip() bool {
 	return false
 }
 
+// errSkip stops a walk whose element did not validate; skip reports only
+// whether the value is valid, the general path says why not.
+var errSkip = errors.New("invalid JSON")
+
+func (p *parser) skipElement() error {
+	if !p.skip() {
+		return errSkip
+	}
+	return nil
+}
+
 func (p *parser) skipObject() bool {
-	if p.depth++; p.depth > maxDepth {
-		return false
-	}
-	defer func() { p.depth-- }()
-	p.i++
-	p.ws()
-	if p.i < len(p.s) && p.s[p.i] == '}' {
-		p.i++
-		return true
-	}
-	for {
-		p.ws()
-		if p.i >= len(p.s) || p.s[p.i] != '"' {
-			return false
-		}
-		if _, err := p.str(); err != nil {
-			return false
-		}
-		p.ws()
-		if p.i >= len(p.s) || p.s[p.i] != ':' {
-			return false
-		}
-		p.i++
-		p.ws()
-		if !p.skip() {
-			return false
-		}
-		p.ws()
-		if p.i >= len(p.s) {
-			return false
-		}
-		switch p.s[p.i] {
-		case ',':
-			p.i++
-		case '}':
-			p.i++
-			return true
-		default:
-			return false
-		}
-	}
+	return p.members(func(string) error { return p.skipElement() }) == nil
 }
 
 func (p *parser) skipArray() bool {
-	if p.depth++; p.depth > maxDepth {
-		return false
-	}
-	defer func() { p.depth-- }()
-	p.i++
-	p.ws()
-	if p.i < len(p.s) && p.s[p.i] == ']' {
-		p.i++
-		return true
-	}
-	for {
-		p.ws()
-		if !p.skip() {
-			return false
-		}
-		p.ws()
-		if p.i >= len(p.s) {
-			return false
-		}
-		switch p.s[p.i] {
-		case ',':
-			p.i++
-		case ']':
-			p.i++
-			return true
-		default:
-			return false
-		}
-	}
+	return p.elements(']', "after array element", p.skipElement) == nil
 }

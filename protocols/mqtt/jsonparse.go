@@ -98,90 +98,89 @@ func (p *parser) lit(word string, v any) (any, error) {
 }
 
 func (p *parser) object() (any, error) {
-	if p.depth++; p.depth > maxDepth {
-		return nil, errors.New("exceeded max depth")
-	}
-	defer func() { p.depth-- }()
-	p.i++
 	m := make(map[string]any)
-	p.ws()
-	if p.i < len(p.s) && p.s[p.i] == '}' {
-		p.i++
-		return m, nil
-	}
-	for {
-		p.ws()
-		if p.i >= len(p.s) {
-			return nil, errUnexpectedEOF
-		}
-		if p.s[p.i] != '"' {
-			return nil, p.errAt("looking for beginning of object key string")
-		}
-		k, err := p.str()
-		if err != nil {
-			return nil, err
-		}
-		p.ws()
-		if p.i >= len(p.s) {
-			return nil, errUnexpectedEOF
-		}
-		if p.s[p.i] != ':' {
-			return nil, p.errAt("after object key")
-		}
-		p.i++
-		p.ws()
+	err := p.members(func(k string) error {
 		v, err := p.value()
-		if err != nil {
-			return nil, err
-		}
 		m[k] = v
-		p.ws()
-		if p.i >= len(p.s) {
-			return nil, errUnexpectedEOF
-		}
-		switch p.s[p.i] {
-		case ',':
-			p.i++
-		case '}':
-			p.i++
-			return m, nil
-		default:
-			return nil, p.errAt("after object key:value pair")
-		}
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
+	return m, nil
 }
 
 func (p *parser) array() (any, error) {
+	l := []any{}
+	err := p.elements(']', "after array element", func() error {
+		v, err := p.value()
+		l = append(l, v)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+// members walks the object at p.i, calling member with each key once the
+// parser is on the key's value, which member must consume.
+func (p *parser) members(member func(key string) error) error {
+	return p.elements('}', "after object key:value pair", func() error {
+		if p.i >= len(p.s) {
+			return errUnexpectedEOF
+		}
+		if p.s[p.i] != '"' {
+			return p.errAt("looking for beginning of object key string")
+		}
+		k, err := p.str()
+		if err != nil {
+			return err
+		}
+		p.ws()
+		if p.i >= len(p.s) {
+			return errUnexpectedEOF
+		}
+		if p.s[p.i] != ':' {
+			return p.errAt("after object key")
+		}
+		p.i++
+		p.ws()
+		return member(k)
+	})
+}
+
+// elements walks the object or list whose opening bracket is at p.i,
+// calling each with the parser on every element (past whitespace); each
+// must consume it. after names the place of a bad separator in errors.
+func (p *parser) elements(closer byte, after string, each func() error) error {
 	if p.depth++; p.depth > maxDepth {
-		return nil, errors.New("exceeded max depth")
+		return errors.New("exceeded max depth")
 	}
 	defer func() { p.depth-- }()
 	p.i++
-	l := []any{}
 	p.ws()
-	if p.i < len(p.s) && p.s[p.i] == ']' {
+	if p.i < len(p.s) && p.s[p.i] == closer {
 		p.i++
-		return l, nil
+		return nil
 	}
 	for {
 		p.ws()
-		v, err := p.value()
-		if err != nil {
-			return nil, err
+		if err := each(); err != nil {
+			return err
 		}
-		l = append(l, v)
 		p.ws()
 		if p.i >= len(p.s) {
-			return nil, errUnexpectedEOF
+			return errUnexpectedEOF
 		}
 		switch p.s[p.i] {
 		case ',':
 			p.i++
-		case ']':
+		case closer:
 			p.i++
-			return l, nil
+			return nil
 		default:
-			return nil, p.errAt("after array element")
+			return p.errAt(after)
 		}
 	}
 }

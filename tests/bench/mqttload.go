@@ -8,13 +8,14 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/eclipse/paho.golang/autopaho"
 	"github.com/eclipse/paho.golang/paho"
+
+	"github.com/industryos/gateway/tests/testenv"
 )
 
 // mqttConnectorConfig maps sensor/<name>/data JSON messages to devices, as a
@@ -89,11 +90,7 @@ func (l *mqttLoad) publish(ctx context.Context, cm *autopaho.ConnectionManager, 
 		for range perSlice {
 			dev := (p + n*mqttPublishers) % l.devices
 			n++
-			payload := fmt.Appendf(nil, `{"ts":%d`, time.Now().UnixMilli())
-			for v := range l.values {
-				payload = fmt.Appendf(payload, `,"v%d":%d.5`, v, n+v)
-			}
-			payload = append(payload, '}')
+			payload := testenv.SensorMessage(time.Now().UnixMilli(), n, l.values)
 			sem <- struct{}{}
 			go func() {
 				defer func() { <-sem }()
@@ -118,27 +115,15 @@ func (l *mqttLoad) publishN(ctx context.Context, n int) error {
 	if err := cm.AwaitConnection(ctx); err != nil {
 		return err
 	}
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 512)
-	// Distinct timestamps: messages of one device in the same millisecond
-	// would share the platform's (device, key, ts) and be merged.
-	base := time.Now().UnixMilli() - int64(n)
-	for i := range n {
-		payload := fmt.Appendf(nil, `{"ts":%d`, base+int64(i))
-		for v := range l.values {
-			payload = fmt.Appendf(payload, `,"v%d":%d.5`, v, i+v)
+	if err := testenv.PublishSensors(n, l.devices, l.values, func(topic string, payload []byte) error {
+		_, err := cm.Publish(ctx, &paho.Publish{Topic: topic, QoS: 1, Payload: payload})
+		if err == nil {
+			l.sent.Add(1)
 		}
-		payload = append(payload, '}')
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			if _, err := cm.Publish(ctx, &paho.Publish{Topic: "sensor/d" + strconv.Itoa(i%l.devices) + "/data", QoS: 1, Payload: payload}); err == nil {
-				l.sent.Add(1)
-			}
-		}()
+		return err
+	}); err != nil {
+		return fmt.Errorf("backlog: %w", err)
 	}
-	wg.Wait()
 	if got := l.sent.Load(); got != uint64(n) {
 		return fmt.Errorf("backlog: the broker took %d of %d messages", got, n)
 	}
