@@ -133,3 +133,32 @@ func TestEventDecoderReuse(t *testing.T) {
 		t.Fatalf("%.0f allocations for 100 records", allocs)
 	}
 }
+
+func TestFromGo(t *testing.T) {
+	for _, c := range []struct {
+		in   any
+		want Value
+	}{
+		{true, Bool(true)},
+		{int8(-3), Int(-3)},
+		{int(7), Int(7)},
+		{uint16(7), Uint(7)},
+		{uint64(math.MaxUint64), Uint(math.MaxUint64)},
+		{float32(0.1), Float(0.1)},
+		{float64(0.1), Float(0.1)},
+		{"x", String("x")},
+	} {
+		got, ok := FromGo(c.in)
+		if !ok || got != c.want {
+			t.Errorf("FromGo(%T %v) = %#v, %v; want %#v", c.in, c.in, got, ok, c.want)
+		}
+	}
+	if v, ok := FromGo(float32(math.Inf(1))); !ok || !math.IsInf(v.F, 1) {
+		t.Errorf("FromGo(+Inf float32) = %#v", v)
+	}
+	for _, x := range []any{nil, []int{1}, struct{}{}} {
+		if _, ok := FromGo(x); ok {
+			t.Errorf("FromGo(%T) accepted", x)
+		}
+	}
+}

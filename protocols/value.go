@@ -43,6 +43,49 @@ func Uint(u uint64) Value   { return Value{Kind: KindUint, U: u} }
 func Float(f float64) Value { return Value{Kind: KindFloat, F: f} }
 func String(s string) Value { return Value{Kind: KindString, S: s} }
 
+// FromGo converts a Go boolean, number or string, as protocol libraries
+// and expression engines return them; ok is false for any other type.
+// Unsigned numbers keep their kind. A float32 becomes the float64 of its
+// shortest decimal form (0.1, not 0.10000000149011612), as a device that
+// reports a REAL means it.
+func FromGo(x any) (v Value, ok bool) {
+	switch t := x.(type) {
+	case bool:
+		return Bool(t), true
+	case int:
+		return Int(int64(t)), true
+	case int8:
+		return Int(int64(t)), true
+	case int16:
+		return Int(int64(t)), true
+	case int32:
+		return Int(int64(t)), true
+	case int64:
+		return Int(t), true
+	case uint:
+		return Uint(uint64(t)), true
+	case uint8:
+		return Uint(uint64(t)), true
+	case uint16:
+		return Uint(uint64(t)), true
+	case uint32:
+		return Uint(uint64(t)), true
+	case uint64:
+		return Uint(t), true
+	case float32:
+		f := float64(t)
+		if !math.IsNaN(f) && !math.IsInf(f, 0) {
+			f, _ = strconv.ParseFloat(strconv.FormatFloat(f, 'g', -1, 32), 64)
+		}
+		return Float(f), true
+	case float64:
+		return Float(t), true
+	case string:
+		return String(t), true
+	}
+	return Value{}, false
+}
+
 // Float64 returns the value as a number when it is numeric.
 func (v Value) Float64() (float64, bool) {
 	switch v.Kind {

@@ -306,46 +306,13 @@ func valueToAny(v protocols.Value) any {
 
 // anyToValue converts an expression result.
 func anyToValue(x any) (protocols.Value, error) {
-	switch t := x.(type) {
-	case bool:
-		return protocols.Bool(t), nil
-	case int:
-		return protocols.Int(int64(t)), nil
-	case int8:
-		return protocols.Int(int64(t)), nil
-	case int16:
-		return protocols.Int(int64(t)), nil
-	case int32:
-		return protocols.Int(int64(t)), nil
-	case int64:
-		return protocols.Int(t), nil
-	case uint:
-		return uintValue(uint64(t)), nil
-	case uint8:
-		return protocols.Int(int64(t)), nil
-	case uint16:
-		return protocols.Int(int64(t)), nil
-	case uint32:
-		return protocols.Int(int64(t)), nil
-	case uint64:
-		return uintValue(t), nil
-	case float32:
-		return protocols.Float(float64(t)), nil
-	case float64:
-		return protocols.Float(t), nil
-	case string:
-		return protocols.String(t), nil
-	case nil:
+	if v, ok := protocols.FromGo(x); ok {
+		return v, nil
+	}
+	if x == nil {
 		return protocols.Value{}, fmt.Errorf("%w: expression returned nil", ErrConvert)
 	}
 	return protocols.Value{}, fmt.Errorf("%w: expression returned %T, want a bool, number or string", ErrConvert, x)
-}
-
-func uintValue(u uint64) protocols.Value {
-	if u > math.MaxInt64 {
-		return protocols.Uint(u)
-	}
-	return protocols.Int(int64(u))
 }
 
 // Convert decodes this key's value from frame data and applies its expression.

@@ -104,46 +104,10 @@ func ConvertVariant(v *ua.Variant) protocols.Value {
 }
 
 func convertScalar(x any) protocols.Value {
-	if v, ok := numeric(x); ok {
+	if v, ok := protocols.FromGo(x); ok {
 		return v
 	}
-	if s, ok := x.(string); ok {
-		return protocols.String(s)
-	}
 	return protocols.String(scalarText(x))
-}
-
-// numeric converts booleans and numbers.
-func numeric(x any) (protocols.Value, bool) {
-	switch t := x.(type) {
-	case bool:
-		return protocols.Bool(t), true
-	case int8:
-		return protocols.Int(int64(t)), true
-	case int16:
-		return protocols.Int(int64(t)), true
-	case int32:
-		return protocols.Int(int64(t)), true
-	case int64:
-		return protocols.Int(t), true
-	case uint8:
-		return protocols.Uint(uint64(t)), true
-	case uint16:
-		return protocols.Uint(uint64(t)), true
-	case uint32:
-		return protocols.Uint(uint64(t)), true
-	case uint64:
-		return protocols.Uint(t), true
-	case float32:
-		f, _ := strconv.ParseFloat(strconv.FormatFloat(float64(t), 'g', -1, 32), 64)
-		if math.IsNaN(float64(t)) || math.IsInf(float64(t), 0) {
-			f = float64(t)
-		}
-		return protocols.Float(f), true
-	case float64:
-		return protocols.Float(t), true
-	}
-	return protocols.Value{}, false
 }
 
 // scalarText renders any non-numeric scalar as upstream's str() would, in
@@ -211,7 +175,7 @@ func scalarText(x any) string {
 		}
 		return fmt.Sprint(t.Value)
 	}
-	if v, ok := numeric(x); ok {
+	if v, ok := protocols.FromGo(x); ok {
 		return v.String()
 	}
 	return fmt.Sprint(x)
