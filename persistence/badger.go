@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"sync"
 	"time"
@@ -167,6 +168,7 @@ func (b *Badger) recover() error {
 	}
 	var cursor, last uint64
 	var h heldSummary
+	var corrupt []corruptSeg
 	err := b.db.View(func(txn *badger.Txn) error {
 		var err error
 		if cursor, err = getUint64(txn, cursorKey); err != nil {
@@ -175,7 +177,7 @@ func (b *Badger) recover() error {
 		if last, err = getUint64(txn, lastKey); err != nil {
 			return err
 		}
-		h, err = summarize(txn, cursor)
+		h, corrupt, err = summarize(txn, cursor)
 		return err
 	})
 	if err != nil {
@@ -198,6 +200,8 @@ func (b *Badger) recover() error {
 		}
 	}
 	b.l = ledger{cursor: newCursor, last: last, depth: h.depth, bytes: h.bytes, headTime: h.headTime}
+	// Damaged segments go now, all of them: one below the new cursor would never be met again.
+	b.dropCorrupt(corrupt, math.MaxUint64)
 	return nil
 }
 
@@ -208,14 +212,14 @@ type heldSummary struct {
 	headTime          int64
 }
 
-func summarize(txn *badger.Txn, cursor uint64) (heldSummary, error) {
+func summarize(txn *badger.Txn, cursor uint64) (heldSummary, []corruptSeg, error) {
 	var h heldSummary
 	w := newRecWalker(txn, cursor)
 	defer w.close()
 	for {
 		r, ok, err := w.next()
 		if err != nil || !ok {
-			return h, err
+			return h, w.corrupt, err
 		}
 		if h.depth == 0 {
 			h.firstSeq, h.headTime = r.seq, r.time
@@ -229,20 +233,31 @@ func summarize(txn *badger.Txn, cursor uint64) (heldSummary, error) {
 // recWalker yields the held records with Seq > after, oldest first, walking the records inside
 // the segments. Records of the segment straddling after (acknowledged, but the segment also
 // holds later ones) are skipped. lasts collects the last seq of every segment visited, in
-// order, so that the caller can delete the ones it has fully consumed.
+// order, so that the caller can delete the ones it has fully consumed. A damaged segment is
+// skipped whole and noted in corrupt: stopping there would stop the journal for good.
 type recWalker struct {
-	it     *badger.Iterator
-	after  uint64
-	buf    []held // the current segment's records (a badger value dies with its callback)
-	recs   []held // those not yet yielded
-	loaded bool   // the iterator's item has been decoded into buf
-	lasts  []uint64
+	it      *badger.Iterator
+	after   uint64
+	prev    uint64 // last seq of the previous segment visited (or after)
+	buf     []held // the current segment's records (a badger value dies with its callback)
+	recs    []held // those not yet yielded
+	loaded  bool   // the iterator's item has been decoded into buf
+	lasts   []uint64
+	corrupt []corruptSeg
+}
+
+// corruptSeg is a damaged segment a walk skipped.
+type corruptSeg struct {
+	key  []byte
+	last uint64 // 0 when the key itself is damaged
+	lost uint64 // the seqs it covered past the previous segment: its records, as far as can be told
+	err  error
 }
 
 func newRecWalker(txn *badger.Txn, after uint64) *recWalker {
 	it := txn.NewIterator(badger.IteratorOptions{Prefix: segPrefix})
 	it.Seek(segKey(after + 1))
-	return &recWalker{it: it, after: after}
+	return &recWalker{it: it, after: after, prev: after}
 }
 
 func (w *recWalker) close() { w.it.Close() }
@@ -258,36 +273,87 @@ func (w *recWalker) next() (held, bool, error) {
 			return held{}, false, nil
 		}
 		item := w.it.Item()
-		last, err := segKeySeq(item.Key())
-		if err != nil {
-			return held{}, false, err
-		}
+		w.loaded = true
 		w.buf = w.buf[:0]
-		err = item.Value(func(v []byte) error {
-			s, err := decodeSegment(last, v)
-			if err != nil {
-				return err
-			}
-			for {
-				seq, d, ok, err := s.next()
-				if err != nil || !ok {
+		last, err := segKeySeq(item.Key())
+		if err == nil {
+			err = item.Value(func(v []byte) error {
+				s, err := decodeSegment(last, v)
+				if err != nil {
 					return err
 				}
-				if seq > w.after {
-					w.buf = append(w.buf, held{seq: seq, time: s.ts, size: uint64(len(d))})
+				for {
+					seq, d, ok, err := s.next()
+					if err != nil || !ok {
+						return err
+					}
+					if seq > w.after {
+						w.buf = append(w.buf, held{seq: seq, time: s.ts, size: uint64(len(d))})
+					}
 				}
+			})
+		}
+		var ce *CorruptSegmentError
+		if errors.As(err, &ce) {
+			c := corruptSeg{key: item.KeyCopy(nil), last: last, err: err}
+			if last > w.prev {
+				c.lost = last - w.prev
 			}
-		})
+			if last > 0 {
+				w.lasts = append(w.lasts, last)
+				w.prev = max(w.prev, last)
+			}
+			w.corrupt = append(w.corrupt, c)
+			continue
+		}
 		if err != nil {
 			return held{}, false, err
 		}
 		w.recs = w.buf
 		w.lasts = append(w.lasts, last)
-		w.loaded = true
+		w.prev = max(w.prev, last)
 	}
 	r := w.recs[0]
 	w.recs = w.recs[1:]
 	return r, true, nil
+}
+
+// dropCorrupt deletes the damaged segments a walk skipped that are at or below upTo (a
+// damaged key, whose seqs are unknown, whenever it is met), counts their records as dropped
+// and logs them, then recounts the ledger, which counted those records when they were
+// appended. A failed deletion is only logged: the records are gone either way, and the caller's
+// own work (an Ack, a drop) is done. Caller holds wmu.
+func (b *Badger) dropCorrupt(cs []corruptSeg, upTo uint64) {
+	var lost uint64
+	var gone []corruptSeg
+	for _, c := range cs {
+		if c.last <= upTo {
+			gone = append(gone, c)
+			lost += c.lost
+		}
+	}
+	if len(gone) == 0 {
+		return
+	}
+	err := b.db.Update(func(txn *badger.Txn) error {
+		for _, c := range gone {
+			if err := txn.Delete(c.key); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	for _, c := range gone {
+		b.log.Error().Err(c.err).Uint64("records", c.lost).Msg("journal segment damaged on disk; its records are dropped")
+	}
+	if err != nil {
+		b.log.Error().Err(err).Int("segments", len(gone)).Msg("deleting damaged journal segments failed; they stay on disk")
+	}
+	b.mu.Lock()
+	b.l.dropped += lost
+	b.l.droppedBy[causeCorrupt] += lost
+	b.mu.Unlock()
+	b.resync()
 }
 
 // coveredThrough returns the prefix of lasts (ascending segment last seqs) whose segments hold
@@ -308,7 +374,7 @@ func (b *Badger) resync() {
 	var h heldSummary
 	err := b.db.View(func(txn *badger.Txn) error {
 		var err error
-		h, err = summarize(txn, b.l.cursor)
+		h, _, err = summarize(txn, b.l.cursor)
 		return err
 	})
 	if err != nil {
@@ -462,40 +528,48 @@ func (b *Badger) Read(after uint64, maxRecords, maxBytes int) ([]Record, error) 
 				return nil
 			}
 			item := it.Item()
-			last, err := segKeySeq(item.Key())
-			if err != nil {
-				return err
-			}
 			full := false
-			err = item.Value(func(v []byte) error {
-				s, err := decodeSegment(last, v)
-				if err != nil {
-					return err
-				}
-				for {
-					seq, d, ok, err := s.next()
-					if err != nil || !ok {
+			mark, markSize := len(out), size
+			last, err := segKeySeq(item.Key())
+			if err == nil {
+				err = item.Value(func(v []byte) error {
+					s, err := decodeSegment(last, v)
+					if err != nil {
 						return err
 					}
-					if seq <= after {
-						continue
+					for {
+						seq, d, ok, err := s.next()
+						if err != nil || !ok {
+							return err
+						}
+						if seq <= after {
+							continue
+						}
+						if (maxRecords > 0 && len(out) >= maxRecords) ||
+							(maxBytes > 0 && len(out) > 0 && size+len(d) > maxBytes) {
+							full = true
+							return nil
+						}
+						// v belongs to badger and is only valid inside the txn: copy into an arena
+						// that is never reused, sharing chunks between records to limit allocations.
+						if cap(arena)-len(arena) < len(d) {
+							arena = make([]byte, 0, readChunk(len(d), maxBytes))
+						}
+						off := len(arena)
+						arena = append(arena, d...)
+						out = append(out, Record{Seq: seq, Time: s.ts, Data: arena[off:len(arena):len(arena)]})
+						size += len(d)
 					}
-					if (maxRecords > 0 && len(out) >= maxRecords) ||
-						(maxBytes > 0 && len(out) > 0 && size+len(d) > maxBytes) {
-						full = true
-						return nil
-					}
-					// v belongs to badger and is only valid inside the txn: copy into an arena
-					// that is never reused, sharing chunks between records to limit allocations.
-					if cap(arena)-len(arena) < len(d) {
-						arena = make([]byte, 0, readChunk(len(d), maxBytes))
-					}
-					off := len(arena)
-					arena = append(arena, d...)
-					out = append(out, Record{Seq: seq, Time: s.ts, Data: arena[off:len(arena):len(arena)]})
-					size += len(d)
-				}
-			})
+				})
+			}
+			var ce *CorruptSegmentError
+			if errors.As(err, &ce) {
+				// Skipped whole, as the walks that count and delete do; the Ack that passes
+				// it drops and counts its records.
+				b.log.Error().Err(err).Msg("journal segment damaged on disk; skipping it")
+				out, size, err = out[:mark], markSize, nil
+				continue
+			}
 			if err != nil || full {
 				return err
 			}
@@ -528,7 +602,7 @@ func (b *Badger) Ack(upTo uint64) error {
 	if upTo <= b.l.cursor {
 		return nil
 	}
-	n, bytes, head, dels, err := b.scanThrough(upTo)
+	n, bytes, head, dels, corrupt, err := b.scanThrough(upTo)
 	if err != nil {
 		return fmt.Errorf("persistence: ack %d: %w", upTo, err)
 	}
@@ -540,32 +614,33 @@ func (b *Badger) Ack(upTo uint64) error {
 	b.l.removed(upTo, n, bytes, head)
 	b.l.acked += n
 	b.mu.Unlock()
+	b.dropCorrupt(corrupt, upTo)
 	return nil
 }
 
 // scanThrough counts the held records in (cursor, upTo], returns the Time of the first record
 // after upTo, which becomes the oldest, and the last seqs of the segments that upTo fully
 // covers. Segments are inline in the LSM, so this walks the LSM only.
-func (b *Badger) scanThrough(upTo uint64) (n, bytes uint64, head int64, dels []uint64, err error) {
+func (b *Badger) scanThrough(upTo uint64) (n, bytes uint64, head int64, dels []uint64, corrupt []corruptSeg, err error) {
 	err = b.db.View(func(txn *badger.Txn) error {
 		w := newRecWalker(txn, b.l.cursor)
 		defer w.close()
 		for {
 			r, ok, err := w.next()
 			if err != nil || !ok {
-				dels = coveredThrough(w.lasts, upTo)
+				dels, corrupt = coveredThrough(w.lasts, upTo), w.corrupt
 				return err
 			}
 			if r.seq > upTo {
 				head = r.time
-				dels = coveredThrough(w.lasts, upTo)
+				dels, corrupt = coveredThrough(w.lasts, upTo), w.corrupt
 				return nil
 			}
 			n++
 			bytes += r.size
 		}
 	})
-	return n, bytes, head, dels, err
+	return n, bytes, head, dels, corrupt, err
 }
 
 // deleteThrough deletes the segments whose last seqs are dels and then writes the cursor upTo,
@@ -625,12 +700,13 @@ func (b *Badger) enforce(now time.Time) error {
 	}
 	var p dropPlan
 	var dels []uint64
+	var corrupt []corruptSeg
 	err := b.db.View(func(txn *badger.Txn) error {
 		w := newRecWalker(txn, b.l.cursor)
 		defer w.close()
 		var err error
 		p, err = planDrops(&b.l, b.opts.Limits, now, w.next)
-		dels = coveredThrough(w.lasts, p.upTo)
+		dels, corrupt = coveredThrough(w.lasts, p.upTo), w.corrupt
 		return err
 	})
 	if err != nil || p.n == 0 {
@@ -644,6 +720,7 @@ func (b *Badger) enforce(now time.Time) error {
 	b.l.applyDrops(p)
 	b.mu.Unlock()
 	b.dl.note(p, &b.l, now)
+	b.dropCorrupt(corrupt, p.upTo)
 	return nil
 }
 

@@ -55,7 +55,7 @@ type Stats struct {
 	DepthBytes      uint64            // bytes of Data currently held
 	OldestAge       time.Duration     // age of the oldest held record (0 when empty)
 	Dropped         uint64            // total dropped by bounds
-	DroppedByCause  map[string]uint64 // "max_bytes", "max_age", "max_records"
+	DroppedByCause  map[string]uint64 // "max_bytes", "max_age", "max_records", "corrupt" (Badger: damaged segments skipped)
 	DiskBytes       int64             // on-disk size (badger) or 0
 }
 
@@ -88,14 +88,17 @@ func (o Options) clock() func() time.Time {
 
 // Drop causes, in the order they are checked: an expired record is reported as such even if
 // the journal is also over its count or size bound, because it would have gone anyway.
+// causeCorrupt is not a bound: it counts the records of segments the Badger journal found
+// damaged on disk and skipped.
 const (
 	causeAge = iota
 	causeRecords
 	causeBytes
+	causeCorrupt
 	numCauses
 )
 
-var causeNames = [numCauses]string{"max_age", "max_records", "max_bytes"}
+var causeNames = [numCauses]string{"max_age", "max_records", "max_bytes", "corrupt"}
 
 // ledger is the bookkeeping both implementations keep in RAM so that Stats, Cursor and the
 // bound checks never touch storage.

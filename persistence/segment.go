@@ -38,10 +38,17 @@ func appendSegKey(dst []byte, last uint64) []byte {
 
 func segKey(last uint64) []byte { return appendSegKey(make([]byte, 0, segKeyLen), last) }
 
+// CorruptSegmentError is a segment the decoder rejects: its key or value does not have the
+// segment format. It is told apart from badger's own (I/O) errors because the journal skips
+// such a segment, counting its records as dropped, instead of stopping at it forever.
+type CorruptSegmentError struct{ msg string }
+
+func (e *CorruptSegmentError) Error() string { return e.msg }
+
 // segKeySeq returns the last seq of a segment key.
 func segKeySeq(k []byte) (uint64, error) {
 	if len(k) != segKeyLen {
-		return 0, fmt.Errorf("persistence: segment key %q corrupt: %d bytes", k, len(k))
+		return 0, &CorruptSegmentError{fmt.Sprintf("persistence: segment key %q corrupt: %d bytes", k, len(k))}
 	}
 	return binary.BigEndian.Uint64(k[len(segPrefix):]), nil
 }
@@ -96,7 +103,7 @@ type segment struct {
 }
 
 func segCorrupt(last uint64, format string, args ...any) error {
-	return fmt.Errorf("persistence: segment s/%d (key %x) corrupt: %s", last, segKey(last), fmt.Sprintf(format, args...))
+	return &CorruptSegmentError{fmt.Sprintf("persistence: segment s/%d (key %x) corrupt: %s", last, segKey(last), fmt.Sprintf(format, args...))}
 }
 
 func decodeSegment(last uint64, v []byte) (segment, error) {
