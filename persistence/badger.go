@@ -275,24 +275,10 @@ func (w *recWalker) next() (held, bool, error) {
 		item := w.it.Item()
 		w.loaded = true
 		w.buf = w.buf[:0]
-		last, err := segKeySeq(item.Key())
-		if err == nil {
-			err = item.Value(func(v []byte) error {
-				s, err := decodeSegment(last, v)
-				if err != nil {
-					return err
-				}
-				for {
-					seq, d, ok, err := s.next()
-					if err != nil || !ok {
-						return err
-					}
-					if seq > w.after {
-						w.buf = append(w.buf, held{seq: seq, time: s.ts, size: uint64(len(d))})
-					}
-				}
-			})
-		}
+		last, err := eachRecord(item, w.after, func(seq uint64, ts int64, d []byte) bool {
+			w.buf = append(w.buf, held{seq: seq, time: ts, size: uint64(len(d))})
+			return true
+		})
 		var ce *CorruptSegmentError
 		if errors.As(err, &ce) {
 			c := corruptSeg{key: item.KeyCopy(nil), last: last, err: err}
@@ -354,6 +340,30 @@ func (b *Badger) dropCorrupt(cs []corruptSeg, upTo uint64) {
 	b.l.droppedBy[causeCorrupt] += lost
 	b.mu.Unlock()
 	b.resync()
+}
+
+// eachRecord decodes the segment at item and calls f with each of its records above after, in
+// order, until f returns false. d aliases badger's memory and is valid only during f. A key or
+// value not in the segment format gives a *CorruptSegmentError.
+func eachRecord(item *badger.Item, after uint64, f func(seq uint64, ts int64, d []byte) bool) (last uint64, err error) {
+	if last, err = segKeySeq(item.Key()); err != nil {
+		return 0, err
+	}
+	return last, item.Value(func(v []byte) error {
+		s, err := decodeSegment(last, v)
+		if err != nil {
+			return err
+		}
+		for {
+			seq, d, ok, err := s.next()
+			if err != nil || !ok {
+				return err
+			}
+			if seq > after && !f(seq, s.ts, d) {
+				return nil
+			}
+		}
+	})
 }
 
 // coveredThrough returns the prefix of lasts (ascending segment last seqs) whose segments hold
@@ -530,38 +540,23 @@ func (b *Badger) Read(after uint64, maxRecords, maxBytes int) ([]Record, error) 
 			item := it.Item()
 			full := false
 			mark, markSize := len(out), size
-			last, err := segKeySeq(item.Key())
-			if err == nil {
-				err = item.Value(func(v []byte) error {
-					s, err := decodeSegment(last, v)
-					if err != nil {
-						return err
-					}
-					for {
-						seq, d, ok, err := s.next()
-						if err != nil || !ok {
-							return err
-						}
-						if seq <= after {
-							continue
-						}
-						if (maxRecords > 0 && len(out) >= maxRecords) ||
-							(maxBytes > 0 && len(out) > 0 && size+len(d) > maxBytes) {
-							full = true
-							return nil
-						}
-						// v belongs to badger and is only valid inside the txn: copy into an arena
-						// that is never reused, sharing chunks between records to limit allocations.
-						if cap(arena)-len(arena) < len(d) {
-							arena = make([]byte, 0, readChunk(len(d), maxBytes))
-						}
-						off := len(arena)
-						arena = append(arena, d...)
-						out = append(out, Record{Seq: seq, Time: s.ts, Data: arena[off:len(arena):len(arena)]})
-						size += len(d)
-					}
-				})
-			}
+			_, err := eachRecord(item, after, func(seq uint64, ts int64, d []byte) bool {
+				if (maxRecords > 0 && len(out) >= maxRecords) ||
+					(maxBytes > 0 && len(out) > 0 && size+len(d) > maxBytes) {
+					full = true
+					return false
+				}
+				// d belongs to badger and is only valid inside the txn: copy into an arena
+				// that is never reused, sharing chunks between records to limit allocations.
+				if cap(arena)-len(arena) < len(d) {
+					arena = make([]byte, 0, readChunk(len(d), maxBytes))
+				}
+				off := len(arena)
+				arena = append(arena, d...)
+				out = append(out, Record{Seq: seq, Time: ts, Data: arena[off:len(arena):len(arena)]})
+				size += len(d)
+				return true
+			})
 			var ce *CorruptSegmentError
 			if errors.As(err, &ce) {
 				// Skipped whole, as the walks that count and delete do; the Ack that passes
