@@ -343,10 +343,15 @@ func (g *Gateway) stopTree(ctx context.Context) {
 	for _, c := range connectors {
 		_ = g.sys.Root.StopFuture(c).Wait()
 	}
-	if _, err := g.sys.Root.RequestFuture(g.journal, &Flush{}, 2*time.Second).Result(); err != nil {
+	// Every device has stopped, so everything it sent is queued at the
+	// journal ahead of this Flush.
+	last := g.j.LastSeq()
+	if res, err := g.sys.Root.RequestFuture(g.journal, &Flush{}, 2*time.Second).Result(); err != nil {
 		g.log.Warn().Err(err).Msg("final journal flush did not answer")
+	} else {
+		last = res.(*Flushed).Last
 	}
-	g.drain(ctx)
+	g.drain(ctx, last)
 	_ = g.sys.Root.StopFuture(g.uplink).Wait()
 	_ = g.sys.Root.StopFuture(g.journal).Wait()
 	_ = g.sys.Root.StopFuture(g.root).Wait()
@@ -455,15 +460,27 @@ func (g *Gateway) Stop(ctx context.Context) error {
 	return err
 }
 
-// drain gives the uplink a moment to deliver what is journaled; whatever is
-// left stays in a durable journal for the next start.
-func (g *Gateway) drain(ctx context.Context) {
-	deadline := time.Now().Add(time.Second)
-	if d, ok := ctx.Deadline(); ok && time.Until(d) < 2*time.Second {
-		deadline = time.Now().Add(time.Until(d) / 3)
+// drain lets the uplink deliver what is journaled, up to last, while the
+// platform is connected and the stop budget allows; it keeps a reserve of the
+// budget for stopping the uplink and closing the journal. Whatever is left
+// stays in a durable journal for the next start.
+func (g *Gateway) drain(ctx context.Context, last uint64) {
+	deadline := time.Now().Add(3 * time.Second)
+	if d, ok := ctx.Deadline(); ok {
+		deadline = d.Add(-min(time.Until(d)/4, time.Second))
 	}
-	for g.j.Cursor() < g.j.LastSeq() && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
+	for g.j.Cursor() < last && time.Now().Before(deadline) {
+		if c := g.client.Load(); c == nil || !c.Connected() {
+			break // nothing can be delivered; do not spend the budget waiting
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if c := g.j.Cursor(); c < last {
+		if _, volatile := g.j.(*persistence.Memory); volatile {
+			g.log.Warn().Uint64("undelivered", last-c).Msg("stopping with undelivered data in a memory journal; it is lost")
+		} else {
+			g.log.Info().Uint64("undelivered", last-c).Msg("stopping with undelivered data; the journal keeps it for the next start")
+		}
 	}
 }
 

@@ -35,13 +35,14 @@ type JournalAppended struct{ Last uint64 }
 type Ack struct{ UpTo uint64 }
 
 // Flush asks the journal to commit everything pending; it responds Flushed.
+// It is deliberately an ordinary data message, not a control one: queued
+// behind the AppendEvents sent before it, its answer covers all of them, which
+// is what a final flush at shutdown needs. A control Flush would overtake them
+// and leave them to be committed after the uplink had stopped.
 type Flush struct{}
 
 // Flushed answers Flush.
 type Flushed struct{ Last uint64 }
-
-// ControlMessage marks Flush as a control message so it is not queued behind data.
-func (*Flush) ControlMessage() {}
 
 // DeviceConnected is sent to the registry when a device first answers.
 type DeviceConnected struct {
