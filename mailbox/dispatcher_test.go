@@ -39,3 +39,32 @@ func TestPooledDispatcherIdleWorkersExit(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// TestPooledDispatcherShrinksUnderSteadyLoad: after a burst has started many
+// workers, a steady trickle of work keeps only the few it needs; the others
+// reach their idle timeout. Handing work round-robin to every idle worker
+// kept all of them alive for as long as the trickle lasted.
+func TestPooledDispatcherShrinksUnderSteadyLoad(t *testing.T) {
+	const burst = 50
+	d := NewPooledDispatcher(300, 100*time.Millisecond)
+	release := make(chan struct{})
+	var started sync.WaitGroup
+	started.Add(burst)
+	for range burst {
+		d.Schedule(func() { started.Done(); <-release })
+	}
+	started.Wait()
+	close(release)
+	// A task every millisecond: each of 50 round-robin workers would get one
+	// every 50 ms, well inside its 100 ms idle timeout.
+	deadline := time.Now().Add(10 * time.Second)
+	for d.Workers() > 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d workers still alive under a load one worker can carry", d.Workers())
+		}
+		done := make(chan struct{})
+		d.Schedule(func() { close(done) })
+		<-done
+		time.Sleep(time.Millisecond)
+	}
+}
