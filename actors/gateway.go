@@ -303,7 +303,8 @@ func (g *Gateway) startTree(fresh bool) error {
 		}
 	}
 	keepFirst(&g.journal, g.spawnChild("journal", actor.PropsFromProducer(func() actor.Actor {
-		return &journalActor{j: g.j, uplink: func() *actor.PID { return g.uplink }, log: g.log.With().Str("actor", "journal").Logger(), counters: g.counters}
+		return &journalActor{j: g.j, uplink: func() *actor.PID { return g.uplink }, log: g.log.With().Str("actor", "journal").Logger(), counters: g.counters,
+			linger: g.conf().Storage.CommitInterval}
 	}, g.options(journalMailbox)...)))
 	keepFirst(&g.uplink, g.spawnChild("uplink", actor.PropsFromProducer(func() actor.Actor {
 		return &uplinkActor{g: g, j: g.j, log: g.log.With().Str("actor", "uplink").Logger(), qos: 1, readBat: g.conf().Storage.ReadBatch}

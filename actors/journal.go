@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"cmp"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -20,18 +21,21 @@ type enforceTick struct{ owner *journalActor }
 
 const enforceInterval = 10 * time.Second
 
-// commitLinger bounds how long an event waits for company before its group
-// commit; it is the latency price of one sync per batch instead of per event.
-const commitLinger = 5 * time.Millisecond
+// defaultLinger is the journal actor's linger when none is configured.
+const defaultLinger = 5 * time.Millisecond
 
 // journalActor group-commits events: an AppendEvents only buffers, and the
-// first one of a burst arms a flush commitLinger later, so everything that
+// first one of a burst arms a flush linger later, so everything that
 // arrives in the meantime is committed in one write.
 type journalActor struct {
 	j        persistence.Journal
 	uplink   func() *actor.PID
 	log      zerolog.Logger
 	counters *Counters
+	// linger bounds how long an event waits for company before its group
+	// commit; it is the latency price of one sync per batch instead of per
+	// event (storage commit_interval_ms).
+	linger time.Duration
 
 	pending     [][]byte
 	dones       []func(error)
@@ -67,7 +71,7 @@ func (a *journalActor) Receive(ctx actor.Context) {
 			// milliseconds apart share one sync instead of one each.
 			a.flushQueued = true
 			sys, self := ctx.ActorSystem(), ctx.Self()
-			time.AfterFunc(commitLinger, func() { sys.Root.Send(self, &flushPending{}) })
+			time.AfterFunc(cmp.Or(a.linger, defaultLinger), func() { sys.Root.Send(self, &flushPending{}) })
 		}
 	case *flushPending:
 		if a.flushQueued {

@@ -62,6 +62,10 @@ type Storage struct {
 	// SyncWrites makes every group commit reach the disk before it counts as
 	// accepted, so power loss loses nothing acknowledged to devices.
 	SyncWrites bool
+	// CommitInterval is how long the first event of a group commit waits for
+	// company (commit_interval_ms). With SyncWrites every commit is a disk
+	// sync that costs CPU, so a steady trickle of polls is batched longer.
+	CommitInterval time.Duration
 	// Note explains how an upstream storage type was mapped; logged once at start.
 	Note string
 }
@@ -389,9 +393,14 @@ func parseStorage(root *spec.Obj, dir string) Storage {
 		s.MaxAge = time.Duration(o.IntRange("max_age_hours", 7*24, 0, 1<<20)) * time.Hour
 		s.Note = "storage type badger: using the Badger journal in " + s.Dir
 	}
+	linger := int64(5)
 	if s.Durable {
 		s.SyncWrites = o.Bool("sync_writes", true)
+		if s.SyncWrites {
+			linger = 20
+		}
 	}
+	s.CommitInterval = time.Duration(o.IntRange("commit_interval_ms", linger, 1, 1000)) * time.Millisecond
 	o.Done()
 	return s
 }

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func writeMain(t *testing.T, body string) string {
@@ -69,5 +70,32 @@ func TestConnectorRemoteLogging(t *testing.T) {
 		if c.RemoteLogging {
 			t.Errorf("connector %q: enableRemoteLogging defaults to false", c.Name)
 		}
+	}
+}
+
+// TestStorageCommitInterval: a syncing journal batches its commits longer by
+// default, since each one is a disk sync; commit_interval_ms overrides it and
+// a value out of range is an error naming the key.
+func TestStorageCommitInterval(t *testing.T) {
+	for _, c := range []struct {
+		storage string
+		want    time.Duration
+	}{
+		{`{"type": "memory"}`, 5 * time.Millisecond},
+		{`{"type": "file"}`, 20 * time.Millisecond},
+		{`{"type": "file", "sync_writes": false}`, 5 * time.Millisecond},
+		{`{"type": "sqlite", "commit_interval_ms": 50}`, 50 * time.Millisecond},
+	} {
+		cfg, err := Load(writeMain(t, strings.Replace(minimalMain, "%s", `, "storage": `+c.storage, 1)), func(string) string { return "" })
+		if err != nil {
+			t.Fatalf("%s: %v", c.storage, err)
+		}
+		if cfg.Storage.CommitInterval != c.want {
+			t.Errorf("%s: commit interval %v, want %v", c.storage, cfg.Storage.CommitInterval, c.want)
+		}
+	}
+	_, err := Load(writeMain(t, strings.Replace(minimalMain, "%s", `, "storage": {"type": "file", "commit_interval_ms": 0}`, 1)), func(string) string { return "" })
+	if err == nil || !strings.Contains(err.Error(), "storage.commit_interval_ms") {
+		t.Fatalf("commit_interval_ms 0: %v, want an error naming storage.commit_interval_ms", err)
 	}
 }
