@@ -10,8 +10,11 @@ import (
 	"github.com/industryos/gateway/persistence"
 )
 
-// maxGroup bounds one group commit so a burst cannot build an unbounded batch.
-const maxGroup = 8192
+// maxGroup is the size at which a group commits without waiting out the
+// linger: its sync is amortised already. Half a push window, so a push source
+// fills one group while the other commits instead of stalling on a full
+// window for the linger. It also bounds a batch a burst builds.
+const maxGroup = pushWindow / 2
 
 type flushPending struct{}
 
