@@ -19,6 +19,11 @@ type Severity int
 const (
 	Error Severity = iota
 	Warning
+	// Skipped is an error in one entry of a list (an RPC, an attribute
+	// update, a key) that leaves that entry out instead of refusing the whole
+	// file: upstream loads such files and fails only when the entry is used,
+	// so a site's file must still start every valid entry with us.
+	Skipped
 )
 
 // Problem is one finding about a config file.
@@ -31,8 +36,11 @@ type Problem struct {
 
 func (p Problem) String() string {
 	var b strings.Builder
-	if p.Severity == Warning {
+	switch p.Severity {
+	case Warning:
 		b.WriteString("warning: ")
+	case Skipped:
+		b.WriteString("error (entry skipped): ")
 	}
 	if p.File != "" {
 		b.WriteString(p.File)
@@ -59,6 +67,39 @@ func (ps *Problems) Errorf(file, path, format string, a ...any) {
 // Warnf records a warning at file/path.
 func (ps *Problems) Warnf(file, path, format string, a ...any) {
 	ps.List = append(ps.List, Problem{File: file, Path: path, Msg: fmt.Sprintf(format, a...), Severity: Warning})
+}
+
+// Mark is a position in the list for SkipSince.
+func (ps *Problems) Mark() int { return len(ps.List) }
+
+// SkipSince turns the errors recorded since mark into Skipped problems and
+// reports whether there were any; the caller then leaves the entry it was
+// parsing out. Use it only around an entry whose absence leaves the rest of
+// the file meaningful.
+func (ps *Problems) SkipSince(mark int) bool {
+	skipped := false
+	for i := mark; i < len(ps.List); i++ {
+		if ps.List[i].Severity == Error {
+			ps.List[i].Severity = Skipped
+			skipped = true
+		}
+	}
+	return skipped
+}
+
+// Skips returns the entries left out (see SkipSince).
+func (ps *Problems) Skips() []Problem { return ps.filter(Skipped) }
+
+// NotErrors returns the warnings and skipped entries: what a loaded file
+// still has to report.
+func (ps *Problems) NotErrors() []Problem {
+	var out []Problem
+	for _, p := range ps.List {
+		if p.Severity != Error {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // Errors returns only the errors.
@@ -215,6 +256,24 @@ func (o *Obj) get(key string) (any, bool) {
 	return v, ok
 }
 
+// getSection is get for a section (a list or an object): upstream treats an
+// empty {} or [] as absent whichever of the two it expects, and its own files
+// use both spellings (`"connectRequests": {}`).
+func (o *Obj) getSection(key string) (any, bool) {
+	v, ok := o.get(key)
+	switch t := v.(type) {
+	case map[string]any:
+		if len(t) == 0 {
+			return nil, false
+		}
+	case []any:
+		if len(t) == 0 {
+			return nil, false
+		}
+	}
+	return v, ok
+}
+
 // Any returns the raw value of key.
 func (o *Obj) Any(key string) (any, bool) { return o.get(key) }
 
@@ -329,7 +388,7 @@ func (o *Obj) Enum(key, def string, allowed ...string) string {
 
 // Obj reads a nested object; nil when absent or of the wrong type.
 func (o *Obj) Obj(key string) *Obj {
-	v, ok := o.get(key)
+	v, ok := o.getSection(key)
 	if !ok {
 		return nil
 	}
@@ -343,7 +402,7 @@ func (o *Obj) Obj(key string) *Obj {
 
 // List reads a list of objects; non-object items are reported and skipped.
 func (o *Obj) List(key string) []*Obj {
-	v, ok := o.get(key)
+	v, ok := o.getSection(key)
 	if !ok {
 		return nil
 	}
@@ -367,7 +426,7 @@ func (o *Obj) List(key string) []*Obj {
 
 // Strings reads a list of strings.
 func (o *Obj) Strings(key string) []string {
-	v, ok := o.get(key)
+	v, ok := o.getSection(key)
 	if !ok {
 		return nil
 	}

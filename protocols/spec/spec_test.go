@@ -46,3 +46,48 @@ func TestSyntaxErrorHasLine(t *testing.T) {
 		t.Errorf("got %s", got)
 	}
 }
+
+func TestEmptySectionIsAbsent(t *testing.T) {
+	ps := &Problems{}
+	o := Parse(ps, "f.json", []byte(`{"a": {}, "b": [], "c": {}, "d": []}`))
+	if l := o.List("a"); l != nil {
+		t.Fatalf("List of {} = %v, want nil", l)
+	}
+	if x := o.Obj("b"); x != nil {
+		t.Fatalf("Obj of [] = %v, want nil", x)
+	}
+	if s := o.Strings("c"); s != nil {
+		t.Fatalf("Strings of {} = %v, want nil", s)
+	}
+	if x := o.Obj("d"); x != nil {
+		t.Fatal("Obj of [] must be absent")
+	}
+	o.Done()
+	if len(ps.List) != 0 {
+		t.Fatalf("problems: %v", ps.List)
+	}
+}
+
+func TestSkipSince(t *testing.T) {
+	ps := &Problems{}
+	ps.Errorf("f.json", "a", "bad before")
+	m := ps.Mark()
+	ps.Warnf("f.json", "b[0].x", "unknown key")
+	if ps.SkipSince(m) {
+		t.Fatal("a warning alone must not skip the entry")
+	}
+	ps.Errorf("f.json", "b[1].id", "out of range")
+	if !ps.SkipSince(m) {
+		t.Fatal("an error after the mark must skip the entry")
+	}
+	if got := len(ps.Errors()); got != 1 {
+		t.Fatalf("errors = %d, want only the one before the mark", got)
+	}
+	sk := ps.Skips()
+	if len(sk) != 1 || sk[0].String() != "error (entry skipped): f.json: b[1].id: out of range" {
+		t.Fatalf("skips = %v", sk)
+	}
+	if n := len(ps.NotErrors()); n != 2 {
+		t.Fatalf("NotErrors = %d, want 2", n)
+	}
+}
