@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -94,7 +95,17 @@ type Gateway struct {
 	Activity    Activity
 	HTTP        HTTP // observability endpoint (our own "http" section)
 	Logs        Logs // logs.level, when set
+	// Unsupported lists the connectors of types this build does not have:
+	// they are left out and reported, and the others run.
+	Unsupported []Unsupported
 	Problems    *spec.Problems
+}
+
+// Unsupported is a configured connector this build cannot run.
+type Unsupported struct {
+	Name, Type, Path string
+	// Reason is the line reported for it (also a Skipped problem).
+	Reason string
 }
 
 // Load reads and validates the main file and every connector file. It returns
@@ -124,7 +135,7 @@ func Load(path string, getenv func(string) string) (*Gateway, error) {
 	g.HTTP = parseHTTP(root, getenv)
 	g.Logs = parseLogs(root)
 	root.Known("grpc", "connectors")
-	g.Connectors = parseConnectors(root, dir, g.ThingsBoard.Report)
+	g.Connectors, g.Unsupported = parseConnectors(root, dir, g.ThingsBoard.Report)
 	root.Done()
 	return g, ps.Err()
 }
@@ -405,14 +416,30 @@ func parseStorage(root *spec.Obj, dir string) Storage {
 	return s
 }
 
-func parseConnectors(root *spec.Obj, dir string, global protocols.ReportStrategy) []Connector {
+// upstreamTypes are the connector types the upstream gateway ships. A
+// connector of one of them that this build lacks (or an upstream extension
+// loaded by class) is left out and reported while the rest runs, as upstream
+// does with a connector it cannot load; any other type is a typo and an error.
+var upstreamTypes = []string{"bacnet", "ble", "can", "ftp", "knx", "modbus", "mqtt", "ocpp", "odbc", "opcua", "request", "rest", "snmp", "socket", "xmpp"}
+
+// typeAliases maps upstream's older type names to the connector that reads
+// the same files.
+var typeAliases = map[string]string{"opcua_asyncio": "opcua"}
+
+func parseConnectors(root *spec.Obj, dir string, global protocols.ReportStrategy) ([]Connector, []Unsupported) {
 	var out []Connector
+	var unsupported []Unsupported
 	names := map[string]string{}
 	for _, co := range root.List("connectors") {
 		name := co.RequiredStr("name")
-		typ := co.RequiredStr("type")
+		// Upstream lowercases the type ("MODBUS", "OPCUA" in its docs and UI exports).
+		typ := strings.ToLower(strings.TrimSpace(co.RequiredStr("type")))
+		if alias, ok := typeAliases[typ]; ok {
+			typ = alias
+		}
 		file := co.RequiredStr("configuration")
-		co.Known("class", "key", "useGRPCForce", "id", "sendDataOnlyOnChange", "logLevel", "configVersion")
+		class := co.Str("class", "")
+		co.Known("key", "useGRPCForce", "id", "sendDataOnlyOnChange", "logLevel", "configVersion")
 		remoteLogging := co.Bool("enableRemoteLogging", false)
 		co.Done()
 		if name != "" {
@@ -425,8 +452,24 @@ func parseConnectors(root *spec.Obj, dir string, global protocols.ReportStrategy
 			continue
 		}
 		factory, ok := protocols.Lookup(typ)
+		if !ok && (class != "" || slices.Contains(upstreamTypes, typ)) {
+			what := fmt.Sprintf("connector type %q", typ)
+			if class != "" {
+				what = fmt.Sprintf("custom connector class %q (type %q)", class, typ)
+			}
+			u := Unsupported{Name: name, Type: typ, Path: co.Path(),
+				Reason: fmt.Sprintf("%s is not supported by this build; connector %q is not started, the others run (supported: %s)",
+					what, name, strings.Join(protocols.Types(), ", "))}
+			root.Problems().Skipf(co.File(), co.KeyPath("type"), "%s", u.Reason)
+			unsupported = append(unsupported, u)
+			continue
+		}
 		if !ok {
-			co.Errorf("type", "unknown connector type %q (want one of: %s)", typ, strings.Join(protocols.Types(), ", "))
+			hint := ""
+			if c := spec.Closest(typ, append(protocols.Types(), upstreamTypes...)); c != "" {
+				hint = fmt.Sprintf("did you mean %q? ", c)
+			}
+			co.Errorf("type", "unknown connector type %q (%swant one of: %s)", typ, hint, strings.Join(protocols.Types(), ", "))
 			continue
 		}
 		path := file
@@ -463,7 +506,7 @@ func parseConnectors(root *spec.Obj, dir string, global protocols.ReportStrategy
 		c.Build = func() (protocols.Connector, error) { return build(&spec.Problems{}) }
 		out = append(out, c)
 	}
-	return out
+	return out, unsupported
 }
 
 // ParsePort is a helper for flags and env values.

@@ -132,3 +132,38 @@ func TestDeviceFilterAndActivity(t *testing.T) {
 		t.Error("a nil filter must allow everything")
 	}
 }
+
+// Upstream's type spelling, connectors of types this build lacks and bad
+// entries do not refuse the file: the rest loads and runs.
+func TestDropInLeniency(t *testing.T) {
+	env := func(string) string { return "" }
+	cfg, err := Load("testdata/type_case/tb_gateway.json", env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range cfg.Connectors {
+		if c.Type != "modbus" {
+			t.Errorf("connector %q: type %q, want modbus", c.Name, c.Type)
+		}
+	}
+	cfg, err = Load("testdata/unsupported_connector/tb_gateway.json", env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Connectors) != 1 || len(cfg.Unsupported) != 2 {
+		t.Fatalf("connectors %d, unsupported %+v", len(cfg.Connectors), cfg.Unsupported)
+	}
+	if u := cfg.Unsupported[0]; u.Name != "BACnet" || u.Type != "bacnet" || u.Path != "connectors[1]" {
+		t.Errorf("unsupported: %+v", u)
+	}
+	cfg, err = Load("testdata/skipped_entries/tb_gateway.json", env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(cfg.Problems.Skips()); n != 1 {
+		t.Errorf("skips: %v", cfg.Problems.Skips())
+	}
+	if n := len(cfg.Connectors[0].Connector.Devices()); n != 1 {
+		t.Errorf("devices: %d", n)
+	}
+}

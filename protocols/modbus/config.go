@@ -85,6 +85,9 @@ type KeyConfig struct {
 	Codec
 	// Report is the key's own strategy; zero means it inherits the device's.
 	Report protocols.ReportStrategy
+	// Unusable is why an rpc entry cannot run (a type this build does not
+	// know); calling it replies with this error.
+	Unusable error
 }
 
 // Endpoint is the library URL of the slave's link; slaves with the same
@@ -269,8 +272,19 @@ func parseKeys(o *spec.Obj, section string, kind keyKind, s *SlaveConfig) []*Key
 	var out []*KeyConfig
 	seen := map[string]string{}
 	for _, ko := range o.List(section) {
+		mark := ko.Problems().Mark()
 		k := parseKey(ko, kind, s)
-		if k == nil {
+		if kind == rpcKey && k != nil && k.Tag != "" {
+			// Upstream loads an rpc entry it cannot run and fails when it
+			// is called: keep the method, answer it with the reason.
+			if bad := ko.Problems().WarnSince(mark); bad != nil {
+				msgs := make([]string, len(bad))
+				for i, p := range bad {
+					msgs[i] = strings.TrimPrefix(p.Path, ko.Path()+".") + ": " + p.Msg
+				}
+				k.Unusable = paramErrorf("rpc entry %s is not usable: %s", ko.Path(), strings.Join(msgs, "; "))
+			}
+		} else if k == nil || ko.Problems().SkipSince(mark) {
 			continue
 		}
 		if prev, dup := seen[k.Tag]; dup && k.Tag != "" {
@@ -317,7 +331,7 @@ func parseKey(o *spec.Obj, kind keyKind, s *SlaveConfig) *KeyConfig {
 	}
 	k.Count = count
 	if t != TypeInvalid && k.FunctionCode != 0 {
-		k.Count = checkCount(o, k, hasCount, typeName)
+		k.Count = checkCount(o, k, hasCount, typeName, kind)
 		// Upstream files use the single-object write codes for multi-object
 		// values; the multiple-object codes write the same data correctly.
 		switch {
@@ -422,7 +436,7 @@ func functionCode(o *spec.Obj, kind keyKind, allowed []int) int {
 
 // checkCount reconciles objectsCount with the type and function code and
 // returns the count to use.
-func checkCount(o *spec.Obj, k *KeyConfig, hasCount bool, typeName string) int {
+func checkCount(o *spec.Obj, k *KeyConfig, hasCount bool, typeName string, kind keyKind) int {
 	fc, t := k.FunctionCode, k.Type
 	bitFC := isBitFunction(fc)
 	switch {
@@ -452,6 +466,22 @@ func checkCount(o *spec.Obj, k *KeyConfig, hasCount bool, typeName string) int {
 	if bitFC {
 		want, unit = t.Width(), "bits"
 	}
+	if hasCount && k.Count > want && !isLegacyAlias(typeName, t) {
+		// Upstream reads objectsCount objects and decodes what the type
+		// takes from the start of them (its own default modbus_serial.json
+		// reads a 16int from 2 registers). Reads keep the request as
+		// configured; writes send only what the type encodes.
+		needs := fmt.Sprintf("%d %s", want, unit)
+		if want == 1 {
+			needs = "1 " + strings.TrimSuffix(unit, "s")
+		}
+		if kind == readKey {
+			o.Warnf("objectsCount", "%d is more than type %s needs (%s): %d are read and the first decoded", k.Count, t, needs, k.Count)
+			return k.Count
+		}
+		o.Warnf("objectsCount", "%d is more than type %s needs (%s): only that is written", k.Count, t, needs)
+		return want
+	}
 	if hasCount && k.Count != want {
 		name := strings.ToLower(strings.TrimSpace(typeName))
 		if name != t.String() {
@@ -463,6 +493,12 @@ func checkCount(o *spec.Obj, k *KeyConfig, hasCount bool, typeName string) int {
 		}
 	}
 	return want
+}
+
+// isLegacyAlias reports whether typeName is an upstream alias (int, long...)
+// whose width came from objectsCount rather than from the name.
+func isLegacyAlias(typeName string, t DataType) bool {
+	return strings.ToLower(strings.TrimSpace(typeName)) != t.String()
 }
 
 func address(o *spec.Obj, k *KeyConfig) {

@@ -76,9 +76,9 @@ func TestConfigErrors(t *testing.T) {
 		wantErrors int    // -1: don't check
 	}{
 		{"unknown type", slaveJSON("", key(`,"type":"33int"`)),
-			`modbus.json: master.slaves[0].timeseries[0].type: unknown type "33int" (want one of: string, bytes, bits, 8int, 8uint, 16int, 16uint, 16float, 32int, 32uint, 32float, 64int, 64uint, 64float, bit, int, long, integer, uint, float, double)`, 1},
+			`error (entry skipped): modbus.json: master.slaves[0].timeseries[0].type: unknown type "33int" (want one of: string, bytes, bits, 8int, 8uint, 16int, 16uint, 16float, 32int, 32uint, 32float, 64int, 64uint, 64float, bit, int, long, integer, uint, float, double)`, 0},
 		{"missing type", slaveJSON("", key(``)),
-			`modbus.json: master.slaves[0].timeseries[0].type: is required`, 1},
+			`error (entry skipped): modbus.json: master.slaves[0].timeseries[0].type: is required`, 0},
 		{"missing deviceName", `{"master":{"slaves":[{"host":"h","port":502,"pollPeriod":1000}]}}`,
 			`modbus.json: master.slaves[0].deviceName: is required`, 1},
 		{"pollPeriod text", strings.Replace(slaveJSON("", ""), `"pollPeriod":1000`, `"pollPeriod":"fast"`, 1),
@@ -91,29 +91,37 @@ func TestConfigErrors(t *testing.T) {
 			`warning: modbus.json: master.slaves[0].pollPeriood: unknown key, ignored (did you mean "pollPeriod"?)`, 0},
 		{"unknown key", slaveJSON(`,"colour":"red"`, ""),
 			`warning: modbus.json: master.slaves[0].colour: unknown key, ignored`, 0},
+		{"count larger than the type", slaveJSON("", key(`,"type":"16uint","objectsCount":2`)),
+			`warning: modbus.json: master.slaves[0].timeseries[0].objectsCount: 2 is more than type 16uint needs (1 register): 2 are read and the first decoded`, 0},
+		{"count larger than the type, write", `{"master":{"slaves":[{"host":"h","port":502,"deviceName":"d","pollPeriod":1000,
+			"attributeUpdates":[{"tag":"k","address":0,"functionCode":6,"type":"16int","objectsCount":2}]}]}}`,
+			`warning: modbus.json: master.slaves[0].attributeUpdates[0].objectsCount: 2 is more than type 16int needs (1 register): only that is written`, 0},
+		{"rpc with an unknown type", `{"master":{"slaves":[{"host":"h","port":502,"deviceName":"d","pollPeriod":1000,
+			"rpc":[{"tag":"k","address":0,"functionCode":3,"type":"4bits","objectsCount":1}]}]}}`,
+			`warning: modbus.json: master.slaves[0].rpc[0].type: unknown type "4bits" (want one of: string, bytes, bits, 8int, 8uint, 16int, 16uint, 16float, 32int, 32uint, 32float, 64int, 64uint, 64float, bit, int, long, integer, uint, float, double, word, dword, unsigned, coil, coils)`, 0},
 		{"count mismatch", slaveJSON("", key(`,"type":"32float","objectsCount":1`)),
-			`modbus.json: master.slaves[0].timeseries[0].objectsCount: 1 does not fit type 32float (want 2 registers)`, 1},
+			`error (entry skipped): modbus.json: master.slaves[0].timeseries[0].objectsCount: 1 does not fit type 32float (want 2 registers)`, 0},
 		{"count mismatch coils", slaveJSON("", `{"tag":"k","address":0,"functionCode":1,"type":"16uint","registersCount":2}`),
-			`modbus.json: master.slaves[0].timeseries[0].objectsCount: 2 does not fit type 16uint (want 16 bits)`, 1},
+			`error (entry skipped): modbus.json: master.slaves[0].timeseries[0].objectsCount: 2 does not fit type 16uint (want 16 bits)`, 0},
 		{"legacy alias width", slaveJSON("", key(`,"type":"int","objectsCount":3`)),
-			`modbus.json: master.slaves[0].timeseries[0].type: type "int" with objectsCount 3 would be 48 bits wide (want objectsCount 1, 2 or 4)`, 1},
+			`error (entry skipped): modbus.json: master.slaves[0].timeseries[0].type: type "int" with objectsCount 3 would be 48 bits wide (want objectsCount 1, 2 or 4)`, 0},
 		{"write fc in timeseries", slaveJSON("", `{"tag":"k","address":0,"functionCode":5,"type":"bits"}`),
-			`modbus.json: master.slaves[0].timeseries[0].functionCode: 5 is not a read function code (want one of: 1, 2, 3, 4)`, 1},
+			`error (entry skipped): modbus.json: master.slaves[0].timeseries[0].functionCode: 5 is not a read function code (want one of: 1, 2, 3, 4)`, 0},
 		{"read fc in attributeUpdates", `{"master":{"slaves":[{"host":"h","port":502,"deviceName":"d","pollPeriod":1000,
 			"attributeUpdates":[{"tag":"k","address":0,"functionCode":3,"type":"16int"}]}]}}`,
-			`modbus.json: master.slaves[0].attributeUpdates[0].functionCode: 3 is not a write function code (want one of: 5, 6, 15, 16)`, 1},
+			`error (entry skipped): modbus.json: master.slaves[0].attributeUpdates[0].functionCode: 3 is not a write function code (want one of: 5, 6, 15, 16)`, 0},
 		{"address range", slaveJSON("", `{"tag":"k","address":"0-10","functionCode":3,"type":"16int"}`),
-			`modbus.json: master.slaves[0].timeseries[0].address: range "0-10" is not supported yet (use one key per address)`, 1},
+			`error (entry skipped): modbus.json: master.slaves[0].timeseries[0].address: range "0-10" is not supported yet (use one key per address)`, 0},
 		{"address past end", slaveJSON("", `{"tag":"k","address":65535,"functionCode":3,"type":"32int"}`),
-			`modbus.json: master.slaves[0].timeseries[0].address: 65535 with 2 objects runs past address 65535`, 1},
+			`error (entry skipped): modbus.json: master.slaves[0].timeseries[0].address: 65535 with 2 objects runs past address 65535`, 0},
 		{"bit out of range", slaveJSON("", `{"tag":"k","address":0,"functionCode":1,"type":"bits","objectsCount":4,"bit":4}`),
-			`modbus.json: master.slaves[0].timeseries[0].bit: 4 is out of range (the key has 4 bits: 0..3)`, 1},
+			`error (entry skipped): modbus.json: master.slaves[0].timeseries[0].bit: 4 is out of range (the key has 4 bits: 0..3)`, 0},
 		{"bad byteOrder", slaveJSON(`,"byteOrder":"MIDDLE"`, ""),
 			`modbus.json: master.slaves[0].byteOrder: unknown value "MIDDLE" (want one of: BIG, LITTLE)`, 1},
 		{"bad timeout", slaveJSON(`,"timeout":"slow"`, ""),
 			`modbus.json: master.slaves[0].timeout: "slow" is not a number of seconds`, 1},
 		{"divider zero", slaveJSON("", key(`,"type":"16int","divider":0`)),
-			`modbus.json: master.slaves[0].timeseries[0].divider: must not be zero`, 1},
+			`error (entry skipped): modbus.json: master.slaves[0].timeseries[0].divider: must not be zero`, 0},
 		{"ascii", slaveJSON(`,"method":"ascii"`, ""),
 			`modbus.json: master.slaves[0].method: "ascii" framing is not supported (want socket or rtu)`, 1},
 		{"serial without port", `{"master":{"slaves":[{"type":"serial","deviceName":"d","pollPeriod":1000}]}}`,
@@ -221,9 +229,9 @@ func TestReportPrecedence(t *testing.T) {
 
 func TestNewReportsErrors(t *testing.T) {
 	ps := &spec.Problems{}
-	root := spec.Parse(ps, "modbus.json", []byte(slaveJSON("", `{"tag":"k","type":"33int","functionCode":3,"address":0}`)))
+	root := spec.Parse(ps, "modbus.json", []byte(`{"master":{"slaves":[{"host":"h","port":502,"pollPeriod":1000}]}}`))
 	_, err := New(protocols.ConnectorConfig{Name: "m", Type: "modbus", Config: root})
-	if err == nil || !strings.Contains(err.Error(), `modbus.json: master.slaves[0].timeseries[0].type: unknown type "33int"`) {
+	if err == nil || !strings.Contains(err.Error(), `modbus.json: master.slaves[0].deviceName: is required`) {
 		t.Fatalf("err = %v", err)
 	}
 	if _, err := New(protocols.ConnectorConfig{}); err == nil {

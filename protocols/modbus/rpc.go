@@ -43,6 +43,9 @@ func (d *Device) RPC(ctx context.Context, req protocols.RPCRequest) (protocols.R
 	if k == nil {
 		return nil, d.unknownMethod(req.Method)
 	}
+	if k.Unusable != nil {
+		return nil, d.rpcErr(req.Method, k.Unusable)
+	}
 	var raw json.RawMessage
 	if isWriteFunction(k.FunctionCode) {
 		var err error

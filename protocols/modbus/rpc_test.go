@@ -8,6 +8,7 @@ import (
 	"net"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -483,5 +484,26 @@ func TestCommandsDoNotWaitBehindSlowPolls(t *testing.T) {
 	s.SetDelay(2, 0)
 	if err := <-done; err != nil {
 		t.Fatalf("slow poll: %v", err)
+	}
+}
+
+// An rpc entry with a type this build does not know loads with a warning,
+// the rest of the slave runs, and calling it answers why (upstream fails the
+// call, not the file).
+func TestRPCUnusableEntry(t *testing.T) {
+	s := startSim(t, sim.Options{Devices: 1, Registers: 100})
+	host, port := hostPort(t, s.Addr())
+	c := connector(t, []byte(fmt.Sprintf(`{"master":{"slaves":[{"host":%q,"port":%s,"unitId":1,"deviceName":"a","pollPeriod":1000,
+		"timeseries":[{"tag":"r0","type":"16uint","functionCode":3,"address":0}],
+		"rpc":[{"tag":"nibble","type":"4bits","functionCode":3,"objectsCount":1,"address":0},
+		       {"tag":"getR0","type":"16uint","functionCode":3,"objectsCount":1,"address":0}]}]}}`, host, port)))
+	a := c.Device("a")
+	err := rpcErr(a, "nibble", "")
+	want := `modbus device "a": nibble: rpc entry master.slaves[0].rpc[0] is not usable: type: unknown type "4bits"`
+	if err == nil || !strings.HasPrefix(err.Error(), want) || !errors.Is(err, ErrParams) {
+		t.Fatalf("unusable rpc: %v\nwant prefix %s", err, want)
+	}
+	if got := rpc(t, a, "getR0", ""); !strings.HasPrefix(got, `{"result":{"value":`) {
+		t.Errorf("the valid rpc of the same slave: %s", got)
 	}
 }

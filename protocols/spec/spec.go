@@ -69,6 +69,11 @@ func (ps *Problems) Warnf(file, path, format string, a ...any) {
 	ps.List = append(ps.List, Problem{File: file, Path: path, Msg: fmt.Sprintf(format, a...), Severity: Warning})
 }
 
+// Skipf records an entry left out at file/path (see Skipped).
+func (ps *Problems) Skipf(file, path, format string, a ...any) {
+	ps.List = append(ps.List, Problem{File: file, Path: path, Msg: fmt.Sprintf(format, a...), Severity: Skipped})
+}
+
 // Mark is a position in the list for SkipSince.
 func (ps *Problems) Mark() int { return len(ps.List) }
 
@@ -76,15 +81,22 @@ func (ps *Problems) Mark() int { return len(ps.List) }
 // reports whether there were any; the caller then leaves the entry it was
 // parsing out. Use it only around an entry whose absence leaves the rest of
 // the file meaningful.
-func (ps *Problems) SkipSince(mark int) bool {
-	skipped := false
+func (ps *Problems) SkipSince(mark int) bool { return ps.demoteSince(mark, Skipped) != nil }
+
+// WarnSince turns the errors recorded since mark into warnings and returns
+// them, nil when there were none: for an entry that stays loaded and fails
+// only when it is used (upstream checks an RPC's type when it is called).
+func (ps *Problems) WarnSince(mark int) []Problem { return ps.demoteSince(mark, Warning) }
+
+func (ps *Problems) demoteSince(mark int, to Severity) []Problem {
+	var out []Problem
 	for i := mark; i < len(ps.List); i++ {
 		if ps.List[i].Severity == Error {
-			ps.List[i].Severity = Skipped
-			skipped = true
+			ps.List[i].Severity = to
+			out = append(out, ps.List[i])
 		}
 	}
-	return skipped
+	return out
 }
 
 // Skips returns the entries left out (see SkipSince).
@@ -109,6 +121,9 @@ func (ps *Problems) Errors() []Problem { return ps.filter(Error) }
 func (ps *Problems) Warnings() []Problem { return ps.filter(Warning) }
 
 func (ps *Problems) filter(s Severity) []Problem {
+	if ps == nil {
+		return nil
+	}
 	var out []Problem
 	for _, p := range ps.List {
 		if p.Severity == s {
@@ -463,6 +478,16 @@ func (o *Obj) Done() {
 			o.Warnf(k, "unknown key, ignored")
 		}
 	}
+}
+
+// Closest returns the candidate within two edits of k (ignoring case), or ""
+// when none is: the "did you mean" of a misspelt value.
+func Closest(k string, candidates []string) string {
+	m := make(map[string]bool, len(candidates))
+	for _, c := range candidates {
+		m[c] = true
+	}
+	return closest(k, m)
 }
 
 func closest(k string, known map[string]bool) string {
