@@ -133,6 +133,9 @@ func (g *Gateway) notReady() map[string]string {
 		}
 		not["uplink"] = reason
 	}
+	for _, u := range g.conf().Unsupported {
+		not["connector/"+u.Name] = u.Reason
+	}
 	g.links.Range(func(k, v any) bool {
 		l := v.(*linkState)
 		l.mu.Lock()
@@ -247,6 +250,9 @@ func (g *Gateway) counterCollectors() []prometheus.Collector {
 		counter("tree_restarts_total", "In-process restarts of the actor tree (gateway_restart, remote configuration).", u(&c.TreeRestarts)),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: observe.Namespace, Name: "devices_connected",
 			Help: "Devices currently connected to the platform."}, func() float64 { return float64(c.DevicesConnected.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: observe.Namespace, Name: "config_entries_skipped",
+			Help: "Config entries left out at load (bad entries and connectors of types this build lacks); each is logged at start."},
+			func() float64 { return float64(len(g.conf().Problems.Skips())) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: observe.Namespace, Name: "build_info",
 			Help: "Always 1; the version label is the gateway's version.", ConstLabels: prometheus.Labels{"version": g.opts.Version}},
 			func() float64 { return 1 }),

@@ -132,6 +132,18 @@ func (g *Gateway) startupAttributes() []byte {
 			b = fmt.Appendf(b, `,"totalDisk":%d`, total)
 		}
 	}
+	// What the config left out, so the platform shows why a connector or a
+	// key is missing without anyone reading the gateway's log.
+	if skips := g.conf().Problems.Skips(); len(skips) > 0 {
+		b = append(b, `,"configurationErrors":[`...)
+		for i, p := range skips {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = protocols.AppendJSONString(b, p.String())
+		}
+		b = append(b, ']')
+	}
 	return append(b, '}')
 }
 

@@ -8,12 +8,10 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -153,6 +151,7 @@ func cmdDemo(args []string, stdout, stderr io.Writer) int {
 		printProblems(stderr, cfg)
 		return 1
 	}
+	sig := stopSignals()
 	gw, err := actors.Start(actors.Options{Config: cfg, Logger: log})
 	if err != nil {
 		fmt.Fprintln(stderr, "demo:", err)
@@ -161,8 +160,6 @@ func cmdDemo(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "demo: Modbus simulator on %s (%d devices), platform broker on %s, journal in %s\n", s.Addr(), *devices, addr, dir)
 	fmt.Fprintln(stdout, "demo: press Ctrl-C to stop")
 
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	var stop <-chan time.Time
 	if *duration > 0 {
 		stop = time.After(*duration)

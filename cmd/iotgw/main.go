@@ -182,6 +182,9 @@ func cmdRun(args []string, stderr io.Writer) int {
 	for _, p := range cfg.Problems.Warnings() {
 		log.Warn().Msg(p.String())
 	}
+	for _, p := range cfg.Problems.Skips() {
+		log.Error().Msg(p.String())
+	}
 	if path := os.Getenv("IOTGW_CPUPROFILE"); path != "" {
 		// Developer aid for the bench: the HTTP pprof endpoint comes with observability.
 		if f, err := os.Create(path); err == nil && pprof.StartCPUProfile(f) == nil {
@@ -196,20 +199,28 @@ func cmdRun(args []string, stderr io.Writer) int {
 			}
 		}()
 	}
+	// Caught before the tree starts: a stop asked for during start-up (a
+	// service manager's quick restart) still gets the orderly shutdown.
+	sig := stopSignals()
 	gw, err := actors.Start(actors.Options{Config: cfg, Logger: log, Version: version, RemoteLog: remote})
 	if err != nil {
 		log.Error().Err(err).Msg("cannot start")
 		return 1
 	}
 	log.Info().Str("version", version).Str("config", *path).Int("connectors", len(cfg.Connectors)).Msg("gateway started")
-	return waitAndStop(gw, log)
+	return waitAndStop(gw, sig, log)
+}
+
+// stopSignals starts catching SIGINT and SIGTERM for waitAndStop.
+func stopSignals() chan os.Signal {
+	sig := make(chan os.Signal, 2)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	return sig
 }
 
 // waitAndStop blocks until SIGINT/SIGTERM and stops the tree in order; a second
 // signal, or the 5 s budget running out, exits at once.
-func waitAndStop(gw *actors.Gateway, log zerolog.Logger) int {
-	sig := make(chan os.Signal, 2)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+func waitAndStop(gw *actors.Gateway, sig chan os.Signal, log zerolog.Logger) int {
 	s := <-sig
 	log.Info().Str("signal", s.String()).Msg("stopping")
 	ctx, cancel := context.WithTimeout(context.Background(), 4500*time.Millisecond)

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/industryos/gateway/protocols/modbus/sim"
@@ -44,9 +42,8 @@ func cmdSim(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 	}
+	sig := stopSignals()
 	fmt.Fprintf(stdout, "modbus simulator on %s: %d devices × %d registers\n", s.Addr(), *devices, *registers)
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	<-sig
 	return 0
 }
