@@ -286,6 +286,14 @@ func (s *Subscriber) Publish(ctx context.Context, topic string, payload []byte, 
 	return err
 }
 
+// PublishRetained publishes a retained message: the broker hands it to a
+// subscriber that subscribes later, so a test need not know when the
+// gateway's subscription is in place.
+func (s *Subscriber) PublishRetained(ctx context.Context, topic string, payload []byte, qos byte) error {
+	_, err := s.cm.Publish(ctx, &paho.Publish{Topic: topic, Payload: payload, QoS: qos, Retain: true})
+	return err
+}
+
 func describe(msgs []Msg) string {
 	var b strings.Builder
 	for i, m := range msgs {
