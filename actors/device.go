@@ -74,11 +74,15 @@ func (d *deviceActor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		d.self = ctx.Self()
-		if !d.g.conf().Filter.Allowed(d.connector, d.info.Name) {
+		if ok, err := d.g.conf().Filter.Check(d.connector, d.info.Name); !ok {
 			// Filtered devices are not polled at all: their data would be
 			// dropped anyway, and an unreachable one would only cost timeouts.
 			d.filtered = true
-			d.log.Info().Msg("device excluded by deviceFiltering; not polled, its data dropped")
+			if err != nil {
+				d.log.Warn().Err(err).Msg("deviceFiltering could not decide; device excluded, not polled, its data dropped")
+			} else {
+				d.log.Info().Msg("device excluded by deviceFiltering; not polled, its data dropped")
+			}
 			if d.dev == nil {
 				ctx.Send(d.registry, &deviceUp{name: d.info.Name, connector: d.connector, pid: ctx.Self()})
 			}

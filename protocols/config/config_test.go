@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"flag"
 	"os"
 	"path/filepath"
@@ -8,6 +9,7 @@ import (
 	"testing"
 
 	_ "github.com/industryos/gateway/protocols/modbus"
+	"github.com/industryos/gateway/protocols/pyre"
 )
 
 var update = flag.Bool("update", false, "rewrite expected.txt files")
@@ -119,6 +121,11 @@ func TestDeviceFilterAndActivity(t *testing.T) {
 		{"MQTT Connector", "sensor-12", true},   // allowed
 		{"MQTT Connector", "sensor-x", false},   // allow list exists, no match
 		{"Other", "anything", true},             // no lists
+		// Python syntax: lookbehind, named groups, backreferences.
+		{"Modbus Connector", "plc-7", false},
+		{"Modbus Connector", "my-plc-7", true},
+		{"MQTT Connector", "ab-ab-ok", true},
+		{"MQTT Connector", "ab-cd-ok", false},
 	} {
 		if got := f.Allowed(c.connector, c.device); got != c.want {
 			t.Errorf("Allowed(%q, %q) = %v, want %v", c.connector, c.device, got, c.want)
@@ -126,6 +133,15 @@ func TestDeviceFilterAndActivity(t *testing.T) {
 	}
 	if !cfg.Activity.Enabled || cfg.Activity.Timeout.Seconds() != 120 || cfg.Activity.Period.Seconds() != 5 {
 		t.Errorf("activity: %+v", cfg.Activity)
+	}
+	// A pattern that backtracks without end keeps the device out, and says why.
+	slow, err := pyre.Compile(`(?=a)(a+)+$`, pyre.FullMatch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tf := &DeviceFilter{deny: map[string][]*pyre.Regexp{"c": {slow}}}
+	if ok, err := tf.Check("c", strings.Repeat("a", 40)+"b"); ok || !errors.Is(err, pyre.ErrTimeout) || !strings.Contains(err.Error(), `deny list of "c"`) {
+		t.Errorf("timeout: %v %v", ok, err)
 	}
 	var nilFilter *DeviceFilter
 	if !nilFilter.Allowed("x", "y") {

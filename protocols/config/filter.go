@@ -4,40 +4,57 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"time"
 
+	"github.com/industryos/gateway/protocols/pyre"
 	"github.com/industryos/gateway/protocols/spec"
 )
 
 // DeviceFilter is thingsboard.deviceFiltering: per-connector deny and allow
-// regular expressions, matched against the whole device name.
+// Python regular expressions, matched against the whole device name
+// (re.fullmatch, as upstream).
 type DeviceFilter struct {
-	deny, allow map[string][]*regexp.Regexp
+	deny, allow map[string][]*pyre.Regexp
 }
 
 // Allowed reports whether a device of a connector may send data. Deny wins;
 // when a connector has an allow list, only names matching it pass. A nil
-// filter allows everything.
+// filter allows everything. A pattern that timed out keeps the device out.
 func (f *DeviceFilter) Allowed(connector, device string) bool {
+	ok, _ := f.Check(connector, device)
+	return ok
+}
+
+// Check is Allowed with the reason a pattern could not decide: a match
+// timeout (pyre.ErrTimeout) keeps the device out, since a deny pattern
+// that could not be checked may have meant to deny it.
+func (f *DeviceFilter) Check(connector, device string) (bool, error) {
 	if f == nil {
-		return true
+		return true, nil
 	}
 	for _, re := range f.deny[connector] {
-		if re.MatchString(device) {
-			return false
+		m, err := re.MatchString(device)
+		if err != nil {
+			return false, fmt.Errorf("deviceFiltering deny list of %q: %w", connector, err)
+		}
+		if m {
+			return false, nil
 		}
 	}
 	allow, ok := f.allow[connector]
 	if !ok {
-		return true
+		return true, nil
 	}
 	for _, re := range allow {
-		if re.MatchString(device) {
-			return true
+		m, err := re.MatchString(device)
+		if err != nil {
+			return false, fmt.Errorf("deviceFiltering allow list of %q: %w", connector, err)
+		}
+		if m {
+			return true, nil
 		}
 	}
-	return false
+	return false, nil
 }
 
 // Activity is thingsboard.checkingDeviceActivity.
@@ -90,21 +107,20 @@ func parseFilter(o *spec.Obj, dir string) *DeviceFilter {
 	return f
 }
 
-func compileLists(root *spec.Obj, key string) map[string][]*regexp.Regexp {
-	out := map[string][]*regexp.Regexp{}
+func compileLists(root *spec.Obj, key string) map[string][]*pyre.Regexp {
+	out := map[string][]*pyre.Regexp{}
 	lists := root.Obj(key)
 	if lists == nil {
 		return out
 	}
 	for connector := range lists.Raw() {
 		for i, expr := range lists.Strings(connector) {
-			// Compile the user's text first so the error quotes what they wrote.
-			_, err := regexp.Compile(expr)
+			re, err := pyre.Compile(expr, pyre.FullMatch)
 			if err != nil {
-				lists.Errorf(fmt.Sprintf("%s[%d]", connector, i), "invalid regular expression %q: %v", expr, err)
+				lists.Errorf(fmt.Sprintf("%s[%d]", connector, i), "%v", err)
 				continue
 			}
-			out[connector] = append(out[connector], regexp.MustCompile("^(?:"+expr+")$"))
+			out[connector] = append(out[connector], re)
 		}
 	}
 	return out

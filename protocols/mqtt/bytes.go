@@ -4,13 +4,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
 
 	"github.com/industryos/gateway/protocols"
+	"github.com/industryos/gateway/protocols/pyre"
 )
 
 // slice is a Python-style [lo:hi] over the payload; negative bounds count from the end.
@@ -110,7 +110,7 @@ type BytesConverter struct {
 type bytesSource struct {
 	kind  string
 	sl    slice
-	re    *regexp.Regexp
+	re    *pyre.Regexp
 	konst string
 }
 
@@ -119,7 +119,7 @@ func newBytesSource(kind, expr string) (bytesSource, error) {
 	var err error
 	switch kind {
 	case SourceTopic:
-		s.re, err = regexp.Compile(expr)
+		s.re, err = pyre.Compile(expr, pyre.Search)
 	case SourceMessage:
 		s.sl, err = parseSlice(expr)
 		if err != nil {
@@ -183,7 +183,10 @@ func (c *BytesConverter) text(b []byte) string {
 func (c *BytesConverter) resolve(s *bytesSource, topic string, payload []byte) (string, error) {
 	switch s.kind {
 	case SourceTopic:
-		v, ok := topicMatch(s.re, topic)
+		v, ok, err := topicMatch(s.re, topic)
+		if err != nil {
+			return "", fmt.Errorf("topic %q: %w", topic, err)
+		}
 		if !ok {
 			return "", fmt.Errorf("topic %q does not match %q", topic, s.re.String())
 		}

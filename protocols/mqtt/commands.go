@@ -5,13 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/industryos/gateway/protocols"
+	"github.com/industryos/gateway/protocols/pyre"
 )
 
 // deviceReq is a compiled connectRequests / disconnectRequests entry.
@@ -32,14 +32,14 @@ type attrReq struct {
 }
 
 type updateRule struct {
-	device, attr *regexp.Regexp
+	device, attr *pyre.Regexp // re.match, as upstream
 	topic, body  *Expr
 	retain       bool
 	qos          byte
 }
 
 type rpcRule struct {
-	device, method   *regexp.Regexp
+	device, method   *pyre.Regexp // re.search, as upstream
 	twoWay           bool
 	reqTopic, body   *Expr
 	respTopic        *Expr
@@ -102,14 +102,14 @@ func (c *Connector) compileRequests(r *Requests) error {
 	}
 	for _, u := range r.AttributeUpdates {
 		c.updates = append(c.updates, &updateRule{
-			device: mustFull(u.DeviceNameFilter), attr: mustFull(u.AttributeFilter),
+			device: mustRegex(u.DeviceNameFilter, pyre.Match), attr: mustRegex(u.AttributeFilter, pyre.Match),
 			topic: MustCompile(u.TopicExpr), body: MustCompile(u.ValueExpr),
 			retain: u.Retain, qos: byte(u.QoS),
 		})
 	}
 	for _, s := range r.RPC {
 		rr := &rpcRule{
-			device: mustFull(s.DeviceNameFilter), method: mustFull(s.MethodFilter),
+			device: mustRegex(s.DeviceNameFilter, pyre.Search), method: mustRegex(s.MethodFilter, pyre.Search),
 			twoWay:   s.Type == RPCTwoWay,
 			reqTopic: MustCompile(s.RequestTopicExpr), body: MustCompile(s.ValueExpr),
 			respQoS: byte(s.ResponseTopicQoS), timeout: s.ResponseTimeout, path: s.Path,
@@ -342,12 +342,12 @@ func (c *Connector) matchResponse(m *message) bool {
 func (c *Connector) Commander(device, profile string) protocols.Commander {
 	cm := &commander{c: c, device: device}
 	for _, u := range c.updates {
-		if u.device.MatchString(device) {
+		if c.filterMatch(u.device, "attributeUpdates deviceNameFilter", device) {
 			cm.updates = append(cm.updates, u)
 		}
 	}
 	for _, r := range c.rpcs {
-		if r.device.MatchString(device) {
+		if c.filterMatch(r.device, "serverSideRpc deviceNameFilter", device) {
 			cm.rpcs = append(cm.rpcs, r)
 		}
 	}
@@ -372,7 +372,9 @@ func (cm *commander) SharedAttributeKeys() []string { return nil }
 // whose attributeFilter takes the key; keys no entry takes are ignored.
 func (cm *commander) UpdateAttributes(ctx context.Context, values map[string]json.RawMessage) ([]string, error) {
 	return protocols.UpdateEach(values, cm.updates,
-		func(u *updateRule, k string) bool { return u.attr.MatchString(k) },
+		func(u *updateRule, k string) bool {
+			return cm.c.filterMatch(u.attr, "attributeUpdates attributeFilter", k)
+		},
 		func(u *updateRule, k string, raw json.RawMessage) error {
 			env := map[string]any{"deviceName": cm.device, "attributeKey": k, "attributeValue": rawValue(raw)}
 			topic, body, err := renderPublish(u.topic, u.body, env)
@@ -392,7 +394,11 @@ func (cm *commander) UpdateAttributes(ctx context.Context, values map[string]jso
 func (cm *commander) RPC(ctx context.Context, req protocols.RPCRequest) (protocols.RPCResult, error) {
 	var r *rpcRule
 	for _, x := range cm.rpcs {
-		if x.method.MatchString(req.Method) {
+		ok, err := x.method.MatchString(req.Method)
+		if err != nil {
+			return nil, fmt.Errorf("mqtt device %q: rpc %q: serverSideRpc methodFilter: %w", cm.device, req.Method, err)
+		}
+		if ok {
 			r = x
 			break
 		}

@@ -3,10 +3,10 @@ package mqtt
 import (
 	"encoding/json"
 	"fmt"
-	"regexp"
 	"strings"
 
 	"github.com/industryos/gateway/protocols"
+	"github.com/industryos/gateway/protocols/pyre"
 	"github.com/industryos/gateway/protocols/report"
 	"github.com/industryos/gateway/protocols/spec"
 )
@@ -280,8 +280,8 @@ func checkSource(o *spec.Obj, key, source, expr, typ string) {
 	}
 	switch {
 	case source == SourceTopic:
-		if _, err := regexp.Compile(expr); err != nil {
-			o.Errorf(key, "%q is not a valid regular expression: %v", expr, err)
+		if err := pyre.Valid(expr); err != nil {
+			o.Errorf(key, "%v", err)
 		}
 	case source == SourceMessage && typ == TypeBytes:
 		if _, err := parseSlice(expr); err != nil {
@@ -318,8 +318,8 @@ func parseKeys(c *spec.Obj, section, typ string) ([]KeyConfig, bool) {
 		}
 		it.Known("dayfirst", "yearfirst")
 		if k.KeySource == SourceTopic {
-			if _, err := regexp.Compile(k.Key); err != nil {
-				it.Errorf("key", "%q is not a valid regular expression: %v", k.Key, err)
+			if err := pyre.Valid(k.Key); err != nil {
+				it.Errorf("key", "%v", err)
 			}
 		} else if _, err := Compile(k.Key); err != nil {
 			it.Errorf("key", "%v", err)

@@ -77,7 +77,7 @@ func TestParseErrors(t *testing.T) {
 			errs: []string{
 				`mqtt.json: mapping[0].topicFilter: "a/#/b" has '#' before the last level`,
 				`mqtt.json: mapping[0].subscriptionQos: 3 is out of range (want 0..2)`,
-				"mqtt.json: mapping[0].converter.deviceInfo.deviceNameExpression: \"(x\" is not a valid regular expression: error parsing regexp: missing closing ): `(x`",
+				"mqtt.json: mapping[0].converter.deviceInfo.deviceNameExpression: \"(x\" is not a valid regular expression: error parsing regexp: missing closing ) in `(x`",
 				`mqtt.json: mapping[0].converter.attributes: "all" is neither a list nor "*"`,
 				`mqtt.json: mapping[0].converter.timeseries[0].value: expression "${a": unclosed ${`,
 			},

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"regexp"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -13,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/industryos/gateway/protocols"
+	"github.com/industryos/gateway/protocols/pyre"
 )
 
 func init() { protocols.Register("mqtt", New) }
@@ -509,14 +509,25 @@ func (c *Connector) handle(ctx context.Context, sink protocols.Sink, m *message,
 	return true
 }
 
-// mustFull compiles a whole-string filter once per rule at construction.
-func mustFull(expr string) *regexp.Regexp {
-	re, err := fullMatch(expr)
+// mustRegex compiles a filter once per rule at construction.
+func mustRegex(expr string, a pyre.Anchor) *pyre.Regexp {
+	re, err := pyre.Compile(expr, a)
 	if err != nil {
 		// Parse already rejected invalid regexes.
 		panic(err)
 	}
 	return re
+}
+
+// filterMatch applies a command filter. A filter that timed out takes
+// nothing, and says so: the command is then refused or ignored.
+func (c *Connector) filterMatch(re *pyre.Regexp, what, s string) bool {
+	ok, err := re.MatchString(s)
+	if err != nil {
+		c.log.Warn().Err(err).Str("filter", what).Str("input", s).Msg("filter failed; treated as not matching")
+		return false
+	}
+	return ok
 }
 
 var (

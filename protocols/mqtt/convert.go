@@ -3,10 +3,10 @@ package mqtt
 import (
 	"errors"
 	"fmt"
-	"regexp"
 	"time"
 
 	"github.com/industryos/gateway/protocols"
+	"github.com/industryos/gateway/protocols/pyre"
 )
 
 // Converted is what one message yields for one device.
@@ -49,14 +49,11 @@ func NewConverter(m *Mapping) (Converter, error) {
 	return nil, fmt.Errorf("mapping %q: unknown converter type %q", m.TopicFilter, m.Converter.Type)
 }
 
-// topicMatch applies upstream's rule: the last capturing group, or the whole
-// match when the regex has none; no match is reported as not found.
-func topicMatch(re *regexp.Regexp, topic string) (string, bool) {
-	m := re.FindStringSubmatch(topic)
-	if m == nil {
-		return "", false
-	}
-	return m[len(m)-1], true
+// topicMatch applies upstream's rule (re.search): the last capturing group
+// that took part, or the whole match when none did; no match is reported as
+// not found, a match timeout as an error.
+func topicMatch(re *pyre.Regexp, topic string) (string, bool, error) {
+	return re.LastGroup(topic)
 }
 
 // malformed wraps err with the mapping's identity.

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -13,22 +12,23 @@ import (
 	"time"
 
 	"github.com/industryos/gateway/protocols"
+	"github.com/industryos/gateway/protocols/pyre"
 )
 
 // source resolves a device name or profile.
 type source struct {
 	kind   string
-	expr   *Expr          // message, constant
-	re     *regexp.Regexp // topic
-	topics *topicCache    // topic
-	what   string         // for messages: "deviceNameExpression"
+	expr   *Expr        // message, constant
+	re     *pyre.Regexp // topic
+	topics *topicCache  // topic
+	what   string       // for messages: "deviceNameExpression"
 }
 
 func newSource(kind, expr, what string) (source, error) {
 	s := source{kind: kind, what: what}
 	var err error
 	if kind == SourceTopic {
-		s.re, err = regexp.Compile(expr)
+		s.re, err = pyre.Compile(expr, pyre.Search)
 		s.topics = &topicCache{}
 	} else {
 		s.expr, err = Compile(expr)
@@ -42,7 +42,10 @@ func newSource(kind, expr, what string) (source, error) {
 func (s *source) resolve(topic string, msg any) (string, error) {
 	switch s.kind {
 	case SourceTopic:
-		v, ok := s.topics.match(s.re, topic)
+		v, ok, err := s.topics.match(s.re, topic)
+		if err != nil {
+			return "", fmt.Errorf("topic %q: %w", topic, err)
+		}
 		if !ok {
 			return "", fmt.Errorf("topic %q does not match %q", topic, s.re.String())
 		}
@@ -74,14 +77,19 @@ const (
 	maxTopicCacheBytes = 256 << 10
 )
 
-func (tc *topicCache) match(re *regexp.Regexp, topic string) (string, bool) {
+func (tc *topicCache) match(re *pyre.Regexp, topic string) (string, bool, error) {
 	tc.mu.RLock()
 	h, hit := tc.m[topic]
 	tc.mu.RUnlock()
 	if hit {
-		return h.v, h.ok
+		return h.v, h.ok, nil
 	}
-	v, ok := topicMatch(re, topic)
+	v, ok, err := topicMatch(re, topic)
+	if err != nil {
+		// A timeout says as much about the load as about the topic: not
+		// remembered, so the next message tries again.
+		return "", false, err
+	}
 	tc.mu.Lock()
 	if tc.m == nil || len(tc.m) >= maxTopicCache || tc.size+len(topic) > maxTopicCacheBytes {
 		tc.m, tc.size = map[string]topicHit{}, 0
@@ -91,7 +99,7 @@ func (tc *topicCache) match(re *regexp.Regexp, topic string) (string, bool) {
 		tc.size += len(topic)
 	}
 	tc.mu.Unlock()
-	return v, ok
+	return v, ok, nil
 }
 
 type jsonKey struct {

@@ -308,13 +308,39 @@ func TestParseTs(t *testing.T) {
 	}
 }
 
-// Go's regexp (RE2) has no lookaround, unlike upstream's Python re; such
-// patterns are rejected at load time instead of failing per message.
-func TestTopicLookaroundRejected(t *testing.T) {
-	_, _, err := ParseFile("mqtt.json", []byte(`{"broker":{"host":"h"},"mapping":[{"topicFilter":"a","converter":{
-		"deviceInfo":{"deviceNameExpressionSource":"topic","deviceNameExpression":"(.*?)(?=/.*)"}}}]}`))
-	if err == nil || !strings.Contains(err.Error(), "mapping[0].converter.deviceInfo.deviceNameExpression: \"(.*?)(?=/.*)\" is not a valid regular expression") {
-		t.Fatalf("err = %v", err)
+// Upstream's expressions are Python re patterns: lookaround works, on the
+// fast path and the general one, for names, profiles and topic keys.
+func TestTopicLookaround(t *testing.T) {
+	c := converterFrom(t, `{"topicFilter":"sensor/+/data","converter":{"type":"json","deviceInfo":{
+		"deviceNameExpressionSource":"topic","deviceNameExpression":"(?<=sensor/)(.*?)(?=/data)",
+		"deviceProfileExpressionSource":"topic","deviceProfileExpression":"(?<=sensor/)([A-Z]+)(?=-)"},
+		"timeseries":[{"type":"double","key":"temp","value":"${t}"},
+		{"type":"string","keySource":"topic","key":"(?<=/)[^/]+$","value":"${t}"}]}}`)
+	jc := c.(*JSONConverter)
+	if jc.fast == nil {
+		t.Fatal("mapping did not take the fast path")
+	}
+	for _, path := range []string{"fast", "general"} {
+		var out []Converted
+		var err error
+		if path == "fast" {
+			out, err = jc.Convert("sensor/SN-001/data", []byte(`{"t":21.5}`), now)
+		} else {
+			out, err = jc.convertGeneral(nil, "sensor/SN-001/data", `{"t":21.5}`, now)
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		if len(out) != 1 || out[0].Device != "SN-001" || out[0].Profile != "SN" || len(out[0].Telemetry) != 2 {
+			t.Fatalf("%s: %s", path, render(out))
+		}
+		if got := render(out); !strings.Contains(got, "data") {
+			t.Errorf("%s: topic key missing: %s", path, got)
+		}
+	}
+	if _, err := c.Convert("sensor/SN-001/other", []byte(`{"t":1}`), now); err == nil ||
+		!strings.Contains(err.Error(), `does not match "(?<=sensor/)(.*?)(?=/data)"`) {
+		t.Fatalf("unmatched topic: %v", err)
 	}
 }
 

@@ -5,10 +5,11 @@ import (
 	"math"
 	"math/rand/v2"
 	"reflect"
-	"regexp"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/industryos/gateway/protocols/pyre"
 )
 
 const tenValuesPayload = `{"ts":1700000000000,"v0":12.5,"v1":13.5,"v2":14.5,"v3":15.5,"v4":16.5,"v5":17.5,"v6":18.5,"v7":19.5,"v8":20.5,"v9":21.5}`
@@ -287,7 +288,7 @@ func BenchmarkJSONFastPath(b *testing.B) {
 }
 
 func TestTopicCache(t *testing.T) {
-	re := regexp.MustCompile(`sensor/([^/]+)/data`)
+	re := pyre.MustCompile(`sensor/([^/]+)/data`, pyre.Search)
 	var tc topicCache
 	r := rand.New(rand.NewPCG(7, 8))
 	long := strings.Repeat("x", 1000)
@@ -303,9 +304,9 @@ func TestTopicCache(t *testing.T) {
 		default:
 			topic = fmt.Sprintf("sensor/%s%d/data", long, r.IntN(1000))
 		}
-		v, ok := tc.match(re, topic)
-		wv, wok := topicMatch(re, topic)
-		if v != wv || ok != wok {
+		v, ok, err := tc.match(re, topic)
+		wv, wok, werr := topicMatch(re, topic)
+		if v != wv || ok != wok || err != nil || werr != nil {
 			t.Fatalf("%q: got %q %v, want %q %v", topic, v, ok, wv, wok)
 		}
 		if len(tc.m) > maxTopicCache || tc.size > maxTopicCacheBytes {

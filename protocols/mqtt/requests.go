@@ -1,11 +1,10 @@
 package mqtt
 
 import (
-	"fmt"
-	"regexp"
 	"strings"
 	"time"
 
+	"github.com/industryos/gateway/protocols/pyre"
 	"github.com/industryos/gateway/protocols/spec"
 )
 
@@ -245,8 +244,8 @@ func parseRPCRule(o *spec.Obj) *RPCRule {
 // regexKey reads an optional regex filter; absent means "everything".
 func regexKey(o *spec.Obj, key string) string {
 	s := o.Str(key, ".*")
-	if _, err := regexp.Compile(s); err != nil {
-		o.Errorf(key, "%q is not a valid regular expression: %v", s, err)
+	if err := pyre.Valid(s); err != nil {
+		o.Errorf(key, "%v", err)
 	}
 	return s
 }
@@ -272,15 +271,6 @@ func requiredTemplate(o *spec.Obj, key string, topic bool) string {
 		}
 	}
 	return s
-}
-
-// fullMatch anchors a filter the way upstream's re.fullmatch does.
-func fullMatch(expr string) (*regexp.Regexp, error) {
-	re, err := regexp.Compile(`^(?:` + expr + `)$`)
-	if err != nil {
-		return nil, fmt.Errorf("%q is not a valid regular expression: %w", expr, err)
-	}
-	return re, nil
 }
 
 // sourcedExpr reads an expression given in one of the three upstream

@@ -139,7 +139,7 @@ func TestConfigProblems(t *testing.T) {
 				{"deviceNodePattern":"Rel","deviceInfo":{"deviceNameExpression":"x ${ns=1;i=2} y","deviceNameExpressionSource":"identifier"}}]}`,
 			errs: []string{
 				`opcua.json: mapping[0].deviceNodePattern: "Root\\.Objects\\.D" is not a node id (deviceNodeSource is identifier)`,
-				"opcua.json: mapping[0].deviceInfo.deviceNameExpression: invalid path \"Root\\\\.X[\": segment 2: \"X[\" is not a valid regular expression: error parsing regexp: missing closing ]: `[)$`",
+				"opcua.json: mapping[0].deviceInfo.deviceNameExpression: invalid path \"Root\\\\.X[\": segment 2: \"X[\" is not a valid regular expression: error parsing regexp: unterminated [] set in `X[`",
 				`opcua.json: mapping[0].attributes[0].value: "${Temp}" is not a node id (type is identifier)`,
 				`opcua.json: mapping[0].attributes[1].value: invalid path "${A": unterminated "${"`,
 				`opcua.json: mapping[0].attributes[1].timestampLocation: unknown value "device" (want one of: gateway, sourceTimestamp, serverTimestamp)`,

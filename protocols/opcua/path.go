@@ -3,9 +3,10 @@ package opcua
 import (
 	"errors"
 	"fmt"
-	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/industryos/gateway/protocols/pyre"
 )
 
 // ErrInvalidPath is wrapped by every path expression error.
@@ -39,24 +40,26 @@ func (k ExprKind) String() string {
 }
 
 // Segment is one browse name in a path. A segment with regex metacharacters
-// matches browse names with Pattern (anchored); otherwise Name must match exactly.
+// matches browse names with Pattern (a Python pattern, re.fullmatch);
+// otherwise Name must match exactly.
 type Segment struct {
 	// HasNamespace is set when the segment carries a "2:Name" prefix.
 	HasNamespace bool
 	Namespace    uint16
 	Name         string
-	Pattern      *regexp.Regexp
+	Pattern      *pyre.Regexp
 }
 
-// Match reports whether a browse name (namespace, name) matches the segment.
-func (s Segment) Match(ns uint16, name string) bool {
+// Match reports whether a browse name (namespace, name) matches the
+// segment; the error is a pattern's match timeout (pyre.ErrTimeout).
+func (s Segment) Match(ns uint16, name string) (bool, error) {
 	if s.HasNamespace && ns != s.Namespace {
-		return false
+		return false, nil
 	}
 	if s.Pattern != nil {
 		return s.Pattern.MatchString(name)
 	}
-	return name == s.Name
+	return name == s.Name, nil
 }
 
 // IsPattern reports whether the segment is a regular expression.
@@ -196,9 +199,9 @@ func parseSegment(part string) (Segment, string) {
 	}
 	seg.Name = part
 	if strings.ContainsAny(part, regexMeta) {
-		re, err := regexp.Compile("^(?:" + part + ")$")
+		re, err := pyre.Compile(part, pyre.FullMatch)
 		if err != nil {
-			return seg, fmt.Sprintf("%q is not a valid regular expression: %v", part, err)
+			return seg, err.Error()
 		}
 		seg.Pattern = re
 	}

@@ -43,13 +43,28 @@ func TestSegments(t *testing.T) {
 	if !p.Absolute || !p.HasPattern() {
 		t.Fatalf("absolute=%v pattern=%v", p.Absolute, p.HasPattern())
 	}
-	if s[1].IsPattern() || !s[1].Match(0, "Objects") || s[1].Match(0, "objects") {
+	match := func(seg Segment, ns uint16, name string) bool {
+		ok, err := seg.Match(ns, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	if s[1].IsPattern() || !match(s[1], 0, "Objects") || match(s[1], 0, "objects") {
 		t.Error("Objects should be a literal segment")
 	}
-	if !s[2].HasNamespace || s[2].Namespace != 2 || !s[2].Match(2, "Device12") || s[2].Match(3, "Device12") || s[2].Match(2, "Device12x") {
+	if !s[2].HasNamespace || s[2].Namespace != 2 || !match(s[2], 2, "Device12") || match(s[2], 3, "Device12") || match(s[2], 2, "Device12x") {
 		t.Errorf("namespaced regex segment: %+v", s[2])
 	}
-	if !s[3].Match(5, "Temperature") || s[3].Match(5, "xTemp") {
+	// Python syntax, as upstream's files are written: a negative lookahead.
+	py, err := ParsePath(`Root\.Objects\.(?!DevTest)Dev\w+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if seg := py.Segments[2]; !match(seg, 0, "Dev1") || match(seg, 0, "DevTest1") {
+		t.Errorf("lookahead segment: %+v", seg)
+	}
+	if !match(s[3], 5, "Temperature") || match(s[3], 5, "xTemp") {
 		t.Error("regex must be anchored")
 	}
 }
@@ -61,7 +76,7 @@ func TestParseExprErrors(t *testing.T) {
 		{"${}", `invalid path "${}": empty expression`},
 		{`${Root\.\.Node}`, `invalid path "Root\\.\\.Node": segment 2: empty segment`},
 		{`${Root\.Objects\.}`, `invalid path "Root\\.Objects\\.": segment 3: empty segment`},
-		{`${Root\.Dev[}`, "invalid path \"Root\\\\.Dev[\": segment 2: \"Dev[\" is not a valid regular expression: error parsing regexp: missing closing ]: `[)$`"},
+		{`${Root\.Dev[}`, "invalid path \"Root\\\\.Dev[\": segment 2: \"Dev[\" is not a valid regular expression: error parsing regexp: unterminated [] set in `Dev[`"},
 		{`${2:}`, `invalid path "2:": segment 1: empty name after namespace`},
 	}
 	for _, tc := range tests {

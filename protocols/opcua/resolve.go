@@ -52,6 +52,9 @@ type browser struct {
 	shrink   func(failed int)
 	children map[string][]ref
 	requests int // Browse and BrowseNext calls, for tests and logs
+	// patternErr, when set, hears of a path pattern that timed out on a
+	// browse name; that name is taken as not matching.
+	patternErr func(error)
 }
 
 func newBrowser(c *opcua.Client, batch int) *browser {
@@ -211,7 +214,11 @@ func (b *browser) resolve(ctx context.Context, qs []*query) error {
 		nodes:
 			for _, n := range q.cur {
 				for _, r := range b.children[n.String()] {
-					if seg.Match(r.ns, r.name) {
+					ok, err := seg.Match(r.ns, r.name)
+					if err != nil && b.patternErr != nil {
+						b.patternErr(fmt.Errorf("browse name %q: %w", r.name, err))
+					}
+					if ok {
 						next = append(next, r.id)
 						if !q.multi {
 							break nodes

@@ -259,6 +259,9 @@ func (c *Connector) newBrowser(s *session) *browser {
 			}
 		}
 	}
+	b.patternErr = func(err error) {
+		c.log.Warn().Err(err).Msg("opcua: a browse name pattern could not be matched; the node is left out of this scan")
+	}
 	return b
 }
 
