@@ -109,9 +109,71 @@ type BytesConverter struct {
 
 type bytesSource struct {
 	kind  string
-	sl    slice
+	tmpl  []templatePart
 	re    *pyre.Regexp
 	konst string
+}
+
+// templatePart is literal text or, when isSlice, a slice of the payload.
+type templatePart struct {
+	lit     string
+	sl      slice
+	isSlice bool
+}
+
+// parseTemplate reads a bytes-converter name or profile expression the way
+// upstream does: every [i] or [lo:hi] in it is replaced by that part of the
+// payload and the rest is literal text, so "[0:4]" is a slice, "dev-[0:2]"
+// a prefixed one and "default" a constant.
+func parseTemplate(expr string) []templatePart {
+	var parts []templatePart
+	rest := expr
+	for {
+		open := strings.IndexByte(rest, '[')
+		if open < 0 {
+			break
+		}
+		end := strings.IndexByte(rest[open:], ']')
+		if end < 0 {
+			break
+		}
+		sl, err := parseSlice(rest[open : open+end+1])
+		if err != nil {
+			parts = append(parts, templatePart{lit: rest[:open+1]})
+			rest = rest[open+1:]
+			continue
+		}
+		if open > 0 {
+			parts = append(parts, templatePart{lit: rest[:open]})
+		}
+		parts = append(parts, templatePart{sl: sl, isSlice: true})
+		rest = rest[open+end+1:]
+	}
+	if rest != "" {
+		parts = append(parts, templatePart{lit: rest})
+	}
+	return parts
+}
+
+// checkTemplate finds a bracket group meant as a slice ([lo:hi]) with a bad
+// bound: parseTemplate would keep it as text, which is never what was meant.
+func checkTemplate(expr string) error {
+	rest := expr
+	for {
+		open := strings.IndexByte(rest, '[')
+		if open < 0 {
+			return nil
+		}
+		end := strings.IndexByte(rest[open:], ']')
+		if end < 0 {
+			return nil
+		}
+		group := rest[open : open+end+1]
+		if _, err := parseSlice(group); err != nil && strings.Contains(group, ":") {
+			return fmt.Errorf("%q %v", expr, err)
+		}
+		rest = rest[open+end+1:]
+	}
 }
 
 func newBytesSource(kind, expr string) (bytesSource, error) {
@@ -121,9 +183,8 @@ func newBytesSource(kind, expr string) (bytesSource, error) {
 	case SourceTopic:
 		s.re, err = pyre.Compile(expr, pyre.Search)
 	case SourceMessage:
-		s.sl, err = parseSlice(expr)
-		if err != nil {
-			err = fmt.Errorf("%q %v", expr, err)
+		if err = checkTemplate(expr); err == nil {
+			s.tmpl = parseTemplate(expr)
 		}
 	}
 	return s, err
@@ -180,6 +241,14 @@ func (c *BytesConverter) text(b []byte) string {
 	return strings.ToValidUTF8(string(b), "\uFFFD")
 }
 
+func (c *BytesConverter) slice(sl slice, payload []byte) (string, error) {
+	b, ok := sl.apply(payload)
+	if !ok {
+		return "", fmt.Errorf("%s is out of range for %d bytes", sl.src, len(payload))
+	}
+	return c.text(b), nil
+}
+
 func (c *BytesConverter) resolve(s *bytesSource, topic string, payload []byte) (string, error) {
 	switch s.kind {
 	case SourceTopic:
@@ -192,11 +261,22 @@ func (c *BytesConverter) resolve(s *bytesSource, topic string, payload []byte) (
 		}
 		return v, nil
 	case SourceMessage:
-		b, ok := s.sl.apply(payload)
-		if !ok {
-			return "", fmt.Errorf("%s is out of range for %d bytes", s.sl.src, len(payload))
+		if len(s.tmpl) == 1 && s.tmpl[0].isSlice {
+			return c.slice(s.tmpl[0].sl, payload)
 		}
-		return c.text(b), nil
+		var b strings.Builder
+		for _, p := range s.tmpl {
+			if !p.isSlice {
+				b.WriteString(p.lit)
+				continue
+			}
+			v, err := c.slice(p.sl, payload)
+			if err != nil {
+				return "", err
+			}
+			b.WriteString(v)
+		}
+		return b.String(), nil
 	}
 	return s.konst, nil
 }

@@ -113,3 +113,34 @@ func TestBytesConvert(t *testing.T) {
 		})
 	}
 }
+
+// Name and profile expressions of the bytes converter are upstream's
+// templates: slices of the payload inside literal text.
+func TestBytesTemplates(t *testing.T) {
+	payload := []byte("ABCD1234")
+	c := &BytesConverter{}
+	for expr, want := range map[string]string{
+		"[0:4]":       "ABCD",
+		"default":     "default",
+		"dev-[0:2]-x": "dev-AB-x",
+		"[4:][0]":     "1234A",
+		"a[b]c":       "a[b]c",
+		"[-2:]":       "34",
+	} {
+		s, err := newBytesSource(SourceMessage, expr)
+		if err != nil {
+			t.Fatalf("%q: %v", expr, err)
+		}
+		got, err := c.resolve(&s, "t", payload)
+		if err != nil || got != want {
+			t.Errorf("%q: got %q, %v; want %q", expr, got, err, want)
+		}
+	}
+	if _, err := newBytesSource(SourceMessage, "[0:x]"); err == nil {
+		t.Error("a slice with a bad bound must be refused")
+	}
+	s, _ := newBytesSource(SourceMessage, "id-[20]")
+	if _, err := c.resolve(&s, "t", payload); err == nil {
+		t.Error("an index past the payload must fail the message")
+	}
+}

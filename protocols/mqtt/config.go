@@ -284,8 +284,8 @@ func checkSource(o *spec.Obj, key, source, expr, typ string) {
 			o.Errorf(key, "%v", err)
 		}
 	case source == SourceMessage && typ == TypeBytes:
-		if _, err := parseSlice(expr); err != nil {
-			o.Errorf(key, "%q %v", expr, err)
+		if err := checkTemplate(expr); err != nil {
+			o.Errorf(key, "%v", err)
 		}
 	default:
 		if _, err := Compile(expr); err != nil {

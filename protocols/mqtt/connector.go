@@ -110,6 +110,12 @@ func NewConnector(cfg protocols.ConnectorConfig) (*Connector, error) {
 	connectorReport := parsed.Report.Or(cfg.Report)
 	for _, m := range parsed.Mapping {
 		conv, err := NewConverter(m)
+		if errors.Is(err, ErrNoConverter) {
+			// Upstream loads the rest of the file when one mapping's
+			// extension is missing; so do we, with one line naming it.
+			cfg.Config.Problems().Skipf(cfg.Config.File(), m.Path+".converter.extension", "%v; mapping %q is not used", err, m.TopicFilter)
+			continue
+		}
 		if err != nil {
 			return nil, fmt.Errorf("mqtt connector %q: %s: %w", name, m.Path, err)
 		}

@@ -28,6 +28,19 @@ type Converter interface {
 // ErrMalformed is matched by errors about a payload the mapping cannot read.
 var ErrMalformed = errors.New("malformed payload")
 
+// ErrNoConverter means a mapping names a custom converter this build does not have.
+var ErrNoConverter = errors.New("no such converter")
+
+// noConverter is ErrNoConverter naming the converter, without repeating
+// the sentinel's text.
+type noConverter string
+
+func (n noConverter) Error() string {
+	return fmt.Sprintf("custom converter %q is not built in (upstream's Python extensions do not run here)", string(n))
+}
+
+func (n noConverter) Is(target error) bool { return target == ErrNoConverter }
+
 // NewConverter builds the converter a mapping asks for.
 func NewConverter(m *Mapping) (Converter, error) {
 	switch m.Converter.Type {
@@ -38,7 +51,7 @@ func NewConverter(m *Mapping) (Converter, error) {
 	case TypeCustom:
 		f := lookupConverter(m.Converter.Extension)
 		if f == nil {
-			return nil, fmt.Errorf("mapping %q: custom converter %q is not registered", m.TopicFilter, m.Converter.Extension)
+			return nil, noConverter(m.Converter.Extension)
 		}
 		c, err := f(m.Converter.ExtensionConfig)
 		if err != nil {
