@@ -77,15 +77,19 @@ func newLogger(w io.Writer, level string) (zerolog.Logger, error) {
 	if err != nil || level == "" {
 		return zerolog.Nop(), fmt.Errorf("unknown log level %q (want one of: trace, debug, info, warn, error)", level)
 	}
-	return buildLogger(w, lvl, nil), nil
+	return buildLogger(w, lvl, nil, nil), nil
 }
 
 // buildLogger is newLogger's writer choice with an optional remote log,
-// which gets the lines at the platform's RemoteLoggingLevel.
-func buildLogger(w io.Writer, lvl zerolog.Level, remote *observe.RemoteLog) zerolog.Logger {
+// which gets the lines at the platform's RemoteLoggingLevel, and an
+// optional log file (logs.json), which gets them as JSON whatever stderr is.
+func buildLogger(w io.Writer, lvl zerolog.Level, remote *observe.RemoteLog, file *rotatingFile) zerolog.Logger {
 	out := w
 	if f, ok := w.(*os.File); ok && isatty.IsTerminal(f.Fd()) {
 		out = zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly}
+	}
+	if file != nil {
+		out = zerolog.MultiLevelWriter(out, file)
 	}
 	return observe.NewLogger(out, lvl, remote)
 }
@@ -178,9 +182,16 @@ func cmdRun(args []string, stderr io.Writer) int {
 	// The final logger: the config may set the level, and the platform
 	// may ask for remote logs (RemoteLoggingLevel).
 	remote := observe.NewRemoteLog(observe.RemoteLogOptions{})
-	log = buildLogger(stderr, runLogLevel(fs, *level, cfg), remote)
+	file, logWarnings := setupLogFile(*path, cfg, stderr)
+	if file != nil {
+		defer file.Close()
+	}
+	log = buildLogger(stderr, runLogLevel(fs, *level, cfg), remote, file)
 	for _, p := range cfg.Problems.Warnings() {
 		log.Warn().Msg(p.String())
+	}
+	for _, w := range logWarnings {
+		log.Warn().Msg(w)
 	}
 	if path := os.Getenv("IOTGW_CPUPROFILE"); path != "" {
 		// Developer aid for the bench: the HTTP pprof endpoint comes with observability.
