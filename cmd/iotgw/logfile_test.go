@@ -250,3 +250,36 @@ func TestSetupLogFile(t *testing.T) {
 		t.Errorf("without logs.json: %v %v", f, warnings)
 	}
 }
+
+// `iotgw check` shows logs.json's file and its problems, and they do not
+// make the config invalid.
+func TestCheckReportsLogsJSON(t *testing.T) {
+	dir := t.TempDir()
+	main, err := os.ReadFile("../../protocols/config/testdata/valid/tb_gateway.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, body := range map[string]string{
+		"tb_gateway.json": string(main),
+		"logs.json": `{"handlers":{"f":{"class":"logging.handlers.RotatingFileHandler","filename":"/var/log/gw.log","maxBytes":"big"}},
+			"loggers":{"service":{"handlers":["f"]}}}`,
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The valid config's connector files are next to it.
+	entries, _ := os.ReadDir("../../protocols/config/testdata/valid")
+	for _, e := range entries {
+		if e.Name() != "tb_gateway.json" {
+			b, _ := os.ReadFile(filepath.Join("../../protocols/config/testdata/valid", e.Name()))
+			os.WriteFile(filepath.Join(dir, e.Name()), b, 0o600)
+		}
+	}
+	var out, errOut bytes.Buffer
+	code := run([]string{"check", "-c", filepath.Join(dir, "tb_gateway.json")}, &out, &errOut)
+	if code != 0 || !strings.Contains(out.String(), "log file /var/log/gw.log") ||
+		!strings.Contains(errOut.String(), `warning: `+filepath.Join(dir, "logs.json")+`: handlers.f.maxBytes: "big" is not an integer`) {
+		t.Fatalf("code %d\nstdout %s\nstderr %s", code, out.String(), errOut.String())
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/debug"
 	"runtime/pprof"
 	"syscall"
@@ -159,6 +160,14 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 	}
 	for _, c := range cfg.Connectors {
 		fmt.Fprintf(stdout, "connector %q (%s): %d devices\n", c.Name, c.Type, len(c.Connector.Devices()))
+	}
+	// logs.json never stops the gateway: its problems are warnings here too.
+	logs, problems := config.LoadLogs(filepath.Dir(*path), os.Getenv)
+	for _, p := range problems {
+		fmt.Fprintln(stderr, p.String())
+	}
+	if logs != nil && logs.Out != nil {
+		fmt.Fprintf(stdout, "%s: log file %s\n", logs.File, logs.Out.Path)
 	}
 	fmt.Fprintf(stdout, "%s: OK\n", *path)
 	return 0
