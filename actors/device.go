@@ -197,12 +197,28 @@ func (d *deviceActor) connect(ctx actor.Context, now time.Time, events []protoco
 	d.connected = true
 	d.counters.DevicesConnected.Add(1)
 	events = append(events, protocols.Event{Kind: protocols.EventConnect, Device: d.info.Name, DeviceType: d.info.Type, Ts: now.UnixMilli()})
+	if d.info.Name != "" {
+		events = append(events, d.connectorDetails(now))
+	}
 	ctx.Send(d.registry, &DeviceConnected{Device: d.info.Name, Type: d.info.Type, Connector: d.connector})
 	if d.cmd != nil {
 		keys := d.cmd.SharedAttributeKeys()
 		d.g.goSafe("shared attribute sync", func() { d.g.syncSharedAttributes(d.info.Name, keys) })
 	}
 	return events
+}
+
+// connectorDetails is the attribute message upstream sends with a device's
+// connect: which connector (type and name) serves it. It goes through the
+// journal with the connect, so it is not lost while the platform is away,
+// and past the report strategy, as upstream sends it unconditionally.
+func (d *deviceActor) connectorDetails(now time.Time) protocols.Event {
+	vals := make([]protocols.Datapoint, 0, 2)
+	if typ := d.g.connectorType(d.connector); typ != "" {
+		vals = append(vals, protocols.Datapoint{Key: "connectorType", Value: protocols.String(typ)})
+	}
+	vals = append(vals, protocols.Datapoint{Key: "connectorName", Value: protocols.String(d.connector)})
+	return protocols.Event{Kind: protocols.EventAttributes, Device: d.info.Name, Ts: now.UnixMilli(), Values: vals}
 }
 
 func (d *deviceActor) disconnect(ctx actor.Context, now time.Time, events []protocols.Event) []protocols.Event {

@@ -222,6 +222,17 @@ func (g *Gateway) conf() *config.Gateway {
 	return g.cfg
 }
 
+// connectorType is the configured type of the named connector, "" when
+// no connector has that name.
+func (g *Gateway) connectorType(name string) string {
+	for _, c := range g.conf().Connectors {
+		if c.Name == name {
+			return c.Type
+		}
+	}
+	return ""
+}
+
 // connectorPIDs pairs the current connector configs with their actors.
 func (g *Gateway) connectorPIDs() ([]config.Connector, []*actor.PID) {
 	g.stateMu.RLock()

@@ -63,7 +63,7 @@ func (e *Event) AppendBinary(b []byte) []byte {
 			b = binary.AppendUvarint(b, dp.Value.U)
 		case KindFloat:
 			b = binary.LittleEndian.AppendUint64(b, math.Float64bits(dp.Value.F))
-		case KindString:
+		case KindString, KindJSON:
 			b = appendStr(b, dp.Value.S)
 		}
 	}
@@ -178,6 +178,13 @@ func decodeEvent(b []byte, shared *EventDecoder) (Event, error) {
 			dp.Value.F = math.Float64frombits(d.u64())
 		case KindString:
 			dp.Value.S = d.str()
+		case KindJSON:
+			// Records of versions without this kind never hold it, so the
+			// codec version stays and their records still decode. The
+			// text goes to the platform verbatim: a damaged one must not.
+			if dp.Value.S = d.str(); d.err == nil && !validJSON(dp.Value.S) {
+				d.fail("invalid JSON value for key %q", dp.Key)
+			}
 		default:
 			d.fail("unknown value kind %d", dp.Value.Kind)
 		}

@@ -4,8 +4,12 @@
 package protocols
 
 import (
+	"bytes"
+	"encoding/json"
+	"fmt"
 	"math"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -19,6 +23,11 @@ const (
 	KindUint
 	KindFloat
 	KindString
+	// KindJSON is a JSON document (in practice an object or a list) that the
+	// platform receives as JSON, not as a string. S holds its compact text,
+	// always valid JSON and valid UTF-8: the constructors and the journal
+	// decoder check it, so the platform encoder can copy it as it is.
+	KindJSON
 )
 
 // Value is a typed telemetry or attribute value. It is a small tagged union
@@ -29,7 +38,7 @@ type Value struct {
 	I    int64 // KindBool (0/1), KindInt
 	U    uint64
 	F    float64
-	S    string
+	S    string // KindString; the JSON text for KindJSON
 }
 
 func Bool(b bool) Value {
@@ -42,6 +51,30 @@ func Int(i int64) Value     { return Value{Kind: KindInt, I: i} }
 func Uint(u uint64) Value   { return Value{Kind: KindUint, U: u} }
 func Float(f float64) Value { return Value{Kind: KindFloat, F: f} }
 func String(s string) Value { return Value{Kind: KindString, S: s} }
+
+// JSON returns a KindJSON value holding raw in compact form. raw must be one
+// valid JSON document; invalid UTF-8 inside its strings is replaced, as
+// AppendJSONString does, so the platform never receives an unparsable
+// message.
+func JSON(raw []byte) (Value, error) {
+	var b bytes.Buffer
+	b.Grow(len(raw))
+	if err := json.Compact(&b, raw); err != nil {
+		return Value{}, fmt.Errorf("invalid JSON value: %w", err)
+	}
+	s := b.String()
+	if !utf8.ValidString(s) {
+		// Outside strings the grammar admits only ASCII, so every invalid
+		// byte is inside a string, where U+FFFD is valid.
+		s = strings.ToValidUTF8(s, "\ufffd")
+	}
+	return Value{Kind: KindJSON, S: s}, nil
+}
+
+// validJSON is the invariant of a KindJSON value's text.
+func validJSON(s string) bool {
+	return utf8.ValidString(s) && json.Valid([]byte(s))
+}
 
 // FromGo converts a Go boolean, number or string, as protocol libraries
 // and expression engines return them; ok is false for any other type.
@@ -132,13 +165,17 @@ func (v Value) AppendJSON(b []byte) []byte {
 		return strconv.AppendFloat(b, v.F, 'g', -1, 64)
 	case KindString:
 		return AppendJSONString(b, v.S)
+	case KindJSON:
+		if v.S != "" {
+			return append(b, v.S...)
+		}
 	}
 	return append(b, "null"...)
 }
 
 // String formats the value for logs and displays.
 func (v Value) String() string {
-	if v.Kind == KindString {
+	if v.Kind == KindString || v.Kind == KindJSON && v.S != "" {
 		return v.S
 	}
 	return string(v.AppendJSON(nil))

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/debug"
 	"runtime/pprof"
 	"syscall"
@@ -77,15 +78,19 @@ func newLogger(w io.Writer, level string) (zerolog.Logger, error) {
 	if err != nil || level == "" {
 		return zerolog.Nop(), fmt.Errorf("unknown log level %q (want one of: trace, debug, info, warn, error)", level)
 	}
-	return buildLogger(w, lvl, nil), nil
+	return buildLogger(w, lvl, nil, nil), nil
 }
 
 // buildLogger is newLogger's writer choice with an optional remote log,
-// which gets the lines at the platform's RemoteLoggingLevel.
-func buildLogger(w io.Writer, lvl zerolog.Level, remote *observe.RemoteLog) zerolog.Logger {
+// which gets the lines at the platform's RemoteLoggingLevel, and an
+// optional log file (logs.json), which gets them as JSON whatever stderr is.
+func buildLogger(w io.Writer, lvl zerolog.Level, remote *observe.RemoteLog, file *rotatingFile) zerolog.Logger {
 	out := w
 	if f, ok := w.(*os.File); ok && isatty.IsTerminal(f.Fd()) {
 		out = zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly}
+	}
+	if file != nil {
+		out = zerolog.MultiLevelWriter(out, file)
 	}
 	return observe.NewLogger(out, lvl, remote)
 }
@@ -156,6 +161,14 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 	for _, c := range cfg.Connectors {
 		fmt.Fprintf(stdout, "connector %q (%s): %d devices\n", c.Name, c.Type, len(c.Connector.Devices()))
 	}
+	// logs.json never stops the gateway: its problems are warnings here too.
+	logs, problems := config.LoadLogs(filepath.Dir(*path), os.Getenv)
+	for _, p := range problems {
+		fmt.Fprintln(stderr, p.String())
+	}
+	if logs != nil && logs.Out != nil {
+		fmt.Fprintf(stdout, "%s: log file %s\n", logs.File, logs.Out.Path)
+	}
 	fmt.Fprintf(stdout, "%s: OK\n", *path)
 	return 0
 }
@@ -178,12 +191,19 @@ func cmdRun(args []string, stderr io.Writer) int {
 	// The final logger: the config may set the level, and the platform
 	// may ask for remote logs (RemoteLoggingLevel).
 	remote := observe.NewRemoteLog(observe.RemoteLogOptions{})
-	log = buildLogger(stderr, runLogLevel(fs, *level, cfg), remote)
+	file, logWarnings := setupLogFile(*path, cfg, stderr)
+	if file != nil {
+		defer file.Close()
+	}
+	log = buildLogger(stderr, runLogLevel(fs, *level, cfg), remote, file)
 	for _, p := range cfg.Problems.Warnings() {
 		log.Warn().Msg(p.String())
 	}
 	for _, p := range cfg.Problems.Skips() {
 		log.Error().Msg(p.String())
+	}
+	for _, w := range logWarnings {
+		log.Warn().Msg(w)
 	}
 	if path := os.Getenv("IOTGW_CPUPROFILE"); path != "" {
 		// Developer aid for the bench: the HTTP pprof endpoint comes with observability.

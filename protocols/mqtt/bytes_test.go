@@ -60,6 +60,13 @@ func TestBytesConvert(t *testing.T) {
 			want: `DEV1/Counter@1700000000000 attr{fw="v2x"} ts{rawData="DEV1v2x42",count=42}`,
 		},
 		{
+			name: "json type parses the slice as JSON, like upstream's json type",
+			mapping: `{"topicFilter":"raw","converter":{"type":"bytes","deviceInfo":{"deviceNameExpression":"[0:2]"},
+				"timeseries":[{"type":"json","key":"doc","value":"[2:]"},{"type":"json","key":"n","value":"[2:3]"}]}}`,
+			topic: "raw", payload: `AB{"x": [1, 2]}`,
+			want: `AB/default@1700000000000 attr{} ts{doc={"x":[1,2]},n="{"}`,
+		},
+		{
 			name: "hex mode",
 			mapping: `{"topicFilter":"raw","converter":{"type":"bytes","hexMode":true,"deviceInfo":{"deviceNameExpression":"[0:2]"},
 				"timeseries":[{"key":"payload","value":"[2:]"}]}}`,

@@ -11,7 +11,7 @@ import (
 )
 
 func FuzzJSONConvert(f *testing.F) {
-	for _, s := range []string{benchPayload, `[{"serialNumber":"a","v0":1},{"serialNumber":"b","ts":"2024-01-02T03:04:05Z"}]`, `{"serialNumber":null}`, `[]`, `"x"`, `{"v1":"1e400","v2":{"a":[1]}}`} {
+	for _, s := range []string{benchPayload, `[{"serialNumber":"a","v0":1},{"serialNumber":"b","ts":"2024-01-02T03:04:05Z"}]`, `{"serialNumber":null}`, `[]`, `"x"`, `{"v1":"1e400","v2":{"a":[1]}}`, `{"serialNumber":"s","o":{"b":[1,{"c":"\u00e9"}],"a":null},"l":[[],{}]}`} {
 		f.Add("sensor/data", []byte(s))
 	}
 	cs := []Converter{
@@ -25,6 +25,13 @@ func FuzzJSONConvert(f *testing.F) {
 				if o.Device == "" {
 					t.Fatalf("empty device name for %q", payload)
 				}
+				// Every value, nested JSON included, must reach the
+				// platform as valid JSON.
+				for _, dp := range append(o.Attributes[:len(o.Attributes):len(o.Attributes)], o.Telemetry...) {
+					if j := dp.Value.AppendJSON(nil); !json.Valid(j) {
+						t.Fatalf("key %q: invalid JSON %s for %q", dp.Key, j, payload)
+					}
+				}
 			}
 		}
 	})
@@ -36,7 +43,7 @@ func FuzzBytesConvert(f *testing.F) {
 	f.Add("raw/\xff", []byte{0xff, 0, 1})
 	cs := []Converter{
 		converterFrom(f, `{"topicFilter":"raw/+","converter":{"type":"bytes","deviceInfo":{"deviceNameExpression":"[0:4]","deviceProfileExpressionSource":"topic","deviceProfileExpression":"raw/(.*)"},
-			"attributes":[{"key":"a","value":"[-3:]"},{"type":"bool","key":"b","value":"[3]"}],"timeseries":[{"type":"int","key":"n","value":"[4:]"},{"type":"double","key":"d","value":"[:-1]"}]}}`),
+			"attributes":[{"key":"a","value":"[-3:]"},{"type":"bool","key":"b","value":"[3]"}],"timeseries":[{"type":"int","key":"n","value":"[4:]"},{"type":"double","key":"d","value":"[:-1]"},{"type":"json","key":"j","value":"[4:]"}]}}`),
 		converterFrom(f, `{"topicFilter":"raw/+","converter":{"type":"bytes","hexMode":true,"deviceInfo":{"deviceNameExpression":"[:]"},"timeseries":"*"}}`),
 	}
 	f.Fuzz(func(t *testing.T, topic string, payload []byte) {

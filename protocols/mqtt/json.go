@@ -420,12 +420,78 @@ func convertValue(typ string, v any) (protocols.Value, error) {
 		return protocols.Float(f), nil
 	case "bool", "boolean":
 		return protocols.Value{}, fmt.Errorf("%s is not a boolean", describeValue(v))
-	case "raw", "":
+	case "raw", "", "json":
 		if t, ok := v.(float64); ok {
 			return protocols.Float(t), nil
 		}
+		// Upstream hands a whole message's nested values ("*") to the
+		// platform as they are, so objects and lists stay JSON.
+		return protocols.JSON(appendJSONAny(nil, v))
 	}
 	return protocols.String(string(appendText(nil, v))), nil
+}
+
+// jsonText is the "json" type of a text: upstream parses it (json.loads),
+// so a device that sends its object as a JSON string, or a bytes slice
+// holding JSON, reaches the platform as JSON. Text that is not JSON stays
+// a string rather than losing the value.
+func jsonText(s string) (protocols.Value, error) {
+	x, err := decodeJSONString(s)
+	if err != nil {
+		return protocols.String(s), nil
+	}
+	if _, ok := x.(string); ok {
+		return protocols.String(s), nil
+	}
+	return convertValue("raw", x)
+}
+
+// appendJSONAny appends the compact JSON form of a value decodeJSON built.
+// Object members come out sorted by key, as the decoded map has no order;
+// numbers keep the device's literal text.
+func appendJSONAny(b []byte, v any) []byte {
+	switch t := v.(type) {
+	case nil:
+		return append(b, "null"...)
+	case bool:
+		return strconv.AppendBool(b, t)
+	case json.Number:
+		return append(b, t...)
+	case float64:
+		return protocols.Float(t).AppendJSON(b)
+	case string:
+		return protocols.AppendJSONString(b, t)
+	case []any:
+		b = append(b, '[')
+		for i, e := range t {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendJSONAny(b, e)
+		}
+		return append(b, ']')
+	case map[string]any:
+		keys := make([]string, 0, len(t))
+		for k := range t {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		b = append(b, '{')
+		for i, k := range keys {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = protocols.AppendJSONString(b, k)
+			b = append(b, ':')
+			b = appendJSONAny(b, t[k])
+		}
+		return append(b, '}')
+	}
+	j, err := json.Marshal(v)
+	if err != nil {
+		return append(b, "null"...)
+	}
+	return append(b, j...)
 }
 
 // convertScalar is convertValue for a scalar; both paths of the converter
@@ -465,6 +531,11 @@ func convertScalar(typ string, v scalar) (protocols.Value, error) {
 			}
 		}
 		return protocols.Value{}, fmt.Errorf("%s is not a boolean", describeScalar(v))
+	case "json":
+		if v.kind == scString {
+			return jsonText(v.s)
+		}
+		return convertScalar("raw", v)
 	case "raw", "":
 		switch v.kind {
 		case scNull:

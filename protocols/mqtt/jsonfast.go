@@ -17,7 +17,8 @@ import (
 // It is an optimisation only. It gives up (errGeneralPath) on anything it does
 // not handle exactly like the general path — a top-level list, a referenced
 // value that is an object or a list, invalid JSON, a device name, profile
-// or timestamp error — and the general path then does the message over.
+// or timestamp error — and the general path then does the message over
+// (a referenced object or list becomes a JSON value there).
 // The one kind of error it reports itself is a key's (a missing key, a
 // value of the wrong type): devices that send some keys only now and then
 // are common, and those messages should not be parsed twice. It builds

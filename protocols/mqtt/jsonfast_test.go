@@ -38,7 +38,8 @@ func fastMappings() []string {
 			"timeseries":[{"type":"int","key":"t","value":"${v1}"},{"key":"ts","value":"${ts}"}]}}`,
 		`{"topicFilter":"#","converter":{"deviceInfo":{"deviceNameExpression":"${v9}"},"attributes":[{"type":"bool","key":"on","value":"${v7}"}],
 			"timeseries":[{"key":"t","value":"${v1}","tsField":"when"}]}}`,
-		`{"topicFilter":"#","converter":{"deviceInfo":{"deviceNameExpression":"${serialNumber}"},"attributes":[{"key":"only","value":"${v0}"}]}}`,
+		`{"topicFilter":"#","converter":{"deviceInfo":{"deviceNameExpression":"${serialNumber}"},"attributes":[{"key":"only","value":"${v0}"}],
+			"timeseries":[{"type":"json","key":"j","value":"${v2}"},{"type":"json","key":"jt","value":"[${v3},${v0}]"}]}}`,
 	}
 }
 
@@ -214,6 +215,7 @@ func FuzzJSONFastPath(f *testing.F) {
 		f.Add(fastTopics[r.IntN(len(fastTopics))], randomPayload(r))
 	}
 	f.Add("a/b", []byte(`{"serialNumber":"s","v0":1,"v0":{},"ts":"2024-01-02T03:04:05Z","time":`+strconv.Quote("1700000000")+`}`))
+	f.Add("a/b", []byte(`{"serialNumber":"s","v0":"{\"a\":[1]}","v2":"[true, {\"x\":\"\u00e9\"}]","v3":{"n":1}}`))
 	cs := fastConverters(f)
 	f.Fuzz(func(t *testing.T, topic string, payload []byte) {
 		checkSkip(t, payload)

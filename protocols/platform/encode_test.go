@@ -469,6 +469,33 @@ func TestPackProperties(t *testing.T) {
 	}
 }
 
+// JSON values reach the platform as nested JSON, not as strings.
+func TestPackJSONValue(t *testing.T) {
+	obj, err := protocols.JSON([]byte(`{"pos": {"lat": 1.5, "lon": -2}, "tags": ["a", "b"]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	list, _ := protocols.JSON([]byte(`[1, 2]`))
+	msgs := Pack([]protocols.Event{
+		attrs("D", "cfg", obj, "s", `{"a":1}`),
+		tele("D", 7, "l", list),
+		tele("", 8, "o", obj),
+	}, 0, nil)
+	want := []string{
+		TopicAttributes + ` {"D":{"cfg":{"pos":{"lat":1.5,"lon":-2},"tags":["a","b"]},"s":"{\"a\":1}"}}`,
+		TopicTelemetry + ` {"D":[{"ts":7,"values":{"l":[1,2]}}]}`,
+		TopicMeTelemetry + ` [{"ts":8,"values":{"o":{"pos":{"lat":1.5,"lon":-2},"tags":["a","b"]}}}]`,
+	}
+	if len(msgs) != len(want) {
+		t.Fatalf("got %d messages, want %d", len(msgs), len(want))
+	}
+	for i, m := range msgs {
+		if got := m.Topic + " " + string(m.Payload); got != want[i] {
+			t.Errorf("message %d:\n got %s\nwant %s", i, got, want[i])
+		}
+	}
+}
+
 func TestPackStringEscaping(t *testing.T) {
 	names := []string{"", "plain", `"`, `\`, "\b\f\n\r\t", "\x00\x1f\x7f", "é😀", "\u2028\u2029", "</script>"}
 	for _, s := range names {
@@ -534,6 +561,7 @@ func FuzzPack(f *testing.F) {
 	f.Add([]byte("\x10\x00hello world, some fuzz seed bytes"), uint16(100))
 	f.Add([]byte{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20}, uint16(0))
 	f.Add(bytes.Repeat([]byte{0xff, 0x22, 0x5c}, 50), uint16(7))
+	f.Add([]byte("\x01\x00\x02\xc0\x0d{\"a\": [1, 2]}\xc0\x01x"), uint16(0))
 	f.Fuzz(func(t *testing.T, data []byte, max uint16) {
 		evs := fuzzEvents(data)
 		msgs := Pack(evs, int(max), nil)
@@ -579,6 +607,14 @@ func fuzzEvents(data []byte) []protocols.Event {
 				dp.Value = protocols.Float(math.Inf(int(next()%3) - 1))
 			case 5:
 				dp.Value = protocols.Value{}
+			case 6:
+				// Raw bytes become a JSON value when they are JSON.
+				l := min(int(next()), len(data))
+				var err error
+				if dp.Value, err = protocols.JSON(data[:l]); err != nil {
+					dp.Value, _ = protocols.JSON([]byte(`{"a":[1,"\u00e9",{"b":null}]}`))
+				}
+				data = data[l:]
 			default:
 				l := min(int(next()), len(data))
 				dp.Value = protocols.String(string(data[:l]))
