@@ -2,6 +2,7 @@ package platform
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -193,4 +194,51 @@ func (t *throttle) succeeded(topic string) {
 	}
 	s, _ := t.classify(topic)
 	t.gate.Do(func(time.Time) { s.each(func(_ string, l *ratelimit.Limiter) { l.Succeeded() }) })
+}
+
+// PayloadValues counts the datapoints of a telemetry or attribute payload
+// built elsewhere than Pack (statistics, remote logs): the keys of an
+// object, of each {"ts","values"} entry's values, or of each device's data
+// in a v1/gateway/* payload. Unparsable payloads count as one.
+func PayloadValues(payload []byte) int {
+	var v any
+	if json.Unmarshal(payload, &v) != nil {
+		return 1
+	}
+	return countValues(v, 0)
+}
+
+func countValues(v any, depth int) int {
+	switch x := v.(type) {
+	case []any:
+		n := 0
+		for _, e := range x {
+			n += countValues(e, depth)
+		}
+		return n
+	case map[string]any:
+		if vals, ok := x["values"].(map[string]any); ok {
+			if _, ts := x["ts"]; ts {
+				return len(vals)
+			}
+		}
+		if depth == 0 {
+			// {"Dev A":[...]} or {"Dev A":{...}}: a gateway payload when
+			// every value is itself an object or array.
+			n, nested := 0, true
+			for _, e := range x {
+				switch e.(type) {
+				case []any, map[string]any:
+					n += countValues(e, 1)
+				default:
+					nested = false
+				}
+			}
+			if nested && len(x) > 0 {
+				return n
+			}
+		}
+		return len(x)
+	}
+	return 1
 }

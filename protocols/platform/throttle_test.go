@@ -36,15 +36,15 @@ func TestThrottleScopes(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	used := func(l interface{ Delay(time.Time, int) time.Duration }) int {
-		// The largest take that fits leaves the rest used.
-		for k := 100; k > 0; k-- {
-			if l.Delay(time.Now(), k) == 0 {
-				return 100 - k
-			}
+	used := func(l interface {
+		Delay(time.Time, int) time.Duration
+	}) int {
+	// The largest take that fits leaves the rest used.
+	for k := 100; k > 0; k-- {
+		if l.Delay(time.Now(), k) == 0 {
+			return 100 - k
 		}
-		return -1
-	}
+	}; return -1 }
 	got := map[string]int{}
 	th.gate.Do(func(time.Time) {
 		got["gw messages"] = used(th.gw.messages)
@@ -167,4 +167,19 @@ func containsAll(s string, subs ...string) bool {
 		}
 	}
 	return true
+}
+
+func TestPayloadValues(t *testing.T) {
+	for in, want := range map[string]int{
+		`{"a":1,"b":"x"}`: 2,
+		`[{"ts":1,"values":{"a":1,"b":2}},{"ts":2,"values":{"c":3}}]`: 3,
+		`{"ts":1,"values":{"a":1}}`:                                   1,
+		`{"Dev A":[{"ts":1,"values":{"a":1,"b":2}}]}`:                 2,
+		`{"Dev A":{"fw":"1","m":2}}`:                                  2,
+		`not json`:                                                    1,
+	} {
+		if got := PayloadValues([]byte(in)); got != want {
+			t.Errorf("PayloadValues(%s) = %d, want %d", in, got, want)
+		}
+	}
 }
