@@ -174,8 +174,7 @@ func (u *uplinkActor) stop() {
 func (u *uplinkActor) worker(ctx context.Context, sys *actor.ActorSystem, self *actor.PID) {
 	defer u.wg.Done()
 	for jb := range u.jobs {
-		start := time.Now()
-		err := u.publish(ctx, jb.msg)
+		start, err := u.publish(ctx, jb.msg)
 		sys.Root.Send(self, &publishDone{c: jb.c, msg: jb.msg, err: err, start: start})
 	}
 }
@@ -187,24 +186,26 @@ const maxQuotaRetries = 5
 
 // publish waits for the platform's rate limits (without a deadline: the
 // data waits in the journal), then publishes; a refusal for quota makes the
-// limiters wait out the window and the message is sent again.
-func (u *uplinkActor) publish(ctx context.Context, m platform.Message) error {
+// limiters wait out the window and the message is sent again. start is when
+// the last attempt was handed to the client, after any rate-limit wait.
+func (u *uplinkActor) publish(ctx context.Context, m platform.Message) (start time.Time, err error) {
 	for tries := 1; ; tries++ {
 		if err := ctx.Err(); err != nil {
-			return err
+			return time.Now(), err
 		}
 		if _, err := u.client.Admit(ctx, m.Topic, m.Values); err != nil {
-			return err
+			return time.Now(), err
 		}
+		start = time.Now()
 		pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		err := u.client.Publish(pctx, m.Topic, m.Payload, u.qos)
+		err = u.client.Publish(pctx, m.Topic, m.Payload, u.qos)
 		cancel()
 		var qe *platform.QuotaError
 		if !errors.As(err, &qe) || ctx.Err() != nil {
-			return err
+			return start, err
 		}
 		if qe.Reason != platform.ReasonQuotaExceeded && tries >= maxQuotaRetries {
-			return &platform.RejectedError{Topic: qe.Topic, Reason: qe.Reason, Detail: qe.Detail}
+			return start, &platform.RejectedError{Topic: qe.Topic, Reason: qe.Reason, Detail: qe.Detail}
 		}
 	}
 }

@@ -39,12 +39,14 @@ func TestThrottleScopes(t *testing.T) {
 	used := func(l interface {
 		Delay(time.Time, int) time.Duration
 	}) int {
-	// The largest take that fits leaves the rest used.
-	for k := 100; k > 0; k-- {
-		if l.Delay(time.Now(), k) == 0 {
-			return 100 - k
+		// The largest take that fits leaves the rest used.
+		for k := 100; k > 0; k-- {
+			if l.Delay(time.Now(), k) == 0 {
+				return 100 - k
+			}
 		}
-	}; return -1 }
+		return -1
+	}
 	got := map[string]int{}
 	th.gate.Do(func(time.Time) {
 		got["gw messages"] = used(th.gw.messages)
