@@ -185,3 +185,28 @@ func TestPayloadValues(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkAdmit is the cost Admit adds to every publish: nothing but an
+// atomic load without limits; a gate pass with limits that never bind.
+//
+//	go test -run - -bench Admit ./protocols/platform/
+func BenchmarkAdmit(b *testing.B) {
+	ctx := context.Background()
+	b.Run("unlimited", func(b *testing.B) {
+		th := newThrottle(zerolog.Nop())
+		th.set(SessionLimits{})
+		b.ReportAllocs()
+		for b.Loop() {
+			_, _ = th.admit(ctx, TopicTelemetry, 10)
+		}
+	})
+	b.Run("limited", func(b *testing.B) {
+		th := newThrottle(zerolog.Nop())
+		big := []RateLimit{{Count: 1 << 40, Per: time.Second}, {Count: 1 << 50, Per: time.Minute}}
+		th.set(SessionLimits{Gateway: RateLimits{Messages: big, TelemetryMessages: big, TelemetryDataPoints: big}})
+		b.ReportAllocs()
+		for b.Loop() {
+			_, _ = th.admit(ctx, TopicTelemetry, 10)
+		}
+	})
+}
