@@ -481,7 +481,9 @@ func (c *Client) onUp(cm *autopaho.ConnectionManager, ca *paho.Connack) {
 	c.upAt = time.Now()
 	c.link = linkFromConnack(ca)
 	c.limits = effectiveLimits(c.cfg.MaxPayload, c.cfg.Host, c.link, nil)
-	c.throttle.set(c.limits)
+	// The throttle keeps the last session's limits until the platform
+	// answers: nothing is published before, and replacing them with the
+	// defaults would forget what was sent in their windows.
 	c.wg.Add(1)
 	c.mu.Unlock()
 	c.log.Info().Str("platform", c.url.Host).Bool("session_present", ca.SessionPresent).
