@@ -164,6 +164,13 @@ func (g *Gateway) PublishDirect(ctx context.Context, topic string, payload []byt
 	if c == nil || !c.Connected() {
 		return ErrPlatformDown
 	}
+	values := 0
+	if topic == platform.TopicMeTelemetry || topic == platform.TopicMeAttributes {
+		values = platform.PayloadValues(payload)
+	}
+	if _, err := c.Admit(ctx, topic, values); err != nil {
+		return err
+	}
 	return c.Publish(ctx, topic, payload, qos)
 }
 

@@ -8,6 +8,8 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/rs/zerolog"
+
+	"github.com/industryos/gateway/protocols/ratelimit"
 )
 
 // slogFactory routes protoactor's own logging into zerolog. protoactor logs
@@ -40,12 +42,12 @@ func every(sys *actor.ActorSystem, pid *actor.PID, d time.Duration, msg any) (st
 }
 
 // rateLimiter lets one line through per interval and counts the rest, so a
-// dead device or a broken payload stream cannot flood the log. Safe for
-// concurrent use.
+// dead device or a broken payload stream cannot flood the log: a
+// ratelimit.Limiter of one line per interval. Safe for concurrent use.
 type rateLimiter struct {
 	mu         sync.Mutex
 	interval   time.Duration
-	last       time.Time
+	lines      ratelimit.Limiter
 	suppressed int
 }
 
@@ -55,15 +57,17 @@ const defaultLogInterval = 30 * time.Second
 func (r *rateLimiter) allow(now time.Time) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	iv := r.interval
-	if iv == 0 {
-		iv = defaultLogInterval
+	if !r.lines.Limited() {
+		iv := r.interval
+		if iv == 0 {
+			iv = defaultLogInterval
+		}
+		r.lines.SetWindows([]ratelimit.Window{{Count: 1, Per: iv}})
 	}
-	if !r.last.IsZero() && now.Sub(r.last) < iv {
+	if !r.lines.Allow(now, 1) {
 		r.suppressed++
 		return false
 	}
-	r.last = now
 	return true
 }
 
@@ -79,7 +83,7 @@ func (r *rateLimiter) takeSuppressed() int {
 func (r *rateLimiter) reset() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.last, r.suppressed = time.Time{}, 0
+	r.lines, r.suppressed = ratelimit.Limiter{}, 0
 }
 
 // goSafe runs fn on its own goroutine. Outside an actor nothing supervises a

@@ -258,3 +258,12 @@ func (g *Gateway) counterCollectors() []prometheus.Collector {
 			func() float64 { return 1 }),
 	}
 }
+
+// PlatformStats returns the current platform client's counters (zero while
+// there is none), e.g. rate-limit waits and quota refusals.
+func (g *Gateway) PlatformStats() platform.Stats {
+	if c := g.client.Load(); c != nil {
+		return c.Stats()
+	}
+	return platform.Stats{}
+}

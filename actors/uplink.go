@@ -174,16 +174,39 @@ func (u *uplinkActor) stop() {
 func (u *uplinkActor) worker(ctx context.Context, sys *actor.ActorSystem, self *actor.PID) {
 	defer u.wg.Done()
 	for jb := range u.jobs {
-		start := time.Now()
-		var err error
-		if ctx.Err() != nil {
-			err = ctx.Err()
-		} else {
-			pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-			err = u.client.Publish(pctx, jb.msg.Topic, jb.msg.Payload, u.qos)
-			cancel()
-		}
+		start, err := u.publish(ctx, jb.msg)
 		sys.Root.Send(self, &publishDone{c: jb.c, msg: jb.msg, err: err, start: start})
+	}
+}
+
+// maxQuotaRetries bounds the resends of a message refused with PUBACK 0x83:
+// ThingsBoard uses that code for rate limits, but a broker may use it for a
+// message it will never take, which must not stall the journal for ever.
+const maxQuotaRetries = 5
+
+// publish waits for the platform's rate limits (without a deadline: the
+// data waits in the journal), then publishes; a refusal for quota makes the
+// limiters wait out the window and the message is sent again. start is when
+// the last attempt was handed to the client, after any rate-limit wait.
+func (u *uplinkActor) publish(ctx context.Context, m platform.Message) (start time.Time, err error) {
+	for tries := 1; ; tries++ {
+		if err := ctx.Err(); err != nil {
+			return time.Now(), err
+		}
+		if _, err := u.client.Admit(ctx, m.Topic, m.Values); err != nil {
+			return time.Now(), err
+		}
+		start = time.Now()
+		pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err = u.client.Publish(pctx, m.Topic, m.Payload, u.qos)
+		cancel()
+		var qe *platform.QuotaError
+		if !errors.As(err, &qe) || ctx.Err() != nil {
+			return start, err
+		}
+		if qe.Reason != platform.ReasonQuotaExceeded && tries >= maxQuotaRetries {
+			return start, &platform.RejectedError{Topic: qe.Topic, Reason: qe.Reason, Detail: qe.Detail}
+		}
 	}
 }
 
@@ -247,7 +270,8 @@ func (u *uplinkActor) pump(ctx actor.Context) {
 		u.readPos = recs[len(recs)-1].Seq
 		c := &chunk{last: u.readPos}
 		// Fresh buffers: the previous chunk's payloads may still be in flight.
-		u.packBuf = platform.Pack(u.events, u.client.Limits().MaxPayload, nil)
+		lim := u.client.Limits()
+		u.packBuf = platform.PackLimited(u.events, lim.MaxPayload, lim.MaxValues(), nil)
 		// Connect messages go first and alone, so the platform creates a
 		// device with its profile before telemetry could create it as "default".
 		var rest []platform.Message

@@ -33,13 +33,17 @@ var (
 	descUMaxPay    = prometheus.NewDesc(Namespace+"_uplink_session_max_payload_bytes", "Largest payload the session allows (after the 0.8 safety factor).", nil, nil)
 	descUMaxInfl   = prometheus.NewDesc(Namespace+"_uplink_session_max_inflight", "QoS 1 publishes the session allows in flight.", nil, nil)
 	descUFromPlat  = prometheus.NewDesc(Namespace+"_uplink_session_limits_from_platform", "1 when the platform answered getSessionLimits, 0 when defaults are in force.", nil, nil)
+	descURLWaits   = prometheus.NewDesc(Namespace+"_uplink_rate_limited_publishes_total", "Publishes that had to wait for the platform's rate limits.", nil, nil)
+	descURLWait    = prometheus.NewDesc(Namespace+"_uplink_rate_limit_wait_seconds_total", "Time publishes spent waiting for the platform's rate limits.", nil, nil)
+	descUQuota     = prometheus.NewDesc(Namespace+"_uplink_quota_exceeded_total", "Publishes the platform refused for its rate limits (sent again), and sessions it closed for them.", nil, nil)
 	descURate      = prometheus.NewDesc(Namespace+"_uplink_session_rate_limit", "Messages or data points allowed per window by the session's rate limits.",
 		[]string{"scope", "limit", "window_seconds"}, nil)
 )
 
 func (c *uplinkCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descUConnected, descUAttempts, descUReconn, descUInflight, descUPub, descUPubErr,
-		descURejected, descUBytes, descURecv, descUMaxPay, descUMaxInfl, descUFromPlat, descURate} {
+		descURejected, descUBytes, descURecv, descUMaxPay, descUMaxInfl, descUFromPlat, descURate,
+		descURLWaits, descURLWait, descUQuota} {
 		ch <- d
 	}
 }
@@ -52,6 +56,9 @@ func addStats(a, b platform.Stats) platform.Stats {
 	a.Rejected += b.Rejected
 	a.BytesSent += b.BytesSent
 	a.Received += b.Received
+	a.RateLimited += b.RateLimited
+	a.RateLimitWait += b.RateLimitWait
+	a.QuotaExceeded += b.QuotaExceeded
 	return a
 }
 
@@ -92,6 +99,9 @@ func (c *uplinkCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descURejected, total.Rejected)
 	counter(descUBytes, total.BytesSent)
 	counter(descURecv, total.Received)
+	counter(descURLWaits, total.RateLimited)
+	ch <- prometheus.MustNewConstMetric(descURLWait, prometheus.CounterValue, total.RateLimitWait.Seconds())
+	counter(descUQuota, total.QuotaExceeded)
 	if cur == nil {
 		return
 	}

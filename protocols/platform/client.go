@@ -39,7 +39,7 @@ var (
 )
 
 // RejectedError is a negative PUBACK (reason code >= 0x80), e.g. 0x99
-// payload format invalid or 0x97 quota exceeded, or a payload the broker
+// payload format invalid (quota codes are a QuotaError), or a payload the broker
 // announced it would not accept. The platform has seen the message and
 // refused it, so resending the same bytes will not help: the caller should
 // drop or quarantine it rather than retry forever.
@@ -98,8 +98,15 @@ type Stats struct {
 	Inflight        int64  // Publish calls currently waiting
 	BytesSent       uint64 // payload bytes of successful publishes
 	Received        uint64 // inbound publications
-	LastError       string
-	LastErrorAt     time.Time
+	// RateLimited counts Admit calls that had to wait for the session's
+	// rate limits, RateLimitWait their total wait.
+	RateLimited   uint64
+	RateLimitWait time.Duration
+	// QuotaExceeded counts publishes the platform refused for its rate
+	// limits (to be sent again, not in Rejected).
+	QuotaExceeded uint64
+	LastError     string
+	LastErrorAt   time.Time
 }
 
 // Client is the platform connection. It is safe for concurrent use; run
@@ -132,6 +139,7 @@ type Client struct {
 	link       linkLimits
 	limits     SessionLimits
 	pending    pendingRequest
+	throttle   *throttle
 	lastErr    error
 	lastErrAt  time.Time
 	wg         sync.WaitGroup
@@ -163,9 +171,11 @@ func New(cfg Config, opts Options) (*Client, error) {
 		tls:      tc,
 		url:      cfg.serverURL(),
 		backoff:  newReconnector(cfg.ReconnectMin, cfg.ReconnectMax),
-		limits:   effectiveLimits(cfg.MaxPayload, linkLimits{}, nil),
+		limits:   effectiveLimits(cfg.MaxPayload, cfg.Host, linkLimits{}, nil),
 		finished: make(chan struct{}),
 	}
+	c.throttle = newThrottle(c.log)
+	c.throttle.set(c.limits)
 	return c, nil
 }
 
@@ -225,6 +235,9 @@ func (c *Client) Start(ctx context.Context) error {
 			OnClientError:     c.onClientError,
 			OnServerDisconnect: func(d *paho.Disconnect) {
 				c.setErr(fmt.Errorf("platform sent DISCONNECT (reason 0x%02x)", d.ReasonCode))
+				if d.ReasonCode == reasonMessageRateTooHigh || d.ReasonCode == ReasonQuotaExceeded {
+					c.throttle.exhaustedAll()
+				}
 			},
 		},
 	}
@@ -314,6 +327,9 @@ func (c *Client) Stats() Stats {
 		Inflight:        c.inflight.Load(),
 		BytesSent:       c.bytesSent.Load(),
 		Received:        c.received.Load(),
+		RateLimited:     c.throttle.waits.Load(),
+		RateLimitWait:   time.Duration(c.throttle.waitNanos.Load()),
+		QuotaExceeded:   c.throttle.quota.Load(),
 	}
 	c.mu.Lock()
 	if c.lastErr != nil {
@@ -323,8 +339,21 @@ func (c *Client) Stats() Stats {
 	return s
 }
 
+// Admit blocks until the session's rate limits let a message to topic with
+// values datapoints go, charges it, and returns how long it waited; it fails
+// only with ctx's error. Call it before each Publish (Publish does not, so a
+// caller can wait without a deadline and still bound the PUBACK wait). The
+// gateway's own v1/devices/me/* topics count against the session's
+// rateLimits, v1/gateway/* against its gatewayRateLimits. Without limits it
+// returns at once.
+func (c *Client) Admit(ctx context.Context, topic string, values int) (time.Duration, error) {
+	return c.throttle.admit(ctx, topic, values)
+}
+
 // Publish sends one message. With QoS 1 it blocks until the PUBACK and
-// returns nil only then; a negative PUBACK is a *RejectedError. While the
+// returns nil only then; a negative PUBACK is a *RejectedError, except the
+// reason codes meaning "rate limit reached", which are a *QuotaError
+// (errors.Is ErrQuotaExceeded: send again after Admit). While the
 // session is down it returns ErrNotConnected at once. Any other error (ctx,
 // PublishTimeout, connection lost while waiting) leaves delivery unknown.
 //
@@ -363,9 +392,19 @@ func (c *Client) Publish(ctx context.Context, topic string, payload []byte, qos 
 	if err == nil {
 		c.publishes.Add(1)
 		c.bytesSent.Add(uint64(len(payload)))
+		c.throttle.succeeded(topic)
 		return nil
 	}
 	c.pubErrors.Add(1)
+	if pr != nil && isQuotaReason(pr.ReasonCode) {
+		qe := &QuotaError{Topic: topic, Reason: pr.ReasonCode}
+		if pr.Properties != nil {
+			qe.Detail = pr.Properties.ReasonString
+		}
+		c.throttle.exhausted(topic)
+		c.setErr(qe)
+		return qe
+	}
 	if pr != nil && pr.ReasonCode >= 0x80 {
 		c.rejected.Add(1)
 		rej := &RejectedError{Topic: topic, Reason: pr.ReasonCode}
@@ -441,7 +480,10 @@ func (c *Client) onUp(cm *autopaho.ConnectionManager, ca *paho.Connack) {
 	c.everUp = true
 	c.upAt = time.Now()
 	c.link = linkFromConnack(ca)
-	c.limits = effectiveLimits(c.cfg.MaxPayload, c.link, nil)
+	c.limits = effectiveLimits(c.cfg.MaxPayload, c.cfg.Host, c.link, nil)
+	// The throttle keeps the last session's limits until the platform
+	// answers: nothing is published before, and replacing them with the
+	// defaults would forget what was sent in their windows.
 	c.wg.Add(1)
 	c.mu.Unlock()
 	c.log.Info().Str("platform", c.url.Host).Bool("session_present", ca.SessionPresent).
@@ -534,7 +576,8 @@ func (c *Client) handshake(ctx context.Context, gen uint64, cm *autopaho.Connect
 		c.mu.Unlock()
 		return
 	}
-	c.limits = effectiveLimits(c.cfg.MaxPayload, c.link, srv)
+	c.limits = effectiveLimits(c.cfg.MaxPayload, c.cfg.Host, c.link, srv)
+	c.throttle.set(c.limits)
 	lim := c.limits
 	c.upNotified = true
 	c.connected.Store(true)

@@ -99,9 +99,16 @@ func appendDisconnect(b []byte, device string) []byte {
 // Pack(events, max, msgs[:0]), get allocation-free steady state but must be
 // done with the previous payloads.
 func Pack(events []protocols.Event, maxPayload int, dst []Message) []Message {
+	return PackLimited(events, maxPayload, 0, dst)
+}
+
+// PackLimited is Pack that also puts at most maxValues datapoints in one
+// message (maxValues <= 0: no limit), so no message carries more than the
+// platform's data-point rate limit could ever admit.
+func PackLimited(events []protocols.Event, maxPayload, maxValues int, dst []Message) []Message {
 	p := packers.Get().(*packer)
 	p.collect(events)
-	w := writer{dst: dst, max: maxPayload}
+	w := writer{dst: dst, max: maxPayload, maxN: maxValues}
 	for i := range p.devs {
 		p.emit(&w, events, int32(i))
 	}
@@ -304,6 +311,7 @@ func (p *packer) collect(events []protocols.Event) {
 type writer struct {
 	dst   []Message
 	max   int
+	maxN  int // values per message, 0 = no limit
 	topic string
 	buf   []byte
 	n     int // values in the open message
@@ -332,10 +340,11 @@ func (w *writer) end() {
 }
 
 // over reports whether the open message, once closed with `closers` more
-// bytes, would exceed the limit. A message holding no value yet is never
-// over: its first datapoint goes in whatever its size.
+// bytes, would exceed the size limit, or one more value the value limit. A
+// message holding no value yet is never over: its first datapoint goes in
+// whatever its size.
 func (w *writer) over(closers int) bool {
-	return w.max > 0 && w.n > 0 && len(w.buf)+closers > w.max
+	return w.n > 0 && (w.max > 0 && len(w.buf)+closers > w.max || w.maxN > 0 && w.n >= w.maxN)
 }
 
 func appendKV(b []byte, dp *protocols.Datapoint) []byte {

@@ -566,6 +566,15 @@ func FuzzPack(f *testing.F) {
 		evs := fuzzEvents(data)
 		msgs := Pack(evs, int(max), nil)
 		checkPack(t, evs, int(max), msgs)
+		// The same with a cap on datapoints per message.
+		maxN := int(max % 5)
+		msgs = PackLimited(evs, int(max), maxN, nil)
+		checkPack(t, evs, int(max), msgs)
+		for _, m := range msgs {
+			if maxN > 0 && m.Values > maxN {
+				t.Fatalf("%d values in a message, limit %d: %s", m.Values, maxN, m.Payload)
+			}
+		}
 	})
 }
 

@@ -4,11 +4,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
+
+	"github.com/industryos/gateway/protocols/ratelimit"
 )
 
 // limitFactor keeps us below every server limit, as the upstream SDK does
@@ -22,10 +23,7 @@ const limitFactor = 0.8
 const defaultMaxInflight = 10000
 
 // RateLimit is one "count:seconds" window.
-type RateLimit struct {
-	Count int
-	Per   time.Duration
-}
+type RateLimit = ratelimit.Window
 
 // RateLimits are the platform's per-session message limits.
 type RateLimits struct {
@@ -53,29 +51,7 @@ type SessionLimits struct {
 // ParseRateLimits parses the platform's "count:seconds" list, e.g.
 // "10:1,300:60" (',' or ';' separated). "0:0" and empty entries mean no
 // limit and are skipped. The values are returned as given, unscaled.
-func ParseRateLimits(s string) ([]RateLimit, error) {
-	var out []RateLimit
-	for _, part := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ';' }) {
-		part = strings.TrimSpace(part)
-		if part == "" {
-			continue
-		}
-		c, p, ok := strings.Cut(part, ":")
-		if !ok {
-			return nil, fmt.Errorf("rate limit %q: want count:seconds", part)
-		}
-		count, err1 := strconv.Atoi(strings.TrimSpace(c))
-		secs, err2 := strconv.Atoi(strings.TrimSpace(p))
-		if err1 != nil || err2 != nil || count < 0 || secs < 0 {
-			return nil, fmt.Errorf("rate limit %q: want non-negative integers", part)
-		}
-		if count == 0 || secs == 0 {
-			continue
-		}
-		out = append(out, RateLimit{Count: count, Per: time.Duration(secs) * time.Second})
-	}
-	return out, nil
-}
+func ParseRateLimits(s string) ([]RateLimit, error) { return ratelimit.Parse(s) }
 
 // serverLimits is the getSessionLimits answer, unscaled.
 type serverLimits struct {
@@ -154,16 +130,7 @@ func scale(n int64) int {
 	return max(1, int(float64(n)*limitFactor))
 }
 
-func scaleAll(in []RateLimit) []RateLimit {
-	if len(in) == 0 {
-		return nil
-	}
-	out := make([]RateLimit, len(in))
-	for i, r := range in {
-		out[i] = RateLimit{Count: scale(int64(r.Count)), Per: r.Per}
-	}
-	return out
-}
+func scaleAll(in []RateLimit) []RateLimit { return ratelimit.Scale(in, limitFactor) }
 
 func (r RateLimits) scaled() RateLimits {
 	return RateLimits{
@@ -173,12 +140,47 @@ func (r RateLimits) scaled() RateLimits {
 	}
 }
 
+// MaxValues is the most datapoints one telemetry or attribute message may
+// carry: the smallest data-point window of either scope, 0 for no limit. A
+// message with more could never pass the platform's data-point limit.
+func (l SessionLimits) MaxValues() int {
+	n := 0
+	for _, ws := range [][]RateLimit{l.Device.TelemetryDataPoints, l.Gateway.TelemetryDataPoints} {
+		for _, w := range ws {
+			if n == 0 || w.Count < n {
+				n = w.Count
+			}
+		}
+	}
+	return n
+}
+
+// hostDefaultLimits are the limits in force before the platform answers
+// getSessionLimits (and when it never does): none, except for the public
+// ThingsBoard cloud and demo hosts, whose limits the upstream SDK knows
+// (COMPAT §1.2). They apply to both scopes and are unscaled.
+func hostDefaultLimits(host string) RateLimits {
+	cloud := strings.Contains(host, "thingsboard.cloud") ||
+		(strings.Contains(host, "tb") && strings.Contains(host, "cloud")) ||
+		strings.Contains(host, "demo.thingsboard.io")
+	if !cloud {
+		return RateLimits{}
+	}
+	msgs := []RateLimit{{Count: 10, Per: time.Second}, {Count: 60, Per: time.Minute}}
+	return RateLimits{
+		Messages:            msgs,
+		TelemetryMessages:   msgs,
+		TelemetryDataPoints: []RateLimit{{Count: 10, Per: time.Second}, {Count: 300, Per: time.Minute}},
+	}
+}
+
 // effectiveLimits combines the configured default payload size, the CONNACK
-// properties and the platform's answer (nil when it never came). Every
-// server-provided bound is scaled by limitFactor; the tightest bound wins.
-// The smallest message rate-limit window also bounds in-flight messages:
-// more could never be acknowledged within that window anyway.
-func effectiveLimits(defaultPayload int, link linkLimits, srv *serverLimits) SessionLimits {
+// properties and the platform's answer (nil when it never came; then the
+// host's defaults apply). Every bound is scaled by limitFactor; the
+// tightest bound wins. The smallest message rate-limit window also bounds
+// in-flight messages: more could never be acknowledged within that window
+// anyway.
+func effectiveLimits(defaultPayload int, host string, link linkLimits, srv *serverLimits) SessionLimits {
 	l := SessionLimits{MaxPayload: defaultPayload, MaxInflight: defaultMaxInflight}
 	var inflight int64 // tightest unscaled server bound, 0 = none
 	tighten := func(n int64) {
@@ -199,6 +201,12 @@ func effectiveLimits(defaultPayload int, link linkLimits, srv *serverLimits) Ses
 		}
 		l.Device = srv.Device.scaled()
 		l.Gateway = srv.Gateway.scaled()
+	} else if def := hostDefaultLimits(host); def.Messages != nil {
+		for _, r := range def.Messages {
+			tighten(int64(r.Count))
+		}
+		l.Device = def.scaled()
+		l.Gateway = l.Device
 	}
 	tighten(int64(link.receiveMax))
 	if inflight > 0 {

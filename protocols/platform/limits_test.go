@@ -17,8 +17,8 @@ func TestParseRateLimits(t *testing.T) {
 	}{
 		{"", nil, false},
 		{"0:0,", nil, false},
-		{"10:1,300:60", []RateLimit{{10, time.Second}, {300, time.Minute}}, false},
-		{" 10:1 ; 300:60 ;", []RateLimit{{10, time.Second}, {300, time.Minute}}, false},
+		{"10:1,300:60", []RateLimit{{Count: 10, Per: time.Second}, {Count: 300, Per: time.Minute}}, false},
+		{" 10:1 ; 300:60 ;", []RateLimit{{Count: 10, Per: time.Second}, {Count: 300, Per: time.Minute}}, false},
 		{"10", nil, true},
 		{"a:1", nil, true},
 		{"-1:1", nil, true},
@@ -72,19 +72,19 @@ func TestEffectiveLimits(t *testing.T) {
 		{"platform answer", linkLimits{}, srv(1000, 50), 800, 40},
 		{"platform without inflight", linkLimits{}, srv(1000, 0), 800, defaultMaxInflight},
 		{"platform payload above default", linkLimits{}, srv(65536, 0), 52428, defaultMaxInflight},
-		{"rate limit bounds inflight", linkLimits{receiveMax: 1024}, srv(0, 100, RateLimit{10, time.Second}), 8196, 8},
+		{"rate limit bounds inflight", linkLimits{receiveMax: 1024}, srv(0, 100, RateLimit{Count: 10, Per: time.Second}), 8196, 8},
 		{"tightest wins", linkLimits{receiveMax: 20, maxPacket: 500}, srv(1000, 100), 400, 16},
 		{"never below one", linkLimits{receiveMax: 1}, nil, 8196, 1},
 	}
 	for _, c := range cases {
-		l := effectiveLimits(DefaultMaxPayload, c.link, c.srv)
+		l := effectiveLimits(DefaultMaxPayload, "localhost", c.link, c.srv)
 		if l.MaxPayload != c.payload || l.MaxInflight != c.inflight || l.FromPlatform != (c.srv != nil) {
 			t.Errorf("%s: %+v", c.name, l)
 		}
 	}
-	l := effectiveLimits(DefaultMaxPayload, linkLimits{}, &serverLimits{
-		Gateway: RateLimits{TelemetryDataPoints: []RateLimit{{100, time.Second}, {1, time.Hour}}}})
-	if !reflect.DeepEqual(l.Gateway.TelemetryDataPoints, []RateLimit{{80, time.Second}, {1, time.Hour}}) {
+	l := effectiveLimits(DefaultMaxPayload, "localhost", linkLimits{}, &serverLimits{
+		Gateway: RateLimits{TelemetryDataPoints: []RateLimit{{Count: 100, Per: time.Second}, {Count: 1, Per: time.Hour}}}})
+	if !reflect.DeepEqual(l.Gateway.TelemetryDataPoints, []RateLimit{{Count: 80, Per: time.Second}, {Count: 1, Per: time.Hour}}) {
 		t.Errorf("scaled rate limits: %+v", l.Gateway)
 	}
 }
