@@ -96,6 +96,7 @@ func (s slice) apply(b []byte) ([]byte, bool) {
 type bytesKey struct {
 	typ string
 	key string
+	re  *pyre.Regexp // keySource "topic": the key is taken from the topic
 	sl  slice
 }
 
@@ -212,7 +213,13 @@ func NewBytesConverter(m *Mapping) (*BytesConverter, error) {
 			if err != nil {
 				return nil, fmt.Errorf("key %q: value %q %v", k.Key, k.Value, err)
 			}
-			out = append(out, bytesKey{typ: strings.ToLower(k.Type), key: k.Key, sl: sl})
+			bk := bytesKey{typ: strings.ToLower(k.Type), key: k.Key, sl: sl}
+			if k.KeySource == SourceTopic {
+				if bk.re, err = pyre.Compile(k.Key, pyre.Search); err != nil {
+					return nil, fmt.Errorf("key: %w", err)
+				}
+			}
+			out = append(out, bk)
 		}
 		return out, nil
 	}
@@ -295,17 +302,29 @@ func (c *BytesConverter) Convert(topic string, payload []byte, now time.Time) ([
 		return nil, malformed(c.filter, "device profile", err)
 	}
 	var errs []error
-	out.Attributes = c.values(payload, c.attrs, &errs)
-	out.Telemetry = c.values(payload, c.ts, &errs)
+	out.Attributes = c.values(topic, payload, c.attrs, &errs)
+	out.Telemetry = c.values(topic, payload, c.ts, &errs)
 	return []Converted{out}, errors.Join(errs...)
 }
 
-func (c *BytesConverter) values(payload []byte, keys []bytesKey, errs *[]error) []protocols.Datapoint {
+func (c *BytesConverter) values(topic string, payload []byte, keys []bytesKey, errs *[]error) []protocols.Datapoint {
 	if len(keys) == 0 {
 		return nil
 	}
 	dps := make([]protocols.Datapoint, 0, len(keys))
 	for _, k := range keys {
+		key := k.key
+		if k.re != nil {
+			v, found, err := topicMatch(k.re, topic)
+			if err == nil && !found {
+				err = fmt.Errorf("topic %q does not match", topic)
+			}
+			if err != nil {
+				*errs = append(*errs, malformed(c.filter, "key "+strconv.Quote(k.key), err))
+				continue
+			}
+			key = v
+		}
 		b, ok := k.sl.apply(payload)
 		if !ok {
 			*errs = append(*errs, malformed(c.filter, "key "+strconv.Quote(k.key), fmt.Errorf("%s is out of range for %d bytes", k.sl.src, len(payload))))
@@ -320,7 +339,7 @@ func (c *BytesConverter) values(payload []byte, keys []bytesKey, errs *[]error) 
 			*errs = append(*errs, malformed(c.filter, "key "+strconv.Quote(k.key), err))
 			continue
 		}
-		dps = append(dps, protocols.Datapoint{Key: k.key, Value: v})
+		dps = append(dps, protocols.Datapoint{Key: key, Value: v})
 	}
 	return dps
 }

@@ -74,6 +74,13 @@ func TestBytesConvert(t *testing.T) {
 			want: `01ff/default@1700000000000 attr{} ts{payload="0010"}`,
 		},
 		{
+			name: "Python lookaround for the name and a key from the topic",
+			mapping: `{"topicFilter":"raw/+/+","converter":{"type":"bytes","deviceInfo":{"deviceNameExpressionSource":"topic","deviceNameExpression":"(?<=raw/)[^/]+"},
+				"timeseries":[{"type":"int","keySource":"topic","key":"(?<=/)[a-z]+$","value":"[:]"}]}}`,
+			topic: "raw/m7/level", payload: "12",
+			want: `m7/default@1700000000000 attr{} ts{level=12}`,
+		},
+		{
 			name:    "name from topic, star",
 			mapping: `{"topicFilter":"raw/+","converter":{"type":"bytes","deviceInfo":{"deviceNameExpressionSource":"topic","deviceNameExpression":"raw/(.+)"},"timeseries":"*"}}`,
 			topic:   "raw/m7", payload: "hello",
