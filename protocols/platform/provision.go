@@ -329,25 +329,38 @@ func exchange(ctx context.Context, t ProvisionTarget, request []byte) ([]byte, e
 	if _, err := cli.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: TopicProvisionResponse, QoS: 1}}}); err != nil {
 		return nil, fmt.Errorf("platform: provisioning subscribe: %w", err)
 	}
-	if _, err := cli.Publish(ctx, &paho.Publish{Topic: TopicProvisionRequest, QoS: 1, Payload: request}); err != nil {
-		return nil, fmt.Errorf("platform: provisioning request: %w", err)
-	}
-	select {
-	case b := <-answer:
-		return b, nil
-	case <-cli.Done():
-		// The platform closes the connection right after answering; an
-		// answer that raced the close still counts.
+	// The answer may come before the PUBACK, or instead of it when the
+	// platform closes the connection right after answering, so the publish
+	// is not waited for on its own.
+	published := make(chan error, 1)
+	go func() {
+		_, err := cli.Publish(ctx, &paho.Publish{Topic: TopicProvisionRequest, QoS: 1, Payload: request})
+		published <- err
+	}()
+	lateAnswer := func(err error) ([]byte, error) {
 		select {
 		case b := <-answer:
 			return b, nil
 		default:
+			return nil, err
 		}
-		return nil, errors.New("platform: provisioning connection closed before the answer")
-	case <-ctx.Done():
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			return nil, ErrProvisionTimeout
+	}
+	for {
+		select {
+		case b := <-answer:
+			return b, nil
+		case err := <-published:
+			published = nil
+			if err != nil && ctx.Err() == nil {
+				return lateAnswer(fmt.Errorf("platform: provisioning request: %w", err))
+			}
+		case <-cli.Done():
+			return lateAnswer(errors.New("platform: provisioning connection closed before the answer"))
+		case <-ctx.Done():
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return lateAnswer(ErrProvisionTimeout)
+			}
+			return nil, ctx.Err()
 		}
-		return nil, ctx.Err()
 	}
 }

@@ -374,3 +374,42 @@ func FuzzProvisionResponse(f *testing.F) {
 		}
 	})
 }
+
+// TestProvisionAnswerThenClose: the platform answers and drops the
+// connection at once; the answer still counts.
+func TestProvisionAnswerThenClose(t *testing.T) {
+	m := testenv.StartMochi(t)
+	err := m.Server.Subscribe(TopicProvisionRequest, 1, func(cl *mqtt.Client, _ packets.Subscription, pk packets.Packet) {
+		go func() {
+			b, _ := json.Marshal(map[string]any{"status": "SUCCESS", "credentialsType": "ACCESS_TOKEN", "credentialsValue": "t1"})
+			_ = m.Publish(TopicProvisionResponse, b, 1)
+			cl.Stop(errors.New("provisioning done"))
+		}()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := provisioningConfig(m.Addr(), t.TempDir())
+	resp, err := Provision(context.Background(), ProvisionTarget{Host: cfg.Host, Port: cfg.Port}, *cfg.Provisioning)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(resp.CredentialsValue) != `"t1"` {
+		t.Fatalf("response %+v", resp)
+	}
+}
+
+// TestProvisionRequestRefusedByBroker: a negative PUBACK is an error at
+// once, not a wait for the timeout.
+func TestProvisionRequestRefusedByBroker(t *testing.T) {
+	m := testenv.StartMochi(t, testenv.WithACL(func(_, topic string, write bool) bool {
+		return !(write && topic == TopicProvisionRequest)
+	}))
+	cfg := provisioningConfig(m.Addr(), t.TempDir())
+	p := *cfg.Provisioning
+	p.Timeout = time.Minute
+	_, err := Provision(context.Background(), ProvisionTarget{Host: cfg.Host, Port: cfg.Port}, p)
+	if err == nil || errors.Is(err, ErrProvisionTimeout) || !strings.Contains(err.Error(), "provisioning request") {
+		t.Fatalf("err %v", err)
+	}
+}
