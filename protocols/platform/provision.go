@@ -364,3 +364,12 @@ func exchange(ctx context.Context, t ProvisionTarget, request []byte) ([]byte, e
 		}
 	}
 }
+
+// String describes the settings with the secrets masked.
+func (p Provisioning) String() string {
+	return fmt.Sprintf("type=%s deviceName=%q provisionDeviceKey=%s provisionDeviceSecret=%s accessToken=%s clientId=%s username=%s password=%s caCert=%s credentialsFile=%s",
+		p.credType(), p.DeviceName, mask(p.Key), mask(p.Secret), mask(p.AccessToken), p.ClientID, p.Username, mask(p.Password), p.CACert, p.CredentialsFile)
+}
+
+// GoString keeps %#v from bypassing String and printing the secrets.
+func (p Provisioning) GoString() string { return "platform.Provisioning{" + p.String() + "}" }

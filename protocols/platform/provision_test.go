@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -411,5 +412,16 @@ func TestProvisionRequestRefusedByBroker(t *testing.T) {
 	_, err := Provision(context.Background(), ProvisionTarget{Host: cfg.Host, Port: cfg.Port}, p)
 	if err == nil || errors.Is(err, ErrProvisionTimeout) || !strings.Contains(err.Error(), "provisioning request") {
 		t.Fatalf("err %v", err)
+	}
+}
+
+func TestProvisioningStringMasksSecrets(t *testing.T) {
+	p := Provisioning{Key: "the-key", Secret: "the-secret", AccessToken: "the-token", Password: "the-pass", Username: "u"}
+	for _, s := range []string{p.String(), fmt.Sprintf("%v", p), fmt.Sprintf("%+v", &p), fmt.Sprintf("%#v", p)} {
+		for _, secret := range []string{"the-key", "the-secret", "the-token", "the-pass"} {
+			if strings.Contains(s, secret) {
+				t.Fatalf("%q shows %s", s, secret)
+			}
+		}
 	}
 }
