@@ -1,11 +1,15 @@
 package platform
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,6 +19,8 @@ import (
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/hooks/auth"
+	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/industryos/gateway/tests/testenv"
@@ -423,5 +429,67 @@ func TestProvisioningStringMasksSecrets(t *testing.T) {
 				t.Fatalf("%q shows %s", s, secret)
 			}
 		}
+	}
+}
+
+// TestProvisionX509ThenConnectsWithTheCertificate: over TLS, the gateway
+// registers a generated certificate and its session then presents exactly
+// that certificate.
+func TestProvisionX509ThenConnectsWithTheCertificate(t *testing.T) {
+	tf := testenv.GenerateTLS(t)
+	pair, err := tls.LoadX509KeyPair(tf.ServerCert, tf.ServerKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := mqtt.New(&mqtt.Options{InlineClient: true, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err := srv.AddHook(new(auth.AllowHook), nil); err != nil {
+		t.Fatal(err)
+	}
+	// The platform asks for a client certificate but, like the provisioning
+	// endpoint, does not require one.
+	l := listeners.NewTCP(listeners.Config{ID: "tls", Address: "127.0.0.1:0",
+		TLSConfig: &tls.Config{Certificates: []tls.Certificate{pair}, ClientAuth: tls.RequestClientCert, MinVersion: tls.VersionTLS12}})
+	if err := srv.AddListener(l); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Serve(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Close() })
+	r := &responder{answer: func(req provisionRequest) any {
+		return map[string]any{"status": "SUCCESS", "credentialsType": "X509_CERTIFICATE", "credentialsValue": req.Hash}
+	}}
+	err = srv.Subscribe(TopicProvisionRequest, 1, func(_ *mqtt.Client, _ packets.Subscription, pk packets.Packet) {
+		payload := append([]byte(nil), pk.Payload...)
+		go r.handle(payload, func(b []byte) { _ = srv.Publish(TopicProvisionResponse, b, false, 1) })
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	cfg := provisioningConfig(l.Address(), dir)
+	cfg.Provisioning.Type = ProvisionX509
+	cfg.Provisioning.CACert = tf.CACert
+	h := startClient(t, cfg)
+	h.waitUp(10 * time.Second)
+
+	block, _ := pem.Decode([]byte(r.last().Hash))
+	if block == nil {
+		t.Fatalf("hash %q is not PEM", r.last().Hash)
+	}
+	found := false
+	for _, cl := range srv.Clients.GetAll() {
+		if tc, ok := cl.Net.Conn.(*tls.Conn); ok && !cl.Closed() {
+			for _, c := range tc.ConnectionState().PeerCertificates {
+				found = found || bytes.Equal(c.Raw, block.Bytes)
+			}
+		}
+	}
+	if !found {
+		t.Fatal("no session presents the registered certificate")
+	}
+	c, ok, err := LoadCredentials(filepath.Join(dir, CredentialsFileName))
+	if err != nil || !ok || c.Security.CACert != tf.CACert || c.Security.Type != SecurityX509Certificate {
+		t.Fatalf("stored %+v %v %v", c, ok, err)
 	}
 }
