@@ -535,5 +535,18 @@ func (g *Gateway) platformConfig() platform.Config {
 			CACert: tb.Security.CACert, Cert: tb.Security.Cert, PrivateKey: tb.Security.PrivateKey,
 			Insecure: tb.Security.Insecure,
 		},
+		Provisioning: provisioningConfig(tb.Provisioning),
+	}
+}
+
+// provisioningConfig maps thingsboard.provisioning; nil stays nil.
+func provisioningConfig(p *config.Provisioning) *platform.Provisioning {
+	if p == nil {
+		return nil
+	}
+	return &platform.Provisioning{
+		DeviceName: p.DeviceName, Key: p.Key, Secret: p.Secret, Type: p.Type,
+		AccessToken: p.AccessToken, ClientID: p.ClientID, Username: p.Username, Password: p.Password,
+		CACert: p.CACert, CredentialsFile: p.CredentialsFile,
 	}
 }

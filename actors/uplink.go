@@ -134,7 +134,11 @@ func (u *uplinkActor) start(ctx actor.Context) {
 		OnMessage:        u.g.onPlatformMessage,
 	})
 	if err != nil {
-		panic(err)
+		// A restart would fail the same way: one line, no crash loop. The
+		// data stays journaled until a config change restarts the tree.
+		u.log.Error().Err(err).Msg("cannot start the platform connection; data stays in the journal")
+		cancel()
+		return
 	}
 	u.client = client
 	u.g.client.Store(client)
@@ -143,7 +147,8 @@ func (u *uplinkActor) start(ctx actor.Context) {
 		go u.worker(runCtx, sys, self)
 	}
 	if err := client.Start(runCtx); err != nil {
-		panic(err)
+		u.log.Error().Err(err).Msg("cannot start the platform connection; data stays in the journal")
+		return
 	}
 	u.stopTick = every(sys, self, pumpInterval, &pumpTick{owner: u})
 }

@@ -35,11 +35,13 @@ type Security struct {
 
 // ThingsBoard is the platform connection (the thingsboard section).
 type ThingsBoard struct {
-	Host                string
-	Port                int
-	QoS                 byte
-	KeepAlive           time.Duration
-	Security            Security
+	Host      string
+	Port      int
+	QoS       byte
+	KeepAlive time.Duration
+	Security  Security
+	// Provisioning obtains credentials when Security has none (nil: absent).
+	Provisioning        *Provisioning
 	MaxPayloadSize      int
 	MinPackSendDelay    time.Duration
 	Report              protocols.ReportStrategy
@@ -124,7 +126,7 @@ func Load(path string, getenv func(string) string) (*Gateway, error) {
 		return g, ps.Err()
 	}
 	dir := filepath.Dir(path)
-	g.ThingsBoard = parseThingsBoard(root, getenv)
+	g.ThingsBoard = parseThingsBoard(root, dir, getenv)
 	if tb := root.Obj("thingsboard"); tb != nil {
 		// Parsed apart from the connection keys: they need the config
 		// directory (the filter file) and are not part of the platform session.
@@ -195,7 +197,7 @@ func normalizeYAML(v any) any {
 
 var securityTypes = []string{"accessToken", "tlsAccessToken", "usernamePassword", "x509Certificate"}
 
-func parseThingsBoard(root *spec.Obj, getenv func(string) string) ThingsBoard {
+func parseThingsBoard(root *spec.Obj, dir string, getenv func(string) string) ThingsBoard {
 	tb := ThingsBoard{Port: 1883, QoS: 1, KeepAlive: 120 * time.Second, MaxPayloadSize: 8196,
 		MinPackSendDelay: 50 * time.Millisecond, StatsPeriod: 60 * time.Second}
 	o := root.Obj("thingsboard")
@@ -206,6 +208,7 @@ func parseThingsBoard(root *spec.Obj, getenv func(string) string) ThingsBoard {
 		o = spec.New(root.Problems(), root.File(), "thingsboard", map[string]any{})
 	}
 	applyEnv(o, getenv)
+	provEnv := applyProvisioningEnv(o, getenv)
 	tb.Host = o.RequiredStr("host")
 	tb.Port = int(o.IntRange("port", 1883, 1, 65535))
 	tb.QoS = byte(o.IntRange("qos", 1, 0, 1))
@@ -227,17 +230,29 @@ func parseThingsBoard(root *spec.Obj, getenv func(string) string) ThingsBoard {
 		"checkConnectorsConfigurationInSeconds", "handleDeviceRenaming", "checkingDeviceActivity",
 		"rateLimits", "dpRateLimits", "messagesRateLimits",
 		"deviceMessagesRateLimits", "deviceRateLimits", "deviceDpRateLimits", "managerEnabled",
-		"provisioning", "proxy_host", "proxy_port")
-	tb.Security = parseSecurity(o)
+		"proxy_host", "proxy_port")
+	tb.Provisioning = parseProvisioning(o, dir, provEnv)
+	if provEnv && o.Has("security") {
+		// As upstream: provisioning variables replace the file's credentials.
+		o.Warnf("security", "ignored: TB_GW_PROVISIONING_DEVICE_KEY and _SECRET are set")
+	} else {
+		tb.Security = parseSecurity(o, tb.Provisioning != nil)
+		if tb.Provisioning != nil && tb.Security.Type != "" {
+			o.Warnf("provisioning", "ignored: security is set, and configured credentials win (as upstream)")
+		}
+	}
+	if tb.Provisioning != nil && tb.Security.Type == "" {
+		checkStoredCredentials(o, tb.Provisioning)
+	}
 	o.Done()
 	return tb
 }
 
-func parseSecurity(o *spec.Obj) Security {
+func parseSecurity(o *spec.Obj, provisioning bool) Security {
 	var s Security
 	so := o.Obj("security")
 	if so == nil {
-		if !o.Has("provisioning") {
+		if !provisioning {
 			o.Errorf("security", "is required (or set TB_GW_ACCESS_TOKEN)")
 		}
 		return s
@@ -285,14 +300,7 @@ func parseSecurity(o *spec.Obj) Security {
 			so.Errorf("privateKey", "is required for security type %q", s.Type)
 		}
 	}
-	for _, f := range []struct{ key, path string }{{"caCert", s.CACert}, {"cert", s.Cert}, {"privateKey", s.PrivateKey}} {
-		if f.path == "" {
-			continue
-		}
-		if _, err := os.Stat(f.path); err != nil {
-			so.Errorf(f.key, "cannot read %q: %v", f.path, unwrapPath(err))
-		}
-	}
+	checkSecurityFiles(so, s)
 	so.Done()
 	return s
 }

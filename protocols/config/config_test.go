@@ -183,3 +183,42 @@ func TestDropInLeniency(t *testing.T) {
 		t.Errorf("devices: %d", n)
 	}
 }
+
+func TestProvisioningSection(t *testing.T) {
+	cfg, err := Load("testdata/provisioning/tb_gateway.json", func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := cfg.ThingsBoard.Provisioning
+	if p == nil || p.Type != "ACCESS_TOKEN" || p.Key != "pkey" || p.Secret != "psecret" || p.DeviceName != "Gateway A" ||
+		p.CredentialsFile != filepath.Join("testdata", "provisioning", ".credentials") || cfg.ThingsBoard.Security.Type != "" {
+		t.Fatalf("provisioning %+v security %+v", p, cfg.ThingsBoard.Security)
+	}
+}
+
+func TestProvisioningEnv(t *testing.T) {
+	env := map[string]string{
+		"TB_GW_PROVISIONING_DEVICE_KEY": "k", "TB_GW_PROVISIONING_DEVICE_SECRET": "s",
+		"TB_GW_PROVISIONING_DEVICE_USERNAME": "u", "TB_GW_PROVISIONING_DEVICE_PASSWORD": "p",
+	}
+	// The valid case has a security section: upstream's provisioning
+	// variables replace it.
+	cfg, err := Load("testdata/valid/tb_gateway.json", func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := cfg.ThingsBoard.Provisioning
+	if p == nil || !p.FromEnv || p.Type != "MQTT_BASIC" || p.Key != "k" || p.Username != "u" || p.Password != "p" {
+		t.Fatalf("provisioning %+v", p)
+	}
+	if cfg.ThingsBoard.Security.Type != "" {
+		t.Fatalf("security kept: %+v", cfg.ThingsBoard.Security)
+	}
+	found := false
+	for _, w := range cfg.Problems.Warnings() {
+		found = found || strings.Contains(w.String(), "thingsboard.security: ignored")
+	}
+	if !found {
+		t.Fatalf("no warning about the ignored security section: %v", cfg.Problems.List)
+	}
+}

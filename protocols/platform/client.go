@@ -113,12 +113,15 @@ type Stats struct {
 // several Publish calls in parallel (up to Limits().MaxInflight) for
 // throughput, since each QoS 1 Publish waits a round trip.
 type Client struct {
-	cfg     Config
-	opts    Options
-	log     zerolog.Logger
-	tls     *tls.Config
-	url     *url.URL
-	backoff *reconnector
+	cfg Config
+	// explicitID is the configured client id, empty when derived: after
+	// provisioning it is derived again from the received credentials.
+	explicitID string
+	opts       Options
+	log        zerolog.Logger
+	tls        *tls.Config
+	url        *url.URL
+	backoff    *reconnector
 
 	cm        atomic.Pointer[autopaho.ConnectionManager]
 	connected atomic.Bool
@@ -142,6 +145,8 @@ type Client struct {
 	throttle   *throttle
 	lastErr    error
 	lastErrAt  time.Time
+	provCancel context.CancelFunc // provisioning in progress, nil otherwise
+	provDone   chan struct{}
 	wg         sync.WaitGroup
 	finished   chan struct{}
 
@@ -159,20 +164,30 @@ func New(cfg Config, opts Options) (*Client, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	explicitID := cfg.ClientID
 	cfg = cfg.withDefaults()
-	tc, err := cfg.tlsConfig()
+	var tc *tls.Config
+	var err error
+	if cfg.provisioning() {
+		// The credentials come later; the provisioning connection has TLS
+		// settings of its own.
+		tc, err = cfg.provisionTLS()
+	} else {
+		tc, err = cfg.tlsConfig()
+	}
 	if err != nil {
 		return nil, err
 	}
 	c := &Client{
-		cfg:      cfg,
-		opts:     opts,
-		log:      opts.Logger.With().Str("component", "platform").Logger(),
-		tls:      tc,
-		url:      cfg.serverURL(),
-		backoff:  newReconnector(cfg.ReconnectMin, cfg.ReconnectMax),
-		limits:   effectiveLimits(cfg.MaxPayload, cfg.Host, linkLimits{}, nil),
-		finished: make(chan struct{}),
+		explicitID: explicitID,
+		cfg:        cfg,
+		opts:       opts,
+		log:        opts.Logger.With().Str("component", "platform").Logger(),
+		tls:        tc,
+		url:        cfg.serverURL(),
+		backoff:    newReconnector(cfg.ReconnectMin, cfg.ReconnectMax),
+		limits:     effectiveLimits(cfg.MaxPayload, cfg.Host, linkLimits{}, nil),
+		finished:   make(chan struct{}),
 	}
 	c.throttle = newThrottle(c.log)
 	c.throttle.set(c.limits)
@@ -190,6 +205,25 @@ func (c *Client) Start(ctx context.Context) error {
 	if c.started {
 		return errors.New("platform: already started")
 	}
+	c.started = true
+	if c.cfg.Security.Type == "" {
+		// No credentials yet: provisioning obtains them in the background
+		// and connects with them (provision_client.go).
+		pctx, cancel := context.WithCancel(ctx)
+		c.provCancel = cancel
+		c.provDone = make(chan struct{})
+		go c.provisionThenConnect(pctx, ctx)
+		return nil
+	}
+	if err := c.connectLocked(ctx); err != nil {
+		c.started = false
+		return err
+	}
+	return nil
+}
+
+// connectLocked starts the connection manager; c.mu is held.
+func (c *Client) connectLocked(ctx context.Context) error {
 	user, pass := c.cfg.credentials()
 	pcfg := autopaho.ClientConfig{
 		ServerUrls:            []*url.URL{c.url},
@@ -249,7 +283,6 @@ func (c *Client) Start(ctx context.Context) error {
 		return fmt.Errorf("platform: %w", err)
 	}
 	c.cm.Store(cm)
-	c.started = true
 	c.log.Info().Object("config", c.cfg).Msg("connecting to platform")
 	go c.watch(cm)
 	return nil
@@ -288,12 +321,26 @@ func (c *Client) Close(ctx context.Context) error {
 	}
 	c.closed = true
 	started := c.started
+	provCancel, provDone := c.provCancel, c.provDone
+	cm := c.cm.Load()
 	c.mu.Unlock()
 	c.connected.Store(false)
 	if !started {
 		return nil
 	}
-	if err := c.cm.Load().Disconnect(ctx); err != nil {
+	if cm == nil {
+		// Still provisioning: it sees closed and never connects.
+		if provCancel != nil {
+			provCancel()
+			select {
+			case <-provDone:
+			case <-ctx.Done():
+				return fmt.Errorf("platform: close: %w", ctx.Err())
+			}
+		}
+		return nil
+	}
+	if err := cm.Disconnect(ctx); err != nil {
 		return fmt.Errorf("platform: close: %w", err)
 	}
 	select {

@@ -82,6 +82,23 @@ type Config struct {
 	// SessionExpiry is asked of the broker so in-flight QoS 1 messages
 	// survive a reconnect when it keeps the session. Default 1h.
 	SessionExpiry time.Duration
+	// Provisioning, when set and Security is empty, obtains the credentials
+	// from the platform (or from the file of an earlier provisioning)
+	// before the first connect. Configured credentials win, as upstream.
+	Provisioning *Provisioning
+}
+
+// provisioning reports whether the credentials must come from provisioning.
+func (c Config) provisioning() bool {
+	return c.Provisioning != nil && c.Security.effectiveType() == ""
+}
+
+// provisionTLS is the provisioning connection's TLS: on with the
+// provisioning CA file or on the TLS port. Unlike upstream, which skips
+// verification there, the server certificate is verified.
+func (c Config) provisionTLS() (*tls.Config, error) {
+	pc := Config{Host: c.Host, Port: c.Port, Security: Security{CACert: c.Provisioning.CACert}}
+	return pc.tlsConfig()
 }
 
 func (s Security) effectiveType() string {
@@ -151,6 +168,7 @@ func (c Config) defaultClientID() string {
 
 // Validate checks the configuration after defaults are applied.
 func (c Config) Validate() error {
+	explicitID := c.ClientID
 	c = c.withDefaults()
 	var errs []error
 	if c.Host == "" {
@@ -172,15 +190,20 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("security %s: accessToken is required", s.Type))
 		}
 	case SecurityUsernamePassword:
-		if s.Username == "" {
-			errs = append(errs, errors.New("security usernamePassword: username is required"))
+		// The platform's MQTT basic credentials may be a client id alone.
+		if s.Username == "" && explicitID == "" {
+			errs = append(errs, errors.New("security usernamePassword: username or clientId is required"))
 		}
 	case SecurityX509Certificate:
 		if s.Cert == "" || s.PrivateKey == "" {
 			errs = append(errs, errors.New("security x509Certificate: cert and privateKey are required"))
 		}
 	case "":
-		errs = append(errs, errors.New("security: no credentials configured"))
+		if c.Provisioning == nil {
+			errs = append(errs, errors.New("security: no credentials configured"))
+		} else if err := c.Provisioning.Validate(); err != nil {
+			errs = append(errs, err)
+		}
 	default:
 		errs = append(errs, fmt.Errorf("security: unknown type %q", s.Type))
 	}

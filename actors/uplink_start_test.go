@@ -1,0 +1,67 @@
+package actors
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/industryos/gateway/persistence"
+	"github.com/industryos/gateway/protocols/config"
+	"github.com/industryos/gateway/tests/testenv"
+)
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestUplinkThatCannotStartIsOneLine: a platform config the client refuses
+// (here: no credentials at all, which check would also refuse) is one error
+// line; the uplink does not panic and restart in a loop, and the gateway
+// keeps journaling.
+func TestUplinkThatCannotStartIsOneLine(t *testing.T) {
+	cfg := testConfig(t, "127.0.0.1:1", &counterDevice{})
+	cfg.ThingsBoard.Security = config.Security{}
+	var logs syncBuffer
+	j := persistence.OpenMemory(persistence.Options{})
+	gw, err := Start(Options{Config: cfg, Logger: zerolog.New(&logs), Journal: j})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = gw.Stop(ctx)
+	}()
+	testenv.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if j.LastSeq() < 20 {
+			return fmt.Errorf("only %d records journaled", j.LastSeq())
+		}
+		return nil
+	})
+	out := logs.String()
+	if n := strings.Count(out, "cannot start the platform connection"); n != 1 {
+		t.Fatalf("%d start failure lines, want 1:\n%s", n, out)
+	}
+	if !strings.Contains(out, "no credentials configured") || strings.Contains(out, "panic") || strings.Contains(out, "goroutine ") {
+		t.Fatalf("log:\n%s", out)
+	}
+}
