@@ -38,8 +38,23 @@ const (
 )
 
 // ErrEval marks a failed evaluation (a Python run-time error: unknown name,
-// wrong types, division by zero, step limit).
+// wrong types, division by zero, step limit); errors.Is matches *EvalError.
 var ErrEval = errors.New("expression failed")
+
+// EvalError is a failed evaluation of the expression Source.
+type EvalError struct {
+	Source string
+	Msg    string
+}
+
+func (e *EvalError) Error() string { return fmt.Sprintf("expression %q: %s", e.Source, e.Msg) }
+
+// Is makes errors.Is(err, ErrEval) true.
+func (e *EvalError) Is(target error) bool { return target == ErrEval }
+
+func (e *Expr) fail(format string, a ...any) error {
+	return &EvalError{Source: e.Source, Msg: fmt.Sprintf(format, a...)}
+}
 
 // Options say how to compile.
 type Options struct {
@@ -220,7 +235,7 @@ type Arg struct {
 // an int beyond 64 bits, is an error.
 func (e *Expr) Eval(args []Arg) (protocols.Value, error) {
 	if len(args) != len(e.names) {
-		return protocols.Value{}, fmt.Errorf("%w: expression %q: %d values for %d variables", ErrEval, e.Source, len(args), len(e.names))
+		return protocols.Value{}, e.fail("%d values for %d variables", len(args), len(e.names))
 	}
 	if e.fast != nil {
 		if v, ok := e.fast.evalTop(args); ok {
@@ -242,7 +257,7 @@ func (e *Expr) EvalMap(vars map[string]any) (protocols.Value, error) {
 				have = append(have, k)
 			}
 			sort.Strings(have)
-			return protocols.Value{}, fmt.Errorf("%w: expression %q: name %q is not defined (the data has: %s)", ErrEval, e.Source, n, strings.Join(have, ", "))
+			return protocols.Value{}, e.fail("name %q is not defined (the data has: %s)", n, strings.Join(have, ", "))
 		}
 		if s, ok := scalarOf(v); ok {
 			args[i].Value = s
@@ -291,7 +306,7 @@ func (e *Expr) slow(args []Arg) (protocols.Value, error) {
 	for i, a := range args {
 		v, err := argValue(a)
 		if err != nil {
-			return protocols.Value{}, fmt.Errorf("%w: expression %q: %s: %v", ErrEval, e.Source, e.names[i], err)
+			return protocols.Value{}, e.fail("%s: %v", e.names[i], err)
 		}
 		tuple[i] = v
 	}
@@ -307,11 +322,11 @@ func (e *Expr) slow(args []Arg) (protocols.Value, error) {
 		if errors.As(err, &ee) {
 			msg = ee.Msg
 		}
-		return protocols.Value{}, fmt.Errorf("%w: expression %q: %s", ErrEval, e.Source, msg)
+		return protocols.Value{}, e.fail("%s", msg)
 	}
 	v, err := FromStarlark(out)
 	if err != nil {
-		return protocols.Value{}, fmt.Errorf("%w: expression %q: %v", ErrEval, e.Source, err)
+		return protocols.Value{}, e.fail("%v", err)
 	}
 	return v, nil
 }
