@@ -135,6 +135,13 @@ func compileFast(x syntax.Expr, names []string, strict bool) *node {
 
 // evalTop runs the fast tree; ok is false when the interpreter must run.
 func (n *node) evalTop(args []Arg) (protocols.Value, bool) {
+	if n.op == opArg {
+		// A bare variable is its value, whatever its kind.
+		if a := args[n.arg]; a.Go == nil && a.Value.Kind != protocols.KindNull {
+			return a.Value, true
+		}
+		return protocols.Value{}, false
+	}
 	r, ok := n.eval(args)
 	if !ok {
 		return protocols.Value{}, false
