@@ -14,7 +14,8 @@ const benchCfg = `{"channel":"b","devices":[{"name":"Car","timeseries":[
 	{"key":"milliage","nodeId":418119424,"isExtendedId":true,"command":"2:2:big:48060","value":"4:4:little:int:signed"},
 	{"key":"temp","nodeId":258,"value":"0:4:little:float"},
 	{"key":"door","nodeId":258,"value":"4:1:bool"},
-	{"key":"scaled","nodeId":300,"value":"0:2:int","expression":"value * 10"}]}]}`
+	{"key":"scaled","nodeId":300,"value":"0:2:int","expression":"value * 10"},
+	{"key":"word","nodeId":301,"value":"0:1:int","expression":"can_data[0] * 256 + can_data[1]"}]}]}`
 
 func benchDecode(b *testing.B, frames []Frame) {
 	cfg, _, err := Load("bench.json", []byte(benchCfg))
@@ -44,9 +45,16 @@ func BenchmarkDecode(b *testing.B) {
 	})
 }
 
-// BenchmarkDecodeExpression: one key with "value * 10" (expr-lang VM).
+// BenchmarkDecodeExpression: one key with "value * 10" (the expression
+// fast path: int and float arithmetic without the interpreter).
 func BenchmarkDecodeExpression(b *testing.B) {
 	benchDecode(b, []Frame{{ID: 300, Data: []byte{0x01, 0x02}}})
+}
+
+// BenchmarkDecodeStarlark: one key whose expression runs in Starlark
+// ("can_data[0] * 256 + can_data[1]": the frame as a list, a pooled thread).
+func BenchmarkDecodeStarlark(b *testing.B) {
+	benchDecode(b, []Frame{{ID: 301, Data: []byte{0x01, 0x02}}})
 }
 
 // BenchmarkVirtualBus: one sender, one reader draining concurrently; reports

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -48,16 +49,44 @@ func (m *commander) SharedAttributeKeys() []string {
 // UpdateAttributes sends, for every value whose name an attributeUpdates[]
 // entry declares, that entry's frame built from {"value": v}. A failed key
 // does not stop the others; the errors are joined, each naming its key.
+// An attribute whose entry was skipped at load fails with the reason.
 func (m *commander) UpdateAttributes(ctx context.Context, values map[string]json.RawMessage) ([]string, error) {
-	return protocols.UpdateEach(values, m.d.AttributeUpdates,
-		func(dl *DownlinkConfig, name string) bool { return dl.Attribute == name },
-		func(dl *DownlinkConfig, name string, raw json.RawMessage) error {
-			if err := m.update(ctx, dl, raw); err != nil {
-				return fmt.Errorf("can device %q: attribute %q (%s): %w", m.d.Name, name, dl.Path, err)
+	type entry struct {
+		dl   *DownlinkConfig
+		skip *SkippedDownlink
+	}
+	entries := make([]entry, 0, len(m.d.AttributeUpdates)+len(m.d.Skipped))
+	for _, dl := range m.d.AttributeUpdates {
+		entries = append(entries, entry{dl: dl})
+	}
+	for _, sk := range m.d.Skipped {
+		if sk.Attribute != "" {
+			entries = append(entries, entry{skip: sk})
+		}
+	}
+	return protocols.UpdateEach(values, entries,
+		func(e entry, name string) bool {
+			if e.skip != nil {
+				return e.skip.Attribute == name
+			}
+			return e.dl.Attribute == name
+		},
+		func(e entry, name string, raw json.RawMessage) error {
+			if e.skip != nil {
+				return fmt.Errorf("can device %q: attribute %q (%s): %w", m.d.Name, name, e.skip.Path, e.skip.err())
+			}
+			if err := m.update(ctx, e.dl, raw); err != nil {
+				return fmt.Errorf("can device %q: attribute %q (%s): %w", m.d.Name, name, e.dl.Path, err)
 			}
 			return nil
 		})
 }
+
+// ErrSkippedEntry is returned for a write naming an entry that was left out
+// at load because of its errors.
+var ErrSkippedEntry = errors.New("the entry was skipped at load")
+
+func (s *SkippedDownlink) err() error { return fmt.Errorf("%w: %s", ErrSkippedEntry, s.Reason) }
 
 func (m *commander) update(ctx context.Context, dl *DownlinkConfig, raw json.RawMessage) error {
 	v, err := decodeJSON(raw)
@@ -100,6 +129,13 @@ func (m *commander) resolve(req protocols.RPCRequest) (*DownlinkConfig, any, err
 		return nil, nil, fmt.Errorf("params: %w", err)
 	}
 	dl := m.method(req.Method)
+	if dl == nil {
+		for _, sk := range m.d.Skipped {
+			if sk.Method != "" && sk.Method == req.Method {
+				return nil, nil, fmt.Errorf("serverSideRpc entry %s: %w", sk.Path, sk.err())
+			}
+		}
+	}
 	if dl == nil && strings.EqualFold(req.Method, "set") {
 		s, isStr := params.(string)
 		if !isStr {

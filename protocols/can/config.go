@@ -76,9 +76,21 @@ type DeviceConfig struct {
 	Timeseries           []*KeyConfig
 	AttributeUpdates     []*DownlinkConfig
 	RPC                  []*DownlinkConfig
+	// Skipped are the attributeUpdates[] and serverSideRpc[] entries left
+	// out at load (see spec.Problems.SkipSince): a write naming one is
+	// answered with the reason instead of being treated as unknown.
+	Skipped []*SkippedDownlink
 	// Report is the device's own reportStrategy, or ON_CHANGE for
 	// sendDataOnlyOnChange; zero means "inherit".
 	Report protocols.ReportStrategy
+}
+
+// SkippedDownlink is a downlink entry left out at load.
+type SkippedDownlink struct {
+	Path      string
+	Attribute string // attributeUpdates[]: attributeOnThingsBoard, when readable
+	Method    string // serverSideRpc[]: method, when readable
+	Reason    string // the entry's errors, joined
 }
 
 // KeyConfig is one attributes[] or timeseries[] entry.
@@ -138,12 +150,17 @@ func (d *DownlinkConfig) Frame(data any) (Frame, error) {
 	if err != nil {
 		return Frame{}, err
 	}
+	if b, _, err = fitLen(b, d.FD); err != nil {
+		return Frame{}, err
+	}
 	f := Frame{ID: d.NodeID, Extended: d.Extended, FD: d.FD, BRS: d.BRS, Data: b}
 	return f, f.Validate()
 }
 
 // Load parses and validates a connector file. Warnings (unknown keys, empty
-// devices) are returned beside the config; err joins every error.
+// devices) and skipped entries (an entry with errors that upstream would
+// load and fail only when used) are returned beside the config; err joins
+// every error that refuses the file.
 func Load(file string, raw []byte) (*Config, []spec.Problem, error) {
 	ps := &spec.Problems{}
 	root := spec.Parse(ps, file, raw)
@@ -151,7 +168,7 @@ func Load(file string, raw []byte) (*Config, []spec.Problem, error) {
 	if root != nil {
 		cfg = Parse(root)
 	}
-	return cfg, ps.Warnings(), ps.Err()
+	return cfg, ps.NotErrors(), ps.Err()
 }
 
 // Parse reads the connector file rooted at o, recording problems in o's collector.
@@ -255,7 +272,7 @@ func parseDevice(o *spec.Obj, commands map[uint32]cmdOwner) *DeviceConfig {
 	d := &DeviceConfig{
 		Path:                 o.Path(),
 		Name:                 o.RequiredStr("name"),
-		Type:                 o.Str("type", "default"),
+		Type:                 o.Str("type", "can"), // upstream: the connector type
 		SendDataOnlyOnChange: o.Bool("sendDataOnlyOnChange", false),
 		EnableUnknownRPC:     o.Bool("enableUnknownRpc", false),
 		OverrideRPCConfig:    o.Bool("overrideRpcConfig", false),
@@ -267,19 +284,52 @@ func parseDevice(o *spec.Obj, commands map[uint32]cmdOwner) *DeviceConfig {
 		// The pre-reportStrategy spelling of ON_CHANGE.
 		d.Report = protocols.ReportStrategy{Type: protocols.OnChange, Period: report.DefaultPeriod}
 	}
-	for _, k := range o.List("attributes") {
-		d.Attributes = append(d.Attributes, parseKey(k, d, false, commands))
+	// One bad entry is left out (a Skipped problem), as upstream ignores
+	// it or fails only when it is used; the device keeps its other entries.
+	ps := o.Problems()
+	skippedKeys := 0
+	for _, list := range []struct {
+		key string
+		ts  bool
+		out *[]*KeyConfig
+	}{{"attributes", false, &d.Attributes}, {"timeseries", true, &d.Timeseries}} {
+		for _, e := range o.List(list.key) {
+			mark := ps.Mark()
+			k := parseKey(e, d, list.ts, commands)
+			if ps.SkipSince(mark) {
+				skippedKeys++
+				continue
+			}
+			if k.Command != nil {
+				if _, seen := commands[k.NodeID]; !seen {
+					commands[k.NodeID] = cmdOwner{spec: *k.Command, path: e.KeyPath("command")}
+				}
+			}
+			*list.out = append(*list.out, k)
+		}
 	}
-	for _, k := range o.List("timeseries") {
-		d.Timeseries = append(d.Timeseries, parseKey(k, d, true, commands))
+	for _, list := range []struct {
+		key string
+		rpc bool
+		out *[]*DownlinkConfig
+	}{{"attributeUpdates", false, &d.AttributeUpdates}, {"serverSideRpc", true, &d.RPC}} {
+		for _, e := range o.List(list.key) {
+			mark := ps.Mark()
+			dl := parseDownlink(e, d, list.rpc)
+			if ps.SkipSince(mark) {
+				var why []string
+				for _, p := range ps.List[mark:] {
+					if p.Severity == spec.Skipped {
+						why = append(why, p.Path+": "+p.Msg)
+					}
+				}
+				d.Skipped = append(d.Skipped, &SkippedDownlink{Path: dl.Path, Attribute: dl.Attribute, Method: dl.Method, Reason: strings.Join(why, "; ")})
+				continue
+			}
+			*list.out = append(*list.out, dl)
+		}
 	}
-	for _, k := range o.List("attributeUpdates") {
-		d.AttributeUpdates = append(d.AttributeUpdates, parseDownlink(k, d, false))
-	}
-	for _, k := range o.List("serverSideRpc") {
-		d.RPC = append(d.RPC, parseDownlink(k, d, true))
-	}
-	if len(d.Attributes)+len(d.Timeseries)+len(d.AttributeUpdates)+len(d.RPC) == 0 {
+	if len(d.Attributes)+len(d.Timeseries)+len(d.AttributeUpdates)+len(d.RPC)+len(d.Skipped)+skippedKeys == 0 {
 		o.Warnf("", "device %q has no attributes, timeseries, attributeUpdates or serverSideRpc", d.Name)
 	}
 	o.Done()
@@ -359,22 +409,30 @@ func parseKey(o *spec.Obj, d *DeviceConfig, ts bool, commands map[uint32]cmdOwne
 			o.Errorf("command", "%s reaches past the %d bytes of a frame", spec.Describe(raw), maxLen)
 		} else {
 			k.Command = &cmd
+			// Upstream keeps the first layout of a nodeId and ignores keys
+			// with another; the caller records the layout of kept keys.
 			if prev, seen := commands[k.NodeID]; seen && (prev.spec.Start != cmd.Start || prev.spec.Length != cmd.Length || prev.spec.Order != cmd.Order) {
 				o.Errorf("command", "%s has another layout than the command of nodeId %d at %s (one command layout per nodeId)", spec.Describe(raw), k.NodeID, prev.path)
-			} else if !seen {
-				commands[k.NodeID] = cmdOwner{spec: cmd, path: o.KeyPath("command")}
 			}
 		}
 	}
 	if src := o.Str("expression", ""); strings.TrimSpace(src) != "" {
-		e, err := compileUplink(src, d.StrictEval)
+		e, warn, err := compileUplink(src, d.StrictEval)
 		if err != nil {
 			o.Errorf("expression", "%s", err)
+		} else if warn != "" {
+			o.Warnf("expression", "%q %s", src, warn)
 		}
 		k.Expression = e
 	}
 	if p := o.Obj("polling"); p != nil {
+		// Upstream drops a polling block whose frame is bad and keeps the key.
+		ps := o.Problems()
+		mark := ps.Mark()
 		k.Polling = parsePolling(p, k.FD)
+		if ps.SkipSince(mark) {
+			k.Polling = nil
+		}
 	}
 	o.Done()
 	return k
@@ -390,9 +448,12 @@ func parsePolling(o *spec.Obj, fd bool) *Polling {
 		b, err := parseHex(hexStr)
 		if err != nil {
 			o.Errorf("dataInHex", "%s", err)
-		} else if err := checkLen(len(b), fd); err != nil {
+		} else if b, padded, err := fitLen(b, fd); err != nil {
 			o.Errorf("dataInHex", "%s", strings.TrimPrefix(err.Error(), ErrInvalidFrame.Error()+": "))
 		} else {
+			if padded != 0 {
+				o.Warnf("dataInHex", fdPadNote, padded, len(b))
+			}
 			p.Data = b
 		}
 	}
@@ -406,15 +467,34 @@ func parseDownlink(o *spec.Obj, d *DeviceConfig, rpc bool) *DownlinkConfig {
 		dl.Method = o.RequiredStr("method")
 		dl.Response = o.Bool("response", false)
 	} else {
-		dl.Attribute = o.RequiredStr("attributeOnThingsBoard")
+		// Upstream reads attributeOnThingsBoard, else attribute.
+		dl.Attribute = o.Str("attributeOnThingsBoard", "")
+		if alt := o.Str("attribute", ""); dl.Attribute == "" {
+			dl.Attribute = alt
+		}
+		if dl.Attribute == "" {
+			o.Errorf("attributeOnThingsBoard", "is required (the shared attribute this entry writes; upstream also reads \"attribute\")")
+		}
 	}
 	dl.NodeID, dl.Extended, dl.FD, dl.BRS = frameHead(o)
-	dl.DownlinkSpec = parseDownlinkSpec(o, d.StrictEval, dl.FD)
+	var warns []specWarning
+	dl.DownlinkSpec, warns = parseDownlinkSpec(o, d.StrictEval, dl.FD)
+	for _, w := range warns {
+		o.Warnf(w.key, "%s", w.msg)
+	}
 	o.Done()
 	return dl
 }
 
-func parseDownlinkSpec(o *spec.Obj, strict bool, fd bool) DownlinkSpec {
+// specWarning is a warning parseDownlinkSpec leaves to its caller: a config
+// entry reports it, RPC params (downlinkFromMap) do not.
+type specWarning struct{ key, msg string }
+
+// fdPadNote is the warning for an FD payload that is not a CAN FD length.
+const fdPadNote = "%d bytes is not a CAN FD length: sent padded with zeros to %d bytes, the frame a CAN FD controller transmits (upstream hands python-can the short payload)"
+
+func parseDownlinkSpec(o *spec.Obj, strict bool, fd bool) (DownlinkSpec, []specWarning) {
+	var warns []specWarning
 	s := DownlinkSpec{
 		DataLength:    int(o.IntRange("dataLength", 1, 1, 8)),
 		DataByteorder: order(o, "dataByteorder"),
@@ -432,19 +512,26 @@ func parseDownlinkSpec(o *spec.Obj, strict bool, fd bool) DownlinkSpec {
 	s.DataBefore = hexField(o, "dataBefore")
 	s.DataAfter = hexField(o, "dataAfter")
 	if s.DataInHex != nil {
-		if err := checkLen(len(s.DataInHex), fd); err != nil {
+		if b, padded, err := fitLen(s.DataInHex, fd); err != nil {
 			o.Errorf("dataInHex", "%s", strings.TrimPrefix(err.Error(), ErrInvalidFrame.Error()+": "))
+		} else {
+			if padded != 0 {
+				warns = append(warns, specWarning{"dataInHex", fmt.Sprintf(fdPadNote, padded, len(b))})
+			}
+			s.DataInHex = b
 		}
 	}
 	if src := o.Str("dataExpression", ""); strings.TrimSpace(src) != "" {
-		e, err := compileDownlink(src, strict)
+		e, warn, err := compileDownlink(src, strict)
 		if err != nil {
 			o.Errorf("dataExpression", "%s", err)
+		} else if warn != "" {
+			warns = append(warns, specWarning{"dataExpression", fmt.Sprintf("%q %s", src, warn)})
 		}
 		s.DataExpression = e
 	}
 	o.Known("strictEval")
-	return s
+	return s, warns
 }
 
 func hexField(o *spec.Obj, key string) []byte {
@@ -720,7 +807,7 @@ func downlinkFromMap(what string, m map[string]any, strict bool) (*DownlinkConfi
 	o := spec.New(ps, "", "", m)
 	dl := &DownlinkConfig{raw: m}
 	dl.NodeID, dl.Extended, dl.FD, dl.BRS = frameHead(o)
-	dl.DownlinkSpec = parseDownlinkSpec(o, strict, dl.FD)
+	dl.DownlinkSpec, _ = parseDownlinkSpec(o, strict, dl.FD)
 	o.Done()
 	var unknown []string
 	for _, w := range ps.Warnings() {

@@ -184,9 +184,12 @@ func (c *Connector) Run(ctx context.Context, sink protocols.Sink) error {
 		if err == nil {
 			failures = 0
 			c.opens.Add(1)
+			// Commands may be sent as soon as the link is reported up.
+			ref := &busRef{bus}
+			c.bus.Store(ref)
 			sink.Link(true, nil)
 			c.log.Info().Str("interface", c.cfg.Interface).Str("channel", c.cfg.Channel).Msg("CAN bus open")
-			err = c.serve(ctx, bus, sink)
+			err = c.serve(ctx, ref, sink)
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -243,10 +246,9 @@ type rxFrame struct {
 // A reader goroutine moves frames into a bounded queue and never waits for
 // the sink; this goroutine decodes and pushes, waiting for the sink's
 // back-pressure. Polling runs beside them.
-func (c *Connector) serve(ctx context.Context, bus Bus, sink protocols.Sink) error {
+func (c *Connector) serve(ctx context.Context, ref *busRef, sink protocols.Sink) error {
 	sctx, cancel := context.WithCancel(ctx)
-	ref := &busRef{bus}
-	c.bus.Store(ref)
+	bus := ref.Bus
 	q := make(chan rxFrame, c.queue)
 	lost := make(chan error, 1)
 	var wg sync.WaitGroup

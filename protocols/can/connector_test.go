@@ -123,7 +123,7 @@ func TestRunPushesDecodedValues(t *testing.T) {
 	period := protocols.ReportStrategy{Type: protocols.OnReportPeriod, Period: time.Minute}
 	if ann[0].Device != "Car" || ann[0].Profile != "car" || ann[0].Report != onChange ||
 		ann[0].KeyReport["temperature"] != (protocols.ReportStrategy{Type: protocols.OnReceived, Period: 10 * time.Second}) ||
-		ann[1].Device != "Bike" || ann[1].Report != period || ann[2].Device != "Truck" || ann[2].Profile != "default" {
+		ann[1].Device != "Bike" || ann[1].Report != period || ann[2].Device != "Truck" || ann[2].Profile != "can" {
 		t.Errorf("announcements: %+v", ann)
 	}
 
@@ -306,7 +306,7 @@ func TestAttributeUpdatesAndRPCFrames(t *testing.T) {
 	ok(car, "setLightLevel", `{"value": 8}`, 5, false, "08")
 	ok(car, "set", `"nodeId=0x123;dataInHex=01 02"`, 0x123, false, "01 02")
 	ok(car, "set", `"nodeId=0x1234;isExtendedId=true;value=513;dataLength=2"`, 0x1234, true, "02 01")
-	bike, truck := c.Commander("Bike", "bike"), c.Commander("Truck", "default")
+	bike, truck := c.Commander("Bike", "bike"), c.Commander("Truck", "can")
 	ok(bike, "horn", ``, 7, false, "01")
 	ok(bike, "anything", `{"nodeId": 9, "dataInHex": "0a0b"}`, 9, false, "0a 0b")
 	ok(truck, "lamp", `{"nodeId": 11}`, 11, false, "ff")

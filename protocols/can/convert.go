@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -15,6 +16,7 @@ import (
 	"github.com/expr-lang/expr/vm"
 
 	"github.com/industryos/gateway/protocols"
+	"github.com/industryos/gateway/protocols/pyexpr"
 )
 
 // Order is a byte order.
@@ -229,63 +231,143 @@ func decodeString(b []byte, enc string) (string, error) {
 	return "", fmt.Errorf("%w: unknown encoding %q", ErrConvert, enc)
 }
 
-// uplinkEnv is what an uplink `expression` sees: `value` (the extracted value)
-// and `can_data` (the frame bytes as a list of ints), as upstream.
-type uplinkEnv struct {
-	Value   any   `expr:"value"`
-	CanData []int `expr:"can_data"`
-}
-
-// Expression is a compiled expr-lang program.
+// Expression is a compiled `expression` or `dataExpression`: Python
+// (Starlark, see protocols/pyexpr), or, for files written for this gateway
+// before expressions were Python, a legacy expr-lang program.
 type Expression struct {
-	Source  string
-	program *vm.Program
-	usesCAN bool
+	Source string
+	py     *pyexpr.Expr
+	// valueAt and canAt are the positions of `value` and `can_data` among
+	// the uplink expression's variables (-1: not read).
+	valueAt, canAt int
+	legacy         *vm.Program
+	usesCAN        bool
 }
 
-// compileUplink compiles an uplink expression. strictEval disables all of
-// expr's built-in functions (operators and the two variables only), as upstream
-// strict mode evaluates with no builtins.
-func compileUplink(src string, strict bool) (*Expression, error) {
-	opts := []expr.Option{expr.Env(uplinkEnv{})}
+// Legacy reports whether the expression runs as expr-lang (deprecated).
+func (e *Expression) Legacy() bool { return e.legacy != nil }
+
+// uplinkVars are the names an uplink expression sees, as upstream.
+var uplinkVars = []string{"value", "can_data"}
+
+// legacyNote is the warning for expressions that only expr-lang accepts.
+const legacyNote = "is not a Python expression (%s); it runs as a legacy expr-lang expression (deprecated: write Python, e.g. \"a if c else b\" for \"c ? a : b\", True/False)"
+
+// compileUplink compiles an uplink expression over `value` and `can_data`.
+// strict is upstream's strictEval: no built-in functions. warn is set when
+// the expression only compiles as legacy expr-lang.
+func compileUplink(src string, strict bool) (e *Expression, warn string, err error) {
+	py, perr := pyexpr.Compile(src, pyexpr.Options{Vars: uplinkVars, Strict: strict})
+	if perr == nil {
+		return &Expression{Source: src, py: py, valueAt: slices.Index(py.Names(), "value"), canAt: slices.Index(py.Names(), "can_data")}, "", nil
+	}
+	opts := []expr.Option{expr.Env(legacyUplinkEnv{})}
 	if strict {
 		opts = append(opts, expr.DisableAllBuiltins())
 	}
-	p, err := expr.Compile(src, opts...)
-	if err != nil {
-		return nil, exprError(err, strict)
+	if p, lerr := expr.Compile(src, opts...); lerr == nil {
+		return &Expression{Source: src, legacy: p, usesCAN: strings.Contains(src, "can_data")}, fmt.Sprintf(legacyNote, pyMsg(perr)), nil
 	}
-	return &Expression{Source: src, program: p, usesCAN: strings.Contains(src, "can_data")}, nil
+	return nil, "", perr
 }
 
-// compileDownlink compiles a dataExpression; its variables are the fields of
-// the attribute update ({value}) or the RPC params.
-func compileDownlink(src string, strict bool) (*Expression, error) {
+// compileDownlink compiles a dataExpression; its variables are the fields
+// of the attribute update ({value}) or the RPC params.
+func compileDownlink(src string, strict bool) (e *Expression, warn string, err error) {
+	py, perr := pyexpr.Compile(src, pyexpr.Options{Strict: strict})
+	if perr == nil {
+		return &Expression{Source: src, py: py}, "", nil
+	}
 	var opts []expr.Option
 	if strict {
 		opts = append(opts, expr.DisableAllBuiltins())
 	}
-	p, err := expr.Compile(src, opts...)
-	if err != nil {
-		return nil, exprError(err, strict)
+	if p, lerr := expr.Compile(src, opts...); lerr == nil {
+		return &Expression{Source: src, legacy: p}, fmt.Sprintf(legacyNote, pyMsg(perr)), nil
 	}
-	return &Expression{Source: src, program: p}, nil
+	return nil, "", perr
 }
 
-func exprError(err error, strict bool) error {
-	msg := strings.ReplaceAll(err.Error(), "\n", " ")
-	if strict && strings.Contains(msg, "unknown name") {
-		msg += " (strictEval is on: built-in functions are disabled)"
+// pyMsg is a compile error without the quoted source (the path names it).
+func pyMsg(err error) string {
+	var se *pyexpr.SyntaxError
+	if errors.As(err, &se) {
+		if se.Col > 0 {
+			return fmt.Sprintf("column %d: %s", se.Col, se.Msg)
+		}
+		return se.Msg
 	}
-	return errors.New("invalid expression: " + msg)
+	return err.Error()
 }
 
-func (e *Expression) eval(env any) (any, error) {
-	out, err := expr.Run(e.program, env)
+// legacyUplinkEnv is what a legacy uplink expression sees.
+type legacyUplinkEnv struct {
+	Value   any   `expr:"value"`
+	CanData []int `expr:"can_data"`
+}
+
+func (e *Expression) evalLegacy(env any) (any, error) {
+	out, err := expr.Run(e.legacy, env)
 	if err != nil {
 		return nil, fmt.Errorf("%w: expression %q: %s", ErrConvert, e.Source, strings.ReplaceAll(err.Error(), "\n", " "))
 	}
 	return out, nil
+}
+
+// uplink evaluates the expression over the extracted value and the frame data.
+func (e *Expression) uplink(v protocols.Value, data []byte) (protocols.Value, error) {
+	if e.py != nil {
+		var args [2]pyexpr.Arg
+		if e.valueAt >= 0 {
+			args[e.valueAt].Value = v
+		}
+		if e.canAt >= 0 {
+			args[e.canAt].Go = data
+		}
+		out, err := e.py.Eval(args[:len(e.py.Names())])
+		if err != nil {
+			return protocols.Value{}, fmt.Errorf("%w: %w", ErrConvert, err)
+		}
+		return out, nil
+	}
+	env := legacyUplinkEnv{Value: valueToAny(v)}
+	if e.usesCAN {
+		env.CanData = make([]int, len(data))
+		for i, c := range data {
+			env.CanData[i] = int(c)
+		}
+	}
+	out, err := e.evalLegacy(env)
+	if err != nil {
+		return protocols.Value{}, err
+	}
+	return anyToValue(out)
+}
+
+// downlink evaluates a dataExpression over the data's fields. A Python
+// float result is returned as float32 so it is sent as a 4-byte float even
+// when integral, as upstream packs every float.
+func (e *Expression) downlink(m map[string]any) (any, error) {
+	if e.legacy != nil {
+		return e.evalLegacy(exprEnv(m))
+	}
+	v, err := e.py.EvalMap(m)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConvert, err)
+	}
+	switch v.Kind {
+	case protocols.KindBool:
+		return v.I != 0, nil
+	case protocols.KindInt:
+		return v.I, nil
+	case protocols.KindUint:
+		return v.U, nil
+	case protocols.KindFloat:
+		return float32(v.F), nil
+	case protocols.KindString:
+		return v.S, nil
+	}
+	return nil, fmt.Errorf("%w: expression %q returned no value", ErrConvert, e.Source)
 }
 
 func valueToAny(v protocols.Value) any {
@@ -304,7 +386,7 @@ func valueToAny(v protocols.Value) any {
 	return nil
 }
 
-// anyToValue converts an expression result.
+// anyToValue converts a legacy expression result.
 func anyToValue(x any) (protocols.Value, error) {
 	if v, ok := protocols.FromGo(x); ok {
 		return v, nil
@@ -321,18 +403,7 @@ func (k *KeyConfig) Convert(data []byte) (protocols.Value, error) {
 	if err != nil || k.Expression == nil {
 		return v, err
 	}
-	env := uplinkEnv{Value: valueToAny(v)}
-	if k.Expression.usesCAN {
-		env.CanData = make([]int, len(data))
-		for i, c := range data {
-			env.CanData[i] = int(c)
-		}
-	}
-	out, err := k.Expression.eval(env)
-	if err != nil {
-		return protocols.Value{}, err
-	}
-	return anyToValue(out)
+	return k.Expression.uplink(v, data)
 }
 
 // Reading is one decoded value for one device key.
@@ -475,7 +546,7 @@ func (s *DownlinkSpec) Encode(data any) ([]byte, error) {
 	}
 	var value any
 	if s.DataExpression != nil {
-		v, err := s.DataExpression.eval(exprEnv(m))
+		v, err := s.DataExpression.downlink(m)
 		if err != nil {
 			return nil, err
 		}
@@ -663,21 +734,34 @@ func plain(v any) any {
 	return v
 }
 
-// parseHex reads hex data as Python's bytearray.fromhex: spaces between byte
-// pairs are allowed.
+// parseHex reads hex data as Python's bytearray.fromhex: two hex digits per
+// byte, ASCII white space allowed between bytes (not inside one).
 func parseHex(s string) ([]byte, error) {
-	clean := strings.Map(func(r rune) rune {
-		if r == ' ' || r == '\t' {
-			return -1
+	out := make([]byte, 0, len(s)/2)
+	for i := 0; i < len(s); {
+		c := s[i]
+		if isPySpace(c) {
+			i++
+			continue
 		}
-		return r
-	}, s)
-	b, err := hex.DecodeString(clean)
-	if err != nil {
-		return nil, fmt.Errorf("%s is not hex data", strconv.Quote(s))
+		hi, ok := unhex(c)
+		if !ok {
+			return nil, fmt.Errorf("%s is not hex data: %q at position %d is not a hex digit", strconv.Quote(s), rune(c), i)
+		}
+		if i+1 >= len(s) {
+			return nil, fmt.Errorf("%s is not hex data: the last byte has one digit (two hex digits per byte)", strconv.Quote(s))
+		}
+		lo, ok := unhex(s[i+1])
+		if !ok {
+			return nil, fmt.Errorf("%s is not hex data: the byte at position %d has one digit (two hex digits per byte)", strconv.Quote(s), i)
+		}
+		out = append(out, hi<<4|lo)
+		i += 2
 	}
-	if b == nil {
-		b = []byte{}
-	}
-	return b, nil
+	return out, nil
+}
+
+// isPySpace is Python's ASCII white space (what fromhex skips).
+func isPySpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'
 }

@@ -185,12 +185,20 @@ func TestExpressions(t *testing.T) {
 		{"0:-1:string", "value + '!'", true, []byte("hi"), protocols.String("hi!")},
 		{"0:4:float", "value > 10", true, f32be(12.5), protocols.Bool(true)},
 		{"0:1:int", "abs(value - 20)", false, []byte{5}, protocols.Int(15)},
+		{"0:1:int", "bool(value & 0b00000100)", false, []byte{4}, protocols.Bool(true)},
+		{"0:1:bool", "'on' if value else 'off'", true, []byte{0}, protocols.String("off")},
+		{"0:1:int", "value // 4", true, []byte{10}, protocols.Int(2)},
+		{"0:2:int", "can_data[0] << 8 | can_data[1]", true, []byte{1, 2}, protocols.Int(258)},
+		{"0:1:int", "value == true ? 1 : 0", true, []byte{1}, protocols.Int(0)}, // legacy: int == bool is false
 	}
 	for _, c := range cases {
-		e, err := compileUplink(c.expr, c.strict)
+		e, warn, err := compileUplink(c.expr, c.strict)
 		if err != nil {
 			t.Errorf("%q: %v", c.expr, err)
 			continue
+		}
+		if legacy := strings.Contains(c.expr, "?"); legacy != e.Legacy() || legacy != (warn != "") {
+			t.Errorf("%q: legacy %v, warning %q", c.expr, e.Legacy(), warn)
 		}
 		k := &KeyConfig{Value: mustValue(t, c.value), Expression: e}
 		got, err := k.Convert(c.data)
@@ -198,15 +206,14 @@ func TestExpressions(t *testing.T) {
 			t.Errorf("%q on % x = %#v, %v; want %#v", c.expr, c.data, got, err, c.want)
 		}
 	}
-	// strictEval: built-in functions are refused at load time.
-	_, _, err := Load("can.json", []byte(`{"channel":"c","devices":[{"name":"d","timeseries":[
+	// strictEval: built-in functions are refused at load time; the key is skipped.
+	_, probs, err := Load("can.json", []byte(`{"channel":"c","devices":[{"name":"d","timeseries":[
 		{"key":"a","nodeId":1,"value":"0:1:int","expression":"abs(value)"}]}]}`))
-	if err == nil || !strings.Contains(err.Error(), "can.json: devices[0].timeseries[0].expression: invalid expression:") ||
-		!strings.Contains(err.Error(), "(strictEval is on: built-in functions are disabled)") {
-		t.Errorf("strict: %v", err)
+	if err != nil || len(probs) != 1 || probs[0].String() != `error (entry skipped): can.json: devices[0].timeseries[0].expression: invalid expression "abs(value)": column 1: abs is a built-in function: strictEval (default true) disables them, as upstream; set "strictEval": false` {
+		t.Errorf("strict: %v %v", err, probs)
 	}
 	// Runtime failure is an ErrConvert.
-	e, _ := compileUplink("value.x", true)
+	e, _, _ := compileUplink("value.x", true)
 	k := &KeyConfig{Value: mustValue(t, "0:1:int"), Expression: e}
 	if _, err := k.Convert([]byte{1}); !errors.Is(err, ErrConvert) {
 		t.Errorf("runtime error: %v", err)
@@ -218,7 +225,7 @@ func num(s string) json.Number { return json.Number(s) }
 func TestEncodeVectors(t *testing.T) {
 	hexb := func(s string) []byte { b, _ := parseHex(s); return b }
 	expr := func(s string) *Expression {
-		e, err := compileDownlink(s, true)
+		e, _, err := compileDownlink(s, true)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -320,7 +327,7 @@ func TestSetParams(t *testing.T) {
 	bad := map[string]string{
 		"dataInHex=01":             `set params: nodeId: is required`,
 		"nodeId=1":                 `set params: want dataInHex, dataExpression or value`,
-		"nodeId=1;dataInHex=0g":    `set params: dataInHex: "0g" is not hex data`,
+		"nodeId=1;dataInHex=0g":    `set params: dataInHex: "0g" is not hex data: the byte at position 0 has one digit (two hex digits per byte)`,
 		"nodeId=1;foo=2;value=1":   `set params: unknown key(s) "foo"`,
 		"nodeId=4096;dataInHex=01": `set params: nodeId: 4096 is out of range for a standard id (want 0..2047, or set isExtendedId)`,
 		"nodeId":                   `set params: "nodeId" is not key=value`,

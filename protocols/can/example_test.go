@@ -24,8 +24,21 @@ func ExampleDecoder_Decode() {
 }
 
 func ExampleLoad_error() {
-	_, _, err := can.Load("can.json", []byte(`{"channel":"c","devices":[{"name":"d","timeseries":[
-		{"key":"a","nodeId":1,"value":"0:1:int"},{"key":"b","nodeId":1,"value":"0:2:big:int7"}]}]}`))
+	_, _, err := can.Load("can.json", []byte(`{"channel":"c","reconnectPeriod":"soon","devices":[]}`))
 	fmt.Println(err)
-	// Output: can.json: devices[0].timeseries[1].value: unknown type "int7" (want one of: bool, boolean, int, long, float, double, string, raw)
+	// Output: can.json: reconnectPeriod: "soon" is not a number
+}
+
+// A bad entry is left out, not the file: upstream loads it and fails only
+// when it is used.
+func ExampleLoad_skipped() {
+	cfg, problems, err := can.Load("can.json", []byte(`{"channel":"c","devices":[{"name":"d","timeseries":[
+		{"key":"a","nodeId":1,"value":"0:1:int"},{"key":"b","nodeId":1,"value":"0:2:big:int7"}]}]}`))
+	fmt.Println(err, len(cfg.Devices[0].Timeseries))
+	for _, p := range problems {
+		fmt.Println(p)
+	}
+	// Output:
+	// <nil> 1
+	// error (entry skipped): can.json: devices[0].timeseries[1].value: unknown type "int7" (want one of: bool, boolean, int, long, float, double, string, raw)
 }

@@ -101,6 +101,21 @@ func checkLen(n int, fd bool) error {
 	return fmt.Errorf("%w: %d data bytes is not a CAN FD length (0-8, 12, 16, 20, 24, 32, 48, 64)", ErrInvalidFrame, n)
 }
 
+// fitLen checks a payload length; an FD payload of up to 64 bytes that is not
+// a CAN FD length is padded with zeros to the next one (padded is its
+// length before, 0 when unchanged), as a CAN FD controller transmits it.
+func fitLen(b []byte, fd bool) (_ []byte, padded int, _ error) {
+	if fd && len(b) > MaxClassicLen && len(b) <= MaxFDLen && checkLen(len(b), fd) != nil {
+		for _, l := range fdLens {
+			if l > len(b) {
+				n := len(b)
+				return append(b, make([]byte, l-n)...), n, nil
+			}
+		}
+	}
+	return b, 0, checkLen(len(b), fd)
+}
+
 // CheckClassic validates f and refuses CAN FD frames with ErrFDUnsupported.
 // Transports without FD (SocketCAN through brutella/can, slcan) call it before
 // sending, so an isFd key is refused rather than mis-sent as a classic frame.

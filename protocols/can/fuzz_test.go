@@ -3,7 +3,9 @@ package can
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/industryos/gateway/protocols"
@@ -91,6 +93,29 @@ func FuzzSlcanLine(f *testing.F) {
 			if _, err := b.Recv(context.Background()); err != nil && !errors.Is(err, ErrBadLine) {
 				break
 			}
+		}
+	})
+}
+
+// FuzzParseHex: dataInHex as Python's bytearray.fromhex reads it: white
+// space only between two-digit bytes.
+func FuzzParseHex(f *testing.F) {
+	for _, s := range []string{"aa bb", "AB CD AB CD", "aaaa bbbb", "123", "cc d ee", " 01\t02\n", "", "0g", "a b"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		b, err := parseHex(s)
+		if err != nil {
+			return
+		}
+		var digits strings.Builder
+		for i := 0; i < len(s); i++ {
+			if !isPySpace(s[i]) {
+				digits.WriteByte(s[i])
+			}
+		}
+		if got := hex.EncodeToString(b); got != strings.ToLower(digits.String()) {
+			t.Fatalf("%q: % x", s, b)
 		}
 	})
 }
