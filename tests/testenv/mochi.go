@@ -129,7 +129,19 @@ func (m *Mochi) Port() int {
 
 // Close stops the broker; further calls do nothing (mochi's own Close
 // panics the second time).
-func (m *Mochi) Close() { m.once.Do(func() { _ = m.Server.Close() }) }
+func (m *Mochi) Close() {
+	m.once.Do(func() {
+		// Stop accepting first: mochi's Close races (in mochi) with a
+		// connection it is still accepting, which a reconnecting gateway
+		// makes likely. Clients are disconnected as mochi's own Close does.
+		m.Server.Listeners.CloseAll(func(id string) {
+			for _, cl := range m.Server.Clients.GetByListener(id) {
+				_ = m.Server.DisconnectClient(cl, packets.ErrServerShuttingDown)
+			}
+		})
+		_ = m.Server.Close()
+	})
+}
 
 // AuthAttempts counts CONNECT packets that reached authentication.
 func (m *Mochi) AuthAttempts() int64 { return m.auth.attempts.Load() }
