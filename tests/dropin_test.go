@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/industryos/gateway/protocols"
+	"github.com/industryos/gateway/protocols/can"
 	"github.com/industryos/gateway/protocols/config"
 	"github.com/industryos/gateway/tests/testenv"
 )
@@ -338,4 +339,57 @@ func TestUpstreamDefaultMQTTConfig(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestUpstreamDefaultCANConfig: upstream's default can.json, on the virtual
+// bus instead of its SocketCAN interface, runs in the gateway: its Python
+// expressions decode frames and the values reach the platform; the entry it
+// cannot use is skipped, not the file.
+func TestUpstreamDefaultCANConfig(t *testing.T) {
+	corpus := corpusOrSkip(t)
+	raw, err := os.ReadFile(filepath.Join(corpus, "thingsboard_gateway/config/can.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var file map[string]any
+	if err := json.Unmarshal(raw, &file); err != nil {
+		t.Fatal(err)
+	}
+	channel := "dropin-" + t.Name()
+	file["interface"], file["channel"] = "virtual", channel
+	body, _ := json.Marshal(file)
+	ecu := can.NewVirtualBus(channel)
+	defer ecu.Close()
+	platform := testenv.StartMosquitto(t)
+	plat := testenv.Subscribe(t, platform.Addr(), "v1/gateway/#")
+	path := writeConfig(t, t.TempDir(), platform.Addr(), `{"type": "memory"}`, map[string][]byte{"can": body})
+	startGateway(t, path, nil)
+	// The first polling frame says the connector's bus is open.
+	canRecv(t, ecu, "upstream's polling")
+	for _, f := range []can.Frame{
+		{ID: 41, Data: []byte{0, 0, 0x22, 0x0d, 0x0c}},                               // bool(value & 0b00000100)
+		{ID: 1918, Extended: true, Data: []byte{0, 0, 0xbb, 0xbb, 0x04, 0xd2, 0, 0}}, // value / 4
+	} {
+		if err := ecu.Send(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	plat.WaitFor(t, 20*time.Second, func(msgs []testenv.Msg) bool {
+		got, err := telemetry(msgs)
+		if err != nil {
+			return false
+		}
+		rpm := false
+		for p, vs := range got {
+			rpm = rpm || (p.Device == "Car" && string(vs["rpm"]) == "308.5")
+		}
+		door := false
+		for _, m := range testenv.OnTopic(msgs, "v1/gateway/attributes") {
+			var body map[string]map[string]json.RawMessage
+			if json.Unmarshal(m.Payload, &body) == nil && string(body["Car"]["isDriverDoorOpened"]) == "true" {
+				door = true
+			}
+		}
+		return rpm && door
+	})
 }
