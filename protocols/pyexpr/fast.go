@@ -321,6 +321,13 @@ func intOp(tok syntax.Token, x, y int64) (num, bool) {
 			return num{}, false
 		}
 		return i(x >> uint(y))
+	}
+	return compare(tok, x, y)
+}
+
+// compare is the comparison operators for ints and floats alike.
+func compare[T int64 | float64](tok syntax.Token, x, y T) (num, bool) {
+	switch tok {
 	case syntax.EQL:
 		return boolNum(x == y), true
 	case syntax.NEQ:
@@ -365,20 +372,8 @@ func floatOp(tok syntax.Token, a, b num) (num, bool) {
 			return num{}, false
 		}
 		return f(x / y)
-	case syntax.EQL:
-		return boolNum(x == y), true
-	case syntax.NEQ:
-		return boolNum(x != y), true
-	case syntax.LT:
-		return boolNum(x < y), true
-	case syntax.LE:
-		return boolNum(x <= y), true
-	case syntax.GT:
-		return boolNum(x > y), true
-	case syntax.GE:
-		return boolNum(x >= y), true
 	}
-	return num{}, false
+	return compare(tok, x, y)
 }
 
 // float converts exactly; ints beyond 2^53 and NaN go to Starlark.
