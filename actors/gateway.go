@@ -15,6 +15,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/rs/zerolog"
 
+	"github.com/industryos/gateway/actors/actorsys"
 	"github.com/industryos/gateway/actors/observe"
 	"github.com/industryos/gateway/mailbox"
 	"github.com/industryos/gateway/persistence"
@@ -185,7 +186,7 @@ func Start(opts Options) (*Gateway, error) {
 		g.j = j
 	}
 	g.dispatcher = mailbox.NewPooledDispatcher(300, 30*time.Second)
-	g.sys = actor.NewActorSystem(actor.WithLoggerFactory(slogFactory(opts.Logger)),
+	g.sys = actorsys.New(actor.WithLoggerFactory(slogFactory(opts.Logger)),
 		actor.WithDeveloperSupervisionLogging(false))
 	g.strategy = supervisor.NewStrategy(
 		supervisor.WithBackoff(100*time.Millisecond, 30*time.Second),
