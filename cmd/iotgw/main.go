@@ -23,9 +23,6 @@ import (
 	_ "github.com/industryos/gateway/protocols/all"
 )
 
-// version is set with -ldflags "-X main.version=...".
-var version = "dev"
-
 const usage = `iotgw — IndustryOS IoT edge gateway
 
 usage:
@@ -60,7 +57,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "sim":
 		return cmdSim(args[1:], stdout, stderr)
 	case "version", "--version", "-v":
-		fmt.Fprintln(stdout, "iotgw", version)
+		fmt.Fprint(stdout, currentVersion())
 		return 0
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
@@ -196,12 +193,13 @@ func cmdRun(args []string, stderr io.Writer) int {
 			}
 		}()
 	}
-	gw, err := actors.Start(actors.Options{Config: cfg, Logger: log, Version: version, RemoteLog: remote})
+	bv := currentVersion()
+	gw, err := actors.Start(actors.Options{Config: cfg, Logger: log, Version: bv.Version, RemoteLog: remote})
 	if err != nil {
 		log.Error().Err(err).Msg("cannot start")
 		return 1
 	}
-	log.Info().Str("version", version).Str("config", *path).Int("connectors", len(cfg.Connectors)).Msg("gateway started")
+	log.Info().Str("version", bv.Version).Str("commit", bv.Commit).Str("config", *path).Int("connectors", len(cfg.Connectors)).Msg("gateway started")
 	return waitAndStop(gw, log)
 }
 
