@@ -194,22 +194,36 @@ func cmdRun(args []string, stderr io.Writer) int {
 		}()
 	}
 	bv := currentVersion()
-	gw, err := actors.Start(actors.Options{Config: cfg, Logger: log, Version: bv.Version, RemoteLog: remote})
+	sd := newSDNotifier(os.Getenv)
+	opts := actors.Options{Config: cfg, Logger: log, Version: bv.Version, RemoteLog: remote}
+	if every := sd.pingEvery(); every > 0 {
+		opts.AliveEvery = every
+		opts.Alive = func() {
+			if err := sd.notify("WATCHDOG=1"); err != nil {
+				log.Warn().Err(err).Msg("systemd watchdog ping")
+			}
+		}
+	}
+	gw, err := actors.Start(opts)
 	if err != nil {
 		log.Error().Err(err).Msg("cannot start")
 		return 1
 	}
+	if err := sd.notify("READY=1\nSTATUS=running"); err != nil {
+		log.Warn().Err(err).Msg("systemd notify")
+	}
 	log.Info().Str("version", bv.Version).Str("commit", bv.Commit).Str("config", *path).Int("connectors", len(cfg.Connectors)).Msg("gateway started")
-	return waitAndStop(gw, log)
+	return waitAndStop(gw, log, sd)
 }
 
 // waitAndStop blocks until SIGINT/SIGTERM and stops the tree in order; a second
 // signal, or the 5 s budget running out, exits at once.
-func waitAndStop(gw *actors.Gateway, log zerolog.Logger) int {
+func waitAndStop(gw *actors.Gateway, log zerolog.Logger, sd sdNotifier) int {
 	sig := make(chan os.Signal, 2)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	s := <-sig
 	log.Info().Str("signal", s.String()).Msg("stopping")
+	_ = sd.notify("STOPPING=1")
 	ctx, cancel := context.WithTimeout(context.Background(), 4500*time.Millisecond)
 	defer cancel()
 	done := make(chan error, 1)
