@@ -30,6 +30,7 @@ usage:
   iotgw check -c tb_gateway.json   validate the config and print every problem
   iotgw demo                       run a self-contained demo (Modbus simulator + embedded broker)
   iotgw sim modbus [flags]         run the Modbus TCP device simulator alone
+  iotgw health [--url URL]         exit 0 if a running gateway's /healthz answers 200
   iotgw version
 `
 
@@ -56,6 +57,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdDemo(args[1:], stdout, stderr)
 	case "sim":
 		return cmdSim(args[1:], stdout, stderr)
+	case "health":
+		return cmdHealth(args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprint(stdout, currentVersion())
 		return 0

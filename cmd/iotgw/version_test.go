@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"net/http"
+	"net/http/httptest"
 	"runtime/debug"
 	"strings"
 	"testing"
@@ -63,5 +65,22 @@ func TestVersionCommand(t *testing.T) {
 		if strings.HasPrefix(s, "iotgw dev\n") {
 			t.Errorf("%s: %q", arg, s)
 		}
+	}
+}
+
+func TestHealthCommand(t *testing.T) {
+	ok := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) }))
+	defer ok.Close()
+	bad := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(503) }))
+	defer bad.Close()
+	var out, errOut bytes.Buffer
+	if code := run([]string{"health", "--url", ok.URL}, &out, &errOut); code != 0 {
+		t.Fatalf("healthy: exit %d %s", code, errOut.String())
+	}
+	if code := run([]string{"health", "--url", bad.URL}, &out, &errOut); code != 1 {
+		t.Fatalf("unhealthy: exit %d", code)
+	}
+	if code := run([]string{"health", "--url", "http://127.0.0.1:1/healthz"}, &out, &errOut); code != 1 {
+		t.Fatalf("nothing listening: exit %d", code)
 	}
 }
