@@ -182,6 +182,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 	for _, p := range cfg.Problems.Warnings() {
 		log.Warn().Msg(p.String())
 	}
+	applyMemoryLimit(cfg.Resources.MemoryLimitMB, log)
 	if path := os.Getenv("IOTGW_CPUPROFILE"); path != "" {
 		// Developer aid for the bench: the HTTP pprof endpoint comes with observability.
 		if f, err := os.Create(path); err == nil && pprof.StartCPUProfile(f) == nil {

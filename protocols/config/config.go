@@ -94,6 +94,7 @@ type Gateway struct {
 	Activity    Activity
 	HTTP        HTTP // observability endpoint (our own "http" section)
 	Logs        Logs // logs.level, when set
+	Resources   Resources
 	Problems    *spec.Problems
 }
 
@@ -123,6 +124,7 @@ func Load(path string, getenv func(string) string) (*Gateway, error) {
 	g.Storage = parseStorage(root, dir)
 	g.HTTP = parseHTTP(root, getenv)
 	g.Logs = parseLogs(root)
+	g.Resources = parseResources(root)
 	root.Known("grpc", "connectors")
 	g.Connectors = parseConnectors(root, dir, g.ThingsBoard.Report)
 	root.Done()
