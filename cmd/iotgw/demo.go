@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -102,17 +101,16 @@ func startDemoBroker(addr string, view *platformView) (*mqtt.Server, string, err
 }
 
 func cmdDemo(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("demo", stderr)
 	devices := fs.Int("devices", 5, "simulated Modbus devices")
 	registers := fs.Int("registers", 8, "registers per device")
 	poll := fs.Duration("poll", time.Second, "poll period")
 	brokerAddr := fs.String("broker", "127.0.0.1:0", "address of the embedded platform broker")
 	duration := fs.Duration("duration", 0, "stop after this long and exit 1 if nothing reached the platform (0: run until Ctrl-C)")
 	level := fs.String("log-level", envOr("IOTGW_LOG_LEVEL", "warn"), "log level")
-	log, ok := parseFlags(fs, args, level, stderr)
+	log, code, ok := parseFlags(fs, args, level, stderr)
 	if !ok {
-		return 2
+		return code
 	}
 	s, err := sim.Start(sim.Options{Addr: "127.0.0.1:0", Devices: *devices, Registers: *registers, Animate: true})
 	if err != nil {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -11,12 +10,11 @@ import (
 // cmdHealth asks a running gateway's /healthz (the http section) and exits 0 when it
 // answers 200: a container HEALTHCHECK on an image without curl or wget.
 func cmdHealth(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("health", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("health", stderr)
 	url := fs.String("url", "http://127.0.0.1:9100/healthz", "health endpoint of the running gateway")
 	timeout := fs.Duration("timeout", 3*time.Second, "give up after this long")
 	if err := fs.Parse(args); err != nil {
-		return 2
+		return flagExit(err)
 	}
 	c := http.Client{Timeout: *timeout}
 	resp, err := c.Get(*url)

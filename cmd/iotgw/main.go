@@ -3,6 +3,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -111,17 +112,26 @@ func runLogLevel(fs *flag.FlagSet, flagValue string, cfg *config.Gateway) zerolo
 }
 
 // parseFlags parses fs and builds the logger from its --log-level flag, which
-// the caller registered as level; it returns false after printing the reason.
-func parseFlags(fs *flag.FlagSet, args []string, level *string, stderr io.Writer) (zerolog.Logger, bool) {
+// the caller registered as level; when it returns false the command exits
+// with code (0 after --help, 2 after printing what was wrong).
+func parseFlags(fs *flag.FlagSet, args []string, level *string, stderr io.Writer) (log zerolog.Logger, code int, ok bool) {
 	if err := fs.Parse(args); err != nil {
-		return zerolog.Nop(), false
+		return zerolog.Nop(), flagExit(err), false
 	}
 	log, err := newLogger(stderr, *level)
 	if err != nil {
 		fmt.Fprintln(stderr, "iotgw:", err)
-		return log, false
+		return log, 2, false
 	}
-	return log, true
+	return log, 0, true
+}
+
+// flagExit is the exit code after fs.Parse failed: --help or -h is a request, not an error.
+func flagExit(err error) int {
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	return 2
 }
 
 func envOr(key, def string) string {
@@ -141,11 +151,10 @@ func printProblems(w io.Writer, cfg *config.Gateway) {
 }
 
 func cmdCheck(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("check", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("check", stderr)
 	path := fs.String("c", "tb_gateway.json", "main config file (JSON or YAML)")
 	if err := fs.Parse(args); err != nil {
-		return 2
+		return flagExit(err)
 	}
 	cfg, err := config.Load(*path, os.Getenv)
 	printProblems(stderr, cfg)
@@ -161,13 +170,12 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 }
 
 func cmdRun(args []string, stderr io.Writer) int {
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("run", stderr)
 	path := fs.String("c", "tb_gateway.json", "main config file (JSON or YAML)")
 	level := fs.String("log-level", envOr("IOTGW_LOG_LEVEL", "info"), "log level")
-	log, ok := parseFlags(fs, args, level, stderr)
+	log, code, ok := parseFlags(fs, args, level, stderr)
 	if !ok {
-		return 2
+		return code
 	}
 	cfg, err := config.Load(*path, os.Getenv)
 	if err != nil {
