@@ -156,6 +156,10 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return flagExit(err)
 	}
+	if hint := connectorFileHint(*path); hint != "" {
+		fmt.Fprintln(stderr, hint)
+		return 1
+	}
 	cfg, err := config.Load(*path, os.Getenv)
 	printProblems(stderr, cfg)
 	if err != nil {

@@ -436,10 +436,12 @@ func parseConnectors(root *spec.Obj, dir string, global protocols.ReportStrategy
 			path = filepath.Join(dir, path)
 		}
 		c := Connector{Name: name, Type: typ, File: path, RemoteLogging: remoteLogging}
+		mainFile, key := root.File(), co.KeyPath("configuration")
 		build := func(ps *spec.Problems) (protocols.Connector, error) {
 			raw, err := os.ReadFile(path)
 			if err != nil {
-				ps.Errorf(file, "", "cannot read connector %q configuration: %v", name, unwrapPath(err))
+				// Named by the main file's key, which is what the reader has to fix.
+				ps.Errorf(mainFile, key, "cannot read %q (connector %q): %v", file, name, unwrapPath(err))
 				return nil, ps.Err()
 			}
 			obj := spec.Parse(ps, filepath.Base(path), raw)
