@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/debug"
 	"runtime/pprof"
 	"syscall"
@@ -146,8 +147,29 @@ func printProblems(w io.Writer, cfg *config.Gateway) {
 		return
 	}
 	for _, p := range cfg.Problems.List {
+		if p.Msg == "invalid JSON: unexpected EOF" {
+			p.Msg += truncatedAt(filepath.Join(filepath.Dir(cfg.File), p.File))
+		}
 		fmt.Fprintln(w, p.String())
 	}
+}
+
+// truncatedAt says where a truncated file ends: encoding/json reports no position for it.
+func truncatedAt(path string) string {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	line, col := 1, 1
+	for _, c := range raw {
+		if c == '\n' {
+			line++
+			col = 1
+		} else {
+			col++
+		}
+	}
+	return fmt.Sprintf(" at line %d column %d (the file ends there: truncated?)", line, col)
 }
 
 func cmdCheck(args []string, stdout, stderr io.Writer) int {

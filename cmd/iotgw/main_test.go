@@ -75,7 +75,7 @@ func TestCheckTruncatedAndMissing(t *testing.T) {
 		t.Fatal(err)
 	}
 	var out, errOut bytes.Buffer
-	if code := run([]string{"check", "-c", trunc}, &out, &errOut); code != 1 || !strings.Contains(errOut.String(), "invalid JSON: line 3 column 19: unexpected end of file") {
+	if code := run([]string{"check", "-c", trunc}, &out, &errOut); code != 1 || !strings.Contains(errOut.String(), "invalid JSON: unexpected EOF at line 3 column 19 (the file ends there") {
 		t.Fatalf("exit %d:\n%s", code, errOut.String())
 	}
 	missing := `{"thingsboard": {"host": "h", "port": 1883, "security": {"accessToken": "t"}},

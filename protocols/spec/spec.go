@@ -6,9 +6,7 @@ package spec
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"math"
 	"sort"
 	"strconv"
@@ -175,11 +173,6 @@ func describeJSONError(raw []byte, err error) string {
 		off = e.Offset
 	case *json.UnmarshalTypeError:
 		off = e.Offset
-	}
-	if errors.Is(err, io.ErrUnexpectedEOF) {
-		// A truncated file: point just past its last byte.
-		off = int64(len(raw)) + 1
-		err = errors.New("unexpected end of file (truncated?)")
 	}
 	if off < 0 {
 		return err.Error()
