@@ -15,6 +15,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/rs/zerolog"
 
+	"github.com/industryos/gateway/actors/actorsys"
 	"github.com/industryos/gateway/actors/observe"
 	"github.com/industryos/gateway/mailbox"
 	"github.com/industryos/gateway/persistence"
@@ -50,6 +51,10 @@ type Options struct {
 	// observe.NewLogger); the gateway sends it to the platform and applies
 	// RemoteLoggingLevel to it.
 	RemoteLog *observe.RemoteLog
+	// Alive, when set, is called every AliveEvery (default 10 s) from the root actor while
+	// the journal, uplink and registry actors answer (systemd's WATCHDOG=1).
+	Alive      func()
+	AliveEvery time.Duration
 }
 
 // Gateway is a running actor tree.
@@ -62,6 +67,8 @@ type Gateway struct {
 	j        persistence.Journal
 
 	root, journal, uplink, registry *actor.PID
+	watchdogStop                    chan struct{}
+	watchdogAlive                   func()
 	connectors                      []*actor.PID
 	strategy                        *supervisor.Strategy
 	dispatcher                      *mailbox.PooledDispatcher
@@ -192,7 +199,7 @@ func Start(opts Options) (*Gateway, error) {
 		g.j = j
 	}
 	g.dispatcher = mailbox.NewPooledDispatcher(300, 30*time.Second)
-	g.sys = actor.NewActorSystem(actor.WithLoggerFactory(slogFactory(opts.Logger)),
+	g.sys = actorsys.New(actor.WithLoggerFactory(slogFactory(opts.Logger)),
 		actor.WithDeveloperSupervisionLogging(false))
 	g.strategy = supervisor.NewStrategy(
 		supervisor.WithBackoff(100*time.Millisecond, 30*time.Second),
@@ -209,6 +216,13 @@ func Start(opts Options) (*Gateway, error) {
 	}
 	if err := g.startTree(true); err != nil {
 		return nil, err
+	}
+	if opts.Alive != nil {
+		every := opts.AliveEvery
+		if every <= 0 {
+			every = 10 * time.Second
+		}
+		g.startWatchdog(every, opts.Alive)
 	}
 	return g, nil
 }
@@ -293,9 +307,12 @@ func (g *Gateway) restartTree(ctx context.Context, cfg *config.Gateway) error {
 func (g *Gateway) startTree(fresh bool) error {
 	// The root only spawns; all long-lived state is in its children.
 	rootProps := actor.PropsFromFunc(func(ctx actor.Context) {
-		if r, ok := ctx.Message().(*spawnRequest); ok {
+		switch r := ctx.Message().(type) {
+		case *spawnRequest:
 			pid, err := ctx.SpawnNamed(r.props, r.name)
 			ctx.Respond(&spawnReply{pid: pid, err: err})
+		case *watchdogTick:
+			g.onWatchdogTick(ctx, r)
 		}
 	},
 		actor.WithGuardian(g.strategy), actor.WithSupervisor(g.strategy))
@@ -471,6 +488,9 @@ func (g *Gateway) Stop(ctx context.Context) error {
 		return nil
 	}
 	g.stopped = true
+	if g.watchdogStop != nil {
+		close(g.watchdogStop)
+	}
 	g.stopTree(ctx)
 	st := g.j.Stats()
 	err := g.j.Close()

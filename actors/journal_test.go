@@ -7,6 +7,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/rs/zerolog"
 
+	"github.com/industryos/gateway/actors/actorsys"
 	"github.com/industryos/gateway/mailbox"
 	"github.com/industryos/gateway/persistence"
 	"github.com/industryos/gateway/protocols"
@@ -36,7 +37,7 @@ func (g *gatedJournal) Append(data [][]byte) (uint64, uint64, error) {
 func TestFlushCoversQueuedAppends(t *testing.T) {
 	mem := persistence.OpenMemory(persistence.Options{})
 	j := &gatedJournal{Journal: mem, entered: make(chan struct{}), release: make(chan struct{})}
-	sys := actor.NewActorSystem()
+	sys := actorsys.New()
 	pid := sys.Root.Spawn(actor.PropsFromProducer(func() actor.Actor {
 		return &journalActor{j: j, uplink: func() *actor.PID { return nil }, log: zerolog.Nop(), counters: &Counters{}}
 	}, actor.WithMailbox(mailbox.Producer(mailbox.WithCapacity(1024)))))

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/industryos/gateway/actors/actorsys"
 )
 
 const waitLimit = 10 * time.Second
@@ -333,7 +335,7 @@ func TestMiddleware(t *testing.T) {
 }
 
 func newSystem() *actor.ActorSystem {
-	return actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
+	return actorsys.New(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
 		return slog.New(slog.DiscardHandler)
 	}))
 }

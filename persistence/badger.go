@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -121,6 +122,24 @@ func OpenBadger(dir string, opts Options) (*Badger, error) {
 	return b, nil
 }
 
+// baseTableSize is 2 MB, except where int is 32 bits: badger builds every table in a
+// pooled arena allocator (ristretto's z.Allocator) that starts at 2 x the table size and adds
+// a buffer when a table outgrows it. Moving to that buffer stores (bufIdx+1)<<32 in an int,
+// which is 0 with 32-bit int: the allocator then hands out its first buffer again and the
+// table's blocks overwrite each other (a corrupt table, "slice bounds out of range" in
+// blockIterator.setIdx on the next read; still so in ristretto v2.4.2). So a table must never
+// outgrow the first buffer there. A block is at least half full when finished (segments are at
+// most half a block), so a table allocates at most about 2 x its data: an L0 table holds one
+// memtable (3 MB, so up to ~6.5 MB of blocks) and a compacted one at most 0.95 x the table
+// size. 8 MB tables give the flush 16 MB; pages of the arena that are never written cost
+// address space, not memory.
+func baseTableSize() int64 {
+	if strconv.IntSize == 32 {
+		return 8 << 20
+	}
+	return 2 << 20
+}
+
 func badgerOptions(dir string, o Options) badger.Options {
 	return badger.DefaultOptions(dir).
 		WithSyncWrites(o.SyncWrites).
@@ -128,7 +147,7 @@ func badgerOptions(dir string, o Options) badger.Options {
 		WithNumMemtables(2).
 		WithNumLevelZeroTables(2).
 		WithNumLevelZeroTablesStall(4).
-		WithBaseTableSize(2 << 20).
+		WithBaseTableSize(baseTableSize()).
 		WithBaseLevelSize(8 << 20).
 		WithBlockSize(blockSize).
 		WithValueThreshold(valueThreshold).

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/industryos/gateway/actors/actorsys"
 	"github.com/rs/zerolog"
 )
 
@@ -24,7 +26,7 @@ type echo struct{ n int }
 
 func newSystem(t *testing.T) *actor.ActorSystem {
 	t.Helper()
-	return actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
+	return actorsys.New(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
 		return slog.New(slog.DiscardHandler)
 	}))
 }

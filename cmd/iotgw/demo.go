@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -100,17 +99,16 @@ func startDemoBroker(addr string, view *platformView) (*mqtt.Server, string, err
 }
 
 func cmdDemo(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("demo", stderr)
 	devices := fs.Int("devices", 5, "simulated Modbus devices")
 	registers := fs.Int("registers", 8, "registers per device")
 	poll := fs.Duration("poll", time.Second, "poll period")
 	brokerAddr := fs.String("broker", "127.0.0.1:0", "address of the embedded platform broker")
-	duration := fs.Duration("duration", 0, "stop after this long (0: run until Ctrl-C)")
+	duration := fs.Duration("duration", 0, "stop after this long and exit 1 if nothing reached the platform (0: run until Ctrl-C)")
 	level := fs.String("log-level", envOr("IOTGW_LOG_LEVEL", "warn"), "log level")
-	log, ok := parseFlags(fs, args, level, stderr)
+	log, code, ok := parseFlags(fs, args, level, stderr)
 	if !ok {
-		return 2
+		return code
 	}
 	s, err := sim.Start(sim.Options{Addr: "127.0.0.1:0", Devices: *devices, Registers: *registers, Animate: true})
 	if err != nil {
@@ -152,7 +150,7 @@ func cmdDemo(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	sig := stopSignals()
-	gw, err := actors.Start(actors.Options{Config: cfg, Logger: log})
+	gw, err := actors.Start(actors.Options{Config: cfg, Logger: log, Version: currentVersion().Version})
 	if err != nil {
 		fmt.Fprintln(stderr, "demo:", err)
 		return 1
@@ -185,10 +183,18 @@ loop:
 	fmt.Fprintln(stdout, "demo: stopping")
 	ctx, cancel := contextWithTimeout(4 * time.Second)
 	defer cancel()
+	delivered := gw.Counters().ValuesDelivered.Load()
 	if err := gw.Stop(ctx); err != nil {
 		fmt.Fprintln(stderr, "demo: stop:", err)
 		return 1
 	}
+	// A timed run is a smoke test (CI runs one under emulation for each architecture):
+	// it passes only if values made it to the platform.
+	if *duration > 0 && delivered == 0 {
+		fmt.Fprintf(stderr, "demo: no value reached the platform in %s\n", *duration)
+		return 1
+	}
+	fmt.Fprintf(stdout, "demo: %d values delivered\n", delivered)
 	return 0
 }
 

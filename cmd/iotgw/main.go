@@ -3,6 +3,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -24,9 +25,6 @@ import (
 	_ "github.com/industryos/gateway/protocols/all"
 )
 
-// version is set with -ldflags "-X main.version=...".
-var version = "dev"
-
 const usage = `iotgw — IndustryOS IoT edge gateway
 
 usage:
@@ -34,6 +32,7 @@ usage:
   iotgw check -c tb_gateway.json   validate the config and print every problem
   iotgw demo                       run a self-contained demo (Modbus simulator + embedded broker)
   iotgw sim modbus [flags]         run the Modbus TCP device simulator alone
+  iotgw health [--url URL]         exit 0 if a running gateway's /healthz answers 200
   iotgw version
 `
 
@@ -60,8 +59,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdDemo(args[1:], stdout, stderr)
 	case "sim":
 		return cmdSim(args[1:], stdout, stderr)
+	case "health":
+		return cmdHealth(args[1:], stdout, stderr)
 	case "version", "--version", "-v":
-		fmt.Fprintln(stdout, "iotgw", version)
+		fmt.Fprint(stdout, currentVersion())
 		return 0
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
@@ -116,17 +117,26 @@ func runLogLevel(fs *flag.FlagSet, flagValue string, cfg *config.Gateway) zerolo
 }
 
 // parseFlags parses fs and builds the logger from its --log-level flag, which
-// the caller registered as level; it returns false after printing the reason.
-func parseFlags(fs *flag.FlagSet, args []string, level *string, stderr io.Writer) (zerolog.Logger, bool) {
+// the caller registered as level; when it returns false the command exits
+// with code (0 after --help, 2 after printing what was wrong).
+func parseFlags(fs *flag.FlagSet, args []string, level *string, stderr io.Writer) (log zerolog.Logger, code int, ok bool) {
 	if err := fs.Parse(args); err != nil {
-		return zerolog.Nop(), false
+		return zerolog.Nop(), flagExit(err), false
 	}
 	log, err := newLogger(stderr, *level)
 	if err != nil {
 		fmt.Fprintln(stderr, "iotgw:", err)
-		return log, false
+		return log, 2, false
 	}
-	return log, true
+	return log, 0, true
+}
+
+// flagExit is the exit code after fs.Parse failed: --help or -h is a request, not an error.
+func flagExit(err error) int {
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	return 2
 }
 
 func envOr(key, def string) string {
@@ -141,16 +151,40 @@ func printProblems(w io.Writer, cfg *config.Gateway) {
 		return
 	}
 	for _, p := range cfg.Problems.List {
+		if p.Msg == "invalid JSON: unexpected EOF" {
+			p.Msg += truncatedAt(filepath.Join(filepath.Dir(cfg.File), p.File))
+		}
 		fmt.Fprintln(w, p.String())
 	}
 }
 
+// truncatedAt says where a truncated file ends: encoding/json reports no position for it.
+func truncatedAt(path string) string {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	line, col := 1, 1
+	for _, c := range raw {
+		if c == '\n' {
+			line++
+			col = 1
+		} else {
+			col++
+		}
+	}
+	return fmt.Sprintf(" at line %d column %d (the file ends there: truncated?)", line, col)
+}
+
 func cmdCheck(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("check", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("check", stderr)
 	path := fs.String("c", "tb_gateway.json", "main config file (JSON or YAML)")
 	if err := fs.Parse(args); err != nil {
-		return 2
+		return flagExit(err)
+	}
+	if hint := connectorFileHint(*path); hint != "" {
+		fmt.Fprintln(stderr, hint)
+		return 1
 	}
 	cfg, err := config.Load(*path, os.Getenv)
 	printProblems(stderr, cfg)
@@ -174,13 +208,12 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 }
 
 func cmdRun(args []string, stderr io.Writer) int {
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("run", stderr)
 	path := fs.String("c", "tb_gateway.json", "main config file (JSON or YAML)")
 	level := fs.String("log-level", envOr("IOTGW_LOG_LEVEL", "info"), "log level")
-	log, ok := parseFlags(fs, args, level, stderr)
+	log, code, ok := parseFlags(fs, args, level, stderr)
 	if !ok {
-		return 2
+		return code
 	}
 	cfg, err := config.Load(*path, os.Getenv)
 	if err != nil {
@@ -205,6 +238,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 	for _, w := range logWarnings {
 		log.Warn().Msg(w)
 	}
+	applyMemoryLimit(cfg.Resources.MemoryLimitMB, log)
 	if path := os.Getenv("IOTGW_CPUPROFILE"); path != "" {
 		// Developer aid for the bench: the HTTP pprof endpoint comes with observability.
 		if f, err := os.Create(path); err == nil && pprof.StartCPUProfile(f) == nil {
@@ -222,13 +256,27 @@ func cmdRun(args []string, stderr io.Writer) int {
 	// Caught before the tree starts: a stop asked for during start-up (a
 	// service manager's quick restart) still gets the orderly shutdown.
 	sig := stopSignals()
-	gw, err := actors.Start(actors.Options{Config: cfg, Logger: log, Version: version, RemoteLog: remote})
+	bv := currentVersion()
+	sd := newSDNotifier(os.Getenv)
+	opts := actors.Options{Config: cfg, Logger: log, Version: bv.Version, RemoteLog: remote}
+	if every := sd.pingEvery(); every > 0 {
+		opts.AliveEvery = every
+		opts.Alive = func() {
+			if err := sd.notify("WATCHDOG=1"); err != nil {
+				log.Warn().Err(err).Msg("systemd watchdog ping")
+			}
+		}
+	}
+	gw, err := actors.Start(opts)
 	if err != nil {
 		log.Error().Err(err).Msg("cannot start")
 		return 1
 	}
-	log.Info().Str("version", version).Str("config", *path).Int("connectors", len(cfg.Connectors)).Msg("gateway started")
-	return waitAndStop(gw, sig, log)
+	if err := sd.notify("READY=1\nSTATUS=running"); err != nil {
+		log.Warn().Err(err).Msg("systemd notify")
+	}
+	log.Info().Str("version", bv.Version).Str("commit", bv.Commit).Str("config", *path).Int("connectors", len(cfg.Connectors)).Msg("gateway started")
+	return waitAndStop(gw, sig, log, sd)
 }
 
 // stopSignals starts catching SIGINT and SIGTERM for waitAndStop.
@@ -240,9 +288,10 @@ func stopSignals() chan os.Signal {
 
 // waitAndStop blocks until SIGINT/SIGTERM and stops the tree in order; a second
 // signal, or the 5 s budget running out, exits at once.
-func waitAndStop(gw *actors.Gateway, sig chan os.Signal, log zerolog.Logger) int {
+func waitAndStop(gw *actors.Gateway, sig chan os.Signal, log zerolog.Logger, sd sdNotifier) int {
 	s := <-sig
 	log.Info().Str("signal", s.String()).Msg("stopping")
+	_ = sd.notify("STOPPING=1")
 	ctx, cancel := context.WithTimeout(context.Background(), 4500*time.Millisecond)
 	defer cancel()
 	done := make(chan error, 1)

@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -50,5 +52,39 @@ func TestUsage(t *testing.T) {
 	}
 	if code := run([]string{"run", "--log-level", "loud", "-c", "x"}, &out, &errOut); code != 2 || !strings.Contains(errOut.String(), `unknown log level "loud"`) {
 		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+}
+
+func TestCheckConnectorFile(t *testing.T) {
+	var out, errOut bytes.Buffer
+	code := run([]string{"check", "-c", "../../examples/modbus.json"}, &out, &errOut)
+	if code != 1 {
+		t.Fatalf("exit %d", code)
+	}
+	for _, want := range []string{"modbus.json looks like a connector file", "tb_gateway.json: connectors[0].configuration refers to it"} {
+		if !strings.Contains(errOut.String(), want) {
+			t.Errorf("missing %q in:\n%s", want, errOut.String())
+		}
+	}
+}
+
+func TestCheckTruncatedAndMissing(t *testing.T) {
+	dir := t.TempDir()
+	trunc := filepath.Join(dir, "tb_gateway.json")
+	if err := os.WriteFile(trunc, []byte("{\"thingsboard\": {\"host\": \"h\",\n \"port\": 1883,\n \"security\": {\"acc"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	if code := run([]string{"check", "-c", trunc}, &out, &errOut); code != 1 || !strings.Contains(errOut.String(), "invalid JSON: unexpected EOF at line 3 column 19 (the file ends there") {
+		t.Fatalf("exit %d:\n%s", code, errOut.String())
+	}
+	missing := `{"thingsboard": {"host": "h", "port": 1883, "security": {"accessToken": "t"}},
+  "connectors": [{"type": "modbus", "name": "m", "configuration": "nope.json"}]}`
+	if err := os.WriteFile(trunc, []byte(missing), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	errOut.Reset()
+	if code := run([]string{"check", "-c", trunc}, &out, &errOut); code != 1 || !strings.Contains(errOut.String(), `tb_gateway.json: connectors[0].configuration: cannot read "nope.json" (connector "m")`) {
+		t.Fatalf("exit %d:\n%s", code, errOut.String())
 	}
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -11,12 +10,15 @@ import (
 )
 
 func cmdSim(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
+		fmt.Fprintln(stdout, "usage: iotgw sim modbus [flags]   (iotgw sim modbus --help lists them)")
+		return 0
+	}
 	if len(args) == 0 || args[0] != "modbus" {
 		fmt.Fprintln(stderr, "usage: iotgw sim modbus [--devices N] [--registers M] [--port P] [--config FILE]")
 		return 2
 	}
-	fs := flag.NewFlagSet("sim modbus", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("sim modbus", stderr)
 	devices := fs.Int("devices", 10, "devices (unit ids 1..N, at most 247)")
 	registers := fs.Int("registers", 10, "holding registers per device")
 	port := fs.Int("port", 5020, "TCP port")
@@ -24,7 +26,7 @@ func cmdSim(args []string, stdout, stderr io.Writer) int {
 	poll := fs.Duration("poll", time.Second, "poll period written into the generated gateway config")
 	cfgOut := fs.String("config", "", "also write a matching modbus connector config to this file")
 	if err := fs.Parse(args[1:]); err != nil {
-		return 2
+		return flagExit(err)
 	}
 	if *devices < 1 || *devices > 247 {
 		fmt.Fprintf(stderr, "sim: --devices %d out of range (want 1..247)\n", *devices)

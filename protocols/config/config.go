@@ -100,6 +100,7 @@ type Gateway struct {
 	// Unsupported lists the connectors of types this build does not have:
 	// they are left out and reported, and the others run.
 	Unsupported []Unsupported
+	Resources   Resources
 	Problems    *spec.Problems
 }
 
@@ -136,6 +137,7 @@ func Load(path string, getenv func(string) string) (*Gateway, error) {
 	g.Storage = parseStorage(root, dir)
 	g.HTTP = parseHTTP(root, getenv)
 	g.Logs = parseLogs(root)
+	g.Resources = parseResources(root)
 	root.Known("grpc", "connectors")
 	g.Connectors, g.Unsupported = parseConnectors(root, dir, g.ThingsBoard.Report)
 	root.Done()
@@ -485,10 +487,12 @@ func parseConnectors(root *spec.Obj, dir string, global protocols.ReportStrategy
 			path = filepath.Join(dir, path)
 		}
 		c := Connector{Name: name, Type: typ, File: path, RemoteLogging: remoteLogging}
+		mainFile, key := root.File(), co.KeyPath("configuration")
 		build := func(ps *spec.Problems) (protocols.Connector, error) {
 			raw, err := os.ReadFile(path)
 			if err != nil {
-				ps.Errorf(file, "", "cannot read connector %q configuration: %v", name, unwrapPath(err))
+				// Named by the main file's key, which is what the reader has to fix.
+				ps.Errorf(mainFile, key, "cannot read %q (connector %q): %v", file, name, unwrapPath(err))
 				return nil, ps.Err()
 			}
 			obj := spec.Parse(ps, filepath.Base(path), raw)

@@ -1,0 +1,53 @@
+package actors
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/industryos/gateway/persistence"
+	"github.com/industryos/gateway/tests/testenv"
+)
+
+// TestWatchdog: Alive is called while the core actors answer and no longer once one of them
+// is gone.
+func TestWatchdog(t *testing.T) {
+	b := testenv.StartMochi(t, testenv.AllowAll())
+	alive := make(chan struct{}, 1000)
+	gw, err := Start(Options{
+		Config:     testConfig(t, b.Addr(), &counterDevice{}),
+		Logger:     zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.ErrorLevel),
+		Journal:    persistence.OpenMemory(persistence.Options{}),
+		Alive:      func() { alive <- struct{}{} },
+		AliveEvery: 20 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = gw.Stop(ctx)
+	}()
+	for range 3 {
+		select {
+		case <-alive:
+		case <-time.After(10 * time.Second):
+			t.Fatal("Alive not called")
+		}
+	}
+	gw.sys.Root.StopFuture(gw.registry).Wait()
+	deadline := time.After(10 * time.Second)
+	for quiet := 0; quiet < 10; { // ten periods in a row without a call
+		select {
+		case <-alive:
+			quiet = 0
+		case <-time.After(20 * time.Millisecond):
+			quiet++
+		case <-deadline:
+			t.Fatal("Alive still called with the registry gone")
+		}
+	}
+}

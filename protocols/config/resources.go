@@ -1,0 +1,23 @@
+package config
+
+import "github.com/industryos/gateway/protocols/spec"
+
+// Resources is our own "resources" section (upstream has none): limits for small boxes.
+type Resources struct {
+	// MemoryLimitMB is the Go runtime's soft memory limit in MiB; 0 leaves it to GOMEMLIMIT
+	// or, without that, to 90 % of the cgroup (container, systemd MemoryMax) limit.
+	MemoryLimitMB int64
+}
+
+func parseResources(root *spec.Obj) Resources {
+	var r Resources
+	if o := root.Obj("resources"); o != nil {
+		// 16 MiB is below what the gateway needs to start; 1 TiB is a typo.
+		r.MemoryLimitMB = o.IntRange("memoryLimitMB", 0, 0, 1<<20)
+		if r.MemoryLimitMB > 0 && r.MemoryLimitMB < 16 {
+			o.Errorf("memoryLimitMB", "%d is below the 16 MiB the gateway needs", r.MemoryLimitMB)
+		}
+		o.Done()
+	}
+	return r
+}
