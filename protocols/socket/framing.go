@@ -64,8 +64,11 @@ func (f *lineFramer) Next() ([]byte, error) {
 		case errors.Is(err, io.EOF) && len(line) > 0:
 			// The peer closed after an unterminated last line: still a message.
 			line = bytes.TrimSuffix(line, []byte("\r"))
-			if len(line) == 0 {
+			switch {
+			case len(line) == 0:
 				return nil, io.EOF
+			case len(line) > f.max:
+				return nil, fmt.Errorf("%w (%d bytes): line dropped", ErrTooLong, f.max)
 			}
 			return line, nil
 		default:
