@@ -28,6 +28,9 @@ const (
 	writeTimeout = 10 * time.Second
 	// attributeRequestTimeout bounds one platform round trip.
 	attributeRequestTimeout = 20 * time.Second
+	// maxAttributeRequests bounds the UDP server's concurrent platform
+	// round trips.
+	maxAttributeRequests = 8
 	// maxDatagram is the largest UDP payload.
 	maxDatagram = 65535
 )
@@ -329,7 +332,23 @@ func (c *Connector) serveUDP(ctx context.Context, u *net.UDPConn, sink protocols
 	buf := make([]byte, min(c.cfg.BufferSize+1, maxDatagram))
 	// The filter result per sender; bounded so a scan of ports cannot grow it.
 	cache := map[string][]*device{}
-	var st convState
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	// At most this many round trips at once; beyond, the reader waits.
+	sem := make(chan struct{}, maxAttributeRequests)
+	st := convState{async: func(f func()) {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			f()
+		}()
+	}}
 	for {
 		n, from, err := u.ReadFromUDP(buf)
 		if err != nil {
@@ -377,7 +396,16 @@ func (c *Connector) match(addr string) []*device {
 	return out
 }
 
-type convState struct{ errs []KeyError }
+// convState is one reader's scratch space and how it answers attribute
+// requests.
+type convState struct {
+	errs []KeyError
+	// async runs an attribute request's platform round trip beside the
+	// reader; nil runs it inline. TCP runs inline, so a connection's
+	// answer comes before anything it sent later is handled; the one UDP
+	// reader serves every peer and must not wait for the platform.
+	async func(func())
+}
 
 // deliver hands one message to every device it belongs to: as an
 // attribute request when it is one, otherwise as values. It returns false
@@ -390,7 +418,7 @@ func (c *Connector) deliver(ctx context.Context, sink protocols.Sink, p *peer, d
 	}
 	for _, d := range devs {
 		d.last.Store(p)
-		if c.attrRequest(ctx, sink, d, p, msg) {
+		if c.attrRequest(ctx, sink, d, p, msg, st) {
 			continue
 		}
 		var r protocols.Reading
@@ -417,41 +445,49 @@ func (c *Connector) deliver(ctx context.Context, sink protocols.Sink, p *peer, d
 	return true
 }
 
-// attrRequest answers msg when it is one of d's attribute requests: the
-// platform's values are written back to the peer as a JSON object.
-func (c *Connector) attrRequest(ctx context.Context, sink protocols.Sink, d *device, p *peer, msg []byte) bool {
+// attrRequest reports whether msg is one of d's attribute requests and
+// answers it: the platform's values are written back to the peer as one
+// JSON object.
+func (c *Connector) attrRequest(ctx context.Context, sink protocols.Sink, d *device, p *peer, msg []byte, st *convState) bool {
 	for _, ar := range d.cfg.Requests {
 		if !ar.Matches(msg) {
 			continue
 		}
-		where := "socket " + p.addr + " " + ar.Path
 		keys, err := ar.Keys(msg)
 		if err != nil {
-			sink.Malformed(where, fmt.Errorf("device %q: %w", d.cfg.Name, err))
+			sink.Malformed("socket "+p.addr+" "+ar.Path, fmt.Errorf("device %q: %w", d.cfg.Name, err))
 			return true
 		}
-		rctx, cancel := context.WithTimeout(ctx, attributeRequestTimeout)
-		values, err := sink.RequestAttributes(rctx, d.cfg.Name, ar.Client, keys)
-		cancel()
-		if err != nil {
-			if ctx.Err() == nil {
-				c.log.Warn().Err(err).Str("device", d.cfg.Name).Strs("keys", keys).Msg("attribute request not answered")
-			}
-			return true
-		}
-		if values == nil {
-			values = map[string]json.RawMessage{}
-		}
-		out, err := json.Marshal(values)
-		if err == nil {
-			err = c.write(ctx, p, out)
-		}
-		if err != nil && ctx.Err() == nil {
-			c.log.Warn().Err(err).Str("device", d.cfg.Name).Str("peer", p.addr).Msg("attribute response not written")
+		if st.async != nil {
+			st.async(func() { c.answer(ctx, sink, d, p, ar, keys) })
+		} else {
+			c.answer(ctx, sink, d, p, ar, keys)
 		}
 		return true
 	}
 	return false
+}
+
+func (c *Connector) answer(ctx context.Context, sink protocols.Sink, d *device, p *peer, ar *AttrRequest, keys []string) {
+	rctx, cancel := context.WithTimeout(ctx, attributeRequestTimeout)
+	values, err := sink.RequestAttributes(rctx, d.cfg.Name, ar.Client, keys)
+	cancel()
+	if err != nil {
+		if ctx.Err() == nil {
+			c.log.Warn().Err(err).Str("device", d.cfg.Name).Strs("keys", keys).Msg("attribute request not answered")
+		}
+		return
+	}
+	if values == nil {
+		values = map[string]json.RawMessage{}
+	}
+	out, err := json.Marshal(values)
+	if err == nil {
+		err = c.write(ctx, p, out)
+	}
+	if err != nil && ctx.Err() == nil {
+		c.log.Warn().Err(err).Str("device", d.cfg.Name).Str("peer", p.addr).Msg("attribute response not written")
+	}
 }
 
 // write sends b to a peer: on its TCP connection, or as a datagram from the
