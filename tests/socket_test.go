@@ -72,12 +72,24 @@ func readExactly(t *testing.T, nc net.Conn, n int, what string) string {
 // connection; a shared attribute update and an RPC from the platform are
 // written to its connection and the RPC's reply reaches the platform.
 func TestSocketConnectorEndToEnd(t *testing.T) {
+	socketEndToEnd(t, func(path string) { startGateway(t, path, nil) })
+}
+
+// The same through the built binary.
+func TestSocketConnectorBuiltBinary(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	socketEndToEnd(t, func(path string) { runBinary(t, path) })
+}
+
+func socketEndToEnd(t *testing.T, start func(path string)) {
 	platform := testenv.StartMosquitto(t)
 	plat := testenv.Subscribe(t, platform.Addr(), "v1/gateway/#")
 	port := freeTCPPort(t)
 	path := writeConfig(t, t.TempDir(), platform.Addr(), `{"type": "memory"}`,
 		map[string][]byte{"socket": socketConnectorConfig(port)})
-	startGateway(t, path, nil)
+	start(path)
 
 	dev := dialUntilUp(t, fmt.Sprintf("127.0.0.1:%d", port))
 	// One message split over two writes arrives as one.
