@@ -10,7 +10,9 @@ import (
 )
 
 func TestConvertShapes(t *testing.T) {
-	s := func(oid, v string) gosnmp.SnmpPDU { return gosnmp.SnmpPDU{Name: oid, Type: gosnmp.OctetString, Value: []byte(v)} }
+	s := func(oid, v string) gosnmp.SnmpPDU {
+		return gosnmp.SnmpPDU{Name: oid, Type: gosnmp.OctetString, Value: []byte(v)}
+	}
 	tt := gosnmp.SnmpPDU{Name: ".1.3.6.1.2.1.1.3.0", Type: gosnmp.TimeTicks, Value: uint32(42)}
 	for _, tc := range []struct {
 		method string
