@@ -90,7 +90,8 @@ func deviceJSON(port int, version, extra string) string {
    {"key":"bulkwalk","method":"bulkwalk","oid":["1.3.6.1.2.1.1.9.1.3"]},
    {"key":"bulkget","method":"bulkget","scalarOid":["1.3.6.1.2.1.1.4"],"repeatingOid":["1.3.6.1.2.1.1.9.1.2"],"maxListSize":3},
    {"key":"table","method":"table","oid":"1.3.6.1.2.1.1.9"}],
- "attributeUpdateRequests":[{"attributeFilter":"location","method":"set","oid":"1.3.6.1.2.1.1.6.0"}],
+ "attributeUpdateRequests":[{"attributeFilter":"location","method":"set","oid":"1.3.6.1.2.1.1.6.0"},
+   {"attributeFilter":"contact","method":"multiset","mappings":{"1.3.6.1.2.1.1.4.0":"${attribute}","1.3.6.1.2.1.1.5.0":"fixed-name"}}],
  "serverSideRpcRequests":[{"requestFilter":"setContact","method":"set","oid":"1.3.6.1.2.1.1.4.0"},
    {"requestFilter":"getContact","method":"get","oid":"1.3.6.1.2.1.1.4.0"}]}]}`, port, version, extra)
 }
@@ -140,6 +141,13 @@ func TestPollAndWriteAgainstSnmpd(t *testing.T) {
 			v, err := d.ReadKey(ctx, &KeyConfig{Key: "loc", Method: "get", OIDs: []string{".1.3.6.1.2.1.1.6.0"}, Timeout: time.Second})
 			if err != nil || v.S != want {
 				t.Fatalf("location after set = %+v, %v", v, err)
+			}
+			if _, err := d.UpdateAttributes(ctx, map[string]json.RawMessage{"contact": json.RawMessage(`"multi-` + tc.name + `"`)}); err != nil {
+				t.Fatalf("multiset: %v", err)
+			}
+			v, err = d.ReadKey(ctx, &KeyConfig{Key: "m", Method: "multiget", OIDs: []string{".1.3.6.1.2.1.1.4.0", ".1.3.6.1.2.1.1.5.0"}, Timeout: time.Second})
+			if err != nil || v.S != "multi-"+tc.name+",fixed-name" {
+				t.Fatalf("after multiset = %+v, %v", v, err)
 			}
 			res, err := d.RPC(ctx, protocols.RPCRequest{Method: "setContact", Params: json.RawMessage(`"ops-` + tc.name + `"`)})
 			if err != nil || string(res) != `{"result":{"value":"ops-`+tc.name+`"}}` {
