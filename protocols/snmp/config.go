@@ -1,0 +1,404 @@
+package snmp
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/gosnmp/gosnmp"
+
+	"github.com/industryos/gateway/protocols"
+	"github.com/industryos/gateway/protocols/pyre"
+	"github.com/industryos/gateway/protocols/report"
+	"github.com/industryos/gateway/protocols/spec"
+)
+
+// Defaults as upstream: port 161, pollPeriod 10 s, timeout 6 s. Retries is
+// ours; upstream's library retried, which multiplied a dead agent's cost.
+const (
+	DefaultPort       = 161
+	DefaultPollPeriod = 10 * time.Second
+	DefaultTimeout    = 6 * time.Second
+	DefaultBulkSize   = 10
+	// maxOIDs is what one request carries at most (the library's MaxOids).
+	maxOIDs = gosnmp.MaxOids
+)
+
+// Read methods (attributes and telemetry) and write methods.
+var (
+	readMethods  = []string{"get", "multiget", "getnext", "multigetnext", "walk", "multiwalk", "bulkget", "bulkwalk", "table", "bulktable"}
+	writeMethods = []string{"set", "multiset"}
+)
+
+// Config is a parsed snmp connector file.
+type Config struct {
+	Name    string
+	ID      string
+	Report  protocols.ReportStrategy
+	Devices []*DeviceConfig
+}
+
+// DeviceConfig is one devices[] entry: one polled agent.
+type DeviceConfig struct {
+	Path       string
+	DeviceName string
+	DeviceType string
+	IP         string
+	Port       int
+	PollPeriod time.Duration
+	Timeout    time.Duration
+	Retries    int
+	Report     protocols.ReportStrategy
+
+	// Version is gosnmp.Version1 (upstream's only one), Version2c or Version3.
+	Version   gosnmp.SnmpVersion
+	Community string
+	// V3 holds the user when Version is 3.
+	V3 *V3User
+
+	Attributes []*KeyConfig
+	Telemetry  []*KeyConfig
+	AttrWrites []*WriteConfig
+	RPC        []*WriteConfig
+}
+
+// V3User is an SNMPv3 USM user (our extension: upstream speaks v1 only).
+type V3User struct {
+	User         string
+	Level        gosnmp.SnmpV3MsgFlags
+	AuthProtocol gosnmp.SnmpV3AuthProtocol
+	AuthKey      string
+	PrivProtocol gosnmp.SnmpV3PrivProtocol
+	PrivKey      string
+	ContextName  string
+}
+
+// KeyConfig is one attributes[] or telemetry[] entry.
+type KeyConfig struct {
+	Path   string
+	Key    string
+	Method string
+	OIDs   []string // oid as a list; one element for single-OID methods
+	// ScalarOIDs and RepeatingOIDs are bulkget's.
+	ScalarOIDs    []string
+	RepeatingOIDs []string
+	MaxListSize   int
+	BulkSize      int
+	Community     string // empty: the device's
+	Timeout       time.Duration
+	Report        protocols.ReportStrategy
+}
+
+// WriteConfig is one attributeUpdateRequests[] or serverSideRpcRequests[]
+// entry.
+type WriteConfig struct {
+	Path   string
+	Filter *pyre.Regexp // attributeFilter or requestFilter
+	Method string
+	OIDs   []string
+	// Mappings is multiset's {oid: value}; "${attribute}" (any ${...})
+	// stands for the value received.
+	Mappings map[string]string
+	Read     *KeyConfig // for read methods in serverSideRpcRequests
+	Timeout  time.Duration
+}
+
+// Parse reads an snmp connector file. Problems go to root.Problems().
+func Parse(root *spec.Obj, global protocols.ReportStrategy) *Config {
+	cfg := &Config{}
+	if root == nil {
+		return cfg
+	}
+	cfg.Name = root.Str("name", "")
+	cfg.ID = root.Str("id", "")
+	root.Known("logLevel", "enableRemoteLogging", "configVersion")
+	cfg.Report = report.Parse(root)
+	inherited := cfg.Report.Or(global)
+	if _, present := root.Raw()["devices"]; !present {
+		root.Errorf("devices", "is required")
+	}
+	ps := root.Problems()
+	names := map[string]string{}
+	for _, do := range root.List("devices") {
+		mark := ps.Mark()
+		d := parseDevice(do, inherited)
+		if d != nil && d.DeviceName != "" {
+			if prev, dup := names[d.DeviceName]; dup {
+				do.Errorf("deviceName", "%q is already used by %s", d.DeviceName, prev)
+			}
+		}
+		if ps.SkipSince(mark) || d == nil {
+			continue
+		}
+		names[d.DeviceName] = d.Path
+		cfg.Devices = append(cfg.Devices, d)
+	}
+	root.Done()
+	return cfg
+}
+
+func parseDevice(o *spec.Obj, inherited protocols.ReportStrategy) *DeviceConfig {
+	d := &DeviceConfig{Path: o.Path()}
+	d.DeviceName = o.RequiredStr("deviceName")
+	d.DeviceType = o.Str("deviceType", "default")
+	d.IP = o.RequiredStr("ip")
+	d.Port = int(o.IntRange("port", DefaultPort, 1, 65535))
+	d.PollPeriod = time.Duration(o.IntRange("pollPeriod", DefaultPollPeriod.Milliseconds(), 1, 1<<40)) * time.Millisecond
+	d.Timeout = seconds(o, "timeout", DefaultTimeout)
+	d.Retries = int(o.IntRange("retries", 0, 0, 10))
+	d.Report = report.Parse(o).Or(inherited)
+	if o.Has("converter") {
+		// Upstream loads a Python class here; its output shape is the
+		// class's own, so guessing with the default would send wrong data.
+		o.Errorf("converter", "custom converter class %q is not supported; device skipped", o.Str("converter", ""))
+	}
+	switch v := strings.ToLower(strings.TrimPrefix(strings.ToLower(o.Str("version", "1")), "v")); v {
+	case "1":
+		d.Version = gosnmp.Version1
+	case "2", "2c":
+		d.Version = gosnmp.Version2c
+	case "3":
+		d.Version = gosnmp.Version3
+	default:
+		o.Errorf("version", "unknown SNMP version %q (want 1, 2c or 3)", v)
+	}
+	if d.Version == gosnmp.Version3 {
+		d.V3 = parseV3(o)
+		o.Known("community")
+	} else {
+		d.Community = o.Str("community", "")
+		if !o.Has("community") {
+			o.Warnf("community", "absent; using \"public\"")
+			d.Community = "public"
+		}
+		o.Known("user", "securityLevel", "authProtocol", "authKey", "privacyProtocol", "privacyKey", "contextName")
+	}
+	for _, sec := range []string{"attributes", "telemetry"} {
+		for _, ko := range o.List(sec) {
+			mark := o.Problems().Mark()
+			k := parseKey(ko, d, true)
+			if o.Problems().SkipSince(mark) {
+				continue
+			}
+			if sec == "attributes" {
+				d.Attributes = append(d.Attributes, k)
+			} else {
+				d.Telemetry = append(d.Telemetry, k)
+			}
+		}
+	}
+	for _, wo := range o.List("attributeUpdateRequests") {
+		mark := o.Problems().Mark()
+		w := parseWrite(wo, d, "attributeFilter", false)
+		if !o.Problems().SkipSince(mark) {
+			d.AttrWrites = append(d.AttrWrites, w)
+		}
+	}
+	for _, wo := range o.List("serverSideRpcRequests") {
+		mark := o.Problems().Mark()
+		w := parseWrite(wo, d, "requestFilter", true)
+		if !o.Problems().SkipSince(mark) {
+			d.RPC = append(d.RPC, w)
+		}
+	}
+	o.Done()
+	return d
+}
+
+func parseV3(o *spec.Obj) *V3User {
+	u := &V3User{}
+	u.User = o.RequiredStr("user")
+	u.AuthKey = o.Str("authKey", "")
+	u.PrivKey = o.Str("privacyKey", "")
+	u.ContextName = o.Str("contextName", "")
+	auth := o.Enum("authProtocol", "", "MD5", "SHA", "SHA224", "SHA256", "SHA384", "SHA512")
+	priv := o.Enum("privacyProtocol", "", "DES", "AES", "AES192", "AES256", "AES192C", "AES256C")
+	u.AuthProtocol = map[string]gosnmp.SnmpV3AuthProtocol{"": gosnmp.NoAuth, "MD5": gosnmp.MD5, "SHA": gosnmp.SHA,
+		"SHA224": gosnmp.SHA224, "SHA256": gosnmp.SHA256, "SHA384": gosnmp.SHA384, "SHA512": gosnmp.SHA512}[auth]
+	u.PrivProtocol = map[string]gosnmp.SnmpV3PrivProtocol{"": gosnmp.NoPriv, "DES": gosnmp.DES, "AES": gosnmp.AES,
+		"AES192": gosnmp.AES192, "AES256": gosnmp.AES256, "AES192C": gosnmp.AES192C, "AES256C": gosnmp.AES256C}[priv]
+	def := "noAuthNoPriv"
+	switch {
+	case u.PrivProtocol != gosnmp.NoPriv:
+		def = "authPriv"
+	case u.AuthProtocol != gosnmp.NoAuth:
+		def = "authNoPriv"
+	}
+	switch o.Enum("securityLevel", def, "noAuthNoPriv", "authNoPriv", "authPriv") {
+	case "noAuthNoPriv":
+		u.Level = gosnmp.NoAuthNoPriv
+	case "authNoPriv":
+		u.Level = gosnmp.AuthNoPriv
+		if u.AuthProtocol == gosnmp.NoAuth {
+			o.Errorf("authProtocol", "is required for securityLevel authNoPriv")
+		}
+	case "authPriv":
+		u.Level = gosnmp.AuthPriv
+		if u.AuthProtocol == gosnmp.NoAuth || u.PrivProtocol == gosnmp.NoPriv {
+			o.Errorf("privacyProtocol", "authProtocol and privacyProtocol are required for securityLevel authPriv")
+		}
+	}
+	// Never echo the keys: only their length matters to the check.
+	if u.Level&gosnmp.AuthNoPriv != 0 && len(u.AuthKey) < 8 {
+		o.Errorf("authKey", "must be at least 8 characters")
+	}
+	if u.Level == gosnmp.AuthPriv && len(u.PrivKey) < 8 {
+		o.Errorf("privacyKey", "must be at least 8 characters")
+	}
+	return u
+}
+
+// seconds reads a timeout in seconds (upstream's unit), fractions allowed.
+func seconds(o *spec.Obj, key string, def time.Duration) time.Duration {
+	if !o.Has(key) {
+		return def
+	}
+	f := o.Float(key, def.Seconds())
+	if f <= 0 || f > 3600 {
+		o.Errorf(key, "%v is out of range (want 0 < seconds <= 3600)", f)
+		return def
+	}
+	return time.Duration(f * float64(time.Second))
+}
+
+// oids reads key as one OID or a list of OIDs.
+func oids(o *spec.Obj, key string, required bool) []string {
+	v, ok := o.Any(key)
+	if !ok {
+		if required {
+			o.Errorf(key, "is required")
+		}
+		return nil
+	}
+	var out []string
+	switch t := v.(type) {
+	case string:
+		out = []string{t}
+	case []any:
+		out = o.Strings(key)
+	default:
+		o.Errorf(key, "expected an OID string or a list of them, got %s", spec.Describe(v))
+		return nil
+	}
+	for i, s := range out {
+		n, err := normOID(s)
+		if err != nil {
+			o.Errorf(key, "%v", err)
+			return nil
+		}
+		out[i] = n
+	}
+	if required && len(out) == 0 {
+		o.Errorf(key, "must name at least one OID")
+	}
+	return out
+}
+
+// normOID checks a numeric OID and gives it the leading dot gosnmp uses.
+func normOID(s string) (string, error) {
+	t := strings.TrimPrefix(strings.TrimSpace(s), ".")
+	if t == "" {
+		return "", fmt.Errorf("empty OID %q", s)
+	}
+	for _, part := range strings.Split(t, ".") {
+		if part == "" || len(part) > 10 || strings.Trim(part, "0123456789") != "" {
+			return "", fmt.Errorf("%q is not a numeric OID (want e.g. \"1.3.6.1.2.1.1.1.0\")", s)
+		}
+	}
+	return "." + t, nil
+}
+
+func parseKey(o *spec.Obj, d *DeviceConfig, needKey bool) *KeyConfig {
+	k := &KeyConfig{Path: o.Path()}
+	if needKey {
+		k.Key = o.RequiredStr("key")
+	}
+	k.Method = strings.ToLower(o.RequiredStr("method"))
+	known := false
+	for _, m := range readMethods {
+		known = known || m == k.Method
+	}
+	if !known && k.Method != "" {
+		if k.Method == "set" || k.Method == "multiset" {
+			o.Errorf("method", "%q writes; it belongs in attributeUpdateRequests or serverSideRpcRequests", k.Method)
+		} else {
+			o.Errorf("method", "unknown method %q (want one of: %s)", k.Method, strings.Join(readMethods, ", "))
+		}
+	}
+	if k.Method == "bulkget" {
+		k.ScalarOIDs = oids(o, "scalarOid", false)
+		k.RepeatingOIDs = oids(o, "repeatingOid", false)
+		k.MaxListSize = int(o.IntRange("maxListSize", 1, 1, 1000))
+		if len(k.ScalarOIDs)+len(k.RepeatingOIDs) == 0 {
+			o.Errorf("scalarOid", "bulkget needs scalarOid or repeatingOid")
+		}
+		o.Known("oid")
+	} else {
+		k.OIDs = oids(o, "oid", true)
+		o.Known("scalarOid", "repeatingOid", "maxListSize")
+	}
+	if len(k.OIDs) > 1 && (k.Method == "get" || k.Method == "getnext" || k.Method == "walk" || k.Method == "table" || k.Method == "bulktable") {
+		o.Errorf("oid", "method %q takes one OID, got %d (use multiget, multiwalk or bulkwalk)", k.Method, len(k.OIDs))
+	}
+	k.BulkSize = int(o.IntRange("bulkSize", DefaultBulkSize, 1, 255))
+	o.Known("numBaseNodes")
+	k.Community = o.Str("community", "")
+	k.Timeout = seconds(o, "timeout", d.Timeout)
+	k.Report = report.Parse(o)
+	if needKey {
+		o.Done()
+	}
+	return k
+}
+
+func parseWrite(o *spec.Obj, d *DeviceConfig, filterKey string, rpc bool) *WriteConfig {
+	w := &WriteConfig{Path: o.Path()}
+	f := o.RequiredStr(filterKey)
+	if f != "" {
+		re, err := pyre.Compile(f, pyre.FullMatch)
+		if err != nil {
+			o.Errorf(filterKey, "invalid pattern %q: %v", f, err)
+		}
+		w.Filter = re
+	}
+	w.Method = strings.ToLower(o.RequiredStr("method"))
+	w.Timeout = seconds(o, "timeout", d.Timeout)
+	switch w.Method {
+	case "set":
+		w.OIDs = oids(o, "oid", true)
+		if len(w.OIDs) > 1 {
+			o.Errorf("oid", "set takes one OID, got %d (use multiset)", len(w.OIDs))
+		}
+	case "multiset":
+		if m := o.Obj("mappings"); m != nil {
+			w.Mappings = map[string]string{}
+			for oid := range m.Raw() {
+				n, err := normOID(oid)
+				if err != nil {
+					m.Errorf(oid, "%v", err)
+					continue
+				}
+				w.Mappings[n] = m.Str(oid, "")
+			}
+		} else if !rpc {
+			o.Errorf("mappings", "multiset needs mappings {oid: value}")
+		}
+		o.Known("oid")
+	default:
+		if !rpc {
+			o.Errorf("method", "unknown method %q (want set or multiset)", w.Method)
+			break
+		}
+		k := parseKey(o, d, false)
+		w.Read = k
+		w.OIDs = k.OIDs
+	}
+	o.Done()
+	return w
+}
+
+// valueTemplate reports whether a multiset mapping stands for the value
+// received ("${attribute}", or any "${...}").
+func valueTemplate(s string) bool {
+	return strings.HasPrefix(s, "${") && strings.HasSuffix(s, "}")
+}

@@ -1,0 +1,113 @@
+package tests
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gosnmp/gosnmp"
+
+	"github.com/industryos/gateway/tests/testenv"
+)
+
+// startSnmpd runs Debian's snmpd on a free loopback UDP port (v2c
+// communities public/private) and waits until it answers a get.
+func startSnmpd(t *testing.T) (int, *gosnmp.GoSNMP) {
+	t.Helper()
+	bin := "/usr/sbin/snmpd"
+	if _, err := os.Stat(bin); err != nil {
+		if os.Getenv("IOTGW_REQUIRE_PEERS") == "1" {
+			t.Fatal("snmpd not installed (apt-get install snmpd)")
+		}
+		t.Skip("snmpd not installed: apt-get install snmpd")
+	}
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "snmpd.conf")
+	if err := os.WriteFile(conf, []byte("rocommunity public 127.0.0.1\nrwcommunity private 127.0.0.1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := pc.LocalAddr().(*net.UDPAddr).Port
+	pc.Close()
+	cmd := exec.Command(bin, "-f", "-Lo", "-C", "-c", conf, "-p", filepath.Join(dir, "pid"), fmt.Sprintf("udp:127.0.0.1:%d", port))
+	cmd.Env = append(os.Environ(), "MIBS=", "SNMP_PERSISTENT_DIR="+dir)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	g := &gosnmp.GoSNMP{Target: "127.0.0.1", Port: uint16(port), Version: gosnmp.Version2c, Community: "public", Timeout: 200 * time.Millisecond}
+	if err := g.Connect(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { g.Conn.Close() })
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := g.Get([]string{".1.3.6.1.2.1.1.3.0"}); err == nil {
+			return port, g
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("snmpd did not answer on port %d", port)
+		}
+	}
+}
+
+// TestSNMPEndToEnd: snmpd → gateway → mosquitto for polled values, and
+// platform → gateway → snmpd for an attribute update and RPC.
+func TestSNMPEndToEnd(t *testing.T) {
+	m := testenv.StartMosquitto(t)
+	port, g := startSnmpd(t)
+	conf := fmt.Sprintf(`{"devices": [{"deviceName": "router", "deviceType": "snmp", "ip": "127.0.0.1", "port": %d,
+	  "pollPeriod": 200, "community": "private", "version": "2c", "timeout": 1,
+	  "telemetry": [{"key": "uptime", "method": "get", "oid": "1.3.6.1.2.1.1.3.0"},
+	    {"key": "system", "method": "walk", "oid": "1.3.6.1.2.1.1.9.1.2"}],
+	  "attributeUpdateRequests": [{"attributeFilter": "location", "method": "set", "oid": "1.3.6.1.2.1.1.6.0"}],
+	  "serverSideRpcRequests": [{"requestFilter": "setName", "method": "set", "oid": "1.3.6.1.2.1.1.5.0"},
+	    {"requestFilter": "getName", "method": "get", "oid": "1.3.6.1.2.1.1.5.0"}]}]}`, port)
+	sub := testenv.Subscribe(t, m.Addr(), "v1/gateway/rpc", "v1/gateway/telemetry")
+	path := writeConfig(t, t.TempDir(), m.Addr(), `{"type": "memory"}`, map[string][]byte{"snmp": []byte(conf)},
+		map[string]any{"syncDevicesSharedAttributesOnConnect": false})
+	startGateway(t, path, nil)
+	sub.WaitFor(t, 20*time.Second, func(msgs []testenv.Msg) bool {
+		for _, msg := range msgs {
+			if msg.Topic == "v1/gateway/telemetry" && strings.Contains(string(msg.Payload), `"uptime":`) &&
+				strings.Contains(string(msg.Payload), `"system":{"1.3.6.1.2.1.1.9.1.2.1":`) {
+				return true
+			}
+		}
+		return false
+	})
+	send := func(topic, body string) {
+		t.Helper()
+		if err := sub.Publish(context.Background(), topic, []byte(body), 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send("v1/gateway/rpc", `{"device":"router","data":{"id":1,"method":"setName","params":"gw-e2e"}}`)
+	if r := waitReply(t, sub, "v1/gateway/rpc", hasID("1")); string(r["data"]) != `{"result":{"value":"gw-e2e"}}` {
+		t.Errorf("setName: %s", r["data"])
+	}
+	send("v1/gateway/rpc", `{"device":"router","data":{"id":2,"method":"getName","params":null}}`)
+	if r := waitReply(t, sub, "v1/gateway/rpc", hasID("2")); string(r["data"]) != `{"result":{"value":"gw-e2e"}}` {
+		t.Errorf("getName: %s", r["data"])
+	}
+	send("v1/gateway/attributes", `{"device":"router","data":{"location":"hall 3"}}`)
+	testenv.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
+		p, err := g.Get([]string{".1.3.6.1.2.1.1.6.0"})
+		if err != nil {
+			return err
+		}
+		if b, _ := p.Variables[0].Value.([]byte); string(b) != "hall 3" {
+			return fmt.Errorf("sysLocation = %q", b)
+		}
+		return nil
+	})
+}
