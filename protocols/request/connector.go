@@ -46,7 +46,9 @@ func (e *StatusError) Error() string {
 }
 
 // Is makes a StatusError match ErrHTTPStatus and protocols.ErrIO.
-func (e *StatusError) Is(target error) bool { return target == ErrHTTPStatus || target == protocols.ErrIO }
+func (e *StatusError) Is(target error) bool {
+	return target == ErrHTTPStatus || target == protocols.ErrIO
+}
 
 // Connector is a configured request connector: a push source that polls
 // each mapping's endpoint on its own schedule.
