@@ -409,3 +409,11 @@ func TestReservedAndConnectorRPC(t *testing.T) {
 		t.Fatalf("connector rpc = %s, %v", res, err)
 	}
 }
+
+func connectorConfig(root *spec.Obj) protocols.ConnectorConfig {
+	return protocols.ConnectorConfig{Name: "fuzz", Type: "request", Config: root, Logger: zerolog.Nop()}
+}
+
+func rpcReq(params []byte) protocols.RPCRequest {
+	return protocols.RPCRequest{ID: 1, Device: "d", Method: "set", Params: params}
+}
