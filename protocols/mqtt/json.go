@@ -51,7 +51,7 @@ func (s *source) resolve(topic string, msg any) (string, error) {
 		}
 		return v, nil
 	case SourceConstant:
-		return s.expr.src, nil
+		return s.expr.String(), nil
 	}
 	return s.expr.EvalString(msg)
 }
@@ -241,7 +241,7 @@ func (c *JSONConverter) msgTs(msg map[string]any, errs *[]error) (int64, bool) {
 			if err == nil {
 				return ts, true
 			}
-			*errs = append(*errs, malformed(c.filter, "tsField "+strconv.Quote(c.tsField.src), err))
+			*errs = append(*errs, malformed(c.filter, "tsField "+strconv.Quote(c.tsField.String()), err))
 		}
 	}
 	for _, k := range [...]string{"ts", "timestamp"} {

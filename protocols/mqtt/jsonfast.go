@@ -79,15 +79,15 @@ func newFastJSON(c *JSONConverter) *fastJSON {
 	}
 	expr := func(e *Expr) (*fastExpr, bool) {
 		fe := &fastExpr{}
-		for _, o := range e.ops {
-			if !o.ref {
-				fe.ops = append(fe.ops, fastOp{lit: o.lit, slot: -1})
+		for _, o := range e.Parts() {
+			if !o.Ref {
+				fe.ops = append(fe.ops, fastOp{lit: o.Lit, slot: -1})
 				continue
 			}
-			if !plainKey(o.key) {
+			if !plainKey(o.Key) {
 				return nil, false
 			}
-			fe.ops = append(fe.ops, fastOp{slot: slot(o.key)})
+			fe.ops = append(fe.ops, fastOp{slot: slot(o.Key)})
 		}
 		return fe, true
 	}
@@ -233,7 +233,7 @@ func (f *fastJSON) values(c *JSONConverter, topic string, vals []scalar, keys []
 		}
 		raw, ok := k.val.eval(vals)
 		if !ok {
-			*errs = append(*errs, malformed(c.filter, "key "+strconv.Quote(name), &MissingError{Expr: k.jk.val.src}))
+			*errs = append(*errs, malformed(c.filter, "key "+strconv.Quote(name), &MissingError{Expr: k.jk.val.String()}))
 			continue
 		}
 		v, err := convertScalar(k.jk.typ, raw)
@@ -255,7 +255,7 @@ func (s *fastSource) resolve(topic string, vals []scalar) (string, error) {
 	v, ok := s.expr.eval(vals)
 	switch {
 	case !ok:
-		return "", &MissingError{Expr: s.src.expr.src}
+		return "", &MissingError{Expr: s.src.expr.String()}
 	case v.kind == scString, v.kind == scNumber:
 		// A number's text is what appendText would render.
 		return v.s, nil

@@ -263,8 +263,8 @@ func requiredTemplate(o *spec.Obj, key string, topic bool) string {
 		return s
 	}
 	if topic {
-		for _, op := range e.ops {
-			if !op.ref && strings.ContainsAny(op.lit, "#+") {
+		for _, op := range e.Parts() {
+			if !op.Ref && strings.ContainsAny(op.Lit, "#+") {
 				o.Errorf(key, "%q: a topic to publish to must not contain wildcards", s)
 				break
 			}

@@ -1,15 +1,18 @@
-package mqtt
+package jsonexpr
 
 import (
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 )
 
 func decode(t testing.TB, s string) any {
 	t.Helper()
-	v, err := decodeJSON([]byte(s))
-	if err != nil {
+	d := json.NewDecoder(strings.NewReader(s))
+	d.UseNumber()
+	var v any
+	if err := d.Decode(&v); err != nil {
 		t.Fatal(err)
 	}
 	return v

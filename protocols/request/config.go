@@ -1,0 +1,485 @@
+package request
+
+import (
+	"encoding/json"
+	"math"
+	"net/url"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/industryos/gateway/protocols"
+	"github.com/industryos/gateway/protocols/jsonexpr"
+	"github.com/industryos/gateway/protocols/pyre"
+	"github.com/industryos/gateway/protocols/report"
+	"github.com/industryos/gateway/protocols/spec"
+)
+
+// Config is the upstream "request" connector file.
+type Config struct {
+	Name string
+	// Host is the base URL every relative url is joined to; a host given
+	// without a scheme gets "http://", as upstream does.
+	Host string
+	// SSLVerify checks the server certificate. Unlike upstream (whose
+	// default is false) it is on unless the file says "SSLVerify": false.
+	SSLVerify bool
+	// CAFile is SSLVerify given as a path (requests' verify=<path>): the
+	// CA bundle that signs the server's certificate.
+	CAFile           string
+	Security         Security
+	Mapping          []*Mapping
+	AttributeUpdates []*AttributeUpdate
+	ServerSideRPC    []*RPCRule
+	Report           protocols.ReportStrategy
+}
+
+// Security types upstream supports.
+const (
+	SecurityAnonymous = "anonymous"
+	SecurityBasic     = "basic"
+)
+
+// Security is the HTTP authentication sent with every request.
+type Security struct {
+	Type     string
+	Username string
+	Password string
+}
+
+// String never shows the password.
+func (s Security) String() string {
+	if s.Type != SecurityBasic {
+		return s.Type
+	}
+	return "basic user " + s.Username + " password ***"
+}
+
+// Converter types.
+const (
+	TypeJSON   = "json"
+	TypeCustom = "custom"
+)
+
+// HTTP is what every request shares: the mapping's poll and the downlink.
+type HTTP struct {
+	Method         string
+	Headers        map[string]string
+	AllowRedirects bool
+	Timeout        time.Duration
+}
+
+// Mapping is one mapping[] entry: an endpoint polled every ScanPeriod.
+type Mapping struct {
+	Path       string // JSON path in the file, for messages
+	URL        string
+	HTTP       HTTP
+	ScanPeriod time.Duration
+	// Content is sent as the JSON body of a request other than GET/HEAD.
+	Content json.RawMessage
+	// DataUnpack picks the part of the response the converter reads.
+	DataUnpack  string
+	SubRequests []SubRequest
+	Converter   ConverterConfig
+}
+
+// SubRequest is one subRequests entry: after the main response, url
+// (a template over each response item) is requested and its answer merged
+// into the item under Key.
+type SubRequest struct {
+	Key  string
+	URL  string
+	Proc string // processingFunction as written
+}
+
+// ConverterConfig is mapping[].converter.
+type ConverterConfig struct {
+	Type            string
+	DeviceName      string
+	DeviceType      string
+	Attributes      []KeyConfig
+	Telemetry       []KeyConfig
+	Report          protocols.ReportStrategy
+	Extension       string
+	ExtensionConfig json.RawMessage
+}
+
+// KeyConfig is one attributes[] / telemetry[] item.
+type KeyConfig struct {
+	Key     string
+	Type    string
+	Value   string
+	TsField string
+	Report  protocols.ReportStrategy
+}
+
+// Downlink is what attributeUpdates and serverSideRpc entries share.
+type Downlink struct {
+	Path      string
+	HTTP      HTTP
+	Tries     int
+	URLExpr   string
+	ValueExpr string
+}
+
+// AttributeUpdate is one attributeUpdates[] entry.
+type AttributeUpdate struct {
+	Downlink
+	DeviceFilter string
+	AttrFilter   string
+}
+
+// RPCRule is one serverSideRpc[] entry.
+type RPCRule struct {
+	Downlink
+	DeviceFilter    string
+	MethodFilter    string
+	ResponseTimeout time.Duration
+	ResponseExpr    string
+}
+
+// Defaults upstream applies when a key is absent.
+const (
+	defaultTimeout         = time.Second
+	defaultScanPeriod      = 10 * time.Second
+	defaultResponseTimeout = 5 * time.Second
+	defaultTries           = 1
+)
+
+// Env names upstream reads for basic credentials; set, they win over the file.
+const (
+	envUsername = "REQUEST_BASIC_USERNAME"
+	envPassword = "REQUEST_BASIC_PASSWORD"
+)
+
+// ParseFile decodes a connector file. Warnings and skipped entries come
+// back separately: they must not stop the connector.
+func ParseFile(file string, raw []byte) (*Config, []spec.Problem, error) {
+	var ps spec.Problems
+	root := spec.Parse(&ps, file, raw)
+	if root == nil {
+		return nil, ps.NotErrors(), ps.Err()
+	}
+	c := Parse(root)
+	return c, ps.NotErrors(), ps.Err()
+}
+
+// Parse reads a decoded connector object, recording problems in root. A
+// bad mapping, attributeUpdates or serverSideRpc entry is skipped (with its
+// reason) and the rest of the file loads, as upstream does.
+func Parse(root *spec.Obj) *Config {
+	c := &Config{Name: root.Str("name", "Request Connector")}
+	root.Known("id", "type", "logLevel", "enableRemoteLogging", "configVersion")
+	c.Report = report.Parse(root)
+	host := strings.TrimSpace(root.RequiredStr("host"))
+	if host != "" {
+		lower := strings.ToLower(host)
+		if !strings.HasPrefix(lower, "http://") && !strings.HasPrefix(lower, "https://") {
+			host = "http://" + host
+		}
+		if u, err := url.Parse(host); err != nil || u.Host == "" {
+			root.Errorf("host", "%q is not an http(s) address", host)
+		}
+		c.Host = strings.TrimRight(host, "/")
+	}
+	c.SSLVerify = true
+	if v, ok := root.Any("SSLVerify"); ok {
+		switch t := v.(type) {
+		case bool:
+			c.SSLVerify = t
+		case string:
+			// requests takes a CA bundle path for verify; "true"/"false"
+			// spelled as strings happen in hand-edited files.
+			switch strings.ToLower(strings.TrimSpace(t)) {
+			case "true":
+			case "false":
+				c.SSLVerify = false
+			default:
+				c.CAFile = t
+				if _, err := os.Stat(t); err != nil {
+					root.Errorf("SSLVerify", "%q is neither a boolean nor a readable CA file: %v", t, err)
+				}
+			}
+		default:
+			root.Errorf("SSLVerify", "%s is neither a boolean nor a CA file path", spec.Describe(v))
+		}
+	}
+	c.Security.Type = SecurityAnonymous
+	if s := root.Obj("security"); s != nil {
+		c.Security.Type = s.Enum("type", SecurityAnonymous, SecurityAnonymous, SecurityBasic)
+		user, pass := s.Str("username", ""), s.Str("password", "")
+		if c.Security.Type == SecurityBasic {
+			if eu, ep := os.Getenv(envUsername), os.Getenv(envPassword); eu != "" && ep != "" {
+				user, pass = eu, ep
+			}
+			if user == "" {
+				// Upstream falls back to anonymous with a warning.
+				s.Warnf("username", "basic security without a username: requests are sent without authentication")
+				c.Security.Type = SecurityAnonymous
+			}
+			c.Security.Username, c.Security.Password = user, pass
+		}
+		s.Done()
+	}
+	for _, m := range root.List("mapping") {
+		mark := root.Problems().Mark()
+		mp := parseMapping(m)
+		if root.Problems().SkipSince(mark) {
+			continue
+		}
+		c.Mapping = append(c.Mapping, mp)
+	}
+	for _, o := range root.List("attributeUpdates") {
+		mark := root.Problems().Mark()
+		u := &AttributeUpdate{Downlink: parseDownlink(o)}
+		u.DeviceFilter = regexStr(o, "deviceNameFilter", ".*")
+		u.AttrFilter = regexStr(o, "attributeFilter", ".*")
+		u.ValueExpr = exprStr(o, "requestValueExpression", "${attributeValue}")
+		o.Done()
+		if root.Problems().SkipSince(mark) {
+			continue
+		}
+		c.AttributeUpdates = append(c.AttributeUpdates, u)
+	}
+	for _, o := range root.List("serverSideRpc") {
+		mark := root.Problems().Mark()
+		r := &RPCRule{Downlink: parseDownlink(o)}
+		r.DeviceFilter = regexStr(o, "deviceNameFilter", ".*")
+		r.MethodFilter = regexStr(o, "methodFilter", "")
+		if r.MethodFilter == "" {
+			o.Errorf("methodFilter", "is required")
+		}
+		r.ValueExpr = exprStr(o, "requestValueExpression", "${params}")
+		r.ResponseTimeout = seconds(o, "responseTimeout", defaultResponseTimeout)
+		r.ResponseExpr = exprStr(o, "responseValueExpression", "")
+		o.Done()
+		if root.Problems().SkipSince(mark) {
+			continue
+		}
+		c.ServerSideRPC = append(c.ServerSideRPC, r)
+	}
+	root.Done()
+	return c
+}
+
+func parseHTTP(o *spec.Obj, methodKey string) HTTP {
+	h := HTTP{
+		Method:         strings.ToUpper(strings.TrimSpace(o.Str(methodKey, "GET"))),
+		AllowRedirects: o.Bool("allowRedirects", false),
+		Timeout:        seconds(o, "timeout", defaultTimeout),
+	}
+	if h.Method == "" || strings.ContainsAny(h.Method, " \t/:") {
+		o.Errorf(methodKey, "%q is not an HTTP method", h.Method)
+	}
+	if v, ok := o.Any("httpHeaders"); ok {
+		m, isObj := v.(map[string]any)
+		if !isObj {
+			o.Errorf("httpHeaders", "%s is not an object", spec.Describe(v))
+		}
+		keys := make([]string, 0, len(m))
+		for k := range m {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			s, isStr := m[k].(string)
+			if !isStr {
+				// Numbers are common ("Content-Length": 0); their text is meant.
+				if _, num := m[k].(json.Number); !num {
+					o.Errorf("httpHeaders", "%q: %s is not a header value", k, spec.Describe(m[k]))
+					continue
+				}
+				s = string(m[k].(json.Number))
+			}
+			if h.Headers == nil {
+				h.Headers = map[string]string{}
+			}
+			h.Headers[k] = s
+		}
+	}
+	return h
+}
+
+// seconds reads upstream's float seconds; zero or less is an error because
+// it would poll in a busy loop or time out at once.
+func seconds(o *spec.Obj, key string, def time.Duration) time.Duration {
+	f := o.Float(key, def.Seconds())
+	if f <= 0 || math.IsNaN(f) || f > 1e7 {
+		o.Errorf(key, "%v is not a positive number of seconds", f)
+		return def
+	}
+	return time.Duration(f * float64(time.Second))
+}
+
+func parseMapping(o *spec.Obj) *Mapping {
+	m := &Mapping{Path: o.Path()}
+	m.URL = o.RequiredStr("url")
+	m.HTTP = parseHTTP(o, "httpMethod")
+	m.ScanPeriod = seconds(o, "scanPeriod", defaultScanPeriod)
+	if v, ok := o.Any("content"); ok {
+		m.Content, _ = json.Marshal(v)
+	}
+	m.DataUnpack = exprStr(o, "dataUnpackExpression", "")
+	if m.DataUnpack != "" && !strings.Contains(m.DataUnpack, "${") {
+		// Upstream reads it as a JSONPath with or without ${}.
+		m.DataUnpack = "${" + m.DataUnpack + "}"
+		if _, err := jsonexpr.Compile(m.DataUnpack); err != nil {
+			o.Errorf("dataUnpackExpression", "%v", err)
+		}
+	}
+	if s := o.Obj("subRequests"); s != nil {
+		keys := make([]string, 0, len(s.Raw()))
+		for k := range s.Raw() {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			so := s.Obj(k)
+			if so == nil {
+				continue
+			}
+			sr := SubRequest{Key: k, URL: exprStr(so, "url", ""), Proc: so.Str("processingFunction", "")}
+			if sr.URL == "" {
+				so.Errorf("url", "is required")
+			}
+			if sr.Proc != "" {
+				if _, err := compileProc(sr.Proc); err != nil {
+					so.Errorf("processingFunction", "%v", err)
+				}
+			}
+			so.Done()
+			m.SubRequests = append(m.SubRequests, sr)
+		}
+		s.Done()
+	}
+	if c := o.Obj("converter"); c != nil {
+		m.Converter = parseConverter(c)
+	} else {
+		o.Errorf("converter", "is required")
+	}
+	o.Done()
+	return m
+}
+
+func parseConverter(c *spec.Obj) ConverterConfig {
+	cc := ConverterConfig{}
+	cc.Type = c.Enum("type", TypeJSON, TypeJSON, TypeCustom)
+	cc.Report = report.Parse(c)
+	cc.DeviceName = exprStr(c, "deviceNameJsonExpression", "")
+	cc.DeviceType = exprStr(c, "deviceTypeJsonExpression", "default")
+	cc.Extension = c.Str("extension", "")
+	for _, k := range []string{"extensionConfig", "extension-config"} {
+		if v, ok := c.Any(k); ok {
+			cc.ExtensionConfig, _ = json.Marshal(v)
+		}
+	}
+	if cc.Type == TypeCustom {
+		if cc.Extension == "" {
+			c.Errorf("extension", "is required for a custom converter")
+		}
+		c.Known("attributes", "telemetry", "timeseries")
+		c.Done()
+		return cc
+	}
+	if cc.DeviceName == "" {
+		c.Errorf("deviceNameJsonExpression", "is required")
+	}
+	cc.Attributes = parseKeys(c, "attributes")
+	cc.Telemetry = parseKeys(c, "telemetry")
+	if c.Has("timeseries") && !c.Has("telemetry") {
+		// The other connectors call it timeseries; accept that spelling.
+		cc.Telemetry = parseKeys(c, "timeseries")
+	}
+	c.Done()
+	return cc
+}
+
+func parseKeys(c *spec.Obj, section string) []KeyConfig {
+	var out []KeyConfig
+	for _, it := range c.List(section) {
+		k := KeyConfig{
+			Type:    strings.ToLower(it.Str("type", "raw")),
+			Key:     it.RequiredStr("key"),
+			Value:   it.RequiredStr("value"),
+			TsField: it.Str("tsField", ""),
+			Report:  report.Parse(it),
+		}
+		it.Known("dayfirst", "yearfirst")
+		for _, e := range []struct{ key, s string }{{"key", k.Key}, {"value", k.Value}} {
+			if _, err := jsonexpr.Compile(e.s); err != nil {
+				it.Errorf(e.key, "%v", err)
+			}
+		}
+		if k.TsField != "" {
+			if _, err := jsonexpr.Compile(tsExpr(k.TsField)); err != nil {
+				it.Errorf("tsField", "%v", err)
+			}
+		}
+		it.Done()
+		out = append(out, k)
+	}
+	return out
+}
+
+// tsExpr lets tsField be written either as "${time}" or as the bare key.
+func tsExpr(s string) string {
+	if strings.Contains(s, "${") {
+		return s
+	}
+	return "${" + s + "}"
+}
+
+func parseDownlink(o *spec.Obj) Downlink {
+	d := Downlink{Path: o.Path()}
+	d.HTTP = parseHTTP(o, "httpMethod")
+	if !o.Has("httpMethod") && o.Has("HTTPMethod") {
+		// The REST connector's spelling, seen in hand-merged files.
+		d.HTTP.Method = strings.ToUpper(o.Str("HTTPMethod", "GET"))
+	}
+	d.Tries = int(o.IntRange("tries", defaultTries, 1, 100))
+	d.URLExpr = exprStr(o, "requestUrlExpression", "")
+	if d.URLExpr == "" {
+		o.Errorf("requestUrlExpression", "is required")
+	}
+	o.Known("SSLVerify", "security", "converter")
+	return d
+}
+
+func exprStr(o *spec.Obj, key, def string) string {
+	s := o.Str(key, def)
+	if s != "" {
+		if _, err := jsonexpr.Compile(s); err != nil {
+			o.Errorf(key, "%v", err)
+		}
+	}
+	return s
+}
+
+func regexStr(o *spec.Obj, key, def string) string {
+	s := o.Str(key, def)
+	if s != "" {
+		if err := pyre.Valid(s); err != nil {
+			o.Errorf(key, "%v", err)
+		}
+	}
+	return s
+}
+
+// ReportStrategies gives the mapping-level strategy and the per-key
+// overrides for keys with a fixed name.
+func (m *Mapping) ReportStrategies() (protocols.ReportStrategy, map[string]protocols.ReportStrategy) {
+	var perKey map[string]protocols.ReportStrategy
+	for _, list := range [][]KeyConfig{m.Converter.Attributes, m.Converter.Telemetry} {
+		for _, k := range list {
+			if !k.Report.IsSet() || strings.Contains(k.Key, "${") {
+				continue
+			}
+			if perKey == nil {
+				perKey = map[string]protocols.ReportStrategy{}
+			}
+			perKey[k.Key] = k.Report
+		}
+	}
+	return m.Converter.Report, perKey
+}
