@@ -267,7 +267,9 @@ func TestOverload(t *testing.T) {
 	c.slots = make(chan struct{}, 1)
 	s.Hold()
 	first := make(chan answer, 1)
-	go func() { first <- do(t, "POST", base+"/push", "application/json", `{"sensorName":"SN-1","sensorType":"t","temp":2}`) }()
+	go func() {
+		first <- do(t, "POST", base+"/push", "application/json", `{"sensorName":"SN-1","sensorType":"t","temp":2}`)
+	}()
 	s.Wait(t, 10*time.Second, "held push", func() bool { return len(s.DataPushes()) == 1 })
 	if a := do(t, "POST", base+"/push", "application/json", `{"sensorName":"SN-1","sensorType":"t","temp":3}`); a.code != 503 || a.hdr.Get("Retry-After") != "1" {
 		t.Errorf("second request answered %d %q", a.code, a.body)
