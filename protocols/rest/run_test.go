@@ -3,6 +3,8 @@ package rest
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -477,5 +479,56 @@ func TestCurl(t *testing.T) {
 	big.WriteString(`"}`)
 	if code, _ := run("-H", "Content-Type: application/json", "--data-binary", big.String(), base+"/push"); code != "413" {
 		t.Errorf("large body: %s", code)
+	}
+}
+
+// TestListenDefaults: without a host the server binds loopback only.
+func TestListenDefaults(t *testing.T) {
+	c, _ := build(t, "rest.json", []byte(`{"server":{"port":0},"mapping":[]}`))
+	ln, err := c.listen()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	if a := ln.Addr().String(); !strings.HasPrefix(a, "127.0.0.1:") {
+		t.Errorf("listening on %s, want loopback", a)
+	}
+}
+
+// TestTLS: SSL without a certificate generates a self-signed one next to
+// the connector file, as upstream does, and serves HTTPS with it.
+func TestTLS(t *testing.T) {
+	dir := t.TempDir()
+	c, _ := build(t, "rest.json", []byte(`{"server":{"port":0,"SSL":true},"mapping":[{"endpoint":"/d","converter":{"deviceInfo":{"deviceNameExpression":"${n}"},"timeseries":[{"key":"v","value":"${v}"}]}}]}`))
+	c.file = dir + "/rest.json"
+	s := sinktest.New()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx, s) }()
+	defer func() { cancel(); <-done }()
+	s.Wait(t, 10*time.Second, "listening", func() bool { return s.Ups() == 1 })
+	pem, err := os.ReadFile(dir + "/domain_srv.crt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		t.Fatal("generated certificate does not parse")
+	}
+	cl := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	resp, err := cl.Post("https://"+c.Addr()+"/d", "application/json", strings.NewReader(`{"n":"D","v":1}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("answer %d", resp.StatusCode)
+	}
+	// Plain HTTP is not served on a TLS port.
+	if resp, err := http.Post("http://"+c.Addr()+"/d", "application/json", strings.NewReader(`{"n":"D","v":1}`)); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode == 200 {
+			t.Errorf("plain HTTP accepted")
+		}
 	}
 }
