@@ -341,7 +341,13 @@ func handle(mux *http.ServeMux, path string, r *route) (err error) {
 			err = fmt.Errorf("%v", p)
 		}
 	}()
-	mux.HandleFunc(path, func(w http.ResponseWriter, req *http.Request) {
+	pattern := path
+	if strings.HasSuffix(pattern, "/") {
+		// A trailing slash is a subtree to ServeMux; upstream's router
+		// matches the path exactly.
+		pattern += "{$}"
+	}
+	mux.HandleFunc(pattern, func(w http.ResponseWriter, req *http.Request) {
 		h := r.methods[req.Method]
 		if h == nil {
 			w.Header().Set("Allow", r.allow)

@@ -532,3 +532,19 @@ func TestTLS(t *testing.T) {
 		}
 	}
 }
+
+// TestRoutes: "/" and "/a/" match only themselves, as upstream's router
+// does; a pattern ServeMux cannot take leaves that endpoint out, not the rest.
+func TestRoutes(t *testing.T) {
+	conv := `"converter":{"deviceInfo":{"deviceNameExpressionSource":"constant","deviceNameExpression":"D"},"timeseries":[{"key":"v","value":"${v}"}]}`
+	_, s, base := startConnector(t, `{"server":{"port":0},"mapping":[
+		{"endpoint":"/",`+conv+`},{"endpoint":"/a/",`+conv+`},{"endpoint":"/b/{id:\\d+}",`+conv+`}]}`)
+	for path, code := range map[string]int{"/": 200, "/a/": 200, "/x": 404, "/a/b": 404, "/b/1": 404} {
+		if a := do(t, "POST", base+path, "application/json", `{"v":1}`); a.code != code {
+			t.Errorf("%s: %d, want %d", path, a.code, code)
+		}
+	}
+	if n := len(s.DataPushes()); n != 2 {
+		t.Errorf("%d pushes, want 2", n)
+	}
+}
