@@ -7,6 +7,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -171,4 +174,41 @@ func TestRESTConnectorEndToEnd(t *testing.T) {
 		}
 		return false
 	})
+}
+
+// TestRESTBinaryAnswerIsDurable: the built binary, curl as the device, the
+// platform unreachable (data stays in the journal). A push answered 200 is
+// in the Badger journal after SIGKILL: the answer came after the commit.
+func TestRESTBinaryAnswerIsDurable(t *testing.T) {
+	curl, err := exec.LookPath("curl")
+	if err != nil {
+		if os.Getenv("IOTGW_REQUIRE_PEERS") == "1" {
+			t.Fatal("curl not installed (apt-get install curl) and IOTGW_REQUIRE_PEERS=1")
+		}
+		t.Skip("curl not installed: apt-get install curl")
+	}
+	port := testenv.FreePort(t)
+	noBroker := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	dir := t.TempDir()
+	cfg := writeConfig(t, dir, noBroker, `{"type": "file", "data_folder_path": "journal"}`,
+		map[string][]byte{"rest": restConnectorConfig(port, "http://127.0.0.1:1")})
+	cmd := startBinary(t, cfg)
+	url := fmt.Sprintf("http://127.0.0.1:%d/my_devices", port)
+	const ts = 1700000000000
+	testenv.Eventually(t, 30*time.Second, 50*time.Millisecond, func() error {
+		out, err := exec.Command(curl, "-sS", "-o", "/dev/null", "-w", "%{http_code}",
+			"-H", "Content-Type: application/json",
+			"-d", fmt.Sprintf(`{"sensorName":"SN-K","sensorType":"t","temp":1.5,"ts":%d}`, ts), url).CombinedOutput()
+		if err != nil || string(out) != "200" {
+			return fmt.Errorf("curl: %v %s", err, out)
+		}
+		return nil
+	})
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	if pts := journalPoints(t, filepath.Join(dir, "journal")); !pts[point{"SN-K", ts}] {
+		t.Errorf("the answered push is not in the journal after SIGKILL: %v", pts)
+	}
 }
