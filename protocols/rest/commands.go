@@ -360,3 +360,26 @@ func textOf(raw json.RawMessage) string {
 }
 
 var _ protocols.Commander = (*commander)(nil)
+
+// ConnectorRPC runs "rest_get" and "rest_set" on the gateway device: the
+// params name the device first, then the reserved request,
+// "device=SN-1 requestUrlExpression=http://…;HTTPMethod=GET;".
+func (c *Connector) ConnectorRPC(ctx context.Context, req protocols.RPCRequest) (protocols.RPCResult, error) {
+	name := strings.TrimPrefix(req.Method, "rest_")
+	if name != "get" && name != "set" {
+		return nil, fmt.Errorf("%w %q for rest connector %q (want rest_get or rest_set)", protocols.ErrUnknownMethod, req.Method, c.name)
+	}
+	s, ok := protocols.JSONString(req.Params)
+	if !ok {
+		return nil, fmt.Errorf("rest connector %q: rpc %q: params must be a string like \"device=SN-1 requestUrlExpression=http://host/path;HTTPMethod=GET;\"", c.name, req.Method)
+	}
+	first, rest, _ := strings.Cut(strings.TrimSpace(s), " ")
+	k, device, _ := strings.Cut(first, "=")
+	if k != "device" || device == "" {
+		return nil, fmt.Errorf("rest connector %q: rpc %q: params do not start with device=<name>", c.name, req.Method)
+	}
+	raw, _ := json.Marshal(rest)
+	return c.Commander(device, "").RPC(ctx, protocols.RPCRequest{ID: req.ID, Device: device, Method: name, Params: raw})
+}
+
+var _ protocols.ConnectorRPC = (*Connector)(nil)

@@ -548,3 +548,23 @@ func TestRoutes(t *testing.T) {
 		t.Errorf("%d pushes, want 2", n)
 	}
 }
+
+func TestConnectorRPC(t *testing.T) {
+	d, devURL := startDevice(t)
+	c, _ := build(t, "rest.json", []byte(strings.ReplaceAll(testFile, "DEVICE_URL", devURL)))
+	res, err := c.ConnectorRPC(context.Background(), protocols.RPCRequest{ID: 3, Method: "rest_get",
+		Params: []byte(`"device=SN-5 requestUrlExpression=` + devURL + `/rpc/${deviceName};HTTPMethod=GET;"`)})
+	// The test device's echo of an empty body is not JSON: it comes back as text.
+	if err != nil || string(res) != `{"result":"{\"echo\":}"}` {
+		t.Fatalf("rest_get: %s, %v", res, err)
+	}
+	if got := d.last(); !strings.HasPrefix(got, "GET /rpc/SN-5 ") {
+		t.Errorf("device got %q", got)
+	}
+	if _, err := c.ConnectorRPC(context.Background(), protocols.RPCRequest{Method: "rest_x", Params: []byte(`"device=a"`)}); !errors.Is(err, protocols.ErrUnknownMethod) {
+		t.Errorf("rest_x: %v", err)
+	}
+	if _, err := c.ConnectorRPC(context.Background(), protocols.RPCRequest{Method: "rest_get", Params: []byte(`"requestUrlExpression=x"`)}); err == nil {
+		t.Errorf("params without a device accepted")
+	}
+}
