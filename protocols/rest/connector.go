@@ -57,6 +57,9 @@ type Connector struct {
 
 	addr atomic.Pointer[string]
 
+	// busy counts 503 answers; busyLogged rate-limits the line about them.
+	busy, busyLogged atomic.Int64
+
 	respMu   sync.Mutex
 	respWait map[string][]chan string // device -> responseExpected requests, oldest first
 	respKeys map[string]bool          // responseAttribute names
@@ -386,11 +389,19 @@ func (c *Connector) guard(sec Security, h func(http.ResponseWriter, *http.Reques
 }
 
 // overloaded answers 503 with Retry-After: the device keeps its data and
-// sends it again; nothing is dropped here.
-func overloaded(w http.ResponseWriter, why string) {
+// sends it again; nothing is dropped here. It says so at most every 10 s.
+func (c *Connector) overloaded(w http.ResponseWriter, why string) {
+	n := c.busy.Add(1)
+	now := time.Now().UnixNano()
+	if last := c.busyLogged.Load(); now-last >= int64(10*time.Second) && c.busyLogged.CompareAndSwap(last, now) {
+		c.log.Warn().Int64("total", n).Str("why", why).Msg("answering 503: devices are asked to send again")
+	}
 	w.Header().Set("Retry-After", retryAfter)
 	http.Error(w, why, http.StatusServiceUnavailable)
 }
+
+// Busy is how many requests were answered 503 so far.
+func (c *Connector) Busy() int64 { return c.busy.Load() }
 
 // readInput reads a request's body within the size limit. It has answered
 // the request when it returns false.
@@ -455,7 +466,7 @@ func (c *Connector) servePush(w http.ResponseWriter, r *http.Request, ep *endpoi
 	case c.slots <- struct{}{}:
 		defer func() { <-c.slots }()
 	default:
-		overloaded(w, "too many requests in progress")
+		c.overloaded(w, "too many requests in progress")
 		return
 	}
 	resp := &ep.e.Response
@@ -518,7 +529,7 @@ func (c *Connector) servePush(w http.ResponseWriter, r *http.Request, ep *endpoi
 		case <-t.C:
 			fail(w, resp, http.StatusRequestTimeout, "no response from the platform within "+resp.Timeout.String())
 		case <-r.Context().Done():
-			overloaded(w, "the gateway is stopping")
+			c.overloaded(w, "the gateway is stopping")
 		}
 		return
 	}
@@ -544,7 +555,7 @@ func (c *Connector) commit(w http.ResponseWriter, r *http.Request, pushes []prot
 			// Earlier pushes of this request may be committed; the device
 			// re-sends the whole request and the platform sees those values
 			// twice, which at-least-once allows.
-			overloaded(w, "the gateway cannot take the data now: "+err.Error())
+			c.overloaded(w, "the gateway cannot take the data now: "+err.Error())
 			return false
 		}
 	}
@@ -552,11 +563,11 @@ func (c *Connector) commit(w http.ResponseWriter, r *http.Request, pushes []prot
 		select {
 		case err := <-done:
 			if err != nil {
-				overloaded(w, "the data was not stored: "+err.Error())
+				c.overloaded(w, "the data was not stored: "+err.Error())
 				return false
 			}
 		case <-ctx.Done():
-			overloaded(w, "the gateway is stopping")
+			c.overloaded(w, "the gateway is stopping")
 			return false
 		}
 	}
@@ -653,7 +664,7 @@ func (c *Connector) serveAttrRequest(w http.ResponseWriter, r *http.Request, ae 
 			http.Error(w, fmt.Sprintf("the platform did not answer within %s", ae.a.Timeout), http.StatusRequestTimeout)
 			return
 		}
-		overloaded(w, "attribute request failed: "+err.Error())
+		c.overloaded(w, "attribute request failed: "+err.Error())
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")

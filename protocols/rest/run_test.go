@@ -283,6 +283,9 @@ func TestOverload(t *testing.T) {
 	if n := len(s.DataPushes()); n != 1 {
 		t.Errorf("%d pushes, want 1", n)
 	}
+	if n := c.Busy(); n != 3 {
+		t.Errorf("%d answers counted as 503, want 3", n)
+	}
 }
 
 func TestAttributeRequest(t *testing.T) {
