@@ -10,7 +10,10 @@ import (
 	"strings"
 	"testing"
 
+	mb "github.com/simonvetter/modbus"
+
 	"github.com/industryos/gateway/protocols"
+	"github.com/industryos/gateway/protocols/spec"
 )
 
 func freePort(t testing.TB) int {
@@ -134,4 +137,78 @@ func TestServerPortBusy(t *testing.T) {
 	if _, err := c.Device("s").Poll(context.Background()); err != nil {
 		t.Fatalf("after the port is free: %v", err)
 	}
+}
+
+// FuzzServerConfig parses `slave` sections; every value that loads must lie
+// inside the register space and read back from a store as it was encoded.
+func FuzzServerConfig(f *testing.F) {
+	f.Add([]byte(`{"slave":{"port":5026,"sendDataToThingsBoard":true,"byteOrder":"LITTLE","values":{"holding_registers":{
+		"timeseries":[{"tag":"t","type":"32float","address":65534,"objectsCount":2,"value":1.5}],
+		"rpc":[{"tag":"r","type":"16int","functionCode":6,"address":3,"value":-2}]},
+		"coils_initializer":{"attributes":[{"tag":"c","type":"bits","address":9,"objectsCount":3,"value":[1,0,1]}]}}}}`))
+	f.Add([]byte(`{"slave":{"sendDataToThingsBoard":true,"values":{"input_registers":{"attributes":[{"tag":"s","type":"string","address":0,"objectsCount":2,"value":"héllo"}]}}}}`))
+	f.Add([]byte(`{"slave":{"sendDataToThingsBoard":true,"values":{"discrete_inputs":{"timeseries":[{"tag":"x","type":"8uint","objectsCount":8,"address":1,"value":"0x10"}]}}}}`))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		ps := &spec.Problems{}
+		root := spec.Parse(ps, "modbus.json", raw)
+		if root == nil {
+			return
+		}
+		cfg := Parse(root, protocols.ReportStrategy{})
+		if cfg.Server == nil || ps.HasErrors() {
+			return
+		}
+		for _, v := range cfg.Server.Values {
+			n := max(len(v.Regs), len(v.Bits))
+			if int(v.Key.Address)+n > 65536 {
+				t.Fatalf("value past the register space: %+v", v)
+			}
+			s := NewStore([]ServerValue{v})
+			if v.Table <= 2 {
+				if got := s.Bits(v.Table, v.Key.Address, n); !equalBits(got, v.Bits) {
+					t.Fatalf("bits %v read back as %v", v.Bits, got)
+				}
+			} else if got := s.Registers(v.Table, v.Key.Address, n); !equalRegs(got, v.Regs) {
+				t.Fatalf("registers %v read back as %v", v.Regs, got)
+			}
+		}
+	})
+}
+
+// BenchmarkServerStore measures the served register path: a 10-register
+// holding read and write through the library's handler interface.
+func BenchmarkServerStore(b *testing.B) {
+	s := NewStore(nil)
+	w := &mb.HoldingRegistersRequest{Addr: 100, Quantity: 10, IsWrite: true, Args: make([]uint16, 10)}
+	r := &mb.HoldingRegistersRequest{Addr: 100, Quantity: 10}
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if _, err := s.HandleHoldingRegisters(w); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := s.HandleHoldingRegisters(r); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)*20/b.Elapsed().Seconds(), "registers/s")
+}
+
+// BenchmarkServerPoll polls the reporting device of a served slave over
+// loopback TCP (the whole server path: client, library server, store, codec).
+func BenchmarkServerPoll(b *testing.B) {
+	port := freePort(b)
+	raw := fmt.Sprintf(`{"slave":{"host":"127.0.0.1","port":%d,"sendDataToThingsBoard":true,"deviceName":"s","pollPeriod":100,
+	 "byteOrder":"BIG","values":{"holding_registers":{"timeseries":[
+	  {"tag":"a","type":"32float","address":0,"objectsCount":2,"value":1.5},
+	  {"tag":"b","type":"16int","address":2,"objectsCount":1,"value":-3},
+	  {"tag":"c","type":"64uint","address":3,"objectsCount":4,"value":12345678901}]}}}}`, port)
+	c := connector(b, []byte(raw))
+	d := c.Device("s")
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if _, err := d.Poll(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)*3/b.Elapsed().Seconds(), "values/s")
 }
