@@ -36,6 +36,9 @@ type Config struct {
 	// Report is the connector-level strategy as written in the file (zero when absent).
 	Report protocols.ReportStrategy
 	Slaves []*SlaveConfig
+	// Server is the `slave` section when the gateway serves it; its
+	// reporting device is also in Slaves (first).
+	Server *ServerConfig
 }
 
 // SlaveConfig is one master.slaves[] entry: one polled device.
@@ -120,8 +123,14 @@ func Parse(root *spec.Obj, global protocols.ReportStrategy) *Config {
 	cfg.ID = root.Str("id", "")
 	root.Known("logLevel", "enableRemoteLogging", "configVersion")
 	cfg.Report = report.Parse(root)
-	if root.Has("slave") {
-		root.Warnf("slave", "slave (server) mode is not supported yet, ignored")
+	inherited := cfg.Report.Or(global)
+	names := map[string]string{}
+	endpoints := map[string]*SlaveConfig{}
+	if cfg.Server = parseServer(root, inherited); cfg.Server != nil {
+		s := cfg.Server.Slave
+		cfg.Slaves = append(cfg.Slaves, s)
+		names[s.DeviceName] = s.Path
+		endpoints[s.Endpoint()] = s
 	}
 	master := root.Obj("master")
 	if master == nil {
@@ -131,9 +140,6 @@ func Parse(root *spec.Obj, global protocols.ReportStrategy) *Config {
 		root.Done()
 		return cfg
 	}
-	inherited := cfg.Report.Or(global)
-	names := map[string]string{}
-	endpoints := map[string]*SlaveConfig{}
 	slaves := master.List("slaves")
 	if _, present := master.Raw()["slaves"]; !present {
 		master.Errorf("slaves", "is required")

@@ -232,6 +232,7 @@ type Connector struct {
 	cfg     *Config
 	pool    *pool
 	devices []*Device
+	server  *server // nil without a served `slave` section
 }
 
 // New parses the connector file and builds its devices; it does no I/O.
@@ -257,8 +258,15 @@ func NewConnector(cfg protocols.ConnectorConfig) (*Connector, error) {
 		name = parsed.Name
 	}
 	c := &Connector{name: name, cfg: parsed, pool: &pool{}}
+	if parsed.Server != nil {
+		c.server = newServer(parsed.Server)
+	}
 	for _, s := range parsed.Slaves {
-		c.devices = append(c.devices, newDevice(s, c.pool))
+		d := newDevice(s, c.pool)
+		if c.server != nil && s == parsed.Server.Slave {
+			d.server = c.server
+		}
+		c.devices = append(c.devices, d)
 	}
 	return c, nil
 }
@@ -288,6 +296,9 @@ func (c *Connector) Device(name string) *Device {
 // Close closes every link; devices fail with ErrClosed afterwards.
 func (c *Connector) Close() error {
 	c.pool.close()
+	if c.server != nil {
+		c.server.stop()
+	}
 	return nil
 }
 
@@ -305,6 +316,9 @@ type Device struct {
 	// slave's slow poll; on a serial line it is the poll link, because one
 	// line can only carry one request at a time.
 	cmdLink *link
+	// server is the Modbus server this device reports (the `slave`
+	// section), started before its first request; nil for other slaves.
+	server *server
 }
 
 // request is one read covering the keys that lie in it.
@@ -406,6 +420,11 @@ func (d *Device) getLink() (*link, error) { return d.linkFor(&d.link, false) }
 func (d *Device) commandLink() (*link, error) { return d.linkFor(&d.cmdLink, true) }
 
 func (d *Device) linkFor(slot **link, commands bool) (*link, error) {
+	if d.server != nil {
+		if err := d.server.start(); err != nil {
+			return nil, err
+		}
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if *slot == nil {

@@ -1,0 +1,56 @@
+"""Modbus TCP master for the server tests, on Debian's python3-pymodbus (3.0).
+
+usage: pymaster.py <port> <op> [<op> ...]   (host 127.0.0.1, unit 1)
+ops:  hr:<addr>:<count>  ir:<addr>:<count>  co:<addr>:<count>  di:<addr>:<count>
+      whr:<addr>:<v>,<v>...   (write registers, FC 16)
+      wco:<addr>:<0|1>        (write coil, FC 5)
+Prints one line per op: the values read ("hr 2 [12334]") or "ok", or
+"error <message>"; exits 1 when the server cannot be reached.
+"""
+import logging
+import sys
+
+from pymodbus.client import ModbusTcpClient
+
+logging.disable(logging.CRITICAL)
+
+
+def main():
+    client = ModbusTcpClient("127.0.0.1", port=int(sys.argv[1]), timeout=3)
+    if not client.connect():
+        print("error connect", flush=True)
+        sys.exit(1)
+    for op in sys.argv[2:]:
+        kind, addr, arg = op.split(":")
+        addr = int(addr)
+        if kind == "hr":
+            r = client.read_holding_registers(addr, int(arg), slave=1)
+            out = None if r.isError() else r.registers
+        elif kind == "ir":
+            r = client.read_input_registers(addr, int(arg), slave=1)
+            out = None if r.isError() else r.registers
+        elif kind == "co":
+            r = client.read_coils(addr, int(arg), slave=1)
+            out = None if r.isError() else [int(b) for b in r.bits[:int(arg)]]
+        elif kind == "di":
+            r = client.read_discrete_inputs(addr, int(arg), slave=1)
+            out = None if r.isError() else [int(b) for b in r.bits[:int(arg)]]
+        elif kind == "whr":
+            r = client.write_registers(addr, [int(v) for v in arg.split(",")], slave=1)
+            out = None if r.isError() else "ok"
+        elif kind == "wco":
+            r = client.write_coil(addr, arg == "1", slave=1)
+            out = None if r.isError() else "ok"
+        else:
+            print("error unknown op", op, flush=True)
+            continue
+        if out is None:
+            print("error", op, r, flush=True)
+        elif out == "ok":
+            print("ok", flush=True)
+        else:
+            print(kind, addr, "[" + ",".join(str(v) for v in out) + "]", flush=True)
+    client.close()
+
+
+main()

@@ -1,0 +1,90 @@
+package tests
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/industryos/gateway/tests/testenv"
+)
+
+// TestModbusServerEndToEnd: upstream's modbus.json with its slave section
+// enabled (sendDataToThingsBoard, a free port, a short poll period, no
+// master slaves). The served values reach mosquitto; a pymodbus master's
+// write reaches it as telemetry; a shared attribute and an RPC from the
+// platform land in the registers the master reads.
+func TestModbusServerEndToEnd(t *testing.T) {
+	needModbusPeers(t)
+	raw, err := os.ReadFile("../../shared/upstream-configs/thingsboard_gateway/config/modbus.json")
+	if err != nil {
+		t.Skipf("upstream config corpus absent: %v", err)
+	}
+	var file map[string]any
+	if err := json.Unmarshal(raw, &file); err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	slave := file["slave"].(map[string]any)
+	slave["sendDataToThingsBoard"], slave["port"], slave["pollPeriod"] = true, port, 200
+	file["master"] = map[string]any{"slaves": []any{}}
+	conf, _ := json.Marshal(file)
+
+	platform := testenv.StartMosquitto(t)
+	plat := testenv.Subscribe(t, platform.Addr(), "v1/gateway/#")
+	path := writeConfig(t, t.TempDir(), platform.Addr(), `{"type": "memory"}`, map[string][]byte{"modbus": conf})
+	startGateway(t, path, nil)
+
+	const dev = "Modbus Slave Example"
+	plat.WaitFor(t, 20*time.Second, func(msgs []testenv.Msg) bool { return deviceValues(msgs, dev)["smm"] == "12334" })
+	plat.WaitFor(t, 20*time.Second, func(msgs []testenv.Msg) bool {
+		for _, m := range testenv.OnTopic(msgs, "v1/gateway/attributes") {
+			var body map[string]map[string]json.RawMessage
+			if json.Unmarshal(m.Payload, &body) == nil && string(body[dev]["sm"]) == `"ON"` {
+				return true
+			}
+		}
+		return false
+	})
+
+	// 12345 with byteOrder LITTLE is 0x3930 on the wire.
+	if got := pyMasterRun(t, port, fmt.Sprintf("whr:2:%d", 0x3930)); got != "ok" {
+		t.Fatalf("master write: %s", got)
+	}
+	plat.WaitFor(t, 20*time.Second, func(msgs []testenv.Msg) bool { return deviceValues(msgs, dev)["smm"] == "12345" })
+
+	ctx, cancel := contextTimeout(20 * time.Second)
+	defer cancel()
+	if err := plat.Publish(ctx, "v1/gateway/attributes", []byte(`{"device":"`+dev+`","data":{"shared_attribute_write":70000}}`), 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := plat.Publish(ctx, "v1/gateway/rpc", []byte(`{"device":"`+dev+`","data":{"id":5,"method":"setValue","params":7}}`), 1); err != nil {
+		t.Fatal(err)
+	}
+	plat.WaitFor(t, 20*time.Second, func(msgs []testenv.Msg) bool {
+		return rpcReplied(msgs, `{"device":"`+dev+`","id":5,"data":{"result":{"value":7}}}`)
+	})
+	// The device runs commands in order: the attribute is written too.
+	// 32int 70000 LITTLE/LITTLE = [0x7011, 0x0100]; 16int 7 LITTLE = 0x0700.
+	if got, want := pyMasterRun(t, port, "hr:29:3"), fmt.Sprintf("hr 29 [%d,%d,%d]", 0x7011, 0x0100, 0x0700); got != want {
+		t.Errorf("registers after the platform's writes: %s, want %s", got, want)
+	}
+}
+
+func pyMasterRun(t *testing.T, port int, op string) string {
+	t.Helper()
+	out, err := exec.Command("/usr/bin/python3", "../protocols/modbus/testdata/pymaster.py", fmt.Sprint(port), op).CombinedOutput()
+	if err != nil {
+		t.Fatalf("pymaster %s: %v: %s", op, err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
