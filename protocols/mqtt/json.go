@@ -666,6 +666,10 @@ func describeScalar(v scalar) string {
 	return "null"
 }
 
+// ParseTimestamp is upstream's reading of a device timestamp in a decoded
+// JSON value, shared by the connectors that take JSON from devices.
+func ParseTimestamp(v any) (int64, error) { return parseTs(v) }
+
 // parseTs accepts unix seconds or milliseconds (as numbers or numeric
 // strings) and RFC 3339 / "2006-01-02 15:04:05" text; it returns milliseconds.
 func parseTs(v any) (int64, error) {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/industryos/gateway/protocols"
 	"github.com/industryos/gateway/protocols/jsonexpr"
+	"github.com/industryos/gateway/protocols/mqtt"
 )
 
 // Converted is what one response item yields for one device.
@@ -199,7 +200,7 @@ func (c *JSONConverter) one(out []Converted, msg any, now time.Time, errs *[]err
 	if m, ok := msg.(map[string]any); ok {
 		for _, k := range [...]string{"ts", "timestamp"} {
 			if tv, ok := m[k]; ok {
-				ts, err := parseTs(tv)
+				ts, err := mqtt.ParseTimestamp(tv)
 				if err != nil {
 					*errs = append(*errs, c.malformed(k, err))
 					continue
@@ -226,7 +227,7 @@ func (c *JSONConverter) one(out []Converted, msg any, now time.Time, errs *[]err
 		ts := base
 		if k.tsField != nil {
 			if tv, err := k.tsField.Eval(msg); err == nil {
-				if t, err := parseTs(tv); err == nil {
+				if t, err := mqtt.ParseTimestamp(tv); err == nil {
 					ts = t
 				} else {
 					*errs = append(*errs, c.malformed("key "+strconv.Quote(dp.Key)+": tsField", err))
@@ -422,41 +423,6 @@ func describe(v any) string {
 		return "an object"
 	}
 	return fmt.Sprintf("%v", v)
-}
-
-// parseTs accepts unix seconds or milliseconds (numbers or numeric text)
-// and RFC 3339 / "2006-01-02 15:04:05" text; it returns milliseconds.
-func parseTs(v any) (int64, error) {
-	var f float64
-	switch t := v.(type) {
-	case json.Number:
-		var err error
-		if f, err = strconv.ParseFloat(string(t), 64); err != nil {
-			return 0, fmt.Errorf("%s is not a timestamp", t)
-		}
-	case string:
-		s := strings.TrimSpace(t)
-		if n, err := strconv.ParseFloat(s, 64); err == nil {
-			f = n
-			break
-		}
-		for _, layout := range [...]string{time.RFC3339Nano, "2006-01-02T15:04:05", "2006-01-02 15:04:05.999999999Z07:00", "2006-01-02 15:04:05.999999999"} {
-			if tm, err := time.Parse(layout, s); err == nil {
-				return tm.UnixMilli(), nil
-			}
-		}
-		return 0, fmt.Errorf("%s is not a timestamp", describe(v))
-	default:
-		return 0, fmt.Errorf("%s is not a timestamp", describe(v))
-	}
-	if math.IsNaN(f) || math.IsInf(f, 0) || f < 0 || f > 1e15 {
-		return 0, fmt.Errorf("%v is not a timestamp", f)
-	}
-	// Below 1e11 a millisecond time would be early 1973: it is seconds.
-	if f < 1e11 {
-		return int64(f * 1000), nil
-	}
-	return int64(f), nil
 }
 
 var _ Converter = (*JSONConverter)(nil)
