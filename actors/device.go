@@ -10,7 +10,7 @@ import (
 
 	"github.com/industryos/gateway/actors/observe"
 	"github.com/industryos/gateway/protocols"
-	"github.com/industryos/gateway/protocols/report"
+	"github.com/industryos/gateway/protocols/kit/report"
 	"github.com/industryos/gateway/supervisor"
 )
 

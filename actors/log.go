@@ -9,7 +9,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/rs/zerolog"
 
-	"github.com/industryos/gateway/protocols/ratelimit"
+	"github.com/industryos/gateway/protocols/kit/ratelimit"
 )
 
 // slogFactory routes protoactor's own logging into zerolog. protoactor logs

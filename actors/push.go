@@ -13,7 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/industryos/gateway/protocols"
-	"github.com/industryos/gateway/protocols/report"
+	"github.com/industryos/gateway/protocols/kit/report"
 )
 
 // pushWindow bounds one connector's pushed data that is handed over but not

@@ -13,7 +13,7 @@ import (
 
 	"github.com/industryos/gateway/persistence"
 	"github.com/industryos/gateway/protocols/config"
-	"github.com/industryos/gateway/tests/testenv"
+	"github.com/industryos/gateway/protocols/kit/testpeer"
 )
 
 type syncBuffer struct {
@@ -51,7 +51,7 @@ func TestUplinkThatCannotStartIsOneLine(t *testing.T) {
 		defer cancel()
 		_ = gw.Stop(ctx)
 	}()
-	testenv.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
+	testpeer.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
 		if j.LastSeq() < 20 {
 			return fmt.Errorf("only %d records journaled", j.LastSeq())
 		}

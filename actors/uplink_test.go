@@ -17,7 +17,7 @@ import (
 	"github.com/industryos/gateway/persistence"
 	"github.com/industryos/gateway/protocols"
 	"github.com/industryos/gateway/protocols/config"
-	"github.com/industryos/gateway/tests/testenv"
+	"github.com/industryos/gateway/protocols/kit/testpeer"
 )
 
 // holdHook withholds PUBACKs for the gateway's telemetry: mochi sends the
@@ -71,7 +71,7 @@ func testConfig(t *testing.T, addr string, dev protocols.Device) *config.Gateway
 // TestAckOnlyAfterPuback: while the broker withholds PUBACKs nothing is
 // acknowledged in the journal; once they flow, the cursor advances.
 func TestAckOnlyAfterPuback(t *testing.T) {
-	b := testenv.StartMochi(t, testenv.AllowAll())
+	b := testpeer.StartMochi(t, testpeer.AllowAll())
 	hook := &holdHook{release: make(chan struct{}), seen: make(chan struct{})}
 	if err := b.Server.AddHook(hook, nil); err != nil {
 		t.Fatal(err)
@@ -98,7 +98,7 @@ func TestAckOnlyAfterPuback(t *testing.T) {
 		t.Fatal("the gateway never published telemetry")
 	}
 	// The broker has the message but has not acknowledged it: nothing may be acked.
-	testenv.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
+	testpeer.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
 		if j.LastSeq() < 10 {
 			return fmt.Errorf("only %d records journaled", j.LastSeq())
 		}
@@ -109,7 +109,7 @@ func TestAckOnlyAfterPuback(t *testing.T) {
 	}
 	close(hook.release)
 	released = true
-	testenv.Eventually(t, 20*time.Second, 10*time.Millisecond, func() error {
+	testpeer.Eventually(t, 20*time.Second, 10*time.Millisecond, func() error {
 		if c := j.Cursor(); c < 10 {
 			return fmt.Errorf("cursor %d after PUBACKs resumed", c)
 		}

@@ -8,13 +8,13 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/industryos/gateway/persistence"
-	"github.com/industryos/gateway/tests/testenv"
+	"github.com/industryos/gateway/protocols/kit/testpeer"
 )
 
 // TestWatchdog: Alive is called while the core actors answer and no longer once one of them
 // is gone.
 func TestWatchdog(t *testing.T) {
-	b := testenv.StartMochi(t, testenv.AllowAll())
+	b := testpeer.StartMochi(t, testpeer.AllowAll())
 	alive := make(chan struct{}, 1000)
 	gw, err := Start(Options{
 		Config:     testConfig(t, b.Addr(), &counterDevice{}),

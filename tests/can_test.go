@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/industryos/gateway/protocols/can"
-	"github.com/industryos/gateway/tests/testenv"
+	"github.com/industryos/gateway/protocols/kit/testpeer"
 )
 
 // canConnectorConfig is an upstream can connector file on the in-process
@@ -66,8 +66,8 @@ func TestCANConnectorEndToEnd(t *testing.T) {
 	// connector's share the virtual channel.
 	ecu := can.NewVirtualBus(channel)
 	defer ecu.Close()
-	platform := testenv.StartMosquitto(t)
-	plat := testenv.Subscribe(t, platform.Addr(), "v1/gateway/#")
+	platform := testpeer.StartMosquitto(t)
+	plat := testpeer.Subscribe(t, platform.Addr(), "v1/gateway/#")
 	path := writeConfig(t, t.TempDir(), platform.Addr(), `{"type": "memory"}`,
 		map[string][]byte{"can": canConnectorConfig(channel)})
 	startGateway(t, path, nil)
@@ -87,7 +87,7 @@ func TestCANConnectorEndToEnd(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	plat.WaitFor(t, 20*time.Second, func(msgs []testenv.Msg) bool {
+	plat.WaitFor(t, 20*time.Second, func(msgs []testpeer.Msg) bool {
 		got, err := telemetry(msgs)
 		if err != nil {
 			return false
@@ -102,8 +102,8 @@ func TestCANConnectorEndToEnd(t *testing.T) {
 		}
 		return values["rpm"] == "12340" && values["temperature"] == "21.5" && values["doorOpen"] == "true"
 	})
-	plat.WaitFor(t, 20*time.Second, func(msgs []testenv.Msg) bool {
-		for _, m := range testenv.OnTopic(msgs, "v1/gateway/attributes") {
+	plat.WaitFor(t, 20*time.Second, func(msgs []testpeer.Msg) bool {
+		for _, m := range testpeer.OnTopic(msgs, "v1/gateway/attributes") {
 			var body map[string]map[string]json.RawMessage
 			if json.Unmarshal(m.Payload, &body) == nil && string(body["Car"]["serialNumber"]) == `"SN-42"` {
 				return true
@@ -112,14 +112,14 @@ func TestCANConnectorEndToEnd(t *testing.T) {
 		return false
 	})
 	connected := false
-	for _, m := range testenv.OnTopic(plat.Messages(), "v1/gateway/connect") {
+	for _, m := range testpeer.OnTopic(plat.Messages(), "v1/gateway/connect") {
 		var c struct{ Device, Type string }
 		if json.Unmarshal(m.Payload, &c) == nil && c.Device == "Car" && c.Type == "car" {
 			connected = true
 		}
 	}
 	if !connected {
-		t.Errorf("no connect for Car with profile car: %v", testenv.OnTopic(plat.Messages(), "v1/gateway/connect"))
+		t.Errorf("no connect for Car with profile car: %v", testpeer.OnTopic(plat.Messages(), "v1/gateway/connect"))
 	}
 
 	ctx, cancel := contextTimeout(10 * time.Second)
@@ -145,8 +145,8 @@ func TestCANConnectorEndToEnd(t *testing.T) {
 			t.Fatal(err)
 		}
 		wantFrame(t, canRecv(t, ecu, r.req), r.id, false, r.data...)
-		plat.WaitFor(t, 10*time.Second, func(msgs []testenv.Msg) bool {
-			for _, m := range testenv.OnTopic(msgs, "v1/gateway/rpc") {
+		plat.WaitFor(t, 10*time.Second, func(msgs []testpeer.Msg) bool {
+			for _, m := range testpeer.OnTopic(msgs, "v1/gateway/rpc") {
 				if string(m.Payload) == r.reply {
 					return true
 				}
@@ -158,8 +158,8 @@ func TestCANConnectorEndToEnd(t *testing.T) {
 	if err := plat.Publish(ctx, "v1/gateway/rpc", []byte(`{"device":"Car","data":{"id":9,"method":"nope"}}`), 1); err != nil {
 		t.Fatal(err)
 	}
-	plat.WaitFor(t, 10*time.Second, func(msgs []testenv.Msg) bool {
-		for _, m := range testenv.OnTopic(msgs, "v1/gateway/rpc") {
+	plat.WaitFor(t, 10*time.Second, func(msgs []testpeer.Msg) bool {
+		for _, m := range testpeer.OnTopic(msgs, "v1/gateway/rpc") {
 			if bytes.Contains(m.Payload, []byte(`"id":9`)) && bytes.Contains(m.Payload, []byte(`unknown rpc method \"nope\"`)) {
 				return true
 			}

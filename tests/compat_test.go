@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/industryos/gateway/tests/testenv"
+	"github.com/industryos/gateway/protocols/kit/testpeer"
 )
 
 // TestNewDeviceDetailsAndNestedJSON: a device the gateway connects gets
@@ -15,9 +15,9 @@ import (
 // connect message, once; nested objects and lists in a device message
 // reach the platform as JSON, not as strings.
 func TestNewDeviceDetailsAndNestedJSON(t *testing.T) {
-	platform := testenv.StartMosquitto(t)
-	devices := testenv.StartMosquitto(t)
-	plat := testenv.Subscribe(t, platform.Addr(), "v1/gateway/#")
+	platform := testpeer.StartMosquitto(t)
+	devices := testpeer.StartMosquitto(t)
+	plat := testpeer.Subscribe(t, platform.Addr(), "v1/gateway/#")
 	// A second mapping sends whole messages ("*"), nested values included.
 	conf := strings.Replace(string(mqttConnectorConfig(t, devices.Addr())), `"mapping": [{`, `"mapping": [{
     "topicFilter": "sensor/+/doc", "subscriptionQos": 1,
@@ -25,12 +25,12 @@ func TestNewDeviceDetailsAndNestedJSON(t *testing.T) {
       "timeseries": "*"}}, {`, 1)
 	path := writeConfig(t, t.TempDir(), platform.Addr(), `{"type": "memory"}`, map[string][]byte{"mqtt": []byte(conf)})
 	startGateway(t, path, nil)
-	dev := testenv.Subscribe(t, devices.Addr())
+	dev := testpeer.Subscribe(t, devices.Addr())
 
 	devicePublish(t, dev, "sensor/SN-7/data", `{"n":1,"temp":2.5,"ts":1700000000000}`)
 	devicePublish(t, dev, "sensor/SN-7/doc", `{"ts":1700000000001,"pos":{"lon":-2, "lat":1.5},"tags":["a",{"b":null}]}`)
 
-	details := func(m testenv.Msg) bool {
+	details := func(m testpeer.Msg) bool {
 		var a map[string]map[string]any
 		if m.Topic != "v1/gateway/attributes" || json.Unmarshal(m.Payload, &a) != nil {
 			return false
@@ -38,7 +38,7 @@ func TestNewDeviceDetailsAndNestedJSON(t *testing.T) {
 		d := a["SN-7"]
 		return d != nil && d["connectorType"] == "mqtt" && d["connectorName"] == "mqtt"
 	}
-	msgs := plat.WaitFor(t, 20*time.Second, func(msgs []testenv.Msg) bool {
+	msgs := plat.WaitFor(t, 20*time.Second, func(msgs []testpeer.Msg) bool {
 		got, err := telemetry(msgs)
 		doc := got[point{"SN-7", 1700000000001}]
 		if err != nil || string(doc["pos"]) != `{"lat":1.5,"lon":-2}` || string(doc["tags"]) != `["a",{"b":null}]` {

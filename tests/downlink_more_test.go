@@ -12,7 +12,7 @@ import (
 
 	"github.com/industryos/gateway/actors"
 	"github.com/industryos/gateway/protocols/config"
-	"github.com/industryos/gateway/tests/testenv"
+	"github.com/industryos/gateway/protocols/kit/testpeer"
 )
 
 // TestSharedAttributeSyncOnConnect: when a device connects, the gateway asks
@@ -20,12 +20,12 @@ import (
 // answer.
 func TestSharedAttributeSyncOnConnect(t *testing.T) {
 	freshEcho("sync-a")
-	b := testenv.StartMochi(t)
-	sub := testenv.Subscribe(t, b.Addr(), "v1/gateway/attributes/request")
+	b := testpeer.StartMochi(t)
+	sub := testpeer.Subscribe(t, b.Addr(), "v1/gateway/attributes/request")
 	// The stand-in platform answers every request with a value for its key.
 	answered := make(chan struct{}, 1)
 	go func() {
-		msgs, err := sub.Wait(context.Background(), func(msgs []testenv.Msg) bool { return len(msgs) > 0 })
+		msgs, err := sub.Wait(context.Background(), func(msgs []testpeer.Msg) bool { return len(msgs) > 0 })
 		if err != nil {
 			return
 		}
@@ -50,7 +50,7 @@ func TestSharedAttributeSyncOnConnect(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("no attribute request on connect")
 	}
-	testenv.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
+	testpeer.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
 		d, _ := echoDevices.Load("sync-a")
 		if v := d.(*echoDevice).attribute("setpoint"); v != "19.5" {
 			return fmt.Errorf("setpoint %q", v)
@@ -62,8 +62,8 @@ func TestSharedAttributeSyncOnConnect(t *testing.T) {
 // TestDeviceFilteringAndGatewayInfo: denied devices send nothing; gateway_version
 // and gateway_stats answer in the upstream shapes.
 func TestDeviceFilteringAndGatewayInfo(t *testing.T) {
-	b := testenv.StartMochi(t)
-	sub := testenv.Subscribe(t, b.Addr(), "v1/gateway/telemetry", "v1/devices/me/rpc/response/+")
+	b := testpeer.StartMochi(t)
+	sub := testpeer.Subscribe(t, b.Addr(), "v1/gateway/telemetry", "v1/devices/me/rpc/response/+")
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "list.json"), []byte(`{"deny": {"echo": ["blocked-.*"]}}`), 0o600); err != nil {
 		t.Fatal(err)
@@ -71,7 +71,7 @@ func TestDeviceFilteringAndGatewayInfo(t *testing.T) {
 	path := writeConfig(t, dir, b.Addr(), `{"type": "memory"}`, map[string][]byte{"echo": []byte(`{"devices": ["blocked-1", "open-1"]}`)},
 		map[string]any{"deviceFiltering": map[string]any{"enable": true, "filterFile": "list.json"}})
 	startGateway(t, path, nil)
-	sub.WaitFor(t, 20*time.Second, func(msgs []testenv.Msg) bool {
+	sub.WaitFor(t, 20*time.Second, func(msgs []testpeer.Msg) bool {
 		got, _ := telemetry(msgs)
 		return contiguousAny(got, "open-1") >= 10
 	})
@@ -84,7 +84,7 @@ func TestDeviceFilteringAndGatewayInfo(t *testing.T) {
 		}
 	}
 	var version, stats string
-	sub.WaitFor(t, 15*time.Second, func(msgs []testenv.Msg) bool {
+	sub.WaitFor(t, 15*time.Second, func(msgs []testpeer.Msg) bool {
 		for _, m := range msgs {
 			switch m.Topic {
 			case "v1/devices/me/rpc/response/1":
@@ -107,8 +107,8 @@ func TestDeviceFilteringAndGatewayInfo(t *testing.T) {
 // TestRemoteGeneralConfigFallback: a platform connection that validates but
 // does not work is tried, then the previous configuration is restored.
 func TestRemoteGeneralConfigFallback(t *testing.T) {
-	m := testenv.StartMosquitto(t)
-	sub := testenv.Subscribe(t, m.Addr(), "v1/gateway/telemetry", "v1/devices/me/attributes")
+	m := testpeer.StartMosquitto(t)
+	sub := testpeer.Subscribe(t, m.Addr(), "v1/gateway/telemetry", "v1/devices/me/attributes")
 	path := writeConfig(t, t.TempDir(), m.Addr(), `{"type": "memory"}`, map[string][]byte{"echo": []byte(`{"devices": ["fb-a"]}`)},
 		map[string]any{"remoteConfiguration": true})
 	cfg, err := config.Load(path, func(string) string { return "" })
@@ -116,17 +116,17 @@ func TestRemoteGeneralConfigFallback(t *testing.T) {
 		t.Fatal(err)
 	}
 	startGatewayWith(t, actors.Options{Config: cfg, Logger: testLogger(t), RemoteConfigTrial: 2 * time.Second})
-	sub.WaitFor(t, 20*time.Second, func(msgs []testenv.Msg) bool {
+	sub.WaitFor(t, 20*time.Second, func(msgs []testpeer.Msg) bool {
 		got, _ := telemetry(msgs)
 		return contiguousAny(got, "fb-a") > 0
 	})
 	before, _ := os.ReadFile(path)
-	dead := testenv.FreePort(t) // nothing listens there
+	dead := testpeer.FreePort(t) // nothing listens there
 	body := fmt.Sprintf(`{"general_configuration": {"host": "127.0.0.1", "port": %d, "security": {"accessToken": "test-token"}}}`, dead)
 	if err := sub.Publish(context.Background(), "v1/devices/me/attributes", []byte(body), 1); err != nil {
 		t.Fatal(err)
 	}
-	sub.WaitFor(t, 30*time.Second, func(msgs []testenv.Msg) bool {
+	sub.WaitFor(t, 30*time.Second, func(msgs []testpeer.Msg) bool {
 		for _, m := range msgs {
 			if m.Topic == "v1/devices/me/attributes" && strings.Contains(string(m.Payload), "previous configuration was restored") {
 				return true
@@ -138,7 +138,7 @@ func TestRemoteGeneralConfigFallback(t *testing.T) {
 		t.Errorf("tb_gateway.json not restored:\n%s", after)
 	}
 	sub.Reset()
-	sub.WaitFor(t, 20*time.Second, func(msgs []testenv.Msg) bool {
+	sub.WaitFor(t, 20*time.Second, func(msgs []testpeer.Msg) bool {
 		got, _ := telemetry(msgs)
 		return contiguousAny(got, "fb-a") > 0
 	})
@@ -153,18 +153,18 @@ func init() {
 // TestPanickingGatewayMethod: a method that panics is answered with a 500
 // error and the gateway keeps serving.
 func TestPanickingGatewayMethod(t *testing.T) {
-	b := testenv.StartMochi(t)
-	sub := testenv.Subscribe(t, b.Addr(), "v1/devices/me/rpc/response/+", "v1/gateway/telemetry")
+	b := testpeer.StartMochi(t)
+	sub := testpeer.Subscribe(t, b.Addr(), "v1/devices/me/rpc/response/+", "v1/gateway/telemetry")
 	path := writeConfig(t, t.TempDir(), b.Addr(), `{"type": "memory"}`, map[string][]byte{"echo": []byte(`{"devices": ["p-a"]}`)})
 	startGateway(t, path, nil)
-	sub.WaitFor(t, 20*time.Second, func(msgs []testenv.Msg) bool { return len(msgs) > 0 }) // session is up
+	sub.WaitFor(t, 20*time.Second, func(msgs []testpeer.Msg) bool { return len(msgs) > 0 }) // session is up
 	for id, method := range map[string]string{"1": "gateway_test_panic", "2": "gateway_ping"} {
 		if err := sub.Publish(context.Background(), "v1/devices/me/rpc/request/"+id, []byte(`{"method":"`+method+`"}`), 1); err != nil {
 			t.Fatal(err)
 		}
 	}
 	got := map[string]string{}
-	sub.WaitFor(t, 20*time.Second, func(msgs []testenv.Msg) bool {
+	sub.WaitFor(t, 20*time.Second, func(msgs []testpeer.Msg) bool {
 		for _, m := range msgs {
 			if strings.HasPrefix(m.Topic, "v1/devices/me/rpc/response/") {
 				got[m.Topic] = string(m.Payload)

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/industryos/gateway/protocols"
-	"github.com/industryos/gateway/tests/testenv"
+	"github.com/industryos/gateway/protocols/kit/testpeer"
 )
 
 // echoDevice is a test protocol that takes commands: "echo" returns its
@@ -90,10 +90,10 @@ func init() {
 }
 
 // reply waits for the reply with id on topic and returns its raw JSON.
-func waitReply(t *testing.T, sub *testenv.Subscriber, topic string, match func(map[string]json.RawMessage) bool) map[string]json.RawMessage {
+func waitReply(t *testing.T, sub *testpeer.Subscriber, topic string, match func(map[string]json.RawMessage) bool) map[string]json.RawMessage {
 	t.Helper()
 	var got map[string]json.RawMessage
-	sub.WaitFor(t, 15*time.Second, func(msgs []testenv.Msg) bool {
+	sub.WaitFor(t, 15*time.Second, func(msgs []testpeer.Msg) bool {
 		for _, m := range msgs {
 			if m.Topic != topic {
 				continue
@@ -118,12 +118,12 @@ func hasID(id string) func(map[string]json.RawMessage) bool {
 // methods and timeouts are answered too, never silence; attribute updates land.
 func TestDeviceRPCAndAttributes(t *testing.T) {
 	freshEcho("rpc-a", "rpc-b")
-	m := testenv.StartMosquitto(t)
-	sub := testenv.Subscribe(t, m.Addr(), "v1/gateway/rpc", "v1/gateway/telemetry", "v1/devices/me/rpc/response/+")
+	m := testpeer.StartMosquitto(t)
+	sub := testpeer.Subscribe(t, m.Addr(), "v1/gateway/rpc", "v1/gateway/telemetry", "v1/devices/me/rpc/response/+")
 	path := writeConfig(t, t.TempDir(), m.Addr(), `{"type": "memory"}`, map[string][]byte{
 		"echo": []byte(`{"devices": ["rpc-a", "rpc-b"]}`)})
 	startGateway(t, path, nil)
-	sub.WaitFor(t, 20*time.Second, func(msgs []testenv.Msg) bool {
+	sub.WaitFor(t, 20*time.Second, func(msgs []testpeer.Msg) bool {
 		got, _ := telemetry(msgs)
 		return contiguousAny(got, "rpc-a") > 0 && contiguousAny(got, "rpc-b") > 0
 	})
@@ -162,7 +162,7 @@ func TestDeviceRPCAndAttributes(t *testing.T) {
 	}
 
 	send("v1/gateway/attributes", `{"device":"rpc-a","data":{"setpoint":21.5}}`)
-	testenv.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
+	testpeer.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
 		d, _ := echoDevices.Load("rpc-a")
 		if v := d.(*echoDevice).attribute("setpoint"); v != "21.5" {
 			return fmt.Errorf("setpoint %q", v)
@@ -175,7 +175,7 @@ func TestDeviceRPCAndAttributes(t *testing.T) {
 		t.Helper()
 		send("v1/devices/me/rpc/request/"+id, body)
 		var payload string
-		sub.WaitFor(t, 15*time.Second, func(msgs []testenv.Msg) bool {
+		sub.WaitFor(t, 15*time.Second, func(msgs []testpeer.Msg) bool {
 			for _, m := range msgs {
 				if m.Topic == "v1/devices/me/rpc/response/"+id {
 					payload = string(m.Payload)
@@ -203,8 +203,8 @@ func TestDeviceRPCAndAttributes(t *testing.T) {
 // TestStatistics: the gateway announces itself with attributes and sends
 // machineStats/serviceStats/connectorsStats telemetry from real counters.
 func TestStatistics(t *testing.T) {
-	b := testenv.StartMochi(t)
-	sub := testenv.Subscribe(t, b.Addr(), "v1/devices/me/telemetry", "v1/devices/me/attributes")
+	b := testpeer.StartMochi(t)
+	sub := testpeer.Subscribe(t, b.Addr(), "v1/devices/me/telemetry", "v1/devices/me/attributes")
 	path := writeConfig(t, t.TempDir(), b.Addr(), `{"type": "memory"}`,
 		map[string][]byte{"echo": []byte(`{"devices": ["stats-a"]}`)},
 		map[string]any{"statistics": map[string]any{"enable": true, "statsSendPeriodInSeconds": 1}})
@@ -217,7 +217,7 @@ func TestStatistics(t *testing.T) {
 		} `json:"values"`
 	}
 	var attrs map[string]any
-	sub.WaitFor(t, 20*time.Second, func(msgs []testenv.Msg) bool {
+	sub.WaitFor(t, 20*time.Second, func(msgs []testpeer.Msg) bool {
 		for _, m := range msgs {
 			switch m.Topic {
 			case "v1/devices/me/attributes":
@@ -244,8 +244,8 @@ func TestStatistics(t *testing.T) {
 // after a restart; a deleted device is forgotten and re-announced on its next
 // data under its own name.
 func TestRenameDeleteAndRestart(t *testing.T) {
-	m := testenv.StartMosquitto(t)
-	sub := testenv.Subscribe(t, m.Addr(), "v1/gateway/#", "v1/devices/me/rpc/response/+")
+	m := testpeer.StartMosquitto(t)
+	sub := testpeer.Subscribe(t, m.Addr(), "v1/gateway/#", "v1/devices/me/rpc/response/+")
 	dir := t.TempDir()
 	send := func(topic, body string) {
 		t.Helper()
@@ -255,7 +255,7 @@ func TestRenameDeleteAndRestart(t *testing.T) {
 	}
 	gwReply := func(id string) string {
 		var out string
-		sub.WaitFor(t, 15*time.Second, func(msgs []testenv.Msg) bool {
+		sub.WaitFor(t, 15*time.Second, func(msgs []testpeer.Msg) bool {
 			for _, m := range msgs {
 				if m.Topic == "v1/devices/me/rpc/response/"+id {
 					out = string(m.Payload)
@@ -268,7 +268,7 @@ func TestRenameDeleteAndRestart(t *testing.T) {
 	}
 	path := writeConfig(t, dir, m.Addr(), `{"type": "memory"}`, map[string][]byte{"echo": []byte(`{"devices": ["ren-a"]}`)})
 	cfg1 := startGateway(t, path, nil)
-	sub.WaitFor(t, 20*time.Second, func(msgs []testenv.Msg) bool {
+	sub.WaitFor(t, 20*time.Second, func(msgs []testpeer.Msg) bool {
 		got, _ := telemetry(msgs)
 		return contiguousAny(got, "ren-a") > 0
 	})
@@ -276,7 +276,7 @@ func TestRenameDeleteAndRestart(t *testing.T) {
 	if r := gwReply("1"); r != `{"success":true}` {
 		t.Fatalf("rename reply %s", r)
 	}
-	sub.WaitFor(t, 20*time.Second, func(msgs []testenv.Msg) bool {
+	sub.WaitFor(t, 20*time.Second, func(msgs []testpeer.Msg) bool {
 		got, _ := telemetry(msgs)
 		return contiguousAny(got, "Renamed A") > 0
 	})
@@ -297,7 +297,7 @@ func TestRenameDeleteAndRestart(t *testing.T) {
 	sub.Reset()
 	path = writeConfig(t, dir, m.Addr(), `{"type": "memory"}`, map[string][]byte{"echo": []byte(`{"devices": ["ren-b"]}`)})
 	startGateway(t, path, nil)
-	sub.WaitFor(t, 20*time.Second, func(msgs []testenv.Msg) bool {
+	sub.WaitFor(t, 20*time.Second, func(msgs []testpeer.Msg) bool {
 		for _, m := range msgs {
 			if m.Topic == "v1/gateway/connect" && strings.Contains(string(m.Payload), `"Renamed A"`) {
 				return true
@@ -309,7 +309,7 @@ func TestRenameDeleteAndRestart(t *testing.T) {
 	if r := gwReply("2"); r != `{"success":true}` {
 		t.Fatalf("delete reply %s", r)
 	}
-	testenv.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
+	testpeer.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
 		raw, _ := os.ReadFile(filepath.Join(dir, "connected_devices.json"))
 		if strings.Contains(string(raw), "ren-a") {
 			return fmt.Errorf("deleted device still saved: %s", raw)
@@ -322,12 +322,12 @@ func TestRenameDeleteAndRestart(t *testing.T) {
 // the same process; data keeps flowing and nothing journaled is lost.
 func TestGatewayRestartKeepsJournal(t *testing.T) {
 	freshChaos("restart-1")
-	b := testenv.StartMochi(t)
-	sub := testenv.Subscribe(t, b.Addr(), "v1/gateway/telemetry", "v1/devices/me/rpc/response/+")
+	b := testpeer.StartMochi(t)
+	sub := testpeer.Subscribe(t, b.Addr(), "v1/gateway/telemetry", "v1/devices/me/rpc/response/+")
 	path := writeConfig(t, t.TempDir(), b.Addr(), `{"type": "memory"}`, map[string][]byte{"chaos": []byte(`{"devices": ["restart-1"]}`)})
 	rj := newRecordingJournal(newMemoryJournal())
 	gw := startGateway(t, path, rj)
-	sub.WaitFor(t, 20*time.Second, func(msgs []testenv.Msg) bool {
+	sub.WaitFor(t, 20*time.Second, func(msgs []testpeer.Msg) bool {
 		got, _ := telemetry(msgs)
 		return contiguous(got, "restart-1") >= 5
 	})
@@ -335,7 +335,7 @@ func TestGatewayRestartKeepsJournal(t *testing.T) {
 	if err := sub.Publish(context.Background(), "v1/devices/me/rpc/request/9", []byte(`{"method":"gateway_restart","params":1}`), 1); err != nil {
 		t.Fatal(err)
 	}
-	testenv.Eventually(t, 20*time.Second, 10*time.Millisecond, func() error {
+	testpeer.Eventually(t, 20*time.Second, 10*time.Millisecond, func() error {
 		if gw.Counters().TreeRestarts.Load() == restarts {
 			return errors.New("not restarted yet")
 		}
@@ -343,18 +343,18 @@ func TestGatewayRestartKeepsJournal(t *testing.T) {
 	})
 	// Polls continue after the restart and everything committed arrives.
 	mark := contiguous(mustTelemetry(t, sub.Messages()), "restart-1")
-	sub.WaitFor(t, 20*time.Second, func(msgs []testenv.Msg) bool {
+	sub.WaitFor(t, 20*time.Second, func(msgs []testpeer.Msg) bool {
 		got, _ := telemetry(msgs)
 		return contiguous(got, "restart-1") >= mark+5
 	})
 	committed := rj.committed()
-	sub.WaitFor(t, 20*time.Second, func(msgs []testenv.Msg) bool {
+	sub.WaitFor(t, 20*time.Second, func(msgs []testpeer.Msg) bool {
 		got, _ := telemetry(msgs)
 		return len(missing(committed, got)) == 0
 	})
 }
 
-func mustTelemetry(t *testing.T, msgs []testenv.Msg) map[point]map[string]json.RawMessage {
+func mustTelemetry(t *testing.T, msgs []testpeer.Msg) map[point]map[string]json.RawMessage {
 	t.Helper()
 	got, err := telemetry(msgs)
 	if err != nil {
@@ -367,14 +367,14 @@ func mustTelemetry(t *testing.T, msgs []testenv.Msg) map[point]map[string]json.R
 // shared attributes; a valid change is written and applied, an invalid one is
 // rejected with the checker's message and the running config stays.
 func TestRemoteConfiguration(t *testing.T) {
-	m := testenv.StartMosquitto(t)
-	sub := testenv.Subscribe(t, m.Addr(), "v1/gateway/telemetry", "v1/devices/me/attributes", "v1/devices/me/attributes/request/+")
+	m := testpeer.StartMosquitto(t)
+	sub := testpeer.Subscribe(t, m.Addr(), "v1/gateway/telemetry", "v1/devices/me/attributes", "v1/devices/me/attributes/request/+")
 	dir := t.TempDir()
 	path := writeConfig(t, dir, m.Addr(), `{"type": "memory"}`, map[string][]byte{"echo": []byte(`{"devices": ["rc-a"]}`)},
 		map[string]any{"remoteConfiguration": true})
 	gw := startGateway(t, path, nil)
 	// On connect the gateway publishes its configuration and asks for the shared keys.
-	sub.WaitFor(t, 20*time.Second, func(msgs []testenv.Msg) bool {
+	sub.WaitFor(t, 20*time.Second, func(msgs []testpeer.Msg) bool {
 		var announced, requested bool
 		for _, m := range msgs {
 			announced = announced || m.Topic == "v1/devices/me/attributes" && strings.Contains(string(m.Payload), `"active_connectors":["echo"]`)
@@ -384,7 +384,7 @@ func TestRemoteConfiguration(t *testing.T) {
 	})
 	status := func(applied bool) string {
 		var out string
-		sub.WaitFor(t, 20*time.Second, func(msgs []testenv.Msg) bool {
+		sub.WaitFor(t, 20*time.Second, func(msgs []testpeer.Msg) bool {
 			for _, m := range msgs {
 				if m.Topic == "v1/devices/me/attributes" && strings.Contains(string(m.Payload), fmt.Sprintf(`"applied":%v`, applied)) {
 					out = string(m.Payload)
@@ -414,7 +414,7 @@ func TestRemoteConfiguration(t *testing.T) {
 	sub.Reset()
 	send(`{"echo": {"name": "echo", "type": "echo", "configurationJson": {"devices": ["rc-a", "rc-b"]}}}`)
 	status(true)
-	sub.WaitFor(t, 20*time.Second, func(msgs []testenv.Msg) bool {
+	sub.WaitFor(t, 20*time.Second, func(msgs []testpeer.Msg) bool {
 		got, _ := telemetry(msgs)
 		return contiguousAny(got, "rc-b") > 0
 	})

@@ -19,7 +19,7 @@ import (
 	"github.com/industryos/gateway/protocols"
 	"github.com/industryos/gateway/protocols/can"
 	"github.com/industryos/gateway/protocols/config"
-	"github.com/industryos/gateway/tests/testenv"
+	"github.com/industryos/gateway/protocols/kit/testpeer"
 )
 
 // upstreamCorpus is upstream's own config files, beside the project in the
@@ -186,7 +186,7 @@ func TestCheckAndRunAgree(t *testing.T) {
 		t.Fatalf("only %d configs found", len(mains))
 	}
 	// The platform is a port nobody listens on: run must keep retrying, not die.
-	closed := strconv.Itoa(testenv.FreePort(t))
+	closed := strconv.Itoa(testpeer.FreePort(t))
 	for _, main := range mains {
 		name := filepath.Base(filepath.Dir(main)) + "/" + filepath.Base(main)
 		t.Run(name, func(t *testing.T) {
@@ -280,9 +280,9 @@ func TestUpstreamDefaultMQTTConfig(t *testing.T) {
 	}
 	for _, version := range []int{5, 4} {
 		t.Run(fmt.Sprintf("version %d", version), func(t *testing.T) {
-			platform := testenv.StartMosquitto(t)
-			devices := testenv.StartMosquitto(t)
-			plat := testenv.Subscribe(t, platform.Addr(), "v1/gateway/#")
+			platform := testpeer.StartMosquitto(t)
+			devices := testpeer.StartMosquitto(t)
+			plat := testpeer.Subscribe(t, platform.Addr(), "v1/gateway/#")
 			var file map[string]any
 			if err := json.Unmarshal(raw, &file); err != nil {
 				t.Fatal(err)
@@ -291,7 +291,7 @@ func TestUpstreamDefaultMQTTConfig(t *testing.T) {
 			broker["host"], broker["port"], broker["version"] = "127.0.0.1", devices.Port(), version
 			body, _ := json.Marshal(file)
 
-			dev := testenv.Subscribe(t, devices.Addr())
+			dev := testpeer.Subscribe(t, devices.Addr())
 			dev.WaitReady(t, 10*time.Second)
 			ctx, cancel := contextTimeout(10 * time.Second)
 			defer cancel()
@@ -307,7 +307,7 @@ func TestUpstreamDefaultMQTTConfig(t *testing.T) {
 			}
 			path := writeConfig(t, t.TempDir(), platform.Addr(), `{"type": "memory"}`, map[string][]byte{"mqtt": body})
 			startGateway(t, path, nil)
-			plat.WaitFor(t, 30*time.Second, func(msgs []testenv.Msg) bool {
+			plat.WaitFor(t, 30*time.Second, func(msgs []testpeer.Msg) bool {
 				got, err := telemetry(msgs)
 				if err != nil {
 					t.Fatal(err)
@@ -360,8 +360,8 @@ func TestUpstreamDefaultCANConfig(t *testing.T) {
 	body, _ := json.Marshal(file)
 	ecu := can.NewVirtualBus(channel)
 	defer ecu.Close()
-	platform := testenv.StartMosquitto(t)
-	plat := testenv.Subscribe(t, platform.Addr(), "v1/gateway/#")
+	platform := testpeer.StartMosquitto(t)
+	plat := testpeer.Subscribe(t, platform.Addr(), "v1/gateway/#")
 	path := writeConfig(t, t.TempDir(), platform.Addr(), `{"type": "memory"}`, map[string][]byte{"can": body})
 	startGateway(t, path, nil)
 	// The first polling frame says the connector's bus is open.
@@ -374,7 +374,7 @@ func TestUpstreamDefaultCANConfig(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	plat.WaitFor(t, 20*time.Second, func(msgs []testenv.Msg) bool {
+	plat.WaitFor(t, 20*time.Second, func(msgs []testpeer.Msg) bool {
 		got, err := telemetry(msgs)
 		if err != nil {
 			return false
@@ -384,7 +384,7 @@ func TestUpstreamDefaultCANConfig(t *testing.T) {
 			rpm = rpm || (p.Device == "Car" && string(vs["rpm"]) == "308.5")
 		}
 		door := false
-		for _, m := range testenv.OnTopic(msgs, "v1/gateway/attributes") {
+		for _, m := range testpeer.OnTopic(msgs, "v1/gateway/attributes") {
 			var body map[string]map[string]json.RawMessage
 			if json.Unmarshal(m.Payload, &body) == nil && string(body["Car"]["isDriverDoorOpened"]) == "true" {
 				door = true

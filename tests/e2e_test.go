@@ -7,8 +7,8 @@ import (
 	"time"
 
 	"github.com/industryos/gateway/persistence"
+	"github.com/industryos/gateway/protocols/kit/testpeer"
 	"github.com/industryos/gateway/protocols/modbus/sim"
-	"github.com/industryos/gateway/tests/testenv"
 )
 
 // typedModbusConfig polls two units of one simulator with different byte and
@@ -43,7 +43,7 @@ func loadTypedRegisters(s *sim.Sim) {
 
 var wantTyped = map[string]string{"temp": "-123", "flow": "12.34", "count": "305419896", "scaled": "123.4"}
 
-func checkTyped(msgs []testenv.Msg) error {
+func checkTyped(msgs []testpeer.Msg) error {
 	got, err := telemetry(msgs)
 	if err != nil {
 		return err
@@ -75,12 +75,12 @@ func checkTyped(msgs []testenv.Msg) error {
 func runTypedEndToEnd(t *testing.T, brokerAddr string) {
 	s := startSim(t, 2, 20)
 	loadTypedRegisters(s)
-	sub := testenv.Subscribe(t, brokerAddr, "v1/gateway/#")
+	sub := testpeer.Subscribe(t, brokerAddr, "v1/gateway/#")
 	dir := t.TempDir()
 	path := writeConfig(t, dir, brokerAddr, `{"type": "memory"}`, map[string][]byte{"modbus": typedModbusConfig(s.Addr())})
 	startGateway(t, path, nil)
 
-	sub.WaitFor(t, 20*time.Second, func(msgs []testenv.Msg) bool { return checkTyped(msgs) == nil })
+	sub.WaitFor(t, 20*time.Second, func(msgs []testpeer.Msg) bool { return checkTyped(msgs) == nil })
 	msgs := sub.Messages()
 	// Devices are announced with their profile before data, and attributes arrive.
 	conn := map[string]string{}
@@ -110,7 +110,7 @@ func runTypedEndToEnd(t *testing.T, brokerAddr string) {
 			t.Errorf("connect for %q: type %q, want %q (all: %v)", dev, conn[dev], "meter", conn)
 		}
 	}
-	sub.WaitFor(t, 10*time.Second, func(msgs []testenv.Msg) bool {
+	sub.WaitFor(t, 10*time.Second, func(msgs []testpeer.Msg) bool {
 		for _, m := range msgs {
 			if m.Topic == "v1/gateway/attributes" {
 				var a map[string]map[string]any
@@ -129,13 +129,13 @@ func runTypedEndToEnd(t *testing.T, brokerAddr string) {
 // TestModbusToMosquitto: registers polled from the simulator arrive decoded on
 // v1/gateway/telemetry of a real mosquitto, under the right device names.
 func TestModbusToMosquitto(t *testing.T) {
-	m := testenv.StartMosquitto(t)
+	m := testpeer.StartMosquitto(t)
 	runTypedEndToEnd(t, m.Addr())
 }
 
 // TestModbusToEmbeddedBroker runs the same path against the embedded broker.
 func TestModbusToEmbeddedBroker(t *testing.T) {
-	b := testenv.StartMochi(t)
+	b := testpeer.StartMochi(t)
 	runTypedEndToEnd(t, b.Addr())
 }
 
@@ -145,9 +145,9 @@ func TestBrokerOutage(t *testing.T) {
 	if testing.Short() {
 		t.Skip("20 s outage")
 	}
-	m := testenv.StartMosquitto(t)
+	m := testpeer.StartMosquitto(t)
 	s := startSim(t, 3, 4)
-	sub := testenv.Subscribe(t, m.Addr(), "v1/gateway/telemetry")
+	sub := testpeer.Subscribe(t, m.Addr(), "v1/gateway/telemetry")
 	dir := t.TempDir()
 	path := writeConfig(t, dir, m.Addr(), `{"type": "memory"}`, map[string][]byte{"modbus": sim.GatewayConfig(s.Addr(), 3, 4, 200*time.Millisecond)})
 	bj, err := persistence.OpenBadger(t.TempDir(), persistence.Options{})
@@ -157,10 +157,10 @@ func TestBrokerOutage(t *testing.T) {
 	rj := newRecordingJournal(bj)
 	gw := startGateway(t, path, rj)
 
-	sub.WaitFor(t, 20*time.Second, func(msgs []testenv.Msg) bool { return len(msgs) >= 3 })
+	sub.WaitFor(t, 20*time.Second, func(msgs []testpeer.Msg) bool { return len(msgs) >= 3 })
 	m.Stop()
 	outageStart := len(rj.committed())
-	testenv.Eventually(t, 40*time.Second, 100*time.Millisecond, func() error {
+	testpeer.Eventually(t, 40*time.Second, 100*time.Millisecond, func() error {
 		// The gateway keeps accepting data while the broker is away.
 		if n := len(rj.committed()); n < outageStart+3*20*4 {
 			return fmt.Errorf("%d points committed during the outage so far", n-outageStart)
@@ -172,7 +172,7 @@ func TestBrokerOutage(t *testing.T) {
 	}
 	m.Restart()
 	committed := rj.committed()
-	sub.WaitFor(t, 60*time.Second, func(msgs []testenv.Msg) bool {
+	sub.WaitFor(t, 60*time.Second, func(msgs []testpeer.Msg) bool {
 		got, err := telemetry(msgs)
 		return err == nil && len(missing(committed, got)) == 0
 	})

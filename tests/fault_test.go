@@ -17,8 +17,8 @@ import (
 
 	"github.com/industryos/gateway/persistence"
 	"github.com/industryos/gateway/protocols"
+	"github.com/industryos/gateway/protocols/kit/testpeer"
 	"github.com/industryos/gateway/protocols/modbus/sim"
-	"github.com/industryos/gateway/tests/testenv"
 )
 
 // buildBinary builds cmd/iotgw once per test binary.
@@ -101,15 +101,15 @@ func journalPoints(t *testing.T, dir string) map[point]bool {
 // gateway binary, restart it, restore the broker: every value committed before
 // the kill arrives.
 func TestKillWhileBrokerDown(t *testing.T) {
-	m := testenv.StartMosquitto(t)
+	m := testpeer.StartMosquitto(t)
 	s := startSim(t, 3, 4)
-	sub := testenv.Subscribe(t, m.Addr(), "v1/gateway/telemetry")
+	sub := testpeer.Subscribe(t, m.Addr(), "v1/gateway/telemetry")
 	dir := t.TempDir()
 	cfg := writeConfig(t, dir, m.Addr(), `{"type": "file", "data_folder_path": "journal", "max_file_count": 100, "max_records_per_file": 10000}`,
 		map[string][]byte{"modbus": sim.GatewayConfig(s.Addr(), 3, 4, 100*time.Millisecond)})
 
 	gw := startBinary(t, cfg)
-	sub.WaitFor(t, 30*time.Second, func(msgs []testenv.Msg) bool { return len(msgs) >= 3 })
+	sub.WaitFor(t, 30*time.Second, func(msgs []testpeer.Msg) bool { return len(msgs) >= 3 })
 	m.Stop()
 	// Let the gateway journal a few seconds of data it cannot deliver. The
 	// journal is closed only after the kill, so this waits on wall time.
@@ -125,7 +125,7 @@ func TestKillWhileBrokerDown(t *testing.T) {
 	}
 	startBinary(t, cfg)
 	m.Restart()
-	sub.WaitFor(t, 60*time.Second, func(msgs []testenv.Msg) bool {
+	sub.WaitFor(t, 60*time.Second, func(msgs []testpeer.Msg) bool {
 		got, err := telemetry(msgs)
 		return err == nil && len(missing(pending, got)) == 0
 	})
@@ -198,21 +198,21 @@ func init() {
 // being restarted, and its siblings lose no polls.
 func TestPanickingDevice(t *testing.T) {
 	freshChaos("panicky", "steady-1", "steady-2")
-	b := testenv.StartMochi(t)
-	sub := testenv.Subscribe(t, b.Addr(), "v1/gateway/telemetry")
+	b := testpeer.StartMochi(t)
+	sub := testpeer.Subscribe(t, b.Addr(), "v1/gateway/telemetry")
 	dir := t.TempDir()
 	path := writeConfig(t, dir, b.Addr(), `{"type": "memory"}`, map[string][]byte{
 		"chaos": []byte(`{"devices": ["panicky", "steady-1", "steady-2"]}`)})
 	gw := startGateway(t, path, nil)
 
-	testenv.Eventually(t, 30*time.Second, 20*time.Millisecond, func() error {
+	testpeer.Eventually(t, 30*time.Second, 20*time.Millisecond, func() error {
 		if r := gw.Counters().Restarts.Load(); r < 3 {
 			return fmt.Errorf("%d restarts so far", r)
 		}
 		return nil
 	})
 	// Each steady device reports its poll counter; all of 1..n must arrive.
-	sub.WaitFor(t, 30*time.Second, func(msgs []testenv.Msg) bool {
+	sub.WaitFor(t, 30*time.Second, func(msgs []testpeer.Msg) bool {
 		got, err := telemetry(msgs)
 		if err != nil {
 			return false
@@ -273,10 +273,10 @@ func contiguousAny(got map[point]map[string]json.RawMessage, dev string) int {
 // other slaves' polls. The healthy slave's poll timestamps keep their period
 // while the silent one times out.
 func TestSilentSlave(t *testing.T) {
-	b := testenv.StartMochi(t)
+	b := testpeer.StartMochi(t)
 	healthy := startSim(t, 1, 4)
 	silent := startSim(t, 1, 4)
-	sub := testenv.Subscribe(t, b.Addr(), "v1/gateway/telemetry", "v1/gateway/disconnect")
+	sub := testpeer.Subscribe(t, b.Addr(), "v1/gateway/telemetry", "v1/gateway/disconnect")
 	mk := func(addr, name string) string {
 		host, port := splitHostPort(addr)
 		return fmt.Sprintf(`{"type": "tcp", "host": %q, "port": %s, "unitId": 1, "deviceName": %q, "timeout": 2,
@@ -286,14 +286,14 @@ func TestSilentSlave(t *testing.T) {
 	conf := fmt.Sprintf(`{"master": {"slaves": [%s, %s]}}`, mk(healthy.Addr(), "healthy"), mk(silent.Addr(), "silent"))
 	path := writeConfig(t, t.TempDir(), b.Addr(), `{"type": "memory"}`, map[string][]byte{"modbus": []byte(conf)})
 	startGateway(t, path, nil)
-	sub.WaitFor(t, 20*time.Second, func(msgs []testenv.Msg) bool {
+	sub.WaitFor(t, 20*time.Second, func(msgs []testpeer.Msg) bool {
 		got, _ := telemetry(msgs)
 		return contiguousAny(got, "silent") > 0 && contiguousAny(got, "healthy") > 0
 	})
 	silent.SetSilent(true)
 	silencedAt := time.Now().UnixMilli()
 	// Wait until the silent slave has been given up on (several timeouts).
-	sub.WaitFor(t, 30*time.Second, func(msgs []testenv.Msg) bool {
+	sub.WaitFor(t, 30*time.Second, func(msgs []testpeer.Msg) bool {
 		for _, m := range msgs {
 			if m.Topic == "v1/gateway/disconnect" && strings.Contains(string(m.Payload), "silent") {
 				return true

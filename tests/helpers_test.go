@@ -17,8 +17,8 @@ import (
 	"github.com/industryos/gateway/persistence"
 	"github.com/industryos/gateway/protocols"
 	"github.com/industryos/gateway/protocols/config"
+	"github.com/industryos/gateway/protocols/kit/testpeer"
 	"github.com/industryos/gateway/protocols/modbus/sim"
-	"github.com/industryos/gateway/tests/testenv"
 
 	_ "github.com/industryos/gateway/protocols/all"
 )
@@ -30,7 +30,7 @@ type point struct {
 }
 
 // telemetry decodes v1/gateway/telemetry messages into points and values.
-func telemetry(msgs []testenv.Msg) (map[point]map[string]json.RawMessage, error) {
+func telemetry(msgs []testpeer.Msg) (map[point]map[string]json.RawMessage, error) {
 	out := map[point]map[string]json.RawMessage{}
 	for _, m := range msgs {
 		if m.Topic != "v1/gateway/telemetry" {

@@ -7,14 +7,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/industryos/gateway/tests/testenv"
+	"github.com/industryos/gateway/protocols/kit/testpeer"
 )
 
 // TestModbusCommands: RPC and shared-attribute writes travel platform →
 // gateway → Modbus slave and the replies come back, through a real mosquitto
 // and the simulator over TCP.
 func TestModbusCommands(t *testing.T) {
-	m := testenv.StartMosquitto(t)
+	m := testpeer.StartMosquitto(t)
 	s := startSim(t, 1, 40)
 	s.Set(1, 0, 78)
 	host, port := splitHostPort(s.Addr())
@@ -27,11 +27,11 @@ func TestModbusCommands(t *testing.T) {
 	    {"tag": "getLevel", "type": "16uint", "functionCode": 3, "objectsCount": 1, "address": 0},
 	    {"tag": "setMode", "type": "16int", "functionCode": 6, "objectsCount": 1, "address": 20}
 	  ]}]}}`, host, port)
-	sub := testenv.Subscribe(t, m.Addr(), "v1/gateway/rpc", "v1/gateway/telemetry", "v1/devices/me/rpc/response/+")
+	sub := testpeer.Subscribe(t, m.Addr(), "v1/gateway/rpc", "v1/gateway/telemetry", "v1/devices/me/rpc/response/+")
 	path := writeConfig(t, t.TempDir(), m.Addr(), `{"type": "memory"}`, map[string][]byte{"modbus": []byte(conf)},
 		map[string]any{"syncDevicesSharedAttributesOnConnect": false})
 	startGateway(t, path, nil)
-	sub.WaitFor(t, 20*time.Second, func(msgs []testenv.Msg) bool {
+	sub.WaitFor(t, 20*time.Second, func(msgs []testpeer.Msg) bool {
 		got, _ := telemetry(msgs)
 		return contiguousAny(got, "PLC 1") > 0
 	})
@@ -66,14 +66,14 @@ func TestModbusCommands(t *testing.T) {
 		t.Errorf("overflow: %s", got)
 	}
 	send("v1/gateway/attributes", `{"device":"PLC 1","data":{"setpoint":12.34}}`)
-	testenv.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
+	testpeer.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
 		if r := s.Get(1, 10, 2); r[0] != 0x4145 || r[1] != 0x70A4 {
 			return fmt.Errorf("setpoint registers %#x", r)
 		}
 		return nil
 	})
 	send("v1/devices/me/rpc/request/50", `{"method":"modbus_read","params":{"type":"16uint","functionCode":3,"objectsCount":1,"address":0}}`)
-	sub.WaitFor(t, 15*time.Second, func(msgs []testenv.Msg) bool {
+	sub.WaitFor(t, 15*time.Second, func(msgs []testpeer.Msg) bool {
 		for _, m := range msgs {
 			if m.Topic == "v1/devices/me/rpc/response/50" {
 				if !strings.Contains(string(m.Payload), `"PLC 1":78`) {

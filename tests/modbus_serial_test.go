@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/industryos/gateway/tests/testenv"
+	"github.com/industryos/gateway/protocols/kit/testpeer"
 )
 
 // Serial Modbus through the gateway: pymodbus (Debian python3-pymodbus)
@@ -132,7 +132,7 @@ func (s *rtuSlave) do(cmd string) string {
 	return s.next()
 }
 
-func deviceValues(msgs []testenv.Msg, device string) map[string]string {
+func deviceValues(msgs []testpeer.Msg, device string) map[string]string {
 	got, err := telemetry(msgs)
 	if err != nil {
 		return nil
@@ -148,8 +148,8 @@ func deviceValues(msgs []testenv.Msg, device string) map[string]string {
 	return values
 }
 
-func rpcReplied(msgs []testenv.Msg, reply string) bool {
-	for _, m := range testenv.OnTopic(msgs, "v1/gateway/rpc") {
+func rpcReplied(msgs []testpeer.Msg, reply string) bool {
+	for _, m := range testpeer.OnTopic(msgs, "v1/gateway/rpc") {
 		if string(m.Payload) == reply {
 			return true
 		}
@@ -170,18 +170,18 @@ func TestModbusSerialEndToEnd(t *testing.T) {
 	slave := startRTUSlave(t, b, "1")
 	file := bytes.Replace(raw, []byte(`"/dev/tty0"`), []byte(fmt.Sprintf("%q", a)), 1)
 
-	platform := testenv.StartMosquitto(t)
-	plat := testenv.Subscribe(t, platform.Addr(), "v1/gateway/#")
+	platform := testpeer.StartMosquitto(t)
+	plat := testpeer.Subscribe(t, platform.Addr(), "v1/gateway/#")
 	path := writeConfig(t, t.TempDir(), platform.Addr(), `{"type": "memory"}`, map[string][]byte{"modbus": file})
 	startGateway(t, path, nil)
 
 	const dev = "Modbus Temperature Sensor"
-	plat.WaitFor(t, 20*time.Second, func(msgs []testenv.Msg) bool {
+	plat.WaitFor(t, 20*time.Second, func(msgs []testpeer.Msg) bool {
 		v := deviceValues(msgs, dev)
 		return v["temperature"] == "1501" && v["humidity"] == "1502"
 	})
-	plat.WaitFor(t, 20*time.Second, func(msgs []testenv.Msg) bool {
-		for _, m := range testenv.OnTopic(msgs, "v1/gateway/attributes") {
+	plat.WaitFor(t, 20*time.Second, func(msgs []testpeer.Msg) bool {
+		for _, m := range testpeer.OnTopic(msgs, "v1/gateway/attributes") {
 			var body map[string]map[string]json.RawMessage
 			// 16int reads the first of its two registers: 1503.
 			if json.Unmarshal(m.Payload, &body) == nil && string(body[dev]["16int"]) == "1503" {
@@ -205,7 +205,7 @@ func TestModbusSerialEndToEnd(t *testing.T) {
 		if err := plat.Publish(ctx, "v1/gateway/rpc", []byte(r.req), 1); err != nil {
 			t.Fatal(err)
 		}
-		plat.WaitFor(t, 20*time.Second, func(msgs []testenv.Msg) bool { return rpcReplied(msgs, r.reply) })
+		plat.WaitFor(t, 20*time.Second, func(msgs []testpeer.Msg) bool { return rpcReplied(msgs, r.reply) })
 		if strings.Contains(r.req, `"id":1,`) {
 			// The device actor runs commands in arrival order, so the
 			// attribute update published before this RPC is on the slave.
@@ -230,19 +230,19 @@ func TestModbusSerialDeadSlave(t *testing.T) {
 		 "timeseries":[{"tag":"ir0","type":"16uint","functionCode":4,"objectsCount":1,"address":0}]}`, a, u, u)
 	}
 	file := []byte(`{"master":{"slaves":[` + unit(1) + "," + unit(2) + `]}}`)
-	platform := testenv.StartMosquitto(t)
-	plat := testenv.Subscribe(t, platform.Addr(), "v1/gateway/#")
+	platform := testpeer.StartMosquitto(t)
+	plat := testpeer.Subscribe(t, platform.Addr(), "v1/gateway/#")
 	path := writeConfig(t, t.TempDir(), platform.Addr(), `{"type": "memory"}`, map[string][]byte{"modbus": file})
 	startGateway(t, path, nil)
 
-	plat.WaitFor(t, 20*time.Second, func(msgs []testenv.Msg) bool {
+	plat.WaitFor(t, 20*time.Second, func(msgs []testpeer.Msg) bool {
 		return deviceValues(msgs, "meter1")["ir0"] == "1500" && deviceValues(msgs, "meter2")["ir0"] == "2500"
 	})
 	if got := slave.do("mute 2"); got != "muted 2" {
 		t.Fatal(got)
 	}
 	disconnectedAt := -1
-	plat.WaitFor(t, 20*time.Second, func(msgs []testenv.Msg) bool {
+	plat.WaitFor(t, 20*time.Second, func(msgs []testpeer.Msg) bool {
 		for i, m := range msgs {
 			if m.Topic == "v1/gateway/disconnect" && strings.Contains(string(m.Payload), `"meter2"`) {
 				disconnectedAt = i
@@ -252,19 +252,19 @@ func TestModbusSerialDeadSlave(t *testing.T) {
 		return false
 	})
 	// meter1 keeps reporting after meter2 is gone.
-	plat.WaitFor(t, 20*time.Second, func(msgs []testenv.Msg) bool {
+	plat.WaitFor(t, 20*time.Second, func(msgs []testpeer.Msg) bool {
 		return len(telemetryPoints(msgs[disconnectedAt:], "meter1")) >= 5
 	})
 	if got := slave.do("unmute 2"); got != "unmuted 2" {
 		t.Fatal(got)
 	}
-	plat.WaitFor(t, 30*time.Second, func(msgs []testenv.Msg) bool {
+	plat.WaitFor(t, 30*time.Second, func(msgs []testpeer.Msg) bool {
 		return len(telemetryPoints(msgs[disconnectedAt:], "meter2")) > 0
 	})
 }
 
 // telemetryPoints lists the timestamps device reported in msgs.
-func telemetryPoints(msgs []testenv.Msg, device string) []int64 {
+func telemetryPoints(msgs []testpeer.Msg, device string) []int64 {
 	got, err := telemetry(msgs)
 	if err != nil {
 		return nil

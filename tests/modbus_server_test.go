@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/industryos/gateway/tests/testenv"
+	"github.com/industryos/gateway/protocols/kit/testpeer"
 )
 
 // TestModbusServerEndToEnd: upstream's modbus.json with its slave section
@@ -39,15 +39,15 @@ func TestModbusServerEndToEnd(t *testing.T) {
 	file["master"] = map[string]any{"slaves": []any{}}
 	conf, _ := json.Marshal(file)
 
-	platform := testenv.StartMosquitto(t)
-	plat := testenv.Subscribe(t, platform.Addr(), "v1/gateway/#")
+	platform := testpeer.StartMosquitto(t)
+	plat := testpeer.Subscribe(t, platform.Addr(), "v1/gateway/#")
 	path := writeConfig(t, t.TempDir(), platform.Addr(), `{"type": "memory"}`, map[string][]byte{"modbus": conf})
 	startGateway(t, path, nil)
 
 	const dev = "Modbus Slave Example"
-	plat.WaitFor(t, 20*time.Second, func(msgs []testenv.Msg) bool { return deviceValues(msgs, dev)["smm"] == "12334" })
-	plat.WaitFor(t, 20*time.Second, func(msgs []testenv.Msg) bool {
-		for _, m := range testenv.OnTopic(msgs, "v1/gateway/attributes") {
+	plat.WaitFor(t, 20*time.Second, func(msgs []testpeer.Msg) bool { return deviceValues(msgs, dev)["smm"] == "12334" })
+	plat.WaitFor(t, 20*time.Second, func(msgs []testpeer.Msg) bool {
+		for _, m := range testpeer.OnTopic(msgs, "v1/gateway/attributes") {
 			var body map[string]map[string]json.RawMessage
 			if json.Unmarshal(m.Payload, &body) == nil && string(body[dev]["sm"]) == `"ON"` {
 				return true
@@ -60,7 +60,7 @@ func TestModbusServerEndToEnd(t *testing.T) {
 	if got := pyMasterRun(t, port, fmt.Sprintf("whr:2:%d", 0x3930)); got != "ok" {
 		t.Fatalf("master write: %s", got)
 	}
-	plat.WaitFor(t, 20*time.Second, func(msgs []testenv.Msg) bool { return deviceValues(msgs, dev)["smm"] == "12345" })
+	plat.WaitFor(t, 20*time.Second, func(msgs []testpeer.Msg) bool { return deviceValues(msgs, dev)["smm"] == "12345" })
 
 	ctx, cancel := contextTimeout(20 * time.Second)
 	defer cancel()
@@ -70,7 +70,7 @@ func TestModbusServerEndToEnd(t *testing.T) {
 	if err := plat.Publish(ctx, "v1/gateway/rpc", []byte(`{"device":"`+dev+`","data":{"id":5,"method":"setValue","params":7}}`), 1); err != nil {
 		t.Fatal(err)
 	}
-	plat.WaitFor(t, 20*time.Second, func(msgs []testenv.Msg) bool {
+	plat.WaitFor(t, 20*time.Second, func(msgs []testpeer.Msg) bool {
 		return rpcReplied(msgs, `{"device":"`+dev+`","id":5,"data":{"result":{"value":7}}}`)
 	})
 	// The device runs commands in order: the attribute is written too.

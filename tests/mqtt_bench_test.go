@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/industryos/gateway/tests/testenv"
+	"github.com/industryos/gateway/protocols/kit/testpeer"
 )
 
 // BenchmarkMQTTToPlatform measures messages/s of 10-value JSON from an
@@ -26,9 +26,9 @@ import (
 //	go test -run - -bench MQTTToPlatform -benchtime 100000x ./tests/
 func BenchmarkMQTTToPlatform(b *testing.B) {
 	const devices, values = 100, 10
-	platform := testenv.StartMosquitto(b)
-	testenv.AnswerSessionLimits(b, platform.Addr(), testenv.PlatformSessionLimits)
-	broker := testenv.StartMosquitto(b)
+	platform := testpeer.StartMosquitto(b)
+	testpeer.AnswerSessionLimits(b, platform.Addr(), testpeer.PlatformSessionLimits)
+	broker := testpeer.StartMosquitto(b)
 	host, port, _ := net.SplitHostPort(broker.Addr())
 	keys := make([]string, values)
 	for v := range values {
@@ -47,13 +47,13 @@ func BenchmarkMQTTToPlatform(b *testing.B) {
 	dir := b.TempDir()
 	path := writeConfig(b, dir, platform.Addr(), fmt.Sprintf(`{"type": "file", "data_folder_path": %q, "max_file_count": 1000, "max_records_per_file": 100000}`, dir+"/journal"),
 		map[string][]byte{"mqtt": []byte(connector)})
-	pub := testenv.Subscribe(b, broker.Addr())
+	pub := testpeer.Subscribe(b, broker.Addr())
 	pub.WaitReady(b, 10*time.Second)
 
 	// The first run makes the broker know the session and its subscription:
 	// a message published now arrives once it is subscribed.
 	g := startGateway(b, path, nil)
-	testenv.Eventually(b, 20*time.Second, 200*time.Millisecond, func() error {
+	testpeer.Eventually(b, 20*time.Second, 200*time.Millisecond, func() error {
 		ctx, cancel := contextTimeout(time.Second)
 		defer cancel()
 		_ = pub.Publish(ctx, "sensor/warmup/data", []byte(`{"v0":1,"v1":1,"v2":1,"v3":1,"v4":1,"v5":1,"v6":1,"v7":1,"v8":1,"v9":1}`), 1)
@@ -68,7 +68,7 @@ func BenchmarkMQTTToPlatform(b *testing.B) {
 	}
 	cancel()
 
-	if err := testenv.PublishSensors(b.N, devices, values, func(topic string, payload []byte) error {
+	if err := testpeer.PublishSensors(b.N, devices, values, func(topic string, payload []byte) error {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		return pub.Publish(ctx, topic, payload, 1)

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/industryos/gateway/tests/testenv"
+	"github.com/industryos/gateway/protocols/kit/testpeer"
 )
 
 // mqttConnectorConfig is an upstream mqtt connector file for the device
@@ -51,18 +51,18 @@ func mqttConnectorConfig(t testing.TB, addr string) []byte {
 
 // startMQTTGateway runs a gateway whose platform is one mosquitto and whose
 // mqtt connector reads another.
-func startMQTTGateway(t *testing.T) (platform, devices *testenv.Mosquitto, plat *testenv.Subscriber) {
+func startMQTTGateway(t *testing.T) (platform, devices *testpeer.Mosquitto, plat *testpeer.Subscriber) {
 	t.Helper()
-	platform = testenv.StartMosquitto(t)
-	devices = testenv.StartMosquitto(t)
-	plat = testenv.Subscribe(t, platform.Addr(), "v1/gateway/#")
+	platform = testpeer.StartMosquitto(t)
+	devices = testpeer.StartMosquitto(t)
+	plat = testpeer.Subscribe(t, platform.Addr(), "v1/gateway/#")
 	path := writeConfig(t, t.TempDir(), platform.Addr(), `{"type": "memory"}`,
 		map[string][]byte{"mqtt": mqttConnectorConfig(t, devices.Addr())})
 	startGateway(t, path, nil)
 	return platform, devices, plat
 }
 
-func devicePublish(t testing.TB, d *testenv.Subscriber, topic, payload string) {
+func devicePublish(t testing.TB, d *testpeer.Subscriber, topic, payload string) {
 	t.Helper()
 	ctx, cancel := contextTimeout(10 * time.Second)
 	defer cancel()
@@ -76,14 +76,14 @@ func devicePublish(t testing.TB, d *testenv.Subscriber, topic, payload string) {
 // the platform reach the device broker and the RPC answer comes back.
 func TestMQTTConnectorEndToEnd(t *testing.T) {
 	_, devices, plat := startMQTTGateway(t)
-	dev := testenv.Subscribe(t, devices.Addr(), "sensor/+/request/#", "sensor/+/firmwareVersion")
+	dev := testpeer.Subscribe(t, devices.Addr(), "sensor/+/request/#", "sensor/+/firmwareVersion")
 	// The device: answers every echo request on its response topic.
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() {
 		answered := 0
 		for {
-			msgs, err := dev.Wait(ctx, func(ms []testenv.Msg) bool { return len(ms) > answered })
+			msgs, err := dev.Wait(ctx, func(ms []testpeer.Msg) bool { return len(ms) > answered })
 			if err != nil {
 				return
 			}
@@ -98,20 +98,20 @@ func TestMQTTConnectorEndToEnd(t *testing.T) {
 	}()
 
 	devicePublish(t, dev, "sensor/SN-1/data", `{"n":1,"temp":21.5,"ts":1700000000000}`)
-	plat.WaitFor(t, 20*time.Second, func(msgs []testenv.Msg) bool {
+	plat.WaitFor(t, 20*time.Second, func(msgs []testpeer.Msg) bool {
 		got, err := telemetry(msgs)
 		v := got[point{"SN-1", 1700000000000}]
 		return err == nil && string(v["n"]) == "1" && string(v["temp"]) == "21.5"
 	})
 	connected := false
-	for _, m := range testenv.OnTopic(plat.Messages(), "v1/gateway/connect") {
+	for _, m := range testpeer.OnTopic(plat.Messages(), "v1/gateway/connect") {
 		var c struct{ Device, Type string }
 		if json.Unmarshal(m.Payload, &c) == nil && c.Device == "SN-1" && c.Type == "thermometer" {
 			connected = true
 		}
 	}
 	if !connected {
-		t.Errorf("no connect for SN-1 with profile thermometer: %v", testenv.OnTopic(plat.Messages(), "v1/gateway/connect"))
+		t.Errorf("no connect for SN-1 with profile thermometer: %v", testpeer.OnTopic(plat.Messages(), "v1/gateway/connect"))
 	}
 
 	pctx, pcancel := contextTimeout(10 * time.Second)
@@ -126,8 +126,8 @@ func TestMQTTConnectorEndToEnd(t *testing.T) {
 	if err := plat.Publish(pctx, "v1/gateway/rpc", []byte(`{"device":"SN-1","data":{"id":7,"method":"echo","params":{"a":1}}}`), 1); err != nil {
 		t.Fatal(err)
 	}
-	plat.WaitFor(t, 10*time.Second, func(msgs []testenv.Msg) bool {
-		for _, m := range testenv.OnTopic(msgs, "v1/gateway/rpc") {
+	plat.WaitFor(t, 10*time.Second, func(msgs []testpeer.Msg) bool {
+		for _, m := range testpeer.OnTopic(msgs, "v1/gateway/rpc") {
 			if string(m.Payload) == `{"device":"SN-1","id":7,"data":{"echo":{"a":1}}}` {
 				return true
 			}
@@ -140,8 +140,8 @@ func TestMQTTConnectorEndToEnd(t *testing.T) {
 	if err := plat.Publish(pctx, "v1/gateway/rpc", []byte(`{"device":"SN-1","data":{"id":8,"method":"silent","params":{}}}`), 1); err != nil {
 		t.Fatal(err)
 	}
-	plat.WaitFor(t, 10*time.Second, func(msgs []testenv.Msg) bool {
-		for _, m := range testenv.OnTopic(msgs, "v1/gateway/rpc") {
+	plat.WaitFor(t, 10*time.Second, func(msgs []testpeer.Msg) bool {
+		for _, m := range testpeer.OnTopic(msgs, "v1/gateway/rpc") {
 			var r struct {
 				ID   int64
 				Data struct{ Error string }
@@ -159,7 +159,7 @@ func TestMQTTConnectorEndToEnd(t *testing.T) {
 // gateway is still working through them.
 func TestMQTTDeviceBrokerRestart(t *testing.T) {
 	_, devices, plat := startMQTTGateway(t)
-	dev := testenv.Subscribe(t, devices.Addr())
+	dev := testpeer.Subscribe(t, devices.Addr())
 	const n = 400
 	const ts0 = 1700000000000
 	for i := range n {
@@ -174,7 +174,7 @@ func TestMQTTDeviceBrokerRestart(t *testing.T) {
 	for i := range n {
 		want[point{fmt.Sprintf("D%d", i%4), ts0 + int64(i)}] = true
 	}
-	plat.WaitFor(t, 60*time.Second, func(msgs []testenv.Msg) bool {
+	plat.WaitFor(t, 60*time.Second, func(msgs []testpeer.Msg) bool {
 		got, err := telemetry(msgs)
 		return err == nil && len(missing(want, got)) == 0
 	})

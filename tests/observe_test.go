@@ -20,8 +20,8 @@ import (
 	"github.com/industryos/gateway/actors"
 	"github.com/industryos/gateway/actors/observe"
 	"github.com/industryos/gateway/protocols/config"
+	"github.com/industryos/gateway/protocols/kit/testpeer"
 	"github.com/industryos/gateway/protocols/modbus/sim"
-	"github.com/industryos/gateway/tests/testenv"
 )
 
 // patchMain edits a tb_gateway.json written by writeConfig.
@@ -122,9 +122,9 @@ func (s scrape) has(name string) bool { return s[name] != nil }
 // with each other and with what the platform received.
 func TestMetricsEndToEnd(t *testing.T) {
 	const devices, registers = 3, 5
-	m := testenv.StartMosquitto(t)
+	m := testpeer.StartMosquitto(t)
 	s := startSim(t, devices, registers)
-	sub := testenv.Subscribe(t, m.Addr(), "v1/gateway/telemetry", "v1/gateway/connect")
+	sub := testpeer.Subscribe(t, m.Addr(), "v1/gateway/telemetry", "v1/gateway/connect")
 	// Three good devices, one asking for registers the simulator lacks
 	// (exception) and one on a closed port (I/O error).
 	var f struct {
@@ -144,7 +144,7 @@ func TestMetricsEndToEnd(t *testing.T) {
 		d["timeseries"] = []map[string]any{{"tag": "x", "type": "16uint", "functionCode": 3, "objectsCount": 1, "address": address}}
 		return d
 	}
-	f.Master.Slaves = append(f.Master.Slaves, bad("out-of-range", f.Master.Slaves[0]["port"], 60000), bad("unplugged", testenv.FreePort(t), 0))
+	f.Master.Slaves = append(f.Master.Slaves, bad("out-of-range", f.Master.Slaves[0]["port"], 60000), bad("unplugged", testpeer.FreePort(t), 0))
 	conn, _ := json.Marshal(f)
 	path := writeConfig(t, t.TempDir(), m.Addr(), `{"type": "memory"}`, map[string][]byte{"modbus": conn})
 	patchMain(t, path, withHTTP(nil))
@@ -153,12 +153,12 @@ func TestMetricsEndToEnd(t *testing.T) {
 		t.Fatalf("http endpoint on %q", gw.HTTPAddr())
 	}
 
-	sub.WaitFor(t, 30*time.Second, func(msgs []testenv.Msg) bool {
+	sub.WaitFor(t, 30*time.Second, func(msgs []testpeer.Msg) bool {
 		got, _ := telemetry(msgs)
 		return len(got) >= 10*devices
 	})
 	var sc scrape
-	testenv.Eventually(t, 30*time.Second, 100*time.Millisecond, func() error {
+	testpeer.Eventually(t, 30*time.Second, 100*time.Millisecond, func() error {
 		sc = scrapeMetrics(t, gw)
 		switch {
 		case sc.sum("iotgw_device_poll_errors_total", map[string]string{"device": "out-of-range", "kind": "exception"}) < 1:
@@ -192,7 +192,7 @@ func TestMetricsEndToEnd(t *testing.T) {
 		}
 	}
 	// Each connect also delivers the connectorType/connectorName attributes.
-	details := 2 * float64(len(testenv.OnTopic(sub.Messages(), "v1/gateway/connect")))
+	details := 2 * float64(len(testpeer.OnTopic(sub.Messages(), "v1/gateway/connect")))
 	delivered := sc.sum("iotgw_uplink_values_delivered_total", nil) - details
 	if delivered <= 0 || polls < delivered/registers || values < delivered {
 		t.Errorf("polls %v, values read %v, values delivered %v besides %v connector details (%d per poll)", polls, values, delivered, details, registers)
@@ -207,7 +207,7 @@ func TestMetricsEndToEnd(t *testing.T) {
 		received += len(vals)
 	}
 	// (The broker may forward a message before the gateway has seen its PUBACK.)
-	testenv.Eventually(t, 10*time.Second, 20*time.Millisecond, func() error {
+	testpeer.Eventually(t, 10*time.Second, 20*time.Millisecond, func() error {
 		if after := scrapeMetrics(t, gw).sum("iotgw_uplink_values_delivered_total", nil); float64(received) > after {
 			return fmt.Errorf("platform received %d values, gateway counts %v delivered", received, after)
 		}
@@ -237,7 +237,7 @@ func TestMetricsEndToEnd(t *testing.T) {
 // carries the connector and device fields.
 func TestPanickingDeviceMetrics(t *testing.T) {
 	freshChaos("panicky", "steady-1")
-	b := testenv.StartMochi(t)
+	b := testpeer.StartMochi(t)
 	path := writeConfig(t, t.TempDir(), b.Addr(), `{"type": "memory"}`, map[string][]byte{
 		"chaos": []byte(`{"devices": ["panicky", "steady-1"]}`)})
 	patchMain(t, path, withHTTP(nil))
@@ -248,7 +248,7 @@ func TestPanickingDeviceMetrics(t *testing.T) {
 	}
 	gw := startGatewayWith(t, actors.Options{Config: cfg, Logger: zerolog.New(logs).Level(zerolog.WarnLevel)})
 	panicky := map[string]string{"kind": "device", "connector": "chaos", "device": "panicky"}
-	testenv.Eventually(t, 30*time.Second, 50*time.Millisecond, func() error {
+	testpeer.Eventually(t, 30*time.Second, 50*time.Millisecond, func() error {
 		sc := scrapeMetrics(t, gw)
 		if r := sc.sum("iotgw_actor_restarts_total", panicky); r < 2 {
 			return fmt.Errorf("%v restarts so far", r)
@@ -303,7 +303,7 @@ func (b *lineBuffer) lines() []string {
 // again when it is back; /healthz stays 200 throughout.
 func TestReadyzFollowsBroker(t *testing.T) {
 	freshChaos("ready-1")
-	m := testenv.StartMosquitto(t)
+	m := testpeer.StartMosquitto(t)
 	path := writeConfig(t, t.TempDir(), m.Addr(), `{"type": "memory"}`, map[string][]byte{"chaos": []byte(`{"devices": ["ready-1"]}`)})
 	patchMain(t, path, withHTTP(nil))
 	gw := startGateway(t, path, nil)
@@ -318,7 +318,7 @@ func TestReadyzFollowsBroker(t *testing.T) {
 	}
 	waitCode := func(want int) map[string]any {
 		var r map[string]any
-		testenv.Eventually(t, 30*time.Second, 50*time.Millisecond, func() error {
+		testpeer.Eventually(t, 30*time.Second, 50*time.Millisecond, func() error {
 			var code int
 			code, r = readyz()
 			if code != want {
@@ -349,13 +349,13 @@ func TestReadyzFollowsBroker(t *testing.T) {
 // v1/devices/me/telemetry as *_LOGS, lines below it do not; a connector's
 // lines arrive under its name when it has enableRemoteLogging; NONE stops it.
 func TestRemoteLogging(t *testing.T) {
-	b := testenv.StartMochi(t)
-	sub := testenv.Subscribe(t, b.Addr(), "v1/devices/me/telemetry")
-	requests := testenv.Subscribe(t, b.Addr(), "v1/devices/me/attributes/request/+")
+	b := testpeer.StartMochi(t)
+	sub := testpeer.Subscribe(t, b.Addr(), "v1/devices/me/telemetry")
+	requests := testpeer.Subscribe(t, b.Addr(), "v1/devices/me/attributes/request/+")
 	path := writeConfig(t, t.TempDir(), b.Addr(), `{"type": "memory"}`, map[string][]byte{
 		"modbus": []byte(fmt.Sprintf(`{"master": {"slaves": [{"type": "tcp", "host": "127.0.0.1", "port": %d, "unitId": 1,
 		  "deviceName": "nowhere", "timeout": 1, "pollPeriod": 200, "retryDelay": 100,
-		  "timeseries": [{"tag": "r0", "type": "16uint", "functionCode": 3, "objectsCount": 1, "address": 0}]}]}}`, testenv.FreePort(t)))})
+		  "timeseries": [{"tag": "r0", "type": "16uint", "functionCode": 3, "objectsCount": 1, "address": 0}]}]}}`, testpeer.FreePort(t)))})
 	patchMain(t, path, func(m map[string]any) {
 		list := m["connectors"].([]any)
 		list[0].(map[string]any)["enableRemoteLogging"] = true
@@ -371,7 +371,7 @@ func TestRemoteLogging(t *testing.T) {
 		t.Helper()
 		sub.Reset()
 		// Sent until applied: the first ones may precede the gateway's subscription.
-		testenv.Eventually(t, 20*time.Second, 100*time.Millisecond, func() error {
+		testpeer.Eventually(t, 20*time.Second, 100*time.Millisecond, func() error {
 			if err := b.Publish("v1/devices/me/attributes", []byte(`{"RemoteLoggingLevel":"`+level+`"}`), 1); err != nil {
 				t.Fatal(err)
 			}
@@ -416,7 +416,7 @@ func TestRemoteLogging(t *testing.T) {
 
 	// On connect the gateway asks for RemoteLoggingLevel; the answer sets it.
 	var reqTopic string
-	requests.WaitFor(t, 20*time.Second, func(msgs []testenv.Msg) bool {
+	requests.WaitFor(t, 20*time.Second, func(msgs []testpeer.Msg) bool {
 		for _, m := range msgs {
 			if strings.Contains(string(m.Payload), `"sharedKeys":"RemoteLoggingLevel"`) {
 				reqTopic = m.Topic
@@ -429,7 +429,7 @@ func TestRemoteLogging(t *testing.T) {
 	if err := b.Publish(resp, []byte(`{"shared":{"RemoteLoggingLevel":"ERROR"}}`), 1); err != nil {
 		t.Fatal(err)
 	}
-	testenv.Eventually(t, 20*time.Second, 10*time.Millisecond, func() error {
+	testpeer.Eventually(t, 20*time.Second, 10*time.Millisecond, func() error {
 		if l, on := remote.Level(); !on || l != zerolog.ErrorLevel {
 			return fmt.Errorf("level from the attribute response not applied: %v %v", l, on)
 		}
@@ -446,7 +446,7 @@ func TestRemoteLogging(t *testing.T) {
 	log.Warn().Str("connector", "other").Msg("marker quiet-connector-1")
 	log.Info().Msg("marker info-last")
 	log.Error().Msg("marker error-last")
-	sub.WaitFor(t, 20*time.Second, func([]testenv.Msg) bool {
+	sub.WaitFor(t, 20*time.Second, func([]testpeer.Msg) bool {
 		return arrived("SERVICE_LOGS", "marker warn-1") && arrived("SERVICE_LOGS", "marker error-1") &&
 			arrived("modbus_LOGS", "marker connector-1") && arrived("SERVICE_LOGS", "marker error-last")
 	})
@@ -468,13 +468,13 @@ func TestRemoteLogging(t *testing.T) {
 
 	setLevel("DEBUG") // below the local level (error): still sent
 	log.Debug().Msg("marker debug-2")
-	sub.WaitFor(t, 20*time.Second, func([]testenv.Msg) bool { return arrived("SERVICE_LOGS", "|DEBUG| - [gateway] - marker debug-2") })
+	sub.WaitFor(t, 20*time.Second, func([]testpeer.Msg) bool { return arrived("SERVICE_LOGS", "|DEBUG| - [gateway] - marker debug-2") })
 
 	setLevel("NONE")
 	log.Error().Msg("marker error-3")
 	log.Warn().Msg("marker warn-3")
 	// The error counters still move: wait for them, then check no line came.
-	sub.WaitFor(t, 20*time.Second, func(msgs []testenv.Msg) bool {
+	sub.WaitFor(t, 20*time.Second, func(msgs []testpeer.Msg) bool {
 		for _, m := range msgs {
 			var c struct {
 				Values map[string]float64 `json:"values"`
@@ -495,7 +495,7 @@ func TestRemoteLogging(t *testing.T) {
 // listener and no metrics at all.
 func TestHTTPDefaults(t *testing.T) {
 	freshChaos("http-1")
-	b := testenv.StartMochi(t)
+	b := testpeer.StartMochi(t)
 	dir := t.TempDir()
 	path := writeConfig(t, dir, b.Addr(), `{"type": "memory"}`, map[string][]byte{"chaos": []byte(`{"devices": ["http-1"]}`)})
 

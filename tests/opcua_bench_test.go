@@ -21,7 +21,7 @@ import (
 	"github.com/gopcua/opcua/server/attrs"
 	"github.com/gopcua/opcua/ua"
 
-	"github.com/industryos/gateway/tests/testenv"
+	"github.com/industryos/gateway/protocols/kit/testpeer"
 )
 
 // opcuaLoadPlant is a gopcua in-process server with
@@ -180,7 +180,7 @@ func BenchmarkOPCUAToPlatform(b *testing.B) {
 	b.Cleanup(func() { log.SetOutput(os.Stderr) })
 
 	plant := startOPCUALoadPlant(b, devices, vars)
-	platform := testenv.StartMosquitto(b)
+	platform := testpeer.StartMosquitto(b)
 	dir := b.TempDir()
 	path := writeConfig(b, dir, platform.Addr(), fmt.Sprintf(`{"type": "file", "data_folder_path": %q, "max_file_count": 1000, "max_records_per_file": 100000}`, dir+"/journal"),
 		map[string][]byte{"opcua": opcuaLoadConfig(plant.url, vars)})
@@ -189,7 +189,7 @@ func BenchmarkOPCUAToPlatform(b *testing.B) {
 	g := startGateway(b, path, nil)
 	ctr := g.Counters()
 	var first time.Duration
-	testenv.Eventually(b, 60*time.Second, time.Millisecond, func() error {
+	testpeer.Eventually(b, 60*time.Second, time.Millisecond, func() error {
 		n := ctr.ValuesEmitted.Load()
 		if n > 0 && first == 0 {
 			first = time.Since(start)

@@ -15,7 +15,7 @@ import (
 	"github.com/gopcua/opcua/server/attrs"
 	"github.com/gopcua/opcua/ua"
 
-	"github.com/industryos/gateway/tests/testenv"
+	"github.com/industryos/gateway/protocols/kit/testpeer"
 )
 
 type opcuaQuiet struct{}
@@ -126,13 +126,13 @@ func opcuaConnectorConfig(url string) []byte {
 // the server's Setpoint node.
 func TestOPCUAConnectorEndToEnd(t *testing.T) {
 	plant := startOPCUAPlant(t)
-	platform := testenv.StartMosquitto(t)
-	plat := testenv.Subscribe(t, platform.Addr(), "v1/gateway/#")
+	platform := testpeer.StartMosquitto(t)
+	plat := testpeer.Subscribe(t, platform.Addr(), "v1/gateway/#")
 	path := writeConfig(t, t.TempDir(), platform.Addr(), `{"type": "memory"}`,
 		map[string][]byte{"opcua": opcuaConnectorConfig(plant.url)})
 	startGateway(t, path, nil)
 
-	temps := func(msgs []testenv.Msg) map[string]bool {
+	temps := func(msgs []testpeer.Msg) map[string]bool {
 		got, err := telemetry(msgs)
 		if err != nil {
 			return nil
@@ -145,11 +145,11 @@ func TestOPCUAConnectorEndToEnd(t *testing.T) {
 		}
 		return out
 	}
-	plat.WaitFor(t, 20*time.Second, func(msgs []testenv.Msg) bool { return temps(msgs)["20.5"] })
+	plat.WaitFor(t, 20*time.Second, func(msgs []testpeer.Msg) bool { return temps(msgs)["20.5"] })
 	plant.setTemp(63.25)
-	plat.WaitFor(t, 20*time.Second, func(msgs []testenv.Msg) bool { return temps(msgs)["63.25"] })
-	plat.WaitFor(t, 20*time.Second, func(msgs []testenv.Msg) bool {
-		for _, m := range testenv.OnTopic(msgs, "v1/gateway/attributes") {
+	plat.WaitFor(t, 20*time.Second, func(msgs []testpeer.Msg) bool { return temps(msgs)["63.25"] })
+	plat.WaitFor(t, 20*time.Second, func(msgs []testpeer.Msg) bool {
+		for _, m := range testpeer.OnTopic(msgs, "v1/gateway/attributes") {
 			var body map[string]map[string]json.RawMessage
 			if json.Unmarshal(m.Payload, &body) == nil && string(body["Boiler B-001"]["setpoint"]) == "50" {
 				return true
@@ -158,11 +158,11 @@ func TestOPCUAConnectorEndToEnd(t *testing.T) {
 		return false
 	})
 	connected := false
-	for _, m := range testenv.OnTopic(plat.Messages(), "v1/gateway/connect") {
+	for _, m := range testpeer.OnTopic(plat.Messages(), "v1/gateway/connect") {
 		connected = connected || strings.Contains(string(m.Payload), `"device":"Boiler B-001","type":"boiler"`)
 	}
 	if !connected {
-		t.Errorf("no connect for Boiler B-001 with profile boiler: %v", testenv.OnTopic(plat.Messages(), "v1/gateway/connect"))
+		t.Errorf("no connect for Boiler B-001 with profile boiler: %v", testpeer.OnTopic(plat.Messages(), "v1/gateway/connect"))
 	}
 
 	ctx, cancel := contextTimeout(10 * time.Second)
@@ -179,8 +179,8 @@ func TestOPCUAConnectorEndToEnd(t *testing.T) {
 		t.Fatal("the shared attribute update was not written to the server")
 	}
 	// The server now reports the written value; the subscription delivers it.
-	plat.WaitFor(t, 20*time.Second, func(msgs []testenv.Msg) bool {
-		for _, m := range testenv.OnTopic(msgs, "v1/gateway/attributes") {
+	plat.WaitFor(t, 20*time.Second, func(msgs []testpeer.Msg) bool {
+		for _, m := range testpeer.OnTopic(msgs, "v1/gateway/attributes") {
 			var body map[string]map[string]json.RawMessage
 			if json.Unmarshal(m.Payload, &body) == nil && string(body["Boiler B-001"]["setpoint"]) == "72" {
 				return true

@@ -16,8 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/industryos/gateway/protocols/kit/testpeer"
 	"github.com/industryos/gateway/protocols/platform"
-	"github.com/industryos/gateway/tests/testenv"
 )
 
 // provisioner answers /provision/request through the broker as the platform
@@ -36,8 +36,8 @@ func (p *provisioner) count() int {
 func startProvisioner(t *testing.T, addr string, answer func(req map[string]any) map[string]any) *provisioner {
 	t.Helper()
 	p := &provisioner{}
-	var sub atomic.Pointer[testenv.Subscriber]
-	s := testenv.SubscribeWith(t, addr, testenv.SubscriberOptions{OnMessage: func(m testenv.Msg) {
+	var sub atomic.Pointer[testpeer.Subscriber]
+	s := testpeer.SubscribeWith(t, addr, testpeer.SubscriberOptions{OnMessage: func(m testpeer.Msg) {
 		if m.Topic != platform.TopicProvisionRequest {
 			return
 		}
@@ -141,11 +141,11 @@ func (r *runningBinary) noCrash(t *testing.T) {
 // no security passes check, and run provisions, stores the credentials,
 // connects with them, and reuses them after a restart.
 func TestProvisioningOnlyConfigChecksAndRuns(t *testing.T) {
-	m := testenv.StartMosquitto(t)
+	m := testpeer.StartMosquitto(t)
 	p := startProvisioner(t, m.Addr(), func(req map[string]any) map[string]any {
 		return map[string]any{"status": "SUCCESS", "credentialsType": "ACCESS_TOKEN", "credentialsValue": req["token"]}
 	})
-	attrs := testenv.Subscribe(t, m.Addr(), platform.TopicMeAttributes)
+	attrs := testpeer.Subscribe(t, m.Addr(), platform.TopicMeAttributes)
 	dir := t.TempDir()
 	cfg := writeProvisioningConfig(t, dir, m.Addr())
 
@@ -191,13 +191,13 @@ func TestProvisioningOnlyConfigChecksAndRuns(t *testing.T) {
 // TestProvisioningRefusedKeepsRunning: a refusal is one error line with the
 // platform's message per attempt, the gateway retries and still stops cleanly.
 func TestProvisioningRefusedKeepsRunning(t *testing.T) {
-	m := testenv.StartMosquitto(t)
+	m := testpeer.StartMosquitto(t)
 	p := startProvisioner(t, m.Addr(), func(map[string]any) map[string]any {
 		return map[string]any{"status": "FAILURE", "errorMsg": "Provision data was not found!"}
 	})
 	dir := t.TempDir()
 	gw := runBinary(t, writeProvisioningConfig(t, dir, m.Addr()))
-	testenv.Eventually(t, 30*time.Second, 50*time.Millisecond, func() error {
+	testpeer.Eventually(t, 30*time.Second, 50*time.Millisecond, func() error {
 		n := 0
 		for _, l := range gw.logs.lines() {
 			if strings.Contains(l, "Provision data was not found!") {

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/industryos/gateway/protocols/can"
-	"github.com/industryos/gateway/tests/testenv"
+	"github.com/industryos/gateway/protocols/kit/testpeer"
 )
 
 // BenchmarkCANToPlatform measures frames/s from the virtual bus through the
@@ -30,13 +30,13 @@ func BenchmarkCANToPlatform(b *testing.B) {
       "timeseries": [{"key": "counter", "nodeId": %d, "value": "0:4:little:int"}, {"key": "speed", "nodeId": %d, "value": "4:4:little:float"}]}`, d, 0x100+d, 0x100+d))
 	}
 	cfg := fmt.Sprintf(`{"name": "CAN", "interface": "virtual", "channel": %q, "devices": [%s]}`, channel, strings.Join(devs, ","))
-	platform := testenv.StartMosquitto(b)
+	platform := testpeer.StartMosquitto(b)
 	dir := b.TempDir()
 	path := writeConfig(b, dir, platform.Addr(), fmt.Sprintf(`{"type": "file", "data_folder_path": %q, "max_file_count": 1000, "max_records_per_file": 100000}`, dir+"/journal"),
 		map[string][]byte{"can": []byte(cfg)})
 	g := startGateway(b, path, nil)
 	ctr := g.Counters()
-	testenv.Eventually(b, 20*time.Second, 10*time.Millisecond, func() error {
+	testpeer.Eventually(b, 20*time.Second, 10*time.Millisecond, func() error {
 		if ctr.Reconnects.Load() == 0 {
 			return fmt.Errorf("gateway not connected to the platform")
 		}

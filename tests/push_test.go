@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/industryos/gateway/protocols"
-	"github.com/industryos/gateway/tests/testenv"
+	"github.com/industryos/gateway/protocols/kit/testpeer"
 )
 
 // pushy is a test protocol that is a push Source: the test feeds it Pushes
@@ -104,8 +104,8 @@ func init() {
 func TestPushSource(t *testing.T) {
 	id := fmt.Sprintf("push-%d", time.Now().UnixNano())
 	st := pushy(id)
-	m := testenv.StartMosquitto(t)
-	sub := testenv.Subscribe(t, m.Addr(), "v1/gateway/telemetry", "v1/gateway/connect", "v1/gateway/rpc")
+	m := testpeer.StartMosquitto(t)
+	sub := testpeer.Subscribe(t, m.Addr(), "v1/gateway/telemetry", "v1/gateway/connect", "v1/gateway/rpc")
 	j := newRecordingJournal(newMemoryJournal())
 	path := writeConfig(t, t.TempDir(), m.Addr(), `{"type": "memory"}`, map[string][]byte{
 		"pushy": []byte(fmt.Sprintf(`{"id": %q}`, id))})
@@ -144,11 +144,11 @@ func TestPushSource(t *testing.T) {
 	if failed.Load() != 0 {
 		t.Fatalf("%d pushes were done before their commit or with an error", failed.Load())
 	}
-	sub.WaitFor(t, 20*time.Second, func(msgs []testenv.Msg) bool {
+	sub.WaitFor(t, 20*time.Second, func(msgs []testpeer.Msg) bool {
 		got, _ := telemetry(msgs)
 		return len(got) == devices*perDevice
 	})
-	connects := testenv.OnTopic(sub.Messages(), "v1/gateway/connect")
+	connects := testpeer.OnTopic(sub.Messages(), "v1/gateway/connect")
 	for i := range devices {
 		want := fmt.Sprintf(`{"device":"pushed-%d","type":"Sensor"}`, i)
 		found := false
@@ -172,7 +172,7 @@ func TestPushSource(t *testing.T) {
 		t.Errorf("rpc reply: %s", r["data"])
 	}
 	send("v1/gateway/attributes", `{"device":"pushed-3","data":{"mode":"eco"}}`)
-	testenv.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
+	testpeer.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
 		if v := st.attribute("pushed-3/mode"); v != `"eco"` {
 			return fmt.Errorf("mode %q", v)
 		}
@@ -186,7 +186,7 @@ func TestPushSource(t *testing.T) {
 
 	// A source error restarts the connector; data keeps flowing after it.
 	st.fail <- errors.New("broker vanished")
-	testenv.Eventually(t, 15*time.Second, 10*time.Millisecond, func() error {
+	testpeer.Eventually(t, 15*time.Second, 10*time.Millisecond, func() error {
 		if st.runs.Load() < 2 {
 			return errors.New("source not restarted")
 		}
@@ -199,7 +199,7 @@ func TestPushSource(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	sub.WaitFor(t, 20*time.Second, func(msgs []testenv.Msg) bool {
+	sub.WaitFor(t, 20*time.Second, func(msgs []testpeer.Msg) bool {
 		got, _ := telemetry(msgs)
 		return got[point{"pushed-0", base.Add(time.Hour).UnixMilli()}] != nil
 	})
@@ -211,8 +211,8 @@ func TestPushSource(t *testing.T) {
 func TestPushDeviceAdoptedForCommand(t *testing.T) {
 	id := fmt.Sprintf("adopt-%d", time.Now().UnixNano())
 	st := pushy(id)
-	m := testenv.StartMosquitto(t)
-	sub := testenv.Subscribe(t, m.Addr(), "v1/gateway/telemetry", "v1/gateway/rpc")
+	m := testpeer.StartMosquitto(t)
+	sub := testpeer.Subscribe(t, m.Addr(), "v1/gateway/telemetry", "v1/gateway/rpc")
 	path := writeConfig(t, t.TempDir(), m.Addr(), `{"type": "memory"}`, map[string][]byte{
 		"pushy": []byte(fmt.Sprintf(`{"id": %q}`, id))})
 	g := startGateway(t, path, nil)
@@ -243,8 +243,8 @@ func TestPushDeviceAdoptedForCommand(t *testing.T) {
 func TestPushDeviceInactivityAndReportPeriod(t *testing.T) {
 	id := fmt.Sprintf("idle-%d", time.Now().UnixNano())
 	st := pushy(id)
-	m := testenv.StartMosquitto(t)
-	sub := testenv.Subscribe(t, m.Addr(), "v1/gateway/telemetry", "v1/gateway/disconnect")
+	m := testpeer.StartMosquitto(t)
+	sub := testpeer.Subscribe(t, m.Addr(), "v1/gateway/telemetry", "v1/gateway/disconnect")
 	path := writeConfig(t, t.TempDir(), m.Addr(), `{"type": "memory"}`, map[string][]byte{
 		"pushy": []byte(fmt.Sprintf(`{"id": %q}`, id))},
 		map[string]any{"checkingDeviceActivity": map[string]any{
@@ -259,7 +259,7 @@ func TestPushDeviceInactivityAndReportPeriod(t *testing.T) {
 		t.Fatal(err)
 	}
 	// One push, yet several telemetry entries: the period re-sends it.
-	sub.WaitFor(t, 15*time.Second, func(msgs []testenv.Msg) bool {
+	sub.WaitFor(t, 15*time.Second, func(msgs []testpeer.Msg) bool {
 		got, _ := telemetry(msgs)
 		n := 0
 		for p, v := range got {
@@ -269,8 +269,8 @@ func TestPushDeviceInactivityAndReportPeriod(t *testing.T) {
 		}
 		return n >= 2
 	})
-	sub.WaitFor(t, 15*time.Second, func(msgs []testenv.Msg) bool {
-		for _, m := range testenv.OnTopic(msgs, "v1/gateway/disconnect") {
+	sub.WaitFor(t, 15*time.Second, func(msgs []testpeer.Msg) bool {
+		for _, m := range testpeer.OnTopic(msgs, "v1/gateway/disconnect") {
 			if string(m.Payload) == `{"device":"periodic"}` {
 				return true
 			}

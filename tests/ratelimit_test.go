@@ -13,7 +13,7 @@ import (
 
 	"github.com/industryos/gateway/persistence"
 	"github.com/industryos/gateway/protocols"
-	"github.com/industryos/gateway/tests/testenv"
+	"github.com/industryos/gateway/protocols/kit/testpeer"
 )
 
 // TestPlatformRateLimits has a platform announce tight gatewayRateLimits and
@@ -35,9 +35,9 @@ func TestPlatformRateLimits(t *testing.T) {
 	limits := fmt.Sprintf(`{"maxPayloadSize":65536,"maxInflightMessages":100,"rateLimits":{},`+
 		`"gatewayRateLimits":{"messages":"%d:1","telemetryMessages":"","telemetryDataPoints":"%d:1"}}`, msgLimit, dpLimit)
 
-	platform := testenv.StartMosquitto(t)
-	testenv.AnswerSessionLimits(t, platform.Addr(), limits)
-	sub := testenv.Subscribe(t, platform.Addr(), "v1/gateway/#")
+	platform := testpeer.StartMosquitto(t)
+	testpeer.AnswerSessionLimits(t, platform.Addr(), limits)
+	sub := testpeer.Subscribe(t, platform.Addr(), "v1/gateway/#")
 	sub.WaitReady(t, 10*time.Second)
 
 	j, want := backlog(t, devices, perDevice, values)
@@ -45,7 +45,7 @@ func TestPlatformRateLimits(t *testing.T) {
 	path := writeConfig(t, dir, platform.Addr(), `{"type": "memory"}`, nil)
 	g := startGateway(t, path, j)
 
-	msgs := sub.WaitFor(t, 60*time.Second, func(m []testenv.Msg) bool {
+	msgs := sub.WaitFor(t, 60*time.Second, func(m []testpeer.Msg) bool {
 		got, err := telemetry(m)
 		return err == nil && len(missing(want, got)) == 0
 	})
@@ -107,7 +107,7 @@ func TestPlatformRateLimits(t *testing.T) {
 	if d := arrivals[len(arrivals)-1].at.Sub(arrivals[0].at); d < window {
 		t.Fatalf("everything arrived within %v", d)
 	}
-	testenv.Eventually(t, 10*time.Second, 20*time.Millisecond, func() error {
+	testpeer.Eventually(t, 10*time.Second, 20*time.Millisecond, func() error {
 		if c, l := g.Journal().Cursor(), g.Journal().LastSeq(); c < l {
 			return fmt.Errorf("journal acknowledged up to %d of %d", c, l)
 		}
@@ -169,25 +169,25 @@ func (h *quotaHook) OnPublish(_ *mqtt.Client, pk packets.Packet) (packets.Packet
 // its quota is sent again after the window, never dropped, and the journal
 // is acknowledged only once all of it arrived.
 func TestPlatformQuotaRefusalsAreResent(t *testing.T) {
-	platform := testenv.StartMochi(t)
+	platform := testpeer.StartMochi(t)
 	hook := &quotaHook{}
 	hook.refuse.Store(3)
 	if err := platform.Server.AddHook(hook, nil); err != nil {
 		t.Fatal(err)
 	}
-	testenv.AnswerSessionLimits(t, platform.Addr(), `{"maxPayloadSize":65536,"maxInflightMessages":100,`+
+	testpeer.AnswerSessionLimits(t, platform.Addr(), `{"maxPayloadSize":65536,"maxInflightMessages":100,`+
 		`"rateLimits":{},"gatewayRateLimits":{"messages":"100:1","telemetryMessages":"","telemetryDataPoints":""}}`)
-	sub := testenv.Subscribe(t, platform.Addr(), "v1/gateway/#")
+	sub := testpeer.Subscribe(t, platform.Addr(), "v1/gateway/#")
 	sub.WaitReady(t, 10*time.Second)
 
 	j, want := backlog(t, 3, 5, 2)
 	path := writeConfig(t, t.TempDir(), platform.Addr(), `{"type": "memory"}`, nil)
 	g := startGateway(t, path, j)
-	sub.WaitFor(t, 30*time.Second, func(m []testenv.Msg) bool {
+	sub.WaitFor(t, 30*time.Second, func(m []testpeer.Msg) bool {
 		got, err := telemetry(m)
 		return err == nil && len(missing(want, got)) == 0
 	})
-	testenv.Eventually(t, 10*time.Second, 20*time.Millisecond, func() error {
+	testpeer.Eventually(t, 10*time.Second, 20*time.Millisecond, func() error {
 		if c, l := g.Journal().Cursor(), g.Journal().LastSeq(); c < l {
 			return fmt.Errorf("journal acknowledged up to %d of %d", c, l)
 		}

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/industryos/gateway/tests/testenv"
+	"github.com/industryos/gateway/protocols/kit/testpeer"
 )
 
 // TestRequestConnectorEndToEnd: upstream's default request.json, pointed
@@ -49,12 +49,12 @@ func TestRequestConnectorEndToEnd(t *testing.T) {
 	t.Cleanup(srv.Close)
 	conf := strings.Replace(string(raw), `"http://127.0.0.1:5000"`, `"`+srv.URL+`"`, 1)
 
-	platform := testenv.StartMosquitto(t)
-	plat := testenv.Subscribe(t, platform.Addr(), "v1/gateway/#")
+	platform := testpeer.StartMosquitto(t)
+	plat := testpeer.Subscribe(t, platform.Addr(), "v1/gateway/#")
 	path := writeConfig(t, t.TempDir(), platform.Addr(), `{"type": "memory"}`, map[string][]byte{"request": []byte(conf)})
 	startGateway(t, path, nil)
 
-	plat.WaitFor(t, 20*time.Second, func(msgs []testenv.Msg) bool {
+	plat.WaitFor(t, 20*time.Second, func(msgs []testpeer.Msg) bool {
 		got, err := telemetry(msgs)
 		if err != nil {
 			return false
@@ -66,8 +66,8 @@ func TestRequestConnectorEndToEnd(t *testing.T) {
 		}
 		return false
 	})
-	plat.WaitFor(t, 20*time.Second, func(msgs []testenv.Msg) bool {
-		for _, m := range testenv.OnTopic(msgs, "v1/gateway/attributes") {
+	plat.WaitFor(t, 20*time.Second, func(msgs []testpeer.Msg) bool {
+		for _, m := range testpeer.OnTopic(msgs, "v1/gateway/attributes") {
 			var body map[string]map[string]json.RawMessage
 			if json.Unmarshal(m.Payload, &body) == nil && string(body["SD8500"]["serialNumber"]) == `"SN-77"` {
 				return true
@@ -84,8 +84,8 @@ func TestRequestConnectorEndToEnd(t *testing.T) {
 	if err := plat.Publish(ctx, "v1/gateway/rpc", []byte(`{"device":"SD8500","data":{"id":41,"method":"echo","params":{}}}`), 1); err != nil {
 		t.Fatal(err)
 	}
-	plat.WaitFor(t, 20*time.Second, func(msgs []testenv.Msg) bool {
-		for _, m := range testenv.OnTopic(msgs, "v1/gateway/rpc") {
+	plat.WaitFor(t, 20*time.Second, func(msgs []testpeer.Msg) bool {
+		for _, m := range testpeer.OnTopic(msgs, "v1/gateway/rpc") {
 			if string(m.Payload) == `{"device":"SD8500","id":41,"data":{"result":{"value":23.5}}}` {
 				return true
 			}
@@ -93,7 +93,7 @@ func TestRequestConnectorEndToEnd(t *testing.T) {
 		return false
 	})
 	want := []string{`POST /sensor/SD8500/send_data {"send_data":"on"}`, `GET /sensor/SD8500/request/echo/41 `}
-	testenv.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
+	testpeer.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
 		mu.Lock()
 		defer mu.Unlock()
 		for _, w := range want {

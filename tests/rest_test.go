@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/industryos/gateway/tests/testenv"
+	"github.com/industryos/gateway/protocols/kit/testpeer"
 )
 
 // restConnectorConfig is an upstream rest connector file serving on port,
@@ -98,9 +98,9 @@ func (d *restDevice) next(t *testing.T, what string) string {
 // answer reaches the platform.
 func TestRESTConnectorEndToEnd(t *testing.T) {
 	dev, devURL := startRestDevice(t)
-	port := testenv.FreePort(t)
-	platform := testenv.StartMosquitto(t)
-	plat := testenv.Subscribe(t, platform.Addr(), "v1/gateway/#")
+	port := testpeer.FreePort(t)
+	platform := testpeer.StartMosquitto(t)
+	plat := testpeer.Subscribe(t, platform.Addr(), "v1/gateway/#")
 	path := writeConfig(t, t.TempDir(), platform.Addr(), `{"type": "memory"}`,
 		map[string][]byte{"rest": restConnectorConfig(port, devURL)})
 	startGateway(t, path, nil)
@@ -108,7 +108,7 @@ func TestRESTConnectorEndToEnd(t *testing.T) {
 	url := fmt.Sprintf("http://127.0.0.1:%d/my_devices", port)
 	body := `{"sensorName":"SN-1","sensorType":"thermo","sensorModel":"T1000","temp":21.5,"hum":"40.5"}`
 	// The server comes up with the connector; until then the port refuses.
-	testenv.Eventually(t, 20*time.Second, 20*time.Millisecond, func() error {
+	testpeer.Eventually(t, 20*time.Second, 20*time.Millisecond, func() error {
 		resp, err := http.Post(url, "application/json", strings.NewReader(body))
 		if err != nil {
 			return err
@@ -120,7 +120,7 @@ func TestRESTConnectorEndToEnd(t *testing.T) {
 		}
 		return nil
 	})
-	plat.WaitFor(t, 20*time.Second, func(msgs []testenv.Msg) bool {
+	plat.WaitFor(t, 20*time.Second, func(msgs []testpeer.Msg) bool {
 		got, err := telemetry(msgs)
 		if err != nil {
 			return false
@@ -135,8 +135,8 @@ func TestRESTConnectorEndToEnd(t *testing.T) {
 		}
 		return values["temperature"] == "21.5" && values["humidity"] == "40.5"
 	})
-	plat.WaitFor(t, 20*time.Second, func(msgs []testenv.Msg) bool {
-		for _, m := range testenv.OnTopic(msgs, "v1/gateway/attributes") {
+	plat.WaitFor(t, 20*time.Second, func(msgs []testpeer.Msg) bool {
+		for _, m := range testpeer.OnTopic(msgs, "v1/gateway/attributes") {
 			var b map[string]map[string]json.RawMessage
 			if json.Unmarshal(m.Payload, &b) == nil && string(b["SN-1"]["model"]) == `"T1000"` {
 				return true
@@ -144,7 +144,7 @@ func TestRESTConnectorEndToEnd(t *testing.T) {
 		}
 		return false
 	})
-	for _, m := range testenv.OnTopic(plat.Messages(), "v1/gateway/connect") {
+	for _, m := range testpeer.OnTopic(plat.Messages(), "v1/gateway/connect") {
 		var c struct{ Device, Type string }
 		if json.Unmarshal(m.Payload, &c) == nil && c.Device == "SN-1" && c.Type != "thermo" {
 			t.Errorf("connect %s, want profile thermo", m.Payload)
@@ -166,8 +166,8 @@ func TestRESTConnectorEndToEnd(t *testing.T) {
 		t.Errorf("device got %q", got)
 	}
 	const reply = `{"device":"SN-1","id":5,"data":{"result":{"echo":{"x":1}}}}`
-	plat.WaitFor(t, 20*time.Second, func(msgs []testenv.Msg) bool {
-		for _, m := range testenv.OnTopic(msgs, "v1/gateway/rpc") {
+	plat.WaitFor(t, 20*time.Second, func(msgs []testpeer.Msg) bool {
+		for _, m := range testpeer.OnTopic(msgs, "v1/gateway/rpc") {
 			if string(m.Payload) == reply {
 				return true
 			}
@@ -187,15 +187,15 @@ func TestRESTBinaryAnswerIsDurable(t *testing.T) {
 		}
 		t.Skip("curl not installed: apt-get install curl")
 	}
-	port := testenv.FreePort(t)
-	noBroker := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	port := testpeer.FreePort(t)
+	noBroker := fmt.Sprintf("127.0.0.1:%d", testpeer.FreePort(t))
 	dir := t.TempDir()
 	cfg := writeConfig(t, dir, noBroker, `{"type": "file", "data_folder_path": "journal"}`,
 		map[string][]byte{"rest": restConnectorConfig(port, "http://127.0.0.1:1")})
 	cmd := startBinary(t, cfg)
 	url := fmt.Sprintf("http://127.0.0.1:%d/my_devices", port)
 	const ts = 1700000000000
-	testenv.Eventually(t, 30*time.Second, 50*time.Millisecond, func() error {
+	testpeer.Eventually(t, 30*time.Second, 50*time.Millisecond, func() error {
 		out, err := exec.Command(curl, "-sS", "-o", "/dev/null", "-w", "%{http_code}",
 			"-H", "Content-Type: application/json",
 			"-d", fmt.Sprintf(`{"sensorName":"SN-K","sensorType":"t","temp":1.5,"ts":%d}`, ts), url).CombinedOutput()

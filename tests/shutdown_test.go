@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/industryos/gateway/protocols/kit/testpeer"
 	"github.com/industryos/gateway/protocols/modbus/sim"
-	"github.com/industryos/gateway/tests/testenv"
 )
 
 // TestGracefulShutdown: SIGTERM (and SIGINT) stop the binary in order —
@@ -20,9 +20,9 @@ import (
 func TestGracefulShutdown(t *testing.T) {
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
 		t.Run(sig.String(), func(t *testing.T) {
-			b := testenv.StartMochi(t)
+			b := testpeer.StartMochi(t)
 			s := startSim(t, 2, 4)
-			sub := testenv.Subscribe(t, b.Addr(), "v1/gateway/telemetry")
+			sub := testpeer.Subscribe(t, b.Addr(), "v1/gateway/telemetry")
 			dir := t.TempDir()
 			cfg := writeConfig(t, dir, b.Addr(), `{"type": "file", "data_folder_path": "journal"}`,
 				map[string][]byte{"modbus": sim.GatewayConfig(s.Addr(), 2, 4, 100*time.Millisecond)})
@@ -32,7 +32,7 @@ func TestGracefulShutdown(t *testing.T) {
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)
 			}
-			sub.WaitFor(t, 30*time.Second, func(msgs []testenv.Msg) bool { return len(msgs) >= 2 })
+			sub.WaitFor(t, 30*time.Second, func(msgs []testpeer.Msg) bool { return len(msgs) >= 2 })
 			if err := cmd.Process.Signal(sig); err != nil {
 				t.Fatal(err)
 			}

@@ -13,7 +13,7 @@ import (
 
 	"github.com/gosnmp/gosnmp"
 
-	"github.com/industryos/gateway/tests/testenv"
+	"github.com/industryos/gateway/protocols/kit/testpeer"
 )
 
 // startSnmpd runs Debian's snmpd on a free loopback UDP port (v2c
@@ -63,7 +63,7 @@ func startSnmpd(t *testing.T) (int, *gosnmp.GoSNMP) {
 // TestSNMPEndToEnd: snmpd → gateway → mosquitto for polled values, and
 // platform → gateway → snmpd for an attribute update and RPC.
 func TestSNMPEndToEnd(t *testing.T) {
-	m := testenv.StartMosquitto(t)
+	m := testpeer.StartMosquitto(t)
 	port, g := startSnmpd(t)
 	conf := fmt.Sprintf(`{"devices": [{"deviceName": "router", "deviceType": "snmp", "ip": "127.0.0.1", "port": %d,
 	  "pollPeriod": 200, "community": "private", "version": "2c", "timeout": 1,
@@ -72,11 +72,11 @@ func TestSNMPEndToEnd(t *testing.T) {
 	  "attributeUpdateRequests": [{"attributeFilter": "location", "method": "set", "oid": "1.3.6.1.2.1.1.6.0"}],
 	  "serverSideRpcRequests": [{"requestFilter": "setName", "method": "set", "oid": "1.3.6.1.2.1.1.5.0"},
 	    {"requestFilter": "getName", "method": "get", "oid": "1.3.6.1.2.1.1.5.0"}]}]}`, port)
-	sub := testenv.Subscribe(t, m.Addr(), "v1/gateway/rpc", "v1/gateway/telemetry")
+	sub := testpeer.Subscribe(t, m.Addr(), "v1/gateway/rpc", "v1/gateway/telemetry")
 	path := writeConfig(t, t.TempDir(), m.Addr(), `{"type": "memory"}`, map[string][]byte{"snmp": []byte(conf)},
 		map[string]any{"syncDevicesSharedAttributesOnConnect": false})
 	startGateway(t, path, nil)
-	sub.WaitFor(t, 20*time.Second, func(msgs []testenv.Msg) bool {
+	sub.WaitFor(t, 20*time.Second, func(msgs []testpeer.Msg) bool {
 		for _, msg := range msgs {
 			if msg.Topic == "v1/gateway/telemetry" && strings.Contains(string(msg.Payload), `"uptime":`) &&
 				strings.Contains(string(msg.Payload), `"system":{"1.3.6.1.2.1.1.9.1.2.1":`) {
@@ -100,7 +100,7 @@ func TestSNMPEndToEnd(t *testing.T) {
 		t.Errorf("getName: %s", r["data"])
 	}
 	send("v1/gateway/attributes", `{"device":"router","data":{"location":"hall 3"}}`)
-	testenv.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
+	testpeer.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
 		p, err := g.Get([]string{".1.3.6.1.2.1.1.6.0"})
 		if err != nil {
 			return err

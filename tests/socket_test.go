@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/industryos/gateway/tests/testenv"
+	"github.com/industryos/gateway/protocols/kit/testpeer"
 )
 
 // socketConnectorConfig is upstream's default socket.json on port.
@@ -84,8 +84,8 @@ func TestSocketConnectorBuiltBinary(t *testing.T) {
 }
 
 func socketEndToEnd(t *testing.T, start func(path string)) {
-	platform := testenv.StartMosquitto(t)
-	plat := testenv.Subscribe(t, platform.Addr(), "v1/gateway/#")
+	platform := testpeer.StartMosquitto(t)
+	plat := testpeer.Subscribe(t, platform.Addr(), "v1/gateway/#")
 	port := freeTCPPort(t)
 	path := writeConfig(t, t.TempDir(), platform.Addr(), `{"type": "memory"}`,
 		map[string][]byte{"socket": socketConnectorConfig(port)})
@@ -95,7 +95,7 @@ func socketEndToEnd(t *testing.T, start func(path string)) {
 	// One message split over two writes arrives as one.
 	dev.Write([]byte("23"))
 	dev.Write([]byte(".5\n"))
-	plat.WaitFor(t, 20*time.Second, func(msgs []testenv.Msg) bool {
+	plat.WaitFor(t, 20*time.Second, func(msgs []testpeer.Msg) bool {
 		got, err := telemetry(msgs)
 		if err != nil {
 			return false
@@ -107,8 +107,8 @@ func socketEndToEnd(t *testing.T, start func(path string)) {
 		}
 		return false
 	})
-	plat.WaitFor(t, 20*time.Second, func(msgs []testenv.Msg) bool {
-		for _, m := range testenv.OnTopic(msgs, "v1/gateway/attributes") {
+	plat.WaitFor(t, 20*time.Second, func(msgs []testpeer.Msg) bool {
+		for _, m := range testpeer.OnTopic(msgs, "v1/gateway/attributes") {
 			var body map[string]map[string]json.RawMessage
 			if json.Unmarshal(m.Payload, &body) == nil && string(body["Device Example"]["num"]) == `".5"` {
 				return true
@@ -125,8 +125,8 @@ func socketEndToEnd(t *testing.T, start func(path string)) {
 		Client bool     `json:"client"`
 		Keys   []string `json:"keys"`
 	}
-	plat.WaitFor(t, 20*time.Second, func(msgs []testenv.Msg) bool {
-		ms := testenv.OnTopic(msgs, "v1/gateway/attributes/request")
+	plat.WaitFor(t, 20*time.Second, func(msgs []testpeer.Msg) bool {
+		ms := testpeer.OnTopic(msgs, "v1/gateway/attributes/request")
 		return len(ms) > 0 && json.Unmarshal(ms[0].Payload, &req) == nil
 	})
 	if req.Device != "Device Example" || req.Client || strings.Join(req.Keys, ",") != "sharedName" {
@@ -158,8 +158,8 @@ func socketEndToEnd(t *testing.T, start func(path string)) {
 	if got := readExactly(t, dev, 2, "rpc"); got != "ON" {
 		t.Errorf("rpc bytes %q", got)
 	}
-	plat.WaitFor(t, 10*time.Second, func(msgs []testenv.Msg) bool {
-		for _, m := range testenv.OnTopic(msgs, "v1/gateway/rpc") {
+	plat.WaitFor(t, 10*time.Second, func(msgs []testpeer.Msg) bool {
+		for _, m := range testpeer.OnTopic(msgs, "v1/gateway/rpc") {
 			if bytes.Equal(m.Payload, []byte(`{"device":"Device Example","id":5,"data":{"result":"ok"}}`)) {
 				return true
 			}

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/industryos/gateway/protocols/sinktest"
+	"github.com/industryos/gateway/protocols/kit/sinktest"
 )
 
 const benchCfg = `{"channel":"b","devices":[{"name":"Car","timeseries":[

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/industryos/gateway/protocols/spec"
+	"github.com/industryos/gateway/protocols/kit/spec"
 )
 
 func TestSampleLoads(t *testing.T) {

@@ -16,7 +16,7 @@ import (
 	"github.com/expr-lang/expr/vm"
 
 	"github.com/industryos/gateway/protocols"
-	"github.com/industryos/gateway/protocols/pyexpr"
+	"github.com/industryos/gateway/protocols/kit/pyexpr"
 )
 
 // Order is a byte order.

@@ -18,7 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/industryos/gateway/protocols"
-	"github.com/industryos/gateway/protocols/sinktest"
+	"github.com/industryos/gateway/protocols/kit/sinktest"
 )
 
 // adapter plays a USB-CAN adapter on the master side of a pty; the

@@ -16,8 +16,8 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/industryos/gateway/protocols"
-	"github.com/industryos/gateway/protocols/report"
-	"github.com/industryos/gateway/protocols/spec"
+	"github.com/industryos/gateway/protocols/kit/report"
+	"github.com/industryos/gateway/protocols/kit/spec"
 )
 
 // Security holds the platform credentials (thingsboard.security).

@@ -8,8 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/industryos/gateway/protocols/kit/pyre"
 	_ "github.com/industryos/gateway/protocols/modbus"
-	"github.com/industryos/gateway/protocols/pyre"
 )
 
 var update = flag.Bool("update", false, "rewrite expected.txt files")

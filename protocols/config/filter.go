@@ -6,8 +6,8 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/industryos/gateway/protocols/pyre"
-	"github.com/industryos/gateway/protocols/spec"
+	"github.com/industryos/gateway/protocols/kit/pyre"
+	"github.com/industryos/gateway/protocols/kit/spec"
 )
 
 // DeviceFilter is thingsboard.deviceFiltering: per-connector deny and allow

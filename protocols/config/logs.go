@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/industryos/gateway/protocols/spec"
+	"github.com/industryos/gateway/protocols/kit/spec"
 )
 
 // LogsFileName is upstream's logging configuration (a Python logging

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/industryos/gateway/protocols/spec"
+	"github.com/industryos/gateway/protocols/kit/spec"
 )
 
 func noEnv(string) string { return "" }

@@ -5,7 +5,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/industryos/gateway/protocols/spec"
+	"github.com/industryos/gateway/protocols/kit/spec"
 )
 
 // DefaultHTTPAddress is where the observability endpoint listens when it is

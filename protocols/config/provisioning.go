@@ -6,8 +6,8 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/industryos/gateway/protocols/kit/spec"
 	"github.com/industryos/gateway/protocols/platform"
-	"github.com/industryos/gateway/protocols/spec"
 )
 
 // Provisioning is thingsboard.provisioning: how a gateway without

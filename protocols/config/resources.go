@@ -1,6 +1,6 @@
 package config
 
-import "github.com/industryos/gateway/protocols/spec"
+import "github.com/industryos/gateway/protocols/kit/spec"
 
 // Resources is our own "resources" section (upstream has none): limits for small boxes.
 type Resources struct {

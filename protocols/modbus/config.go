@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/industryos/gateway/protocols"
-	"github.com/industryos/gateway/protocols/report"
-	"github.com/industryos/gateway/protocols/spec"
+	"github.com/industryos/gateway/protocols/kit/report"
+	"github.com/industryos/gateway/protocols/kit/spec"
 )
 
 // Defaults and limits. Upstream's timeout default (30 s) would let one dead

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/industryos/gateway/protocols"
-	"github.com/industryos/gateway/protocols/spec"
+	"github.com/industryos/gateway/protocols/kit/spec"
 )
 
 func parseString(t testing.TB, raw string, global protocols.ReportStrategy) (*Config, *spec.Problems) {

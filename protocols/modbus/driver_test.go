@@ -13,8 +13,8 @@ import (
 	mb "github.com/simonvetter/modbus"
 
 	"github.com/industryos/gateway/protocols"
+	"github.com/industryos/gateway/protocols/kit/spec"
 	"github.com/industryos/gateway/protocols/modbus/sim"
-	"github.com/industryos/gateway/protocols/spec"
 )
 
 func startSim(t testing.TB, o sim.Options) *sim.Sim {

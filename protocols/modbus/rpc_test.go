@@ -14,8 +14,8 @@ import (
 	"time"
 
 	"github.com/industryos/gateway/protocols"
+	"github.com/industryos/gateway/protocols/kit/spec"
 	"github.com/industryos/gateway/protocols/modbus/sim"
-	"github.com/industryos/gateway/protocols/spec"
 )
 
 const downlinkKeys = `

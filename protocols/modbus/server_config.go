@@ -7,7 +7,7 @@ import (
 	"strconv"
 
 	"github.com/industryos/gateway/protocols"
-	"github.com/industryos/gateway/protocols/spec"
+	"github.com/industryos/gateway/protocols/kit/spec"
 )
 
 // ServerConfig is the file's `slave` section: the gateway serves a Modbus

@@ -13,7 +13,7 @@ import (
 	mb "github.com/simonvetter/modbus"
 
 	"github.com/industryos/gateway/protocols"
-	"github.com/industryos/gateway/protocols/spec"
+	"github.com/industryos/gateway/protocols/kit/spec"
 )
 
 func freePort(t testing.TB) int {

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/industryos/gateway/protocols/sinktest"
-	"github.com/industryos/gateway/tests/testenv"
+	"github.com/industryos/gateway/protocols/kit/sinktest"
+	"github.com/industryos/gateway/protocols/kit/testpeer"
 )
 
 func benchMapping() string {
@@ -30,15 +30,15 @@ func benchMapping() string {
 func BenchmarkRun(b *testing.B) {
 	for _, v := range versions[1:] {
 		b.Run(v.name, func(b *testing.B) {
-			m := testenv.StartMosquitto(b)
+			m := testpeer.StartMosquitto(b)
 			c := newTestConnector(b, m.Addr(), `{`+brokerJSON(v.version, "")+`, "mapping": [`+benchMapping()+`]}`)
 			s := sinktest.NewCounter()
 			run(b, c, s)
 			s.Wait(b, 10*time.Second, "link up", func() bool { return s.Ups() == 1 })
 			const pubs = 4
-			var ps []*testenv.Subscriber
+			var ps []*testpeer.Subscriber
 			for range pubs {
-				ps = append(ps, testenv.Subscribe(b, m.Addr()))
+				ps = append(ps, testpeer.Subscribe(b, m.Addr()))
 			}
 			payload := []byte(benchPayload)
 			var ms0, ms1 runtime.MemStats

@@ -11,7 +11,7 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 	"github.com/eclipse/paho.golang/paho/session/state"
 
-	"github.com/industryos/gateway/protocols/platform"
+	"github.com/industryos/gateway/protocols/kit/pahoconn"
 )
 
 // v5Shared is what the MQTT 5 connections of one run share.
@@ -55,7 +55,7 @@ func dialV5(ctx context.Context, o *dialOptions) (client, error) {
 	// SUBSCRIBE). The wrapper is a sync.Locker paho holds per packet;
 	// without it mosquitto saw interleaved, malformed packets. It also
 	// buffers reads.
-	conn = platform.PahoConn(conn)
+	conn = pahoconn.Wrap(conn)
 	c := &v5Client{lostSignal: newLostSignal()}
 	cfg := paho.ClientConfig{
 		ClientID:      o.clientID,

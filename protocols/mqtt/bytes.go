@@ -10,7 +10,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/industryos/gateway/protocols"
-	"github.com/industryos/gateway/protocols/pyre"
+	"github.com/industryos/gateway/protocols/kit/pyre"
 )
 
 // slice is a Python-style [lo:hi] over the payload; negative bounds count from the end.

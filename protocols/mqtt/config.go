@@ -6,9 +6,9 @@ import (
 	"strings"
 
 	"github.com/industryos/gateway/protocols"
-	"github.com/industryos/gateway/protocols/pyre"
-	"github.com/industryos/gateway/protocols/report"
-	"github.com/industryos/gateway/protocols/spec"
+	"github.com/industryos/gateway/protocols/kit/pyre"
+	"github.com/industryos/gateway/protocols/kit/report"
+	"github.com/industryos/gateway/protocols/kit/spec"
 )
 
 // Config is the upstream "mqtt" connector file.

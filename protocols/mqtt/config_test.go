@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/industryos/gateway/protocols/report"
+	"github.com/industryos/gateway/protocols/kit/report"
 )
 
 func TestParseSample(t *testing.T) {

@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/industryos/gateway/protocols"
-	"github.com/industryos/gateway/protocols/pyre"
+	"github.com/industryos/gateway/protocols/kit/pyre"
 )
 
 // Converted is what one message yields for one device.

@@ -1,6 +1,6 @@
 package mqtt
 
-import "github.com/industryos/gateway/protocols/jsonexpr"
+import "github.com/industryos/gateway/protocols/kit/jsonexpr"
 
 // The ${} evaluator lives in protocols/jsonexpr, shared with the other
 // connectors whose converters take the same expressions; these names keep

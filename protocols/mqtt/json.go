@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/industryos/gateway/protocols"
-	"github.com/industryos/gateway/protocols/pyre"
+	"github.com/industryos/gateway/protocols/kit/pyre"
 )
 
 // source resolves a device name or profile.

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/industryos/gateway/protocols"
-	"github.com/industryos/gateway/protocols/spec"
+	"github.com/industryos/gateway/protocols/kit/spec"
 )
 
 var now = time.UnixMilli(1_700_000_000_000)

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/industryos/gateway/protocols/pyre"
+	"github.com/industryos/gateway/protocols/kit/pyre"
 )
 
 const tenValuesPayload = `{"ts":1700000000000,"v0":12.5,"v1":13.5,"v2":14.5,"v3":15.5,"v4":16.5,"v5":17.5,"v6":18.5,"v7":19.5,"v8":20.5,"v9":21.5}`

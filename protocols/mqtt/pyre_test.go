@@ -11,9 +11,9 @@ import (
 	"time"
 
 	"github.com/industryos/gateway/protocols"
-	"github.com/industryos/gateway/protocols/pyre"
-	"github.com/industryos/gateway/protocols/sinktest"
-	"github.com/industryos/gateway/tests/testenv"
+	"github.com/industryos/gateway/protocols/kit/pyre"
+	"github.com/industryos/gateway/protocols/kit/sinktest"
+	"github.com/industryos/gateway/protocols/kit/testpeer"
 )
 
 // upstreamMQTT is upstream's default mqtt.json, its broker pointed at addr.
@@ -42,12 +42,12 @@ func TestUpstreamLookaroundOverBroker(t *testing.T) {
 	for _, v := range versions[1:] {
 		t.Run(v.name, func(t *testing.T) {
 			file := upstreamMQTT(t, v.version)
-			m := testenv.StartMosquitto(t)
+			m := testpeer.StartMosquitto(t)
 			c := newTestConnector(t, m.Addr(), file)
 			s := sinktest.New()
 			run(t, c, s)
 			s.Wait(t, 10*time.Second, "link up", func() bool { return s.Ups() == 1 })
-			pub := testenv.Subscribe(t, m.Addr())
+			pub := testpeer.Subscribe(t, m.Addr())
 			publish(t, pub, "sensor/SN-001/data", `{"sensorModel":"T1","temp":21.5,"hum":"40"}`)
 			publish(t, pub, "sensor/SN-002/connect", ``)
 			s.Wait(t, 10*time.Second, "a push and a connect", func() bool { return s.Pushed() == 1 && len(s.Connects()) == 1 })

@@ -4,8 +4,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/industryos/gateway/protocols/pyre"
-	"github.com/industryos/gateway/protocols/spec"
+	"github.com/industryos/gateway/protocols/kit/pyre"
+	"github.com/industryos/gateway/protocols/kit/spec"
 )
 
 // Requests is the parsed requestsMapping section (COMPAT.md §3.2): what

@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/industryos/gateway/protocols"
-	"github.com/industryos/gateway/protocols/sinktest"
-	"github.com/industryos/gateway/tests/testenv"
+	"github.com/industryos/gateway/protocols/kit/sinktest"
+	"github.com/industryos/gateway/protocols/kit/testpeer"
 )
 
 const requestsMapping = `"requestsMapping": {
@@ -49,9 +49,9 @@ const requestsMapping = `"requestsMapping": {
 	]
 }`
 
-func startRequests(t *testing.T, version int) (*Connector, *sinktest.Recorder, *testenv.Mosquitto) {
+func startRequests(t *testing.T, version int) (*Connector, *sinktest.Recorder, *testpeer.Mosquitto) {
 	t.Helper()
-	m := testenv.StartMosquitto(t)
+	m := testpeer.StartMosquitto(t)
 	c := newTestConnector(t, m.Addr(), `{`+brokerJSON(version, "")+`, "mapping": [`+dataMapping+`], `+requestsMapping+`}`)
 	s := sinktest.New()
 	s.SetAttributes(map[string]json.RawMessage{"fw": json.RawMessage(`"1.2.3"`), "pdu": json.RawMessage(`7.1`), "mode": json.RawMessage(`"eco"`)})
@@ -62,7 +62,7 @@ func startRequests(t *testing.T, version int) (*Connector, *sinktest.Recorder, *
 
 func TestConnectDisconnectRequests(t *testing.T) {
 	_, s, m := startRequests(t, 5)
-	pub := testenv.Subscribe(t, m.Addr())
+	pub := testpeer.Subscribe(t, m.Addr())
 	publish(t, pub, "sensor/connect", `{"SerialNumber":"SN-1"}`)
 	publish(t, pub, "sensor/SN-2/connect", ``)
 	publish(t, pub, "sensor/disconnect", `{"SerialNumber":"SN-1"}`)
@@ -83,7 +83,7 @@ func TestAttributeRequestAnswered(t *testing.T) {
 	for _, v := range versions[1:] {
 		t.Run(v.name, func(t *testing.T) {
 			_, s, m := startRequests(t, v.version)
-			dev := testenv.Subscribe(t, m.Addr(), "devices/SN-002/attrs", "client/#")
+			dev := testpeer.Subscribe(t, m.Addr(), "devices/SN-002/attrs", "client/#")
 			publish(t, dev, "v1/devices/me/attributes/request", `{"serialNumber":"SN-002","versionAttribute":"fw","pduAttribute":"pdu"}`)
 			got := dev.WaitTopic(t, 10*time.Second, "devices/SN-002/attrs", 2)
 			if string(got[0].Payload) != `{"fw": 1.2.3}` && string(got[0].Payload) != `{"pdu": 7.1}` {
@@ -106,7 +106,7 @@ func TestAttributeRequestAnswered(t *testing.T) {
 
 func TestAttributeUpdatePublished(t *testing.T) {
 	c, _, m := startRequests(t, 4)
-	dev := testenv.Subscribe(t, m.Addr(), "sensor/SN-002/#")
+	dev := testpeer.Subscribe(t, m.Addr(), "sensor/SN-002/#")
 	if c.Commander("other", "x") == nil {
 		t.Fatal("rpc rules with deviceNameFilter .* take every device")
 	}
@@ -122,7 +122,7 @@ func TestAttributeUpdatePublished(t *testing.T) {
 		t.Fatalf("published %q", got[0].Payload)
 	}
 	// Retained: a later subscriber gets it with the retain flag.
-	late := testenv.Subscribe(t, m.Addr(), "sensor/SN-002/firmwareVersion")
+	late := testpeer.Subscribe(t, m.Addr(), "sensor/SN-002/firmwareVersion")
 	if got := late.WaitTopic(t, 10*time.Second, "sensor/SN-002/firmwareVersion", 1); !got[0].Retain {
 		t.Fatalf("not retained: %+v", got[0])
 	}
@@ -132,14 +132,14 @@ func TestRPC(t *testing.T) {
 	for _, v := range versions[1:] {
 		t.Run(v.name, func(t *testing.T) {
 			c, _, m := startRequests(t, v.version)
-			dev := testenv.Subscribe(t, m.Addr(), "sensor/+/request/#", "sensor/SN-7/setLevel")
+			dev := testpeer.Subscribe(t, m.Addr(), "sensor/+/request/#", "sensor/SN-7/setLevel")
 			// The device: answers every echo request on its response topic.
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			go func() {
 				answered := 0
 				for {
-					msgs, err := dev.Wait(ctx, func(ms []testenv.Msg) bool { return len(ms) > answered })
+					msgs, err := dev.Wait(ctx, func(ms []testpeer.Msg) bool { return len(ms) > answered })
 					if err != nil {
 						return
 					}
@@ -160,7 +160,7 @@ func TestRPC(t *testing.T) {
 			if err != nil || string(res) != `{"echo":{"a":1}}` {
 				t.Fatalf("echo = %s, %v", res, err)
 			}
-			if got := testenv.OnTopic(dev.Messages(), "sensor/SN-7/request/echo/42"); len(got) != 1 {
+			if got := testpeer.OnTopic(dev.Messages(), "sensor/SN-7/request/echo/42"); len(got) != 1 {
 				t.Fatalf("request not published on its topic: %v", dev.Messages())
 			}
 

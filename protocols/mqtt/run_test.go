@@ -12,9 +12,9 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/industryos/gateway/protocols"
-	"github.com/industryos/gateway/protocols/sinktest"
-	"github.com/industryos/gateway/protocols/spec"
-	"github.com/industryos/gateway/tests/testenv"
+	"github.com/industryos/gateway/protocols/kit/sinktest"
+	"github.com/industryos/gateway/protocols/kit/spec"
+	"github.com/industryos/gateway/protocols/kit/testpeer"
 )
 
 // values lists the "v" telemetry of every push, in order.
@@ -70,7 +70,7 @@ func run(t testing.TB, c *Connector, s protocols.Sink) {
 // connection in order, so its PUBACK means it processed our acks too.
 func ackBarrier(t testing.TB, c *Connector, n uint64) {
 	t.Helper()
-	testenv.Eventually(t, 10*time.Second, 5*time.Millisecond, func() error {
+	testpeer.Eventually(t, 10*time.Second, 5*time.Millisecond, func() error {
 		l := c.cur.Load()
 		if l == nil {
 			return fmt.Errorf("not connected")
@@ -99,7 +99,7 @@ func execCommand(name string, args ...string) ([]byte, error) {
 	return exec.Command(name, args...).CombinedOutput()
 }
 
-func publish(t testing.TB, p *testenv.Subscriber, topic, payload string) {
+func publish(t testing.TB, p *testpeer.Subscriber, topic, payload string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -137,12 +137,12 @@ var versions = []struct {
 func TestRunConvertsAndPushes(t *testing.T) {
 	for _, v := range versions {
 		t.Run(v.name, func(t *testing.T) {
-			m := testenv.StartMosquitto(t)
+			m := testpeer.StartMosquitto(t)
 			c := newTestConnector(t, m.Addr(), `{`+brokerJSON(v.version, "")+`, "mapping": [`+dataMapping+`]}`)
 			s := sinktest.New()
 			run(t, c, s)
 			s.Wait(t, 10*time.Second, "link up", func() bool { return s.Ups() == 1 })
-			pub := testenv.Subscribe(t, m.Addr())
+			pub := testpeer.Subscribe(t, m.Addr())
 			publish(t, pub, "sensor/SN-1/data", `{"type":"thermo","model":"T1","v":"21.7","t":1.5,"ts":1700000000000}`)
 			// t is missing: partial result pushed, the miss reported as malformed.
 			publish(t, pub, "sensor/SN-2/data", `{"type":"thermo","v":3}`)
@@ -173,13 +173,13 @@ func TestRunConvertsAndPushes(t *testing.T) {
 func TestSharedSubscription(t *testing.T) {
 	for _, v := range versions[1:] {
 		t.Run(v.name, func(t *testing.T) {
-			m := testenv.StartMosquitto(t)
+			m := testpeer.StartMosquitto(t)
 			shared := strings.Replace(dataMapping, `"sensor/+/data"`, `"$share/gw/sensor/+/data"`, 1)
 			c := newTestConnector(t, m.Addr(), `{`+brokerJSON(v.version, "")+`, "mapping": [`+shared+`]}`)
 			s := sinktest.New()
 			run(t, c, s)
 			s.Wait(t, 10*time.Second, "link up", func() bool { return s.Ups() == 1 })
-			pub := testenv.Subscribe(t, m.Addr())
+			pub := testpeer.Subscribe(t, m.Addr())
 			publish(t, pub, "sensor/A/data", `{"type":"x","v":1,"t":2,"model":"m"}`)
 			s.Wait(t, 10*time.Second, "push", func() bool { return s.Pushed() == 1 })
 		})
@@ -191,12 +191,12 @@ func TestSharedSubscription(t *testing.T) {
 func TestReconnectResubscribes(t *testing.T) {
 	for _, v := range versions[1:] {
 		t.Run(v.name, func(t *testing.T) {
-			m := testenv.StartMosquitto(t)
+			m := testpeer.StartMosquitto(t)
 			c := newTestConnector(t, m.Addr(), `{`+brokerJSON(v.version, "")+`, "mapping": [`+dataMapping+`]}`)
 			s := sinktest.New()
 			run(t, c, s)
 			s.Wait(t, 10*time.Second, "link up", func() bool { return s.Ups() == 1 })
-			pub := testenv.Subscribe(t, m.Addr())
+			pub := testpeer.Subscribe(t, m.Addr())
 			publish(t, pub, "sensor/A/data", `{"type":"x","v":1}`)
 			s.Wait(t, 10*time.Second, "first push", func() bool { return s.Pushed() == 1 })
 
@@ -218,13 +218,13 @@ func TestReconnectResubscribes(t *testing.T) {
 func TestAckAfterCommit(t *testing.T) {
 	for _, v := range versions {
 		t.Run(v.name, func(t *testing.T) {
-			m := testenv.StartMosquitto(t)
+			m := testpeer.StartMosquitto(t)
 			c := newTestConnector(t, m.Addr(), `{`+brokerJSON(v.version, v.session)+`, "mapping": [`+dataMapping+`]}`)
 			s := sinktest.New()
 			s.Hold()
 			run(t, c, s)
 			s.Wait(t, 10*time.Second, "link up", func() bool { return s.Ups() == 1 })
-			pub := testenv.Subscribe(t, m.Addr())
+			pub := testpeer.Subscribe(t, m.Addr())
 			const n = 20
 			for i := range n {
 				publish(t, pub, "sensor/A/data", fmt.Sprintf(`{"type":"x","v":%d}`, i))
@@ -262,7 +262,7 @@ func TestAckAfterCommit(t *testing.T) {
 func TestBackPressureLosesNothing(t *testing.T) {
 	for _, v := range versions[1:] {
 		t.Run(v.name, func(t *testing.T) {
-			m := testenv.StartMosquitto(t)
+			m := testpeer.StartMosquitto(t)
 			c := newTestConnector(t, m.Addr(), `{`+brokerJSON(v.version, v.session)+`, "mapping": [`+dataMapping+`]}`)
 			c.queue = 8
 			s := sinktest.New()
@@ -270,7 +270,7 @@ func TestBackPressureLosesNothing(t *testing.T) {
 			s.SetGate(gate)
 			run(t, c, s)
 			s.Wait(t, 10*time.Second, "link up", func() bool { return s.Ups() == 1 })
-			pub := testenv.Subscribe(t, m.Addr())
+			pub := testpeer.Subscribe(t, m.Addr())
 			const n = 300
 			for i := range n {
 				publish(t, pub, "sensor/A/data", fmt.Sprintf(`{"type":"x","v":%d}`, i))
@@ -296,7 +296,7 @@ func TestBasicAuth(t *testing.T) {
 	if out, err := execCommand("mosquitto_passwd", "-b", "-c", pw, "gw", "s3cret"); err != nil {
 		t.Skipf("mosquitto_passwd: %v %s", err, out)
 	}
-	m := testenv.StartMosquitto(t, testenv.MosquittoConfig("allow_anonymous false", "password_file "+pw))
+	m := testpeer.StartMosquitto(t, testpeer.MosquittoConfig("allow_anonymous false", "password_file "+pw))
 	for _, v := range versions {
 		t.Run(v.name, func(t *testing.T) {
 			good := newTestConnector(t, m.Addr(), `{`+brokerJSON(v.version, `, "security": {"type": "basic", "username": "gw", "password": "s3cret"}`)+`, "mapping": [`+dataMapping+`]}`)
@@ -320,9 +320,9 @@ func TestBasicAuth(t *testing.T) {
 }
 
 func TestTLS(t *testing.T) {
-	certs := testenv.GenerateTLS(t)
-	m := testenv.StartMosquitto(t, testenv.MosquittoTLS(certs.ServerCert, certs.ServerKey))
-	other := testenv.GenerateTLS(t)
+	certs := testpeer.GenerateTLS(t)
+	m := testpeer.StartMosquitto(t, testpeer.MosquittoTLS(certs.ServerCert, certs.ServerKey))
+	other := testpeer.GenerateTLS(t)
 	for _, v := range versions[1:] {
 		t.Run(v.name, func(t *testing.T) {
 			sec := fmt.Sprintf(`, "security": {"type": "certificates", "pathToCACert": %q, "pathToClientCert": %q, "pathToPrivateKey": %q}`,
@@ -331,7 +331,7 @@ func TestTLS(t *testing.T) {
 			s := sinktest.New()
 			run(t, c, s)
 			s.Wait(t, 10*time.Second, "link up over TLS", func() bool { return s.Ups() == 1 })
-			pub := testenv.Subscribe(t, m.Addr())
+			pub := testpeer.Subscribe(t, m.Addr())
 			// A burst, so acks (our goroutine) and paho's own writes overlap
 			// on the TLS connection.
 			var wg sync.WaitGroup
@@ -380,14 +380,14 @@ func TestTLS(t *testing.T) {
 func TestQoS2(t *testing.T) {
 	for _, v := range versions[1:] {
 		t.Run(v.name, func(t *testing.T) {
-			m := testenv.StartMosquitto(t)
+			m := testpeer.StartMosquitto(t)
 			mapping := strings.Replace(dataMapping, `"subscriptionQos": 1`, `"subscriptionQos": 2`, 1)
 			c := newTestConnector(t, m.Addr(), `{`+brokerJSON(v.version, v.session)+`, "mapping": [`+mapping+`]}`)
 			s := sinktest.New()
 			s.Hold()
 			run(t, c, s)
 			s.Wait(t, 10*time.Second, "link up", func() bool { return s.Ups() == 1 })
-			pub := testenv.SubscribeWith(t, m.Addr(), testenv.SubscriberOptions{QoS: 2})
+			pub := testpeer.SubscribeWith(t, m.Addr(), testpeer.SubscriberOptions{QoS: 2})
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			for i := range 3 {
@@ -419,13 +419,13 @@ func TestQoS2(t *testing.T) {
 // is neither acked nor left blocking later acks: the connection is dropped
 // and the broker redelivers.
 func TestPushFailureRedelivers(t *testing.T) {
-	m := testenv.StartMosquitto(t)
+	m := testpeer.StartMosquitto(t)
 	c := newTestConnector(t, m.Addr(), `{`+brokerJSON(5, versions[2].session)+`, "mapping": [`+dataMapping+`]}`)
 	s := sinktest.New()
 	s.FailNext(fmt.Errorf("device actor not created"))
 	run(t, c, s)
 	s.Wait(t, 10*time.Second, "link up", func() bool { return s.Ups() == 1 })
-	pub := testenv.Subscribe(t, m.Addr())
+	pub := testpeer.Subscribe(t, m.Addr())
 	publish(t, pub, "sensor/A/data", `{"type":"x","v":7}`)
 	s.Wait(t, 10*time.Second, "reconnect and redelivery", func() bool { return s.Ups() == 2 && s.Pushed() == 1 })
 	if got := values(s); got[0] != "7" {

@@ -11,7 +11,7 @@ import (
 	"github.com/gopcua/opcua/server"
 	"github.com/gopcua/opcua/ua"
 
-	"github.com/industryos/gateway/protocols/sinktest"
+	"github.com/industryos/gateway/protocols/kit/sinktest"
 )
 
 func TestEnsureClientCertGeneratesAndReuses(t *testing.T) {

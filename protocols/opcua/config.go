@@ -5,8 +5,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/industryos/gateway/protocols/report"
-	"github.com/industryos/gateway/protocols/spec"
+	"github.com/industryos/gateway/protocols/kit/report"
+	"github.com/industryos/gateway/protocols/kit/spec"
 )
 
 // Sample is an example `opcua` connector file (sample.json).

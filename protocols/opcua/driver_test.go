@@ -12,7 +12,7 @@ import (
 	"github.com/gopcua/opcua/ua"
 
 	"github.com/industryos/gateway/protocols"
-	"github.com/industryos/gateway/protocols/sinktest"
+	"github.com/industryos/gateway/protocols/kit/sinktest"
 )
 
 const wait = 15 * time.Second

@@ -6,7 +6,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/industryos/gateway/protocols/pyre"
+	"github.com/industryos/gateway/protocols/kit/pyre"
 )
 
 // ErrInvalidPath is wrapped by every path expression error.

@@ -17,7 +17,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/industryos/gateway/protocols"
-	"github.com/industryos/gateway/tests/testenv"
+	"github.com/industryos/gateway/protocols/kit/testpeer"
 )
 
 type logBuf struct {
@@ -147,9 +147,9 @@ func (h *harness) publish(topic string, payload []byte) error {
 }
 
 func TestClientMosquittoPublishAndRestart(t *testing.T) {
-	m := testenv.StartMosquitto(t)
-	sub := testenv.Subscribe(t, m.Addr(), TopicTelemetry, TopicConnect)
-	rpc := testenv.Subscribe(t, m.Addr())
+	m := testpeer.StartMosquitto(t)
+	sub := testpeer.Subscribe(t, m.Addr(), TopicTelemetry, TopicConnect)
+	rpc := testpeer.Subscribe(t, m.Addr())
 	h := startClient(t, testConfig(m.Addr()))
 	h.waitUp(5 * time.Second)
 
@@ -168,7 +168,7 @@ func TestClientMosquittoPublishAndRestart(t *testing.T) {
 	if string(got[0].Payload) != `{"Dev A":[{"ts":1700000000000,"values":{"t":21.5}}]}` {
 		t.Errorf("received %s", got[0].Payload)
 	}
-	if c := testenv.OnTopic(sub.Messages(), TopicConnect); len(c) != 1 || string(c[0].Payload) != `{"device":"Dev A","type":"thermo"}` {
+	if c := testpeer.OnTopic(sub.Messages(), TopicConnect); len(c) != 1 || string(c[0].Payload) != `{"device":"Dev A","type":"thermo"}` {
 		t.Errorf("connect messages %+v", c)
 	}
 
@@ -226,7 +226,7 @@ func (h *stallHook) OnPublish(_ *mqtt.Client, pk packets.Packet) (packets.Packet
 }
 
 func TestClientPublishInFlightWhenBrokerDies(t *testing.T) {
-	m := testenv.StartMochi(t)
+	m := testpeer.StartMochi(t)
 	hook := &stallHook{topic: TopicTelemetry, release: make(chan struct{})}
 	if err := m.Server.AddHook(hook, nil); err != nil {
 		t.Fatal(err)
@@ -238,7 +238,7 @@ func TestClientPublishInFlightWhenBrokerDies(t *testing.T) {
 
 	res := make(chan error, 1)
 	go func() { res <- h.publish(TopicTelemetry, []byte(`{"A":[]}`)) }()
-	testenv.Eventually(t, 5*time.Second, 5*time.Millisecond, func() error {
+	testpeer.Eventually(t, 5*time.Second, 5*time.Millisecond, func() error {
 		if h.c.Stats().Inflight != 1 {
 			return errors.New("publish not in flight yet")
 		}
@@ -266,7 +266,7 @@ func TestClientPublishInFlightWhenBrokerDies(t *testing.T) {
 }
 
 func TestClientAuthRejectedBacksOff(t *testing.T) {
-	m := testenv.StartMochi(t, testenv.AllowTokens("good-token"))
+	m := testpeer.StartMochi(t, testpeer.AllowTokens("good-token"))
 	cfg := testConfig(m.Addr())
 	cfg.Security.AccessToken = "WRONG-TOKEN-XYZ"
 	cfg.ReconnectMin, cfg.ReconnectMax = 100*time.Millisecond, 400*time.Millisecond
@@ -305,13 +305,13 @@ func TestClientAuthRejectedBacksOff(t *testing.T) {
 }
 
 func TestClientSessionLimits(t *testing.T) {
-	m := testenv.StartMochi(t)
-	platform := testenv.Subscribe(t, m.Addr(), TopicMeRPCRequestPrefix+"+")
+	m := testpeer.StartMochi(t)
+	platform := testpeer.Subscribe(t, m.Addr(), TopicMeRPCRequestPrefix+"+")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	answered := make(chan error, 1)
 	go func() {
-		msgs, err := platform.Wait(ctx, func(m []testenv.Msg) bool { return len(m) > 0 })
+		msgs, err := platform.Wait(ctx, func(m []testpeer.Msg) bool { return len(m) > 0 })
 		if err != nil {
 			answered <- err
 			return
@@ -354,7 +354,7 @@ func TestClientSessionLimits(t *testing.T) {
 }
 
 func TestClientGateOpensWhenPlatformNeverAnswers(t *testing.T) {
-	m := testenv.StartMochi(t)
+	m := testpeer.StartMochi(t)
 	cfg := testConfig(m.Addr())
 	cfg.SessionLimitsTimeout = 400 * time.Millisecond
 	start := time.Now()
@@ -375,7 +375,7 @@ func TestClientGateOpensWhenPlatformNeverAnswers(t *testing.T) {
 }
 
 func TestClientRejectedPuback(t *testing.T) {
-	m := testenv.StartMochi(t, testenv.WithACL(func(_, topic string, write bool) bool {
+	m := testpeer.StartMochi(t, testpeer.WithACL(func(_, topic string, write bool) bool {
 		return !write || topic != TopicClaim
 	}))
 	h := startClient(t, testConfig(m.Addr()))
@@ -394,7 +394,7 @@ func TestClientRejectedPuback(t *testing.T) {
 }
 
 func TestClientHonoursMaximumPacketSize(t *testing.T) {
-	m := testenv.StartMochi(t, testenv.MochiCapabilities(func(c *mqtt.Capabilities) {
+	m := testpeer.StartMochi(t, testpeer.MochiCapabilities(func(c *mqtt.Capabilities) {
 		c.MaximumPacketSize = 1000
 		c.ReceiveMaximum = 10
 	}))
@@ -417,7 +417,7 @@ func TestClientHonoursMaximumPacketSize(t *testing.T) {
 }
 
 func TestClientMochiRestartResubscribes(t *testing.T) {
-	m := testenv.StartMochi(t)
+	m := testpeer.StartMochi(t)
 	port := m.Port()
 	h := startClient(t, testConfig(m.Addr()))
 	h.waitUp(5 * time.Second)
@@ -426,7 +426,7 @@ func TestClientMochiRestartResubscribes(t *testing.T) {
 	h.waitDown(5 * time.Second)
 	// A new broker knows nothing about us: messages arrive only if the
 	// client subscribed again by itself.
-	m2 := testenv.StartMochi(t, testenv.MochiPort(port))
+	m2 := testpeer.StartMochi(t, testpeer.MochiPort(port))
 	h.waitUp(10 * time.Second)
 	topics := []string{
 		TopicMeAttributes, TopicMeAttributesResponsePrefix + "3", TopicMeRPCRequestPrefix + "9",
@@ -451,7 +451,7 @@ func TestClientMochiRestartResubscribes(t *testing.T) {
 }
 
 func TestClientClose(t *testing.T) {
-	m := testenv.StartMochi(t)
+	m := testpeer.StartMochi(t)
 	h := startClient(t, testConfig(m.Addr()))
 	h.waitUp(5 * time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -477,8 +477,8 @@ func TestClientClose(t *testing.T) {
 }
 
 func TestClientTLS(t *testing.T) {
-	files := testenv.GenerateTLS(t)
-	m := testenv.StartMosquitto(t, testenv.MosquittoTLS(files.ServerCert, files.ServerKey))
+	files := testpeer.GenerateTLS(t)
+	m := testpeer.StartMosquitto(t, testpeer.MosquittoTLS(files.ServerCert, files.ServerKey))
 	base := testConfig(m.TLSAddr())
 	base.Security = Security{Type: SecurityTLSAccessToken, AccessToken: "tok"}
 
@@ -522,9 +522,9 @@ func TestClientTLS(t *testing.T) {
 }
 
 func TestClientX509Certificate(t *testing.T) {
-	files := testenv.GenerateTLS(t)
-	m := testenv.StartMosquitto(t, testenv.MosquittoTLS(files.ServerCert, files.ServerKey),
-		testenv.MosquittoConfig("cafile "+files.CACert, "require_certificate true"))
+	files := testpeer.GenerateTLS(t)
+	m := testpeer.StartMosquitto(t, testpeer.MosquittoTLS(files.ServerCert, files.ServerKey),
+		testpeer.MosquittoConfig("cafile "+files.CACert, "require_certificate true"))
 	base := testConfig(m.TLSAddr())
 
 	t.Run("client certificate accepted", func(t *testing.T) {

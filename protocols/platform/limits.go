@@ -9,7 +9,7 @@ import (
 
 	"github.com/eclipse/paho.golang/paho"
 
-	"github.com/industryos/gateway/protocols/ratelimit"
+	"github.com/industryos/gateway/protocols/kit/ratelimit"
 )
 
 // limitFactor keeps us below every server limit, as the upstream SDK does

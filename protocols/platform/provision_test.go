@@ -23,7 +23,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
 
-	"github.com/industryos/gateway/tests/testenv"
+	"github.com/industryos/gateway/protocols/kit/testpeer"
 )
 
 // responder plays the platform's provisioning service: it answers every
@@ -59,7 +59,7 @@ func (r *responder) handle(payload []byte, publish func([]byte)) {
 }
 
 // onMochi subscribes the responder with the broker's inline client.
-func (r *responder) onMochi(t *testing.T, m *testenv.Mochi) {
+func (r *responder) onMochi(t *testing.T, m *testpeer.Mochi) {
 	t.Helper()
 	err := m.Server.Subscribe(TopicProvisionRequest, 1, func(_ *mqtt.Client, _ packets.Subscription, pk packets.Packet) {
 		payload := append([]byte(nil), pk.Payload...)
@@ -109,7 +109,7 @@ func TestProvisionAccessTokenThenConnectAndRestart(t *testing.T) {
 	var seen usernames
 	// The platform hands out its own token: only it (and the provisioning
 	// user) may connect, so connecting proves the gateway uses the answer.
-	m := testenv.StartMochi(t, testenv.AllowTokens(ProvisionUsername, "platform-token"), testenv.WithACL(seen.acl))
+	m := testpeer.StartMochi(t, testpeer.AllowTokens(ProvisionUsername, "platform-token"), testpeer.WithACL(seen.acl))
 	r := &responder{answer: func(provisionRequest) any {
 		return map[string]any{"status": "SUCCESS", "credentialsType": "ACCESS_TOKEN", "credentialsValue": "platform-token"}
 	}}
@@ -167,7 +167,7 @@ func TestProvisionAccessTokenThenConnectAndRestart(t *testing.T) {
 }
 
 func TestProvisionMQTTBasic(t *testing.T) {
-	m := testenv.StartMochi(t, testenv.AllowTokens(ProvisionUsername), testenv.AllowUser("gw-user", "gw-pass"))
+	m := testpeer.StartMochi(t, testpeer.AllowTokens(ProvisionUsername), testpeer.AllowUser("gw-user", "gw-pass"))
 	r := &responder{answer: func(req provisionRequest) any {
 		return map[string]any{"status": "SUCCESS", "credentialsType": "MQTT_BASIC",
 			"credentialsValue": map[string]string{"clientId": req.ClientID, "userName": req.Username, "password": req.Password}}
@@ -194,14 +194,14 @@ func TestProvisionMQTTBasic(t *testing.T) {
 // reached: the refusal is one log line with the platform's message per
 // attempt, retried with backoff, and nothing is stored.
 func TestProvisionRefused(t *testing.T) {
-	mq := testenv.StartMosquitto(t)
+	mq := testpeer.StartMosquitto(t)
 	r := &responder{answer: func(provisionRequest) any {
 		return map[string]any{"status": "FAILURE", "errorMsg": "Failed to provision device!"}
 	}}
 	platformSide(t, mq.Addr(), r)
 	dir := t.TempDir()
 	h := startClient(t, provisioningConfig(mq.Addr(), dir))
-	testenv.Eventually(t, 10*time.Second, 20*time.Millisecond, func() error {
+	testpeer.Eventually(t, 10*time.Second, 20*time.Millisecond, func() error {
 		if r.count() < 2 {
 			return errors.New("no retry yet")
 		}
@@ -231,8 +231,8 @@ func TestProvisionRefused(t *testing.T) {
 // that answers on the response topic, as the platform would.
 func platformSide(t *testing.T, addr string, r *responder) {
 	t.Helper()
-	var sub atomic.Pointer[testenv.Subscriber]
-	s := testenv.SubscribeWith(t, addr, testenv.SubscriberOptions{OnMessage: func(msg testenv.Msg) {
+	var sub atomic.Pointer[testpeer.Subscriber]
+	s := testpeer.SubscribeWith(t, addr, testpeer.SubscriberOptions{OnMessage: func(msg testpeer.Msg) {
 		if msg.Topic != TopicProvisionRequest {
 			return
 		}
@@ -249,7 +249,7 @@ func platformSide(t *testing.T, addr string, r *responder) {
 
 // TestProvisionOverMosquitto is the success path through a real broker.
 func TestProvisionOverMosquitto(t *testing.T) {
-	mq := testenv.StartMosquitto(t)
+	mq := testpeer.StartMosquitto(t)
 	r := &responder{answer: func(req provisionRequest) any {
 		return map[string]any{"status": "SUCCESS", "credentialsType": "ACCESS_TOKEN", "credentialsValue": req.Token}
 	}}
@@ -266,7 +266,7 @@ func TestProvisionOverMosquitto(t *testing.T) {
 }
 
 func TestProvisionX509GeneratesIdentity(t *testing.T) {
-	m := testenv.StartMochi(t)
+	m := testpeer.StartMochi(t)
 	r := &responder{answer: func(req provisionRequest) any {
 		return map[string]any{"status": "SUCCESS", "credentialsType": "X509_CERTIFICATE", "credentialsValue": req.Hash}
 	}}
@@ -301,7 +301,7 @@ func TestProvisionX509GeneratesIdentity(t *testing.T) {
 }
 
 func TestProvisionTimeout(t *testing.T) {
-	m := testenv.StartMochi(t) // nobody answers
+	m := testpeer.StartMochi(t) // nobody answers
 	cfg := provisioningConfig(m.Addr(), t.TempDir())
 	p := *cfg.Provisioning
 	p.Timeout = 300 * time.Millisecond
@@ -385,7 +385,7 @@ func FuzzProvisionResponse(f *testing.F) {
 // TestProvisionAnswerThenClose: the platform answers and drops the
 // connection at once; the answer still counts.
 func TestProvisionAnswerThenClose(t *testing.T) {
-	m := testenv.StartMochi(t)
+	m := testpeer.StartMochi(t)
 	err := m.Server.Subscribe(TopicProvisionRequest, 1, func(cl *mqtt.Client, _ packets.Subscription, pk packets.Packet) {
 		go func() {
 			b, _ := json.Marshal(map[string]any{"status": "SUCCESS", "credentialsType": "ACCESS_TOKEN", "credentialsValue": "t1"})
@@ -409,7 +409,7 @@ func TestProvisionAnswerThenClose(t *testing.T) {
 // TestProvisionRequestRefusedByBroker: a negative PUBACK is an error at
 // once, not a wait for the timeout.
 func TestProvisionRequestRefusedByBroker(t *testing.T) {
-	m := testenv.StartMochi(t, testenv.WithACL(func(_, topic string, write bool) bool {
+	m := testpeer.StartMochi(t, testpeer.WithACL(func(_, topic string, write bool) bool {
 		return !(write && topic == TopicProvisionRequest)
 	}))
 	cfg := provisioningConfig(m.Addr(), t.TempDir())
@@ -436,7 +436,7 @@ func TestProvisioningStringMasksSecrets(t *testing.T) {
 // registers a generated certificate and its session then presents exactly
 // that certificate.
 func TestProvisionX509ThenConnectsWithTheCertificate(t *testing.T) {
-	tf := testenv.GenerateTLS(t)
+	tf := testpeer.GenerateTLS(t)
 	pair, err := tls.LoadX509KeyPair(tf.ServerCert, tf.ServerKey)
 	if err != nil {
 		t.Fatal(err)

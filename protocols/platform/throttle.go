@@ -11,7 +11,7 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/industryos/gateway/protocols/ratelimit"
+	"github.com/industryos/gateway/protocols/kit/ratelimit"
 )
 
 // ErrQuotaExceeded is wrapped by the error of a publish the platform refused

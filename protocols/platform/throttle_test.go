@@ -12,7 +12,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/rs/zerolog"
 
-	"github.com/industryos/gateway/tests/testenv"
+	"github.com/industryos/gateway/protocols/kit/testpeer"
 )
 
 func hourly(n int) []RateLimit { return []RateLimit{{Count: n, Per: time.Hour}} }
@@ -117,13 +117,13 @@ func (h *quotaHook) OnPublish(_ *mqtt.Client, pk packets.Packet) (packets.Packet
 }
 
 func TestClientQuotaPubackExhaustsLimits(t *testing.T) {
-	m := testenv.StartMochi(t)
+	m := testpeer.StartMochi(t)
 	hook := &quotaHook{topic: TopicTelemetry, n: make(chan struct{}, 1)}
 	hook.n <- struct{}{}
 	if err := m.Server.AddHook(hook, nil); err != nil {
 		t.Fatal(err)
 	}
-	testenv.AnswerSessionLimits(t, m.Addr(),
+	testpeer.AnswerSessionLimits(t, m.Addr(),
 		`{"gatewayRateLimits":{"messages":"100:1,1000:3600","telemetryMessages":"","telemetryDataPoints":""}}`)
 	cfg := testConfig(m.Addr())
 	cfg.SessionLimitsTimeout = 5 * time.Second

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/industryos/gateway/protocols/sinktest"
+	"github.com/industryos/gateway/protocols/kit/sinktest"
 )
 
 const benchBody = `{"id":7,"type":"GridVis","temp":"21.42","hum":40.5,"on":true,"meta":{"readings":[{"level":3}]},"serial":"SN-1"}`

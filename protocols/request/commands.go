@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/industryos/gateway/protocols"
-	"github.com/industryos/gateway/protocols/jsonexpr"
-	"github.com/industryos/gateway/protocols/pyre"
+	"github.com/industryos/gateway/protocols/kit/jsonexpr"
+	"github.com/industryos/gateway/protocols/kit/pyre"
 )
 
 // Reserved-RPC defaults, as upstream's __format_rpc_reqeust.

@@ -17,7 +17,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/industryos/gateway/protocols"
-	"github.com/industryos/gateway/protocols/jsonexpr"
+	"github.com/industryos/gateway/protocols/kit/jsonexpr"
 )
 
 func init() { protocols.Register("request", New) }

@@ -19,9 +19,9 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/industryos/gateway/protocols"
-	"github.com/industryos/gateway/protocols/sinktest"
-	"github.com/industryos/gateway/protocols/spec"
-	"github.com/industryos/gateway/tests/testenv"
+	"github.com/industryos/gateway/protocols/kit/sinktest"
+	"github.com/industryos/gateway/protocols/kit/spec"
+	"github.com/industryos/gateway/protocols/kit/testpeer"
 )
 
 // peer is a real HTTP server on a free loopback port that records what
@@ -53,7 +53,7 @@ func (p *peer) count(path string) int {
 }
 
 // startPeer serves mux; tlsFiles non-nil serves HTTPS with that certificate.
-func startPeer(t *testing.T, mux *http.ServeMux, tlsFiles *testenv.TLSFiles) *peer {
+func startPeer(t *testing.T, mux *http.ServeMux, tlsFiles *testpeer.TLSFiles) *peer {
 	t.Helper()
 	p := &peer{}
 	rec := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -280,7 +280,7 @@ func TestPollTimeout(t *testing.T) {
 // not trusted, so polling fails), SSLVerify naming the CA file trusts it,
 // and "SSLVerify": false skips the check.
 func TestHTTPS(t *testing.T) {
-	files := testenv.GenerateTLS(t)
+	files := testpeer.GenerateTLS(t)
 	mux := http.NewServeMux()
 	mux.Handle("/d", jsonHandler(`{"v":5}`))
 	srv := startPeer(t, mux, &files)

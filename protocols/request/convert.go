@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/industryos/gateway/protocols"
-	"github.com/industryos/gateway/protocols/jsonexpr"
+	"github.com/industryos/gateway/protocols/kit/jsonexpr"
 	"github.com/industryos/gateway/protocols/mqtt"
 )
 

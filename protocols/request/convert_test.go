@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/industryos/gateway/protocols"
-	"github.com/industryos/gateway/protocols/jsonexpr"
+	"github.com/industryos/gateway/protocols/kit/jsonexpr"
 )
 
 func mapping(name, typ string, tel ...KeyConfig) *Mapping {

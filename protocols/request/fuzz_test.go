@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/industryos/gateway/protocols/spec"
+	"github.com/industryos/gateway/protocols/kit/spec"
 )
 
 // FuzzJSONConvert: any response body converts without panicking; every

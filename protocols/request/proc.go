@@ -7,7 +7,7 @@ import (
 	"strings"
 
 	"github.com/industryos/gateway/protocols"
-	"github.com/industryos/gateway/protocols/pyexpr"
+	"github.com/industryos/gateway/protocols/kit/pyexpr"
 )
 
 // proc is a subRequests processingFunction. Upstream exec()s arbitrary

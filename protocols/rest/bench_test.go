@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/industryos/gateway/protocols/sinktest"
+	"github.com/industryos/gateway/protocols/kit/sinktest"
 )
 
 // benchFile maps ten typed values of one device, like the MQTT benchmark.

@@ -8,10 +8,10 @@ import (
 	"time"
 
 	"github.com/industryos/gateway/protocols"
+	"github.com/industryos/gateway/protocols/kit/pyre"
+	"github.com/industryos/gateway/protocols/kit/report"
+	"github.com/industryos/gateway/protocols/kit/spec"
 	"github.com/industryos/gateway/protocols/mqtt"
-	"github.com/industryos/gateway/protocols/pyre"
-	"github.com/industryos/gateway/protocols/report"
-	"github.com/industryos/gateway/protocols/spec"
 )
 
 // Defaults for keys upstream leaves to its code.

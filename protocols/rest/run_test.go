@@ -19,7 +19,7 @@ import (
 	"time"
 
 	"github.com/industryos/gateway/protocols"
-	"github.com/industryos/gateway/protocols/sinktest"
+	"github.com/industryos/gateway/protocols/kit/sinktest"
 )
 
 // testFile is a connector on a free loopback port with every kind of

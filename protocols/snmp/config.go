@@ -8,9 +8,9 @@ import (
 	"github.com/gosnmp/gosnmp"
 
 	"github.com/industryos/gateway/protocols"
-	"github.com/industryos/gateway/protocols/pyre"
-	"github.com/industryos/gateway/protocols/report"
-	"github.com/industryos/gateway/protocols/spec"
+	"github.com/industryos/gateway/protocols/kit/pyre"
+	"github.com/industryos/gateway/protocols/kit/report"
+	"github.com/industryos/gateway/protocols/kit/spec"
 )
 
 // Defaults as upstream: port 161, pollPeriod 10 s, timeout 6 s. Retries is

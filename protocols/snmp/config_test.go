@@ -9,7 +9,7 @@ import (
 	"github.com/gosnmp/gosnmp"
 
 	"github.com/industryos/gateway/protocols"
-	"github.com/industryos/gateway/protocols/spec"
+	"github.com/industryos/gateway/protocols/kit/spec"
 )
 
 // The upstream default file and the upstream unit-test configs load without

@@ -15,7 +15,7 @@ import (
 	"github.com/gosnmp/gosnmp"
 
 	"github.com/industryos/gateway/protocols"
-	"github.com/industryos/gateway/protocols/spec"
+	"github.com/industryos/gateway/protocols/kit/spec"
 )
 
 // startSnmpd runs Debian's snmpd on a free loopback UDP port with a v2c

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/industryos/gateway/protocols/spec"
+	"github.com/industryos/gateway/protocols/kit/spec"
 )
 
 var fuzzDevice = `{"socket":{"port":0},"devices":[{"address":"*:*","deviceName":"d","encoding":"%s",

@@ -15,7 +15,7 @@ import (
 	"github.com/eclipse/paho.golang/autopaho"
 	"github.com/eclipse/paho.golang/paho"
 
-	"github.com/industryos/gateway/tests/testenv"
+	"github.com/industryos/gateway/protocols/kit/testpeer"
 )
 
 // mqttConnectorConfig maps sensor/<name>/data JSON messages to devices, as a
@@ -90,7 +90,7 @@ func (l *mqttLoad) publish(ctx context.Context, cm *autopaho.ConnectionManager, 
 		for range perSlice {
 			dev := (p + n*mqttPublishers) % l.devices
 			n++
-			payload := testenv.SensorMessage(time.Now().UnixMilli(), n, l.values)
+			payload := testpeer.SensorMessage(time.Now().UnixMilli(), n, l.values)
 			sem <- struct{}{}
 			go func() {
 				defer func() { <-sem }()
@@ -115,7 +115,7 @@ func (l *mqttLoad) publishN(ctx context.Context, n int) error {
 	if err := cm.AwaitConnection(ctx); err != nil {
 		return err
 	}
-	if err := testenv.PublishSensors(n, l.devices, l.values, func(topic string, payload []byte) error {
+	if err := testpeer.PublishSensors(n, l.devices, l.values, func(topic string, payload []byte) error {
 		_, err := cm.Publish(ctx, &paho.Publish{Topic: topic, QoS: 1, Payload: payload})
 		if err == nil {
 			l.sent.Add(1)

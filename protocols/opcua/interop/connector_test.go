@@ -16,10 +16,10 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/industryos/gateway/protocols"
+	"github.com/industryos/gateway/protocols/kit/sinktest"
+	"github.com/industryos/gateway/protocols/kit/spec"
 	_ "github.com/industryos/gateway/protocols/opcua" // registers "opcua"
 	"github.com/industryos/gateway/protocols/opcua/interop"
-	"github.com/industryos/gateway/protocols/sinktest"
-	"github.com/industryos/gateway/protocols/spec"
 )
 
 // These tests drive the OPC-UA connector exactly as the runtime does — the

@@ -1,4 +1,4 @@
-package testenv
+package testpeer
 
 import (
 	"context"
@@ -69,7 +69,7 @@ func SubscribeWith(t testing.TB, addr string, o SubscriberOptions, topics ...str
 	if o.ClientID == "" {
 		var b [6]byte
 		_, _ = rand.Read(b[:])
-		o.ClientID = "testenv-sub-" + hex.EncodeToString(b[:])
+		o.ClientID = "testpeer-sub-" + hex.EncodeToString(b[:])
 	}
 	qos := o.QoS
 	if qos == 0 && !o.QoS0 {
@@ -145,7 +145,7 @@ func SubscribeWith(t testing.TB, addr string, o SubscriberOptions, topics ...str
 	cm, err := autopaho.NewConnection(ctx, cfg)
 	if err != nil {
 		cancel()
-		t.Fatalf("testenv: subscriber: %v", err)
+		t.Fatalf("testpeer: subscriber: %v", err)
 	}
 	s.cm = cm
 	t.Cleanup(func() {
@@ -155,7 +155,7 @@ func SubscribeWith(t testing.TB, addr string, o SubscriberOptions, topics ...str
 		cancel()
 	})
 	if err := s.waitReady(10 * time.Second); err != nil {
-		t.Fatalf("testenv: subscriber %s to %v: %v", addr, topics, err)
+		t.Fatalf("testpeer: subscriber %s to %v: %v", addr, topics, err)
 	}
 	return s
 }
@@ -194,7 +194,7 @@ func (s *Subscriber) waitState(timeout time.Duration, cond func() bool) error {
 func (s *Subscriber) WaitReady(t testing.TB, timeout time.Duration) {
 	t.Helper()
 	if err := s.waitReady(timeout); err != nil {
-		t.Fatalf("testenv: subscriber: %v", err)
+		t.Fatalf("testpeer: subscriber: %v", err)
 	}
 }
 
@@ -204,7 +204,7 @@ func (s *Subscriber) WaitReady(t testing.TB, timeout time.Duration) {
 func (s *Subscriber) WaitSubscriptions(t testing.TB, timeout time.Duration, n int) {
 	t.Helper()
 	if err := s.waitState(timeout, func() bool { return s.readys >= n }); err != nil {
-		t.Fatalf("testenv: subscriber: %d subscriptions: %v", n, err)
+		t.Fatalf("testpeer: subscriber: %d subscriptions: %v", n, err)
 	}
 }
 
@@ -256,7 +256,7 @@ func (s *Subscriber) WaitFor(t testing.TB, timeout time.Duration, cond func([]Ms
 	defer cancel()
 	msgs, err := s.Wait(ctx, cond)
 	if err != nil {
-		t.Fatalf("testenv: condition not met within %s; received %d messages:%s", timeout, len(msgs), describe(msgs))
+		t.Fatalf("testpeer: condition not met within %s; received %d messages:%s", timeout, len(msgs), describe(msgs))
 	}
 	return msgs
 }

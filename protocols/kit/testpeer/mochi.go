@@ -1,4 +1,4 @@
-package testenv
+package testpeer
 
 import (
 	"bytes"
@@ -70,7 +70,7 @@ func MochiPort(port int) MochiOption { return func(o *mochiOptions) { o.port = p
 
 // MochiCapabilities adjusts the broker's capabilities, e.g.
 // MaximumPacketSize or ReceiveMaximum. mochi enforces MaximumPacketSize but
-// does not announce it in CONNACK as MQTT 5 requires; testenv adds the
+// does not announce it in CONNACK as MQTT 5 requires; testpeer adds the
 // property so clients can honour it.
 func MochiCapabilities(fn func(*mqtt.Capabilities)) MochiOption {
 	return func(o *mochiOptions) { o.caps = fn }
@@ -102,15 +102,15 @@ func StartMochi(t testing.TB, opts ...MochiOption) *Mochi {
 	// Mochi refuses every client without an auth hook and every publish and
 	// subscribe without an ACL hook; this one hook does both.
 	if err := srv.AddHook(auth, nil); err != nil {
-		t.Fatalf("testenv: mochi hook: %v", err)
+		t.Fatalf("testpeer: mochi hook: %v", err)
 	}
 	addr := "127.0.0.1:" + strconv.Itoa(o.port)
 	tcp := listeners.NewTCP(listeners.Config{ID: "tcp", Address: addr})
 	if err := srv.AddListener(tcp); err != nil {
-		t.Fatalf("testenv: mochi listen %s: %v", addr, err)
+		t.Fatalf("testpeer: mochi listen %s: %v", addr, err)
 	}
 	if err := srv.Serve(); err != nil {
-		t.Fatalf("testenv: mochi serve: %v", err)
+		t.Fatalf("testpeer: mochi serve: %v", err)
 	}
 	m := &Mochi{Server: srv, addr: tcp.Address(), auth: auth}
 	t.Cleanup(m.Close)
@@ -163,7 +163,7 @@ type mochiHook struct {
 	rejected  atomic.Int64
 }
 
-func (h *mochiHook) ID() string { return "testenv" }
+func (h *mochiHook) ID() string { return "testpeer" }
 
 func (h *mochiHook) Provides(b byte) bool {
 	return b == mqtt.OnConnectAuthenticate || b == mqtt.OnACLCheck || b == mqtt.OnPacketEncode

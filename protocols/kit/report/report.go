@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/industryos/gateway/protocols"
-	"github.com/industryos/gateway/protocols/spec"
+	"github.com/industryos/gateway/protocols/kit/spec"
 )
 
 // Strategy is protocols.ReportStrategy; the alias keeps call sites short.

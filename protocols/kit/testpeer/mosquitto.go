@@ -1,4 +1,4 @@
-package testenv
+package testpeer
 
 import (
 	"fmt"
@@ -108,7 +108,7 @@ func StartMosquitto(t testing.TB, opts ...MosquittoOption) *Mosquitto {
 	}
 	lines = append(lines, o.extra...)
 	if err := os.WriteFile(m.conf, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
-		t.Fatalf("testenv: write mosquitto.conf: %v", err)
+		t.Fatalf("testpeer: write mosquitto.conf: %v", err)
 	}
 	t.Cleanup(func() {
 		m.Stop()
@@ -131,13 +131,13 @@ func (m *Mosquitto) start() {
 	out, err := os.OpenFile(filepath.Join(m.dir, "mosquitto.out"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		m.mu.Unlock()
-		m.t.Fatalf("testenv: %v", err)
+		m.t.Fatalf("testpeer: %v", err)
 	}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		out.Close()
 		m.mu.Unlock()
-		m.t.Fatalf("testenv: start mosquitto: %v", err)
+		m.t.Fatalf("testpeer: start mosquitto: %v", err)
 	}
 	exited := make(chan struct{})
 	go func() {
@@ -162,7 +162,7 @@ func (m *Mosquitto) start() {
 		}
 		if err := waitListening(net.JoinHostPort("127.0.0.1", strconv.Itoa(p)), 10*time.Second, alive); err != nil {
 			out, _ := os.ReadFile(filepath.Join(m.dir, "mosquitto.out"))
-			m.t.Fatalf("testenv: mosquitto: %v\n%s\n%s", err, out, m.Log())
+			m.t.Fatalf("testpeer: mosquitto: %v\n%s\n%s", err, out, m.Log())
 		}
 	}
 }

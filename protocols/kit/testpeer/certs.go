@@ -1,4 +1,4 @@
-package testenv
+package testpeer
 
 import (
 	"crypto/ecdsa"
@@ -48,7 +48,7 @@ func GenerateTLS(t testing.TB, hosts ...string) TLSFiles {
 	caKey := newKey(t)
 	caTmpl := &x509.Certificate{
 		SerialNumber:          serial(t),
-		Subject:               pkix.Name{CommonName: "testenv CA"},
+		Subject:               pkix.Name{CommonName: "testpeer CA"},
 		NotBefore:             now.Add(-time.Hour),
 		NotAfter:              now.Add(24 * time.Hour),
 		IsCA:                  true,
@@ -57,7 +57,7 @@ func GenerateTLS(t testing.TB, hosts ...string) TLSFiles {
 	}
 	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
 	if err != nil {
-		t.Fatalf("testenv: CA: %v", err)
+		t.Fatalf("testpeer: CA: %v", err)
 	}
 	ca, _ := x509.ParseCertificate(caDER)
 	f.CAPool.AddCert(ca)
@@ -82,12 +82,12 @@ func GenerateTLS(t testing.TB, hosts ...string) TLSFiles {
 		}
 		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
 		if err != nil {
-			t.Fatalf("testenv: certificate %s: %v", cn, err)
+			t.Fatalf("testpeer: certificate %s: %v", cn, err)
 		}
 		writePEM(t, certFile, "CERTIFICATE", der)
 		kder, err := x509.MarshalPKCS8PrivateKey(key)
 		if err != nil {
-			t.Fatalf("testenv: key: %v", err)
+			t.Fatalf("testpeer: key: %v", err)
 		}
 		writePEM(t, keyFile, "PRIVATE KEY", kder)
 	}
@@ -99,7 +99,7 @@ func GenerateTLS(t testing.TB, hosts ...string) TLSFiles {
 func newKey(t testing.TB) *ecdsa.PrivateKey {
 	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		t.Fatalf("testenv: key: %v", err)
+		t.Fatalf("testpeer: key: %v", err)
 	}
 	return k
 }
@@ -107,7 +107,7 @@ func newKey(t testing.TB) *ecdsa.PrivateKey {
 func serial(t testing.TB) *big.Int {
 	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
 	if err != nil {
-		t.Fatalf("testenv: serial: %v", err)
+		t.Fatalf("testpeer: serial: %v", err)
 	}
 	return n
 }
@@ -116,6 +116,6 @@ func writePEM(t testing.TB, path, typ string, der []byte) {
 	t.Helper()
 	// World-readable: mosquitto may read it after dropping privileges.
 	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o644); err != nil {
-		t.Fatalf("testenv: %v", err)
+		t.Fatalf("testpeer: %v", err)
 	}
 }

@@ -1,7 +1,7 @@
-// Package testenv runs real MQTT brokers and observers for end-to-end tests:
+// Package testpeer runs real MQTT brokers and observers for end-to-end tests:
 // mosquitto as an external process, mochi embedded, both on free loopback
 // ports and torn down with t.Cleanup.
-package testenv
+package testpeer
 
 import (
 	"fmt"
@@ -17,7 +17,7 @@ func FreePort(t testing.TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatalf("testenv: free port: %v", err)
+		t.Fatalf("testpeer: free port: %v", err)
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
@@ -36,7 +36,7 @@ func Eventually(t testing.TB, timeout, step time.Duration, cond func() error) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("testenv: condition not met within %s: %v", timeout, err)
+			t.Fatalf("testpeer: condition not met within %s: %v", timeout, err)
 		}
 		time.Sleep(step)
 	}

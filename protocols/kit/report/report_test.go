@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/industryos/gateway/protocols"
-	"github.com/industryos/gateway/protocols/spec"
+	"github.com/industryos/gateway/protocols/kit/spec"
 )
 
 func dps(kv ...any) []protocols.Datapoint {

@@ -1,4 +1,4 @@
-package platform
+package pahoconn
 
 import (
 	"bytes"
@@ -50,7 +50,7 @@ func encodePacket(t *testing.T, p *packets.Publish) []byte {
 func TestPahoConnOneWritePerPacket(t *testing.T) {
 	for _, size := range []int{160, maxGather + 1} {
 		rc := &recordConn{}
-		c := PahoConn(rc)
+		c := Wrap(rc)
 		p := publishPacket(bytes.Repeat([]byte{'x'}, size))
 		if _, err := p.WriteTo(c); err != nil {
 			t.Fatal(err)
@@ -69,7 +69,7 @@ func TestPahoConnOneWritePerPacket(t *testing.T) {
 // are never interleaved.
 func TestPahoConnConcurrentPackets(t *testing.T) {
 	rc := &recordConn{}
-	c := PahoConn(rc)
+	c := Wrap(rc)
 	var wg sync.WaitGroup
 	for g := range 4 {
 		wg.Add(1)
@@ -104,7 +104,7 @@ func TestPahoConnConcurrentPackets(t *testing.T) {
 func TestPahoConnSendFailure(t *testing.T) {
 	broken := errors.New("connection reset")
 	rc := &recordConn{fail: broken}
-	c := PahoConn(rc)
+	c := Wrap(rc)
 	_, _ = publishPacket([]byte("1")).WriteTo(c)
 	if !rc.closed {
 		t.Fatal("connection not closed after a failed send")
