@@ -23,6 +23,9 @@ func benchMapping() string {
 		"deviceProfileExpressionSource":"message","deviceProfileExpression":"${sensorType}"},"timeseries":[` + strings.Join(ts, ",") + `]}}`
 }
 
+// benchPayload is the message benchMapping reads.
+const benchPayload = `{"serialNumber":"SN-001","sensorType":"Thermometer","ts":1700000000000,"v0":1.5,"v1":2,"v2":"3.25","v3":true,"v4":-7,"v5":10.125,"v6":0,"v7":"on","v8":42,"v9":3.14159}`
+
 // BenchmarkRun measures QoS 1 messages of 10 JSON values from mosquitto
 // through Run to a sink that commits at once (so every message is acked).
 // allocs/msg counts the whole process, the in-process publishers included;

@@ -142,15 +142,15 @@ func (c *Connector) handleRequests(ctx context.Context, sink protocols.Sink, m *
 	}
 	resolve := func(s *source) (string, error) {
 		var v any
-		if s.kind == SourceMessage {
+		if s.Kind() == SourceMessage {
 			var err error
 			if v, err = body(); err != nil {
 				return "", err
 			}
 		}
-		out, err := s.resolve(m.topic, v)
+		out, err := s.Resolve(m.topic, v)
 		if err == nil && out == "" {
-			err = fmt.Errorf("%s is empty", s.what)
+			err = fmt.Errorf("%s is empty", s.What())
 		}
 		if err != nil && !errors.Is(err, ErrMalformed) {
 			err = fmt.Errorf("%w: %v", ErrMalformed, err)

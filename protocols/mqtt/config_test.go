@@ -5,9 +5,6 @@ import (
 	"reflect"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/industryos/gateway/protocols/kit/report"
 )
 
 func TestParseSample(t *testing.T) {
@@ -194,21 +191,5 @@ func TestParseOldFormatFile(t *testing.T) {
 	di := c.Mapping[0].Converter.DeviceInfo
 	if di != (DeviceInfo{NameSource: SourceMessage, Name: "${sn}", ProfileSource: SourceConstant, Profile: "default"}) {
 		t.Fatalf("%+v", di)
-	}
-}
-
-func TestReportStrategies(t *testing.T) {
-	m := mappingFrom(t, `{"topicFilter":"a","converter":{"deviceInfo":{"deviceNameExpression":"x"},"sendDataOnlyOnChange":true,
-		"timeseries":[{"key":"t","value":"${t}","reportStrategy":{"type":"ON_REPORT_PERIOD","reportPeriod":5000}},{"key":"${k}","value":"${v}","reportStrategy":{"type":"DISABLED"}}]}}`)
-	def, perKey := m.ReportStrategies()
-	if def.Type != report.OnChange {
-		t.Fatalf("def = %+v", def)
-	}
-	if len(perKey) != 1 || perKey["t"].Type != report.OnReportPeriod || perKey["t"].Period != 5*time.Second {
-		t.Fatalf("perKey = %+v", perKey)
-	}
-	m = mappingFrom(t, `{"topicFilter":"a","converter":{"deviceInfo":{"deviceNameExpression":"x"},"sendDataOnlyOnChange":true,"reportStrategy":{"type":"ON_RECEIVED"}}}`)
-	if def, _ := m.ReportStrategies(); def.Type != report.OnReceived {
-		t.Fatalf("def = %+v", def)
 	}
 }

@@ -470,7 +470,7 @@ func (c *Connector) handle(ctx context.Context, sink protocols.Sink, m *message,
 		var err error
 		if jc, ok := cm.conv.(*JSONConverter); ok {
 			// A direct call lets the result live in buf, on the stack.
-			out, err = jc.convertTo(buf[:0], m.topic, m.payload, now)
+			out, err = jc.ConvertTo(buf[:0], m.topic, m.payload, now)
 		} else {
 			out, err = cm.conv.Convert(m.topic, m.payload, now)
 		}

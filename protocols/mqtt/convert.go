@@ -1,115 +1,115 @@
 package mqtt
 
 import (
-	"errors"
-	"fmt"
-	"time"
+	"encoding/json"
 
-	"github.com/industryos/gateway/protocols"
+	"github.com/industryos/gateway/protocols/kit/jsonconv"
 	"github.com/industryos/gateway/protocols/kit/pyre"
+	"github.com/industryos/gateway/protocols/kit/spec"
 )
 
-// Converted is what one message yields for one device.
-type Converted struct {
-	Device     string
-	Profile    string
-	Ts         int64 // unix milliseconds
-	Telemetry  []protocols.Datapoint
-	Attributes []protocols.Datapoint
-}
+// The converters (json, bytes, custom), their mapping and the ${}
+// expressions live in protocols/kit/jsonconv, shared with the connectors
+// that take the same mappings; these names keep this package's API as it was.
 
-// Converter turns one MQTT message into device data. A converter may return
-// results together with an error: the results are what could be converted,
-// the error describes what was skipped (a missing key, a bad value).
-type Converter interface {
-	Convert(topic string, payload []byte, now time.Time) ([]Converted, error)
-}
+// Converter types.
+const (
+	TypeJSON   = jsonconv.TypeJSON
+	TypeBytes  = jsonconv.TypeBytes
+	TypeCustom = jsonconv.TypeCustom
+)
 
-// ErrMalformed is matched by errors about a payload the mapping cannot read.
-var ErrMalformed = errors.New("malformed payload")
+// Expression sources.
+const (
+	SourceMessage  = jsonconv.SourceMessage
+	SourceTopic    = jsonconv.SourceTopic
+	SourceConstant = jsonconv.SourceConstant
+)
 
-// ErrNoConverter means a mapping names a custom converter this build does not have.
-var ErrNoConverter = errors.New("no such converter")
+type (
+	// Mapping is one mapping[] entry.
+	Mapping = jsonconv.Mapping
+	// ConverterConfig is mapping[].converter.
+	ConverterConfig = jsonconv.ConverterConfig
+	// DeviceInfo says where device name and profile come from.
+	DeviceInfo = jsonconv.DeviceInfo
+	// KeyConfig is one attributes[] / timeseries[] item.
+	KeyConfig = jsonconv.KeyConfig
+	// Converted is what one message yields for one device.
+	Converted = jsonconv.Converted
+	// Converter turns one MQTT message into device data.
+	Converter = jsonconv.Converter
+	// ConvertError names the mapping and the key a payload failed on.
+	ConvertError = jsonconv.ConvertError
+	// ConverterFactory builds a custom converter from a mapping's extensionConfig.
+	ConverterFactory = jsonconv.ConverterFactory
+	// JSONConverter is the upstream "json" converter.
+	JSONConverter = jsonconv.JSONConverter
+	// BytesConverter is the upstream "bytes" converter.
+	BytesConverter = jsonconv.BytesConverter
+	// Expr is a compiled value expression.
+	Expr = jsonconv.Expr
+	// MissingError names the expression that found nothing.
+	MissingError = jsonconv.MissingError
 
-// noConverter is ErrNoConverter naming the converter, without repeating
-// the sentinel's text.
-type noConverter string
+	source = jsonconv.Source
+)
 
-func (n noConverter) Error() string {
-	return fmt.Sprintf("custom converter %q is not built in (upstream's Python extensions do not run here)", string(n))
-}
-
-func (n noConverter) Is(target error) bool { return target == ErrNoConverter }
+var (
+	// ErrMalformed is matched by errors about a payload the mapping cannot read.
+	ErrMalformed = jsonconv.ErrMalformed
+	// ErrNoConverter means a mapping names a custom converter this build does not have.
+	ErrNoConverter = jsonconv.ErrNoConverter
+	// ErrMissing is matched by every error about a message that lacks what
+	// an expression points at.
+	ErrMissing = jsonconv.ErrMissing
+)
 
 // NewConverter builds the converter a mapping asks for.
-func NewConverter(m *Mapping) (Converter, error) {
-	switch m.Converter.Type {
-	case TypeJSON, "":
-		return NewJSONConverter(m)
-	case TypeBytes:
-		return NewBytesConverter(m)
-	case TypeCustom:
-		f := lookupConverter(m.Converter.Extension)
-		if f == nil {
-			return nil, noConverter(m.Converter.Extension)
-		}
-		c, err := f(m.Converter.ExtensionConfig)
-		if err != nil {
-			return nil, fmt.Errorf("mapping %q: custom converter %q: %w", m.TopicFilter, m.Converter.Extension, err)
-		}
-		return c, nil
-	}
-	return nil, fmt.Errorf("mapping %q: unknown converter type %q", m.TopicFilter, m.Converter.Type)
+func NewConverter(m *Mapping) (Converter, error) { return jsonconv.NewConverter(m) }
+
+// NewJSONConverter compiles a mapping's json converter.
+func NewJSONConverter(m *Mapping) (*JSONConverter, error) { return jsonconv.NewJSONConverter(m) }
+
+// NewBytesConverter compiles a mapping's bytes converter.
+func NewBytesConverter(m *Mapping) (*BytesConverter, error) { return jsonconv.NewBytesConverter(m) }
+
+// RegisterConverter makes a Go converter available to mappings with
+// "type":"custom","extension":name; see jsonconv.RegisterConverter.
+func RegisterConverter(name string, f func(extensionConfig json.RawMessage) (Converter, error)) {
+	jsonconv.RegisterConverter(name, f)
 }
+
+// RegisteredConverters lists custom converter names.
+func RegisteredConverters() []string { return jsonconv.RegisteredConverters() }
+
+// Compile parses s. Text without ${} is a constant.
+func Compile(s string) (*Expr, error) { return jsonconv.Compile(s) }
+
+// MustCompile is Compile for expressions known at build time.
+func MustCompile(s string) *Expr { return jsonconv.MustCompile(s) }
+
+// ParseTimestamp is upstream's reading of a device timestamp in a decoded
+// JSON value.
+func ParseTimestamp(v any) (int64, error) { return jsonconv.ParseTimestamp(v) }
+
+// ConvertOldMapping turns an old-format mapping entry into the current shape.
+func ConvertOldMapping(m map[string]any) map[string]any { return jsonconv.ConvertOldMapping(m) }
+
+func newSource(kind, expr, what string) (source, error) { return jsonconv.NewSource(kind, expr, what) }
+
+func decodeJSON(payload []byte) (any, error) { return jsonconv.DecodeJSON(payload) }
+
+func parseMapping(o *spec.Obj) *Mapping { return jsonconv.ParseMapping(o) }
+
+func checkSource(o *spec.Obj, key, src, expr, typ string) {
+	jsonconv.CheckSource(o, key, src, expr, typ)
+}
+
+func validTopicFilter(f string) error { return jsonconv.ValidTopicFilter(f) }
 
 // topicMatch applies upstream's rule (re.search): the last capturing group
-// that took part, or the whole match when none did; no match is reported as
-// not found, a match timeout as an error.
+// that took part, or the whole match when none did.
 func topicMatch(re *pyre.Regexp, topic string) (string, bool, error) {
 	return re.LastGroup(topic)
-}
-
-// malformed wraps err with the mapping's identity.
-func malformed(filter, what string, err error) error {
-	return &ConvertError{TopicFilter: filter, What: what, Err: err}
-}
-
-// ConvertError names the mapping and the key a payload failed on.
-type ConvertError struct {
-	TopicFilter string
-	What        string
-	Err         error
-}
-
-func (e *ConvertError) Error() string {
-	return fmt.Sprintf("mapping %q: %s: %v", e.TopicFilter, e.What, e.Err)
-}
-
-func (e *ConvertError) Unwrap() error { return e.Err }
-
-// Is makes every ConvertError an ErrMalformed.
-func (e *ConvertError) Is(target error) bool { return target == ErrMalformed }
-
-// merge folds results for the same device and timestamp together, keeping
-// first-seen order so output is deterministic.
-func merge(in []Converted) []Converted {
-	if len(in) < 2 {
-		return in
-	}
-	out := in[:0:0]
-	for _, c := range in {
-		found := false
-		for i := range out {
-			if out[i].Device == c.Device && out[i].Ts == c.Ts {
-				out[i].Telemetry = append(out[i].Telemetry, c.Telemetry...)
-				out[i].Attributes = append(out[i].Attributes, c.Attributes...)
-				found = true
-				break
-			}
-		}
-		if !found {
-			out = append(out, c)
-		}
-	}
-	return out
 }

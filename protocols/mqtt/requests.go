@@ -4,6 +4,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/industryos/gateway/protocols/kit/jsonconv"
 	"github.com/industryos/gateway/protocols/kit/pyre"
 	"github.com/industryos/gateway/protocols/kit/spec"
 )
@@ -126,7 +127,7 @@ func parseRequests(root *spec.Obj) Requests {
 func requestDeviceInfo(o *spec.Obj) DeviceInfo {
 	if o.Has("deviceInfo") {
 		if d := o.Obj("deviceInfo"); d != nil {
-			return parseDeviceInfo(d, TypeJSON)
+			return jsonconv.ParseDeviceInfo(d, TypeJSON)
 		}
 		return DeviceInfo{}
 	}

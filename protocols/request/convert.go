@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/industryos/gateway/protocols"
+	"github.com/industryos/gateway/protocols/kit/jsonconv"
 	"github.com/industryos/gateway/protocols/kit/jsonexpr"
-	"github.com/industryos/gateway/protocols/mqtt"
 )
 
 // Converted is what one response item yields for one device.
@@ -200,7 +200,7 @@ func (c *JSONConverter) one(out []Converted, msg any, now time.Time, errs *[]err
 	if m, ok := msg.(map[string]any); ok {
 		for _, k := range [...]string{"ts", "timestamp"} {
 			if tv, ok := m[k]; ok {
-				ts, err := mqtt.ParseTimestamp(tv)
+				ts, err := jsonconv.ParseTimestamp(tv)
 				if err != nil {
 					*errs = append(*errs, c.malformed(k, err))
 					continue
@@ -227,7 +227,7 @@ func (c *JSONConverter) one(out []Converted, msg any, now time.Time, errs *[]err
 		ts := base
 		if k.tsField != nil {
 			if tv, err := k.tsField.Eval(msg); err == nil {
-				if t, err := mqtt.ParseTimestamp(tv); err == nil {
+				if t, err := jsonconv.ParseTimestamp(tv); err == nil {
 					ts = t
 				} else {
 					*errs = append(*errs, c.malformed("key "+strconv.Quote(dp.Key)+": tsField", err))

@@ -8,10 +8,10 @@ import (
 	"time"
 
 	"github.com/industryos/gateway/protocols"
+	"github.com/industryos/gateway/protocols/kit/jsonconv"
 	"github.com/industryos/gateway/protocols/kit/pyre"
 	"github.com/industryos/gateway/protocols/kit/report"
 	"github.com/industryos/gateway/protocols/kit/spec"
-	"github.com/industryos/gateway/protocols/mqtt"
 )
 
 // Defaults for keys upstream leaves to its code.
@@ -88,7 +88,7 @@ type Endpoint struct {
 	// Mapping is the converter in the MQTT connector's terms, whose JSON
 	// converter is shared: the endpoint stands for the topic filter and
 	// the "request" source for "message".
-	Mapping *mqtt.Mapping
+	Mapping *jsonconv.Mapping
 }
 
 // AttrRequest is requestsMapping.attributeRequests[]: an endpoint that
@@ -324,7 +324,7 @@ func parseEndpoint(o *spec.Obj) *Endpoint {
 		}
 		r.Done()
 	}
-	m := &mqtt.Mapping{Path: o.Path(), TopicFilter: e.Endpoint}
+	m := &jsonconv.Mapping{Path: o.Path(), TopicFilter: e.Endpoint}
 	if c := o.Obj("converter"); c != nil {
 		m.Converter = parseConverter(c)
 	} else {
@@ -374,8 +374,8 @@ func sourceOf(expr string) string {
 	return SourceConstant
 }
 
-func parseConverter(c *spec.Obj) mqtt.ConverterConfig {
-	cc := mqtt.ConverterConfig{}
+func parseConverter(c *spec.Obj) jsonconv.ConverterConfig {
+	cc := jsonconv.ConverterConfig{}
 	cc.Type = c.Enum("type", TypeJSON, TypeJSON, TypeCustom)
 	cc.Report = report.Parse(c)
 	cc.Extension = c.Str("extension", "")
@@ -396,8 +396,8 @@ func parseConverter(c *spec.Obj) mqtt.ConverterConfig {
 		// source follows from whether they hold a ${}.
 		name := c.RequiredStr("deviceNameExpression")
 		prof := c.Str("deviceTypeExpression", "default")
-		cc.DeviceInfo = mqtt.DeviceInfo{NameSource: toMQTTSource(sourceOf(name)), Name: name,
-			ProfileSource: toMQTTSource(sourceOf(prof)), Profile: prof}
+		cc.DeviceInfo = jsonconv.DeviceInfo{NameSource: toMappingSource(sourceOf(name)), Name: name,
+			ProfileSource: toMappingSource(sourceOf(prof)), Profile: prof}
 		checkExpr(c, "deviceNameExpression", name)
 		checkExpr(c, "deviceTypeExpression", prof)
 	} else if cc.Type != TypeCustom {
@@ -409,41 +409,41 @@ func parseConverter(c *spec.Obj) mqtt.ConverterConfig {
 	return cc
 }
 
-func toMQTTSource(s string) string {
+func toMappingSource(s string) string {
 	if s == SourceConstant {
-		return mqtt.SourceConstant
+		return jsonconv.SourceConstant
 	}
-	return mqtt.SourceMessage
+	return jsonconv.SourceMessage
 }
 
-func parseDeviceInfo(d *spec.Obj) mqtt.DeviceInfo {
-	di := mqtt.DeviceInfo{}
-	di.NameSource = toMQTTSource(d.Enum("deviceNameExpressionSource", SourceRequest, SourceRequest, SourceConstant))
+func parseDeviceInfo(d *spec.Obj) jsonconv.DeviceInfo {
+	di := jsonconv.DeviceInfo{}
+	di.NameSource = toMappingSource(d.Enum("deviceNameExpressionSource", SourceRequest, SourceRequest, SourceConstant))
 	di.Name = d.RequiredStr("deviceNameExpression")
-	di.ProfileSource = toMQTTSource(d.Enum("deviceProfileExpressionSource", SourceConstant, SourceRequest, SourceConstant))
+	di.ProfileSource = toMappingSource(d.Enum("deviceProfileExpressionSource", SourceConstant, SourceRequest, SourceConstant))
 	di.Profile = d.Str("deviceProfileExpression", "default")
-	if di.NameSource == mqtt.SourceMessage {
+	if di.NameSource == jsonconv.SourceMessage {
 		checkExpr(d, "deviceNameExpression", di.Name)
 	}
-	if di.ProfileSource == mqtt.SourceMessage {
+	if di.ProfileSource == jsonconv.SourceMessage {
 		checkExpr(d, "deviceProfileExpression", di.Profile)
 	}
 	return di
 }
 
 func checkExpr(o *spec.Obj, key, expr string) {
-	if _, err := mqtt.Compile(expr); err != nil {
+	if _, err := jsonconv.Compile(expr); err != nil {
 		o.Errorf(key, "%v", err)
 	}
 }
 
-func parseKeys(c *spec.Obj, section string) []mqtt.KeyConfig {
-	var out []mqtt.KeyConfig
+func parseKeys(c *spec.Obj, section string) []jsonconv.KeyConfig {
+	var out []jsonconv.KeyConfig
 	for _, it := range c.List(section) {
-		k := mqtt.KeyConfig{
+		k := jsonconv.KeyConfig{
 			Type:      strings.ToLower(it.Str("type", "raw")),
 			Key:       it.RequiredStr("key"),
-			KeySource: mqtt.SourceMessage,
+			KeySource: jsonconv.SourceMessage,
 			Value:     it.RequiredStr("value"),
 			TsField:   it.Str("tsField", ""),
 			Report:    report.Parse(it),

@@ -21,7 +21,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/industryos/gateway/protocols"
-	"github.com/industryos/gateway/protocols/mqtt"
+	"github.com/industryos/gateway/protocols/kit/jsonconv"
 )
 
 func init() { protocols.Register("rest", New) }
@@ -67,7 +67,7 @@ type Connector struct {
 
 type endpoint struct {
 	e         *Endpoint
-	conv      mqtt.Converter
+	conv      jsonconv.Converter
 	report    protocols.ReportStrategy
 	keyReport map[string]protocols.ReportStrategy
 }
@@ -110,8 +110,8 @@ func NewConnector(cfg protocols.ConnectorConfig) (*Connector, error) {
 	}
 	connectorReport := parsed.Report.Or(cfg.Report)
 	for _, e := range parsed.Mapping {
-		conv, err := mqtt.NewConverter(e.Mapping)
-		if errors.Is(err, mqtt.ErrNoConverter) {
+		conv, err := jsonconv.NewConverter(e.Mapping)
+		if errors.Is(err, jsonconv.ErrNoConverter) {
 			// Upstream serves the other endpoints when one extension is
 			// missing; so do we, with one line naming it.
 			cfg.Config.Problems().Skipf(cfg.Config.File(), e.Path+".converter.extension", "%v; endpoint %q is not served", err, e.Endpoint)

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/industryos/gateway/protocols/mqtt"
+	"github.com/industryos/gateway/protocols/kit/jsonconv"
 )
 
 // ErrBadRequest is matched by every error about a request the connector
@@ -120,10 +120,10 @@ func describeJSONError(b []byte) string {
 // convert runs a mapping's converter on a request payload. It returns what
 // could be converted and the problems met; a payload the converter cannot
 // read at all is an ErrBadRequest.
-func convert(conv mqtt.Converter, endpoint string, payload []byte, now time.Time) ([]mqtt.Converted, error) {
+func convert(conv jsonconv.Converter, endpoint string, payload []byte, now time.Time) ([]jsonconv.Converted, error) {
 	out, err := conv.Convert(endpoint, payload, now)
 	if err != nil {
-		var ce *mqtt.ConvertError
+		var ce *jsonconv.ConvertError
 		if errors.As(err, &ce) && (ce.What == "invalid JSON" || ce.What == "payload") {
 			return nil, badRequest{err}
 		}
@@ -141,7 +141,7 @@ type template struct {
 
 type tpart struct {
 	lit  string
-	expr *mqtt.Expr
+	expr *jsonconv.Expr
 }
 
 func compileTemplate(s string) (*template, error) {
@@ -151,7 +151,7 @@ func compileTemplate(s string) (*template, error) {
 		if loc[0] > last {
 			t.parts = append(t.parts, tpart{lit: s[last:loc[0]]})
 		}
-		e, err := mqtt.Compile(s[loc[0]:loc[1]])
+		e, err := jsonconv.Compile(s[loc[0]:loc[1]])
 		if err != nil {
 			return nil, err
 		}

@@ -1,4 +1,4 @@
-package mqtt
+package jsonconv
 
 import (
 	"errors"
@@ -35,7 +35,7 @@ type fastJSON struct {
 }
 
 type fastSource struct {
-	src  *source
+	src  *Source
 	expr *fastExpr // for SourceMessage
 }
 
@@ -91,7 +91,7 @@ func newFastJSON(c *JSONConverter) *fastJSON {
 		}
 		return fe, true
 	}
-	src := func(s *source) (fastSource, bool) {
+	src := func(s *Source) (fastSource, bool) {
 		fs := fastSource{src: s}
 		if s.kind != SourceTopic && s.kind != SourceConstant {
 			var ok bool
@@ -145,7 +145,7 @@ func newFastJSON(c *JSONConverter) *fastJSON {
 const maxStackSlots = 32
 
 // errGeneralPath is fastJSON.convert giving a message up.
-var errGeneralPath = errors.New("mqtt: needs the general JSON path")
+var errGeneralPath = errors.New("jsonconv: needs the general JSON path")
 
 // convert is convertTo for a payload already copied to s. It returns
 // errGeneralPath when the general path has to do the message.
@@ -246,11 +246,11 @@ func (f *fastJSON) values(c *JSONConverter, topic string, vals []scalar, keys []
 	return dps
 }
 
-// resolve is source.resolve; topic and constant sources never read the
+// resolve is Source.Resolve; topic and constant sources never read the
 // message, so they are the general code itself.
 func (s *fastSource) resolve(topic string, vals []scalar) (string, error) {
 	if s.expr == nil {
-		return s.src.resolve(topic, nil)
+		return s.src.Resolve(topic, nil)
 	}
 	v, ok := s.expr.eval(vals)
 	switch {

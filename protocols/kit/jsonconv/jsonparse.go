@@ -1,4 +1,4 @@
-package mqtt
+package jsonconv
 
 import (
 	"encoding/json"
@@ -24,7 +24,9 @@ const maxDepth = 10000
 
 var errUnexpectedEOF = errors.New("unexpected EOF")
 
-func decodeJSON(payload []byte) (any, error) { return decodeJSONString(string(payload)) }
+// DecodeJSON decodes a payload into the shapes encoding/json gives with
+// UseNumber, without an allocation per key, string or number.
+func DecodeJSON(payload []byte) (any, error) { return decodeJSONString(string(payload)) }
 
 // decodeJSONString is decodeJSON on a payload already copied to a string.
 func decodeJSONString(s string) (any, error) {

@@ -1,4 +1,4 @@
-package mqtt
+package jsonconv
 
 import (
 	"encoding/hex"

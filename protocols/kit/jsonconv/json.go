@@ -1,4 +1,4 @@
-package mqtt
+package jsonconv
 
 import (
 	"encoding/json"
@@ -15,8 +15,9 @@ import (
 	"github.com/industryos/gateway/protocols/kit/pyre"
 )
 
-// source resolves a device name or profile.
-type source struct {
+// Source resolves a device name, profile or key from a topic, a message
+// or a constant.
+type Source struct {
 	kind   string
 	expr   *Expr        // message, constant
 	re     *pyre.Regexp // topic
@@ -24,8 +25,10 @@ type source struct {
 	what   string       // for messages: "deviceNameExpression"
 }
 
-func newSource(kind, expr, what string) (source, error) {
-	s := source{kind: kind, what: what}
+// NewSource compiles expr read from kind (SourceMessage, SourceTopic or
+// SourceConstant); what names it in errors.
+func NewSource(kind, expr, what string) (Source, error) {
+	s := Source{kind: kind, what: what}
 	var err error
 	if kind == SourceTopic {
 		s.re, err = pyre.Compile(expr, pyre.Search)
@@ -39,7 +42,15 @@ func newSource(kind, expr, what string) (source, error) {
 	return s, nil
 }
 
-func (s *source) resolve(topic string, msg any) (string, error) {
+// Kind is the source the expression reads: SourceMessage, SourceTopic or
+// SourceConstant.
+func (s *Source) Kind() string { return s.kind }
+
+// What names the expression in errors, e.g. "deviceNameExpression".
+func (s *Source) What() string { return s.what }
+
+// Resolve gives the source's text for one message.
+func (s *Source) Resolve(topic string, msg any) (string, error) {
 	switch s.kind {
 	case SourceTopic:
 		v, ok, err := s.topics.match(s.re, topic)
@@ -104,7 +115,7 @@ func (tc *topicCache) match(re *pyre.Regexp, topic string) (string, bool, error)
 
 type jsonKey struct {
 	typ     string
-	key     source
+	key     Source
 	val     *Expr
 	display string // key as configured, for errors
 }
@@ -113,7 +124,7 @@ type jsonKey struct {
 // construction and safe for concurrent use.
 type JSONConverter struct {
 	filter        string
-	name, profile source
+	name, profile Source
 	attrs, ts     []jsonKey
 	allAttrs      bool
 	allTs         bool
@@ -127,14 +138,14 @@ func NewJSONConverter(m *Mapping) (*JSONConverter, error) {
 	cc := &m.Converter
 	c := &JSONConverter{filter: m.TopicFilter, allAttrs: cc.AllAttributes, allTs: cc.AllTimeseries, useReceivedTs: cc.UseReceivedTs}
 	var err error
-	if c.name, err = newSource(cc.DeviceInfo.NameSource, cc.DeviceInfo.Name, "deviceNameExpression"); err != nil {
+	if c.name, err = NewSource(cc.DeviceInfo.NameSource, cc.DeviceInfo.Name, "deviceNameExpression"); err != nil {
 		return nil, fmt.Errorf("mapping %q: %w", m.TopicFilter, err)
 	}
 	profile, psrc := cc.DeviceInfo.Profile, cc.DeviceInfo.ProfileSource
 	if profile == "" {
 		profile, psrc = "default", SourceConstant
 	}
-	if c.profile, err = newSource(psrc, profile, "deviceProfileExpression"); err != nil {
+	if c.profile, err = NewSource(psrc, profile, "deviceProfileExpression"); err != nil {
 		return nil, fmt.Errorf("mapping %q: %w", m.TopicFilter, err)
 	}
 	tsField := cc.TsField
@@ -146,7 +157,7 @@ func NewJSONConverter(m *Mapping) (*JSONConverter, error) {
 			if src == "" {
 				src = SourceMessage
 			}
-			if jk.key, err = newSource(src, k.Key, "key "+strconv.Quote(k.Key)); err != nil {
+			if jk.key, err = NewSource(src, k.Key, "key "+strconv.Quote(k.Key)); err != nil {
 				return nil, err
 			}
 			if jk.val, err = Compile(k.Value); err != nil {
@@ -176,12 +187,12 @@ func NewJSONConverter(m *Mapping) (*JSONConverter, error) {
 
 // Convert implements Converter.
 func (c *JSONConverter) Convert(topic string, payload []byte, now time.Time) ([]Converted, error) {
-	return c.convertTo(nil, topic, payload, now)
+	return c.ConvertTo(nil, topic, payload, now)
 }
 
-// convertTo is Convert appending a single object's result to dst, so the
+// ConvertTo is Convert appending a single object's result to dst, so the
 // connector can keep it on its stack; lists still get a slice of their own.
-func (c *JSONConverter) convertTo(dst []Converted, topic string, payload []byte, now time.Time) ([]Converted, error) {
+func (c *JSONConverter) ConvertTo(dst []Converted, topic string, payload []byte, now time.Time) ([]Converted, error) {
 	// One copy serves both paths and keeps the result from referring to
 	// the caller's buffer.
 	s := string(payload)
@@ -260,7 +271,7 @@ func (c *JSONConverter) msgTs(msg map[string]any, errs *[]error) (int64, bool) {
 func (c *JSONConverter) one(topic string, msg map[string]any, fallbackTs int64, errs *[]error) (Converted, bool) {
 	var out Converted
 	var err error
-	if out.Device, err = c.name.resolve(topic, msg); err != nil {
+	if out.Device, err = c.name.Resolve(topic, msg); err != nil {
 		*errs = append(*errs, malformed(c.filter, "device name", err))
 		return out, false
 	}
@@ -268,7 +279,7 @@ func (c *JSONConverter) one(topic string, msg map[string]any, fallbackTs int64, 
 		*errs = append(*errs, malformed(c.filter, "device name", errors.New("is empty")))
 		return out, false
 	}
-	if out.Profile, err = c.profile.resolve(topic, msg); err != nil {
+	if out.Profile, err = c.profile.Resolve(topic, msg); err != nil {
 		*errs = append(*errs, malformed(c.filter, "device profile", err))
 		return out, false
 	}
@@ -307,7 +318,7 @@ func (c *JSONConverter) values(topic string, msg map[string]any, keys []jsonKey,
 	dps := make([]protocols.Datapoint, 0, len(keys))
 	for i := range keys {
 		k := &keys[i]
-		name, err := k.key.resolve(topic, msg)
+		name, err := k.key.Resolve(topic, msg)
 		if err != nil {
 			*errs = append(*errs, malformed(c.filter, "key "+strconv.Quote(k.display), err))
 			continue

@@ -1,4 +1,4 @@
-package mqtt
+package jsonconv
 
 import (
 	"encoding/json"
@@ -22,7 +22,7 @@ func mappingFrom(t testing.TB, js string) *Mapping {
 	if o == nil {
 		t.Fatal(ps.Err())
 	}
-	m := parseMapping(o)
+	m := ParseMapping(o)
 	if err := ps.Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -313,7 +313,7 @@ func TestParseTs(t *testing.T) {
 		`"2024-01-02 03:04:05"`:       1704164645000,
 		`"2024-01-02T03:04:05"`:       1704164645000,
 	} {
-		v, err := decodeJSON([]byte(in))
+		v, err := DecodeJSON([]byte(in))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -323,7 +323,7 @@ func TestParseTs(t *testing.T) {
 		}
 	}
 	for _, in := range []string{`-1`, `"x"`, `true`, `1e300`} {
-		v, _ := decodeJSON([]byte(in))
+		v, _ := DecodeJSON([]byte(in))
 		if _, err := parseTs(v); err == nil {
 			t.Errorf("%s: no error", in)
 		}

@@ -1,4 +1,4 @@
-package mqtt
+package jsonconv
 
 import (
 	"encoding/json"
@@ -36,11 +36,7 @@ func init() {
 }
 
 func TestCustomConverter(t *testing.T) {
-	c, _, err := ParseFile("mqtt.json", Sample)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conv, err := NewConverter(c.Mapping[3])
+	conv, err := NewConverter(mappingFrom(t, `{"topicFilter":"custom/sensors/+","converter":{"type":"custom","extension":"CustomMqttUplinkConverter","cached":true,"extensionConfig":{"temperature":2,"humidity":2}}}`))
 	if err != nil {
 		t.Fatal(err)
 	}
