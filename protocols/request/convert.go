@@ -16,13 +16,7 @@ import (
 )
 
 // Converted is what one response item yields for one device.
-type Converted struct {
-	Device     string
-	Profile    string
-	Ts         int64 // unix milliseconds
-	Telemetry  []protocols.Datapoint
-	Attributes []protocols.Datapoint
-}
+type Converted = jsonconv.Converted
 
 // Converter turns one polled response body into device data. It may return
 // results together with an error: the results are what could be converted,
@@ -31,32 +25,17 @@ type Converter interface {
 	Convert(body []byte, now time.Time) ([]Converted, error)
 }
 
-// ErrMalformed is matched by errors about a response the mapping cannot read.
-var ErrMalformed = errors.New("malformed response")
-
-// ErrNoConverter means a mapping names a custom converter this build does not have.
-var ErrNoConverter = errors.New("no such converter")
-
-type noConverter string
-
-func (n noConverter) Error() string {
-	return fmt.Sprintf("custom converter %q is not built in (upstream's Python extensions do not run here)", string(n))
-}
-
-func (n noConverter) Is(target error) bool { return target == ErrNoConverter }
+// The converter errors are the other connectors': a ConvertError's
+// TopicFilter holds the mapping's url.
+var (
+	// ErrMalformed is matched by errors about a response the mapping cannot read.
+	ErrMalformed = jsonconv.ErrMalformed
+	// ErrNoConverter means a mapping names a custom converter this build does not have.
+	ErrNoConverter = jsonconv.ErrNoConverter
+)
 
 // ConvertError names the mapping and what a response failed on.
-type ConvertError struct {
-	URL  string
-	What string
-	Err  error
-}
-
-func (e *ConvertError) Error() string { return fmt.Sprintf("mapping %q: %s: %v", e.URL, e.What, e.Err) }
-func (e *ConvertError) Unwrap() error { return e.Err }
-
-// Is makes every ConvertError an ErrMalformed.
-func (e *ConvertError) Is(target error) bool { return target == ErrMalformed }
+type ConvertError = jsonconv.ConvertError
 
 // NewConverter builds the converter a mapping asks for.
 func NewConverter(m *Mapping) (Converter, error) {
@@ -66,7 +45,7 @@ func NewConverter(m *Mapping) (Converter, error) {
 	case TypeCustom:
 		f := lookupConverter(m.Converter.Extension)
 		if f == nil {
-			return nil, noConverter(m.Converter.Extension)
+			return nil, jsonconv.NoConverterError(m.Converter.Extension)
 		}
 		c, err := f(m.Converter.ExtensionConfig)
 		if err != nil {
@@ -179,7 +158,7 @@ func (c *JSONConverter) ConvertValue(v any, now time.Time) ([]Converted, error) 
 }
 
 func (c *JSONConverter) malformed(what string, err error) error {
-	return &ConvertError{URL: c.url, What: what, Err: err}
+	return &ConvertError{TopicFilter: c.url, What: what, Err: err}
 }
 
 func (c *JSONConverter) one(out []Converted, msg any, now time.Time, errs *[]error) []Converted {

@@ -2,35 +2,21 @@ package request
 
 import (
 	"encoding/json"
-	"sync"
+
+	"github.com/industryos/gateway/protocols/kit/jsonconv"
 )
 
 // ConverterFactory builds a custom converter from a mapping's
 // extensionConfig (upstream's "extension-config").
 type ConverterFactory func(extensionConfig json.RawMessage) (Converter, error)
 
-var (
-	customMu sync.RWMutex
-	custom   = map[string]ConverterFactory{}
-)
+// custom is request's own registry: its converters read polled responses,
+// not messages, so they do not mix with the other connectors'.
+var custom = jsonconv.NewRegistry[Converter]("request")
 
 // RegisterConverter makes a Go converter available to mappings with
 // "type":"custom","extension":name. Call it from init(); an empty name, a
 // nil factory or a name already taken panics so the mistake shows at start-up.
-func RegisterConverter(name string, f ConverterFactory) {
-	if name == "" || f == nil {
-		panic("request: RegisterConverter with an empty name or a nil factory")
-	}
-	customMu.Lock()
-	defer customMu.Unlock()
-	if _, dup := custom[name]; dup {
-		panic("request: converter " + name + " registered twice")
-	}
-	custom[name] = f
-}
+func RegisterConverter(name string, f ConverterFactory) { custom.Register(name, f) }
 
-func lookupConverter(name string) ConverterFactory {
-	customMu.RLock()
-	defer customMu.RUnlock()
-	return custom[name]
-}
+func lookupConverter(name string) ConverterFactory { return custom.Lookup(name) }

@@ -31,15 +31,16 @@ var ErrMalformed = errors.New("malformed payload")
 // ErrNoConverter means a mapping names a custom converter this build does not have.
 var ErrNoConverter = errors.New("no such converter")
 
-// noConverter is ErrNoConverter naming the converter, without repeating
-// the sentinel's text.
-type noConverter string
+// NoConverterError is ErrNoConverter naming the converter, without
+// repeating the sentinel's text.
+type NoConverterError string
 
-func (n noConverter) Error() string {
+func (n NoConverterError) Error() string {
 	return fmt.Sprintf("custom converter %q is not built in (upstream's Python extensions do not run here)", string(n))
 }
 
-func (n noConverter) Is(target error) bool { return target == ErrNoConverter }
+// Is makes every NoConverterError an ErrNoConverter.
+func (n NoConverterError) Is(target error) bool { return target == ErrNoConverter }
 
 // NewConverter builds the converter a mapping asks for.
 func NewConverter(m *Mapping) (Converter, error) {
@@ -51,7 +52,7 @@ func NewConverter(m *Mapping) (Converter, error) {
 	case TypeCustom:
 		f := lookupConverter(m.Converter.Extension)
 		if f == nil {
-			return nil, noConverter(m.Converter.Extension)
+			return nil, NoConverterError(m.Converter.Extension)
 		}
 		c, err := f(m.Converter.ExtensionConfig)
 		if err != nil {
