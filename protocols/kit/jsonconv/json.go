@@ -419,7 +419,7 @@ func convertValue(typ string, v any) (protocols.Value, error) {
 			return protocols.Value{}, err
 		}
 		f = math.Trunc(f)
-		if math.IsNaN(f) || f > math.MaxInt64 || f < math.MinInt64 {
+		if math.IsNaN(f) || f >= math.MaxInt64 || f < math.MinInt64 {
 			return protocols.Value{}, fmt.Errorf("%s is out of the integer range", describeValue(v))
 		}
 		return protocols.Int(int64(f)), nil
@@ -510,12 +510,22 @@ func appendJSONAny(b []byte, v any) []byte {
 func convertScalar(typ string, v scalar) (protocols.Value, error) {
 	switch typ {
 	case "int", "integer", "long":
+		// An integer literal is read exactly: through a float64, counters
+		// beyond 2^53 would lose their last digits.
+		if v.kind == scNumber || v.kind == scString {
+			if s := strings.TrimSpace(v.s); !strings.ContainsAny(s, ".eE") {
+				if i, err := strconv.ParseInt(s, 10, 64); err == nil {
+					return protocols.Int(i), nil
+				}
+			}
+		}
 		f, err := scalarNumber(v)
 		if err != nil {
 			return protocols.Value{}, err
 		}
 		f = math.Trunc(f)
-		if math.IsNaN(f) || f > math.MaxInt64 || f < math.MinInt64 {
+		// float64(math.MaxInt64) is 2^63, itself out of range.
+		if math.IsNaN(f) || f >= math.MaxInt64 || f < math.MinInt64 {
 			return protocols.Value{}, fmt.Errorf("%s is out of the integer range", describeScalar(v))
 		}
 		return protocols.Int(int64(f)), nil

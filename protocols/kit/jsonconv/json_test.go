@@ -266,6 +266,15 @@ func TestConvertValue(t *testing.T) {
 		{"integer", json.Number("-3.9"), "-3", ""},
 		{"long", true, "1", ""},
 		{"int", json.Number("1e300"), "", "1e300 is out of the integer range"},
+		// Large integers stay exact, and 2^63 (which a float64 reads
+		// MaxInt64 as) is out of range rather than wrapping to MinInt64.
+		{"int", json.Number("9007199254740993"), "9007199254740993", ""},
+		{"long", json.Number("9223372036854775807"), "9223372036854775807", ""},
+		{"long", json.Number("-9223372036854775808"), "-9223372036854775808", ""},
+		{"int", " 9223372036854775807 ", "9223372036854775807", ""},
+		{"int", json.Number("9223372036854775808"), "", "9223372036854775808 is out of the integer range"},
+		{"int", json.Number("9.3e18"), "", "9.3e18 is out of the integer range"},
+		{"int", 9223372036854775807.0, "", "a number is out of the integer range"},
 		{"int", "NaN", "", `"NaN" is not a number`},
 		{"int", map[string]any{}, "", "an object is not a number"},
 		{"double", "2.5", "2.5", ""},
