@@ -2,7 +2,7 @@ package jsonconv
 
 import "github.com/industryos/gateway/protocols/kit/jsonexpr"
 
-// The ${} evaluator lives in protocols/jsonexpr, shared with the other
+// The ${} evaluator lives in protocols/kit/jsonexpr, shared with the other
 // connectors whose converters take the same expressions; these names keep
 // this package's API as it was.
 
