@@ -15,7 +15,6 @@ import (
 // "Line B", and a memory journal.
 const remoteBase = "testdata/remote/tb_gateway.json"
 
-
 func readBase(t testing.TB) *Files {
 	t.Helper()
 	f, err := ReadFiles(remoteBase)
