@@ -183,4 +183,28 @@ func TestRemoteConnectorChangeRestartsOnlyIt(t *testing.T) {
 	if got := counterClosed("counter-b") - closedB; got != 0 {
 		t.Errorf("counter-b closed %d times after three changes of counter-a", got)
 	}
+
+	// Removing counter-a stops it alone.
+	if err := sub.Publish(context.Background(), "v1/devices/me/attributes", []byte(`{"active_connectors": ["counter-b"]}`), 1); err != nil {
+		t.Fatal(err)
+	}
+	sub.WaitFor(t, 20*time.Second, func(msgs []testpeer.Msg) bool {
+		for _, m := range msgs {
+			if m.Topic == "v1/devices/me/attributes" && strings.Contains(string(m.Payload), `"remoteConfigurationStatus":{"key":"active_connectors","applied":true`) {
+				return true
+			}
+		}
+		return false
+	})
+	if got := counterClosed("counter-a") - closedA; got != 4 {
+		t.Errorf("counter-a closed %d times, want 4 (three restarts and the removal)", got)
+	}
+	before = len(counts(t, sub.Messages(), "rcb-1"))
+	sub.WaitFor(t, 20*time.Second, func(msgs []testpeer.Msg) bool { return len(counts(t, msgs, "rcb-1")) > before+5 })
+	if got := counterClosed("counter-b") - closedB; got != 0 {
+		t.Errorf("counter-b closed %d times after counter-a was removed", got)
+	}
+	if got := gw.Counters().TreeRestarts.Load(); got != trees {
+		t.Errorf("the tree restarted (%d → %d)", trees, got)
+	}
 }
