@@ -208,7 +208,7 @@ func Start(opts Options) (*Gateway, error) {
 	)
 	if g.cfg.ThingsBoard.RemoteConfiguration && g.cfg.File != "" {
 		g.remote = &remoteConfig{g: g}
-		g.OnGatewayAttributes(func(v map[string]json.RawMessage) { g.goSafe("remote configuration", func() { g.remote.handle(v) }) })
+		g.OnGatewayAttributes(g.remote.enqueue)
 	}
 	if err := g.startObservability(); err != nil {
 		_ = g.j.Close()
@@ -351,13 +351,7 @@ func (g *Gateway) startTree(fresh bool) error {
 	cfg := g.conf()
 	var connectors []*actor.PID
 	for _, c := range cfg.Connectors {
-		first := fresh
-		c := c
-		log := g.log.With().Str("connector", c.Name).Logger()
-		props := actor.PropsFromProducer(func() actor.Actor {
-			return &connectorActor{cfg: c, g: g, log: log, first: &first}
-		}, append(g.options(deviceMailbox), actor.WithSupervisor(g.strategy))...)
-		connectors = append(connectors, g.spawnChild("connector/"+c.Name, props))
+		connectors = append(connectors, g.spawnConnector(c, fresh))
 	}
 	g.stateMu.Lock()
 	g.connectors = connectors
@@ -368,6 +362,18 @@ func (g *Gateway) startTree(fresh bool) error {
 		g.goSafe("statistics", func() { g.statsLoop(bg, cfg.ThingsBoard.StatsPeriod) })
 	}
 	return nil
+}
+
+// spawnConnector starts one connector's actor under the root. fresh uses
+// the connector c was loaded with for the first start instead of building
+// it again.
+func (g *Gateway) spawnConnector(c config.Connector, fresh bool) *actor.PID {
+	first := fresh
+	log := g.log.With().Str("connector", c.Name).Logger()
+	props := actor.PropsFromProducer(func() actor.Actor {
+		return &connectorActor{cfg: c, g: g, log: log, first: &first}
+	}, append(g.options(deviceMailbox), actor.WithSupervisor(g.strategy))...)
+	return g.spawnChild("connector/"+c.Name, props)
 }
 
 // stopTree stops the tree in order — connectors with their devices, a final

@@ -4,6 +4,7 @@
 package config
 
 import (
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"os"
@@ -85,6 +86,9 @@ type Connector struct {
 	// RemoteLogging sends this connector's log lines to the platform
 	// (enableRemoteLogging, as upstream).
 	RemoteLogging bool
+	// Sum is the SHA-256 of the connector file as loaded: Diff tells an
+	// edited connector from an unchanged one by it, without keeping the file.
+	Sum [sha256.Size]byte
 }
 
 // Gateway is the whole validated configuration.
@@ -115,9 +119,17 @@ type Unsupported struct {
 // the config and all problems; err is non-nil when there is any error (the
 // warnings are in cfg.Problems either way). getenv is os.Getenv in production.
 func Load(path string, getenv func(string) string) (*Gateway, error) {
+	return load(path, os.ReadFile, getenv)
+}
+
+// load is Load with the main and connector files read by read, so a remote
+// change is validated from memory before anything is written. Files the
+// thingsboard section refers to (certificates, the filter list) are still
+// checked on disk, and a connector's Build always reads its real file.
+func load(path string, read func(string) ([]byte, error), getenv func(string) string) (*Gateway, error) {
 	ps := &spec.Problems{}
 	g := &Gateway{File: path, Problems: ps}
-	raw, err := os.ReadFile(path)
+	raw, err := read(path)
 	if err != nil {
 		ps.Errorf(path, "", "cannot read: %v", unwrapPath(err))
 		return g, ps.Err()
@@ -139,7 +151,7 @@ func Load(path string, getenv func(string) string) (*Gateway, error) {
 	g.Logs = parseLogs(root)
 	g.Resources = parseResources(root)
 	root.Known("grpc", "connectors")
-	g.Connectors, g.Unsupported = parseConnectors(root, dir, g.ThingsBoard.Report)
+	g.Connectors, g.Unsupported = parseConnectors(root, dir, g.ThingsBoard.Report, read)
 	root.Done()
 	return g, ps.Err()
 }
@@ -436,7 +448,7 @@ var upstreamTypes = []string{"bacnet", "ble", "can", "ftp", "knx", "modbus", "mq
 // the same files.
 var typeAliases = map[string]string{"opcua_asyncio": "opcua"}
 
-func parseConnectors(root *spec.Obj, dir string, global protocols.ReportStrategy) ([]Connector, []Unsupported) {
+func parseConnectors(root *spec.Obj, dir string, global protocols.ReportStrategy, read func(string) ([]byte, error)) ([]Connector, []Unsupported) {
 	var out []Connector
 	var unsupported []Unsupported
 	names := map[string]string{}
@@ -488,24 +500,25 @@ func parseConnectors(root *spec.Obj, dir string, global protocols.ReportStrategy
 		}
 		c := Connector{Name: name, Type: typ, File: path, RemoteLogging: remoteLogging}
 		mainFile, key := root.File(), co.KeyPath("configuration")
-		build := func(ps *spec.Problems) (protocols.Connector, error) {
-			raw, err := os.ReadFile(path)
+		build := func(ps *spec.Problems, read func(string) ([]byte, error)) (protocols.Connector, [sha256.Size]byte, error) {
+			raw, err := read(path)
 			if err != nil {
 				// Named by the main file's key, which is what the reader has to fix.
 				ps.Errorf(mainFile, key, "cannot read %q (connector %q): %v", file, name, unwrapPath(err))
-				return nil, ps.Err()
+				return nil, [sha256.Size]byte{}, ps.Err()
 			}
+			sum := sha256.Sum256(raw)
 			obj := spec.Parse(ps, filepath.Base(path), raw)
 			if obj == nil {
-				return nil, ps.Err()
+				return nil, sum, ps.Err()
 			}
 			conn, err := factory(protocols.ConnectorConfig{Name: name, Type: typ, Config: obj, File: absPath(path), Report: global})
 			if err == nil && ps.HasErrors() {
 				err = ps.Err()
 			}
-			return conn, err
+			return conn, sum, err
 		}
-		conn, err := build(root.Problems())
+		conn, sum, err := build(root.Problems(), read)
 		if err != nil {
 			// The factory's problems are already collected; a factory error
 			// without recorded problems still needs a line.
@@ -514,8 +527,11 @@ func parseConnectors(root *spec.Obj, dir string, global protocols.ReportStrategy
 			}
 			continue
 		}
-		c.Connector = conn
-		c.Build = func() (protocols.Connector, error) { return build(&spec.Problems{}) }
+		c.Connector, c.Sum = conn, sum
+		c.Build = func() (protocols.Connector, error) {
+			conn, _, err := build(&spec.Problems{}, os.ReadFile)
+			return conn, err
+		}
 		out = append(out, c)
 	}
 	return out, unsupported
