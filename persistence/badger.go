@@ -766,6 +766,7 @@ func (b *Badger) Enforce() error {
 	now := b.now()
 	err := b.enforce(now)
 	b.dl.flush(&b.l, now, false)
+	b.disk.flush(now, false)
 	return err
 }
 
@@ -870,7 +871,7 @@ func (b *Badger) Close() error {
 	b.closed = true
 	b.mu.Unlock()
 	b.dl.flush(&b.l, b.now(), true)
-	b.disk.flush(b.now())
+	b.disk.flush(b.now(), true)
 	if err := b.db.Close(); err != nil {
 		return fmt.Errorf("persistence: close badger: %w", err)
 	}

@@ -78,7 +78,11 @@ func TestBadgerDiskReserve(t *testing.T) {
 	if _, _, err := j.Append(batch(21, 1, 100)); !errors.Is(err, ErrDiskFull) {
 		t.Fatalf("refused until measured again: %v", err)
 	}
-	clk.Advance(diskCheckEvery)
+	clk.Advance(dropLogEvery)
+	mustEnforce(t, j) // the periodic Enforce logs what the rate limit held back
+	if warns := logsWith(t, &logs, refusedMsg); len(warns) != 2 || warns[1]["refused"] != float64(4) || warns[1]["refused_since_full"] != float64(11) {
+		t.Fatalf("refusal warnings after Enforce %v", warns)
+	}
 	if f, _ := mustAppend(t, j, batch(21, 5, 100)); f != 21 {
 		t.Fatalf("first seq after the disk had room again %d, want 21", f)
 	}
@@ -87,8 +91,8 @@ func TestBadgerDiskReserve(t *testing.T) {
 		t.Fatalf("resume lines %v, want one counting 11 refused", back)
 	}
 	mustClose(t, j)
-	if warns := logsWith(t, &logs, refusedMsg); len(warns) != 1 {
-		t.Fatalf("the resume line carries the suppressed refusals, nothing more to log: %v", warns)
+	if warns := logsWith(t, &logs, refusedMsg); len(warns) != 2 {
+		t.Fatalf("nothing left for Close to log: %v", warns)
 	}
 	j = openBadger(t, dir, Options{})
 	wantSeqs(t, mustRead(t, j, 0, 0, 0), 6, 25)

@@ -164,9 +164,10 @@ func (g *diskGuard) warn(now time.Time) {
 	g.lastWarning = now
 }
 
-// flush logs the refusals suppressed since the last line (on Close).
-func (g *diskGuard) flush(now time.Time) {
-	if g.pending > 0 {
+// flush logs the refusals suppressed since the last line: on Close (force), and from Enforce
+// once the interval has passed, so that the count reaches the log even when the refusals stop.
+func (g *diskGuard) flush(now time.Time, force bool) {
+	if g.pending > 0 && (force || now.Sub(g.lastWarning) >= dropLogEvery) {
 		g.warn(now)
 	}
 }
