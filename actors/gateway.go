@@ -535,7 +535,7 @@ func OpenJournal(s config.Storage, log zerolog.Logger) (persistence.Journal, err
 		log.Info().Msg(s.Note)
 	}
 	opts := persistence.Options{
-		Limits:     persistence.Limits{MaxBytes: s.MaxBytes, MaxAge: s.MaxAge, MaxRecords: s.MaxRecords},
+		Limits:     persistence.Limits{MaxBytes: s.MaxBytes, MaxAge: s.MaxAge, MaxRecords: s.MaxRecords, MinFreeBytes: s.MinFreeBytes},
 		Logger:     log.With().Str("component", "journal").Logger(),
 		SyncWrites: s.SyncWrites,
 	}

@@ -76,7 +76,8 @@ type Badger struct {
 	mu     sync.RWMutex
 	l      ledger
 	closed bool
-	dl     dropLog // only touched under wmu
+	dl     dropLog    // only touched under wmu
+	disk   *diskGuard // only touched under wmu
 
 	stopGC chan struct{}
 	gcDone chan struct{}
@@ -102,6 +103,7 @@ func OpenBadger(dir string, opts Options) (*Badger, error) {
 		now:    opts.clock(),
 		log:    opts.Logger,
 		dl:     dropLog{log: opts.Logger},
+		disk:   newDiskGuard(dir, opts),
 		stopGC: make(chan struct{}),
 		gcDone: make(chan struct{}),
 	}
@@ -441,7 +443,12 @@ func (b *Badger) Dir() string { return b.dir }
 // (one key per segMaxBytes rather than one per record). A batch too big for one transaction
 // (about 470 KB with these options) is split into consecutive transactions at segment
 // boundaries; then a crash can leave a prefix of the batch committed, which is harmless for an
-// at-least-once journal because the caller did not get nil and will resend.
+// at-least-once journal because the caller did not get nil and will resend. A failed commit
+// (rather than a crash) removes the prefix again, so an error means none of the batch is
+// held.
+//
+// Below the disk reserve (Limits.MinFreeBytes), or after a write reported no space, the batch
+// is refused with ErrDiskFull before anything is written (see diskguard.go).
 func (b *Badger) Append(data [][]byte) (first, last uint64, err error) {
 	if len(data) == 0 {
 		return 0, 0, nil
@@ -467,19 +474,33 @@ func (b *Badger) Append(data [][]byte) (first, last uint64, err error) {
 		total += segKeyLen + segValueLen(end-start, recBytes)
 		start = end
 	}
+	if err := b.disk.admit(now, len(data), uint64(total)); err != nil {
+		b.refuse(len(data))
+		return 0, 0, err
+	}
 	buf := make([]byte, 0, total)
 
 	committed, committedBytes := 0, uint64(0) // records in already committed transactions
 	pending, pendingBytes := 0, uint64(0)
+	var committedSegs []uint64 // last seqs of the segments already committed
+	pendingSegs := 0
 	txn := b.db.NewTransaction(true)
 	defer func() { txn.Discard() }()
 	commit := func() error {
+		if b.opts.beforeCommit != nil {
+			if err := b.opts.beforeCommit(); err != nil {
+				return err
+			}
+		}
 		if err := txn.Commit(); err != nil {
 			return err
 		}
 		committed += pending
 		committedBytes += pendingBytes
-		pending, pendingBytes = 0, 0
+		for _, end := range ends[len(committedSegs) : len(committedSegs)+pendingSegs] {
+			committedSegs = append(committedSegs, first+uint64(end-1))
+		}
+		pending, pendingBytes, pendingSegs = 0, 0, 0
 		txn = b.db.NewTransaction(true)
 		return nil
 	}
@@ -503,6 +524,7 @@ func (b *Badger) Append(data [][]byte) (first, last uint64, err error) {
 		}
 		if err == nil {
 			pending += end - start
+			pendingSegs++
 			for _, d := range data[start:end] {
 				pendingBytes += uint64(len(d))
 			}
@@ -512,15 +534,35 @@ func (b *Badger) Append(data [][]byte) (first, last uint64, err error) {
 	if err == nil {
 		err = commit()
 	}
+	if err != nil && committed > 0 {
+		// The caller counts the whole batch as failed, so the committed prefix goes too: kept,
+		// it would be delivered while counted lost, and a device told "failed" resends it.
+		if rerr := b.deleteSegs(committedSegs); rerr != nil {
+			b.log.Error().Err(rerr).Int("events", committed).Msg("journal append failed part-way and its committed part could not be removed; it will be delivered")
+		} else {
+			committed, committedBytes = 0, 0
+		}
+	}
+	if err != nil && len(committedSegs) > 0 {
+		// The first transaction claimed the range on disk; its seqs are never reused.
+		b.mu.Lock()
+		b.l.last = last
+		b.mu.Unlock()
+	}
 	if committed > 0 {
-		// Whatever committed is durable and the range is claimed on disk; account for it even
-		// on error so the ledger matches the disk.
+		// Whatever committed is durable and the range is claimed on disk; account for it so
+		// the ledger matches the disk.
 		b.mu.Lock()
 		b.l.last = last
 		b.l.added(uint64(committed), committedBytes, ts)
 		b.mu.Unlock()
 	}
 	if err != nil {
+		if isNoSpace(err) {
+			b.disk.noSpace(now, len(data)-committed, err)
+			b.refuse(len(data) - committed)
+			return 0, 0, fmt.Errorf("persistence: append %d events: %w: %w", len(data), ErrDiskFull, err)
+		}
 		return 0, 0, fmt.Errorf("persistence: append: %w", err)
 	}
 	if err := b.enforce(now); err != nil {
@@ -528,6 +570,27 @@ func (b *Badger) Append(data [][]byte) (first, last uint64, err error) {
 		b.log.Error().Err(err).Msg("journal bound enforcement failed")
 	}
 	return first, last, nil
+}
+
+// refuse counts events Append did not store for lack of disk space. Caller holds wmu.
+func (b *Badger) refuse(events int) {
+	b.mu.Lock()
+	b.l.dropped += uint64(events)
+	b.l.droppedBy[causeDiskFull] += uint64(events)
+	b.mu.Unlock()
+}
+
+// deleteSegs removes the segments whose last seqs are lasts, in one transaction: they are the
+// few segments of one failed Append.
+func (b *Badger) deleteSegs(lasts []uint64) error {
+	return b.db.Update(func(txn *badger.Txn) error {
+		for _, last := range lasts {
+			if err := txn.Delete(segKey(last)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // Read seeks straight to the segment holding after+1 (segments are keyed by their last seq):
@@ -703,6 +766,7 @@ func (b *Badger) Enforce() error {
 	now := b.now()
 	err := b.enforce(now)
 	b.dl.flush(&b.l, now, false)
+	b.disk.flush(now, false)
 	return err
 }
 
@@ -807,6 +871,7 @@ func (b *Badger) Close() error {
 	b.closed = true
 	b.mu.Unlock()
 	b.dl.flush(&b.l, b.now(), true)
+	b.disk.flush(b.now(), true)
 	if err := b.db.Close(); err != nil {
 		return fmt.Errorf("persistence: close badger: %w", err)
 	}

@@ -15,6 +15,11 @@ import (
 // ErrClosed is returned by every operation on a closed journal.
 var ErrClosed = errors.New("persistence: journal closed")
 
+// ErrDiskFull is wrapped by the error of an Append that the Badger journal refused because its
+// filesystem is below Limits.MinFreeBytes or reported no space left: none of the batch was
+// stored, and its events are counted under the drop cause "disk_full".
+var ErrDiskFull = errors.New("persistence: journal disk full")
+
 // Record is one journaled event.
 type Record struct {
 	Seq  uint64 // monotonically increasing, starts at 1, never reused even after restart
@@ -55,7 +60,7 @@ type Stats struct {
 	DepthBytes      uint64            // bytes of Data currently held
 	OldestAge       time.Duration     // age of the oldest held record (0 when empty)
 	Dropped         uint64            // total dropped by bounds
-	DroppedByCause  map[string]uint64 // "max_bytes", "max_age", "max_records", "corrupt" (Badger: damaged segments skipped)
+	DroppedByCause  map[string]uint64 // "max_bytes", "max_age", "max_records", "corrupt" (Badger: damaged segments skipped), "disk_full" (Badger: appends refused)
 	DiskBytes       int64             // on-disk size (badger) or 0
 }
 
@@ -64,6 +69,11 @@ type Limits struct {
 	MaxBytes   int64         // 0 = unlimited; bound on DepthBytes
 	MaxAge     time.Duration // 0 = unlimited
 	MaxRecords int64         // 0 = unlimited
+	// MinFreeBytes (Badger only) is the space left free on the journal's filesystem: below it
+	// Append refuses new batches with ErrDiskFull instead of dropping the oldest records (see
+	// diskguard.go for why). 0 = no reserve: a batch is refused only after a write reported
+	// the disk full. The memory journal has no filesystem and ignores it.
+	MinFreeBytes int64
 }
 
 // Options configure a journal.
@@ -77,6 +87,11 @@ type Options struct {
 	SyncWrites bool
 	// GCInterval (Badger only) is how often value-log GC runs; 0 = 5 minutes.
 	GCInterval time.Duration
+
+	// Seams for tests of a full disk.
+	freeSpace    func(dir string) (uint64, error) // nil = the filesystem's free space (statfs)
+	beforeCommit func() error                     // runs before each commit of Append; an error fails the commit
+	diskEvery    time.Duration                    // free-space check interval; 0 = diskCheckEvery
 }
 
 func (o Options) clock() func() time.Time {
@@ -89,16 +104,18 @@ func (o Options) clock() func() time.Time {
 // Drop causes, in the order they are checked: an expired record is reported as such even if
 // the journal is also over its count or size bound, because it would have gone anyway.
 // causeCorrupt is not a bound: it counts the records of segments the Badger journal found
-// damaged on disk and skipped.
+// damaged on disk and skipped. causeDiskFull counts events refused by Append (they never got a
+// seq), never head records.
 const (
 	causeAge = iota
 	causeRecords
 	causeBytes
 	causeCorrupt
+	causeDiskFull
 	numCauses
 )
 
-var causeNames = [numCauses]string{"max_age", "max_records", "max_bytes", "corrupt"}
+var causeNames = [numCauses]string{"max_age", "max_records", "max_bytes", "corrupt", "disk_full"}
 
 // ledger is the bookkeeping both implementations keep in RAM so that Stats, Cursor and the
 // bound checks never touch storage.

@@ -70,6 +70,11 @@ type Storage struct {
 	// company (commit_interval_ms). With SyncWrites every commit is a disk
 	// sync that costs CPU, so a steady trickle of polls is batched longer.
 	CommitInterval time.Duration
+	// MinFreeBytes is the space the Badger journal leaves free on its
+	// filesystem (min_free_mb): below it new events are refused and counted
+	// as dropped (disk_full) rather than risking a full disk, on which
+	// badger's mmap'ed writes would crash the process.
+	MinFreeBytes int64
 	// Note explains how an upstream storage type was mapped; logged once at start.
 	Note string
 }
@@ -428,6 +433,10 @@ func parseStorage(root *spec.Obj, dir string) Storage {
 	}
 	linger := int64(5)
 	if s.Durable {
+		// 64 MB covers what badger may write after the last accepted event: the
+		// rest of a write-ahead log (2 × 3 MB), a value-log file (2 × 16 MB) and
+		// the tables of a flush and a compaction.
+		s.MinFreeBytes = o.IntRange("min_free_mb", 64, 0, 1<<30) << 20
 		s.SyncWrites = o.Bool("sync_writes", true)
 		if s.SyncWrites {
 			linger = 20

@@ -99,3 +99,30 @@ func TestStorageCommitInterval(t *testing.T) {
 		t.Fatalf("commit_interval_ms 0: %v, want an error naming storage.commit_interval_ms", err)
 	}
 }
+
+// TestStorageMinFree: a Badger journal keeps 64 MB free on its filesystem
+// unless min_free_mb says otherwise (0 turns the reserve off); the memory
+// journal has no disk.
+func TestStorageMinFree(t *testing.T) {
+	for _, c := range []struct {
+		storage string
+		want    int64
+	}{
+		{`{"type": "memory"}`, 0},
+		{`{"type": "file"}`, 64 << 20},
+		{`{"type": "badger", "min_free_mb": 512}`, 512 << 20},
+		{`{"type": "sqlite", "min_free_mb": 0}`, 0},
+	} {
+		cfg, err := Load(writeMain(t, strings.Replace(minimalMain, "%s", `, "storage": `+c.storage, 1)), func(string) string { return "" })
+		if err != nil {
+			t.Fatalf("%s: %v", c.storage, err)
+		}
+		if cfg.Storage.MinFreeBytes != c.want {
+			t.Errorf("%s: min free %d, want %d", c.storage, cfg.Storage.MinFreeBytes, c.want)
+		}
+	}
+	_, err := Load(writeMain(t, strings.Replace(minimalMain, "%s", `, "storage": {"type": "file", "min_free_mb": -1}`, 1)), func(string) string { return "" })
+	if err == nil || !strings.Contains(err.Error(), "storage.min_free_mb") {
+		t.Fatalf("min_free_mb -1: %v, want an error naming storage.min_free_mb", err)
+	}
+}
