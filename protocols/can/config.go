@@ -205,7 +205,7 @@ func Parse(o *spec.Obj) *Config {
 			o.Errorf("backend", "ttyBaudrate %d is not a supported serial speed (want one of: %s)", c.Slcan.TTYBaudrate, ttySpeedList())
 		}
 	}
-	c.ReconnectPeriod = seconds(o, "reconnectPeriod", DefaultReconnectPeriod)
+	c.ReconnectPeriod = o.Duration("reconnectPeriod", DefaultReconnectPeriod, secondsRange)
 	commands := map[uint32]cmdOwner{}
 	for _, d := range o.List("devices") {
 		c.Devices = append(c.Devices, parseDevice(d, commands))
@@ -441,7 +441,7 @@ func parseKey(o *spec.Obj, d *DeviceConfig, ts bool, commands map[uint32]cmdOwne
 func parsePolling(o *spec.Obj, fd bool) *Polling {
 	p := &Polling{
 		Once:   o.Enum("type", "always", "always", "once") == "once",
-		Period: seconds(o, "period", DefaultPollPeriod),
+		Period: o.Duration("period", DefaultPollPeriod, secondsRange),
 	}
 	hexStr := o.RequiredStr("dataInHex")
 	if strings.TrimSpace(hexStr) != "" {
@@ -557,21 +557,8 @@ func order(o *spec.Obj, key string) Order {
 	return BigEndian
 }
 
-func seconds(o *spec.Obj, key string, def time.Duration) time.Duration {
-	if !o.Has(key) {
-		return def
-	}
-	f := o.Float(key, math.NaN())
-	if math.IsNaN(f) {
-		return def // already reported
-	}
-	if f <= 0 || f > 1e6 {
-		raw, _ := o.Any(key)
-		o.Errorf(key, "%s must be a positive number of seconds", spec.Describe(raw))
-		return def
-	}
-	return time.Duration(f * float64(time.Second))
-}
+// secondsRange is how upstream writes periods: positive seconds, fractions allowed.
+var secondsRange = spec.Dur{MinExclusive: true, Max: 1e6}
 
 // parseValue reads the string or dict form of `value`.
 func parseValue(raw any, o *spec.Obj) (ValueSpec, error) {

@@ -207,7 +207,7 @@ func parseSlave(o *spec.Obj, inherited protocols.ReportStrategy) *SlaveConfig {
 		}
 	}
 	s.UnitID = uint8(o.IntRange("unitId", 1, 0, 255))
-	s.Timeout = seconds(o, "timeout", DefaultTimeout)
+	s.Timeout = o.Duration("timeout", DefaultTimeout, timeoutRange)
 	s.Retries = retries(o)
 	s.Baudrate = int(o.IntRange("baudrate", DefaultBaudrate, 1, 4000000))
 	s.Stopbits = int(o.IntRange("stopbits", 1, 1, 2))
@@ -232,8 +232,8 @@ func parseSlave(o *spec.Obj, inherited protocols.ReportStrategy) *SlaveConfig {
 	s.ByteOrder = order(o, "byteOrder", Little)
 	s.WordOrder = order(o, "wordOrder", Little)
 
-	s.PollPeriod = millis(o, "pollPeriod", 0, true)
-	s.ConnectAttemptTime = millis(o, "connectAttemptTimeMs", DefaultConnectAttemptTime, false)
+	s.PollPeriod = o.Duration("pollPeriod", 0, requiredMillis)
+	s.ConnectAttemptTime = o.Millis("connectAttemptTimeMs", DefaultConnectAttemptTime)
 	if s.ConnectAttemptTime < MinConnectAttemptTime {
 		o.Warnf("connectAttemptTimeMs", "%d is below the minimum of %d, using the minimum", s.ConnectAttemptTime.Milliseconds(), MinConnectAttemptTime.Milliseconds())
 		s.ConnectAttemptTime = MinConnectAttemptTime
@@ -243,12 +243,12 @@ func parseSlave(o *spec.Obj, inherited protocols.ReportStrategy) *SlaveConfig {
 		o.Warnf("connectAttemptCount", "%d is below the minimum of %d, using the minimum", s.ConnectAttemptCount, MinConnectAttemptCount)
 		s.ConnectAttemptCount = MinConnectAttemptCount
 	}
-	s.WaitAfterFailedAttempts = millis(o, "waitAfterFailedAttemptsMs", MinWaitAfterFailedAttempts, false)
+	s.WaitAfterFailedAttempts = o.Millis("waitAfterFailedAttemptsMs", MinWaitAfterFailedAttempts)
 	if s.WaitAfterFailedAttempts < MinWaitAfterFailedAttempts {
 		s.WaitAfterFailedAttempts = MinWaitAfterFailedAttempts
 	}
 	if o.Has("delayBetweenRequestsMs") {
-		s.DelayBetweenRequests = millisAllowZero(o, "delayBetweenRequestsMs")
+		s.DelayBetweenRequests = o.Duration("delayBetweenRequestsMs", 0, delayRange)
 	}
 
 	own := report.Parse(o)
@@ -555,64 +555,20 @@ func variants(o *spec.Obj) map[string]protocols.Value {
 	return out
 }
 
+// Duration keys as upstream writes them: timeout in seconds, the rest in
+// milliseconds.
+var (
+	timeoutRange   = spec.Dur{MinExclusive: true, Max: 3600}
+	requiredMillis = spec.Dur{Unit: time.Millisecond, MinExclusive: true, Required: true}
+	delayRange     = spec.Dur{Unit: time.Millisecond, Max: 3600e3}
+)
+
 func order(o *spec.Obj, key string, def Order) Order {
 	s := o.Enum(key, def.String(), "BIG", "LITTLE")
 	if s == "BIG" {
 		return Big
 	}
 	return Little
-}
-
-// seconds reads upstream's timeout: seconds, possibly fractional.
-func seconds(o *spec.Obj, key string, def time.Duration) time.Duration {
-	v, ok := o.Any(key)
-	if !ok {
-		return def
-	}
-	f, err := number(v)
-	if err != nil {
-		o.Errorf(key, "%s is not a number of seconds", spec.Describe(v))
-		return def
-	}
-	if f <= 0 || f > 3600 {
-		o.Errorf(key, "%s must be between 0 and 3600 seconds", spec.Describe(v))
-		return def
-	}
-	return time.Duration(f * float64(time.Second))
-}
-
-// millis reads a positive number of milliseconds.
-func millis(o *spec.Obj, key string, def time.Duration, required bool) time.Duration {
-	v, ok := o.Any(key)
-	if !ok {
-		if required {
-			o.Errorf(key, "is required")
-		}
-		return def
-	}
-	f, err := number(v)
-	if err != nil {
-		o.Errorf(key, "%s is not a number of milliseconds", spec.Describe(v))
-		return def
-	}
-	if f <= 0 || f > float64(math.MaxInt64/int64(time.Millisecond)) {
-		o.Errorf(key, "%s must be a positive number of milliseconds", spec.Describe(v))
-		return def
-	}
-	return time.Duration(f * float64(time.Millisecond))
-}
-
-func millisAllowZero(o *spec.Obj, key string) time.Duration {
-	v, ok := o.Any(key)
-	if !ok {
-		return 0
-	}
-	f, err := number(v)
-	if err != nil || f < 0 || f > 3600e3 {
-		o.Errorf(key, "%s is not a number of milliseconds between 0 and 3600000", spec.Describe(v))
-		return 0
-	}
-	return time.Duration(f * float64(time.Millisecond))
 }
 
 // retries accepts a count or, as some upstream samples write it, a boolean.

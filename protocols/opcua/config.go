@@ -157,14 +157,8 @@ type Argument struct {
 
 const file = "opcua.json"
 
-func ms(o *spec.Obj, key string, def int64) time.Duration {
-	v := o.Int(key, def)
-	if v < 0 {
-		o.Errorf(key, "%d must not be negative", v)
-		v = def
-	}
-	return time.Duration(v) * time.Millisecond
-}
+// millis: upstream's *InMillis keys are whole, non-negative milliseconds.
+var millis = spec.Dur{Unit: time.Millisecond, Whole: true}
 
 func atLeast(o *spec.Obj, key string, d, min time.Duration) time.Duration {
 	if d < min {
@@ -214,18 +208,18 @@ func parseServer(o *spec.Obj) Server {
 		url = "opc.tcp://" + url
 	}
 	s.URL = url
-	s.Timeout = ms(o, "timeoutInMillis", 5000)
-	s.SessionTimeout = ms(o, "sessionTimeoutInMillis", 120000)
-	s.ScanPeriod = ms(o, "scanPeriodInMillis", 3600000)
-	s.PollPeriod = ms(o, "pollPeriodInMillis", 5000)
+	s.Timeout = o.Duration("timeoutInMillis", 5000*time.Millisecond, millis)
+	s.SessionTimeout = o.Duration("sessionTimeoutInMillis", 120000*time.Millisecond, millis)
+	s.ScanPeriod = o.Duration("scanPeriodInMillis", 3600000*time.Millisecond, millis)
+	s.PollPeriod = o.Duration("pollPeriodInMillis", 5000*time.Millisecond, millis)
 	if s.PollPeriod == 0 {
 		o.Errorf("pollPeriodInMillis", "must be positive")
 		s.PollPeriod = 5 * time.Second
 	}
 	s.EnableSubscriptions = o.Bool("enableSubscriptions", true)
-	s.SubCheckPeriod = atLeast(o, "subCheckPeriodInMillis", ms(o, "subCheckPeriodInMillis", 100), MinSubCheckPeriod)
+	s.SubCheckPeriod = atLeast(o, "subCheckPeriodInMillis", o.Duration("subCheckPeriodInMillis", 100*time.Millisecond, millis), MinSubCheckPeriod)
 	s.SubDataMaxBatchSize = int(o.IntRange("subDataMaxBatchSize", 1000, 1, 1<<31-1))
-	s.SubDataMinBatchCreationTime = atLeast(o, "subDataMinBatchCreationTimeMs", ms(o, "subDataMinBatchCreationTimeMs", 200), MinSubDataMinBatchCreationTime)
+	s.SubDataMinBatchCreationTime = atLeast(o, "subDataMinBatchCreationTimeMs", o.Duration("subDataMinBatchCreationTimeMs", 200*time.Millisecond, millis), MinSubDataMinBatchCreationTime)
 	s.SubscriptionProcessBatchSize = int(o.IntRange("subscriptionProcessBatchSize", 2000, 1, 1<<31-1))
 	s.SubKeepAlivePeriod = time.Duration(o.IntRange("subKeepAlivePeriodInSeconds", 0, 0, 1<<31-1)) * time.Second
 	s.ReconnectRetriesCount = int(o.IntRange("reconnectRetriesCount", 8, 0, 1<<31-1))

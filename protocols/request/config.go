@@ -2,7 +2,6 @@ package request
 
 import (
 	"encoding/json"
-	"math"
 	"net/url"
 	"os"
 	"sort"
@@ -251,7 +250,7 @@ func Parse(root *spec.Obj) *Config {
 			o.Errorf("methodFilter", "is required")
 		}
 		r.ValueExpr = exprStr(o, "requestValueExpression", "${params}")
-		r.ResponseTimeout = seconds(o, "responseTimeout", defaultResponseTimeout)
+		r.ResponseTimeout = o.Duration("responseTimeout", defaultResponseTimeout, secondsRange)
 		r.ResponseExpr = exprStr(o, "responseValueExpression", "")
 		o.Done()
 		if root.Problems().SkipSince(mark) {
@@ -267,7 +266,7 @@ func parseHTTP(o *spec.Obj, methodKey string) HTTP {
 	h := HTTP{
 		Method:         strings.ToUpper(strings.TrimSpace(o.Str(methodKey, "GET"))),
 		AllowRedirects: o.Bool("allowRedirects", false),
-		Timeout:        seconds(o, "timeout", defaultTimeout),
+		Timeout:        o.Duration("timeout", defaultTimeout, secondsRange),
 	}
 	if h.Method == "" || strings.ContainsAny(h.Method, " \t/:") {
 		o.Errorf(methodKey, "%q is not an HTTP method", h.Method)
@@ -301,22 +300,15 @@ func parseHTTP(o *spec.Obj, methodKey string) HTTP {
 	return h
 }
 
-// seconds reads upstream's float seconds; zero or less is an error because
+// secondsRange is upstream's float seconds; zero or less is an error because
 // it would poll in a busy loop or time out at once.
-func seconds(o *spec.Obj, key string, def time.Duration) time.Duration {
-	f := o.Float(key, def.Seconds())
-	if f <= 0 || math.IsNaN(f) || f > 1e7 {
-		o.Errorf(key, "%v is not a positive number of seconds", f)
-		return def
-	}
-	return time.Duration(f * float64(time.Second))
-}
+var secondsRange = spec.Dur{MinExclusive: true, Max: 1e7}
 
 func parseMapping(o *spec.Obj) *Mapping {
 	m := &Mapping{Path: o.Path()}
 	m.URL = o.RequiredStr("url")
 	m.HTTP = parseHTTP(o, "httpMethod")
-	m.ScanPeriod = seconds(o, "scanPeriod", defaultScanPeriod)
+	m.ScanPeriod = o.Duration("scanPeriod", defaultScanPeriod, secondsRange)
 	if v, ok := o.Any("content"); ok {
 		m.Content, _ = json.Marshal(v)
 	}

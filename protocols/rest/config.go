@@ -301,21 +301,15 @@ func parseSecurity(o *spec.Obj, outgoing bool) Security {
 	return sec
 }
 
-func seconds(o *spec.Obj, key string, def time.Duration) time.Duration {
-	f := o.Float(key, def.Seconds())
-	if f < 0 {
-		o.Errorf(key, "%v is negative", f)
-		return def
-	}
-	return time.Duration(f * float64(time.Second))
-}
+// secondsRange: upstream's timeouts are float seconds; zero means none.
+var secondsRange = spec.Dur{}
 
 func parseEndpoint(o *spec.Obj) *Endpoint {
 	e := &Endpoint{Path: o.Path(), Endpoint: parseEndpointPath(o), Methods: parseMethods(o), Security: parseSecurity(o, false)}
 	e.Response.Timeout = defaultRespTimeout
 	if r := o.Obj("response"); r != nil {
 		e.Response.Expected = r.Bool("responseExpected", false)
-		e.Response.Timeout = seconds(r, "timeout", defaultRespTimeout)
+		e.Response.Timeout = r.Duration("timeout", defaultRespTimeout, secondsRange)
 		e.Response.Success = anyText(r, "successResponse")
 		e.Response.Failure = anyText(r, "unsuccessfulResponse")
 		e.Response.Attribute = r.Str("responseAttribute", "")
@@ -460,7 +454,7 @@ func parseKeys(c *spec.Obj, section string) []mqtt.KeyConfig {
 func parseAttrRequest(o *spec.Obj) *AttrRequest {
 	a := &AttrRequest{Path: o.Path(), Endpoint: parseEndpointPath(o), Methods: parseMethods(o), Security: parseSecurity(o, false)}
 	a.Client = o.Enum("type", "shared", "shared", "client") == "client"
-	a.Timeout = seconds(o, "timeout", defaultReqTimeout)
+	a.Timeout = o.Duration("timeout", defaultReqTimeout, secondsRange)
 	a.DeviceExpr = o.RequiredStr("deviceNameExpression")
 	a.NameExpr = o.RequiredStr("attributeNameExpression")
 	checkExpr(o, "deviceNameExpression", a.DeviceExpr)
@@ -484,7 +478,7 @@ func parseOutgoing(o *spec.Obj, defMethod string) Outgoing {
 	checkExpr(o, "requestUrlExpression", g.URLExpr)
 	checkExpr(o, "valueExpression", g.ValueExpr)
 	g.Security = parseSecurity(o, true)
-	g.Timeout = seconds(o, "timeout", defaultReqTimeout)
+	g.Timeout = o.Duration("timeout", defaultReqTimeout, secondsRange)
 	g.Tries = int(o.IntRange("tries", 1, 1, 100))
 	g.AllowRedirects = o.Bool("allowRedirects", false)
 	g.SSLVerify = o.Bool("SSLVerify", true)

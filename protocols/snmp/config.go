@@ -143,8 +143,8 @@ func parseDevice(o *spec.Obj, inherited protocols.ReportStrategy) *DeviceConfig 
 	d.DeviceType = o.Str("deviceType", "default")
 	d.IP = o.RequiredStr("ip")
 	d.Port = int(o.IntRange("port", DefaultPort, 1, 65535))
-	d.PollPeriod = time.Duration(o.IntRange("pollPeriod", DefaultPollPeriod.Milliseconds(), 1, 1<<40)) * time.Millisecond
-	d.Timeout = seconds(o, "timeout", DefaultTimeout)
+	d.PollPeriod = o.Duration("pollPeriod", DefaultPollPeriod, pollRange)
+	d.Timeout = o.Duration("timeout", DefaultTimeout, timeoutRange)
 	d.Retries = int(o.IntRange("retries", 0, 0, 10))
 	d.Report = report.Parse(o).Or(inherited)
 	if o.Has("converter") {
@@ -248,18 +248,11 @@ func parseV3(o *spec.Obj) *V3User {
 	return u
 }
 
-// seconds reads a timeout in seconds (upstream's unit), fractions allowed.
-func seconds(o *spec.Obj, key string, def time.Duration) time.Duration {
-	if !o.Has(key) {
-		return def
-	}
-	f := o.Float(key, def.Seconds())
-	if f <= 0 || f > 3600 {
-		o.Errorf(key, "%v is out of range (want 0 < seconds <= 3600)", f)
-		return def
-	}
-	return time.Duration(f * float64(time.Second))
-}
+// timeoutRange: a timeout in seconds (upstream's unit), fractions allowed.
+// pollRange: pollPeriod is whole milliseconds.
+var pollRange = spec.Dur{Unit: time.Millisecond, Min: 1, Max: 1 << 40, Whole: true}
+
+var timeoutRange = spec.Dur{MinExclusive: true, Max: 3600}
 
 // oids reads key as one OID or a list of OIDs.
 func oids(o *spec.Obj, key string, required bool) []string {
@@ -343,7 +336,7 @@ func parseKey(o *spec.Obj, d *DeviceConfig, needKey bool) *KeyConfig {
 	k.BulkSize = int(o.IntRange("bulkSize", DefaultBulkSize, 1, 255))
 	o.Known("numBaseNodes")
 	k.Community = o.Str("community", "")
-	k.Timeout = seconds(o, "timeout", d.Timeout)
+	k.Timeout = o.Duration("timeout", d.Timeout, timeoutRange)
 	k.Report = report.Parse(o)
 	if needKey {
 		o.Done()
@@ -362,7 +355,7 @@ func parseWrite(o *spec.Obj, d *DeviceConfig, filterKey string, rpc bool) *Write
 		w.Filter = re
 	}
 	w.Method = strings.ToLower(o.RequiredStr("method"))
-	w.Timeout = seconds(o, "timeout", d.Timeout)
+	w.Timeout = o.Duration("timeout", d.Timeout, timeoutRange)
 	switch w.Method {
 	case "set":
 		w.OIDs = oids(o, "oid", true)
