@@ -17,6 +17,7 @@ import (
 	"github.com/simonvetter/modbus"
 
 	"github.com/industryos/gateway/protocols"
+	"github.com/industryos/gateway/protocols/kit/spec"
 )
 
 func init() { protocols.Register("modbus", New) }
@@ -244,16 +245,12 @@ func New(cfg protocols.ConnectorConfig) (protocols.Connector, error) {
 
 // NewConnector is New with the concrete type.
 func NewConnector(cfg protocols.ConnectorConfig) (*Connector, error) {
-	if cfg.Config == nil {
-		return nil, errors.New("modbus: no connector config")
-	}
-	parsed := Parse(cfg.Config, cfg.Report)
-	if err := cfg.Config.Problems().Err(); err != nil {
+	parsed, name, err := protocols.Open(cfg, "modbus", func(o *spec.Obj) (*Config, string) {
+		c := Parse(o, cfg.Report)
+		return c, c.Name
+	})
+	if err != nil {
 		return nil, err
-	}
-	name := cfg.Name
-	if name == "" {
-		name = parsed.Name
 	}
 	c := &Connector{name: name, cfg: parsed, pool: &pool{}}
 	if parsed.Server != nil {

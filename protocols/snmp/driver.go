@@ -13,6 +13,7 @@ import (
 	"github.com/gosnmp/gosnmp"
 
 	"github.com/industryos/gateway/protocols"
+	"github.com/industryos/gateway/protocols/kit/spec"
 )
 
 func init() { protocols.Register("snmp", New) }
@@ -71,16 +72,12 @@ type Connector struct {
 
 // NewConnector is New with the concrete type.
 func NewConnector(cfg protocols.ConnectorConfig) (*Connector, error) {
-	if cfg.Config == nil {
-		return nil, errors.New("snmp: no connector config")
-	}
-	parsed := Parse(cfg.Config, cfg.Report)
-	if err := cfg.Config.Problems().Err(); err != nil {
+	parsed, name, err := protocols.Open(cfg, "snmp", func(o *spec.Obj) (*Config, string) {
+		c := Parse(o, cfg.Report)
+		return c, c.Name
+	})
+	if err != nil {
 		return nil, err
-	}
-	name := cfg.Name
-	if name == "" {
-		name = parsed.Name
 	}
 	c := &Connector{name: name, cfg: parsed}
 	for _, d := range parsed.Devices {
