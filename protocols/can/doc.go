@@ -5,3 +5,5 @@
 // itself, a protocols.Source that reads frames, polls and takes platform
 // writes.
 package can
+
+//go:generate go test -run ^TestREADME$ -update .

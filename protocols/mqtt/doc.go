@@ -4,3 +4,5 @@
 // (protocols.Source) and takes platform writes (protocols.DeviceCommands);
 // the runtime in actors/ drives it and it never imports the actors.
 package mqtt
+
+//go:generate go test -run ^TestREADME$ -update .

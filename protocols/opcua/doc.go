@@ -3,3 +3,5 @@
 // no I/O), and a gopcua driver that is a protocols.Source with device
 // commands and connector RPC (driver.go).
 package opcua
+
+//go:generate go test -run ^TestREADME$ -update .

@@ -7,3 +7,5 @@
 // (protocols.DeviceCommands, protocols.ConnectorRPC); it never imports
 // the actors.
 package request
+
+//go:generate go test -run ^TestREADME$ -update .

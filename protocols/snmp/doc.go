@@ -2,3 +2,5 @@
 // upstream ThingsBoard IoT Gateway's snmp connector file, and writes to
 // them for attribute updates and server-side RPC.
 package snmp
+
+//go:generate go test -run ^TestREADME$ -update .

@@ -28,6 +28,12 @@ type Dur struct {
 // Positive is the usual range: any positive amount.
 var Positive = Dur{MinExclusive: true}
 
+// In returns d with its unit set to u.
+func (d Dur) In(u time.Duration) Dur {
+	d.Unit = u
+	return d
+}
+
 // Seconds reads a positive number of seconds (fractions allowed), def when absent.
 func (o *Obj) Seconds(key string, def time.Duration) time.Duration {
 	return o.Duration(key, def, Positive)
