@@ -14,7 +14,10 @@ import (
 	"github.com/industryos/gateway/protocols/kit/spec"
 )
 
-func init() { protocols.Register("can", New) }
+func init() {
+	protocols.Register("can", New)
+	protocols.RegisterFields("can", Sections())
+}
 
 // DefaultReceiveQueue is how many received frames wait between the bus and
 // the platform side. A CAN bus cannot be told to wait, so when the platform

@@ -20,7 +20,10 @@ import (
 	"github.com/industryos/gateway/protocols/kit/spec"
 )
 
-func init() { protocols.Register("modbus", New) }
+func init() {
+	protocols.Register("modbus", New)
+	protocols.RegisterFields("modbus", Sections())
+}
 
 // Sample is a complete upstream-format modbus connector file.
 //

@@ -16,7 +16,10 @@ import (
 	"github.com/industryos/gateway/protocols/kit/spec"
 )
 
-func init() { protocols.Register("mqtt", New) }
+func init() {
+	protocols.Register("mqtt", New)
+	protocols.RegisterFields("mqtt", Sections())
+}
 
 // Defaults of the connection machinery; tests shorten them.
 const (

@@ -17,7 +17,10 @@ import (
 	"github.com/industryos/gateway/protocols/kit/spec"
 )
 
-func init() { protocols.Register("opcua", New) }
+func init() {
+	protocols.Register("opcua", New)
+	protocols.RegisterFields("opcua", Sections())
+}
 
 // ErrReconnectFailed is returned by Run after reconnectRetriesCount
 // consecutive failed connection attempts; the runtime then restarts the

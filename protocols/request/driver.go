@@ -21,7 +21,10 @@ import (
 	"github.com/industryos/gateway/protocols/kit/spec"
 )
 
-func init() { protocols.Register("request", New) }
+func init() {
+	protocols.Register("request", New)
+	protocols.RegisterFields("request", Sections())
+}
 
 // maxBody bounds what one response may hold: an endpoint that streams
 // without end must not exhaust memory.

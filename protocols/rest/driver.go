@@ -25,7 +25,10 @@ import (
 	"github.com/industryos/gateway/protocols/mqtt"
 )
 
-func init() { protocols.Register("rest", New) }
+func init() {
+	protocols.Register("rest", New)
+	protocols.RegisterFields("rest", Sections())
+}
 
 // Defaults of the serving machinery; tests shorten them.
 const (

@@ -16,7 +16,10 @@ import (
 	"github.com/industryos/gateway/protocols/kit/spec"
 )
 
-func init() { protocols.Register("snmp", New) }
+func init() {
+	protocols.Register("snmp", New)
+	protocols.RegisterFields("snmp", Sections())
+}
 
 // Sample is a complete upstream-format snmp connector file.
 //

@@ -19,7 +19,10 @@ import (
 	"github.com/industryos/gateway/protocols/kit/spec"
 )
 
-func init() { protocols.Register("socket", New) }
+func init() {
+	protocols.Register("socket", New)
+	protocols.RegisterFields("socket", Sections())
+}
 
 const (
 	// Upstream retries a failed bind every 3 s; we back off from there.

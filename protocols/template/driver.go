@@ -7,7 +7,10 @@ import (
 	"github.com/industryos/gateway/protocols/kit/spec"
 )
 
-func init() { protocols.Register("template", New) }
+func init() {
+	protocols.Register("template", New)
+	protocols.RegisterFields("template", Sections())
+}
 
 // Connector is a configured template connector: one device per devices[].
 type Connector struct {
