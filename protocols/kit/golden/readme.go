@@ -25,21 +25,9 @@ func README(t *testing.T, path string, blocks map[string]string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	text := string(raw)
-	out := text
-	var stale []string
-	for _, name := range sortedKeys(blocks) {
-		b, e := begin(name), end(name)
-		i := strings.Index(out, b)
-		j := strings.Index(out, e)
-		if i < 0 || j < i {
-			t.Fatalf("%s: no %s ... %s markers; add them where the generated %s block goes, then run %s", path, b, e, name, Regenerate)
-		}
-		body := "\n" + strings.TrimSuffix(blocks[name], "\n") + "\n"
-		if out[i+len(b):j] != body {
-			stale = append(stale, name)
-			out = out[:i+len(b)] + body + out[j:]
-		}
+	out, stale, err := apply(string(raw), blocks)
+	if err != nil {
+		t.Fatalf("%s: %v, then run %s", path, err, Regenerate)
 	}
 	if len(stale) == 0 {
 		return
@@ -56,6 +44,26 @@ func README(t *testing.T, path string, blocks map[string]string) {
 // JSONBlock is a fenced JSON code block for a sample config.
 func JSONBlock(raw []byte) string {
 	return fmt.Sprintf("```json\n%s\n```", strings.TrimRight(string(raw), "\n"))
+}
+
+// apply replaces each block's text and names the blocks that changed.
+func apply(text string, blocks map[string]string) (string, []string, error) {
+	out := text
+	var stale []string
+	for _, name := range sortedKeys(blocks) {
+		b, e := begin(name), end(name)
+		i := strings.Index(out, b)
+		j := strings.Index(out, e)
+		if i < 0 || j < i {
+			return "", nil, fmt.Errorf("no %s ... %s markers; add them where the generated %s block goes", b, e, name)
+		}
+		body := "\n" + strings.TrimSuffix(blocks[name], "\n") + "\n"
+		if out[i+len(b):j] != body {
+			stale = append(stale, name)
+			out = out[:i+len(b)] + body + out[j:]
+		}
+	}
+	return out, stale, nil
 }
 
 func sortedKeys(m map[string]string) []string {
