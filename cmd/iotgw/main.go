@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"runtime/pprof"
+	"strings"
 	"syscall"
 	"time"
 
@@ -20,7 +21,9 @@ import (
 
 	"github.com/industryos/gateway/actors"
 	"github.com/industryos/gateway/actors/observe"
+	"github.com/industryos/gateway/protocols"
 	"github.com/industryos/gateway/protocols/config"
+	"github.com/industryos/gateway/protocols/kit/spec"
 
 	_ "github.com/industryos/gateway/protocols/all"
 )
@@ -30,6 +33,7 @@ const usage = `iotgw — IndustryOS IoT edge gateway
 usage:
   iotgw run   -c tb_gateway.json   run the gateway
   iotgw check -c tb_gateway.json   validate the config and print every problem
+  iotgw check -fields modbus       print the keys a connector type reads, with defaults
   iotgw demo                       run a self-contained demo (Modbus simulator + embedded broker)
   iotgw sim modbus [flags]         run the Modbus TCP device simulator alone
   iotgw health [--url URL]         exit 0 if a running gateway's /healthz answers 200
@@ -179,8 +183,12 @@ func truncatedAt(path string) string {
 func cmdCheck(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("check", stderr)
 	path := fs.String("c", "tb_gateway.json", "main config file (JSON or YAML)")
+	fields := fs.String("fields", "", "print the keys a connector type reads (its field tables) instead of checking")
 	if err := fs.Parse(args); err != nil {
 		return flagExit(err)
+	}
+	if *fields != "" {
+		return printFields(*fields, stdout, stderr)
 	}
 	if hint := connectorFileHint(*path); hint != "" {
 		fmt.Fprintln(stderr, hint)
@@ -188,6 +196,7 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 	}
 	cfg, err := config.Load(*path, os.Getenv)
 	printProblems(stderr, cfg)
+	printFieldsHint(stderr, cfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: invalid configuration\n", *path)
 		return 1
@@ -205,6 +214,42 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "%s: OK\n", *path)
 	return 0
+}
+
+// printFields shows the field tables check validates a connector file
+// against: the same tables give the protocol's defaults and its README
+// reference, so what is printed here is what the parser applies.
+func printFields(typ string, stdout, stderr io.Writer) int {
+	sections, ok := protocols.Fields(typ)
+	if !ok {
+		fmt.Fprintf(stderr, "unknown connector type %q (this binary has: %s)\n", typ, strings.Join(protocols.Types(), ", "))
+		return 1
+	}
+	fmt.Fprint(stdout, spec.Markdown(sections...))
+	return 0
+}
+
+// printFieldsHint points from an unknown key in a connector file to the
+// keys that connector type does read.
+func printFieldsHint(w io.Writer, cfg *config.Gateway) {
+	if cfg == nil || cfg.Problems == nil {
+		return
+	}
+	done := map[string]bool{}
+	for _, p := range cfg.Problems.List {
+		if !strings.HasPrefix(p.Msg, "unknown key") {
+			continue
+		}
+		for _, c := range cfg.Connectors {
+			if filepath.Base(c.File) != filepath.Base(p.File) || done[c.File] {
+				continue
+			}
+			if _, ok := protocols.Fields(c.Type); ok {
+				done[c.File] = true
+				fmt.Fprintf(w, "%s: the keys a %s connector reads: iotgw check -fields %s\n", p.File, c.Type, c.Type)
+			}
+		}
+	}
 }
 
 func cmdRun(args []string, stderr io.Writer) int {

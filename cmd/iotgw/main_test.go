@@ -88,3 +88,45 @@ func TestCheckTruncatedAndMissing(t *testing.T) {
 		t.Fatalf("exit %d:\n%s", code, errOut.String())
 	}
 }
+
+func TestCheckFields(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if code := run([]string{"check", "-fields", "modbus"}, &out, &errOut); code != 0 {
+		t.Fatalf("exit %d\n%s", code, errOut.String())
+	}
+	if !strings.Contains(out.String(), "| `pollPeriod` | milliseconds | required |") {
+		t.Errorf("stdout lacks pollPeriod:\n%s", out.String())
+	}
+	out.Reset()
+	if code := run([]string{"check", "-fields", "nope"}, &out, &errOut); code != 1 || !strings.Contains(errOut.String(), `unknown connector type "nope"`) {
+		t.Errorf("exit %d, stderr %s", code, errOut.String())
+	}
+}
+
+func TestCheckUnknownKeyPointsToFields(t *testing.T) {
+	dir := t.TempDir()
+	src := "../../protocols/config/testdata/valid/"
+	gw, err := os.ReadFile(src + "tb_gateway.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mb, err := os.ReadFile(src + "modbus.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mb = bytes.Replace(mb, []byte(`"slaves": [`), []byte(`"slaves": [{"host": "127.0.0.1", "deviceName": "x", "pollPeriod": 1000, "pollPerod": 5},`), 1)
+	for name, raw := range map[string][]byte{"tb_gateway.json": gw, "modbus.json": mb} {
+		if err := os.WriteFile(filepath.Join(dir, name), raw, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var out, errOut bytes.Buffer
+	if code := run([]string{"check", "-c", filepath.Join(dir, "tb_gateway.json")}, &out, &errOut); code != 0 {
+		t.Fatalf("exit %d\n%s", code, errOut.String())
+	}
+	for _, want := range []string{`pollPerod: unknown key, ignored (did you mean "pollPeriod"?)`, "the keys a modbus connector reads: iotgw check -fields modbus"} {
+		if !strings.Contains(errOut.String(), want) {
+			t.Errorf("missing %q in:\n%s", want, errOut.String())
+		}
+	}
+}

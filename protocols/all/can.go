@@ -1,3 +1,5 @@
+//go:build !custom || protocols.can
+
 package all
 
 import _ "github.com/industryos/gateway/protocols/can"

@@ -1,5 +1,5 @@
-// Package all links every built-in protocol into the binary; a build that
-// wants fewer protocols imports the individual packages instead.
+//go:build !custom || protocols.modbus
+
 package all
 
 import _ "github.com/industryos/gateway/protocols/modbus"

@@ -1,3 +1,5 @@
+//go:build !custom || protocols.opcua
+
 package all
 
 import _ "github.com/industryos/gateway/protocols/opcua"

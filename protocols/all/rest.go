@@ -1,3 +1,5 @@
+//go:build !custom || protocols.rest
+
 package all
 
 import _ "github.com/industryos/gateway/protocols/rest"

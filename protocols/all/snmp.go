@@ -1,3 +1,5 @@
+//go:build !custom || protocols.snmp
+
 package all
 
 import _ "github.com/industryos/gateway/protocols/snmp"

@@ -172,16 +172,33 @@ func Load(file string, raw []byte) (*Config, []spec.Problem, error) {
 }
 
 // Parse reads the connector file rooted at o, recording problems in o's collector.
+// rootFields is the top-level field table: the defaults and ranges Parse
+// applies and the README's configuration reference.
+var rootFields = spec.Section{Path: "", Fields: []spec.Field{
+	{Key: "name", Type: spec.TypeString, Default: "", Doc: "connector name when the main config gives none"},
+	{Key: "interface", Type: spec.TypeEnum, Default: "socketcan", Values: interfaces, Doc: "bus transport"},
+	{Key: "channel", Type: spec.TypeString, Required: true, Doc: "interface name (`can0`), or serial path[@baud] for slcan"},
+	{Key: "backend", Type: spec.TypeObject, Doc: "transport options (slcan: ttyBaudrate, bitrate)"},
+	{Key: "reconnect", Type: spec.TypeBoolean, Default: true, Doc: "reopen the bus after a failure"},
+	{Key: "reconnectPeriod", Type: spec.TypeDuration, Default: DefaultReconnectPeriod, Dur: secondsRange, Doc: "delay before reopening"},
+	{Key: "reconnectCount", Type: spec.TypeInteger, Default: int64(0), Min: 0, Max: math.MaxInt32, Doc: "reopen attempts, 0 for no limit"},
+	{Key: "reportStrategy", Type: spec.TypeObject, Doc: "report strategy inherited by the devices"},
+	{Key: "devices", Type: spec.TypeList, Required: true, Doc: "the devices"},
+}}
+
+// Sections are the field tables in README order.
+func Sections() []spec.Section { return []spec.Section{rootFields} }
+
 func Parse(o *spec.Obj) *Config {
 	c := &Config{
-		Name:      o.Str("name", ""),
-		Interface: o.Enum("interface", "socketcan", interfaces...),
-		Channel:   o.RequiredStr("channel"),
-		Reconnect: o.Bool("reconnect", true),
+		Name:      rootFields.Str(o, "name"),
+		Interface: rootFields.Enum(o, "interface"),
+		Channel:   rootFields.Str(o, "channel"),
+		Reconnect: rootFields.Bool(o, "reconnect"),
 	}
 	o.Known("id", "logLevel", "enableRemoteLogging", "configVersion")
 	c.Report = report.Parse(o)
-	c.ReconnectCount = int(o.IntRange("reconnectCount", 0, 0, math.MaxInt32))
+	c.ReconnectCount = int(rootFields.Int(o, "reconnectCount"))
 	if b := o.Obj("backend"); b != nil {
 		c.Backend = b.Raw()
 		if c.Interface == "slcan" {
@@ -205,7 +222,7 @@ func Parse(o *spec.Obj) *Config {
 			o.Errorf("backend", "ttyBaudrate %d is not a supported serial speed (want one of: %s)", c.Slcan.TTYBaudrate, ttySpeedList())
 		}
 	}
-	c.ReconnectPeriod = seconds(o, "reconnectPeriod", DefaultReconnectPeriod)
+	c.ReconnectPeriod = rootFields.Duration(o, "reconnectPeriod")
 	commands := map[uint32]cmdOwner{}
 	for _, d := range o.List("devices") {
 		c.Devices = append(c.Devices, parseDevice(d, commands))
@@ -441,7 +458,7 @@ func parseKey(o *spec.Obj, d *DeviceConfig, ts bool, commands map[uint32]cmdOwne
 func parsePolling(o *spec.Obj, fd bool) *Polling {
 	p := &Polling{
 		Once:   o.Enum("type", "always", "always", "once") == "once",
-		Period: seconds(o, "period", DefaultPollPeriod),
+		Period: o.Duration("period", DefaultPollPeriod, secondsRange),
 	}
 	hexStr := o.RequiredStr("dataInHex")
 	if strings.TrimSpace(hexStr) != "" {
@@ -557,21 +574,8 @@ func order(o *spec.Obj, key string) Order {
 	return BigEndian
 }
 
-func seconds(o *spec.Obj, key string, def time.Duration) time.Duration {
-	if !o.Has(key) {
-		return def
-	}
-	f := o.Float(key, math.NaN())
-	if math.IsNaN(f) {
-		return def // already reported
-	}
-	if f <= 0 || f > 1e6 {
-		raw, _ := o.Any(key)
-		o.Errorf(key, "%s must be a positive number of seconds", spec.Describe(raw))
-		return def
-	}
-	return time.Duration(f * float64(time.Second))
-}
+// secondsRange is how upstream writes periods: positive seconds, fractions allowed.
+var secondsRange = spec.Dur{MinExclusive: true, Max: 1e6}
 
 // parseValue reads the string or dict form of `value`.
 func parseValue(raw any, o *spec.Obj) (ValueSpec, error) {

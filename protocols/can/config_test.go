@@ -99,7 +99,7 @@ func TestBrokenConfigs(t *testing.T) {
 			"attributeUpdates":[{"nodeId":2,"dataLength":9,"dataByteorder":"mixed","dataEncoding":"koi8","dataBefore":"xyz"}],
 			"serverSideRpc":[{"method":"m","nodeId":3,"dataExpression":"value +"}]}]}`, []string{
 			`error (entry skipped): can.json: devices[0].timeseries[0].polling.type: unknown value "sometimes" (want one of: always, once)`,
-			`error (entry skipped): can.json: devices[0].timeseries[0].polling.period: "fast" is not a number`,
+			`error (entry skipped): can.json: devices[0].timeseries[0].polling.period: "fast" is not a number of seconds`,
 			`error (entry skipped): can.json: devices[0].timeseries[0].polling.dataInHex: 10 data bytes, a classic frame carries at most 8`,
 			`error (entry skipped): can.json: devices[0].attributeUpdates[0].attributeOnThingsBoard: is required (the shared attribute this entry writes; upstream also reads "attribute")`,
 			`error (entry skipped): can.json: devices[0].attributeUpdates[0].dataLength: 9 is out of range (want 1..8)`,

@@ -26,7 +26,7 @@ func ExampleDecoder_Decode() {
 func ExampleLoad_error() {
 	_, _, err := can.Load("can.json", []byte(`{"channel":"c","reconnectPeriod":"soon","devices":[]}`))
 	fmt.Println(err)
-	// Output: can.json: reconnectPeriod: "soon" is not a number
+	// Output: can.json: reconnectPeriod: "soon" is not a number of seconds
 }
 
 // A bad entry is left out, not the file: upstream loads it and fails only

@@ -177,6 +177,41 @@ func checkSharedLink(o *spec.Obj, first, s *SlaveConfig) {
 	}
 }
 
+// slaveFields is the master.slaves[] field table: the defaults and ranges
+// parseSlave applies and the README's configuration reference. Keys whose
+// default depends on another key (method on type) are read by hand and
+// listed here for the reference.
+var slaveFields = spec.Section{Path: "master.slaves[]", Doc: "one polled slave", Fields: []spec.Field{
+	{Key: "type", Type: spec.TypeEnum, Default: "tcp", Values: []string{"tcp", "udp", "serial"}, Doc: "transport"},
+	{Key: "method", Type: spec.TypeEnum, Values: []string{"socket", "rtu"}, Doc: "framing; `socket` for tcp/udp, `rtu` for serial by default"},
+	{Key: "host", Type: spec.TypeString, Doc: "slave host (tcp, udp; required there)"},
+	{Key: "port", Type: spec.TypeInteger, Default: int64(502), Min: 1, Max: 65535, Doc: "TCP/UDP port, or the serial device path for type serial (required there)"},
+	{Key: "unitId", Type: spec.TypeInteger, Default: int64(1), Min: 0, Max: 255, Doc: "Modbus unit id"},
+	{Key: "deviceName", Type: spec.TypeString, Required: true, Doc: "device name on the platform"},
+	{Key: "deviceType", Type: spec.TypeString, Default: "default", Doc: "device profile"},
+	{Key: "timeout", Type: spec.TypeDuration, Default: DefaultTimeout, Dur: timeoutRange, Doc: "one request's time limit; shared by the slaves of a link"},
+	{Key: "retries", Type: spec.TypeInteger, Doc: "resends of a failed request (a boolean is accepted as upstream's samples write it)"},
+	{Key: "pollPeriod", Type: spec.TypeDuration, Required: true, Dur: requiredMillis, Doc: "time between polls"},
+	{Key: "connectAttemptTimeMs", Type: spec.TypeDuration, Default: DefaultConnectAttemptTime, Dur: spec.Positive.In(time.Millisecond), Doc: "first delay after a failed poll (at least 500)"},
+	{Key: "connectAttemptCount", Type: spec.TypeInteger, Doc: "failed polls before the device is reported disconnected (at least the minimum)"},
+	{Key: "waitAfterFailedAttemptsMs", Type: spec.TypeDuration, Default: MinWaitAfterFailedAttempts, Dur: spec.Positive.In(time.Millisecond), Doc: "longest delay between failed polls (at least 30000)"},
+	{Key: "delayBetweenRequestsMs", Type: spec.TypeDuration, Default: time.Duration(0), Dur: delayRange, Doc: "pause between the requests of one poll"},
+	{Key: "byteOrder", Type: spec.TypeEnum, Default: "LITTLE", Values: []string{"BIG", "LITTLE"}, Doc: "byte order in a register"},
+	{Key: "wordOrder", Type: spec.TypeEnum, Default: "LITTLE", Values: []string{"BIG", "LITTLE"}, Doc: "register order in a multi-register value"},
+	{Key: "baudrate", Type: spec.TypeInteger, Default: int64(DefaultBaudrate), Min: 1, Max: 4000000, Doc: "serial speed"},
+	{Key: "stopbits", Type: spec.TypeInteger, Default: int64(1), Min: 1, Max: 2, Doc: "serial stop bits"},
+	{Key: "bytesize", Type: spec.TypeInteger, Default: int64(8), Min: 5, Max: 8, Doc: "serial data bits"},
+	{Key: "parity", Type: spec.TypeEnum, Default: "N", Values: []string{"N", "E", "O"}, Doc: "serial parity"},
+	{Key: "reportStrategy", Type: spec.TypeObject, Doc: "overrides the connector's"},
+	{Key: "attributes", Type: spec.TypeList, Doc: "registers read as attributes"},
+	{Key: "timeseries", Type: spec.TypeList, Doc: "registers read as telemetry"},
+	{Key: "attributeUpdates", Type: spec.TypeList, Doc: "shared attributes written to registers"},
+	{Key: "rpc", Type: spec.TypeList, Doc: "RPC methods"},
+}}
+
+// Sections are the field tables in README order.
+func Sections() []spec.Section { return []spec.Section{slaveFields} }
+
 func parseSlave(o *spec.Obj, inherited protocols.ReportStrategy) *SlaveConfig {
 	s := &SlaveConfig{Path: o.Path()}
 	s.Type = o.Enum("type", "tcp", "tcp", "udp", "serial")
@@ -198,7 +233,7 @@ func parseSlave(o *spec.Obj, inherited protocols.ReportStrategy) *SlaveConfig {
 		o.Known("host")
 	} else {
 		s.Host = o.RequiredStr("host")
-		s.Port = int(o.IntRange("port", 502, 1, 65535))
+		s.Port = int(slaveFields.Int(o, "port"))
 	}
 	hasTLS := o.Has("tls")
 	if o.Has("security") || hasTLS {
@@ -206,13 +241,13 @@ func parseSlave(o *spec.Obj, inherited protocols.ReportStrategy) *SlaveConfig {
 			o.Warnf("tls", "TLS settings are ignored unless method is \"tls\"")
 		}
 	}
-	s.UnitID = uint8(o.IntRange("unitId", 1, 0, 255))
-	s.Timeout = seconds(o, "timeout", DefaultTimeout)
+	s.UnitID = uint8(slaveFields.Int(o, "unitId"))
+	s.Timeout = slaveFields.Duration(o, "timeout")
 	s.Retries = retries(o)
-	s.Baudrate = int(o.IntRange("baudrate", DefaultBaudrate, 1, 4000000))
-	s.Stopbits = int(o.IntRange("stopbits", 1, 1, 2))
-	s.Bytesize = int(o.IntRange("bytesize", 8, 5, 8))
-	s.Parity = o.Enum("parity", "N", "N", "E", "O")
+	s.Baudrate = int(slaveFields.Int(o, "baudrate"))
+	s.Stopbits = int(slaveFields.Int(o, "stopbits"))
+	s.Bytesize = int(slaveFields.Int(o, "bytesize"))
+	s.Parity = slaveFields.Enum(o, "parity")
 	if o.Bool("handleLocalEcho", false) {
 		o.Warnf("handleLocalEcho", "local echo handling is not supported yet, ignored")
 	}
@@ -224,16 +259,16 @@ func parseSlave(o *spec.Obj, inherited protocols.ReportStrategy) *SlaveConfig {
 		}
 	}
 
-	s.DeviceName = o.RequiredStr("deviceName")
-	s.DeviceType = o.Str("deviceType", "default")
+	s.DeviceName = slaveFields.Str(o, "deviceName")
+	s.DeviceType = slaveFields.Str(o, "deviceType")
 	if s.DeviceType == "" {
 		s.DeviceType = "default"
 	}
 	s.ByteOrder = order(o, "byteOrder", Little)
 	s.WordOrder = order(o, "wordOrder", Little)
 
-	s.PollPeriod = millis(o, "pollPeriod", 0, true)
-	s.ConnectAttemptTime = millis(o, "connectAttemptTimeMs", DefaultConnectAttemptTime, false)
+	s.PollPeriod = slaveFields.Duration(o, "pollPeriod")
+	s.ConnectAttemptTime = slaveFields.Duration(o, "connectAttemptTimeMs")
 	if s.ConnectAttemptTime < MinConnectAttemptTime {
 		o.Warnf("connectAttemptTimeMs", "%d is below the minimum of %d, using the minimum", s.ConnectAttemptTime.Milliseconds(), MinConnectAttemptTime.Milliseconds())
 		s.ConnectAttemptTime = MinConnectAttemptTime
@@ -243,12 +278,12 @@ func parseSlave(o *spec.Obj, inherited protocols.ReportStrategy) *SlaveConfig {
 		o.Warnf("connectAttemptCount", "%d is below the minimum of %d, using the minimum", s.ConnectAttemptCount, MinConnectAttemptCount)
 		s.ConnectAttemptCount = MinConnectAttemptCount
 	}
-	s.WaitAfterFailedAttempts = millis(o, "waitAfterFailedAttemptsMs", MinWaitAfterFailedAttempts, false)
+	s.WaitAfterFailedAttempts = slaveFields.Duration(o, "waitAfterFailedAttemptsMs")
 	if s.WaitAfterFailedAttempts < MinWaitAfterFailedAttempts {
 		s.WaitAfterFailedAttempts = MinWaitAfterFailedAttempts
 	}
 	if o.Has("delayBetweenRequestsMs") {
-		s.DelayBetweenRequests = millisAllowZero(o, "delayBetweenRequestsMs")
+		s.DelayBetweenRequests = slaveFields.Duration(o, "delayBetweenRequestsMs")
 	}
 
 	own := report.Parse(o)
@@ -555,64 +590,20 @@ func variants(o *spec.Obj) map[string]protocols.Value {
 	return out
 }
 
+// Duration keys as upstream writes them: timeout in seconds, the rest in
+// milliseconds.
+var (
+	timeoutRange   = spec.Dur{MinExclusive: true, Max: 3600}
+	requiredMillis = spec.Dur{Unit: time.Millisecond, MinExclusive: true, Required: true}
+	delayRange     = spec.Dur{Unit: time.Millisecond, Max: 3600e3}
+)
+
 func order(o *spec.Obj, key string, def Order) Order {
 	s := o.Enum(key, def.String(), "BIG", "LITTLE")
 	if s == "BIG" {
 		return Big
 	}
 	return Little
-}
-
-// seconds reads upstream's timeout: seconds, possibly fractional.
-func seconds(o *spec.Obj, key string, def time.Duration) time.Duration {
-	v, ok := o.Any(key)
-	if !ok {
-		return def
-	}
-	f, err := number(v)
-	if err != nil {
-		o.Errorf(key, "%s is not a number of seconds", spec.Describe(v))
-		return def
-	}
-	if f <= 0 || f > 3600 {
-		o.Errorf(key, "%s must be between 0 and 3600 seconds", spec.Describe(v))
-		return def
-	}
-	return time.Duration(f * float64(time.Second))
-}
-
-// millis reads a positive number of milliseconds.
-func millis(o *spec.Obj, key string, def time.Duration, required bool) time.Duration {
-	v, ok := o.Any(key)
-	if !ok {
-		if required {
-			o.Errorf(key, "is required")
-		}
-		return def
-	}
-	f, err := number(v)
-	if err != nil {
-		o.Errorf(key, "%s is not a number of milliseconds", spec.Describe(v))
-		return def
-	}
-	if f <= 0 || f > float64(math.MaxInt64/int64(time.Millisecond)) {
-		o.Errorf(key, "%s must be a positive number of milliseconds", spec.Describe(v))
-		return def
-	}
-	return time.Duration(f * float64(time.Millisecond))
-}
-
-func millisAllowZero(o *spec.Obj, key string) time.Duration {
-	v, ok := o.Any(key)
-	if !ok {
-		return 0
-	}
-	f, err := number(v)
-	if err != nil || f < 0 || f > 3600e3 {
-		o.Errorf(key, "%s is not a number of milliseconds between 0 and 3600000", spec.Describe(v))
-		return 0
-	}
-	return time.Duration(f * float64(time.Millisecond))
 }
 
 // retries accepts a count or, as some upstream samples write it, a boolean.

@@ -1,5 +1,3 @@
-// Package modbus polls Modbus slaves as configured by the upstream
-// ThingsBoard IoT Gateway's modbus connector file (master mode).
 package modbus
 
 import (
@@ -19,9 +17,13 @@ import (
 	"github.com/simonvetter/modbus"
 
 	"github.com/industryos/gateway/protocols"
+	"github.com/industryos/gateway/protocols/kit/spec"
 )
 
-func init() { protocols.Register("modbus", New) }
+func init() {
+	protocols.Register("modbus", New)
+	protocols.RegisterFields("modbus", Sections())
+}
 
 // Sample is a complete upstream-format modbus connector file.
 //
@@ -246,16 +248,12 @@ func New(cfg protocols.ConnectorConfig) (protocols.Connector, error) {
 
 // NewConnector is New with the concrete type.
 func NewConnector(cfg protocols.ConnectorConfig) (*Connector, error) {
-	if cfg.Config == nil {
-		return nil, errors.New("modbus: no connector config")
-	}
-	parsed := Parse(cfg.Config, cfg.Report)
-	if err := cfg.Config.Problems().Err(); err != nil {
+	parsed, name, err := protocols.Open(cfg, "modbus", func(o *spec.Obj) (*Config, string) {
+		c := Parse(o, cfg.Report)
+		return c, c.Name
+	})
+	if err != nil {
 		return nil, err
-	}
-	name := cfg.Name
-	if name == "" {
-		name = parsed.Name
 	}
 	c := &Connector{name: name, cfg: parsed, pool: &pool{}}
 	if parsed.Server != nil {

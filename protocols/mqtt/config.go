@@ -93,22 +93,40 @@ func Parse(root *spec.Obj) *Config {
 	return c
 }
 
+// brokerFields is the broker field table: the defaults and ranges
+// parseBroker applies and the README's configuration reference.
+var brokerFields = spec.Section{Path: "broker", Doc: "the broker the devices publish to", Fields: []spec.Field{
+	{Key: "name", Type: spec.TypeString, Default: "", Doc: "label for logs"},
+	{Key: "host", Type: spec.TypeString, Required: true, Doc: "broker host"},
+	{Key: "port", Type: spec.TypeInteger, Default: int64(1883), Min: 1, Max: 65535, Doc: "broker port"},
+	{Key: "clientId", Type: spec.TypeString, Default: "", Doc: "client id; generated when empty"},
+	{Key: "version", Type: spec.TypeInteger, Default: int64(5), Doc: "MQTT protocol version: 3, 4 (3.1.1) or 5"},
+	{Key: "keepAlive", Type: spec.TypeInteger, Default: int64(60), Min: 0, Max: 65535, Doc: "keep-alive in seconds"},
+	{Key: "cleanSession", Type: spec.TypeBoolean, Default: true, Doc: "MQTT 3 clean session"},
+	{Key: "cleanStart", Type: spec.TypeBoolean, Default: true, Doc: "MQTT 5 clean start"},
+	{Key: "sessionExpiryInterval", Type: spec.TypeInteger, Default: int64(0), Min: 0, Max: 1<<32 - 1, Doc: "MQTT 5 session expiry in seconds"},
+	{Key: "security", Type: spec.TypeObject, Doc: "`type` anonymous, basic (username, password) or certificates (pathToCACert, pathToPrivateKey, pathToClientCert, insecure)"},
+}}
+
+// Sections are the field tables in README order.
+func Sections() []spec.Section { return []spec.Section{brokerFields} }
+
 func parseBroker(b *spec.Obj) Broker {
 	br := Broker{
-		Name:     b.Str("name", ""),
-		Host:     b.RequiredStr("host"),
-		Port:     int(b.IntRange("port", 1883, 1, 65535)),
-		ClientID: b.Str("clientId", ""),
+		Name:     brokerFields.Str(b, "name"),
+		Host:     brokerFields.Str(b, "host"),
+		Port:     int(brokerFields.Int(b, "port")),
+		ClientID: brokerFields.Str(b, "clientId"),
 	}
 	br.Version = int(b.Int("version", 5))
 	if br.Version != 3 && br.Version != 4 && br.Version != 5 {
 		b.Errorf("version", "%d is not an MQTT version (want 3, 4 or 5)", br.Version)
 		br.Version = 5
 	}
-	br.KeepAlive = int(b.IntRange("keepAlive", 60, 0, 65535))
-	br.CleanSession = b.Bool("cleanSession", true)
-	br.CleanStart = b.Bool("cleanStart", true)
-	br.SessionExpiryInterval = b.IntRange("sessionExpiryInterval", 0, 0, 1<<32-1)
+	br.KeepAlive = int(brokerFields.Int(b, "keepAlive"))
+	br.CleanSession = brokerFields.Bool(b, "cleanSession")
+	br.CleanStart = brokerFields.Bool(b, "cleanStart")
+	br.SessionExpiryInterval = brokerFields.Int(b, "sessionExpiryInterval")
 	b.Known("maxMessageNumberPerWorker", "maxNumberOfWorkers", "maxMessageQueue", "maxProcessingMessageQueue", "sendDataOnlyOnChange")
 	if s := b.Obj("security"); s != nil {
 		br.Security.Type = s.Enum("type", SecurityAnonymous, SecurityAnonymous, SecurityBasic, SecurityCertificates)

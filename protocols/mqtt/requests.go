@@ -232,12 +232,7 @@ func parseRPCRule(o *spec.Obj) *RPCRule {
 		o.Errorf("responseTopicExpression", "is required for a twoWay rpc")
 	}
 	r.ResponseTopicQoS = int(o.IntRange("responseTopicQoS", 1, 0, 2))
-	ms := o.Int("responseTimeout", int64(DefaultRPCResponseTimeout/time.Millisecond))
-	if ms <= 0 {
-		o.Errorf("responseTimeout", "%d must be a positive number of milliseconds", ms)
-		ms = int64(DefaultRPCResponseTimeout / time.Millisecond)
-	}
-	r.ResponseTimeout = time.Duration(ms) * time.Millisecond
+	r.ResponseTimeout = o.Duration("responseTimeout", DefaultRPCResponseTimeout, wholeMillis)
 	o.Done()
 	return r
 }
@@ -297,3 +292,6 @@ func sourcedExpr(o *spec.Obj, base string) (source, expr string, ok bool) {
 	}
 	return source, expr, true
 }
+
+// wholeMillis: responseTimeout is a positive whole number of milliseconds.
+var wholeMillis = spec.Dur{Unit: time.Millisecond, MinExclusive: true, Whole: true}

@@ -157,14 +157,8 @@ type Argument struct {
 
 const file = "opcua.json"
 
-func ms(o *spec.Obj, key string, def int64) time.Duration {
-	v := o.Int(key, def)
-	if v < 0 {
-		o.Errorf(key, "%d must not be negative", v)
-		v = def
-	}
-	return time.Duration(v) * time.Millisecond
-}
+// millis: upstream's *InMillis keys are whole, non-negative milliseconds.
+var millis = spec.Dur{Unit: time.Millisecond, Whole: true}
 
 func atLeast(o *spec.Obj, key string, d, min time.Duration) time.Duration {
 	if d < min {
@@ -207,43 +201,67 @@ func ParseObj(root *spec.Obj) (*Config, error) {
 	return c, nil
 }
 
+// serverFields is the server field table: the defaults and ranges
+// parseServer applies and the README's configuration reference.
+var serverFields = spec.Section{Path: "server", Doc: "the OPC-UA server and session", Fields: []spec.Field{
+	{Key: "url", Type: spec.TypeString, Required: true, Doc: "endpoint; `opc.tcp://` is added when missing"},
+	{Key: "timeoutInMillis", Type: spec.TypeDuration, Default: 5000 * time.Millisecond, Dur: millis, Doc: "request timeout"},
+	{Key: "sessionTimeoutInMillis", Type: spec.TypeDuration, Default: 120000 * time.Millisecond, Dur: millis, Doc: "session timeout asked of the server"},
+	{Key: "scanPeriodInMillis", Type: spec.TypeDuration, Default: 3600000 * time.Millisecond, Dur: millis, Doc: "time between rescans of the address space"},
+	{Key: "pollPeriodInMillis", Type: spec.TypeDuration, Default: 5000 * time.Millisecond, Dur: millis, Doc: "time between polls without subscriptions; must be positive"},
+	{Key: "enableSubscriptions", Type: spec.TypeBoolean, Default: true, Doc: "subscribe instead of polling"},
+	{Key: "subCheckPeriodInMillis", Type: spec.TypeDuration, Default: 100 * time.Millisecond, Dur: millis, Doc: "subscription publishing interval (at least 100)"},
+	{Key: "subDataMaxBatchSize", Type: spec.TypeInteger, Default: int64(1000), Min: 1, Max: 1<<31 - 1, Doc: "data changes sent in one batch at most"},
+	{Key: "subDataMinBatchCreationTimeMs", Type: spec.TypeDuration, Default: 200 * time.Millisecond, Dur: millis, Doc: "time a batch collects changes (at least 100)"},
+	{Key: "subscriptionProcessBatchSize", Type: spec.TypeInteger, Default: int64(2000), Min: 1, Max: 1<<31 - 1, Doc: "monitored items created per request"},
+	{Key: "subKeepAlivePeriodInSeconds", Type: spec.TypeDuration, Default: time.Duration(0), Dur: spec.Dur{Whole: true, Max: 1<<31 - 1}, Doc: "subscription keep-alive, 0 for the server's"},
+	{Key: "reconnectRetriesCount", Type: spec.TypeInteger, Default: int64(8), Min: 0, Max: 1<<31 - 1, Doc: "reconnect attempts before backing off to the longest delay"},
+	{Key: "reconnectBackoffInitialDelay", Type: spec.TypeDuration, Default: time.Second, Dur: spec.Dur{}, Doc: "first reconnect delay"},
+	{Key: "reconnectBackoffFactor", Type: spec.TypeNumber, Default: 2.0, Doc: "delay growth per failed reconnect (at least 1)"},
+	{Key: "showMap", Type: spec.TypeBoolean, Default: false, Doc: "log the address space after a scan"},
+	{Key: "clientCertDir", Type: spec.TypeString, Default: "", Doc: "where a generated client certificate is kept"},
+	{Key: "maxItemsPerSubscription", Type: spec.TypeInteger, Default: int64(0), Min: 0, Max: 1<<31 - 1, Doc: "monitored items per subscription, 0 for no limit"},
+	{Key: "uri", Type: spec.TypeString, Default: "", Doc: "application URI of the client"},
+	{Key: "security", Type: spec.TypeEnum, Default: "", Values: []string{PolicyNone, PolicyBasic128Rsa15, PolicyBasic256, PolicyBasic256Sha256}, Doc: "security policy"},
+	{Key: "identity", Type: spec.TypeObject, Doc: "`type` anonymous, basic (username, password) or certificates"},
+}}
+
+// Sections are the field tables in README order.
+func Sections() []spec.Section { return []spec.Section{serverFields} }
+
 func parseServer(o *spec.Obj) Server {
 	var s Server
-	url := strings.TrimSpace(o.RequiredStr("url"))
+	url := strings.TrimSpace(serverFields.Str(o, "url"))
 	if url != "" && !strings.Contains(url, "://") {
 		url = "opc.tcp://" + url
 	}
 	s.URL = url
-	s.Timeout = ms(o, "timeoutInMillis", 5000)
-	s.SessionTimeout = ms(o, "sessionTimeoutInMillis", 120000)
-	s.ScanPeriod = ms(o, "scanPeriodInMillis", 3600000)
-	s.PollPeriod = ms(o, "pollPeriodInMillis", 5000)
+	s.Timeout = serverFields.Duration(o, "timeoutInMillis")
+	s.SessionTimeout = serverFields.Duration(o, "sessionTimeoutInMillis")
+	s.ScanPeriod = serverFields.Duration(o, "scanPeriodInMillis")
+	s.PollPeriod = serverFields.Duration(o, "pollPeriodInMillis")
 	if s.PollPeriod == 0 {
 		o.Errorf("pollPeriodInMillis", "must be positive")
 		s.PollPeriod = 5 * time.Second
 	}
-	s.EnableSubscriptions = o.Bool("enableSubscriptions", true)
-	s.SubCheckPeriod = atLeast(o, "subCheckPeriodInMillis", ms(o, "subCheckPeriodInMillis", 100), MinSubCheckPeriod)
-	s.SubDataMaxBatchSize = int(o.IntRange("subDataMaxBatchSize", 1000, 1, 1<<31-1))
-	s.SubDataMinBatchCreationTime = atLeast(o, "subDataMinBatchCreationTimeMs", ms(o, "subDataMinBatchCreationTimeMs", 200), MinSubDataMinBatchCreationTime)
-	s.SubscriptionProcessBatchSize = int(o.IntRange("subscriptionProcessBatchSize", 2000, 1, 1<<31-1))
-	s.SubKeepAlivePeriod = time.Duration(o.IntRange("subKeepAlivePeriodInSeconds", 0, 0, 1<<31-1)) * time.Second
-	s.ReconnectRetriesCount = int(o.IntRange("reconnectRetriesCount", 8, 0, 1<<31-1))
-	s.ReconnectBackoffInitialDelay = time.Duration(o.Float("reconnectBackoffInitialDelay", 1) * float64(time.Second))
-	if s.ReconnectBackoffInitialDelay < 0 {
-		o.Errorf("reconnectBackoffInitialDelay", "must not be negative")
-		s.ReconnectBackoffInitialDelay = time.Second
-	}
-	s.ReconnectBackoffFactor = o.Float("reconnectBackoffFactor", 2)
+	s.EnableSubscriptions = serverFields.Bool(o, "enableSubscriptions")
+	s.SubCheckPeriod = atLeast(o, "subCheckPeriodInMillis", serverFields.Duration(o, "subCheckPeriodInMillis"), MinSubCheckPeriod)
+	s.SubDataMaxBatchSize = int(serverFields.Int(o, "subDataMaxBatchSize"))
+	s.SubDataMinBatchCreationTime = atLeast(o, "subDataMinBatchCreationTimeMs", serverFields.Duration(o, "subDataMinBatchCreationTimeMs"), MinSubDataMinBatchCreationTime)
+	s.SubscriptionProcessBatchSize = int(serverFields.Int(o, "subscriptionProcessBatchSize"))
+	s.SubKeepAlivePeriod = serverFields.Duration(o, "subKeepAlivePeriodInSeconds")
+	s.ReconnectRetriesCount = int(serverFields.Int(o, "reconnectRetriesCount"))
+	s.ReconnectBackoffInitialDelay = serverFields.Duration(o, "reconnectBackoffInitialDelay")
+	s.ReconnectBackoffFactor = serverFields.Float(o, "reconnectBackoffFactor")
 	if s.ReconnectBackoffFactor < 1 {
 		o.Errorf("reconnectBackoffFactor", "%v must be at least 1", s.ReconnectBackoffFactor)
 		s.ReconnectBackoffFactor = 2
 	}
-	s.ShowMap = o.Bool("showMap", false)
-	s.CertDir = o.Str("clientCertDir", "")
-	s.MaxItemsPerSubscription = int(o.IntRange("maxItemsPerSubscription", 0, 0, 1<<31-1))
-	s.URI = o.Str("uri", "")
-	s.Security = o.Enum("security", "", PolicyNone, PolicyBasic128Rsa15, PolicyBasic256, PolicyBasic256Sha256)
+	s.ShowMap = serverFields.Bool(o, "showMap")
+	s.CertDir = serverFields.Str(o, "clientCertDir")
+	s.MaxItemsPerSubscription = int(serverFields.Int(o, "maxItemsPerSubscription"))
+	s.URI = serverFields.Str(o, "uri")
+	s.Security = serverFields.Enum(o, "security")
 	if id := o.Obj("identity"); id != nil {
 		s.Identity, s.Mode = parseIdentity(id)
 	} else {

@@ -111,7 +111,7 @@ func TestConfigProblems(t *testing.T) {
 			json: `{"server":{"security":"Basic512","identity":{"type":"kerberos"},"timeoutInMillis":"soon"}}`,
 			errs: []string{
 				`opcua.json: server.url: is required`,
-				`opcua.json: server.timeoutInMillis: "soon" is not an integer`,
+				`opcua.json: server.timeoutInMillis: "soon" is not a whole number of milliseconds`,
 				`opcua.json: server.security: unknown value "Basic512" (want one of: None, Basic128Rsa15, Basic256, Basic256Sha256)`,
 				`opcua.json: server.identity.type: unknown identity type "kerberos" (want anonymous, basic or certificates)`,
 			},

@@ -17,7 +17,10 @@ import (
 	"github.com/industryos/gateway/protocols/kit/spec"
 )
 
-func init() { protocols.Register("opcua", New) }
+func init() {
+	protocols.Register("opcua", New)
+	protocols.RegisterFields("opcua", Sections())
+}
 
 // ErrReconnectFailed is returned by Run after reconnectRetriesCount
 // consecutive failed connection attempts; the runtime then restarts the
@@ -81,16 +84,16 @@ func New(cfg protocols.ConnectorConfig) (protocols.Connector, error) {
 
 // NewConnector is New with the concrete type.
 func NewConnector(cc protocols.ConnectorConfig) (*Connector, error) {
-	if cc.Config == nil {
-		return nil, errors.New("opcua: no connector config")
-	}
-	cfg, err := ParseObj(cc.Config)
+	cfg, name, err := protocols.Open(cc, "opcua", func(o *spec.Obj) (*Config, string) {
+		// ParseObj's error is the problems Open reports.
+		c, _ := ParseObj(o)
+		if c == nil {
+			return nil, ""
+		}
+		return c, c.Name
+	})
 	if err != nil {
 		return nil, err
-	}
-	name := cc.Name
-	if name == "" {
-		name = cfg.Name
 	}
 	// The global strategy (cc.Report) is layered by the runtime; pushes carry
 	// device over connector.

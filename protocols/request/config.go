@@ -2,7 +2,6 @@ package request
 
 import (
 	"encoding/json"
-	"math"
 	"net/url"
 	"os"
 	"sort"
@@ -168,11 +167,42 @@ func ParseFile(file string, raw []byte) (*Config, []spec.Problem, error) {
 // Parse reads a decoded connector object, recording problems in root. A
 // bad mapping, attributeUpdates or serverSideRpc entry is skipped (with its
 // reason) and the rest of the file loads, as upstream does.
+// The field tables: the defaults and ranges Parse applies and the README's
+// configuration reference.
+var (
+	rootFields = spec.Section{Path: "", Fields: []spec.Field{
+		{Key: "name", Type: spec.TypeString, Default: "Request Connector", Doc: "connector name when the main config gives none"},
+		{Key: "host", Type: spec.TypeString, Required: true, Doc: "base address; `http://` is added when no scheme is given"},
+		{Key: "SSLVerify", Type: spec.TypeBoolean, Default: true, Doc: "verify the server certificate; a string is a CA bundle path"},
+		{Key: "security", Type: spec.TypeObject, Doc: "`type` anonymous or basic (username, password)"},
+		{Key: "reportStrategy", Type: spec.TypeObject, Doc: "report strategy inherited by the devices"},
+		{Key: "mapping", Type: spec.TypeList, Doc: "polled requests, see below"},
+		{Key: "attributeUpdates", Type: spec.TypeList, Doc: "shared attributes sent as requests"},
+		{Key: "serverSideRpc", Type: spec.TypeList, Doc: "RPC methods sent as requests"},
+	}}
+	// mappingFields also covers the HTTP keys the downlink entries share.
+	mappingFields = spec.Section{Path: "mapping[]", Doc: "one polled request", Fields: []spec.Field{
+		{Key: "url", Type: spec.TypeString, Required: true, Doc: "path (or address) requested"},
+		{Key: "httpMethod", Type: spec.TypeString, Default: "GET", Doc: "HTTP method"},
+		{Key: "httpHeaders", Type: spec.TypeObject, Doc: "request headers"},
+		{Key: "allowRedirects", Type: spec.TypeBoolean, Default: false, Doc: "follow redirects"},
+		{Key: "timeout", Type: spec.TypeDuration, Default: defaultTimeout, Dur: secondsRange, Doc: "request time limit"},
+		{Key: "scanPeriod", Type: spec.TypeDuration, Default: defaultScanPeriod, Dur: secondsRange, Doc: "time between requests"},
+		{Key: "content", Type: spec.TypeObject, Doc: "request body"},
+		{Key: "dataUnpackExpression", Type: spec.TypeString, Default: "", Doc: "JSONPath to the list of records in the answer"},
+		{Key: "subRequests", Type: spec.TypeObject, Doc: "follow-up requests by key"},
+		{Key: "converter", Type: spec.TypeObject, Doc: "the JSON (or custom) converter"},
+	}}
+)
+
+// Sections are the field tables in README order.
+func Sections() []spec.Section { return []spec.Section{rootFields, mappingFields} }
+
 func Parse(root *spec.Obj) *Config {
-	c := &Config{Name: root.Str("name", "Request Connector")}
+	c := &Config{Name: rootFields.Str(root, "name")}
 	root.Known("id", "type", "logLevel", "enableRemoteLogging", "configVersion")
 	c.Report = report.Parse(root)
-	host := strings.TrimSpace(root.RequiredStr("host"))
+	host := strings.TrimSpace(rootFields.Str(root, "host"))
 	if host != "" {
 		lower := strings.ToLower(host)
 		if !strings.HasPrefix(lower, "http://") && !strings.HasPrefix(lower, "https://") {
@@ -251,7 +281,7 @@ func Parse(root *spec.Obj) *Config {
 			o.Errorf("methodFilter", "is required")
 		}
 		r.ValueExpr = exprStr(o, "requestValueExpression", "${params}")
-		r.ResponseTimeout = seconds(o, "responseTimeout", defaultResponseTimeout)
+		r.ResponseTimeout = o.Duration("responseTimeout", defaultResponseTimeout, secondsRange)
 		r.ResponseExpr = exprStr(o, "responseValueExpression", "")
 		o.Done()
 		if root.Problems().SkipSince(mark) {
@@ -266,8 +296,8 @@ func Parse(root *spec.Obj) *Config {
 func parseHTTP(o *spec.Obj, methodKey string) HTTP {
 	h := HTTP{
 		Method:         strings.ToUpper(strings.TrimSpace(o.Str(methodKey, "GET"))),
-		AllowRedirects: o.Bool("allowRedirects", false),
-		Timeout:        seconds(o, "timeout", defaultTimeout),
+		AllowRedirects: mappingFields.Bool(o, "allowRedirects"),
+		Timeout:        mappingFields.Duration(o, "timeout"),
 	}
 	if h.Method == "" || strings.ContainsAny(h.Method, " \t/:") {
 		o.Errorf(methodKey, "%q is not an HTTP method", h.Method)
@@ -301,22 +331,15 @@ func parseHTTP(o *spec.Obj, methodKey string) HTTP {
 	return h
 }
 
-// seconds reads upstream's float seconds; zero or less is an error because
+// secondsRange is upstream's float seconds; zero or less is an error because
 // it would poll in a busy loop or time out at once.
-func seconds(o *spec.Obj, key string, def time.Duration) time.Duration {
-	f := o.Float(key, def.Seconds())
-	if f <= 0 || math.IsNaN(f) || f > 1e7 {
-		o.Errorf(key, "%v is not a positive number of seconds", f)
-		return def
-	}
-	return time.Duration(f * float64(time.Second))
-}
+var secondsRange = spec.Dur{MinExclusive: true, Max: 1e7}
 
 func parseMapping(o *spec.Obj) *Mapping {
 	m := &Mapping{Path: o.Path()}
-	m.URL = o.RequiredStr("url")
+	m.URL = mappingFields.Str(o, "url")
 	m.HTTP = parseHTTP(o, "httpMethod")
-	m.ScanPeriod = seconds(o, "scanPeriod", defaultScanPeriod)
+	m.ScanPeriod = mappingFields.Duration(o, "scanPeriod")
 	if v, ok := o.Any("content"); ok {
 		m.Content, _ = json.Marshal(v)
 	}

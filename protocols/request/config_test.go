@@ -96,7 +96,7 @@ func TestConfigProblems(t *testing.T) {
 	all := strings.Join(lines, "\n")
 	for _, want := range []string{
 		`r.json: mapping[0].scanPeriod: "fast" is not a number`,
-		`r.json: mapping[1].timeout: 0 is not a positive number of seconds`,
+		`r.json: mapping[1].timeout: 0 must be a positive number of seconds`,
 		`r.json: mapping[2].converter.deviceNameJsonExpression: expression "${unclosed": unclosed ${`,
 		`r.json: attributeUpdates[0].attributeFilter`,
 		`r.json: serverSideRpc[0].methodFilter: is required`,

@@ -148,12 +148,35 @@ func ParseFile(file string, raw []byte) (*Config, []spec.Problem, error) {
 
 // Parse reads a decoded connector object, recording problems in root. One
 // bad mapping or request entry is skipped with its problem, not the file.
+// The field tables: the defaults and ranges Parse applies and the README's
+// configuration reference.
+var (
+	rootFields = spec.Section{Path: "", Fields: []spec.Field{
+		{Key: "name", Type: spec.TypeString, Default: "REST Connector", Doc: "connector name when the main config gives none"},
+		{Key: "maxBodySize", Type: spec.TypeInteger, Default: int64(DefaultMaxBodyBytes), Min: 1, Max: 1 << 30, Doc: "largest request body accepted, in bytes"},
+		{Key: "maxInFlight", Type: spec.TypeInteger, Default: int64(DefaultMaxInFlight), Min: 1, Max: 1 << 20, Doc: "requests handled at once; more are answered 503"},
+		{Key: "server", Type: spec.TypeObject, Doc: "the listener, see below (older files put its keys at the top level)"},
+		{Key: "reportStrategy", Type: spec.TypeObject, Doc: "report strategy inherited by the devices"},
+		{Key: "mapping", Type: spec.TypeList, Doc: "endpoints devices push to"},
+		{Key: "requestsMapping", Type: spec.TypeObject, Doc: "attributeRequests, attributeUpdates, serverSideRpc"},
+	}}
+	serverFields = spec.Section{Path: "server", Doc: "the HTTP(S) listener", Fields: []spec.Field{
+		{Key: "host", Type: spec.TypeString, Default: "", Doc: "listen address; empty for " + DefaultHost},
+		{Key: "port", Type: spec.TypeInteger, Default: int64(DefaultPort), Min: 0, Max: 65535, Doc: "listen port"},
+		{Key: "SSL", Type: spec.TypeBoolean, Default: false, Doc: "serve HTTPS"},
+		{Key: "security", Type: spec.TypeObject, Doc: "`cert` and `key` files for HTTPS (generated when absent)"},
+	}}
+)
+
+// Sections are the field tables in README order.
+func Sections() []spec.Section { return []spec.Section{rootFields, serverFields} }
+
 func Parse(root *spec.Obj) *Config {
-	c := &Config{Name: root.Str("name", "REST Connector")}
+	c := &Config{Name: rootFields.Str(root, "name")}
 	root.Known("id", "type", "logLevel", "enableRemoteLogging", "configVersion", "debugMode")
 	c.Report = report.Parse(root)
-	c.MaxBodyBytes = root.IntRange("maxBodySize", DefaultMaxBodyBytes, 1, 1<<30)
-	c.MaxInFlight = int(root.IntRange("maxInFlight", DefaultMaxInFlight, 1, 1<<20))
+	c.MaxBodyBytes = rootFields.Int(root, "maxBodySize")
+	c.MaxInFlight = int(rootFields.Int(root, "maxInFlight"))
 	// Files before upstream 3.6 keep the server keys at the top level.
 	if s := root.Obj("server"); s != nil {
 		c.Server = parseServer(s)
@@ -214,12 +237,12 @@ func Parse(root *spec.Obj) *Config {
 }
 
 func parseServer(s *spec.Obj) Server {
-	sv := Server{Host: strings.TrimSpace(s.Str("host", "")), Port: int(s.IntRange("port", DefaultPort, 0, 65535))}
+	sv := Server{Host: strings.TrimSpace(serverFields.Str(s, "host")), Port: int(serverFields.Int(s, "port"))}
 	sv.HostSet = s.Has("host")
 	if sv.Host == "" {
 		sv.Host = DefaultHost
 	}
-	sv.SSL = s.Bool("SSL", false)
+	sv.SSL = serverFields.Bool(s, "SSL")
 	if sec := s.Obj("security"); sec != nil {
 		sv.CertFile = sec.Str("cert", "")
 		sv.KeyFile = sec.Str("key", "")
@@ -301,21 +324,15 @@ func parseSecurity(o *spec.Obj, outgoing bool) Security {
 	return sec
 }
 
-func seconds(o *spec.Obj, key string, def time.Duration) time.Duration {
-	f := o.Float(key, def.Seconds())
-	if f < 0 {
-		o.Errorf(key, "%v is negative", f)
-		return def
-	}
-	return time.Duration(f * float64(time.Second))
-}
+// secondsRange: upstream's timeouts are float seconds; zero means none.
+var secondsRange = spec.Dur{}
 
 func parseEndpoint(o *spec.Obj) *Endpoint {
 	e := &Endpoint{Path: o.Path(), Endpoint: parseEndpointPath(o), Methods: parseMethods(o), Security: parseSecurity(o, false)}
 	e.Response.Timeout = defaultRespTimeout
 	if r := o.Obj("response"); r != nil {
 		e.Response.Expected = r.Bool("responseExpected", false)
-		e.Response.Timeout = seconds(r, "timeout", defaultRespTimeout)
+		e.Response.Timeout = r.Duration("timeout", defaultRespTimeout, secondsRange)
 		e.Response.Success = anyText(r, "successResponse")
 		e.Response.Failure = anyText(r, "unsuccessfulResponse")
 		e.Response.Attribute = r.Str("responseAttribute", "")
@@ -460,7 +477,7 @@ func parseKeys(c *spec.Obj, section string) []jsonconv.KeyConfig {
 func parseAttrRequest(o *spec.Obj) *AttrRequest {
 	a := &AttrRequest{Path: o.Path(), Endpoint: parseEndpointPath(o), Methods: parseMethods(o), Security: parseSecurity(o, false)}
 	a.Client = o.Enum("type", "shared", "shared", "client") == "client"
-	a.Timeout = seconds(o, "timeout", defaultReqTimeout)
+	a.Timeout = o.Duration("timeout", defaultReqTimeout, secondsRange)
 	a.DeviceExpr = o.RequiredStr("deviceNameExpression")
 	a.NameExpr = o.RequiredStr("attributeNameExpression")
 	checkExpr(o, "deviceNameExpression", a.DeviceExpr)
@@ -484,7 +501,7 @@ func parseOutgoing(o *spec.Obj, defMethod string) Outgoing {
 	checkExpr(o, "requestUrlExpression", g.URLExpr)
 	checkExpr(o, "valueExpression", g.ValueExpr)
 	g.Security = parseSecurity(o, true)
-	g.Timeout = seconds(o, "timeout", defaultReqTimeout)
+	g.Timeout = o.Duration("timeout", defaultReqTimeout, secondsRange)
 	g.Tries = int(o.IntRange("tries", 1, 1, 100))
 	g.AllowRedirects = o.Bool("allowRedirects", false)
 	g.SSLVerify = o.Bool("SSLVerify", true)

@@ -14,3 +14,5 @@ import _ "embed"
 //
 //go:embed sample.json
 var Sample []byte
+
+//go:generate go test -run ^TestREADME$ -update .

@@ -137,15 +137,38 @@ func Parse(root *spec.Obj, global protocols.ReportStrategy) *Config {
 	return cfg
 }
 
+// deviceFields is the devices[] field table: the defaults and ranges Parse
+// applies and the README's configuration reference.
+var deviceFields = spec.Section{Path: "devices[]", Doc: "one polled agent", Fields: []spec.Field{
+	{Key: "deviceName", Type: spec.TypeString, Required: true, Doc: "device name on the platform"},
+	{Key: "deviceType", Type: spec.TypeString, Default: "default", Doc: "device profile"},
+	{Key: "ip", Type: spec.TypeString, Required: true, Doc: "agent host name or address"},
+	{Key: "port", Type: spec.TypeInteger, Default: int64(DefaultPort), Min: 1, Max: 65535, Doc: "agent UDP port"},
+	{Key: "pollPeriod", Type: spec.TypeDuration, Default: DefaultPollPeriod, Dur: pollRange, Doc: "time between polls"},
+	{Key: "timeout", Type: spec.TypeDuration, Default: DefaultTimeout, Dur: timeoutRange, Doc: "one request's time limit (keys may override)"},
+	{Key: "retries", Type: spec.TypeInteger, Default: int64(0), Min: 0, Max: 10, Doc: "resends of an unanswered request"},
+	{Key: "version", Type: spec.TypeString, Default: "1", Doc: "SNMP version: `1`, `2c` or `3` (2c and 3 are ours; upstream speaks v1)"},
+	{Key: "community", Type: spec.TypeString, Default: "public", Doc: "v1/v2c community (a warning when absent)"},
+	{Key: "user", Type: spec.TypeString, Doc: "v3 user; with securityLevel, authProtocol, authKey, privacyProtocol, privacyKey, contextName"},
+	{Key: "reportStrategy", Type: spec.TypeObject, Doc: "overrides the connector's"},
+	{Key: "attributes", Type: spec.TypeList, Doc: "keys read as attributes"},
+	{Key: "telemetry", Type: spec.TypeList, Doc: "keys read as telemetry"},
+	{Key: "attributeUpdateRequests", Type: spec.TypeList, Doc: "shared attributes written with set/multiset"},
+	{Key: "serverSideRpcRequests", Type: spec.TypeList, Doc: "RPC methods"},
+}}
+
+// Sections are the field tables in README order.
+func Sections() []spec.Section { return []spec.Section{deviceFields} }
+
 func parseDevice(o *spec.Obj, inherited protocols.ReportStrategy) *DeviceConfig {
 	d := &DeviceConfig{Path: o.Path()}
-	d.DeviceName = o.RequiredStr("deviceName")
-	d.DeviceType = o.Str("deviceType", "default")
-	d.IP = o.RequiredStr("ip")
-	d.Port = int(o.IntRange("port", DefaultPort, 1, 65535))
-	d.PollPeriod = time.Duration(o.IntRange("pollPeriod", DefaultPollPeriod.Milliseconds(), 1, 1<<40)) * time.Millisecond
-	d.Timeout = seconds(o, "timeout", DefaultTimeout)
-	d.Retries = int(o.IntRange("retries", 0, 0, 10))
+	d.DeviceName = deviceFields.Str(o, "deviceName")
+	d.DeviceType = deviceFields.Str(o, "deviceType")
+	d.IP = deviceFields.Str(o, "ip")
+	d.Port = int(deviceFields.Int(o, "port"))
+	d.PollPeriod = deviceFields.Duration(o, "pollPeriod")
+	d.Timeout = deviceFields.Duration(o, "timeout")
+	d.Retries = int(deviceFields.Int(o, "retries"))
 	d.Report = report.Parse(o).Or(inherited)
 	if o.Has("converter") {
 		// Upstream loads a Python class here; its output shape is the
@@ -248,18 +271,11 @@ func parseV3(o *spec.Obj) *V3User {
 	return u
 }
 
-// seconds reads a timeout in seconds (upstream's unit), fractions allowed.
-func seconds(o *spec.Obj, key string, def time.Duration) time.Duration {
-	if !o.Has(key) {
-		return def
-	}
-	f := o.Float(key, def.Seconds())
-	if f <= 0 || f > 3600 {
-		o.Errorf(key, "%v is out of range (want 0 < seconds <= 3600)", f)
-		return def
-	}
-	return time.Duration(f * float64(time.Second))
-}
+// timeoutRange: a timeout in seconds (upstream's unit), fractions allowed.
+// pollRange: pollPeriod is whole milliseconds.
+var pollRange = spec.Dur{Unit: time.Millisecond, Min: 1, Max: 1 << 40, Whole: true}
+
+var timeoutRange = spec.Dur{MinExclusive: true, Max: 3600}
 
 // oids reads key as one OID or a list of OIDs.
 func oids(o *spec.Obj, key string, required bool) []string {
@@ -343,7 +359,7 @@ func parseKey(o *spec.Obj, d *DeviceConfig, needKey bool) *KeyConfig {
 	k.BulkSize = int(o.IntRange("bulkSize", DefaultBulkSize, 1, 255))
 	o.Known("numBaseNodes")
 	k.Community = o.Str("community", "")
-	k.Timeout = seconds(o, "timeout", d.Timeout)
+	k.Timeout = o.Duration("timeout", d.Timeout, timeoutRange)
 	k.Report = report.Parse(o)
 	if needKey {
 		o.Done()
@@ -362,7 +378,7 @@ func parseWrite(o *spec.Obj, d *DeviceConfig, filterKey string, rpc bool) *Write
 		w.Filter = re
 	}
 	w.Method = strings.ToLower(o.RequiredStr("method"))
-	w.Timeout = seconds(o, "timeout", d.Timeout)
+	w.Timeout = o.Duration("timeout", d.Timeout, timeoutRange)
 	switch w.Method {
 	case "set":
 		w.OIDs = oids(o, "oid", true)

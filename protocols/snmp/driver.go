@@ -1,6 +1,3 @@
-// Package snmp polls SNMP agents (v1, v2c and v3) as configured by the
-// upstream ThingsBoard IoT Gateway's snmp connector file, and writes to
-// them for attribute updates and server-side RPC.
 package snmp
 
 import (
@@ -16,9 +13,13 @@ import (
 	"github.com/gosnmp/gosnmp"
 
 	"github.com/industryos/gateway/protocols"
+	"github.com/industryos/gateway/protocols/kit/spec"
 )
 
-func init() { protocols.Register("snmp", New) }
+func init() {
+	protocols.Register("snmp", New)
+	protocols.RegisterFields("snmp", Sections())
+}
 
 // Sample is a complete upstream-format snmp connector file.
 //
@@ -74,16 +75,12 @@ type Connector struct {
 
 // NewConnector is New with the concrete type.
 func NewConnector(cfg protocols.ConnectorConfig) (*Connector, error) {
-	if cfg.Config == nil {
-		return nil, errors.New("snmp: no connector config")
-	}
-	parsed := Parse(cfg.Config, cfg.Report)
-	if err := cfg.Config.Problems().Err(); err != nil {
+	parsed, name, err := protocols.Open(cfg, "snmp", func(o *spec.Obj) (*Config, string) {
+		c := Parse(o, cfg.Report)
+		return c, c.Name
+	})
+	if err != nil {
 		return nil, err
-	}
-	name := cfg.Name
-	if name == "" {
-		name = parsed.Name
 	}
 	c := &Connector{name: name, cfg: parsed}
 	for _, d := range parsed.Devices {

@@ -134,6 +134,20 @@ func Load(file string, raw []byte) (*Config, []spec.Problem, error) {
 // Parse reads the connector file rooted at o, recording problems in o's
 // collector. A device with errors is skipped (the others still run), as
 // upstream logs and leaves out such a device.
+// socketFields is the socket field table: the defaults and ranges Parse
+// applies and the README's configuration reference.
+var socketFields = spec.Section{Path: "socket", Doc: "the server the devices talk to (older files put these keys at the top level)", Fields: []spec.Field{
+	{Key: "type", Type: spec.TypeEnum, Default: "TCP", Values: []string{"TCP", "UDP"}, Doc: "transport"},
+	{Key: "address", Type: spec.TypeString, Default: DefaultAddress, Doc: "listen address (0.0.0.0 for every interface)"},
+	{Key: "port", Type: spec.TypeInteger, Default: int64(DefaultPort), Min: 0, Max: 65535, Doc: "listen port"},
+	{Key: "bufferSize", Type: spec.TypeInteger, Default: int64(DefaultBufferSize), Min: 1, Max: maxBufferSize, Doc: "largest message in bytes (`buffer_size` is read too)"},
+	{Key: "framing", Type: spec.TypeEnum, Default: FramingLine, Values: []string{FramingLine, FramingFixed, FramingRead}, Doc: "how a TCP stream splits into messages (ours; ignored for UDP)"},
+	{Key: "maxConnections", Type: spec.TypeInteger, Default: int64(DefaultMaxConnections), Min: 1, Max: math.MaxInt32, Doc: "concurrent TCP peers; more are closed and counted"},
+}}
+
+// Sections are the field tables in README order.
+func Sections() []spec.Section { return []spec.Section{socketFields} }
+
 func Parse(o *spec.Obj) *Config {
 	c := &Config{Name: o.Str("name", "")}
 	o.Known("id", "logLevel", "enableRemoteLogging", "configVersion")
@@ -144,12 +158,12 @@ func Parse(o *spec.Obj) *Config {
 		c.Old = o.Has("type") || o.Has("port") || o.Has("address") || o.Has("bufferSize")
 		srv = o
 	}
-	c.Type = srv.Enum("type", "TCP", "TCP", "UDP")
-	c.Address = srv.Str("address", DefaultAddress)
+	c.Type = socketFields.Enum(srv, "type")
+	c.Address = socketFields.Str(srv, "address")
 	if strings.TrimSpace(c.Address) == "" {
 		srv.Errorf("address", "must not be empty (use 0.0.0.0 to listen on every interface)")
 	}
-	c.Port = int(srv.IntRange("port", DefaultPort, 0, 65535))
+	c.Port = int(socketFields.Int(srv, "port"))
 	// Upstream reads "buffer_size" although its files say "bufferSize", so
 	// it always uses 1024; both spellings are honoured here.
 	bufKey := "bufferSize"
@@ -158,11 +172,11 @@ func Parse(o *spec.Obj) *Config {
 	}
 	srv.Known("bufferSize", "buffer_size")
 	c.BufferSize = int(srv.IntRange(bufKey, DefaultBufferSize, 1, maxBufferSize))
-	c.Framing = srv.Enum("framing", FramingLine, FramingLine, FramingFixed, FramingRead)
+	c.Framing = socketFields.Enum(srv, "framing")
 	if c.Type == "UDP" && srv.Has("framing") {
 		srv.Warnf("framing", "ignored for UDP: every datagram is one message")
 	}
-	c.MaxConnections = int(srv.IntRange("maxConnections", DefaultMaxConnections, 1, math.MaxInt32))
+	c.MaxConnections = int(socketFields.Int(srv, "maxConnections"))
 	if srv != o {
 		srv.Done()
 	}

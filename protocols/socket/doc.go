@@ -14,3 +14,5 @@
 // upstream ("read"); a UDP message is one datagram. It imports no actor
 // code.
 package socket
+
+//go:generate go test -run ^TestREADME$ -update .

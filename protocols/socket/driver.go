@@ -16,9 +16,13 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/industryos/gateway/protocols"
+	"github.com/industryos/gateway/protocols/kit/spec"
 )
 
-func init() { protocols.Register("socket", New) }
+func init() {
+	protocols.Register("socket", New)
+	protocols.RegisterFields("socket", Sections())
+}
 
 const (
 	// Upstream retries a failed bind every 3 s; we back off from there.
@@ -103,16 +107,12 @@ func New(cfg protocols.ConnectorConfig) (protocols.Connector, error) {
 
 // NewConnector parses cfg and builds the connector; it does no I/O.
 func NewConnector(cfg protocols.ConnectorConfig) (*Connector, error) {
-	if cfg.Config == nil {
-		return nil, errors.New("socket: no connector config")
-	}
-	parsed := Parse(cfg.Config)
-	if err := cfg.Config.Problems().Err(); err != nil {
+	parsed, name, err := protocols.Open(cfg, "socket", func(o *spec.Obj) (*Config, string) {
+		c := Parse(o)
+		return c, c.Name
+	})
+	if err != nil {
 		return nil, err
-	}
-	name := cfg.Name
-	if name == "" {
-		name = parsed.Name
 	}
 	c := &Connector{
 		name: name, cfg: parsed, log: cfg.Logger, byName: map[string]*device{},

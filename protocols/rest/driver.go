@@ -22,9 +22,13 @@ import (
 
 	"github.com/industryos/gateway/protocols"
 	"github.com/industryos/gateway/protocols/kit/jsonconv"
+	"github.com/industryos/gateway/protocols/kit/spec"
 )
 
-func init() { protocols.Register("rest", New) }
+func init() {
+	protocols.Register("rest", New)
+	protocols.RegisterFields("rest", Sections())
+}
 
 // Defaults of the serving machinery; tests shorten them.
 const (
@@ -89,16 +93,12 @@ func New(cfg protocols.ConnectorConfig) (protocols.Connector, error) {
 // NewConnector parses and compiles the connector file. It does no I/O:
 // Run listens.
 func NewConnector(cfg protocols.ConnectorConfig) (*Connector, error) {
-	if cfg.Config == nil {
-		return nil, errors.New("rest: no connector config")
-	}
-	parsed := Parse(cfg.Config)
-	if err := cfg.Config.Problems().Err(); err != nil {
+	parsed, name, err := protocols.Open(cfg, "rest", func(o *spec.Obj) (*Config, string) {
+		c := Parse(o)
+		return c, c.Name
+	})
+	if err != nil {
 		return nil, err
-	}
-	name := cfg.Name
-	if name == "" {
-		name = parsed.Name
 	}
 	c := &Connector{
 		name: name, cfg: parsed, file: cfg.File,

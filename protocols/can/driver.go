@@ -11,9 +11,13 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/industryos/gateway/protocols"
+	"github.com/industryos/gateway/protocols/kit/spec"
 )
 
-func init() { protocols.Register("can", New) }
+func init() {
+	protocols.Register("can", New)
+	protocols.RegisterFields("can", Sections())
+}
 
 // DefaultReceiveQueue is how many received frames wait between the bus and
 // the platform side. A CAN bus cannot be told to wait, so when the platform
@@ -86,16 +90,12 @@ func New(cfg protocols.ConnectorConfig) (protocols.Connector, error) {
 
 // NewConnector parses cfg and builds the connector; it does no I/O.
 func NewConnector(cfg protocols.ConnectorConfig, opts ...Option) (*Connector, error) {
-	if cfg.Config == nil {
-		return nil, errors.New("can: no connector config")
-	}
-	parsed := Parse(cfg.Config)
-	if err := cfg.Config.Problems().Err(); err != nil {
+	parsed, name, err := protocols.Open(cfg, "can", func(o *spec.Obj) (*Config, string) {
+		c := Parse(o)
+		return c, c.Name
+	})
+	if err != nil {
 		return nil, err
-	}
-	name := cfg.Name
-	if name == "" {
-		name = parsed.Name
 	}
 	c := &Connector{
 		name: name, cfg: parsed, log: cfg.Logger, dec: NewDecoder(parsed), queue: DefaultReceiveQueue,

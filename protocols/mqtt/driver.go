@@ -13,9 +13,13 @@ import (
 
 	"github.com/industryos/gateway/protocols"
 	"github.com/industryos/gateway/protocols/kit/pyre"
+	"github.com/industryos/gateway/protocols/kit/spec"
 )
 
-func init() { protocols.Register("mqtt", New) }
+func init() {
+	protocols.Register("mqtt", New)
+	protocols.RegisterFields("mqtt", Sections())
+}
 
 // Defaults of the connection machinery; tests shorten them.
 const (
@@ -83,16 +87,12 @@ func New(cfg protocols.ConnectorConfig) (protocols.Connector, error) {
 // NewConnector parses and compiles the connector file. It does no I/O:
 // Run connects.
 func NewConnector(cfg protocols.ConnectorConfig) (*Connector, error) {
-	if cfg.Config == nil {
-		return nil, errors.New("mqtt: no connector config")
-	}
-	parsed := Parse(cfg.Config)
-	if err := cfg.Config.Problems().Err(); err != nil {
+	parsed, name, err := protocols.Open(cfg, "mqtt", func(o *spec.Obj) (*Config, string) {
+		c := Parse(o)
+		return c, c.Name
+	})
+	if err != nil {
 		return nil, err
-	}
-	name := cfg.Name
-	if name == "" {
-		name = parsed.Name
 	}
 	c := &Connector{
 		name: name, cfg: parsed,

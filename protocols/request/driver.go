@@ -18,9 +18,13 @@ import (
 
 	"github.com/industryos/gateway/protocols"
 	"github.com/industryos/gateway/protocols/kit/jsonexpr"
+	"github.com/industryos/gateway/protocols/kit/spec"
 )
 
-func init() { protocols.Register("request", New) }
+func init() {
+	protocols.Register("request", New)
+	protocols.RegisterFields("request", Sections())
+}
 
 // maxBody bounds what one response may hold: an endpoint that streams
 // without end must not exhaust memory.
@@ -100,16 +104,12 @@ func New(cfg protocols.ConnectorConfig) (protocols.Connector, error) {
 // NewConnector parses and compiles the connector file. It does no I/O
 // beyond reading the CA file SSLVerify names: Run polls.
 func NewConnector(cfg protocols.ConnectorConfig) (*Connector, error) {
-	if cfg.Config == nil {
-		return nil, errors.New("request: no connector config")
-	}
-	parsed := Parse(cfg.Config)
-	if err := cfg.Config.Problems().Err(); err != nil {
+	parsed, name, err := protocols.Open(cfg, "request", func(o *spec.Obj) (*Config, string) {
+		c := Parse(o)
+		return c, c.Name
+	})
+	if err != nil {
 		return nil, err
-	}
-	name := cfg.Name
-	if name == "" {
-		name = parsed.Name
 	}
 	c := &Connector{
 		name: name, cfg: parsed,

@@ -1,0 +1,34 @@
+package opcua
+
+import (
+	"testing"
+
+	"github.com/industryos/gateway/protocols/kit/golden"
+	"github.com/industryos/gateway/protocols/kit/spec"
+)
+
+// TestGolden runs testdata/<case>/config.json through the parser and
+// compares the problems and the parsed config with want.golden;
+// `go test -run TestGolden -update` rewrites them.
+func TestGolden(t *testing.T) {
+	golden.Run(t, "testdata", func(t *testing.T, dir string) []byte {
+		return golden.Config(t, dir, "opcua.json", func(o *spec.Obj) any { return must(ParseObj(o)) })
+	})
+}
+
+// TestREADME keeps the README's configuration reference and sample in
+// step with the field tables and sample.json.
+func TestREADME(t *testing.T) {
+	golden.README(t, "README.md", map[string]string{
+		"fields": spec.Markdown(Sections()...),
+		"sample": golden.JSONBlock(Sample),
+	})
+}
+
+// must drops ParseObj's error: golden.Config prints the problems it joins.
+func must(c *Config, _ error) any {
+	if c == nil {
+		return nil
+	}
+	return c
+}

@@ -1,0 +1,50 @@
+package socket
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/industryos/gateway/protocols/kit/golden"
+	"github.com/industryos/gateway/protocols/kit/spec"
+)
+
+// TestGolden runs testdata/<case>/config.json through the parser and
+// compares the problems and the parsed config with want.golden; a case
+// with a message.txt (one message as a peer sends it) also shows what each
+// device converts it to. `go test -run TestGolden -update` rewrites them.
+func TestGolden(t *testing.T) {
+	golden.Run(t, "testdata", func(t *testing.T, dir string) []byte {
+		var parsed *Config
+		out := golden.Config(t, dir, "socket.json", func(o *spec.Obj) any {
+			parsed = Parse(o)
+			return parsed
+		})
+		msg, err := os.ReadFile(filepath.Join(dir, "message.txt"))
+		if os.IsNotExist(err) {
+			return out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range parsed.Devices {
+			r, errs := d.Convert(msg, nil)
+			out = fmt.Appendf(out, "# converted by %s\n", d.Name)
+			for _, e := range errs {
+				out = fmt.Appendf(out, "error: %v\n", e)
+			}
+			out = append(out, golden.Dump(r)...)
+		}
+		return out
+	})
+}
+
+// TestREADME keeps the README's configuration reference and sample in
+// step with the field tables and sample.json.
+func TestREADME(t *testing.T) {
+	golden.README(t, "README.md", map[string]string{
+		"fields": spec.Markdown(Sections()...),
+		"sample": golden.JSONBlock(Sample),
+	})
+}
