@@ -17,7 +17,7 @@ type journalCollector struct{ get func() persistence.Journal }
 var (
 	descJAppended = prometheus.NewDesc(Namespace+"_journal_appended_total", "Events committed to the journal since it was opened.", nil, nil)
 	descJAcked    = prometheus.NewDesc(Namespace+"_journal_acked_total", "Events deleted from the journal after the platform acknowledged them.", nil, nil)
-	descJDropped  = prometheus.NewDesc(Namespace+"_journal_dropped_total", "Events dropped by a journal bound, by cause (max_age, max_records, max_bytes).", []string{"cause"}, nil)
+	descJDropped  = prometheus.NewDesc(Namespace+"_journal_dropped_total", "Events dropped by a journal bound, or refused, by cause (max_age, max_records, max_bytes, disk_full, corrupt).", []string{"cause"}, nil)
 	descJDepth    = prometheus.NewDesc(Namespace+"_journal_depth_events", "Events held in the journal, not yet acknowledged.", nil, nil)
 	descJBytes    = prometheus.NewDesc(Namespace+"_journal_depth_bytes", "Encoded bytes of the events held in the journal.", nil, nil)
 	descJAge      = prometheus.NewDesc(Namespace+"_journal_oldest_age_seconds", "Age of the oldest held event (0 when empty).", nil, nil)
