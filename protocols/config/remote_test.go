@@ -119,7 +119,7 @@ func TestApplyRemote(t *testing.T) {
 			writes: []string{"tb_gateway.json"}},
 		{name: "storage_reopen", doc: `{"storage_configuration": {"type": "badger", "path": "./data"}}`,
 			keys: "storage_configuration", scope: ScopeTree, writes: []string{"tb_gateway.json"},
-			changes: []string{"storage changed (UpstreamType, Durable, Dir, MaxRecords, MaxBytes, MaxAge, ReadBatch, SyncWrites, CommitInterval)"}},
+			changes: []string{"storage changed (UpstreamType, Durable, Dir, MaxRecords, MaxBytes, MaxAge, ReadBatch, SyncWrites, CommitInterval, MinFreeBytes)"}},
 		{name: "bad_platform", doc: `{"general_configuration": {"host": "", "port": 99999, "security": {"accessToken": "x"}}}`,
 			errKey: "general_configuration", err: []string{"tb_gateway.json: thingsboard.port: 99999 is out of range", "thingsboard.host: must not be empty"}},
 		{name: "bad_connector", doc: `{"Line B": {"type": "modbus", "configurationJson": {"master": {"slaves": [{"deviceName": "x", "type": "tcp", "port": "many"}]}}}}`,
