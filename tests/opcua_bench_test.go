@@ -189,7 +189,7 @@ func BenchmarkOPCUAToPlatform(b *testing.B) {
 	g := startGateway(b, path, nil)
 	ctr := g.Counters()
 	var first time.Duration
-	testpeer.Eventually(b, 60*time.Second, time.Millisecond, func() error {
+	testpeer.Waiter{Timeout: 60 * time.Second, Poll: time.Millisecond}.Until(b, "the values of every variable", func() error {
 		n := ctr.ValuesEmitted.Load()
 		if n > 0 && first == 0 {
 			first = time.Since(start)

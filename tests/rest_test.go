@@ -108,7 +108,7 @@ func TestRESTConnectorEndToEnd(t *testing.T) {
 	url := fmt.Sprintf("http://127.0.0.1:%d/my_devices", port)
 	body := `{"sensorName":"SN-1","sensorType":"thermo","sensorModel":"T1000","temp":21.5,"hum":"40.5"}`
 	// The server comes up with the connector; until then the port refuses.
-	testpeer.Eventually(t, 20*time.Second, 20*time.Millisecond, func() error {
+	testpeer.Eventually(t, 20*time.Second, "the REST connector to accept a post", func() error {
 		resp, err := http.Post(url, "application/json", strings.NewReader(body))
 		if err != nil {
 			return err
@@ -195,7 +195,7 @@ func TestRESTBinaryAnswerIsDurable(t *testing.T) {
 	cmd := startBinary(t, cfg)
 	url := fmt.Sprintf("http://127.0.0.1:%d/my_devices", port)
 	const ts = 1700000000000
-	testpeer.Eventually(t, 30*time.Second, 50*time.Millisecond, func() error {
+	testpeer.Eventually(t, 30*time.Second, "curl's post to be answered 200", func() error {
 		out, err := exec.Command(curl, "-sS", "-o", "/dev/null", "-w", "%{http_code}",
 			"-H", "Content-Type: application/json",
 			"-d", fmt.Sprintf(`{"sensorName":"SN-K","sensorType":"t","temp":1.5,"ts":%d}`, ts), url).CombinedOutput()

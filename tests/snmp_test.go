@@ -100,7 +100,7 @@ func TestSNMPEndToEnd(t *testing.T) {
 		t.Errorf("getName: %s", r["data"])
 	}
 	send("v1/gateway/attributes", `{"device":"router","data":{"location":"hall 3"}}`)
-	testpeer.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
+	testpeer.Eventually(t, 10*time.Second, "sysLocation to be set", func() error {
 		p, err := g.Get([]string{".1.3.6.1.2.1.1.6.0"})
 		if err != nil {
 			return err

@@ -41,19 +41,7 @@ func freeTCPPort(t *testing.T) int {
 // dialUntilUp connects to addr, retrying while the gateway starts its server.
 func dialUntilUp(t *testing.T, addr string) net.Conn {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		nc, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			t.Cleanup(func() { nc.Close() })
-			return nc
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("socket connector not listening on %s: %v", addr, err)
-		}
-		// Nothing to wait on in another process' listener: poll.
-		time.Sleep(20 * time.Millisecond)
-	}
+	return testpeer.Dial(t, addr)
 }
 
 func readExactly(t *testing.T, nc net.Conn, n int, what string) string {

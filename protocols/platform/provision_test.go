@@ -201,7 +201,7 @@ func TestProvisionRefused(t *testing.T) {
 	platformSide(t, mq.Addr(), r)
 	dir := t.TempDir()
 	h := startClient(t, provisioningConfig(mq.Addr(), dir))
-	testpeer.Eventually(t, 10*time.Second, 20*time.Millisecond, func() error {
+	testpeer.Eventually(t, 10*time.Second, "a provisioning retry", func() error {
 		if r.count() < 2 {
 			return errors.New("no retry yet")
 		}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/industryos/gateway/protocols"
 	"github.com/industryos/gateway/protocols/kit/sinktest"
+	"github.com/industryos/gateway/protocols/kit/testpeer"
 )
 
 // testFile is a connector on a free loopback port with every kind of
@@ -334,13 +335,7 @@ func TestResponseExpected(t *testing.T) {
 
 func testWait(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testpeer.Eventually(t, testpeer.MinTimeout, what, testpeer.True(cond))
 }
 
 // device is a test device's HTTP side: it records what the gateway sends.
