@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -21,56 +20,8 @@ import (
 
 func needModbusPeers(t *testing.T) {
 	t.Helper()
-	missing := ""
-	if _, err := exec.LookPath("socat"); err != nil {
-		missing = "socat"
-	} else if out, err := exec.Command("/usr/bin/python3", "-c", "import pymodbus.server.async_io").CombinedOutput(); err != nil {
-		missing = fmt.Sprintf("python3-pymodbus (%v: %s)", err, bytes.TrimSpace(out))
-	}
-	if missing == "" {
-		return
-	}
-	if os.Getenv("IOTGW_REQUIRE_PEERS") == "1" {
-		t.Fatalf("peer %s missing (IOTGW_REQUIRE_PEERS=1)", missing)
-	}
-	t.Skipf("peer %s missing", missing)
-}
-
-// serialLine returns the two ends of a pty pair once socat links them.
-func serialLine(t *testing.T) (string, string) {
-	t.Helper()
-	dir := t.TempDir()
-	a, b := filepath.Join(dir, "a"), filepath.Join(dir, "b")
-	cmd := exec.Command("socat", "-d", "-d", "pty,raw,echo=0,link="+a, "pty,raw,echo=0,link="+b)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	linked := make(chan bool, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			if strings.Contains(sc.Text(), "starting data transfer loop") {
-				linked <- true
-				_, _ = io.Copy(io.Discard, stderr)
-				return
-			}
-		}
-		linked <- false
-	}()
-	select {
-	case ok := <-linked:
-		if !ok {
-			t.Fatal("socat ended before linking the ptys")
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("socat did not link the ptys within 10s")
-	}
-	return a, b
+	testpeer.NeedProgram(t, "socat", "socat")
+	testpeer.NeedPymodbus(t)
 }
 
 // rtuSlave runs the package's pymodbus slave script on dev; unit u holds
@@ -166,7 +117,7 @@ func TestModbusSerialEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Skipf("upstream config corpus absent: %v", err)
 	}
-	a, b := serialLine(t)
+	a, b := testpeer.PtyPair(t)
 	slave := startRTUSlave(t, b, "1")
 	file := bytes.Replace(raw, []byte(`"/dev/tty0"`), []byte(fmt.Sprintf("%q", a)), 1)
 
@@ -221,7 +172,7 @@ func TestModbusSerialEndToEnd(t *testing.T) {
 // other keeps reporting on its schedule. It reconnects once it answers.
 func TestModbusSerialDeadSlave(t *testing.T) {
 	needModbusPeers(t)
-	a, b := serialLine(t)
+	a, b := testpeer.PtyPair(t)
 	slave := startRTUSlave(t, b, "1,2")
 	unit := func(u int) string {
 		return fmt.Sprintf(`{"type":"serial","method":"rtu","port":%q,"baudrate":9600,"timeout":0.3,"unitId":%d,"byteOrder":"BIG",

@@ -3,7 +3,6 @@ package tests
 import (
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"strings"
@@ -28,12 +27,7 @@ func TestModbusServerEndToEnd(t *testing.T) {
 	if err := json.Unmarshal(raw, &file); err != nil {
 		t.Fatal(err)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
+	port := testpeer.FreePort(t)
 	slave := file["slave"].(map[string]any)
 	slave["sendDataToThingsBoard"], slave["port"], slave["pollPeriod"] = true, port, 200
 	file["master"] = map[string]any{"slaves": []any{}}

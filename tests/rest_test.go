@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -180,13 +179,7 @@ func TestRESTConnectorEndToEnd(t *testing.T) {
 // platform unreachable (data stays in the journal). A push answered 200 is
 // in the Badger journal after SIGKILL: the answer came after the commit.
 func TestRESTBinaryAnswerIsDurable(t *testing.T) {
-	curl, err := exec.LookPath("curl")
-	if err != nil {
-		if os.Getenv("IOTGW_REQUIRE_PEERS") == "1" {
-			t.Fatal("curl not installed (apt-get install curl) and IOTGW_REQUIRE_PEERS=1")
-		}
-		t.Skip("curl not installed: apt-get install curl")
-	}
+	curl := testpeer.NeedProgram(t, "curl", "curl")
 	port := testpeer.FreePort(t)
 	noBroker := fmt.Sprintf("127.0.0.1:%d", testpeer.FreePort(t))
 	dir := t.TempDir()

@@ -28,16 +28,6 @@ func socketConnectorConfig(port int) []byte {
 }`, port))
 }
 
-func freeTCPPort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 // dialUntilUp connects to addr, retrying while the gateway starts its server.
 func dialUntilUp(t *testing.T, addr string) net.Conn {
 	t.Helper()
@@ -74,7 +64,7 @@ func TestSocketConnectorBuiltBinary(t *testing.T) {
 func socketEndToEnd(t *testing.T, start func(path string)) {
 	platform := testpeer.StartMosquitto(t)
 	plat := testpeer.Subscribe(t, platform.Addr(), "v1/gateway/#")
-	port := freeTCPPort(t)
+	port := testpeer.FreePort(t)
 	path := writeConfig(t, t.TempDir(), platform.Addr(), `{"type": "memory"}`,
 		map[string][]byte{"socket": socketConnectorConfig(port)})
 	start(path)

@@ -14,23 +14,14 @@ import (
 
 	"github.com/industryos/gateway/protocols"
 	"github.com/industryos/gateway/protocols/kit/spec"
+	"github.com/industryos/gateway/protocols/kit/testpeer"
 )
-
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
 
 // pyMaster runs testdata/pymaster.py against port and returns its lines.
 func pyMaster(t testing.TB, port int, ops ...string) []string {
 	t.Helper()
-	needPymodbus(t)
-	out, err := exec.Command(systemPython, append([]string{"testdata/pymaster.py", fmt.Sprint(port)}, ops...)...).CombinedOutput()
+	testpeer.NeedPymodbus(t)
+	out, err := exec.Command(testpeer.SystemPython, append([]string{"testdata/pymaster.py", fmt.Sprint(port)}, ops...)...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("pymaster %v: %v: %s", ops, err, out)
 	}
@@ -62,7 +53,7 @@ func upstreamServerFile(t testing.TB, port int) []byte {
 // writes them, the reporting device polls what the master wrote, and its
 // shared attribute and RPC write the registers.
 func TestServerUpstreamDefault(t *testing.T) {
-	port := freePort(t)
+	port := testpeer.FreePort(t)
 	c := connector(t, upstreamServerFile(t, port))
 	if c.Config().Server == nil {
 		t.Fatal("server not configured")
@@ -111,7 +102,7 @@ func TestServerUpstreamDefault(t *testing.T) {
 }
 
 func TestServerNotStartedUnlessReported(t *testing.T) {
-	port := freePort(t)
+	port := testpeer.FreePort(t)
 	raw := fmt.Sprintf(`{"master":{"slaves":[]},"slave":{"type":"tcp","host":"127.0.0.1","port":%d,"deviceName":"s","pollPeriod":100}}`, port)
 	c := connector(t, []byte(raw))
 	if c.Config().Server != nil || len(c.Devices()) != 0 {
@@ -196,7 +187,7 @@ func BenchmarkServerStore(b *testing.B) {
 // BenchmarkServerPoll polls the reporting device of a served slave over
 // loopback TCP (the whole server path: client, library server, store, codec).
 func BenchmarkServerPoll(b *testing.B) {
-	port := freePort(b)
+	port := testpeer.FreePort(b)
 	raw := fmt.Sprintf(`{"slave":{"host":"127.0.0.1","port":%d,"sendDataToThingsBoard":true,"deviceName":"s","pollPeriod":100,
 	 "byteOrder":"BIG","values":{"holding_registers":{"timeseries":[
 	  {"tag":"a","type":"32float","address":0,"objectsCount":2,"value":1.5},

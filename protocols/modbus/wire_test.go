@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/industryos/gateway/protocols"
+	"github.com/industryos/gateway/protocols/kit/testpeer"
 )
 
 // The wire tests run the driver against pymodbus's server over a real
@@ -88,7 +89,7 @@ func exercise(t *testing.T, c *Connector, py *pySlave) {
 }
 
 func TestWireSerialRTUTwoSlaves(t *testing.T) {
-	a, b := ptyPair(t)
+	a, b := testpeer.PtyPair(t)
 	py := startPySlave(t, "serial", "rtu", b, "1,2")
 	dev := fmt.Sprintf(`"type":"serial","method":"rtu","port":%q,"baudrate":9600`, a)
 	c := connector(t, []byte(`{"master":{"slaves":[`+wireSlave(dev, 1, "")+","+wireSlave(dev, 2, "")+`]}}`))
@@ -122,7 +123,7 @@ func TestWireRTUOverUDP(t *testing.T) {
 // A slave that stops answering times out; the other slave on the line keeps
 // answering between its timeouts, and the dead one recovers once it answers.
 func TestWireSerialDeadSlave(t *testing.T) {
-	a, b := ptyPair(t)
+	a, b := testpeer.PtyPair(t)
 	py := startPySlave(t, "serial", "rtu", b, "1,2")
 	dev := fmt.Sprintf(`"type":"serial","method":"rtu","port":%q,"baudrate":9600`, a)
 	c := connector(t, []byte(`{"master":{"slaves":[`+wireSlave(dev, 1, "")+","+wireSlave(dev, 2, "")+`]}}`))
@@ -155,7 +156,7 @@ func TestWireUpstreamSerialFile(t *testing.T) {
 	if err != nil {
 		t.Skipf("upstream config corpus absent: %v", err)
 	}
-	a, b := ptyPair(t)
+	a, b := testpeer.PtyPair(t)
 	py := startPySlave(t, "serial", "rtu", b, "1")
 	file := strings.Replace(string(raw), `"/dev/tty0"`, fmt.Sprintf("%q", a), 1)
 	if file == string(raw) {
@@ -192,7 +193,7 @@ func TestWireUpstreamSerialFile(t *testing.T) {
 // BenchmarkWireSerialPoll polls one unit (5 keys, 4 requests) of pymodbus's
 // serial RTU server over a pty pair: the serial path end to end.
 func BenchmarkWireSerialPoll(b *testing.B) {
-	a, pb := ptyPair(b)
+	a, pb := testpeer.PtyPair(b)
 	startPySlave(b, "serial", "rtu", pb, "1")
 	dev := fmt.Sprintf(`"type":"serial","method":"rtu","port":%q,"baudrate":9600`, a)
 	c := connector(b, []byte(`{"master":{"slaves":[`+wireSlave(dev, 1, "")+`]}}`))
