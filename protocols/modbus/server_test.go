@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"strings"
 	"testing"
 
@@ -16,17 +15,6 @@ import (
 	"github.com/industryos/gateway/protocols/kit/spec"
 	"github.com/industryos/gateway/protocols/kit/testpeer"
 )
-
-// pyMaster runs testdata/pymaster.py against port and returns its lines.
-func pyMaster(t testing.TB, port int, ops ...string) []string {
-	t.Helper()
-	testpeer.NeedPymodbus(t)
-	out, err := exec.Command(testpeer.SystemPython, append([]string{"testdata/pymaster.py", fmt.Sprint(port)}, ops...)...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("pymaster %v: %v: %s", ops, err, out)
-	}
-	return strings.Split(strings.TrimSpace(string(out)), "\n")
-}
 
 // upstreamServerFile is upstream's default modbus.json with the server
 // enabled on port and the master section emptied (its slaves are not here).
@@ -72,14 +60,14 @@ func TestServerUpstreamDefault(t *testing.T) {
 	if !sameValue(tele["smm"], protocols.Int(12334)) || !sameValue(attrs["sm"], protocols.String("ON")) {
 		t.Errorf("poll: attributes %v telemetry %v", attrs, tele)
 	}
-	got := pyMaster(t, port, "hr:1:2", "hr:29:3", "co:5:1")
+	got := testpeer.PyMaster(t, port, "hr:1:2", "hr:29:3", "co:5:1")
 	want := []string{"hr 1 [20302,11824]", "hr 29 [56068,0,5632]", "co 5 [0]"} // "ON"; 1243 as 32int LITTLE/LITTLE; 22 as 16int LITTLE
 	if strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Errorf("master read %q, want %q", got, want)
 	}
 
 	// A master's write becomes the device's next reading.
-	if got := pyMaster(t, port, "whr:2:"+fmt.Sprint(0x3930)); got[0] != "ok" { // 12345 little-endian
+	if got := testpeer.PyMaster(t, port, "whr:2:"+fmt.Sprint(0x3930)); got[0] != "ok" { // 12345 little-endian
 		t.Fatalf("write: %v", got)
 	}
 	r, err = d.Poll(context.Background())
@@ -96,7 +84,7 @@ func TestServerUpstreamDefault(t *testing.T) {
 	}
 	rpc(t, d, "setValue", "7")
 	// 32int 70000 = 0x00011170, LITTLE/LITTLE: words [0x7011, 0x0100]; 16int 7 LITTLE = 0x0700.
-	if got := pyMaster(t, port, "hr:29:3"); got[0] != fmt.Sprintf("hr 29 [%d,%d,%d]", 0x7011, 0x0100, 0x0700) {
+	if got := testpeer.PyMaster(t, port, "hr:29:3"); got[0] != fmt.Sprintf("hr 29 [%d,%d,%d]", 0x7011, 0x0100, 0x0700) {
 		t.Errorf("after platform writes: %v", got)
 	}
 }
