@@ -104,6 +104,7 @@ func startClient(t *testing.T, cfg Config) *harness {
 
 func (h *harness) waitUp(timeout time.Duration) {
 	h.t.Helper()
+	timeout = testpeer.Timeout(timeout)
 	select {
 	case <-h.ups:
 	case <-time.After(timeout):
@@ -116,6 +117,7 @@ func (h *harness) waitUp(timeout time.Duration) {
 
 func (h *harness) waitDown(timeout time.Duration) error {
 	h.t.Helper()
+	timeout = testpeer.Timeout(timeout)
 	select {
 	case err := <-h.downs:
 		return err
@@ -139,6 +141,7 @@ func (h *harness) waitFailedAttempt() {
 
 func (h *harness) waitMsg(topic string, timeout time.Duration) inbound {
 	h.t.Helper()
+	timeout = testpeer.Timeout(timeout)
 	deadline := time.After(timeout)
 	for {
 		select {
@@ -365,11 +368,18 @@ func TestClientSessionLimits(t *testing.T) {
 		len(lim.Gateway.TelemetryDataPoints) != 1 || lim.Gateway.TelemetryDataPoints[0].Count != 400 {
 		t.Errorf("limits %+v", lim)
 	}
-	// The answer is consumed internally, never delivered to OnMessage.
+	// The answer is consumed internally, never delivered to OnMessage: the
+	// first message delivered is a marker the platform sent after it.
+	if err := platform.Publish(context.Background(), TopicMeAttributes, []byte(`{"marker":1}`), 1); err != nil {
+		t.Fatal(err)
+	}
 	select {
 	case in := <-h.msgs:
-		t.Errorf("unexpected message %+v", in)
-	case <-time.After(100 * time.Millisecond):
+		if in.topic != TopicMeAttributes || in.payload != `{"marker":1}` {
+			t.Errorf("unexpected message %+v", in)
+		}
+	case <-time.After(testpeer.MinTimeout):
+		t.Fatal("the marker did not arrive")
 	}
 }
 
