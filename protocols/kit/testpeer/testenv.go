@@ -1,6 +1,10 @@
-// Package testpeer runs real MQTT brokers and observers for end-to-end tests:
-// mosquitto as an external process, mochi embedded, both on free loopback
-// ports and torn down with t.Cleanup.
+// Package testpeer holds what tests share: the one way to wait (Waiter,
+// Eventually; no fixed sleeps), and the real peers, started on free
+// loopback ports and torn down with t.Cleanup: MQTT brokers (mosquitto as
+// an external process, mochi embedded) and subscribers, an OPC UA server,
+// snmpd, pymodbus slave and master, socat pty pairs and TLS certificates.
+// A missing peer program skips its test, or fails it under
+// IOTGW_REQUIRE_PEERS=1.
 package testpeer
 
 import (
