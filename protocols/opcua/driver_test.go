@@ -15,7 +15,7 @@ import (
 	"github.com/industryos/gateway/protocols/kit/sinktest"
 )
 
-const wait = 15 * time.Second
+const wait = 30 * time.Second
 
 func plantConfig(url string, subscriptions bool, extra string) string {
 	return fmt.Sprintf(`{
