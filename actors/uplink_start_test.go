@@ -51,7 +51,7 @@ func TestUplinkThatCannotStartIsOneLine(t *testing.T) {
 		defer cancel()
 		_ = gw.Stop(ctx)
 	}()
-	testpeer.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
+	testpeer.Eventually(t, 10*time.Second, "20 journaled records", func() error {
 		if j.LastSeq() < 20 {
 			return fmt.Errorf("only %d records journaled", j.LastSeq())
 		}

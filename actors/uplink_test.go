@@ -98,7 +98,7 @@ func TestAckOnlyAfterPuback(t *testing.T) {
 		t.Fatal("the gateway never published telemetry")
 	}
 	// The broker has the message but has not acknowledged it: nothing may be acked.
-	testpeer.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
+	testpeer.Eventually(t, 10*time.Second, "10 journaled records", func() error {
 		if j.LastSeq() < 10 {
 			return fmt.Errorf("only %d records journaled", j.LastSeq())
 		}
@@ -109,7 +109,7 @@ func TestAckOnlyAfterPuback(t *testing.T) {
 	}
 	close(hook.release)
 	released = true
-	testpeer.Eventually(t, 20*time.Second, 10*time.Millisecond, func() error {
+	testpeer.Eventually(t, 20*time.Second, "the cursor to pass the PUBACKed records", func() error {
 		if c := j.Cursor(); c < 10 {
 			return fmt.Errorf("cursor %d after PUBACKs resumed", c)
 		}

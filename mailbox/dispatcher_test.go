@@ -1,9 +1,12 @@
 package mailbox
 
 import (
+	"fmt"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/industryos/gateway/protocols/kit/testpeer"
 )
 
 func TestPooledDispatcherReusesAndNeverBlocks(t *testing.T) {
@@ -31,13 +34,12 @@ func TestPooledDispatcherIdleWorkersExit(t *testing.T) {
 	done := make(chan struct{})
 	d.Schedule(func() { close(done) })
 	<-done
-	deadline := time.Now().Add(5 * time.Second)
-	for d.Workers() != 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("idle worker never exited")
+	testpeer.Eventually(t, testpeer.MinTimeout, "the idle worker to exit", func() error {
+		if n := d.Workers(); n != 0 {
+			return fmt.Errorf("%d workers", n)
 		}
-		time.Sleep(time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // TestPooledDispatcherShrinksUnderSteadyLoad: after a burst has started many
@@ -57,14 +59,17 @@ func TestPooledDispatcherShrinksUnderSteadyLoad(t *testing.T) {
 	close(release)
 	// A task every millisecond: each of 50 round-robin workers would get one
 	// every 50 ms, well inside its 100 ms idle timeout.
-	deadline := time.Now().Add(10 * time.Second)
-	for d.Workers() > 3 {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d workers still alive under a load one worker can carry", d.Workers())
+	// The ticker paces the load; it does not wait for anything.
+	pace := time.NewTicker(time.Millisecond)
+	defer pace.Stop()
+	testpeer.Waiter{Timeout: testpeer.MinTimeout, Poll: time.Nanosecond}.Until(t, "the pool to shrink", func() error {
+		if n := d.Workers(); n > 3 {
+			done := make(chan struct{})
+			d.Schedule(func() { close(done) })
+			<-done
+			<-pace.C
+			return fmt.Errorf("%d workers still alive under a load one worker can carry", n)
 		}
-		done := make(chan struct{})
-		d.Schedule(func() { close(done) })
-		<-done
-		time.Sleep(time.Millisecond)
-	}
+		return nil
+	})
 }

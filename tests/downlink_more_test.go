@@ -50,7 +50,7 @@ func TestSharedAttributeSyncOnConnect(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("no attribute request on connect")
 	}
-	testpeer.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
+	testpeer.Eventually(t, 10*time.Second, "setpoint 19.5 on sync-a", func() error {
 		d, _ := echoDevices.Load("sync-a")
 		if v := d.(*echoDevice).attribute("setpoint"); v != "19.5" {
 			return fmt.Errorf("setpoint %q", v)

@@ -160,7 +160,7 @@ func TestBrokerOutage(t *testing.T) {
 	sub.WaitFor(t, 20*time.Second, func(msgs []testpeer.Msg) bool { return len(msgs) >= 3 })
 	m.Stop()
 	outageStart := len(rj.committed())
-	testpeer.Eventually(t, 40*time.Second, 100*time.Millisecond, func() error {
+	testpeer.Eventually(t, 40*time.Second, "points committed during the outage", func() error {
 		// The gateway keeps accepting data while the broker is away.
 		if n := len(rj.committed()); n < outageStart+3*20*4 {
 			return fmt.Errorf("%d points committed during the outage so far", n-outageStart)

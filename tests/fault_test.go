@@ -3,7 +3,9 @@ package tests
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -50,9 +52,19 @@ func iotgwBinary(t *testing.T) string {
 
 func startBinary(t *testing.T, cfg string) *exec.Cmd {
 	t.Helper()
+	return startBinaryLog(t, cfg, nil)
+}
+
+// startBinaryLog is startBinary that also copies the gateway's output (its
+// log) to log, for tests that wait for a log line.
+func startBinaryLog(t *testing.T, cfg string, log io.Writer) *exec.Cmd {
+	t.Helper()
 	cmd := exec.Command(iotgwBinary(t), "run", "-c", cfg, "--log-level", "warn")
 	cmd.Stdout = os.Stderr
 	cmd.Stderr = os.Stderr
+	if log != nil {
+		cmd.Stderr = io.MultiWriter(os.Stderr, log)
+	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -108,12 +120,25 @@ func TestKillWhileBrokerDown(t *testing.T) {
 	cfg := writeConfig(t, dir, m.Addr(), `{"type": "file", "data_folder_path": "journal", "max_file_count": 100, "max_records_per_file": 10000}`,
 		map[string][]byte{"modbus": sim.GatewayConfig(s.Addr(), 3, 4, 100*time.Millisecond)})
 
-	gw := startBinary(t, cfg)
+	var log lineBuffer
+	gw := startBinaryLog(t, cfg, &log)
 	sub.WaitFor(t, 30*time.Second, func(msgs []testpeer.Msg) bool { return len(msgs) >= 3 })
 	m.Stop()
-	// Let the gateway journal a few seconds of data it cannot deliver. The
-	// journal is closed only after the kill, so this waits on wall time.
-	time.Sleep(3 * time.Second)
+	// Let the gateway journal data it cannot deliver: once it has seen the
+	// broker go, every poll of the three devices is journaled, not sent.
+	testpeer.Eventually(t, 30*time.Second, "the gateway to notice the broker is down", func() error {
+		if !strings.Contains(strings.Join(log.lines(), "\n"), "platform connection lost") {
+			return errors.New("no \"platform connection lost\" in the log")
+		}
+		return nil
+	})
+	polled := s.Requests()
+	testpeer.Eventually(t, 30*time.Second, "10 polls per device with the broker down", func() error {
+		if n := s.Requests() - polled; n < 30 {
+			return fmt.Errorf("%d requests", n)
+		}
+		return nil
+	})
 	if err := gw.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -205,7 +230,7 @@ func TestPanickingDevice(t *testing.T) {
 		"chaos": []byte(`{"devices": ["panicky", "steady-1", "steady-2"]}`)})
 	gw := startGateway(t, path, nil)
 
-	testpeer.Eventually(t, 30*time.Second, 20*time.Millisecond, func() error {
+	testpeer.Eventually(t, 30*time.Second, "3 restarts", func() error {
 		if r := gw.Counters().Restarts.Load(); r < 3 {
 			return fmt.Errorf("%d restarts so far", r)
 		}

@@ -66,7 +66,7 @@ func TestModbusCommands(t *testing.T) {
 		t.Errorf("overflow: %s", got)
 	}
 	send("v1/gateway/attributes", `{"device":"PLC 1","data":{"setpoint":12.34}}`)
-	testpeer.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
+	testpeer.Eventually(t, 10*time.Second, "the setpoint registers to be written", func() error {
 		if r := s.Get(1, 10, 2); r[0] != 0x4145 || r[1] != 0x70A4 {
 			return fmt.Errorf("setpoint registers %#x", r)
 		}

@@ -1,14 +1,10 @@
 package tests
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -21,115 +17,8 @@ import (
 
 func needModbusPeers(t *testing.T) {
 	t.Helper()
-	missing := ""
-	if _, err := exec.LookPath("socat"); err != nil {
-		missing = "socat"
-	} else if out, err := exec.Command("/usr/bin/python3", "-c", "import pymodbus.server.async_io").CombinedOutput(); err != nil {
-		missing = fmt.Sprintf("python3-pymodbus (%v: %s)", err, bytes.TrimSpace(out))
-	}
-	if missing == "" {
-		return
-	}
-	if os.Getenv("IOTGW_REQUIRE_PEERS") == "1" {
-		t.Fatalf("peer %s missing (IOTGW_REQUIRE_PEERS=1)", missing)
-	}
-	t.Skipf("peer %s missing", missing)
-}
-
-// serialLine returns the two ends of a pty pair once socat links them.
-func serialLine(t *testing.T) (string, string) {
-	t.Helper()
-	dir := t.TempDir()
-	a, b := filepath.Join(dir, "a"), filepath.Join(dir, "b")
-	cmd := exec.Command("socat", "-d", "-d", "pty,raw,echo=0,link="+a, "pty,raw,echo=0,link="+b)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	linked := make(chan bool, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			if strings.Contains(sc.Text(), "starting data transfer loop") {
-				linked <- true
-				_, _ = io.Copy(io.Discard, stderr)
-				return
-			}
-		}
-		linked <- false
-	}()
-	select {
-	case ok := <-linked:
-		if !ok {
-			t.Fatal("socat ended before linking the ptys")
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("socat did not link the ptys within 10s")
-	}
-	return a, b
-}
-
-// rtuSlave runs the package's pymodbus slave script on dev; unit u holds
-// input register i = u*1000+500+i. Commands go to stdin, answers come back.
-type rtuSlave struct {
-	t     *testing.T
-	in    io.Writer
-	lines chan string
-}
-
-func startRTUSlave(t *testing.T, dev, units string) *rtuSlave {
-	t.Helper()
-	cmd := exec.Command("/usr/bin/python3", "../protocols/modbus/testdata/pyslave.py", "serial", "rtu", dev, units)
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = in.Close(); _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	s := &rtuSlave{t: t, in: in, lines: make(chan string, 16)}
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			s.lines <- sc.Text()
-		}
-		close(s.lines)
-	}()
-	if l := s.next(); !strings.HasPrefix(l, "ready") {
-		t.Fatalf("pyslave: %q", l)
-	}
-	return s
-}
-
-func (s *rtuSlave) next() string {
-	s.t.Helper()
-	select {
-	case l, ok := <-s.lines:
-		if !ok {
-			s.t.Fatal("pyslave exited")
-		}
-		return l
-	case <-time.After(15 * time.Second):
-		s.t.Fatal("pyslave: no answer within 15s")
-	}
-	return ""
-}
-
-func (s *rtuSlave) do(cmd string) string {
-	s.t.Helper()
-	if _, err := fmt.Fprintln(s.in, cmd); err != nil {
-		s.t.Fatal(err)
-	}
-	return s.next()
+	testpeer.NeedProgram(t, "socat", "socat")
+	testpeer.NeedPymodbus(t)
 }
 
 func deviceValues(msgs []testpeer.Msg, device string) map[string]string {
@@ -166,8 +55,8 @@ func TestModbusSerialEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Skipf("upstream config corpus absent: %v", err)
 	}
-	a, b := serialLine(t)
-	slave := startRTUSlave(t, b, "1")
+	a, b := testpeer.PtyPair(t)
+	slave := testpeer.StartPySlave(t, "serial", "rtu", b, "1")
 	file := bytes.Replace(raw, []byte(`"/dev/tty0"`), []byte(fmt.Sprintf("%q", a)), 1)
 
 	platform := testpeer.StartMosquitto(t)
@@ -209,7 +98,7 @@ func TestModbusSerialEndToEnd(t *testing.T) {
 		if strings.Contains(r.req, `"id":1,`) {
 			// The device actor runs commands in arrival order, so the
 			// attribute update published before this RPC is on the slave.
-			if got := slave.do("hr 1 29") + "," + slave.do("hr 1 30"); got != "hr 1 29 1,hr 1 30 3" {
+			if got := slave.Do("hr 1 29") + "," + slave.Do("hr 1 30"); got != "hr 1 29 1,hr 1 30 3" {
 				t.Errorf("shared_attribute_write 65539 wrote %q", got)
 			}
 		}
@@ -221,8 +110,8 @@ func TestModbusSerialEndToEnd(t *testing.T) {
 // other keeps reporting on its schedule. It reconnects once it answers.
 func TestModbusSerialDeadSlave(t *testing.T) {
 	needModbusPeers(t)
-	a, b := serialLine(t)
-	slave := startRTUSlave(t, b, "1,2")
+	a, b := testpeer.PtyPair(t)
+	slave := testpeer.StartPySlave(t, "serial", "rtu", b, "1,2")
 	unit := func(u int) string {
 		return fmt.Sprintf(`{"type":"serial","method":"rtu","port":%q,"baudrate":9600,"timeout":0.3,"unitId":%d,"byteOrder":"BIG",
 		 "deviceName":"meter%d","pollPeriod":200,"connectAttemptTimeMs":500,"connectAttemptCount":2,
@@ -238,7 +127,7 @@ func TestModbusSerialDeadSlave(t *testing.T) {
 	plat.WaitFor(t, 20*time.Second, func(msgs []testpeer.Msg) bool {
 		return deviceValues(msgs, "meter1")["ir0"] == "1500" && deviceValues(msgs, "meter2")["ir0"] == "2500"
 	})
-	if got := slave.do("mute 2"); got != "muted 2" {
+	if got := slave.Do("mute 2"); got != "muted 2" {
 		t.Fatal(got)
 	}
 	disconnectedAt := -1
@@ -255,7 +144,7 @@ func TestModbusSerialDeadSlave(t *testing.T) {
 	plat.WaitFor(t, 20*time.Second, func(msgs []testpeer.Msg) bool {
 		return len(telemetryPoints(msgs[disconnectedAt:], "meter1")) >= 5
 	})
-	if got := slave.do("unmute 2"); got != "unmuted 2" {
+	if got := slave.Do("unmute 2"); got != "unmuted 2" {
 		t.Fatal(got)
 	}
 	plat.WaitFor(t, 30*time.Second, func(msgs []testpeer.Msg) bool {

@@ -3,10 +3,7 @@ package tests
 import (
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
-	"os/exec"
-	"strings"
 	"testing"
 	"time"
 
@@ -28,12 +25,7 @@ func TestModbusServerEndToEnd(t *testing.T) {
 	if err := json.Unmarshal(raw, &file); err != nil {
 		t.Fatal(err)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
+	port := testpeer.FreePort(t)
 	slave := file["slave"].(map[string]any)
 	slave["sendDataToThingsBoard"], slave["port"], slave["pollPeriod"] = true, port, 200
 	file["master"] = map[string]any{"slaves": []any{}}
@@ -57,7 +49,7 @@ func TestModbusServerEndToEnd(t *testing.T) {
 	})
 
 	// 12345 with byteOrder LITTLE is 0x3930 on the wire.
-	if got := pyMasterRun(t, port, fmt.Sprintf("whr:2:%d", 0x3930)); got != "ok" {
+	if got := testpeer.PyMaster(t, port, fmt.Sprintf("whr:2:%d", 0x3930))[0]; got != "ok" {
 		t.Fatalf("master write: %s", got)
 	}
 	plat.WaitFor(t, 20*time.Second, func(msgs []testpeer.Msg) bool { return deviceValues(msgs, dev)["smm"] == "12345" })
@@ -75,16 +67,7 @@ func TestModbusServerEndToEnd(t *testing.T) {
 	})
 	// The device runs commands in order: the attribute is written too.
 	// 32int 70000 LITTLE/LITTLE = [0x7011, 0x0100]; 16int 7 LITTLE = 0x0700.
-	if got, want := pyMasterRun(t, port, "hr:29:3"), fmt.Sprintf("hr 29 [%d,%d,%d]", 0x7011, 0x0100, 0x0700); got != want {
+	if got, want := testpeer.PyMaster(t, port, "hr:29:3")[0], fmt.Sprintf("hr 29 [%d,%d,%d]", 0x7011, 0x0100, 0x0700); got != want {
 		t.Errorf("registers after the platform's writes: %s, want %s", got, want)
 	}
-}
-
-func pyMasterRun(t *testing.T, port int, op string) string {
-	t.Helper()
-	out, err := exec.Command("/usr/bin/python3", "../protocols/modbus/testdata/pymaster.py", fmt.Sprint(port), op).CombinedOutput()
-	if err != nil {
-		t.Fatalf("pymaster %s: %v: %s", op, err, out)
-	}
-	return strings.TrimSpace(string(out))
 }

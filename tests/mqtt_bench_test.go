@@ -53,7 +53,7 @@ func BenchmarkMQTTToPlatform(b *testing.B) {
 	// The first run makes the broker know the session and its subscription:
 	// a message published now arrives once it is subscribed.
 	g := startGateway(b, path, nil)
-	testpeer.Eventually(b, 20*time.Second, 200*time.Millisecond, func() error {
+	testpeer.Waiter{Timeout: 20 * time.Second, Poll: 200 * time.Millisecond}.Until(b, "the warm-up message to be journaled", func() error {
 		ctx, cancel := contextTimeout(time.Second)
 		defer cancel()
 		_ = pub.Publish(ctx, "sensor/warmup/data", []byte(`{"v0":1,"v1":1,"v2":1,"v3":1,"v4":1,"v5":1,"v6":1,"v7":1,"v8":1,"v9":1}`), 1)

@@ -158,7 +158,7 @@ func TestMetricsEndToEnd(t *testing.T) {
 		return len(got) >= 10*devices
 	})
 	var sc scrape
-	testpeer.Eventually(t, 30*time.Second, 100*time.Millisecond, func() error {
+	testpeer.Eventually(t, 30*time.Second, "the poll errors to be counted", func() error {
 		sc = scrapeMetrics(t, gw)
 		switch {
 		case sc.sum("iotgw_device_poll_errors_total", map[string]string{"device": "out-of-range", "kind": "exception"}) < 1:
@@ -207,7 +207,7 @@ func TestMetricsEndToEnd(t *testing.T) {
 		received += len(vals)
 	}
 	// (The broker may forward a message before the gateway has seen its PUBACK.)
-	testpeer.Eventually(t, 10*time.Second, 20*time.Millisecond, func() error {
+	testpeer.Eventually(t, 10*time.Second, "the delivered values to be counted", func() error {
 		if after := scrapeMetrics(t, gw).sum("iotgw_uplink_values_delivered_total", nil); float64(received) > after {
 			return fmt.Errorf("platform received %d values, gateway counts %v delivered", received, after)
 		}
@@ -248,7 +248,7 @@ func TestPanickingDeviceMetrics(t *testing.T) {
 	}
 	gw := startGatewayWith(t, actors.Options{Config: cfg, Logger: zerolog.New(logs).Level(zerolog.WarnLevel)})
 	panicky := map[string]string{"kind": "device", "connector": "chaos", "device": "panicky"}
-	testpeer.Eventually(t, 30*time.Second, 50*time.Millisecond, func() error {
+	testpeer.Eventually(t, 30*time.Second, "the panicking actor's restarts", func() error {
 		sc := scrapeMetrics(t, gw)
 		if r := sc.sum("iotgw_actor_restarts_total", panicky); r < 2 {
 			return fmt.Errorf("%v restarts so far", r)
@@ -318,7 +318,7 @@ func TestReadyzFollowsBroker(t *testing.T) {
 	}
 	waitCode := func(want int) map[string]any {
 		var r map[string]any
-		testpeer.Eventually(t, 30*time.Second, 50*time.Millisecond, func() error {
+		testpeer.Eventually(t, 30*time.Second, "the /readyz status", func() error {
 			var code int
 			code, r = readyz()
 			if code != want {
@@ -371,11 +371,11 @@ func TestRemoteLogging(t *testing.T) {
 		t.Helper()
 		sub.Reset()
 		// Sent until applied: the first ones may precede the gateway's subscription.
-		testpeer.Eventually(t, 20*time.Second, 100*time.Millisecond, func() error {
+		// Each check looks at what the previous publish did.
+		testpeer.Waiter{Timeout: 20 * time.Second, Poll: 100 * time.Millisecond}.Until(t, "the remote logging level to be applied", func() error {
 			if err := b.Publish("v1/devices/me/attributes", []byte(`{"RemoteLoggingLevel":"`+level+`"}`), 1); err != nil {
 				t.Fatal(err)
 			}
-			time.Sleep(20 * time.Millisecond)
 			got, on := remote.Level()
 			want, wantOn, _ := observe.ParseRemoteLevel(level)
 			if got != want || on != wantOn {
@@ -429,7 +429,7 @@ func TestRemoteLogging(t *testing.T) {
 	if err := b.Publish(resp, []byte(`{"shared":{"RemoteLoggingLevel":"ERROR"}}`), 1); err != nil {
 		t.Fatal(err)
 	}
-	testpeer.Eventually(t, 20*time.Second, 10*time.Millisecond, func() error {
+	testpeer.Eventually(t, 20*time.Second, "the level from the attribute response", func() error {
 		if l, on := remote.Level(); !on || l != zerolog.ErrorLevel {
 			return fmt.Errorf("level from the attribute response not applied: %v %v", l, on)
 		}

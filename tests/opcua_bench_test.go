@@ -2,11 +2,9 @@ package tests
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"io"
 	"log"
-	"net"
 	"os"
 	"runtime"
 	"strconv"
@@ -16,19 +14,16 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gopcua/opcua/id"
-	"github.com/gopcua/opcua/server"
-	"github.com/gopcua/opcua/server/attrs"
 	"github.com/gopcua/opcua/ua"
 
 	"github.com/industryos/gateway/protocols/kit/testpeer"
 )
 
-// opcuaLoadPlant is a gopcua in-process server with
+// opcuaLoadPlant is the shared OPC UA test server with
 // Root/Objects/Plant/Device<d>/{SerialNumber, Var0..Var<vars-1>} (Doubles).
 // Every variable reads round*1000+k, so bumping round changes them all.
 type opcuaLoadPlant struct {
-	srv   *server.Server
+	srv   *testpeer.OPCUAServer
 	url   string
 	round atomic.Int64
 	vars  []*ua.NodeID
@@ -36,68 +31,29 @@ type opcuaLoadPlant struct {
 
 func startOPCUALoadPlant(tb testing.TB, devices, vars int) *opcuaLoadPlant {
 	tb.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	p := &opcuaLoadPlant{url: fmt.Sprintf("opc.tcp://127.0.0.1:%d", port)}
-	p.srv = server.New(server.EndPoint("127.0.0.1", port),
-		server.EnableSecurity("None", ua.MessageSecurityModeNone),
-		server.EnableAuthMode(ua.UserTokenTypeAnonymous), server.SetLogger(opcuaQuiet{}))
-	ns := server.NewNodeNameSpace(p.srv, "Plant")
-	root, _ := p.srv.Namespace(0)
-	root.(*server.NodeNameSpace).Objects().AddRef(ns.Objects(), id.HasComponent, true)
-	for d := 1; d <= devices; d++ {
-		dn := fmt.Sprintf("Device%d", d)
-		dev := server.NewNode(ua.NewStringNodeID(1, dn), map[ua.AttributeID]*ua.DataValue{
-			ua.AttributeIDNodeClass:     server.DataValueFromValue(uint32(ua.NodeClassObject)),
-			ua.AttributeIDBrowseName:    server.DataValueFromValue(attrs.BrowseName(dn)),
-			ua.AttributeIDDisplayName:   server.DataValueFromValue(attrs.DisplayName(dn, dn)),
-			ua.AttributeIDEventNotifier: server.DataValueFromValue(int16(0)),
-		}, nil, nil)
-		ns.AddNode(dev)
-		ns.Objects().AddRef(dev, id.Organizes, true)
-		sn := server.NewVariableNode(ua.NewStringNodeID(1, dn+".SerialNumber"), "SerialNumber", fmt.Sprintf("SN-%d", d))
-		ns.AddNode(sn)
-		dev.AddRef(sn, id.HasComponent, true)
-		for k := range vars {
-			k := int64(k)
-			n := server.NewVariableNode(ua.NewStringNodeID(1, fmt.Sprintf("%s.Var%d", dn, k)), fmt.Sprintf("Var%d", k), func() *ua.DataValue {
-				now := time.Now()
-				return &ua.DataValue{
-					EncodingMask:    ua.DataValueValue | ua.DataValueSourceTimestamp | ua.DataValueServerTimestamp,
-					Value:           ua.MustVariant(float64(p.round.Load()*1000 + k)),
-					SourceTimestamp: now, ServerTimestamp: now,
-				}
-			})
-			ns.AddNode(n)
-			dev.AddRef(n, id.HasComponent, true)
-			p.vars = append(p.vars, n.ID())
-		}
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { // ExternalNotification must be drained
-		defer close(done)
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-ns.ExternalNotification:
+	p := &opcuaLoadPlant{}
+	p.srv = testpeer.StartOPCUAServer(tb, testpeer.OPCUAOptions{Build: func(s *testpeer.OPCUAServer) {
+		for d := 1; d <= devices; d++ {
+			dn := fmt.Sprintf("Device%d", d)
+			dev := s.Folder(nil, ua.NewStringNodeID(1, dn), dn)
+			s.VariableFunc(dev, ua.NewStringNodeID(1, dn+".SerialNumber"), "SerialNumber", fmt.Sprintf("SN-%d", d))
+			for k := range vars {
+				k := int64(k)
+				n := s.VariableFunc(dev, ua.NewStringNodeID(1, fmt.Sprintf("%s.Var%d", dn, k)), fmt.Sprintf("Var%d", k), func() *ua.DataValue {
+					now := time.Now()
+					return &ua.DataValue{
+						EncodingMask:    ua.DataValueValue | ua.DataValueSourceTimestamp | ua.DataValueServerTimestamp,
+						Value:           ua.MustVariant(float64(p.round.Load()*1000 + k)),
+						SourceTimestamp: now, ServerTimestamp: now,
+					}
+				})
+				p.vars = append(p.vars, n.ID())
 			}
 		}
-	}()
-	if err := p.srv.Start(ctx); err != nil {
-		cancel()
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() {
-		p.srv.Close()
-		cancel()
-		<-done
-	})
+	}})
+	// The server's own endpoint: the proxy's copying is not what this
+	// benchmark measures.
+	p.url = p.srv.DirectURL()
 	return p
 }
 
@@ -105,7 +61,7 @@ func startOPCUALoadPlant(tb testing.TB, devices, vars int) *opcuaLoadPlant {
 func (p *opcuaLoadPlant) change() {
 	p.round.Add(1)
 	for _, n := range p.vars {
-		p.srv.ChangeNotification(n)
+		p.srv.Server.ChangeNotification(n)
 	}
 }
 
@@ -189,7 +145,7 @@ func BenchmarkOPCUAToPlatform(b *testing.B) {
 	g := startGateway(b, path, nil)
 	ctr := g.Counters()
 	var first time.Duration
-	testpeer.Eventually(b, 60*time.Second, time.Millisecond, func() error {
+	testpeer.Waiter{Timeout: 60 * time.Second, Poll: time.Millisecond}.Until(b, "the values of every variable", func() error {
 		n := ctr.ValuesEmitted.Load()
 		if n > 0 && first == 0 {
 			first = time.Since(start)

@@ -1,108 +1,37 @@
 package tests
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/gopcua/opcua/id"
-	"github.com/gopcua/opcua/server"
-	"github.com/gopcua/opcua/server/attrs"
 	"github.com/gopcua/opcua/ua"
 
 	"github.com/industryos/gateway/protocols/kit/testpeer"
 )
 
-type opcuaQuiet struct{}
-
-func (opcuaQuiet) Debug(string, ...any) {}
-func (opcuaQuiet) Info(string, ...any)  {}
-func (opcuaQuiet) Warn(string, ...any)  {}
-func (opcuaQuiet) Error(string, ...any) {}
-
-// opcuaPlant is a gopcua in-process server with one object,
+// opcuaPlant is the shared OPC UA test server with one object,
 // Root/Objects/Plant/Boiler1 {Temperature, Setpoint, Serial}.
 type opcuaPlant struct {
-	srv    *server.Server
-	ns     *server.NodeNameSpace
-	mu     sync.Mutex
-	temp   float64
-	tempN  *server.Node
-	writes chan string
+	*testpeer.OPCUAServer
 	url    string
+	writes chan string
 }
 
 func startOPCUAPlant(t *testing.T) *opcuaPlant {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	p := &opcuaPlant{temp: 20.5, writes: make(chan string, 64), url: fmt.Sprintf("opc.tcp://127.0.0.1:%d", port)}
-	p.srv = server.New(server.EndPoint("127.0.0.1", port),
-		server.EnableSecurity("None", ua.MessageSecurityModeNone),
-		server.EnableAuthMode(ua.UserTokenTypeAnonymous), server.SetLogger(opcuaQuiet{}))
-	p.ns = server.NewNodeNameSpace(p.srv, "Plant")
-	root, _ := p.srv.Namespace(0)
-	root.(*server.NodeNameSpace).Objects().AddRef(p.ns.Objects(), id.HasComponent, true)
-	boiler := server.NewNode(ua.NewStringNodeID(1, "Boiler1"), map[ua.AttributeID]*ua.DataValue{
-		ua.AttributeIDNodeClass:   server.DataValueFromValue(uint32(ua.NodeClassObject)),
-		ua.AttributeIDBrowseName:  server.DataValueFromValue(attrs.BrowseName("Boiler1")),
-		ua.AttributeIDDisplayName: server.DataValueFromValue(attrs.DisplayName("Boiler1", "Boiler1")),
-	}, nil, nil)
-	p.ns.AddNode(boiler)
-	p.ns.Objects().AddRef(boiler, id.Organizes, true)
-	add := func(n *server.Node) *server.Node {
-		p.ns.AddNode(n)
-		boiler.AddRef(n, id.HasComponent, true)
-		return n
-	}
-	// Temperature reads through a locked function, so the test can change
-	// it while the server reads it.
-	p.tempN = add(server.NewVariableNode(ua.NewStringNodeID(1, "Boiler1.Temperature"), "Temperature", func() *ua.DataValue {
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		return &ua.DataValue{EncodingMask: ua.DataValueValue | ua.DataValueSourceTimestamp, Value: ua.MustVariant(p.temp), SourceTimestamp: time.Now()}
-	}))
-	add(server.NewVariableNode(ua.NewStringNodeID(1, "Boiler1.Setpoint"), "Setpoint", int32(50)))
-	add(server.NewVariableNode(ua.NewStringNodeID(1, "Boiler1.Serial"), "Serial", "B-001"))
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case n := <-p.ns.ExternalNotification:
-				p.writes <- n.String()
-			}
-		}
-	}()
-	if err := p.srv.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		p.srv.Close()
-		cancel()
-		<-done
-	})
-	return p
+	s := testpeer.StartOPCUAServer(t, testpeer.OPCUAOptions{Build: func(s *testpeer.OPCUAServer) {
+		boiler := s.Folder(nil, ua.NewStringNodeID(1, "Boiler1"), "Boiler1")
+		s.Variable(boiler, ua.NewStringNodeID(1, "Boiler1.Temperature"), "Temperature", "Boiler1.Temperature", 20.5)
+		s.VariableFunc(boiler, ua.NewStringNodeID(1, "Boiler1.Setpoint"), "Setpoint", int32(50))
+		s.VariableFunc(boiler, ua.NewStringNodeID(1, "Boiler1.Serial"), "Serial", "B-001")
+	}})
+	return &opcuaPlant{OPCUAServer: s, url: s.URL(), writes: s.Writes}
 }
 
-func (p *opcuaPlant) setTemp(v float64) {
-	p.mu.Lock()
-	p.temp = v
-	p.mu.Unlock()
-	p.srv.ChangeNotification(p.tempN.ID())
-}
+func (p *opcuaPlant) setTemp(v float64) { p.Set("Boiler1.Temperature", v) }
 
 func opcuaConnectorConfig(url string) []byte {
 	return []byte(fmt.Sprintf(`{

@@ -197,7 +197,7 @@ func TestProvisioningRefusedKeepsRunning(t *testing.T) {
 	})
 	dir := t.TempDir()
 	gw := runBinary(t, writeProvisioningConfig(t, dir, m.Addr()))
-	testpeer.Eventually(t, 30*time.Second, 50*time.Millisecond, func() error {
+	testpeer.Eventually(t, 30*time.Second, "the provisioning failures to be logged", func() error {
 		n := 0
 		for _, l := range gw.logs.lines() {
 			if strings.Contains(l, "Provision data was not found!") {

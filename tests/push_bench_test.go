@@ -36,7 +36,7 @@ func BenchmarkCANToPlatform(b *testing.B) {
 		map[string][]byte{"can": []byte(cfg)})
 	g := startGateway(b, path, nil)
 	ctr := g.Counters()
-	testpeer.Eventually(b, 20*time.Second, 10*time.Millisecond, func() error {
+	testpeer.Eventually(b, 20*time.Second, "the gateway to connect and announce", func() error {
 		if ctr.Reconnects.Load() == 0 {
 			return fmt.Errorf("gateway not connected to the platform")
 		}

@@ -172,7 +172,7 @@ func TestPushSource(t *testing.T) {
 		t.Errorf("rpc reply: %s", r["data"])
 	}
 	send("v1/gateway/attributes", `{"device":"pushed-3","data":{"mode":"eco"}}`)
-	testpeer.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
+	testpeer.Eventually(t, 10*time.Second, "attribute mode=eco on the device", func() error {
 		if v := st.attribute("pushed-3/mode"); v != `"eco"` {
 			return fmt.Errorf("mode %q", v)
 		}
@@ -186,7 +186,7 @@ func TestPushSource(t *testing.T) {
 
 	// A source error restarts the connector; data keeps flowing after it.
 	st.fail <- errors.New("broker vanished")
-	testpeer.Eventually(t, 15*time.Second, 10*time.Millisecond, func() error {
+	testpeer.Eventually(t, 15*time.Second, "the source to be restarted", func() error {
 		if st.runs.Load() < 2 {
 			return errors.New("source not restarted")
 		}

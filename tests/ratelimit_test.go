@@ -107,7 +107,7 @@ func TestPlatformRateLimits(t *testing.T) {
 	if d := arrivals[len(arrivals)-1].at.Sub(arrivals[0].at); d < window {
 		t.Fatalf("everything arrived within %v", d)
 	}
-	testpeer.Eventually(t, 10*time.Second, 20*time.Millisecond, func() error {
+	testpeer.Eventually(t, 10*time.Second, "the journal to be acknowledged", func() error {
 		if c, l := g.Journal().Cursor(), g.Journal().LastSeq(); c < l {
 			return fmt.Errorf("journal acknowledged up to %d of %d", c, l)
 		}
@@ -187,7 +187,7 @@ func TestPlatformQuotaRefusalsAreResent(t *testing.T) {
 		got, err := telemetry(m)
 		return err == nil && len(missing(want, got)) == 0
 	})
-	testpeer.Eventually(t, 10*time.Second, 20*time.Millisecond, func() error {
+	testpeer.Eventually(t, 10*time.Second, "the journal to be acknowledged", func() error {
 		if c, l := g.Journal().Cursor(), g.Journal().LastSeq(); c < l {
 			return fmt.Errorf("journal acknowledged up to %d of %d", c, l)
 		}

@@ -93,7 +93,7 @@ func TestRequestConnectorEndToEnd(t *testing.T) {
 		return false
 	})
 	want := []string{`POST /sensor/SD8500/send_data {"send_data":"on"}`, `GET /sensor/SD8500/request/echo/41 `}
-	testpeer.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
+	testpeer.Eventually(t, 10*time.Second, "every expected request", func() error {
 		mu.Lock()
 		defer mu.Unlock()
 		for _, w := range want {

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -108,7 +107,7 @@ func TestRESTConnectorEndToEnd(t *testing.T) {
 	url := fmt.Sprintf("http://127.0.0.1:%d/my_devices", port)
 	body := `{"sensorName":"SN-1","sensorType":"thermo","sensorModel":"T1000","temp":21.5,"hum":"40.5"}`
 	// The server comes up with the connector; until then the port refuses.
-	testpeer.Eventually(t, 20*time.Second, 20*time.Millisecond, func() error {
+	testpeer.Eventually(t, 20*time.Second, "the REST connector to accept a post", func() error {
 		resp, err := http.Post(url, "application/json", strings.NewReader(body))
 		if err != nil {
 			return err
@@ -180,13 +179,7 @@ func TestRESTConnectorEndToEnd(t *testing.T) {
 // platform unreachable (data stays in the journal). A push answered 200 is
 // in the Badger journal after SIGKILL: the answer came after the commit.
 func TestRESTBinaryAnswerIsDurable(t *testing.T) {
-	curl, err := exec.LookPath("curl")
-	if err != nil {
-		if os.Getenv("IOTGW_REQUIRE_PEERS") == "1" {
-			t.Fatal("curl not installed (apt-get install curl) and IOTGW_REQUIRE_PEERS=1")
-		}
-		t.Skip("curl not installed: apt-get install curl")
-	}
+	curl := testpeer.NeedProgram(t, "curl", "curl")
 	port := testpeer.FreePort(t)
 	noBroker := fmt.Sprintf("127.0.0.1:%d", testpeer.FreePort(t))
 	dir := t.TempDir()
@@ -195,7 +188,7 @@ func TestRESTBinaryAnswerIsDurable(t *testing.T) {
 	cmd := startBinary(t, cfg)
 	url := fmt.Sprintf("http://127.0.0.1:%d/my_devices", port)
 	const ts = 1700000000000
-	testpeer.Eventually(t, 30*time.Second, 50*time.Millisecond, func() error {
+	testpeer.Eventually(t, 30*time.Second, "curl's post to be answered 200", func() error {
 		out, err := exec.Command(curl, "-sS", "-o", "/dev/null", "-w", "%{http_code}",
 			"-H", "Content-Type: application/json",
 			"-d", fmt.Sprintf(`{"sensorName":"SN-K","sensorType":"t","temp":1.5,"ts":%d}`, ts), url).CombinedOutput()

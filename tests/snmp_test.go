@@ -3,10 +3,6 @@ package tests
 import (
 	"context"
 	"fmt"
-	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -16,48 +12,17 @@ import (
 	"github.com/industryos/gateway/protocols/kit/testpeer"
 )
 
-// startSnmpd runs Debian's snmpd on a free loopback UDP port (v2c
-// communities public/private) and waits until it answers a get.
+// startSnmpd runs snmpd (v2c communities public/private) and a client of
+// it.
 func startSnmpd(t *testing.T) (int, *gosnmp.GoSNMP) {
 	t.Helper()
-	bin := "/usr/sbin/snmpd"
-	if _, err := os.Stat(bin); err != nil {
-		if os.Getenv("IOTGW_REQUIRE_PEERS") == "1" {
-			t.Fatal("snmpd not installed (apt-get install snmpd)")
-		}
-		t.Skip("snmpd not installed: apt-get install snmpd")
-	}
-	dir := t.TempDir()
-	conf := filepath.Join(dir, "snmpd.conf")
-	if err := os.WriteFile(conf, []byte("rocommunity public 127.0.0.1\nrwcommunity private 127.0.0.1\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := pc.LocalAddr().(*net.UDPAddr).Port
-	pc.Close()
-	cmd := exec.Command(bin, "-f", "-Lo", "-C", "-c", conf, "-p", filepath.Join(dir, "pid"), fmt.Sprintf("udp:127.0.0.1:%d", port))
-	cmd.Env = append(os.Environ(), "MIBS=", "SNMP_PERSISTENT_DIR="+dir)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	port := testpeer.StartSnmpd(t)
 	g := &gosnmp.GoSNMP{Target: "127.0.0.1", Port: uint16(port), Version: gosnmp.Version2c, Community: "public", Timeout: 200 * time.Millisecond}
 	if err := g.Connect(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { g.Conn.Close() })
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if _, err := g.Get([]string{".1.3.6.1.2.1.1.3.0"}); err == nil {
-			return port, g
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("snmpd did not answer on port %d", port)
-		}
-	}
+	return port, g
 }
 
 // TestSNMPEndToEnd: snmpd → gateway → mosquitto for polled values, and
@@ -100,7 +65,7 @@ func TestSNMPEndToEnd(t *testing.T) {
 		t.Errorf("getName: %s", r["data"])
 	}
 	send("v1/gateway/attributes", `{"device":"router","data":{"location":"hall 3"}}`)
-	testpeer.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
+	testpeer.Eventually(t, 10*time.Second, "sysLocation to be set", func() error {
 		p, err := g.Get([]string{".1.3.6.1.2.1.1.6.0"})
 		if err != nil {
 			return err

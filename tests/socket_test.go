@@ -28,32 +28,10 @@ func socketConnectorConfig(port int) []byte {
 }`, port))
 }
 
-func freeTCPPort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 // dialUntilUp connects to addr, retrying while the gateway starts its server.
 func dialUntilUp(t *testing.T, addr string) net.Conn {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		nc, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			t.Cleanup(func() { nc.Close() })
-			return nc
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("socket connector not listening on %s: %v", addr, err)
-		}
-		// Nothing to wait on in another process' listener: poll.
-		time.Sleep(20 * time.Millisecond)
-	}
+	return testpeer.Dial(t, addr)
 }
 
 func readExactly(t *testing.T, nc net.Conn, n int, what string) string {
@@ -86,7 +64,7 @@ func TestSocketConnectorBuiltBinary(t *testing.T) {
 func socketEndToEnd(t *testing.T, start func(path string)) {
 	platform := testpeer.StartMosquitto(t)
 	plat := testpeer.Subscribe(t, platform.Addr(), "v1/gateway/#")
-	port := freeTCPPort(t)
+	port := testpeer.FreePort(t)
 	path := writeConfig(t, t.TempDir(), platform.Addr(), `{"type": "memory"}`,
 		map[string][]byte{"socket": socketConnectorConfig(port)})
 	start(path)

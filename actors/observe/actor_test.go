@@ -10,6 +10,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/industryos/gateway/mailbox"
+	"github.com/industryos/gateway/protocols/kit/testpeer"
 	"github.com/industryos/gateway/supervisor"
 )
 
@@ -48,13 +49,7 @@ func spawnObserved(t *testing.T, sys *actor.ActorSystem, m *Metrics, name string
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testpeer.Eventually(t, testpeer.MinTimeout, what, testpeer.True(cond))
 }
 
 // TestActorMetrics: messages by type, processing time, mailbox depth and

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -121,12 +122,20 @@ func TestRemoteLogLevels(t *testing.T) {
 	waitFor(t, "4 records", func() bool { return len(p.records(t)) == 4 })
 	r.HandleGatewayAttributes(map[string]json.RawMessage{"RemoteLoggingLevel": json.RawMessage(`"NONE"`)})
 	log.Error().Msg("after NONE")
-	time.Sleep(50 * time.Millisecond)
+	// Lines go out in order: once a marker logged after it arrives, a line
+	// sent despite NONE would be there too.
+	r.HandleGatewayAttributes(map[string]json.RawMessage{"RemoteLoggingLevel": json.RawMessage(`"ERROR"`)})
+	log.Error().Msg("marker")
+	waitFor(t, "the marker", func() bool {
+		got := p.records(t)
+		return len(got) > 0 && strings.Contains(got[len(got)-1].Values["LOGS"], "marker")
+	})
 
 	got := p.records(t)
-	if len(got) != 4 {
+	if len(got) != 5 {
 		t.Fatalf("%d records: %+v", len(got), got)
 	}
+	got = got[:4]
 	checks := []struct{ key, level, text string }{
 		{"SERVICE_LOGS", "|DEBUG|", `debug for the platform only k="v 1"`},
 		{"CONNECTION_LOGS", "|INFO|", "connection info"},
@@ -216,7 +225,11 @@ func TestRemoteLogConnectors(t *testing.T) {
 	log := NewLogger(&bytes.Buffer{}, zerolog.Disabled, r)
 	r.SetLevel(zerolog.InfoLevel, true)
 	p := &platformStub{}
-	r.Start(Sink{Publish: p.publish, Connectors: func() map[string]bool { return map[string]bool{"Modbus A": true} }})
+	var ticks atomic.Int64 // Connectors is asked at every tick, just before the counters are sent
+	r.Start(Sink{Publish: p.publish, Connectors: func() map[string]bool {
+		ticks.Add(1)
+		return map[string]bool{"Modbus A": true}
+	}})
 	defer r.Stop()
 	log.Warn().Str("connector", "Modbus A").Str("device", "plc").Msg("poll failed")
 	log.Error().Str("connector", "Quiet \"B\"").Msg("not sent, but counted")
@@ -237,7 +250,10 @@ func TestRemoteLogConnectors(t *testing.T) {
 	}
 	// Counters are sent only when they change.
 	n := len(p.counters(t))
-	time.Sleep(100 * time.Millisecond)
+	// The second tick from now starts after the first one sent whatever it
+	// would send.
+	t0 := ticks.Load()
+	waitFor(t, "two more ticks", func() bool { return ticks.Load() >= t0+2 })
 	if m := len(p.counters(t)); m != n {
 		t.Errorf("unchanged counters sent again (%d → %d messages)", n, m)
 	}

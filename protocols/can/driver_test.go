@@ -21,7 +21,7 @@ import (
 )
 
 // waitTimeout bounds every wait on an event; tests never sleep to sync.
-const waitTimeout = 10 * time.Second
+const waitTimeout = 20 * time.Second
 
 const testCfg = `{"name":"t","interface":"virtual","channel":"%s","reconnectPeriod":0.05,
  "reportStrategy":{"type":"ON_REPORT_PERIOD","reportPeriod":60000},

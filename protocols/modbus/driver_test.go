@@ -14,6 +14,7 @@ import (
 
 	"github.com/industryos/gateway/protocols"
 	"github.com/industryos/gateway/protocols/kit/spec"
+	"github.com/industryos/gateway/protocols/kit/testpeer"
 	"github.com/industryos/gateway/protocols/modbus/sim"
 )
 
@@ -275,14 +276,9 @@ func TestExceptionKeepsLink(t *testing.T) {
 }
 
 func TestConnectionRefused(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
+	addr := fmt.Sprintf("127.0.0.1:%d", testpeer.FreePort(t))
 	d := simConnector(t, addr, "", twoKeys).devices[0]
-	_, err = d.Poll(context.Background())
+	_, err := d.Poll(context.Background())
 	if !errors.Is(err, ErrConnection) {
 		t.Fatalf("refused: %v", err)
 	}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"strings"
 	"testing"
 
@@ -14,28 +13,8 @@ import (
 
 	"github.com/industryos/gateway/protocols"
 	"github.com/industryos/gateway/protocols/kit/spec"
+	"github.com/industryos/gateway/protocols/kit/testpeer"
 )
-
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// pyMaster runs testdata/pymaster.py against port and returns its lines.
-func pyMaster(t testing.TB, port int, ops ...string) []string {
-	t.Helper()
-	needPymodbus(t)
-	out, err := exec.Command(systemPython, append([]string{"testdata/pymaster.py", fmt.Sprint(port)}, ops...)...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("pymaster %v: %v: %s", ops, err, out)
-	}
-	return strings.Split(strings.TrimSpace(string(out)), "\n")
-}
 
 // upstreamServerFile is upstream's default modbus.json with the server
 // enabled on port and the master section emptied (its slaves are not here).
@@ -62,7 +41,7 @@ func upstreamServerFile(t testing.TB, port int) []byte {
 // writes them, the reporting device polls what the master wrote, and its
 // shared attribute and RPC write the registers.
 func TestServerUpstreamDefault(t *testing.T) {
-	port := freePort(t)
+	port := testpeer.FreePort(t)
 	c := connector(t, upstreamServerFile(t, port))
 	if c.Config().Server == nil {
 		t.Fatal("server not configured")
@@ -81,14 +60,14 @@ func TestServerUpstreamDefault(t *testing.T) {
 	if !sameValue(tele["smm"], protocols.Int(12334)) || !sameValue(attrs["sm"], protocols.String("ON")) {
 		t.Errorf("poll: attributes %v telemetry %v", attrs, tele)
 	}
-	got := pyMaster(t, port, "hr:1:2", "hr:29:3", "co:5:1")
+	got := testpeer.PyMaster(t, port, "hr:1:2", "hr:29:3", "co:5:1")
 	want := []string{"hr 1 [20302,11824]", "hr 29 [56068,0,5632]", "co 5 [0]"} // "ON"; 1243 as 32int LITTLE/LITTLE; 22 as 16int LITTLE
 	if strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Errorf("master read %q, want %q", got, want)
 	}
 
 	// A master's write becomes the device's next reading.
-	if got := pyMaster(t, port, "whr:2:"+fmt.Sprint(0x3930)); got[0] != "ok" { // 12345 little-endian
+	if got := testpeer.PyMaster(t, port, "whr:2:"+fmt.Sprint(0x3930)); got[0] != "ok" { // 12345 little-endian
 		t.Fatalf("write: %v", got)
 	}
 	r, err = d.Poll(context.Background())
@@ -105,13 +84,13 @@ func TestServerUpstreamDefault(t *testing.T) {
 	}
 	rpc(t, d, "setValue", "7")
 	// 32int 70000 = 0x00011170, LITTLE/LITTLE: words [0x7011, 0x0100]; 16int 7 LITTLE = 0x0700.
-	if got := pyMaster(t, port, "hr:29:3"); got[0] != fmt.Sprintf("hr 29 [%d,%d,%d]", 0x7011, 0x0100, 0x0700) {
+	if got := testpeer.PyMaster(t, port, "hr:29:3"); got[0] != fmt.Sprintf("hr 29 [%d,%d,%d]", 0x7011, 0x0100, 0x0700) {
 		t.Errorf("after platform writes: %v", got)
 	}
 }
 
 func TestServerNotStartedUnlessReported(t *testing.T) {
-	port := freePort(t)
+	port := testpeer.FreePort(t)
 	raw := fmt.Sprintf(`{"master":{"slaves":[]},"slave":{"type":"tcp","host":"127.0.0.1","port":%d,"deviceName":"s","pollPeriod":100}}`, port)
 	c := connector(t, []byte(raw))
 	if c.Config().Server != nil || len(c.Devices()) != 0 {
@@ -196,7 +175,7 @@ func BenchmarkServerStore(b *testing.B) {
 // BenchmarkServerPoll polls the reporting device of a served slave over
 // loopback TCP (the whole server path: client, library server, store, codec).
 func BenchmarkServerPoll(b *testing.B) {
-	port := freePort(b)
+	port := testpeer.FreePort(b)
 	raw := fmt.Sprintf(`{"slave":{"host":"127.0.0.1","port":%d,"sendDataToThingsBoard":true,"deviceName":"s","pollPeriod":100,
 	 "byteOrder":"BIG","values":{"holding_registers":{"timeseries":[
 	  {"tag":"a","type":"32float","address":0,"objectsCount":2,"value":1.5},

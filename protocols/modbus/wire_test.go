@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/industryos/gateway/protocols"
+	"github.com/industryos/gateway/protocols/kit/testpeer"
 )
 
 // The wire tests run the driver against pymodbus's server over a real
@@ -50,7 +51,7 @@ func wantUnit(t *testing.T, d *Device, unit int) {
 
 // exercise polls every device concurrently (the link must serialize them)
 // and runs a write and an RPC on each.
-func exercise(t *testing.T, c *Connector, py *pySlave) {
+func exercise(t *testing.T, c *Connector, py *testpeer.PySlave) {
 	var wg sync.WaitGroup
 	for _, d := range c.Devices() {
 		d := d.(*Device)
@@ -88,15 +89,15 @@ func exercise(t *testing.T, c *Connector, py *pySlave) {
 }
 
 func TestWireSerialRTUTwoSlaves(t *testing.T) {
-	a, b := ptyPair(t)
-	py := startPySlave(t, "serial", "rtu", b, "1,2")
+	a, b := testpeer.PtyPair(t)
+	py := testpeer.StartPySlave(t, "serial", "rtu", b, "1,2")
 	dev := fmt.Sprintf(`"type":"serial","method":"rtu","port":%q,"baudrate":9600`, a)
 	c := connector(t, []byte(`{"master":{"slaves":[`+wireSlave(dev, 1, "")+","+wireSlave(dev, 2, "")+`]}}`))
 	exercise(t, c, py)
 }
 
 func TestWireRTUOverTCP(t *testing.T) {
-	py := startPySlave(t, "tcp", "rtu", "0", "1,2")
+	py := testpeer.StartPySlave(t, "tcp", "rtu", "0", "1,2")
 	dev := fmt.Sprintf(`"type":"tcp","method":"rtu","host":"127.0.0.1","port":%s`, py.Port)
 	c := connector(t, []byte(`{"master":{"slaves":[`+wireSlave(dev, 1, "")+","+wireSlave(dev, 2, "")+`]}}`))
 	if ep := c.Devices()[0].(*Device).cfg.Endpoint(); !strings.HasPrefix(ep, "rtuovertcp://") {
@@ -106,14 +107,14 @@ func TestWireRTUOverTCP(t *testing.T) {
 }
 
 func TestWireUDP(t *testing.T) {
-	py := startPySlave(t, "udp", "socket", "0", "1,2")
+	py := testpeer.StartPySlave(t, "udp", "socket", "0", "1,2")
 	dev := fmt.Sprintf(`"type":"udp","method":"socket","host":"127.0.0.1","port":%s`, py.Port)
 	c := connector(t, []byte(`{"master":{"slaves":[`+wireSlave(dev, 1, "")+","+wireSlave(dev, 2, "")+`]}}`))
 	exercise(t, c, py)
 }
 
 func TestWireRTUOverUDP(t *testing.T) {
-	py := startPySlave(t, "udp", "rtu", "0", "3")
+	py := testpeer.StartPySlave(t, "udp", "rtu", "0", "3")
 	dev := fmt.Sprintf(`"type":"udp","method":"rtu","host":"127.0.0.1","port":%s`, py.Port)
 	c := connector(t, []byte(`{"master":{"slaves":[`+wireSlave(dev, 3, "")+`]}}`))
 	exercise(t, c, py)
@@ -122,8 +123,8 @@ func TestWireRTUOverUDP(t *testing.T) {
 // A slave that stops answering times out; the other slave on the line keeps
 // answering between its timeouts, and the dead one recovers once it answers.
 func TestWireSerialDeadSlave(t *testing.T) {
-	a, b := ptyPair(t)
-	py := startPySlave(t, "serial", "rtu", b, "1,2")
+	a, b := testpeer.PtyPair(t)
+	py := testpeer.StartPySlave(t, "serial", "rtu", b, "1,2")
 	dev := fmt.Sprintf(`"type":"serial","method":"rtu","port":%q,"baudrate":9600`, a)
 	c := connector(t, []byte(`{"master":{"slaves":[`+wireSlave(dev, 1, "")+","+wireSlave(dev, 2, "")+`]}}`))
 	one, two := c.Device("unit1"), c.Device("unit2")
@@ -155,8 +156,8 @@ func TestWireUpstreamSerialFile(t *testing.T) {
 	if err != nil {
 		t.Skipf("upstream config corpus absent: %v", err)
 	}
-	a, b := ptyPair(t)
-	py := startPySlave(t, "serial", "rtu", b, "1")
+	a, b := testpeer.PtyPair(t)
+	py := testpeer.StartPySlave(t, "serial", "rtu", b, "1")
 	file := strings.Replace(string(raw), `"/dev/tty0"`, fmt.Sprintf("%q", a), 1)
 	if file == string(raw) {
 		t.Fatal("port /dev/tty0 not found in modbus_serial.json")
@@ -192,8 +193,8 @@ func TestWireUpstreamSerialFile(t *testing.T) {
 // BenchmarkWireSerialPoll polls one unit (5 keys, 4 requests) of pymodbus's
 // serial RTU server over a pty pair: the serial path end to end.
 func BenchmarkWireSerialPoll(b *testing.B) {
-	a, pb := ptyPair(b)
-	startPySlave(b, "serial", "rtu", pb, "1")
+	a, pb := testpeer.PtyPair(b)
+	testpeer.StartPySlave(b, "serial", "rtu", pb, "1")
 	dev := fmt.Sprintf(`"type":"serial","method":"rtu","port":%q,"baudrate":9600`, a)
 	c := connector(b, []byte(`{"master":{"slaves":[`+wireSlave(dev, 1, "")+`]}}`))
 	d := c.Device("unit1")

@@ -70,7 +70,7 @@ func run(t testing.TB, c *Connector, s protocols.Sink) {
 // connection in order, so its PUBACK means it processed our acks too.
 func ackBarrier(t testing.TB, c *Connector, n uint64) {
 	t.Helper()
-	testpeer.Eventually(t, 10*time.Second, 5*time.Millisecond, func() error {
+	testpeer.Eventually(t, 10*time.Second, "the connection", func() error {
 		l := c.cur.Load()
 		if l == nil {
 			return fmt.Errorf("not connected")

@@ -15,7 +15,7 @@ import (
 	"github.com/industryos/gateway/protocols/kit/sinktest"
 )
 
-const wait = 15 * time.Second
+const wait = 30 * time.Second
 
 func plantConfig(url string, subscriptions bool, extra string) string {
 	return fmt.Sprintf(`{
@@ -129,8 +129,8 @@ func TestSourceTimestamp(t *testing.T) {
 	run(t, c, sink)
 	sink.Wait(t, wait, "first data", func() bool { _, ok := latest(sink, "Sensor SN-1", "humidity"); return ok })
 	src := time.Date(2020, 1, 2, 3, 4, 5, 0, time.UTC)
-	ts.vals.set("Device1.Humidity", float32(55), src)
-	ts.srv.ChangeNotification(ts.nodes["Device1.Humidity"].ID())
+	ts.Values.Set("Device1.Humidity", float32(55), src)
+	ts.Server.ChangeNotification(ts.Nodes["Device1.Humidity"].ID())
 	sink.Wait(t, wait, "humidity with source ts", func() bool {
 		for _, p := range sink.Pushes() {
 			for _, dp := range p.Reading.Telemetry {
@@ -162,12 +162,12 @@ func TestWritesLand(t *testing.T) {
 	if err != nil || len(ignored) != 1 || ignored[0] != "other" {
 		t.Fatalf("UpdateAttributes = %v, %v", ignored, err)
 	}
-	if got := ts.vals.get("Device2.Setpoint"); got != nil {
+	if got := ts.Values.Get("Device2.Setpoint"); got != nil {
 		// the server replaced its value function: read through the node
 		_ = got
 	}
 	waitWrite(t, ts, "ns=1;s=Device2.Setpoint")
-	if v := ts.nodes["Device2.Setpoint"].Value().Value.Value(); v != int64(42) {
+	if v := ts.Nodes["Device2.Setpoint"].Value().Value.Value(); v != int64(42) {
 		t.Fatalf("Device2.Setpoint = %v (%T), want 42", v, v)
 	}
 
@@ -224,7 +224,7 @@ func waitWrite(t *testing.T, ts *testServer, node string) {
 	timeout := time.After(wait)
 	for {
 		select {
-		case n := <-ts.writes:
+		case n := <-ts.Writes:
 			if n == node {
 				return
 			}
@@ -271,14 +271,14 @@ func TestDeadSubscriptionIsRecreated(t *testing.T) {
 	_, items := ts.counts()
 	// The server drops the subscription while the session lives: the
 	// client keeps reporting Connected and nothing arrives (upstream #910).
-	ts.srv.SubscriptionService.Mu.Lock()
+	ts.Server.SubscriptionService.Mu.Lock()
 	var ids []uint32
-	for id := range ts.srv.SubscriptionService.Subs {
+	for id := range ts.Server.SubscriptionService.Subs {
 		ids = append(ids, id)
 	}
-	ts.srv.SubscriptionService.Mu.Unlock()
+	ts.Server.SubscriptionService.Mu.Unlock()
 	for _, id := range ids {
-		ts.srv.SubscriptionService.DeleteSubscription(id)
+		ts.Server.SubscriptionService.DeleteSubscription(id)
 	}
 	sink.Wait(t, 3*wait, "a probe", func() bool { return c.stats.Probes.Load() >= 1 })
 	ts.set("Device1.Temperature", 23.5)
@@ -314,9 +314,7 @@ func TestBadStatusIsSentAndCounted(t *testing.T) {
 	sink := sinktest.New()
 	run(t, c, sink)
 	sink.Wait(t, wait, "first data", func() bool { _, ok := latest(sink, "Sensor SN-1", "temperature"); return ok })
-	ts.vals.mu.Lock()
-	ts.vals.m["Device1.Temperature"] = &ua.DataValue{EncodingMask: ua.DataValueStatusCode, Status: ua.StatusBadSensorFailure}
-	ts.vals.mu.Unlock()
+	ts.Values.SetDataValue("Device1.Temperature", &ua.DataValue{EncodingMask: ua.DataValueStatusCode, Status: ua.StatusBadSensorFailure})
 	want := "Bad status code: BadSensorFailure for node: ns=1;s=Device1.Temperature"
 	sink.Wait(t, wait, "bad status value", func() bool { v, _ := latest(sink, "Sensor SN-1", "temperature"); return v == want })
 	if m := sink.MalformedReports(); len(m) == 0 || !strings.Contains(m[0].String(), "BadSensorFailure") {

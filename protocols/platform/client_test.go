@@ -104,6 +104,7 @@ func startClient(t *testing.T, cfg Config) *harness {
 
 func (h *harness) waitUp(timeout time.Duration) {
 	h.t.Helper()
+	timeout = testpeer.Timeout(timeout)
 	select {
 	case <-h.ups:
 	case <-time.After(timeout):
@@ -116,6 +117,7 @@ func (h *harness) waitUp(timeout time.Duration) {
 
 func (h *harness) waitDown(timeout time.Duration) error {
 	h.t.Helper()
+	timeout = testpeer.Timeout(timeout)
 	select {
 	case err := <-h.downs:
 		return err
@@ -125,8 +127,21 @@ func (h *harness) waitDown(timeout time.Duration) error {
 	}
 }
 
+// waitFailedAttempt waits until a connection attempt failed: what a test
+// that proves the client does not connect waits for instead of a sleep.
+func (h *harness) waitFailedAttempt() {
+	h.t.Helper()
+	testpeer.Eventually(h.t, 20*time.Second, "a failed connection attempt", func() error {
+		if !strings.Contains(h.log.String(), "platform connection attempt failed") {
+			return fmt.Errorf("stats %+v", h.c.Stats())
+		}
+		return nil
+	})
+}
+
 func (h *harness) waitMsg(topic string, timeout time.Duration) inbound {
 	h.t.Helper()
+	timeout = testpeer.Timeout(timeout)
 	deadline := time.After(timeout)
 	for {
 		select {
@@ -238,7 +253,7 @@ func TestClientPublishInFlightWhenBrokerDies(t *testing.T) {
 
 	res := make(chan error, 1)
 	go func() { res <- h.publish(TopicTelemetry, []byte(`{"A":[]}`)) }()
-	testpeer.Eventually(t, 5*time.Second, 5*time.Millisecond, func() error {
+	testpeer.Eventually(t, 5*time.Second, "the publish to be in flight", func() error {
 		if h.c.Stats().Inflight != 1 {
 			return errors.New("publish not in flight yet")
 		}
@@ -272,13 +287,21 @@ func TestClientAuthRejectedBacksOff(t *testing.T) {
 	cfg.ReconnectMin, cfg.ReconnectMax = 100*time.Millisecond, 400*time.Millisecond
 	h := startClient(t, cfg)
 
-	// Delays 0, 100, 200, 400, 400 ms...: about 5 attempts in 1.5s. A
-	// client without backoff would make hundreds.
-	time.Sleep(1500 * time.Millisecond)
-	n := m.AuthAttempts()
-	if n < 3 || n > 10 {
-		t.Errorf("%d connection attempts in 1.5s, want 3..10", n)
+	// Delays 0, 100, 200, 400, 400 ms (-10% jitter at most): the fifth
+	// attempt comes a second after the first at the earliest. A client
+	// without backoff would get there in milliseconds. A loaded machine can
+	// only make it later, so this bound holds there too.
+	start := time.Now()
+	testpeer.Eventually(t, 20*time.Second, "5 attempts and 3 logged rejections", func() error {
+		if n, l := m.AuthAttempts(), strings.Count(h.log.String(), "platform rejected credentials"); n < 5 || l < 3 {
+			return fmt.Errorf("%d attempts, %d logged", n, l)
+		}
+		return nil
+	})
+	if d := time.Since(start); d < 900*time.Millisecond {
+		t.Errorf("5 connection attempts in %v, want a second at least", d)
 	}
+	n := m.AuthAttempts()
 	if h.c.Connected() {
 		t.Error("connected with a wrong token")
 	}
@@ -345,11 +368,18 @@ func TestClientSessionLimits(t *testing.T) {
 		len(lim.Gateway.TelemetryDataPoints) != 1 || lim.Gateway.TelemetryDataPoints[0].Count != 400 {
 		t.Errorf("limits %+v", lim)
 	}
-	// The answer is consumed internally, never delivered to OnMessage.
+	// The answer is consumed internally, never delivered to OnMessage: the
+	// first message delivered is a marker the platform sent after it.
+	if err := platform.Publish(context.Background(), TopicMeAttributes, []byte(`{"marker":1}`), 1); err != nil {
+		t.Fatal(err)
+	}
 	select {
 	case in := <-h.msgs:
-		t.Errorf("unexpected message %+v", in)
-	case <-time.After(100 * time.Millisecond):
+		if in.topic != TopicMeAttributes || in.payload != `{"marker":1}` {
+			t.Errorf("unexpected message %+v", in)
+		}
+	case <-time.After(testpeer.MinTimeout):
+		t.Fatal("the marker did not arrive")
 	}
 }
 
@@ -493,7 +523,7 @@ func TestClientTLS(t *testing.T) {
 	})
 	t.Run("unknown CA fails verification", func(t *testing.T) {
 		h := startClient(t, base)
-		time.Sleep(time.Second)
+		h.waitFailedAttempt()
 		if h.c.Connected() {
 			t.Fatal("connected to a server signed by an unknown CA")
 		}
@@ -514,7 +544,7 @@ func TestClientTLS(t *testing.T) {
 		cfg := base
 		cfg.Security = Security{AccessToken: "tok"}
 		h := startClient(t, cfg)
-		time.Sleep(500 * time.Millisecond)
+		h.waitFailedAttempt()
 		if h.c.Connected() {
 			t.Fatal("plain MQTT connected to a TLS listener")
 		}
@@ -537,7 +567,7 @@ func TestClientX509Certificate(t *testing.T) {
 		cfg := base
 		cfg.Security = Security{Type: SecurityTLSAccessToken, AccessToken: "tok", CACert: files.CACert}
 		h := startClient(t, cfg)
-		time.Sleep(500 * time.Millisecond)
+		h.waitFailedAttempt()
 		if h.c.Connected() {
 			t.Fatal("connected without the required client certificate")
 		}

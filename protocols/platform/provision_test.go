@@ -8,8 +8,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,8 +17,6 @@ import (
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/hooks/auth"
-	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/industryos/gateway/protocols/kit/testpeer"
@@ -201,7 +197,7 @@ func TestProvisionRefused(t *testing.T) {
 	platformSide(t, mq.Addr(), r)
 	dir := t.TempDir()
 	h := startClient(t, provisioningConfig(mq.Addr(), dir))
-	testpeer.Eventually(t, 10*time.Second, 20*time.Millisecond, func() error {
+	testpeer.Eventually(t, 10*time.Second, "a provisioning retry", func() error {
 		if r.count() < 2 {
 			return errors.New("no retry yet")
 		}
@@ -441,21 +437,10 @@ func TestProvisionX509ThenConnectsWithTheCertificate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := mqtt.New(&mqtt.Options{InlineClient: true, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err := srv.AddHook(new(auth.AllowHook), nil); err != nil {
-		t.Fatal(err)
-	}
 	// The platform asks for a client certificate but, like the provisioning
 	// endpoint, does not require one.
-	l := listeners.NewTCP(listeners.Config{ID: "tls", Address: "127.0.0.1:0",
-		TLSConfig: &tls.Config{Certificates: []tls.Certificate{pair}, ClientAuth: tls.RequestClientCert, MinVersion: tls.VersionTLS12}})
-	if err := srv.AddListener(l); err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Serve(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Close() })
+	m := testpeer.StartMochi(t, testpeer.MochiTLS(&tls.Config{Certificates: []tls.Certificate{pair}, ClientAuth: tls.RequestClientCert, MinVersion: tls.VersionTLS12}))
+	srv := m.Server
 	r := &responder{answer: func(req provisionRequest) any {
 		return map[string]any{"status": "SUCCESS", "credentialsType": "X509_CERTIFICATE", "credentialsValue": req.Hash}
 	}}
@@ -467,7 +452,7 @@ func TestProvisionX509ThenConnectsWithTheCertificate(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	cfg := provisioningConfig(l.Address(), dir)
+	cfg := provisioningConfig(m.Addr(), dir)
 	cfg.Provisioning.Type = ProvisionX509
 	cfg.Provisioning.CACert = tf.CACert
 	h := startClient(t, cfg)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/industryos/gateway/protocols"
 	"github.com/industryos/gateway/protocols/kit/sinktest"
+	"github.com/industryos/gateway/protocols/kit/testpeer"
 )
 
 // testFile is a connector on a free loopback port with every kind of
@@ -334,13 +335,7 @@ func TestResponseExpected(t *testing.T) {
 
 func testWait(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testpeer.Eventually(t, testpeer.MinTimeout, what, testpeer.True(cond))
 }
 
 // device is a test device's HTTP side: it records what the gateway sends.
@@ -433,23 +428,9 @@ func newLocalServer(t *testing.T, h http.Handler) string {
 	return "http://" + ln.Addr().String()
 }
 
-// needPeer finds a peer binary; without it the test skips, unless CI
-// requires every peer.
-func needPeer(t *testing.T, name, pkg string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("IOTGW_REQUIRE_PEERS") == "1" {
-			t.Fatalf("%s not installed (apt-get install %s) and IOTGW_REQUIRE_PEERS=1", name, pkg)
-		}
-		t.Skipf("%s not installed: apt-get install %s", name, pkg)
-	}
-	return p
-}
-
 // TestCurl: the Debian curl client pushes JSON and gets upstream's answers.
 func TestCurl(t *testing.T) {
-	curl := needPeer(t, "curl", "curl")
+	curl := testpeer.NeedProgram(t, "curl", "curl")
 	_, s, base := startConnector(t, testFile)
 	run := func(args ...string) (string, string) {
 		t.Helper()

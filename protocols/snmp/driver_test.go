@@ -5,68 +5,20 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/gosnmp/gosnmp"
-
 	"github.com/industryos/gateway/protocols"
 	"github.com/industryos/gateway/protocols/kit/spec"
+	"github.com/industryos/gateway/protocols/kit/testpeer"
 )
 
-// startSnmpd runs Debian's snmpd on a free loopback UDP port with a v2c
-// community pair and a v3 authPriv user, and waits until it answers.
+// startSnmpd runs snmpd with a v3 authPriv user besides the v2c
+// communities.
 func startSnmpd(t *testing.T) int {
 	t.Helper()
-	bin, err := exec.LookPath("snmpd")
-	if err != nil {
-		bin = "/usr/sbin/snmpd"
-		if _, err := os.Stat(bin); err != nil {
-			if os.Getenv("IOTGW_REQUIRE_PEERS") == "1" {
-				t.Fatal("snmpd not installed (apt-get install snmpd)")
-			}
-			t.Skip("snmpd not installed: apt-get install snmpd")
-		}
-	}
-	dir := t.TempDir()
-	conf := filepath.Join(dir, "snmpd.conf")
-	if err := os.WriteFile(conf, []byte(`rocommunity public 127.0.0.1
-rwcommunity private 127.0.0.1
-createUser gateway SHA-256 "auth-secret-1" AES "priv-secret-1"
-rwuser gateway priv
-`), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := pc.LocalAddr().(*net.UDPAddr).Port
-	pc.Close()
-	cmd := exec.Command(bin, "-f", "-Lo", "-C", "-c", conf, "-p", filepath.Join(dir, "pid"), fmt.Sprintf("udp:127.0.0.1:%d", port))
-	cmd.Env = append(os.Environ(), "MIBS=", "SNMP_PERSISTENT_DIR="+dir)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	g := &gosnmp.GoSNMP{Target: "127.0.0.1", Port: uint16(port), Version: gosnmp.Version2c, Community: "public", Timeout: 200 * time.Millisecond}
-	if err := g.Connect(); err != nil {
-		t.Fatal(err)
-	}
-	defer g.Conn.Close()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if _, err := g.Get([]string{".1.3.6.1.2.1.1.3.0"}); err == nil {
-			return port
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("snmpd did not answer on port %d", port)
-		}
-	}
+	return testpeer.StartSnmpd(t, `createUser gateway SHA-256 "auth-secret-1" AES "priv-secret-1"`, "rwuser gateway priv")
 }
 
 func parse(t *testing.T, js string) *Connector {

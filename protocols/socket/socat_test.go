@@ -4,28 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/industryos/gateway/protocols"
+	"github.com/industryos/gateway/protocols/kit/testpeer"
 )
-
-// needPeer returns the path of a peer program, skipping the test when it
-// is missing unless IOTGW_REQUIRE_PEERS=1 (CI), which fails it instead.
-func needPeer(t *testing.T, name, pkg string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("IOTGW_REQUIRE_PEERS") == "1" {
-			t.Fatalf("%s not found (Debian package %s) and IOTGW_REQUIRE_PEERS=1", name, pkg)
-		}
-		t.Skipf("%s not found (Debian package %s)", name, pkg)
-	}
-	return p
-}
 
 // socatPeer runs socat between a pipe the test writes and the server.
 type socatPeer struct {
@@ -35,7 +21,7 @@ type socatPeer struct {
 
 func startSocat(t *testing.T, target string) *socatPeer {
 	t.Helper()
-	bin := needPeer(t, "socat", "socat")
+	bin := testpeer.NeedProgram(t, "socat", "socat")
 	cmd := exec.Command(bin, "-t", "30", "-", target)
 	in, err := cmd.StdinPipe()
 	if err != nil {

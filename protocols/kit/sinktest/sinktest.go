@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/industryos/gateway/protocols"
+	"github.com/industryos/gateway/protocols/kit/testpeer"
 )
 
 // LinkEvent is one Sink.Link call.
@@ -467,26 +468,13 @@ func (s *Recorder) WhenPushed(n int) <-chan struct{} {
 // (a connector's counters, a server's state), which no Sink call signals.
 const pollEvery = 50 * time.Millisecond
 
-// Wait blocks until cond holds and fails t after timeout. cond is checked
-// at once, after every change, and every 50 ms for what changes without
-// a Sink call; it runs without the Recorder's lock, so it may call any
-// accessor (and must not block).
+// Wait blocks until cond holds and fails t after timeout (at least
+// testpeer.MinTimeout). cond is checked at once, after every change, and
+// every 50 ms for what changes without a Sink call; it runs without the
+// Recorder's lock, so it may call any accessor (and must not block).
 func (s *Recorder) Wait(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
-	tick := time.NewTicker(pollEvery)
-	defer tick.Stop()
-	for {
-		ch := s.Changed()
-		if cond() {
-			return
-		}
-		select {
-		case <-ch:
-		case <-tick.C:
-		case <-deadline.C:
-			t.Fatalf("timed out after %v waiting for %s; sink: %v", timeout, what, s)
-		}
-	}
+	w := testpeer.Waiter{Timeout: timeout, Poll: pollEvery, Changed: s.Changed,
+		Describe: func() string { return "sink: " + s.String() }}
+	w.Until(t, what, testpeer.True(cond))
 }

@@ -2,6 +2,7 @@ package testpeer
 
 import (
 	"bytes"
+	"crypto/tls"
 	"io"
 	"log/slog"
 	"net"
@@ -34,6 +35,7 @@ type mochiOptions struct {
 	port     int
 	logger   *slog.Logger
 	caps     func(*mqtt.Capabilities)
+	tls      *tls.Config
 }
 
 // MochiOption configures StartMochi.
@@ -76,6 +78,10 @@ func MochiCapabilities(fn func(*mqtt.Capabilities)) MochiOption {
 	return func(o *mochiOptions) { o.caps = fn }
 }
 
+// MochiTLS makes the listener speak TLS with cfg, e.g. a certificate
+// from GenerateTLS and a ClientAuth policy.
+func MochiTLS(cfg *tls.Config) MochiOption { return func(o *mochiOptions) { o.tls = cfg } }
+
 // MochiLogger sets the broker's logger (silent by default).
 func MochiLogger(l *slog.Logger) MochiOption { return func(o *mochiOptions) { o.logger = l } }
 
@@ -105,7 +111,7 @@ func StartMochi(t testing.TB, opts ...MochiOption) *Mochi {
 		t.Fatalf("testpeer: mochi hook: %v", err)
 	}
 	addr := "127.0.0.1:" + strconv.Itoa(o.port)
-	tcp := listeners.NewTCP(listeners.Config{ID: "tcp", Address: addr})
+	tcp := listeners.NewTCP(listeners.Config{ID: "tcp", Address: addr, TLSConfig: o.tls})
 	if err := srv.AddListener(tcp); err != nil {
 		t.Fatalf("testpeer: mochi listen %s: %v", addr, err)
 	}

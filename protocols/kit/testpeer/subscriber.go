@@ -172,6 +172,7 @@ func (s *Subscriber) waitReady(timeout time.Duration) error {
 
 // waitState waits until cond, evaluated under s.mu, holds.
 func (s *Subscriber) waitState(timeout time.Duration, cond func() bool) error {
+	timeout = Timeout(timeout)
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	for {
@@ -252,6 +253,7 @@ func (s *Subscriber) Wait(ctx context.Context, cond func([]Msg) bool) ([]Msg, er
 // arrive. Call it from the test goroutine.
 func (s *Subscriber) WaitFor(t testing.TB, timeout time.Duration, cond func([]Msg) bool) []Msg {
 	t.Helper()
+	timeout = Timeout(timeout)
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	msgs, err := s.Wait(ctx, cond)

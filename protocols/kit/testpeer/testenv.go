@@ -1,6 +1,10 @@
-// Package testpeer runs real MQTT brokers and observers for end-to-end tests:
-// mosquitto as an external process, mochi embedded, both on free loopback
-// ports and torn down with t.Cleanup.
+// Package testpeer holds what tests share: the one way to wait (Waiter,
+// Eventually; no fixed sleeps), and the real peers, started on free
+// loopback ports and torn down with t.Cleanup: MQTT brokers (mosquitto as
+// an external process, mochi embedded) and subscribers, an OPC UA server,
+// snmpd, pymodbus slave and master, socat pty pairs and TLS certificates.
+// A missing peer program skips its test, or fails it under
+// IOTGW_REQUIRE_PEERS=1.
 package testpeer
 
 import (
@@ -23,41 +27,39 @@ func FreePort(t testing.TB) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// Eventually calls cond every step until it returns nil, and fails the test
-// with cond's last error after timeout. Prefer a condition signalled by the
-// code under test (Subscriber.WaitFor); this is for state that can only be
-// polled.
-func Eventually(t testing.TB, timeout, step time.Duration, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("testpeer: condition not met within %s: %v", timeout, err)
-		}
-		time.Sleep(step)
-	}
-}
-
 // waitListening dials addr until it accepts or alive reports the server
 // gone.
 func waitListening(addr string, timeout time.Duration, alive func() bool) error {
-	deadline := time.Now().Add(timeout)
-	for {
+	var gone error
+	err := Waiter{Timeout: timeout, Poll: 20 * time.Millisecond}.Wait("a listener on "+addr, func() error {
 		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
 		if err == nil {
 			c.Close()
 			return nil
 		}
 		if !alive() {
-			return fmt.Errorf("server exited before listening on %s", addr)
+			gone = fmt.Errorf("server exited before listening on %s", addr)
+			return nil
 		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("nothing listening on %s after %s: %w", addr, timeout, err)
-		}
-		time.Sleep(20 * time.Millisecond)
+		return err
+	})
+	if gone != nil {
+		return gone
 	}
+	return err
+}
+
+// Dial connects to addr over TCP, retrying until something listens there
+// (a server another goroutine or process is starting), and closes the
+// connection when the test ends.
+func Dial(t testing.TB, addr string) net.Conn {
+	t.Helper()
+	var nc net.Conn
+	Eventually(t, MinTimeout, "a listener on "+addr, func() error {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		nc = c
+		return err
+	})
+	t.Cleanup(func() { nc.Close() })
+	return nc
 }

@@ -33,7 +33,7 @@ func TestFreePort(t *testing.T) {
 
 func TestEventually(t *testing.T) {
 	var n atomic.Int32
-	Eventually(t, 2*time.Second, time.Millisecond, func() error {
+	Eventually(t, 2*time.Second, "the fifth call", func() error {
 		if n.Add(1) < 5 {
 			return errors.New("not yet")
 		}
@@ -67,7 +67,7 @@ func TestMosquittoRestartKeepsSessions(t *testing.T) {
 	sub.WaitTopic(t, 10*time.Second, "a/2", 1)
 	// The queued message can arrive from the resumed session before the
 	// re-subscription completes, so wait for it rather than check at once.
-	Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
+	Eventually(t, 10*time.Second, "the resubscription", func() error {
 		if n := sub.Subscriptions(); n < 2 {
 			return fmt.Errorf("subscriber did not resubscribe: %d", n)
 		}

@@ -3,12 +3,15 @@ package sim
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log"
 	"testing"
 	"time"
 
 	"github.com/simonvetter/modbus"
+
+	"github.com/industryos/gateway/protocols/kit/testpeer"
 )
 
 func client(t *testing.T, s *Sim, timeout time.Duration) *modbus.ModbusClient {
@@ -134,13 +137,12 @@ func TestFailingAndSilent(t *testing.T) {
 		_, err := c2.ReadRegisters(0, 1, modbus.HOLDING_REGISTER)
 		done <- err
 	}()
-	deadline := time.Now().Add(5 * time.Second)
-	for s.Requests() < 4 { // wait for the request to arrive
-		if time.Now().After(deadline) {
-			t.Fatal("request never arrived")
+	testpeer.Eventually(t, testpeer.MinTimeout, "the request to arrive", func() error {
+		if n := s.Requests(); n < 4 {
+			return fmt.Errorf("%d requests", n)
 		}
-		time.Sleep(time.Millisecond)
-	}
+		return nil
+	})
 	s.Close()
 	if err := <-done; err == nil {
 		t.Error("request answered after Close")

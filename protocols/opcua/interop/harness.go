@@ -18,7 +18,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -29,6 +28,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/industryos/gateway/protocols/kit/testpeer"
 )
 
 // RequireEnv names the environment variable that turns a missing node-opcua
@@ -209,7 +210,7 @@ func Start(tb testing.TB, opts Options) *Server {
 	for i := 0; ; i++ {
 		port := s.Port
 		if port == 0 {
-			port = freePort(tb)
+			port = testpeer.FreePort(tb)
 		}
 		err := s.start(port)
 		if err == nil {
@@ -378,14 +379,4 @@ func (s *Server) start(port int) error {
 		<-p.done
 		return fmt.Errorf("server.js not READY after %v; output:\n%s", s.timeout, s.Output())
 	}
-}
-
-func freePort(tb testing.TB) int {
-	tb.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatalf("interop: free port: %v", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
