@@ -10,6 +10,7 @@ import (
 
 	"github.com/industryos/gateway/actors/observe"
 	"github.com/industryos/gateway/protocols"
+	"github.com/industryos/gateway/protocols/kit/ratelimit"
 	"github.com/industryos/gateway/protocols/kit/report"
 	"github.com/industryos/gateway/supervisor"
 )
@@ -41,7 +42,7 @@ type deviceActor struct {
 	lastData  time.Time
 	failures  int
 	backoff   *supervisor.Backoff
-	errLog    rateLimiter
+	errLog    ratelimit.Lines
 	scratch   []protocols.Datapoint
 	obs       *observe.Device // nil when metrics are off
 	filtered  bool
@@ -164,10 +165,10 @@ func (d *deviceActor) poll(ctx actor.Context) {
 		d.cc.PollErrors.Add(1)
 		d.failures++
 		if d.failures == 1 {
-			d.errLog.reset()
+			d.errLog.Reset()
 		}
-		if d.errLog.allow(now) {
-			d.log.Warn().Err(err).Int("failures", d.failures).Int("suppressed", d.errLog.takeSuppressed()).Msg("poll failed")
+		if ok, suppressed := d.errLog.Allow(now); ok {
+			d.log.Warn().Err(err).Int("failures", d.failures).Int("suppressed", suppressed).Msg("poll failed")
 		}
 		act := d.g.conf().Activity
 		idle := act.Enabled && now.Sub(d.lastData) > act.Timeout
@@ -178,7 +179,7 @@ func (d *deviceActor) poll(ctx actor.Context) {
 	} else {
 		if d.failures > 0 {
 			d.log.Info().Int("failures", d.failures).Msg("device answers again")
-			d.errLog.reset()
+			d.errLog.Reset()
 		}
 		d.failures = 0
 		d.lastData = now

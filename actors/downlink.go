@@ -120,13 +120,13 @@ func (g *Gateway) onPlatformMessage(topic string, payload []byte) {
 
 func (g *Gateway) badInbound(topic string, payload []byte, err error) {
 	g.counters.BadInbound.Add(1)
-	if g.inboundLog.allow(time.Now()) {
+	if ok, suppressed := g.inboundLog.Allow(time.Now()); ok {
 		const max = 200
 		p := string(payload)
 		if len(p) > max {
 			p = p[:max] + "…"
 		}
-		g.log.Warn().Err(err).Str("topic", topic).Str("payload", p).Int("suppressed", g.inboundLog.takeSuppressed()).Msg("ignoring malformed platform message")
+		g.log.Warn().Err(err).Str("topic", topic).Str("payload", p).Int("suppressed", suppressed).Msg("ignoring malformed platform message")
 	}
 }
 

@@ -21,6 +21,7 @@ import (
 	"github.com/industryos/gateway/persistence"
 	"github.com/industryos/gateway/protocols"
 	"github.com/industryos/gateway/protocols/config"
+	"github.com/industryos/gateway/protocols/kit/ratelimit"
 	"github.com/industryos/gateway/protocols/platform"
 	"github.com/industryos/gateway/supervisor"
 )
@@ -78,7 +79,7 @@ type Gateway struct {
 
 	renames                  *renames
 	gatewayAttributeHandlers []func(map[string]json.RawMessage)
-	inboundLog               rateLimiter
+	inboundLog               ratelimit.Lines
 	attrs                    attrRequests
 	connCounters             sync.Map // connector name → *ConnectorCounters
 	links                    sync.Map // connector name → *linkState of a push source

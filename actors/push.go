@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/industryos/gateway/protocols"
+	"github.com/industryos/gateway/protocols/kit/ratelimit"
 	"github.com/industryos/gateway/protocols/kit/report"
 )
 
@@ -97,7 +98,7 @@ type pushSink struct {
 	mu   sync.Mutex
 	pids map[string]*actor.PID
 
-	malformedLog logLimiter
+	malformedLog ratelimit.KeyedLines
 	link         *linkState
 }
 
@@ -107,7 +108,7 @@ type linkState struct {
 	known bool
 	up    bool
 	err   string
-	log   rateLimiter
+	log   ratelimit.Lines
 }
 
 func newPushSink(g *Gateway, connector string, self *actor.PID, log zerolog.Logger) *pushSink {
@@ -207,7 +208,7 @@ func (s *pushSink) RequestAttributes(ctx context.Context, device string, client 
 func (s *pushSink) Malformed(where string, err error) {
 	s.cc.Malformed.Add(1)
 	s.g.counters.Malformed.Add(1)
-	if ok, suppressed := s.malformedLog.allow(where); ok {
+	if ok, suppressed := s.malformedLog.Allow(where, time.Now()); ok {
 		s.log.Warn().Err(err).Str("where", where).Int("suppressed", suppressed).Msg("malformed input dropped")
 	}
 }
@@ -215,7 +216,7 @@ func (s *pushSink) Malformed(where string, err error) {
 func (s *pushSink) Dropped(where string, n int, err error) {
 	s.cc.Dropped.Add(uint64(n))
 	s.g.counters.InputDropped.Add(uint64(n))
-	if ok, suppressed := s.malformedLog.allow("dropped " + where); ok {
+	if ok, suppressed := s.malformedLog.Allow("dropped "+where, time.Now()); ok {
 		s.log.Warn().Err(err).Str("where", where).Int("dropped", n).Int("suppressed", suppressed).Msg("input dropped at the source")
 	}
 }
@@ -237,10 +238,12 @@ func (s *pushSink) Link(up bool, err error) {
 	l.mu.Unlock()
 	switch {
 	case up && changed:
-		l.log.reset()
+		l.log.Reset()
 		s.log.Info().Msg("connector link up")
-	case !up && l.log.allow(time.Now()):
-		s.log.Warn().Err(err).Int("suppressed", l.log.takeSuppressed()).Msg("connector link down")
+	case !up:
+		if ok, suppressed := l.log.Allow(time.Now()); ok {
+			s.log.Warn().Err(err).Int("suppressed", suppressed).Msg("connector link down")
+		}
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/industryos/gateway/persistence"
 	"github.com/industryos/gateway/protocols"
+	"github.com/industryos/gateway/protocols/kit/ratelimit"
 	"github.com/industryos/gateway/protocols/platform"
 )
 
@@ -78,7 +79,7 @@ type uplinkActor struct {
 	packBuf   []platform.Message
 	events    []protocols.Event
 	dec       protocols.EventDecoder // events live until the chunk is packed
-	logLimit  logLimiter             // repeated errors: one line per interval with a suppressed count
+	logLimit  ratelimit.KeyedLines   // repeated errors: one line per interval with a suppressed count
 }
 
 func (u *uplinkActor) Receive(ctx actor.Context) {
@@ -241,7 +242,7 @@ func (u *uplinkActor) pump(ctx actor.Context) {
 		}
 		recs, err := u.j.Read(u.readPos, u.readBat, chunkBytes)
 		if err != nil {
-			if ok, n := u.logLimit.allow("read"); ok {
+			if ok, n := u.logLimit.Allow("read", time.Now()); ok {
 				u.log.Error().Err(err).Int("suppressed", n).Msg("journal read failed")
 			}
 			return
@@ -256,7 +257,7 @@ func (u *uplinkActor) pump(ctx actor.Context) {
 			ev, err := u.dec.Decode(r.Data)
 			if err != nil {
 				u.g.counters.CorruptRecords.Add(1)
-				if ok, n := u.logLimit.allow("corrupt"); ok {
+				if ok, n := u.logLimit.Allow("corrupt", time.Now()); ok {
 					u.log.Error().Err(err).Uint64("seq", r.Seq).Int("suppressed", n).Msg("skipping corrupt journal record")
 				}
 				continue
@@ -324,7 +325,7 @@ func (u *uplinkActor) done(ctx actor.Context, m *publishDone) {
 		// The platform will never take this message; retrying would block
 		// the journal forever, so it is counted and logged as a drop.
 		u.g.counters.PlatformRejected.Add(1)
-		if ok, n := u.logLimit.allow("rejected"); ok {
+		if ok, n := u.logLimit.Allow("rejected", time.Now()); ok {
 			u.log.Error().Err(m.err).Str("topic", m.msg.Topic).Int("values", m.msg.Values).Int("suppressed", n).Msg("platform rejected message; dropped")
 		}
 	default:
