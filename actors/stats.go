@@ -1,18 +1,14 @@
 package actors
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
-	"os"
 	"runtime"
-	"strconv"
-	"strings"
 	"sync/atomic"
-	"syscall"
 	"time"
 
+	"github.com/industryos/gateway/actors/observe"
 	"github.com/industryos/gateway/protocols"
 	"github.com/industryos/gateway/protocols/platform"
 )
@@ -48,7 +44,7 @@ func (g *Gateway) statsLoop(ctx context.Context, period time.Duration) {
 	defer t.Stop()
 	var prev statSnapshot
 	prev.take(g)
-	cpu := newCPUSampler()
+	cpu := observe.NewCPUSampler()
 	for {
 		select {
 		case <-ctx.Done():
@@ -57,7 +53,7 @@ func (g *Gateway) statsLoop(ctx context.Context, period time.Duration) {
 		}
 		var cur statSnapshot
 		cur.take(g)
-		payload := g.statsPayload(&prev, &cur, cpu.sample())
+		payload := g.statsPayload(&prev, &cur, cpu.Sample())
 		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		if err := g.PublishDirect(pctx, platform.TopicMeTelemetry, payload, 1); err != nil {
 			g.log.Debug().Err(err).Msg("statistics not sent")
@@ -88,18 +84,18 @@ func (s *statSnapshot) take(g *Gateway) {
 // statsPayload builds the upstream machineStats/serviceStats/connectorsStats
 // telemetry, plus what upstream lacks: journal depth and age, drops, uplink
 // in-flight and reconnects, restarts per connector.
-func (g *Gateway) statsPayload(prev, cur *statSnapshot, cpu cpuSample) []byte {
+func (g *Gateway) statsPayload(prev, cur *statSnapshot, cpu observe.CPUUsage) []byte {
 	js := g.j.Stats()
 	var ps platform.Stats
 	if c := g.client.Load(); c != nil {
 		ps = c.Stats()
 	}
-	mem := readMeminfo()
+	mem := observe.ReadMemory()
 	var b bytes.Buffer
 	fmt.Fprintf(&b, `{"ts":%d,"values":{"machineStats":{"totalCpuUsage":%.1f,"gwProcessCpuUsage":%.1f,"cpuCount":%d,"freeMemory":%d,"totalMemory":%d,"gwMemory":%d`,
-		time.Now().UnixMilli(), cpu.total, cpu.process, runtime.NumCPU(), mem.available, mem.total, rssBytes())
+		time.Now().UnixMilli(), cpu.Total, cpu.Process, runtime.NumCPU(), mem.Available, mem.Total, observe.RSS())
 	if dir := g.conf().Storage.Dir; dir != "" {
-		if free, total, ok := diskSpace(dir); ok {
+		if free, total, ok := observe.DiskSpace(dir); ok {
 			fmt.Fprintf(&b, `,"freeDisk":%d,"totalDisk":%d,"diskUsage":%.1f`, free, total, 100*float64(total-free)/float64(max(total, 1)))
 		}
 	}
@@ -123,12 +119,12 @@ func (g *Gateway) statsPayload(prev, cur *statSnapshot, cpu cpuSample) []byte {
 
 // startupAttributes is sent once per connection: who this gateway is.
 func (g *Gateway) startupAttributes() []byte {
-	mem := readMeminfo()
+	mem := observe.ReadMemory()
 	b := []byte(`{"Version":`)
 	b = protocols.AppendJSONString(b, g.opts.Version)
-	b = fmt.Appendf(b, `,"totalMemory":%d,"cpuCount":%d`, mem.total, runtime.NumCPU())
+	b = fmt.Appendf(b, `,"totalMemory":%d,"cpuCount":%d`, mem.Total, runtime.NumCPU())
 	if dir := g.conf().Storage.Dir; dir != "" {
-		if _, total, ok := diskSpace(dir); ok {
+		if _, total, ok := observe.DiskSpace(dir); ok {
 			b = fmt.Appendf(b, `,"totalDisk":%d`, total)
 		}
 	}
@@ -145,115 +141,4 @@ func (g *Gateway) startupAttributes() []byte {
 		b = append(b, ']')
 	}
 	return append(b, '}')
-}
-
-type meminfo struct{ total, available uint64 }
-
-func readMeminfo() meminfo {
-	var m meminfo
-	f, err := os.Open("/proc/meminfo")
-	if err != nil {
-		return m
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 2 {
-			continue
-		}
-		kb, _ := strconv.ParseUint(fields[1], 10, 64)
-		switch fields[0] {
-		case "MemTotal:":
-			m.total = kb << 10
-		case "MemAvailable:":
-			m.available = kb << 10
-		}
-	}
-	return m
-}
-
-func rssBytes() uint64 {
-	raw, err := os.ReadFile("/proc/self/statm")
-	if err != nil {
-		return 0
-	}
-	f := strings.Fields(string(raw))
-	if len(f) < 2 {
-		return 0
-	}
-	pages, _ := strconv.ParseUint(f[1], 10, 64)
-	return pages * uint64(os.Getpagesize())
-}
-
-func diskSpace(dir string) (free, total uint64, ok bool) {
-	var st syscall.Statfs_t
-	if syscall.Statfs(dir, &st) != nil {
-		return 0, 0, false
-	}
-	return st.Bavail * uint64(st.Bsize), st.Blocks * uint64(st.Bsize), true
-}
-
-type cpuSample struct{ total, process float64 }
-
-// cpuSampler turns /proc tick counters into percentages between samples.
-type cpuSampler struct {
-	sysBusy, sysAll, proc uint64
-	at                    time.Time
-}
-
-func newCPUSampler() *cpuSampler {
-	s := &cpuSampler{}
-	s.sysBusy, s.sysAll = systemTicks()
-	s.proc = processTicks()
-	s.at = time.Now()
-	return s
-}
-
-func (s *cpuSampler) sample() cpuSample {
-	busy, all := systemTicks()
-	proc := processTicks()
-	now := time.Now()
-	var out cpuSample
-	if d := all - s.sysAll; d > 0 {
-		out.total = 100 * float64(busy-s.sysBusy) / float64(d)
-	}
-	// Process ticks are 1/100 s; as a share of one core over the interval.
-	if el := now.Sub(s.at).Seconds(); el > 0 {
-		out.process = float64(proc-s.proc) / el
-	}
-	s.sysBusy, s.sysAll, s.proc, s.at = busy, all, proc, now
-	return out
-}
-
-func systemTicks() (busy, all uint64) {
-	raw, err := os.ReadFile("/proc/stat")
-	if err != nil {
-		return 0, 0
-	}
-	line, _, _ := strings.Cut(string(raw), "\n")
-	f := strings.Fields(line)
-	for i, v := range f[1:] {
-		n, _ := strconv.ParseUint(v, 10, 64)
-		all += n
-		if i != 3 && i != 4 { // idle, iowait
-			busy += n
-		}
-	}
-	return busy, all
-}
-
-func processTicks() uint64 {
-	raw, err := os.ReadFile("/proc/self/stat")
-	if err != nil {
-		return 0
-	}
-	s := string(raw)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	if len(f) < 13 {
-		return 0
-	}
-	ut, _ := strconv.ParseUint(f[11], 10, 64)
-	st, _ := strconv.ParseUint(f[12], 10, 64)
-	return ut + st
 }
