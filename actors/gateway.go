@@ -329,7 +329,7 @@ func (g *Gateway) startTree(fresh bool) error {
 
 	registryFile := ""
 	if f := g.conf().File; f != "" {
-		registryFile = filepath.Join(filepath.Dir(f), "connected_devices.json")
+		registryFile = filepath.Join(filepath.Dir(f), persistence.DevicesFile)
 	}
 	regLog := g.log.With().Str("actor", "registry").Logger()
 	saved := loadRegistry(registryFile, regLog)
