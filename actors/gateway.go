@@ -199,6 +199,9 @@ func Start(opts Options) (*Gateway, error) {
 		}
 		g.j = j
 	}
+	// Before the first actor system: protoactor's process registry sharding
+	// (see actorsys.Configure), the same on 64- and 32-bit targets.
+	actorsys.Configure()
 	g.dispatcher = mailbox.NewPooledDispatcher(300, 30*time.Second)
 	g.sys = actorsys.New(actor.WithLoggerFactory(slogFactory(opts.Logger)),
 		actor.WithDeveloperSupervisionLogging(false))
