@@ -10,6 +10,7 @@ import (
 
 	"github.com/industryos/gateway/actors/observe"
 	"github.com/industryos/gateway/protocols"
+	"github.com/industryos/gateway/protocols/config"
 	"github.com/industryos/gateway/protocols/kit/ratelimit"
 	"github.com/industryos/gateway/protocols/kit/report"
 	"github.com/industryos/gateway/supervisor"
@@ -19,6 +20,34 @@ import (
 // of the actor (after a restart) is recognised and ignored.
 type pollTick struct{ owner *deviceActor }
 
+// deviceEnv is what device actors get from the gateway: where their events
+// and state go, their counters, and the running configuration. One is made
+// per start of the tree and shared by every device actor.
+type deviceEnv struct {
+	journal, registry *actor.PID
+	counters          *Counters
+	// connectorCounters returns a connector's counters (made on first use).
+	connectorCounters func(connector string) *ConnectorCounters
+	metrics           *observe.Metrics // nil: metrics off
+	// conf is the running configuration: device filter, activity checks,
+	// the default report strategy and the connectors' types.
+	conf func() *config.Gateway
+	// syncShared requests a device's shared attributes from the platform
+	// and routes them to it; it runs off the actor and must not block.
+	syncShared func(device string, keys []string)
+}
+
+// connectorType is the configured type of the named connector, "" when
+// no connector has that name.
+func (e *deviceEnv) connectorType(name string) string {
+	for _, c := range e.conf().Connectors {
+		if c.Name == name {
+			return c.Type
+		}
+	}
+	return ""
+}
+
 // deviceActor polls one device on its own schedule. A slow or dead device only
 // ever delays itself: each device has its own actor, timer and backoff.
 type deviceActor struct {
@@ -26,15 +55,15 @@ type deviceActor struct {
 	cmd       protocols.Commander
 	info      protocols.DeviceInfo
 	connector string
-	g         *Gateway
+	env       *deviceEnv
 	cc        *ConnectorCounters
 	journal   *actor.PID
 	registry  *actor.PID
-	sys       *actor.ActorSystem
 	log       zerolog.Logger
 	counters  *Counters
 
 	self      *actor.PID
+	sys       *actor.ActorSystem
 	timer     *time.Timer
 	next      time.Time
 	tel, attr *report.Filter
@@ -52,7 +81,7 @@ type deviceActor struct {
 
 // newDeviceActor builds the actor of a polled device (dev set) or of a pushed
 // one (dev nil, info given by the source).
-func newDeviceActor(dev protocols.Device, info protocols.DeviceInfo, cmd protocols.Commander, connector string, g *Gateway, log zerolog.Logger) *deviceActor {
+func newDeviceActor(dev protocols.Device, info protocols.DeviceInfo, cmd protocols.Commander, connector string, env *deviceEnv, log zerolog.Logger) *deviceActor {
 	if dev != nil {
 		info = dev.Info()
 		cmd, _ = dev.(protocols.Commander)
@@ -63,11 +92,11 @@ func newDeviceActor(dev protocols.Device, info protocols.DeviceInfo, cmd protoco
 	}
 	maxDelay := max(30*time.Second, info.PollPeriod)
 	return &deviceActor{
-		dev: dev, cmd: cmd, info: info, connector: connector, g: g, cc: g.ConnectorCounters(connector),
-		journal: g.journal, registry: g.registry, sys: g.sys, counters: g.counters,
+		dev: dev, cmd: cmd, info: info, connector: connector, env: env, cc: env.connectorCounters(connector),
+		journal: env.journal, registry: env.registry, counters: env.counters,
 		log:     log.With().Str("device", info.Name).Logger(),
 		backoff: supervisor.NewBackoff(retry, maxDelay, 2),
-		obs:     g.deviceMetrics(connector, info.Name),
+		obs:     env.metrics.Device(connector, info.Name),
 	}
 }
 
@@ -75,7 +104,8 @@ func (d *deviceActor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		d.self = ctx.Self()
-		if ok, err := d.g.conf().Filter.Check(d.connector, d.info.Name); !ok {
+		d.sys = ctx.ActorSystem()
+		if ok, err := d.env.conf().Filter.Check(d.connector, d.info.Name); !ok {
 			// Filtered devices are not polled at all: their data would be
 			// dropped anyway, and an unreachable one would only cost timeouts.
 			d.filtered = true
@@ -170,7 +200,7 @@ func (d *deviceActor) poll(ctx actor.Context) {
 		if ok, suppressed := d.errLog.Allow(now); ok {
 			d.log.Warn().Err(err).Int("failures", d.failures).Int("suppressed", suppressed).Msg("poll failed")
 		}
-		act := d.g.conf().Activity
+		act := d.env.conf().Activity
 		idle := act.Enabled && now.Sub(d.lastData) > act.Timeout
 		if d.connected && (idle || d.info.ConnectAttemptCount > 0 && d.failures >= d.info.ConnectAttemptCount) {
 			d.log.Warn().Int("failures", d.failures).Bool("inactive", idle).Msg("device unreachable; disconnecting it from the platform")
@@ -204,7 +234,7 @@ func (d *deviceActor) connect(ctx actor.Context, now time.Time, events []protoco
 	ctx.Send(d.registry, &DeviceConnected{Device: d.info.Name, Type: d.info.Type, Connector: d.connector})
 	if d.cmd != nil {
 		keys := d.cmd.SharedAttributeKeys()
-		d.g.goSafe("shared attribute sync", func() { d.g.syncSharedAttributes(d.info.Name, keys) })
+		d.env.syncShared(d.info.Name, keys)
 	}
 	return events
 }
@@ -215,7 +245,7 @@ func (d *deviceActor) connect(ctx actor.Context, now time.Time, events []protoco
 // and past the report strategy, as upstream sends it unconditionally.
 func (d *deviceActor) connectorDetails(now time.Time) protocols.Event {
 	vals := make([]protocols.Datapoint, 0, 2)
-	if typ := d.g.connectorType(d.connector); typ != "" {
+	if typ := d.env.connectorType(d.connector); typ != "" {
 		vals = append(vals, protocols.Datapoint{Key: "connectorType", Value: protocols.String(typ)})
 	}
 	vals = append(vals, protocols.Datapoint{Key: "connectorName", Value: protocols.String(d.connector)})

@@ -218,7 +218,7 @@ func (r *registryActor) route(ctx actor.Context, device string, msg any) {
 		// A device of a push connector seen before a restart has no actor
 		// until it reports again; its connector can create one now.
 		if s := r.saved[device]; s != nil && s.ConnectorName != "" {
-			if cpid := r.g.connectorPID(s.ConnectorName); cpid != nil {
+			if cpid := r.connector(s.ConnectorName); cpid != nil {
 				ctx.RequestWithCustomSender(cpid, &adoptRoute{name: device, profile: s.DeviceType, msg: msg}, ctx.Sender())
 				return
 			}

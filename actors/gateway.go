@@ -19,7 +19,6 @@ import (
 	"github.com/industryos/gateway/actors/observe"
 	"github.com/industryos/gateway/mailbox"
 	"github.com/industryos/gateway/persistence"
-	"github.com/industryos/gateway/protocols"
 	"github.com/industryos/gateway/protocols/config"
 	"github.com/industryos/gateway/protocols/kit/ratelimit"
 	"github.com/industryos/gateway/protocols/platform"
@@ -69,7 +68,8 @@ type Gateway struct {
 
 	root, journal, uplink, registry *actor.PID
 	watchdogStop                    chan struct{}
-	watchdogAlive                   func()
+	watchdog                        *watchdog
+	props                           *propsKit
 	connectors                      []*actor.PID
 	strategy                        *supervisor.Strategy
 	dispatcher                      *mailbox.PooledDispatcher
@@ -218,6 +218,18 @@ func Start(opts Options) (*Gateway, error) {
 		_ = g.j.Close()
 		return nil, err
 	}
+	g.props = &propsKit{
+		dispatcher: g.dispatcher,
+		drops:      &g.counters.MailboxDrops,
+		panicLog:   g.actorLogger,
+		metrics:    g.Metrics(),
+	}
+	g.watchdog = &watchdog{
+		alive:  opts.Alive,
+		core:   func() []*actor.PID { return []*actor.PID{g.journal, g.uplink, g.registry} },
+		goSafe: g.goSafe,
+		log:    g.log,
+	}
 	if err := g.startTree(true); err != nil {
 		return nil, err
 	}
@@ -226,7 +238,9 @@ func Start(opts Options) (*Gateway, error) {
 		if every <= 0 {
 			every = 10 * time.Second
 		}
-		g.startWatchdog(every, opts.Alive)
+		done := make(chan struct{})
+		g.watchdogStop = done
+		g.goSafe("watchdog", func() { g.watchdog.run(g.sys, g.root, every, done) })
 	}
 	return g, nil
 }
@@ -245,17 +259,6 @@ func (g *Gateway) conf() *config.Gateway {
 	g.stateMu.RLock()
 	defer g.stateMu.RUnlock()
 	return g.cfg
-}
-
-// connectorType is the configured type of the named connector, "" when
-// no connector has that name.
-func (g *Gateway) connectorType(name string) string {
-	for _, c := range g.conf().Connectors {
-		if c.Name == name {
-			return c.Type
-		}
-	}
-	return ""
 }
 
 // connectorPIDs pairs the current connector configs with their actors.
@@ -308,17 +311,10 @@ func (g *Gateway) restartTree(ctx context.Context, cfg *config.Gateway) error {
 
 // startTree spawns the actor tree over the open journal. fresh is false on
 // an in-process restart, when connectors must be rebuilt from their config.
+// Each actor gets its collaborators here; none of them holds the Gateway.
 func (g *Gateway) startTree(fresh bool) error {
-	// The root only spawns; all long-lived state is in its children.
-	rootProps := actor.PropsFromFunc(func(ctx actor.Context) {
-		switch r := ctx.Message().(type) {
-		case *spawnRequest:
-			pid, err := ctx.SpawnNamed(r.props, r.name)
-			ctx.Respond(&spawnReply{pid: pid, err: err})
-		case *watchdogTick:
-			g.onWatchdogTick(ctx, r)
-		}
-	},
+	wd := g.watchdog
+	rootProps := actor.PropsFromProducer(func() actor.Actor { return &rootActor{watchdog: wd} },
 		actor.WithGuardian(g.strategy), actor.WithSupervisor(g.strategy))
 	root, err := g.sys.Root.SpawnNamed(rootProps, "gateway")
 	if err != nil {
@@ -327,8 +323,6 @@ func (g *Gateway) startTree(fresh bool) error {
 	if g.root == nil {
 		g.root = root
 	}
-	// protoactor can only spawn a child from inside its parent, so the root
-	// answers spawn requests; that keeps every actor under one supervised tree.
 
 	registryFile := ""
 	if f := g.conf().File; f != "" {
@@ -341,26 +335,51 @@ func (g *Gateway) startTree(fresh bool) error {
 			g.renames.set(name, *s.Renaming)
 		}
 	}
-	keepFirst(&g.journal, g.spawnChild("journal", actor.PropsFromProducer(func() actor.Actor {
-		return &journalActor{j: g.j, uplink: func() *actor.PID { return g.uplink }, log: g.log.With().Str("actor", "journal").Logger(), counters: g.counters,
+	// The journal and the uplink name each other; the getters read the PIDs
+	// once both are spawned.
+	journalPID := func() *actor.PID { return g.journal }
+	uplinkPID := func() *actor.PID { return g.uplink }
+	keepFirst(&g.journal, g.spawnChild("journal", g.props.props(func() actor.Actor {
+		return &journalActor{j: g.j, uplink: uplinkPID, log: g.log.With().Str("actor", "journal").Logger(), counters: g.counters,
 			linger: g.conf().Storage.CommitInterval}
-	}, g.options(journalMailbox)...)))
-	keepFirst(&g.uplink, g.spawnChild("uplink", actor.PropsFromProducer(func() actor.Actor {
-		return &uplinkActor{g: g, j: g.j, log: g.log.With().Str("actor", "uplink").Logger(), qos: 1, readBat: g.conf().Storage.ReadBatch}
-	}, g.options(uplinkMailbox)...)))
-	keepFirst(&g.registry, g.spawnChild("registry", actor.PropsFromProducer(func() actor.Actor {
+	}, WithMailbox(journalMailbox))))
+	up := uplinkDeps{
+		j: g.j, journal: journalPID, platform: g.platformConfig,
+		log: g.log.With().Str("actor", "uplink").Logger(), counters: g.counters,
+		qos: 1, readBat: g.conf().Storage.ReadBatch, renames: g.renames,
+		onMessage: g.onPlatformMessage,
+		onUp:      func() { g.goSafe("platform session setup", g.onPlatformUp) },
+		published: &g.client, metrics: g.Metrics(),
+	}
+	keepFirst(&g.uplink, g.spawnChild("uplink", g.props.props(func() actor.Actor {
+		return &uplinkActor{uplinkDeps: up}
+	}, WithMailbox(uplinkMailbox))))
+	keepFirst(&g.registry, g.spawnChild("registry", g.props.props(func() actor.Actor {
 		// A restarted registry starts from the last saved state.
-		return &registryActor{g: g, path: registryFile, log: regLog, saved: saved}
-	}, g.options(deviceMailbox)...)))
+		return &registryActor{renames: g.renames, connector: g.connectorPID, uplink: uplinkPID, path: registryFile, log: regLog, saved: saved}
+	}, WithMailbox(deviceMailbox))))
+	env := &connectorEnv{
+		devices: &deviceEnv{
+			journal: g.journal, registry: g.registry, counters: g.counters,
+			connectorCounters: g.ConnectorCounters, metrics: g.Metrics(), conf: g.conf,
+			syncShared: func(device string, keys []string) {
+				g.goSafe("shared attribute sync", func() { g.syncSharedAttributes(device, keys) })
+			},
+		},
+		props:             g.props,
+		goSafe:            g.goSafe,
+		links:             &g.links,
+		requestAttributes: g.RequestAttributes,
+	}
 	cfg := g.conf()
 	var connectors []*actor.PID
 	for _, c := range cfg.Connectors {
 		first := fresh
 		c := c
 		log := g.log.With().Str("connector", c.Name).Logger()
-		props := actor.PropsFromProducer(func() actor.Actor {
-			return &connectorActor{cfg: c, g: g, log: log, first: &first}
-		}, append(g.options(deviceMailbox), actor.WithSupervisor(g.strategy))...)
+		props := g.props.props(func() actor.Actor {
+			return &connectorActor{cfg: c, env: env, log: log, first: &first}
+		}, WithMailbox(deviceMailbox), WithSupervisor(g.strategy))
 		connectors = append(connectors, g.spawnChild("connector/"+c.Name, props))
 	}
 	g.stateMu.Lock()
@@ -419,35 +438,6 @@ func (g *Gateway) spawnChild(name string, props *actor.Props) *actor.PID {
 		panic(fmt.Sprintf("gateway: spawning %s: %v", name, r.err))
 	}
 	return r.pid
-}
-
-// options are what every actor of the tree gets: a bounded two-lane mailbox
-// whose drops are counted, the shared pooled dispatcher, and panic logging.
-func (g *Gateway) options(capacity int) []actor.PropsOption {
-	st := new(mailbox.Stats) // this actor's own, for its mailbox metrics
-	return append([]actor.PropsOption{
-		actor.WithMailbox(mailbox.Producer(
-			mailbox.WithCapacity(capacity),
-			mailbox.WithPolicy(mailbox.DropNewest),
-			mailbox.WithOnDrop(func(m any) {
-				g.counters.MailboxDrops.Add(1)
-				// Whoever waits for a dropped message's commit must learn
-				// it will not come, or a push source would wait forever.
-				if d, ok := m.(interface{ dropped() }); ok {
-					d.dropped()
-				}
-			}),
-			mailbox.WithStats(st),
-		)),
-		actor.WithDispatcher(g.dispatcher),
-		actor.WithReceiverMiddleware(supervisor.PanicLoggerFor(g.actorLogger)),
-	}, g.observeOptions(st)...)
-}
-
-func (g *Gateway) deviceProps(dev protocols.Device, connector string, log zerolog.Logger) *actor.Props {
-	return actor.PropsFromProducer(func() actor.Actor {
-		return newDeviceActor(dev, protocols.DeviceInfo{}, nil, connector, g, log)
-	}, g.options(deviceMailbox)...)
 }
 
 func (g *Gateway) onSupervisorEvent(ev supervisor.Event) {

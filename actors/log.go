@@ -42,14 +42,17 @@ func every(sys *actor.ActorSystem, pid *actor.PID, d time.Duration, msg any) (st
 // goSafe runs fn on its own goroutine. Outside an actor nothing supervises a
 // goroutine, and a panic there would take the whole process (and every
 // healthy device) down; here it is logged with its stack and counted instead.
-func (g *Gateway) goSafe(what string, fn func()) {
+func goSafe(log zerolog.Logger, counters *Counters, what string, fn func()) {
 	go func() {
 		defer func() {
 			if r := recover(); r != nil {
-				g.counters.Restarts.Add(1)
-				g.log.Error().Str("task", what).Interface("panic", r).Bytes("stack", debug.Stack()).Msg("background task panicked; the gateway keeps running")
+				counters.Restarts.Add(1)
+				log.Error().Str("task", what).Interface("panic", r).Bytes("stack", debug.Stack()).Msg("background task panicked; the gateway keeps running")
 			}
 		}()
 		fn()
 	}()
 }
+
+// goSafe is goSafe with the gateway's logger and counters.
+func (g *Gateway) goSafe(what string, fn func()) { goSafe(g.log, g.counters, what, fn) }

@@ -12,7 +12,6 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/industryos/gateway/actors/observe"
-	"github.com/industryos/gateway/mailbox"
 	"github.com/industryos/gateway/persistence"
 	"github.com/industryos/gateway/protocols/platform"
 	"github.com/industryos/gateway/supervisor"
@@ -169,16 +168,6 @@ func (g *Gateway) requestRemoteLoggingLevel() {
 	}
 }
 
-// observeOptions add what each actor's props need for metrics: its own
-// mailbox counters and the receive middleware that times and counts
-// messages. They are empty when metrics are off, which costs nothing.
-func (g *Gateway) observeOptions(st *mailbox.Stats) []actor.PropsOption {
-	if g.obs == nil || g.obs.metrics == nil {
-		return nil
-	}
-	return []actor.PropsOption{actor.WithReceiverMiddleware(g.obs.metrics.ActorMiddleware(st))}
-}
-
 // actorLogger is the logger for an actor's panic line: the gateway logger
 // with the actor's connector and device, read from its PID id.
 func (g *Gateway) actorLogger(pid string) zerolog.Logger {
@@ -207,21 +196,6 @@ func (g *Gateway) observeSupervisorEvent(ev supervisor.Event, e *zerolog.Event) 
 		e = e.Str("device", id.Device)
 	}
 	return e
-}
-
-// deviceMetrics returns a device's instruments, nil when metrics are off.
-func (g *Gateway) deviceMetrics(connector, device string) *observe.Device {
-	if g.obs == nil {
-		return nil
-	}
-	return g.obs.metrics.Device(connector, device)
-}
-
-// observePuback records a journaled message's PUBACK latency.
-func (g *Gateway) observePuback(start time.Time) {
-	if g.obs != nil {
-		g.obs.metrics.ObservePuback(time.Since(start).Seconds())
-	}
 }
 
 // counterCollectors export the process-wide Counters, read at scrape time.

@@ -88,7 +88,8 @@ func (*sourceFailed) ControlMessage() {}
 
 // pushSink is the runtime side of one connector incarnation's Source.
 type pushSink struct {
-	g         *Gateway
+	env       *connectorEnv
+	sys       *actor.ActorSystem
 	connector string
 	self      *actor.PID // the connector actor
 	cc        *ConnectorCounters
@@ -111,16 +112,16 @@ type linkState struct {
 	log   ratelimit.Lines
 }
 
-func newPushSink(g *Gateway, connector string, self *actor.PID, log zerolog.Logger) *pushSink {
+func newPushSink(env *connectorEnv, sys *actor.ActorSystem, connector string, self *actor.PID, log zerolog.Logger) *pushSink {
 	s := &pushSink{
-		g: g, connector: connector, self: self, cc: g.ConnectorCounters(connector), log: log,
+		env: env, sys: sys, connector: connector, self: self, cc: env.devices.connectorCounters(connector), log: log,
 		window: make(chan struct{}, pushWindow), pids: map[string]*actor.PID{}, link: &linkState{},
 	}
-	g.links.Store(connector, s.link)
+	env.links.Store(connector, s.link)
 	return s
 }
 
-func (s *pushSink) close() { s.g.links.CompareAndDelete(s.connector, s.link) }
+func (s *pushSink) close() { s.env.links.CompareAndDelete(s.connector, s.link) }
 
 // device returns the actor of a pushed device, asking the connector actor
 // to create it the first time.
@@ -131,7 +132,7 @@ func (s *pushSink) device(ctx context.Context, name, profile string, rs protocol
 	if pid != nil {
 		return pid, nil
 	}
-	fut := s.g.sys.Root.RequestFuture(s.self, &adoptDevice{name: name, profile: profile, report: rs, keyReport: krs}, 10*time.Second)
+	fut := s.sys.Root.RequestFuture(s.self, &adoptDevice{name: name, profile: profile, report: rs, keyReport: krs}, 10*time.Second)
 	ch := make(chan adoptReply, 1)
 	go func() {
 		res, err := fut.Result()
@@ -175,7 +176,7 @@ func (s *pushSink) Push(ctx context.Context, p protocols.Push) error {
 		<-s.window
 		return err
 	}
-	s.g.sys.Root.Send(pid, &pushData{p: p, window: s.window})
+	s.sys.Root.Send(pid, &pushData{p: p, window: s.window})
 	return nil
 }
 
@@ -185,7 +186,7 @@ func (s *pushSink) Connect(device, profile string) {
 		s.log.Warn().Err(err).Str("device", device).Msg("connect request not applied")
 		return
 	}
-	s.g.sys.Root.Send(pid, &pushConnect{profile: profile})
+	s.sys.Root.Send(pid, &pushConnect{profile: profile})
 }
 
 func (s *pushSink) Disconnect(device string) {
@@ -194,20 +195,20 @@ func (s *pushSink) Disconnect(device string) {
 	s.mu.Unlock()
 	if pid == nil {
 		// Never seen in this run: the platform may still list it from before.
-		s.g.sys.Root.Send(s.g.registry, &DeviceDisconnected{Device: device, Connector: s.connector})
-		s.g.sys.Root.Send(s.g.journal, &AppendEvents{Events: []protocols.Event{{Kind: protocols.EventDisconnect, Device: device, Ts: time.Now().UnixMilli()}}})
+		s.sys.Root.Send(s.env.devices.registry, &DeviceDisconnected{Device: device, Connector: s.connector})
+		s.sys.Root.Send(s.env.devices.journal, &AppendEvents{Events: []protocols.Event{{Kind: protocols.EventDisconnect, Device: device, Ts: time.Now().UnixMilli()}}})
 		return
 	}
-	s.g.sys.Root.Send(pid, &pushDisconnect{})
+	s.sys.Root.Send(pid, &pushDisconnect{})
 }
 
 func (s *pushSink) RequestAttributes(ctx context.Context, device string, client bool, keys []string) (map[string]json.RawMessage, error) {
-	return s.g.RequestAttributes(ctx, device, client, keys)
+	return s.env.requestAttributes(ctx, device, client, keys)
 }
 
 func (s *pushSink) Malformed(where string, err error) {
 	s.cc.Malformed.Add(1)
-	s.g.counters.Malformed.Add(1)
+	s.env.devices.counters.Malformed.Add(1)
 	if ok, suppressed := s.malformedLog.Allow(where, time.Now()); ok {
 		s.log.Warn().Err(err).Str("where", where).Int("suppressed", suppressed).Msg("malformed input dropped")
 	}
@@ -215,7 +216,7 @@ func (s *pushSink) Malformed(where string, err error) {
 
 func (s *pushSink) Dropped(where string, n int, err error) {
 	s.cc.Dropped.Add(uint64(n))
-	s.g.counters.InputDropped.Add(uint64(n))
+	s.env.devices.counters.InputDropped.Add(uint64(n))
 	if ok, suppressed := s.malformedLog.Allow("dropped "+where, time.Now()); ok {
 		s.log.Warn().Err(err).Str("where", where).Int("dropped", n).Int("suppressed", suppressed).Msg("input dropped at the source")
 	}
@@ -223,7 +224,7 @@ func (s *pushSink) Dropped(where string, n int, err error) {
 
 func (s *pushSink) Unmatched() {
 	s.cc.Unmatched.Add(1)
-	s.g.counters.Unmatched.Add(1)
+	s.env.devices.counters.Unmatched.Add(1)
 }
 
 func (s *pushSink) Link(up bool, err error) {
@@ -251,7 +252,7 @@ func (s *pushSink) Link(up bool, err error) {
 // them (by a connect request or a command) from its first data.
 func (d *deviceActor) adoptReport(ctx actor.Context, rs protocols.ReportStrategy, krs map[string]protocols.ReportStrategy) {
 	d.reportSet = true
-	d.info.Report = rs.Or(d.g.conf().ThingsBoard.Report)
+	d.info.Report = rs.Or(d.env.conf().ThingsBoard.Report)
 	d.info.KeyReport = krs
 	d.tel = report.NewFilter(d.info.Report, d.info.KeyReport)
 	d.attr = report.NewFilter(d.info.Report, d.info.KeyReport)
@@ -271,7 +272,7 @@ func (d *deviceActor) startPushed(ctx actor.Context) {
 
 func (d *deviceActor) startTicker(ctx actor.Context) {
 	tick := time.Duration(0)
-	if act := d.g.conf().Activity; act.Enabled && act.Period > 0 {
+	if act := d.env.conf().Activity; act.Enabled && act.Period > 0 {
 		tick = act.Period
 	}
 	periods := []protocols.ReportStrategy{d.info.Report}
@@ -337,7 +338,7 @@ func (d *deviceActor) pushControl(ctx actor.Context, msg any) {
 			return
 		}
 		events = d.due(now, events)
-		if act := d.g.conf().Activity; act.Enabled && d.connected && now.Sub(d.lastData) > act.Timeout {
+		if act := d.env.conf().Activity; act.Enabled && d.connected && now.Sub(d.lastData) > act.Timeout {
 			d.log.Info().Dur("idle", now.Sub(d.lastData)).Msg("no data within the inactivity timeout; disconnecting the device from the platform")
 			events = d.disconnect(ctx, now, events)
 		}
@@ -347,12 +348,12 @@ func (d *deviceActor) pushControl(ctx actor.Context, msg any) {
 
 // startSource runs the connector's Source until the actor stops.
 func (c *connectorActor) startSource(ctx actor.Context, src protocols.Source) {
-	sink := newPushSink(c.g, c.cfg.Name, ctx.Self(), c.log)
+	sink := newPushSink(c.env, ctx.ActorSystem(), c.cfg.Name, ctx.Self(), c.log)
 	rctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	c.sink, c.stopSrc, c.children = sink, cancel, map[string]*actor.PID{}
 	sys, self := ctx.ActorSystem(), ctx.Self()
-	c.g.goSafe("connector "+c.cfg.Name, func() {
+	c.env.goSafe("connector "+c.cfg.Name, func() {
 		defer close(done)
 		if err := src.Run(rctx, sink); err != nil && rctx.Err() == nil {
 			sys.Root.Send(self, &sourceFailed{err: err})
@@ -389,14 +390,14 @@ func (c *connectorActor) adopt(ctx actor.Context, m *adoptDevice) (*actor.PID, e
 	if dc, ok := c.conn.(protocols.DeviceCommands); ok {
 		cmd = dc.Commander(m.name, m.profile)
 	}
-	info := protocols.DeviceInfo{Name: m.name, Type: m.profile, Report: m.report.Or(c.g.conf().ThingsBoard.Report), KeyReport: m.keyReport}
+	env, name, log := c.env, c.cfg.Name, c.log
+	info := protocols.DeviceInfo{Name: m.name, Type: m.profile, Report: m.report.Or(env.devices.conf().ThingsBoard.Report), KeyReport: m.keyReport}
 	reportSet := m.report.IsSet() || len(m.keyReport) > 0
-	g, name, log := c.g, c.cfg.Name, c.log
-	props := actor.PropsFromProducer(func() actor.Actor {
-		d := newDeviceActor(nil, info, cmd, name, g, log)
+	props := env.props.props(func() actor.Actor {
+		d := newDeviceActor(nil, info, cmd, name, env.devices, log)
 		d.reportSet = reportSet
 		return d
-	}, g.options(pushMailbox)...)
+	}, WithMailbox(pushMailbox))
 	pid, err := ctx.SpawnNamed(props, "device/"+m.name)
 	if err != nil {
 		return nil, err

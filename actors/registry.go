@@ -38,13 +38,17 @@ func (*saveRegistry) ControlMessage()     {}
 // its platform name, and its actor. It persists that list atomically so a
 // restarted gateway re-announces the same devices under the same names.
 type registryActor struct {
-	g       *Gateway
-	log     zerolog.Logger
-	path    string // connected_devices.json; empty: not persisted
-	saved   map[string]*persistence.SavedDevice
-	devices map[string]DeviceConnected
-	pids    map[string]*actor.PID
-	dirty   bool
+	renames *renames
+	// connector finds the actor of a connector by name, for a command to a
+	// push device that has no actor yet (nil when none is running).
+	connector func(name string) *actor.PID
+	uplink    func() *actor.PID // where saved devices are announced
+	log       zerolog.Logger
+	path      string // connected_devices.json; empty: not persisted
+	saved     map[string]*persistence.SavedDevice
+	devices   map[string]DeviceConnected
+	pids      map[string]*actor.PID
+	dirty     bool
 }
 
 func (r *registryActor) Receive(ctx actor.Context) {
@@ -88,8 +92,8 @@ func (r *registryActor) Receive(ctx actor.Context) {
 			r.markDirty(ctx)
 		}
 	case *renameDevice:
-		original := r.g.renames.toOriginal(m.from)
-		r.g.renames.set(original, m.to)
+		original := r.renames.toOriginal(m.from)
+		r.renames.set(original, m.to)
 		if s := r.saved[original]; s != nil {
 			to := m.to
 			s.Renaming = &to
@@ -101,8 +105,8 @@ func (r *registryActor) Receive(ctx actor.Context) {
 		r.markDirty(ctx)
 		ctx.Respond(&rpcResult{data: []byte(`{"success":true}`)})
 	case *deleteDevice:
-		original := r.g.renames.toOriginal(m.name)
-		r.g.renames.set(original, original)
+		original := r.renames.toOriginal(m.name)
+		r.renames.set(original, original)
 		delete(r.saved, original)
 		delete(r.devices, original)
 		if pid, ok := r.pids[original]; ok {
@@ -149,11 +153,11 @@ func (r *registryActor) announceSaved(ctx actor.Context) {
 	announce := map[string]string{}
 	for name, s := range r.saved {
 		if !s.Disconnected {
-			announce[r.g.renames.toPlatform(name)] = s.DeviceType
+			announce[r.renames.toPlatform(name)] = s.DeviceType
 		}
 	}
 	if len(announce) > 0 {
-		ctx.Send(r.g.uplink, &announceDevices{devices: announce})
+		ctx.Send(r.uplink(), &announceDevices{devices: announce})
 	}
 }
 
