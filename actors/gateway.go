@@ -20,7 +20,6 @@ import (
 	"github.com/industryos/gateway/mailbox"
 	"github.com/industryos/gateway/persistence"
 	"github.com/industryos/gateway/protocols/config"
-	"github.com/industryos/gateway/protocols/kit/ratelimit"
 	"github.com/industryos/gateway/protocols/platform"
 	"github.com/industryos/gateway/supervisor"
 )
@@ -77,18 +76,17 @@ type Gateway struct {
 	// not journaled (RPC replies, remote logs, statistics).
 	client atomic.Pointer[platform.Client]
 
-	renames                  *renames
-	gatewayAttributeHandlers []func(map[string]json.RawMessage)
-	inboundLog               ratelimit.Lines
-	attrs                    attrRequests
-	connCounters             sync.Map // connector name → *ConnectorCounters
-	links                    sync.Map // connector name → *linkState of a push source
-	cancel                   context.CancelFunc
-	treeMu                   sync.Mutex   // serialises Stop, Restart and Reload
-	stateMu                  sync.RWMutex // guards cfg and connectors across reloads
-	stopped                  bool
-	remote                   *remoteConfig // nil unless remoteConfiguration is on
-	obs                      *observability
+	renames      *renames
+	down         *downlink
+	attrs        attrRequests
+	connCounters sync.Map // connector name → *ConnectorCounters
+	links        sync.Map // connector name → *linkState of a push source
+	cancel       context.CancelFunc
+	treeMu       sync.Mutex   // serialises Stop, Restart and Reload
+	stateMu      sync.RWMutex // guards cfg and connectors across reloads
+	stopped      bool
+	remote       *remoteConfig // nil unless remoteConfiguration is on
+	obs          *observability
 }
 
 // onPlatformUp runs (in its own goroutine) after every (re)connect.
@@ -109,7 +107,7 @@ func (g *Gateway) onPlatformUp() {
 // before the platform connects; handlers run on the MQTT goroutine and must
 // not block.
 func (g *Gateway) OnGatewayAttributes(h func(map[string]json.RawMessage)) {
-	g.gatewayAttributeHandlers = append(g.gatewayAttributeHandlers, h)
+	g.down.gatewayAttributes = append(g.down.gatewayAttributes, h)
 }
 
 // ask sends msg to pid and waits for the answer until ctx's deadline (5 s
@@ -210,6 +208,11 @@ func Start(opts Options) (*Gateway, error) {
 		supervisor.WithCrashLoop(5, time.Minute),
 		supervisor.WithEvents(g.onSupervisorEvent),
 	)
+	g.down = &downlink{
+		sys: g.sys, registry: func() *actor.PID { return g.registry }, renames: g.renames,
+		counters: g.counters, log: g.log, tap: opts.OnPlatformMessage, goSafe: g.goSafe,
+		publish: g.PublishWhenUp, gatewayRPC: g.gatewayRPC, attrs: &g.attrs,
+	}
 	if g.cfg.ThingsBoard.RemoteConfiguration && g.cfg.File != "" {
 		g.remote = &remoteConfig{g: g}
 		g.OnGatewayAttributes(func(v map[string]json.RawMessage) { g.goSafe("remote configuration", func() { g.remote.handle(v) }) })
@@ -347,7 +350,7 @@ func (g *Gateway) startTree(fresh bool) error {
 		j: g.j, journal: journalPID, platform: g.platformConfig,
 		log: g.log.With().Str("actor", "uplink").Logger(), counters: g.counters,
 		qos: 1, readBat: g.conf().Storage.ReadBatch, renames: g.renames,
-		onMessage: g.onPlatformMessage,
+		onMessage: g.down.onMessage,
 		onUp:      func() { g.goSafe("platform session setup", g.onPlatformUp) },
 		published: &g.client, metrics: g.Metrics(),
 	}
