@@ -78,6 +78,7 @@ type Gateway struct {
 
 	renames      *renames
 	down         *downlink
+	stats        *statistics
 	attrs        attrRequests
 	connCounters sync.Map // connector name → *ConnectorCounters
 	links        sync.Map // connector name → *linkState of a push source
@@ -93,7 +94,7 @@ type Gateway struct {
 func (g *Gateway) onPlatformUp() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := g.PublishDirect(ctx, platform.TopicMeAttributes, g.startupAttributes(), 1); err != nil {
+	if err := g.PublishDirect(ctx, platform.TopicMeAttributes, g.stats.startupAttributes(), 1); err != nil {
 		g.log.Debug().Err(err).Msg("gateway attributes not sent")
 	}
 	if g.remote != nil {
@@ -220,6 +221,11 @@ func Start(opts Options) (*Gateway, error) {
 	if err := g.startObservability(); err != nil {
 		_ = g.j.Close()
 		return nil, err
+	}
+	g.stats = &statistics{
+		counters: g.counters, journal: g.j, client: &g.client, conf: g.conf,
+		connectorCounters: g.ConnectorCounters, publish: g.PublishDirect,
+		version: g.opts.Version, log: g.log,
 	}
 	g.props = &propsKit{
 		dispatcher: g.dispatcher,
@@ -391,7 +397,7 @@ func (g *Gateway) startTree(fresh bool) error {
 	bg, cancel := context.WithCancel(context.Background())
 	g.cancel = cancel
 	if cfg.ThingsBoard.StatsEnabled && cfg.ThingsBoard.StatsPeriod > 0 {
-		g.goSafe("statistics", func() { g.statsLoop(bg, cfg.ThingsBoard.StatsPeriod) })
+		g.goSafe("statistics", func() { g.stats.loop(bg, cfg.ThingsBoard.StatsPeriod) })
 	}
 	return nil
 }

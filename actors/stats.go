@@ -8,8 +8,12 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/industryos/gateway/actors/observe"
+	"github.com/industryos/gateway/persistence"
 	"github.com/industryos/gateway/protocols"
+	"github.com/industryos/gateway/protocols/config"
 	"github.com/industryos/gateway/protocols/platform"
 )
 
@@ -36,14 +40,28 @@ func (g *Gateway) ConnectorCounters(name string) *ConnectorCounters {
 	return c.(*ConnectorCounters)
 }
 
+// statistics publishes the gateway's own statistics telemetry and builds
+// the attributes it sends on every connect.
+type statistics struct {
+	counters          *Counters
+	journal           persistence.Journal
+	client            *atomic.Pointer[platform.Client] // the uplink's current one
+	conf              func() *config.Gateway
+	connectorCounters func(name string) *ConnectorCounters
+	// publish sends outside the journal; late statistics are worthless.
+	publish func(ctx context.Context, topic string, payload []byte, qos byte) error
+	version string
+	log     zerolog.Logger
+}
+
 // statsLoop publishes the gateway's own statistics every period while
 // connected. Counters are sent as deltas since the last send, as upstream
 // resets its counters after each send.
-func (g *Gateway) statsLoop(ctx context.Context, period time.Duration) {
+func (st *statistics) loop(ctx context.Context, period time.Duration) {
 	t := time.NewTicker(period)
 	defer t.Stop()
 	var prev statSnapshot
-	prev.take(g)
+	prev.take(st)
 	cpu := observe.NewCPUSampler()
 	for {
 		select {
@@ -52,11 +70,11 @@ func (g *Gateway) statsLoop(ctx context.Context, period time.Duration) {
 		case <-t.C:
 		}
 		var cur statSnapshot
-		cur.take(g)
-		payload := g.statsPayload(&prev, &cur, cpu.Sample())
+		cur.take(st)
+		payload := st.payload(&prev, &cur, cpu.Sample())
 		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		if err := g.PublishDirect(pctx, platform.TopicMeTelemetry, payload, 1); err != nil {
-			g.log.Debug().Err(err).Msg("statistics not sent")
+		if err := st.publish(pctx, platform.TopicMeTelemetry, payload, 1); err != nil {
+			st.log.Debug().Err(err).Msg("statistics not sent")
 		} else {
 			prev = cur
 		}
@@ -69,14 +87,14 @@ type statSnapshot struct {
 	connectors                                              map[string][6]uint64
 }
 
-func (s *statSnapshot) take(g *Gateway) {
-	c := g.counters
+func (s *statSnapshot) take(st *statistics) {
+	c := st.counters
 	s.journaled, s.sent, s.delivered = c.EventsJournaled.Load(), c.MessagesSent.Load(), c.ValuesDelivered.Load()
 	s.polls, s.valuesPolled = c.Polls.Load(), c.ValuesPolled.Load()
-	s.pulled = g.j.Stats().Acked
+	s.pulled = st.journal.Stats().Acked
 	s.connectors = map[string][6]uint64{}
-	for _, cc := range g.conf().Connectors {
-		k := g.ConnectorCounters(cc.Name)
+	for _, cc := range st.conf().Connectors {
+		k := st.connectorCounters(cc.Name)
 		s.connectors[cc.Name] = [6]uint64{k.Polls.Load(), k.PollErrors.Load(), k.TsProduced.Load(), k.AttrProduced.Load(), k.EventsPushed.Load(), k.Restarts.Load()}
 	}
 }
@@ -84,27 +102,27 @@ func (s *statSnapshot) take(g *Gateway) {
 // statsPayload builds the upstream machineStats/serviceStats/connectorsStats
 // telemetry, plus what upstream lacks: journal depth and age, drops, uplink
 // in-flight and reconnects, restarts per connector.
-func (g *Gateway) statsPayload(prev, cur *statSnapshot, cpu observe.CPUUsage) []byte {
-	js := g.j.Stats()
+func (st *statistics) payload(prev, cur *statSnapshot, cpu observe.CPUUsage) []byte {
+	js := st.journal.Stats()
 	var ps platform.Stats
-	if c := g.client.Load(); c != nil {
+	if c := st.client.Load(); c != nil {
 		ps = c.Stats()
 	}
 	mem := observe.ReadMemory()
 	var b bytes.Buffer
 	fmt.Fprintf(&b, `{"ts":%d,"values":{"machineStats":{"totalCpuUsage":%.1f,"gwProcessCpuUsage":%.1f,"cpuCount":%d,"freeMemory":%d,"totalMemory":%d,"gwMemory":%d`,
 		time.Now().UnixMilli(), cpu.Total, cpu.Process, runtime.NumCPU(), mem.Available, mem.Total, observe.RSS())
-	if dir := g.conf().Storage.Dir; dir != "" {
+	if dir := st.conf().Storage.Dir; dir != "" {
 		if free, total, ok := observe.DiskSpace(dir); ok {
 			fmt.Fprintf(&b, `,"freeDisk":%d,"totalDisk":%d,"diskUsage":%.1f`, free, total, 100*float64(total-free)/float64(max(total, 1)))
 		}
 	}
-	fmt.Fprintf(&b, `,"msgsSentToPlatform":%d,"msgsReceivedFromPlatform":%d}`, cur.sent-prev.sent, g.counters.InboundMessages.Swap(0))
+	fmt.Fprintf(&b, `,"msgsSentToPlatform":%d,"msgsReceivedFromPlatform":%d}`, cur.sent-prev.sent, st.counters.InboundMessages.Swap(0))
 	fmt.Fprintf(&b, `,"serviceStats":{"storageMsgPulled":%d,"storageMsgCount":%d,"platformMsgPushed":%d,"platformTsProduced":%d,"journalDepth":%d,"journalBytes":%d,"oldestBufferedAgeMs":%d,"droppedEvents":%d,"uplinkInflight":%d,"uplinkReconnects":%d,"eventsLost":%d,"mailboxDrops":%d}`,
 		cur.pulled-prev.pulled, js.Depth, cur.sent-prev.sent, cur.delivered-prev.delivered, js.Depth, js.DepthBytes, js.OldestAge.Milliseconds(),
-		js.Dropped, ps.Inflight, ps.Reconnects, g.counters.EventsLost.Load(), g.counters.MailboxDrops.Load())
+		js.Dropped, ps.Inflight, ps.Reconnects, st.counters.EventsLost.Load(), st.counters.MailboxDrops.Load())
 	b.WriteString(`,"connectorsStats":{`)
-	for i, cc := range g.conf().Connectors {
+	for i, cc := range st.conf().Connectors {
 		if i > 0 {
 			b.WriteByte(',')
 		}
@@ -118,19 +136,19 @@ func (g *Gateway) statsPayload(prev, cur *statSnapshot, cpu observe.CPUUsage) []
 }
 
 // startupAttributes is sent once per connection: who this gateway is.
-func (g *Gateway) startupAttributes() []byte {
+func (st *statistics) startupAttributes() []byte {
 	mem := observe.ReadMemory()
 	b := []byte(`{"Version":`)
-	b = protocols.AppendJSONString(b, g.opts.Version)
+	b = protocols.AppendJSONString(b, st.version)
 	b = fmt.Appendf(b, `,"totalMemory":%d,"cpuCount":%d`, mem.Total, runtime.NumCPU())
-	if dir := g.conf().Storage.Dir; dir != "" {
+	if dir := st.conf().Storage.Dir; dir != "" {
 		if _, total, ok := observe.DiskSpace(dir); ok {
 			b = fmt.Appendf(b, `,"totalDisk":%d`, total)
 		}
 	}
 	// What the config left out, so the platform shows why a connector or a
 	// key is missing without anyone reading the gateway's log.
-	if skips := g.conf().Problems.Skips(); len(skips) > 0 {
+	if skips := st.conf().Problems.Skips(); len(skips) > 0 {
 		b = append(b, `,"configurationErrors":[`...)
 		for i, p := range skips {
 			if i > 0 {
