@@ -116,7 +116,7 @@ func TestConnectorPushSource(t *testing.T) {
 		Done:    func(err error) { committed <- err }}
 	conn := pushConnector{&fakeConnector{push: push, closed: make(chan struct{})}}
 	pid := spawnConnector(t, sys, testConnectorEnv(journal, registry), conn)
-	defer sys.Root.StopFuture(pid).Wait()
+	defer func() { _ = sys.Root.StopFuture(pid).Wait() }()
 
 	waitFor(t, registered, func(m *DeviceConnected) bool { return m.Device == "meter" && m.Type == "power" })
 	app := waitFor(t, journaled, func(m *AppendEvents) bool { return len(m.Events) > 0 && m.Events[0].Device == "meter" })
