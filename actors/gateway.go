@@ -100,7 +100,7 @@ func (g *Gateway) onPlatformUp() {
 	if g.remote != nil {
 		g.remote.announce()
 	}
-	g.requestRemoteLoggingLevel() // observability
+	g.obs.requestRemoteLoggingLevel()
 }
 
 // OnGatewayAttributes registers a handler for shared-attribute updates of the
@@ -230,7 +230,7 @@ func Start(opts Options) (*Gateway, error) {
 	g.props = &propsKit{
 		dispatcher: g.dispatcher,
 		drops:      &g.counters.MailboxDrops,
-		panicLog:   g.actorLogger,
+		panicLog:   g.obs.actorLogger,
 		metrics:    g.Metrics(),
 	}
 	g.watchdog = &watchdog{
@@ -460,7 +460,7 @@ func (g *Gateway) onSupervisorEvent(ev supervisor.Event) {
 	if ev.Unhealthy {
 		l = g.log.Error()
 	}
-	l = g.observeSupervisorEvent(ev, l)
+	l = g.obs.observeSupervisorEvent(ev, l)
 	l.Str("actor", ev.Child.Id).Str("directive", ev.Directive.String()).Int("restarts", ev.Restarts).
 		Dur("delay", ev.Delay).Bool("unhealthy", ev.Unhealthy).Interface("reason", fmt.Sprint(ev.Reason)).Msg("actor failed")
 }
