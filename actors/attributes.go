@@ -68,8 +68,10 @@ func (g *Gateway) RequestAttributes(ctx context.Context, device string, client b
 	}
 }
 
-func (g *Gateway) onAttributeResponse(payload []byte) {
-	a := &g.attrs
+// respond hands an attribute response to its request. waiting is false
+// when no request waits for id (late or duplicate); err is a malformed
+// response.
+func (a *attrRequests) respond(payload []byte) (id int64, waiting bool, err error) {
 	resp, err := platform.ParseAttributeResponse(payload, func(id int64) string {
 		a.mu.Lock()
 		defer a.mu.Unlock()
@@ -79,20 +81,19 @@ func (g *Gateway) onAttributeResponse(payload []byte) {
 		return ""
 	})
 	if err != nil {
-		g.badInbound(platform.TopicAttributesResponse, payload, err)
-		return
+		return 0, false, err
 	}
 	a.mu.Lock()
 	p := a.pending[resp.ID]
 	a.mu.Unlock()
 	if p == nil {
-		g.log.Debug().Int64("id", resp.ID).Msg("attribute response for no pending request (late or duplicate)")
-		return
+		return resp.ID, false, nil
 	}
 	select {
 	case p.ch <- resp.Values:
 	default:
 	}
+	return resp.ID, true, nil
 }
 
 // syncSharedAttributes requests the shared attributes a device declares and

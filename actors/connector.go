@@ -2,7 +2,9 @@ package actors
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"sync"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/rs/zerolog"
@@ -12,12 +14,34 @@ import (
 	"github.com/industryos/gateway/supervisor"
 )
 
+// connectorEnv is what connector actors get from the gateway: what their
+// device actors need, how to build actor props, and the services a push
+// source's sink offers.
+type connectorEnv struct {
+	devices *deviceEnv
+	props   *propsKit
+	// goSafe runs a push source on its own goroutine, a panic logged and
+	// counted rather than fatal.
+	goSafe func(what string, fn func())
+	// links publishes each push source's transport state (/readyz).
+	links *sync.Map
+	// requestAttributes asks the platform for a device's attributes.
+	requestAttributes func(ctx context.Context, device string, client bool, keys []string) (map[string]json.RawMessage, error)
+}
+
+// deviceProps are the props of the actor of a polled device.
+func (e *connectorEnv) deviceProps(dev protocols.Device, connector string, log zerolog.Logger) *actor.Props {
+	return e.props.props(func() actor.Actor {
+		return newDeviceActor(dev, protocols.DeviceInfo{}, nil, connector, e.devices, log)
+	}, WithMailbox(deviceMailbox))
+}
+
 // connectorActor owns one configured connector and supervises one device actor
 // per device. A restart rebuilds the connector from its config, so shared
 // resources (a Modbus line) start clean.
 type connectorActor struct {
 	cfg   config.Connector
-	g     *Gateway
+	env   *connectorEnv
 	log   zerolog.Logger
 	first *bool
 	conn  protocols.Connector
@@ -59,7 +83,7 @@ func (c *connectorActor) Receive(ctx actor.Context) {
 		devs := conn.Devices()
 		c.log.Info().Int("devices", len(devs)).Msg("connector started")
 		for _, dev := range devs {
-			props := c.g.deviceProps(dev, c.cfg.Name, c.log)
+			props := c.env.deviceProps(dev, c.cfg.Name, c.log)
 			if _, err := ctx.SpawnNamed(props, "device/"+dev.Info().Name); err != nil {
 				c.log.Error().Err(err).Str("device", dev.Info().Name).Msg("cannot start device actor (duplicate deviceName?)")
 			}

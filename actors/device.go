@@ -1,7 +1,6 @@
 package actors
 
 import (
-	"context"
 	"math/rand/v2"
 	"time"
 
@@ -10,13 +9,39 @@ import (
 
 	"github.com/industryos/gateway/actors/observe"
 	"github.com/industryos/gateway/protocols"
+	"github.com/industryos/gateway/protocols/config"
+	"github.com/industryos/gateway/protocols/kit/ratelimit"
 	"github.com/industryos/gateway/protocols/kit/report"
 	"github.com/industryos/gateway/supervisor"
 )
 
-// pollTick carries its owner so a timer left over from a previous incarnation
-// of the actor (after a restart) is recognised and ignored.
-type pollTick struct{ owner *deviceActor }
+// deviceEnv is what device actors get from the gateway: where their events
+// and state go, their counters, and the running configuration. One is made
+// per start of the tree and shared by every device actor.
+type deviceEnv struct {
+	journal, registry *actor.PID
+	counters          *Counters
+	// connectorCounters returns a connector's counters (made on first use).
+	connectorCounters func(connector string) *ConnectorCounters
+	metrics           *observe.Metrics // nil: metrics off
+	// conf is the running configuration: device filter, activity checks,
+	// the default report strategy and the connectors' types.
+	conf func() *config.Gateway
+	// syncShared requests a device's shared attributes from the platform
+	// and routes them to it; it runs off the actor and must not block.
+	syncShared func(device string, keys []string)
+}
+
+// connectorType is the configured type of the named connector, "" when
+// no connector has that name.
+func (e *deviceEnv) connectorType(name string) string {
+	for _, c := range e.conf().Connectors {
+		if c.Name == name {
+			return c.Type
+		}
+	}
+	return ""
+}
 
 // deviceActor polls one device on its own schedule. A slow or dead device only
 // ever delays itself: each device has its own actor, timer and backoff.
@@ -25,15 +50,15 @@ type deviceActor struct {
 	cmd       protocols.Commander
 	info      protocols.DeviceInfo
 	connector string
-	g         *Gateway
+	env       *deviceEnv
 	cc        *ConnectorCounters
 	journal   *actor.PID
 	registry  *actor.PID
-	sys       *actor.ActorSystem
 	log       zerolog.Logger
 	counters  *Counters
 
 	self      *actor.PID
+	sys       *actor.ActorSystem
 	timer     *time.Timer
 	next      time.Time
 	tel, attr *report.Filter
@@ -41,7 +66,7 @@ type deviceActor struct {
 	lastData  time.Time
 	failures  int
 	backoff   *supervisor.Backoff
-	errLog    rateLimiter
+	errLog    ratelimit.Lines
 	scratch   []protocols.Datapoint
 	obs       *observe.Device // nil when metrics are off
 	filtered  bool
@@ -51,7 +76,7 @@ type deviceActor struct {
 
 // newDeviceActor builds the actor of a polled device (dev set) or of a pushed
 // one (dev nil, info given by the source).
-func newDeviceActor(dev protocols.Device, info protocols.DeviceInfo, cmd protocols.Commander, connector string, g *Gateway, log zerolog.Logger) *deviceActor {
+func newDeviceActor(dev protocols.Device, info protocols.DeviceInfo, cmd protocols.Commander, connector string, env *deviceEnv, log zerolog.Logger) *deviceActor {
 	if dev != nil {
 		info = dev.Info()
 		cmd, _ = dev.(protocols.Commander)
@@ -62,11 +87,11 @@ func newDeviceActor(dev protocols.Device, info protocols.DeviceInfo, cmd protoco
 	}
 	maxDelay := max(30*time.Second, info.PollPeriod)
 	return &deviceActor{
-		dev: dev, cmd: cmd, info: info, connector: connector, g: g, cc: g.ConnectorCounters(connector),
-		journal: g.journal, registry: g.registry, sys: g.sys, counters: g.counters,
+		dev: dev, cmd: cmd, info: info, connector: connector, env: env, cc: env.connectorCounters(connector),
+		journal: env.journal, registry: env.registry, counters: env.counters,
 		log:     log.With().Str("device", info.Name).Logger(),
 		backoff: supervisor.NewBackoff(retry, maxDelay, 2),
-		obs:     g.deviceMetrics(connector, info.Name),
+		obs:     env.metrics.Device(connector, info.Name),
 	}
 }
 
@@ -74,7 +99,8 @@ func (d *deviceActor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		d.self = ctx.Self()
-		if ok, err := d.g.conf().Filter.Check(d.connector, d.info.Name); !ok {
+		d.sys = ctx.ActorSystem()
+		if ok, err := d.env.conf().Filter.Check(d.connector, d.info.Name); !ok {
 			// Filtered devices are not polled at all: their data would be
 			// dropped anyway, and an unreachable one would only cost timeouts.
 			d.filtered = true
@@ -139,59 +165,6 @@ func (d *deviceActor) markDisconnected() {
 	}
 }
 
-func (d *deviceActor) arm(delay time.Duration) {
-	tick := &pollTick{owner: d}
-	sys, self := d.sys, d.self
-	d.timer = time.AfterFunc(delay, func() { sys.Root.Send(self, tick) })
-}
-
-func (d *deviceActor) poll(ctx actor.Context) {
-	started := time.Now()
-	pctx, cancel := context.WithTimeout(context.Background(), max(d.info.PollPeriod, 5*time.Second))
-	reading, err := d.dev.Poll(pctx)
-	cancel()
-	now := time.Now()
-	d.counters.Polls.Add(1)
-	d.cc.Polls.Add(1)
-	d.obs.Polled(now.Sub(started).Seconds(), len(reading.Telemetry)+len(reading.Attributes), err, float64(now.UnixNano())/1e9)
-	var events []protocols.Event
-	if err != nil && d.connected && len(reading.Telemetry)+len(reading.Attributes) > 0 {
-		// Keys read before an exception or a timeout are real values.
-		events = d.emit(now, started, reading, events, false)
-	}
-	if err != nil {
-		d.counters.PollErrors.Add(1)
-		d.cc.PollErrors.Add(1)
-		d.failures++
-		if d.failures == 1 {
-			d.errLog.reset()
-		}
-		if d.errLog.allow(now) {
-			d.log.Warn().Err(err).Int("failures", d.failures).Int("suppressed", d.errLog.takeSuppressed()).Msg("poll failed")
-		}
-		act := d.g.conf().Activity
-		idle := act.Enabled && now.Sub(d.lastData) > act.Timeout
-		if d.connected && (idle || d.info.ConnectAttemptCount > 0 && d.failures >= d.info.ConnectAttemptCount) {
-			d.log.Warn().Int("failures", d.failures).Bool("inactive", idle).Msg("device unreachable; disconnecting it from the platform")
-			events = d.disconnect(ctx, now, events)
-		}
-	} else {
-		if d.failures > 0 {
-			d.log.Info().Int("failures", d.failures).Msg("device answers again")
-			d.errLog.reset()
-		}
-		d.failures = 0
-		d.lastData = now
-		if !d.connected {
-			events = d.connect(ctx, now, events)
-		}
-		events = d.emit(now, started, reading, events, false)
-	}
-	events = d.due(now, events)
-	d.deliver(ctx, events, nil)
-	d.schedule(now)
-}
-
 // connect announces the device to the platform and syncs its shared attributes.
 func (d *deviceActor) connect(ctx actor.Context, now time.Time, events []protocols.Event) []protocols.Event {
 	d.connected = true
@@ -203,7 +176,7 @@ func (d *deviceActor) connect(ctx actor.Context, now time.Time, events []protoco
 	ctx.Send(d.registry, &DeviceConnected{Device: d.info.Name, Type: d.info.Type, Connector: d.connector})
 	if d.cmd != nil {
 		keys := d.cmd.SharedAttributeKeys()
-		d.g.goSafe("shared attribute sync", func() { d.g.syncSharedAttributes(d.info.Name, keys) })
+		d.env.syncShared(d.info.Name, keys)
 	}
 	return events
 }
@@ -214,7 +187,7 @@ func (d *deviceActor) connect(ctx actor.Context, now time.Time, events []protoco
 // and past the report strategy, as upstream sends it unconditionally.
 func (d *deviceActor) connectorDetails(now time.Time) protocols.Event {
 	vals := make([]protocols.Datapoint, 0, 2)
-	if typ := d.g.connectorType(d.connector); typ != "" {
+	if typ := d.env.connectorType(d.connector); typ != "" {
 		vals = append(vals, protocols.Datapoint{Key: "connectorType", Value: protocols.String(typ)})
 	}
 	vals = append(vals, protocols.Datapoint{Key: "connectorName", Value: protocols.String(d.connector)})
@@ -279,25 +252,4 @@ func (d *deviceActor) emit(now, started time.Time, reading protocols.Reading, ev
 		events = append(events, protocols.Event{Kind: protocols.EventTelemetry, Device: d.info.Name, Ts: started.UnixMilli(), Values: tel})
 	}
 	return events
-}
-
-// schedule keeps a fixed rate while the device answers (missed ticks are
-// skipped, not bunched) and backs off while it does not.
-func (d *deviceActor) schedule(now time.Time) {
-	period := d.info.PollPeriod
-	if period <= 0 {
-		period = time.Second
-	}
-	if d.failures >= 2 {
-		delay := max(period, d.backoff.Next(d.failures-2))
-		d.next = now.Add(delay)
-		d.arm(delay)
-		return
-	}
-	d.next = d.next.Add(period)
-	if d.next.Before(now) {
-		missed := now.Sub(d.next)/period + 1
-		d.next = d.next.Add(missed * period)
-	}
-	d.arm(d.next.Sub(now))
 }

@@ -10,8 +10,10 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/rs/zerolog"
 
 	"github.com/industryos/gateway/protocols"
+	"github.com/industryos/gateway/protocols/kit/ratelimit"
 	"github.com/industryos/gateway/protocols/platform"
 )
 
@@ -73,70 +75,90 @@ func rpcTimeout(params json.RawMessage) time.Duration {
 	return DefaultRPCTimeout
 }
 
-// onPlatformMessage runs on the MQTT client's goroutine: it parses and hands
-// off, never blocks on devices.
-func (g *Gateway) onPlatformMessage(topic string, payload []byte) {
-	g.counters.InboundMessages.Add(1)
-	if g.opts.OnPlatformMessage != nil {
-		g.opts.OnPlatformMessage(topic, payload)
+// downlink takes what the platform sends. It runs on the MQTT client's
+// goroutine: it parses and hands off, and never blocks on devices.
+type downlink struct {
+	sys      *actor.ActorSystem
+	registry func() *actor.PID // device commands go there
+	renames  *renames
+	counters *Counters
+	log      zerolog.Logger
+	// tap, when set, also sees every message (Options.OnPlatformMessage).
+	tap    func(topic string, payload []byte)
+	goSafe func(what string, fn func())
+	// publish sends a reply, waiting briefly for a session to be up.
+	publish func(ctx context.Context, topic string, payload []byte, qos byte) error
+	// gatewayRPC answers an RPC to the gateway itself; it may block.
+	gatewayRPC func(req platform.GatewayRPC)
+	attrs      *attrRequests // attribute requests waiting for their response
+	// gatewayAttributes are the handlers of the gateway device's own
+	// shared attributes; they are added before the platform connects.
+	gatewayAttributes []func(map[string]json.RawMessage)
+	badLog            ratelimit.Lines
+}
+
+func (d *downlink) onMessage(topic string, payload []byte) {
+	d.counters.InboundMessages.Add(1)
+	if d.tap != nil {
+		d.tap(topic, payload)
 	}
 	switch {
 	case topic == platform.TopicGatewayRPC:
 		req, err := platform.ParseDeviceRPC(payload)
 		if err != nil {
-			g.badInbound(topic, payload, err)
+			d.badInbound(topic, payload, err)
 			return
 		}
-		g.goSafe("device rpc", func() { g.deviceRPC(req) })
+		d.goSafe("device rpc", func() { d.deviceRPC(req) })
 	case topic == platform.TopicAttributes:
 		upd, err := platform.ParseAttributeUpdate(payload)
 		if err != nil {
-			g.badInbound(topic, payload, err)
+			d.badInbound(topic, payload, err)
 			return
 		}
-		g.sys.Root.Send(g.registry, &routeAttributes{upd: g.renames.toOriginalUpdate(upd)})
+		d.sys.Root.Send(d.registry(), &routeAttributes{upd: d.renames.toOriginalUpdate(upd)})
 	case strings.HasPrefix(topic, platform.TopicMeRPCRequestPrefix):
 		req, err := platform.ParseGatewayRPC(topic, payload)
 		if err != nil {
-			g.badInbound(topic, payload, err)
+			d.badInbound(topic, payload, err)
 			return
 		}
-		g.goSafe("gateway rpc", func() { g.gatewayRPC(req) })
+		d.goSafe("gateway rpc", func() { d.gatewayRPC(req) })
 	case topic == platform.TopicAttributesResponse:
-		g.onAttributeResponse(payload)
+		d.onAttributeResponse(payload)
 	case topic == platform.TopicMeAttributes, strings.HasPrefix(topic, platform.TopicMeAttributesResponsePrefix):
 		values, err := platform.ParseAttributes(payload)
 		if err != nil {
-			g.badInbound(topic, payload, err)
+			d.badInbound(topic, payload, err)
 			return
 		}
-		for _, h := range g.gatewayAttributeHandlers {
+		for _, h := range d.gatewayAttributes {
 			h(values)
 		}
 	default:
-		g.log.Debug().Str("topic", topic).Int("bytes", len(payload)).Msg("platform message not handled")
+		d.log.Debug().Str("topic", topic).Int("bytes", len(payload)).Msg("platform message not handled")
 	}
 }
 
-func (g *Gateway) badInbound(topic string, payload []byte, err error) {
-	g.counters.BadInbound.Add(1)
-	if g.inboundLog.allow(time.Now()) {
+func (d *downlink) badInbound(topic string, payload []byte, err error) {
+	d.counters.BadInbound.Add(1)
+	if ok, suppressed := d.badLog.Allow(time.Now()); ok {
 		const max = 200
 		p := string(payload)
 		if len(p) > max {
 			p = p[:max] + "…"
 		}
-		g.log.Warn().Err(err).Str("topic", topic).Str("payload", p).Int("suppressed", g.inboundLog.takeSuppressed()).Msg("ignoring malformed platform message")
+		d.log.Warn().Err(err).Str("topic", topic).Str("payload", p).Int("suppressed", suppressed).Msg("ignoring malformed platform message")
 	}
 }
 
 // deviceRPC runs one device RPC and always replies: with the result, an
 // error, or upstream's timeout shape.
-func (g *Gateway) deviceRPC(req protocols.RPCRequest) {
+func (d *downlink) deviceRPC(req protocols.RPCRequest) {
 	platformName := req.Device
-	req.Device = g.renames.toOriginal(req.Device)
+	req.Device = d.renames.toOriginal(req.Device)
 	timeout := rpcTimeout(req.Params)
-	res, err := g.sys.Root.RequestFuture(g.registry, &routeRPC{req: req, deadline: time.Now().Add(timeout)}, timeout).Result()
+	res, err := d.sys.Root.RequestFuture(d.registry(), &routeRPC{req: req, deadline: time.Now().Add(timeout)}, timeout).Result()
 	var data []byte
 	if err == nil {
 		// The device (not the routing) timed out, by its own protocol
@@ -159,55 +181,27 @@ func (g *Gateway) deviceRPC(req protocols.RPCRequest) {
 			data = r.data
 		}
 	}
-	g.reply(platform.TopicGatewayRPC, platform.RPCReplyPayload(platformName, req.ID, data))
+	d.reply(platform.TopicGatewayRPC, platform.RPCReplyPayload(platformName, req.ID, data))
 }
 
-func (g *Gateway) reply(topic string, payload []byte) {
+func (d *downlink) reply(topic string, payload []byte) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	// A request can arrive from the broker's stored session before our
 	// session counts as up (right after a reconnect); wait for it briefly.
-	if err := g.PublishWhenUp(ctx, topic, payload, 0); err != nil {
-		g.log.Warn().Err(err).Str("topic", topic).Msg("cannot send rpc reply")
+	if err := d.publish(ctx, topic, payload, 0); err != nil {
+		d.log.Warn().Err(err).Str("topic", topic).Msg("cannot send rpc reply")
 	}
 }
 
-// runCommand executes a routed command inside the device actor.
-func (d *deviceActor) runCommand(ctx actor.Context, msg any) {
-	cmd, ok := d.cmd, d.cmd != nil
-	switch m := msg.(type) {
-	case *routeRPC:
-		if time.Now().After(m.deadline) {
-			// The caller already answered with a timeout; a late write
-			// would surprise the operator more than a missing one.
-			d.log.Warn().Str("method", m.req.Method).Msg("rpc expired before the device was free; not executed")
-			return
-		}
-		if !ok {
-			ctx.Respond(&rpcResult{err: fmt.Errorf("device %q does not accept rpc", d.info.Name)})
-			return
-		}
-		c, cancel := context.WithDeadline(context.Background(), m.deadline)
-		data, err := cmd.RPC(c, m.req)
-		cancel()
-		if err != nil {
-			d.log.Warn().Err(err).Str("method", m.req.Method).Int64("id", m.req.ID).Msg("rpc failed")
-		}
-		ctx.Respond(&rpcResult{data: data, err: err})
-	case *routeAttributes:
-		if !ok {
-			d.log.Warn().Msg("attribute update for a device that takes no writes; ignored")
-			return
-		}
-		c, cancel := context.WithTimeout(context.Background(), DefaultRPCTimeout)
-		ignored, err := cmd.UpdateAttributes(c, m.upd.Values)
-		cancel()
-		if err != nil {
-			d.log.Warn().Err(err).Msg("attribute update failed")
-		}
-		if len(ignored) > 0 {
-			d.log.Debug().Strs("keys", ignored).Msg("attribute keys not declared in attributeUpdates; ignored")
-		}
+// onAttributeResponse hands an attribute response to the request waiting for it.
+func (d *downlink) onAttributeResponse(payload []byte) {
+	id, waiting, err := d.attrs.respond(payload)
+	switch {
+	case err != nil:
+		d.badInbound(platform.TopicAttributesResponse, payload, err)
+	case !waiting:
+		d.log.Debug().Int64("id", id).Msg("attribute response for no pending request (late or duplicate)")
 	}
 }
 
@@ -218,7 +212,7 @@ func (r *registryActor) route(ctx actor.Context, device string, msg any) {
 		// A device of a push connector seen before a restart has no actor
 		// until it reports again; its connector can create one now.
 		if s := r.saved[device]; s != nil && s.ConnectorName != "" {
-			if cpid := r.g.connectorPID(s.ConnectorName); cpid != nil {
+			if cpid := r.connector(s.ConnectorName); cpid != nil {
 				ctx.RequestWithCustomSender(cpid, &adoptRoute{name: device, profile: s.DeviceType, msg: msg}, ctx.Sender())
 				return
 			}

@@ -19,7 +19,6 @@ import (
 	"github.com/industryos/gateway/actors/observe"
 	"github.com/industryos/gateway/mailbox"
 	"github.com/industryos/gateway/persistence"
-	"github.com/industryos/gateway/protocols"
 	"github.com/industryos/gateway/protocols/config"
 	"github.com/industryos/gateway/protocols/platform"
 	"github.com/industryos/gateway/supervisor"
@@ -68,7 +67,8 @@ type Gateway struct {
 
 	root, journal, uplink, registry *actor.PID
 	watchdogStop                    chan struct{}
-	watchdogAlive                   func()
+	watchdog                        *watchdog
+	props                           *propsKit
 	connectors                      []*actor.PID
 	strategy                        *supervisor.Strategy
 	dispatcher                      *mailbox.PooledDispatcher
@@ -76,31 +76,32 @@ type Gateway struct {
 	// not journaled (RPC replies, remote logs, statistics).
 	client atomic.Pointer[platform.Client]
 
-	renames                  *renames
-	gatewayAttributeHandlers []func(map[string]json.RawMessage)
-	inboundLog               rateLimiter
-	attrs                    attrRequests
-	connCounters             sync.Map // connector name → *ConnectorCounters
-	links                    sync.Map // connector name → *linkState of a push source
-	cancel                   context.CancelFunc
-	treeMu                   sync.Mutex   // serialises Stop, Restart and Reload
-	stateMu                  sync.RWMutex // guards cfg and connectors across reloads
-	stopped                  bool
-	remote                   *remoteConfig // nil unless remoteConfiguration is on
-	obs                      *observability
+	renames      *renames
+	down         *downlink
+	stats        *statistics
+	attrs        attrRequests
+	connCounters sync.Map // connector name → *ConnectorCounters
+	links        sync.Map // connector name → *linkState of a push source
+	cancel       context.CancelFunc
+	treeMu       sync.Mutex    // serialises Stop, Restart and Reload
+	stateMu      sync.RWMutex  // guards cfg, connectors and connEnv across reloads
+	connEnv      *connectorEnv // the running tree's, so a reload can start one connector
+	stopped      bool
+	remote       *remoteConfig // nil unless remoteConfiguration is on
+	obs          *observability
 }
 
 // onPlatformUp runs (in its own goroutine) after every (re)connect.
 func (g *Gateway) onPlatformUp() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := g.PublishDirect(ctx, platform.TopicMeAttributes, g.startupAttributes(), 1); err != nil {
+	if err := g.PublishDirect(ctx, platform.TopicMeAttributes, g.stats.startupAttributes(), 1); err != nil {
 		g.log.Debug().Err(err).Msg("gateway attributes not sent")
 	}
 	if g.remote != nil {
 		g.remote.announce()
 	}
-	g.requestRemoteLoggingLevel() // observability
+	g.obs.requestRemoteLoggingLevel()
 }
 
 // OnGatewayAttributes registers a handler for shared-attribute updates of the
@@ -108,7 +109,7 @@ func (g *Gateway) onPlatformUp() {
 // before the platform connects; handlers run on the MQTT goroutine and must
 // not block.
 func (g *Gateway) OnGatewayAttributes(h func(map[string]json.RawMessage)) {
-	g.gatewayAttributeHandlers = append(g.gatewayAttributeHandlers, h)
+	g.down.gatewayAttributes = append(g.down.gatewayAttributes, h)
 }
 
 // ask sends msg to pid and waits for the answer until ctx's deadline (5 s
@@ -198,6 +199,9 @@ func Start(opts Options) (*Gateway, error) {
 		}
 		g.j = j
 	}
+	// Before the first actor system: protoactor's process registry sharding
+	// (see actorsys.Configure), the same on 64- and 32-bit targets.
+	actorsys.Configure()
 	g.dispatcher = mailbox.NewPooledDispatcher(300, 30*time.Second)
 	g.sys = actorsys.New(actor.WithLoggerFactory(slogFactory(opts.Logger)),
 		actor.WithDeveloperSupervisionLogging(false))
@@ -206,6 +210,11 @@ func Start(opts Options) (*Gateway, error) {
 		supervisor.WithCrashLoop(5, time.Minute),
 		supervisor.WithEvents(g.onSupervisorEvent),
 	)
+	g.down = &downlink{
+		sys: g.sys, registry: func() *actor.PID { return g.registry }, renames: g.renames,
+		counters: g.counters, log: g.log, tap: opts.OnPlatformMessage, goSafe: g.goSafe,
+		publish: g.PublishWhenUp, gatewayRPC: g.gatewayRPC, attrs: &g.attrs,
+	}
 	if g.cfg.ThingsBoard.RemoteConfiguration && g.cfg.File != "" {
 		g.remote = &remoteConfig{g: g}
 		g.OnGatewayAttributes(g.remote.enqueue)
@@ -213,6 +222,23 @@ func Start(opts Options) (*Gateway, error) {
 	if err := g.startObservability(); err != nil {
 		_ = g.j.Close()
 		return nil, err
+	}
+	g.stats = &statistics{
+		counters: g.counters, journal: g.j, client: &g.client, conf: g.conf,
+		connectorCounters: g.ConnectorCounters, publish: g.PublishDirect,
+		version: g.opts.Version, log: g.log,
+	}
+	g.props = &propsKit{
+		dispatcher: g.dispatcher,
+		drops:      &g.counters.MailboxDrops,
+		panicLog:   g.obs.actorLogger,
+		metrics:    g.Metrics(),
+	}
+	g.watchdog = &watchdog{
+		alive:  opts.Alive,
+		core:   func() []*actor.PID { return []*actor.PID{g.journal, g.uplink, g.registry} },
+		goSafe: g.goSafe,
+		log:    g.log,
 	}
 	if err := g.startTree(true); err != nil {
 		return nil, err
@@ -222,7 +248,9 @@ func Start(opts Options) (*Gateway, error) {
 		if every <= 0 {
 			every = 10 * time.Second
 		}
-		g.startWatchdog(every, opts.Alive)
+		done := make(chan struct{})
+		g.watchdogStop = done
+		g.goSafe("watchdog", func() { g.watchdog.run(g.sys, g.root, every, done) })
 	}
 	return g, nil
 }
@@ -241,17 +269,6 @@ func (g *Gateway) conf() *config.Gateway {
 	g.stateMu.RLock()
 	defer g.stateMu.RUnlock()
 	return g.cfg
-}
-
-// connectorType is the configured type of the named connector, "" when
-// no connector has that name.
-func (g *Gateway) connectorType(name string) string {
-	for _, c := range g.conf().Connectors {
-		if c.Name == name {
-			return c.Type
-		}
-	}
-	return ""
 }
 
 // connectorPIDs pairs the current connector configs with their actors.
@@ -304,17 +321,10 @@ func (g *Gateway) restartTree(ctx context.Context, cfg *config.Gateway) error {
 
 // startTree spawns the actor tree over the open journal. fresh is false on
 // an in-process restart, when connectors must be rebuilt from their config.
+// Each actor gets its collaborators here; none of them holds the Gateway.
 func (g *Gateway) startTree(fresh bool) error {
-	// The root only spawns; all long-lived state is in its children.
-	rootProps := actor.PropsFromFunc(func(ctx actor.Context) {
-		switch r := ctx.Message().(type) {
-		case *spawnRequest:
-			pid, err := ctx.SpawnNamed(r.props, r.name)
-			ctx.Respond(&spawnReply{pid: pid, err: err})
-		case *watchdogTick:
-			g.onWatchdogTick(ctx, r)
-		}
-	},
+	wd := g.watchdog
+	rootProps := actor.PropsFromProducer(func() actor.Actor { return &rootActor{watchdog: wd} },
 		actor.WithGuardian(g.strategy), actor.WithSupervisor(g.strategy))
 	root, err := g.sys.Root.SpawnNamed(rootProps, "gateway")
 	if err != nil {
@@ -323,12 +333,10 @@ func (g *Gateway) startTree(fresh bool) error {
 	if g.root == nil {
 		g.root = root
 	}
-	// protoactor can only spawn a child from inside its parent, so the root
-	// answers spawn requests; that keeps every actor under one supervised tree.
 
 	registryFile := ""
 	if f := g.conf().File; f != "" {
-		registryFile = filepath.Join(filepath.Dir(f), "connected_devices.json")
+		registryFile = filepath.Join(filepath.Dir(f), persistence.DevicesFile)
 	}
 	regLog := g.log.With().Str("actor", "registry").Logger()
 	saved := loadRegistry(registryFile, regLog)
@@ -337,17 +345,45 @@ func (g *Gateway) startTree(fresh bool) error {
 			g.renames.set(name, *s.Renaming)
 		}
 	}
-	keepFirst(&g.journal, g.spawnChild("journal", actor.PropsFromProducer(func() actor.Actor {
-		return &journalActor{j: g.j, uplink: func() *actor.PID { return g.uplink }, log: g.log.With().Str("actor", "journal").Logger(), counters: g.counters,
+	// The journal and the uplink name each other; the getters read the PIDs
+	// once both are spawned.
+	journalPID := func() *actor.PID { return g.journal }
+	uplinkPID := func() *actor.PID { return g.uplink }
+	keepFirst(&g.journal, g.spawnChild("journal", g.props.props(func() actor.Actor {
+		return &journalActor{j: g.j, uplink: uplinkPID, log: g.log.With().Str("actor", "journal").Logger(), counters: g.counters,
 			linger: g.conf().Storage.CommitInterval}
-	}, g.options(journalMailbox)...)))
-	keepFirst(&g.uplink, g.spawnChild("uplink", actor.PropsFromProducer(func() actor.Actor {
-		return &uplinkActor{g: g, j: g.j, log: g.log.With().Str("actor", "uplink").Logger(), qos: 1, readBat: g.conf().Storage.ReadBatch}
-	}, g.options(uplinkMailbox)...)))
-	keepFirst(&g.registry, g.spawnChild("registry", actor.PropsFromProducer(func() actor.Actor {
+	}, WithMailbox(journalMailbox))))
+	up := uplinkDeps{
+		j: g.j, journal: journalPID, platform: g.platformConfig,
+		log: g.log.With().Str("actor", "uplink").Logger(), counters: g.counters,
+		qos: 1, readBat: g.conf().Storage.ReadBatch, renames: g.renames,
+		onMessage: g.down.onMessage,
+		onUp:      func() { g.goSafe("platform session setup", g.onPlatformUp) },
+		published: &g.client, metrics: g.Metrics(),
+	}
+	keepFirst(&g.uplink, g.spawnChild("uplink", g.props.props(func() actor.Actor {
+		return &uplinkActor{uplinkDeps: up}
+	}, WithMailbox(uplinkMailbox))))
+	keepFirst(&g.registry, g.spawnChild("registry", g.props.props(func() actor.Actor {
 		// A restarted registry starts from the last saved state.
-		return &registryActor{g: g, path: registryFile, log: regLog, saved: saved}
-	}, g.options(deviceMailbox)...)))
+		return &registryActor{renames: g.renames, connector: g.connectorPID, uplink: uplinkPID, path: registryFile, log: regLog, saved: saved}
+	}, WithMailbox(deviceMailbox))))
+	env := &connectorEnv{
+		devices: &deviceEnv{
+			journal: g.journal, registry: g.registry, counters: g.counters,
+			connectorCounters: g.ConnectorCounters, metrics: g.Metrics(), conf: g.conf,
+			syncShared: func(device string, keys []string) {
+				g.goSafe("shared attribute sync", func() { g.syncSharedAttributes(device, keys) })
+			},
+		},
+		props:             g.props,
+		goSafe:            g.goSafe,
+		links:             &g.links,
+		requestAttributes: g.RequestAttributes,
+	}
+	g.stateMu.Lock()
+	g.connEnv = env
+	g.stateMu.Unlock()
 	cfg := g.conf()
 	var connectors []*actor.PID
 	for _, c := range cfg.Connectors {
@@ -359,7 +395,7 @@ func (g *Gateway) startTree(fresh bool) error {
 	bg, cancel := context.WithCancel(context.Background())
 	g.cancel = cancel
 	if cfg.ThingsBoard.StatsEnabled && cfg.ThingsBoard.StatsPeriod > 0 {
-		g.goSafe("statistics", func() { g.statsLoop(bg, cfg.ThingsBoard.StatsPeriod) })
+		g.goSafe("statistics", func() { g.stats.loop(bg, cfg.ThingsBoard.StatsPeriod) })
 	}
 	return nil
 }
@@ -370,9 +406,12 @@ func (g *Gateway) startTree(fresh bool) error {
 func (g *Gateway) spawnConnector(c config.Connector, fresh bool) *actor.PID {
 	first := fresh
 	log := g.log.With().Str("connector", c.Name).Logger()
-	props := actor.PropsFromProducer(func() actor.Actor {
-		return &connectorActor{cfg: c, g: g, log: log, first: &first}
-	}, append(g.options(deviceMailbox), actor.WithSupervisor(g.strategy))...)
+	g.stateMu.Lock()
+	env := g.connEnv
+	g.stateMu.Unlock()
+	props := g.props.props(func() actor.Actor {
+		return &connectorActor{cfg: c, env: env, log: log, first: &first}
+	}, WithMailbox(deviceMailbox), WithSupervisor(g.strategy))
 	return g.spawnChild("connector/"+c.Name, props)
 }
 
@@ -423,35 +462,6 @@ func (g *Gateway) spawnChild(name string, props *actor.Props) *actor.PID {
 	return r.pid
 }
 
-// options are what every actor of the tree gets: a bounded two-lane mailbox
-// whose drops are counted, the shared pooled dispatcher, and panic logging.
-func (g *Gateway) options(capacity int) []actor.PropsOption {
-	st := new(mailbox.Stats) // this actor's own, for its mailbox metrics
-	return append([]actor.PropsOption{
-		actor.WithMailbox(mailbox.Producer(
-			mailbox.WithCapacity(capacity),
-			mailbox.WithPolicy(mailbox.DropNewest),
-			mailbox.WithOnDrop(func(m any) {
-				g.counters.MailboxDrops.Add(1)
-				// Whoever waits for a dropped message's commit must learn
-				// it will not come, or a push source would wait forever.
-				if d, ok := m.(interface{ dropped() }); ok {
-					d.dropped()
-				}
-			}),
-			mailbox.WithStats(st),
-		)),
-		actor.WithDispatcher(g.dispatcher),
-		actor.WithReceiverMiddleware(supervisor.PanicLoggerFor(g.actorLogger)),
-	}, g.observeOptions(st)...)
-}
-
-func (g *Gateway) deviceProps(dev protocols.Device, connector string, log zerolog.Logger) *actor.Props {
-	return actor.PropsFromProducer(func() actor.Actor {
-		return newDeviceActor(dev, protocols.DeviceInfo{}, nil, connector, g, log)
-	}, g.options(deviceMailbox)...)
-}
-
 func (g *Gateway) onSupervisorEvent(ev supervisor.Event) {
 	if ev.Directive == actor.RestartDirective {
 		g.counters.Restarts.Add(1)
@@ -463,7 +473,7 @@ func (g *Gateway) onSupervisorEvent(ev supervisor.Event) {
 	if ev.Unhealthy {
 		l = g.log.Error()
 	}
-	l = g.observeSupervisorEvent(ev, l)
+	l = g.obs.observeSupervisorEvent(ev, l)
 	l.Str("actor", ev.Child.Id).Str("directive", ev.Directive.String()).Int("restarts", ev.Restarts).
 		Dur("delay", ev.Delay).Bool("unhealthy", ev.Unhealthy).Interface("reason", fmt.Sprint(ev.Reason)).Msg("actor failed")
 }

@@ -126,7 +126,7 @@ func (g *Gateway) gatewayRPC(req platform.GatewayRPC) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	data := g.runGatewayRPC(ctx, req)
-	g.reply(platform.TopicMeRPCResponsePrefix+req.RequestID, data)
+	g.down.reply(platform.TopicMeRPCResponsePrefix+req.RequestID, data)
 }
 
 func (g *Gateway) runGatewayRPC(ctx context.Context, req platform.GatewayRPC) []byte {

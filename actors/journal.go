@@ -8,6 +8,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/industryos/gateway/persistence"
+	"github.com/industryos/gateway/protocols/kit/ratelimit"
 )
 
 // maxGroup is the size at which a group commits without waiting out the
@@ -44,7 +45,7 @@ type journalActor struct {
 	dones       []func(error)
 	flushQueued bool
 	buf         []byte
-	errLog      rateLimiter
+	errLog      ratelimit.Lines
 	stopTicker  func()
 }
 
@@ -113,8 +114,8 @@ func (a *journalActor) commit(ctx actor.Context) {
 	if err != nil {
 		a.counters.EventsLost.Add(uint64(n))
 		a.counters.JournalErrors.Add(1)
-		if a.errLog.allow(time.Now()) {
-			a.log.Error().Err(err).Int("events", n).Int("suppressed", a.errLog.takeSuppressed()).Msg("journal append failed; events dropped")
+		if ok, suppressed := a.errLog.Allow(time.Now()); ok {
+			a.log.Error().Err(err).Int("events", n).Int("suppressed", suppressed).Msg("journal append failed; events dropped")
 		}
 	} else {
 		a.counters.EventsJournaled.Add(uint64(n))

@@ -8,8 +8,6 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/rs/zerolog"
-
-	"github.com/industryos/gateway/protocols/kit/ratelimit"
 )
 
 // slogFactory routes protoactor's own logging into zerolog. protoactor logs
@@ -41,62 +39,20 @@ func every(sys *actor.ActorSystem, pid *actor.PID, d time.Duration, msg any) (st
 	return func() { once.Do(func() { t.Stop(); close(done) }) }
 }
 
-// rateLimiter lets one line through per interval and counts the rest, so a
-// dead device or a broken payload stream cannot flood the log: a
-// ratelimit.Limiter of one line per interval. Safe for concurrent use.
-type rateLimiter struct {
-	mu         sync.Mutex
-	interval   time.Duration
-	lines      ratelimit.Limiter
-	suppressed int
-}
-
-const defaultLogInterval = 30 * time.Second
-
-// allow reports whether a line may be logged now; a refusal is counted.
-func (r *rateLimiter) allow(now time.Time) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if !r.lines.Limited() {
-		iv := r.interval
-		if iv == 0 {
-			iv = defaultLogInterval
-		}
-		r.lines.SetWindows([]ratelimit.Window{{Count: 1, Per: iv}})
-	}
-	if !r.lines.Allow(now, 1) {
-		r.suppressed++
-		return false
-	}
-	return true
-}
-
-// takeSuppressed returns and resets the count of refused lines.
-func (r *rateLimiter) takeSuppressed() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	n := r.suppressed
-	r.suppressed = 0
-	return n
-}
-
-func (r *rateLimiter) reset() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.lines, r.suppressed = ratelimit.Limiter{}, 0
-}
-
 // goSafe runs fn on its own goroutine. Outside an actor nothing supervises a
 // goroutine, and a panic there would take the whole process (and every
 // healthy device) down; here it is logged with its stack and counted instead.
-func (g *Gateway) goSafe(what string, fn func()) {
+func goSafe(log zerolog.Logger, counters *Counters, what string, fn func()) {
 	go func() {
 		defer func() {
 			if r := recover(); r != nil {
-				g.counters.Restarts.Add(1)
-				g.log.Error().Str("task", what).Interface("panic", r).Bytes("stack", debug.Stack()).Msg("background task panicked; the gateway keeps running")
+				counters.Restarts.Add(1)
+				log.Error().Str("task", what).Interface("panic", r).Bytes("stack", debug.Stack()).Msg("background task panicked; the gateway keeps running")
 			}
 		}()
 		fn()
 	}()
 }
+
+// goSafe is goSafe with the gateway's logger and counters.
+func (g *Gateway) goSafe(what string, fn func()) { goSafe(g.log, g.counters, what, fn) }

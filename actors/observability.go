@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -12,8 +14,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/industryos/gateway/actors/observe"
-	"github.com/industryos/gateway/mailbox"
 	"github.com/industryos/gateway/persistence"
+	"github.com/industryos/gateway/protocols/config"
 	"github.com/industryos/gateway/protocols/platform"
 	"github.com/industryos/gateway/supervisor"
 )
@@ -25,6 +27,19 @@ type observability struct {
 	metrics *observe.Metrics
 	server  *observe.Server
 	remote  *observe.RemoteLog
+
+	// What readiness, the counters' collectors and the log read.
+	log      zerolog.Logger
+	counters *Counters
+	version  string
+	client   *atomic.Pointer[platform.Client] // the uplink's current one
+	conf     func() *config.Gateway
+	journal  func() persistence.Journal
+	links    *sync.Map // connector name → *linkState of a push source
+	// remoteConfig is set when remote configuration runs: it asks for
+	// RemoteLoggingLevel among its own keys.
+	remoteConfig bool
+	publish      func(ctx context.Context, topic string, payload []byte, qos byte) error
 }
 
 // Metrics returns the gateway's metrics, nil unless the http endpoint is enabled.
@@ -47,7 +62,11 @@ func (g *Gateway) HTTPAddr() string {
 // the remote log. It runs after the journal is open and before the tree is
 // spawned (the actors' props read the metrics). A bind failure fails Start.
 func (g *Gateway) startObservability() error {
-	o := &observability{remote: g.opts.RemoteLog}
+	o := &observability{
+		remote: g.opts.RemoteLog, log: g.log, counters: g.counters, version: g.opts.Version,
+		client: &g.client, conf: g.conf, journal: func() persistence.Journal { return g.j },
+		links: &g.links, remoteConfig: g.remote != nil, publish: g.PublishDirect,
+	}
 	g.obs = o
 	cfg := g.conf()
 	if cfg.HTTP.Enabled {
@@ -56,7 +75,7 @@ func (g *Gateway) startObservability() error {
 			Client:  g.client.Load,
 			Health:  func() map[string]supervisor.ChildHealth { return g.strategy.Snapshot() },
 		})
-		if err := o.metrics.Register(g.counterCollectors()...); err != nil {
+		if err := o.metrics.Register(o.counterCollectors()...); err != nil {
 			return err
 		}
 		if o.remote != nil {
@@ -69,7 +88,7 @@ func (g *Gateway) startObservability() error {
 			Address: cfg.HTTP.Address,
 			Pprof:   cfg.HTTP.Pprof,
 			Metrics: o.metrics,
-			Ready:   g.notReady,
+			Ready:   o.notReady,
 			Logger:  g.log.With().Str("component", "http").Logger(),
 		})
 		if err != nil {
@@ -122,9 +141,9 @@ func (g *Gateway) stopObservability(ctx context.Context) {
 }
 
 // notReady is /readyz: ready when the uplink is connected and the journal is open.
-func (g *Gateway) notReady() map[string]string {
+func (o *observability) notReady() map[string]string {
 	not := map[string]string{}
-	if c := g.client.Load(); c == nil {
+	if c := o.client.Load(); c == nil {
 		not["uplink"] = "no platform client (the uplink is starting or restarting)"
 	} else if !c.Connected() {
 		reason := "not connected to the platform"
@@ -133,10 +152,10 @@ func (g *Gateway) notReady() map[string]string {
 		}
 		not["uplink"] = reason
 	}
-	for _, u := range g.conf().Unsupported {
+	for _, u := range o.conf().Unsupported {
 		not["connector/"+u.Name] = u.Reason
 	}
-	g.links.Range(func(k, v any) bool {
+	o.links.Range(func(k, v any) bool {
 		l := v.(*linkState)
 		l.mu.Lock()
 		if l.known && !l.up {
@@ -145,9 +164,9 @@ func (g *Gateway) notReady() map[string]string {
 		l.mu.Unlock()
 		return true
 	})
-	if g.j == nil {
+	if j := o.journal(); j == nil {
 		not["journal"] = "not open"
-	} else if _, err := g.j.Read(g.j.LastSeq(), 1, 1); err != nil {
+	} else if _, err := j.Read(j.LastSeq(), 1, 1); err != nil {
 		not["journal"] = err.Error()
 	}
 	return not
@@ -156,37 +175,27 @@ func (g *Gateway) notReady() map[string]string {
 // requestRemoteLoggingLevel asks the platform for RemoteLoggingLevel after a
 // connect, as upstream does, when remote configuration (which asks for it
 // among its keys) is off.
-func (g *Gateway) requestRemoteLoggingLevel() {
-	if g.obs == nil || g.obs.remote == nil || g.remote != nil {
+func (o *observability) requestRemoteLoggingLevel() {
+	if o == nil || o.remote == nil || o.remoteConfig {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	// Ids far from remote configuration's own request numbers.
 	topic := platform.TopicMeAttributesRequestPrefix + strconv.FormatInt(1<<30+time.Now().UnixMilli()%(1<<20), 10)
-	if err := g.PublishDirect(ctx, topic, []byte(`{"sharedKeys":"`+observe.RemoteLoggingLevelKey+`"}`), 1); err != nil {
-		g.log.Debug().Err(err).Msg("remote logging level request not sent")
+	if err := o.publish(ctx, topic, []byte(`{"sharedKeys":"`+observe.RemoteLoggingLevelKey+`"}`), 1); err != nil {
+		o.log.Debug().Err(err).Msg("remote logging level request not sent")
 	}
-}
-
-// observeOptions add what each actor's props need for metrics: its own
-// mailbox counters and the receive middleware that times and counts
-// messages. They are empty when metrics are off, which costs nothing.
-func (g *Gateway) observeOptions(st *mailbox.Stats) []actor.PropsOption {
-	if g.obs == nil || g.obs.metrics == nil {
-		return nil
-	}
-	return []actor.PropsOption{actor.WithReceiverMiddleware(g.obs.metrics.ActorMiddleware(st))}
 }
 
 // actorLogger is the logger for an actor's panic line: the gateway logger
 // with the actor's connector and device, read from its PID id.
-func (g *Gateway) actorLogger(pid string) zerolog.Logger {
+func (o *observability) actorLogger(pid string) zerolog.Logger {
 	id := observe.ParseActorID(pid)
 	if id.Connector == "" {
-		return g.log
+		return o.log
 	}
-	c := g.log.With().Str("connector", id.Connector)
+	c := o.log.With().Str("connector", id.Connector)
 	if id.Device != "" {
 		c = c.Str("device", id.Device)
 	}
@@ -195,9 +204,9 @@ func (g *Gateway) actorLogger(pid string) zerolog.Logger {
 
 // observeSupervisorEvent counts restarts per actor and returns the log
 // fields of the failed actor.
-func (g *Gateway) observeSupervisorEvent(ev supervisor.Event, e *zerolog.Event) *zerolog.Event {
-	if ev.Directive == actor.RestartDirective && g.obs != nil {
-		g.obs.metrics.ActorRestarted(ev.Child.Id)
+func (o *observability) observeSupervisorEvent(ev supervisor.Event, e *zerolog.Event) *zerolog.Event {
+	if ev.Directive == actor.RestartDirective && o != nil {
+		o.metrics.ActorRestarted(ev.Child.Id)
 	}
 	id := observe.ParseActorID(ev.Child.Id)
 	if id.Connector != "" {
@@ -209,24 +218,9 @@ func (g *Gateway) observeSupervisorEvent(ev supervisor.Event, e *zerolog.Event) 
 	return e
 }
 
-// deviceMetrics returns a device's instruments, nil when metrics are off.
-func (g *Gateway) deviceMetrics(connector, device string) *observe.Device {
-	if g.obs == nil {
-		return nil
-	}
-	return g.obs.metrics.Device(connector, device)
-}
-
-// observePuback records a journaled message's PUBACK latency.
-func (g *Gateway) observePuback(start time.Time) {
-	if g.obs != nil {
-		g.obs.metrics.ObservePuback(time.Since(start).Seconds())
-	}
-}
-
 // counterCollectors export the process-wide Counters, read at scrape time.
-func (g *Gateway) counterCollectors() []prometheus.Collector {
-	c := g.counters
+func (o *observability) counterCollectors() []prometheus.Collector {
+	c := o.counters
 	counter := func(name, help string, v func() float64) prometheus.Collector {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: observe.Namespace, Name: name, Help: help}, v)
 	}
@@ -252,9 +246,9 @@ func (g *Gateway) counterCollectors() []prometheus.Collector {
 			Help: "Devices currently connected to the platform."}, func() float64 { return float64(c.DevicesConnected.Load()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: observe.Namespace, Name: "config_entries_skipped",
 			Help: "Config entries left out at load (bad entries and connectors of types this build lacks); each is logged at start."},
-			func() float64 { return float64(len(g.conf().Problems.Skips())) }),
+			func() float64 { return float64(len(o.conf().Problems.Skips())) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: observe.Namespace, Name: "build_info",
-			Help: "Always 1; the version label is the gateway's version.", ConstLabels: prometheus.Labels{"version": g.opts.Version}},
+			Help: "Always 1; the version label is the gateway's version.", ConstLabels: prometheus.Labels{"version": o.version}},
 			func() float64 { return 1 }),
 	}
 }

@@ -6,14 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/rs/zerolog"
 
 	"github.com/industryos/gateway/protocols"
-	"github.com/industryos/gateway/protocols/kit/report"
+	"github.com/industryos/gateway/protocols/kit/ratelimit"
 )
 
 // pushWindow bounds one connector's pushed data that is handed over but not
@@ -25,38 +24,6 @@ const pushWindow = 4096
 // pushMailbox exceeds the window, so a pushed device's mailbox cannot drop
 // data even when every push in flight is for that one device.
 const pushMailbox = pushWindow + deviceMailbox
-
-// pushData is one Push on its way to the device actor. Its window slot is
-// freed, and the source told, exactly once (the journal, a full mailbox or
-// a filter may each be the one to finish it); one allocation per message.
-type pushData struct {
-	p        protocols.Push
-	window   chan struct{}
-	finished atomic.Bool
-}
-
-// done frees the window slot, then calls p.Done.
-func (m *pushData) done(err error) {
-	if !m.finished.CompareAndSwap(false, true) {
-		return
-	}
-	<-m.window
-	if m.p.Done != nil {
-		m.p.Done(err)
-	}
-}
-
-func (m *pushData) dropped() { m.done(errMailboxFull) }
-
-type pushConnect struct{ profile string }
-type pushDisconnect struct{}
-
-// pushTick drives report periods and activity checks of pushed devices,
-// which have no poll to hang them on.
-type pushTick struct{ owner *deviceActor }
-
-func (*pushConnect) ControlMessage()    {}
-func (*pushDisconnect) ControlMessage() {}
 
 // adoptDevice asks a push connector's actor for the actor of a device,
 // created on first use; it responds *adoptReply.
@@ -87,7 +54,8 @@ func (*sourceFailed) ControlMessage() {}
 
 // pushSink is the runtime side of one connector incarnation's Source.
 type pushSink struct {
-	g         *Gateway
+	env       *connectorEnv
+	sys       *actor.ActorSystem
 	connector string
 	self      *actor.PID // the connector actor
 	cc        *ConnectorCounters
@@ -97,7 +65,7 @@ type pushSink struct {
 	mu   sync.Mutex
 	pids map[string]*actor.PID
 
-	malformedLog logLimiter
+	malformedLog ratelimit.KeyedLines
 	link         *linkState
 }
 
@@ -107,19 +75,19 @@ type linkState struct {
 	known bool
 	up    bool
 	err   string
-	log   rateLimiter
+	log   ratelimit.Lines
 }
 
-func newPushSink(g *Gateway, connector string, self *actor.PID, log zerolog.Logger) *pushSink {
+func newPushSink(env *connectorEnv, sys *actor.ActorSystem, connector string, self *actor.PID, log zerolog.Logger) *pushSink {
 	s := &pushSink{
-		g: g, connector: connector, self: self, cc: g.ConnectorCounters(connector), log: log,
+		env: env, sys: sys, connector: connector, self: self, cc: env.devices.connectorCounters(connector), log: log,
 		window: make(chan struct{}, pushWindow), pids: map[string]*actor.PID{}, link: &linkState{},
 	}
-	g.links.Store(connector, s.link)
+	env.links.Store(connector, s.link)
 	return s
 }
 
-func (s *pushSink) close() { s.g.links.CompareAndDelete(s.connector, s.link) }
+func (s *pushSink) close() { s.env.links.CompareAndDelete(s.connector, s.link) }
 
 // device returns the actor of a pushed device, asking the connector actor
 // to create it the first time.
@@ -130,7 +98,7 @@ func (s *pushSink) device(ctx context.Context, name, profile string, rs protocol
 	if pid != nil {
 		return pid, nil
 	}
-	fut := s.g.sys.Root.RequestFuture(s.self, &adoptDevice{name: name, profile: profile, report: rs, keyReport: krs}, 10*time.Second)
+	fut := s.sys.Root.RequestFuture(s.self, &adoptDevice{name: name, profile: profile, report: rs, keyReport: krs}, 10*time.Second)
 	ch := make(chan adoptReply, 1)
 	go func() {
 		res, err := fut.Result()
@@ -174,7 +142,7 @@ func (s *pushSink) Push(ctx context.Context, p protocols.Push) error {
 		<-s.window
 		return err
 	}
-	s.g.sys.Root.Send(pid, &pushData{p: p, window: s.window})
+	s.sys.Root.Send(pid, &pushData{p: p, window: s.window})
 	return nil
 }
 
@@ -184,7 +152,7 @@ func (s *pushSink) Connect(device, profile string) {
 		s.log.Warn().Err(err).Str("device", device).Msg("connect request not applied")
 		return
 	}
-	s.g.sys.Root.Send(pid, &pushConnect{profile: profile})
+	s.sys.Root.Send(pid, &pushConnect{profile: profile})
 }
 
 func (s *pushSink) Disconnect(device string) {
@@ -193,36 +161,36 @@ func (s *pushSink) Disconnect(device string) {
 	s.mu.Unlock()
 	if pid == nil {
 		// Never seen in this run: the platform may still list it from before.
-		s.g.sys.Root.Send(s.g.registry, &DeviceDisconnected{Device: device, Connector: s.connector})
-		s.g.sys.Root.Send(s.g.journal, &AppendEvents{Events: []protocols.Event{{Kind: protocols.EventDisconnect, Device: device, Ts: time.Now().UnixMilli()}}})
+		s.sys.Root.Send(s.env.devices.registry, &DeviceDisconnected{Device: device, Connector: s.connector})
+		s.sys.Root.Send(s.env.devices.journal, &AppendEvents{Events: []protocols.Event{{Kind: protocols.EventDisconnect, Device: device, Ts: time.Now().UnixMilli()}}})
 		return
 	}
-	s.g.sys.Root.Send(pid, &pushDisconnect{})
+	s.sys.Root.Send(pid, &pushDisconnect{})
 }
 
 func (s *pushSink) RequestAttributes(ctx context.Context, device string, client bool, keys []string) (map[string]json.RawMessage, error) {
-	return s.g.RequestAttributes(ctx, device, client, keys)
+	return s.env.requestAttributes(ctx, device, client, keys)
 }
 
 func (s *pushSink) Malformed(where string, err error) {
 	s.cc.Malformed.Add(1)
-	s.g.counters.Malformed.Add(1)
-	if ok, suppressed := s.malformedLog.allow(where); ok {
+	s.env.devices.counters.Malformed.Add(1)
+	if ok, suppressed := s.malformedLog.Allow(where, time.Now()); ok {
 		s.log.Warn().Err(err).Str("where", where).Int("suppressed", suppressed).Msg("malformed input dropped")
 	}
 }
 
 func (s *pushSink) Dropped(where string, n int, err error) {
 	s.cc.Dropped.Add(uint64(n))
-	s.g.counters.InputDropped.Add(uint64(n))
-	if ok, suppressed := s.malformedLog.allow("dropped " + where); ok {
+	s.env.devices.counters.InputDropped.Add(uint64(n))
+	if ok, suppressed := s.malformedLog.Allow("dropped "+where, time.Now()); ok {
 		s.log.Warn().Err(err).Str("where", where).Int("dropped", n).Int("suppressed", suppressed).Msg("input dropped at the source")
 	}
 }
 
 func (s *pushSink) Unmatched() {
 	s.cc.Unmatched.Add(1)
-	s.g.counters.Unmatched.Add(1)
+	s.env.devices.counters.Unmatched.Add(1)
 }
 
 func (s *pushSink) Link(up bool, err error) {
@@ -237,119 +205,23 @@ func (s *pushSink) Link(up bool, err error) {
 	l.mu.Unlock()
 	switch {
 	case up && changed:
-		l.log.reset()
+		l.log.Reset()
 		s.log.Info().Msg("connector link up")
-	case !up && l.log.allow(time.Now()):
-		s.log.Warn().Err(err).Int("suppressed", l.log.takeSuppressed()).Msg("connector link down")
-	}
-}
-
-// adoptReport takes the report strategies of a device created without
-// them (by a connect request or a command) from its first data.
-func (d *deviceActor) adoptReport(ctx actor.Context, rs protocols.ReportStrategy, krs map[string]protocols.ReportStrategy) {
-	d.reportSet = true
-	d.info.Report = rs.Or(d.g.conf().ThingsBoard.Report)
-	d.info.KeyReport = krs
-	d.tel = report.NewFilter(d.info.Report, d.info.KeyReport)
-	d.attr = report.NewFilter(d.info.Report, d.info.KeyReport)
-	if d.stopTick != nil {
-		d.stopTick()
-		d.stopTick = nil
-	}
-	d.startTicker(ctx)
-}
-
-// startPushed prepares a pushed device: no polls, a ticker when report
-// periods or activity checks need one.
-func (d *deviceActor) startPushed(ctx actor.Context) {
-	ctx.Send(d.registry, &deviceUp{name: d.info.Name, connector: d.connector, pid: ctx.Self()})
-	d.startTicker(ctx)
-}
-
-func (d *deviceActor) startTicker(ctx actor.Context) {
-	tick := time.Duration(0)
-	if act := d.g.conf().Activity; act.Enabled && act.Period > 0 {
-		tick = act.Period
-	}
-	periods := []protocols.ReportStrategy{d.info.Report}
-	for _, r := range d.info.KeyReport {
-		periods = append(periods, r)
-	}
-	for _, r := range periods {
-		if r.Period > 0 && (r.Type == protocols.OnReportPeriod || r.Type == protocols.OnChangeOrReportPeriod) && (tick == 0 || r.Period < tick) {
-			tick = r.Period
+	case !up:
+		if ok, suppressed := l.log.Allow(time.Now()); ok {
+			s.log.Warn().Err(err).Int("suppressed", suppressed).Msg("connector link down")
 		}
 	}
-	if tick > 0 {
-		d.stopTick = every(d.sys, ctx.Self(), max(tick, 50*time.Millisecond), &pushTick{owner: d})
-	}
-}
-
-// pushed takes one Push from the source.
-func (d *deviceActor) pushed(ctx actor.Context, m *pushData) {
-	if d.filtered {
-		d.cc.FilteredEvents.Add(1)
-		m.done(nil)
-		return
-	}
-	if !d.reportSet && (m.p.Report.IsSet() || len(m.p.KeyReport) > 0) {
-		d.adoptReport(ctx, m.p.Report, m.p.KeyReport)
-	}
-	now := time.Now()
-	ts := m.p.Ts
-	if ts.IsZero() {
-		ts = now
-	}
-	d.lastData = now
-	var events []protocols.Event
-	if !d.connected {
-		events = d.connect(ctx, now, events)
-	}
-	events = d.emit(now, ts, m.p.Reading, events, true)
-	d.deliver(ctx, events, m.done)
-}
-
-// pushControl handles connect and disconnect requests and the ticker.
-func (d *deviceActor) pushControl(ctx actor.Context, msg any) {
-	if d.filtered {
-		return
-	}
-	now := time.Now()
-	var events []protocols.Event
-	switch m := msg.(type) {
-	case *pushConnect:
-		if m.profile != "" {
-			d.info.Type = m.profile
-		}
-		d.lastData = now
-		if !d.connected {
-			events = d.connect(ctx, now, events)
-		}
-	case *pushDisconnect:
-		if d.connected {
-			events = d.disconnect(ctx, now, events)
-		}
-	case *pushTick:
-		if m.owner != d {
-			return
-		}
-		events = d.due(now, events)
-		if act := d.g.conf().Activity; act.Enabled && d.connected && now.Sub(d.lastData) > act.Timeout {
-			d.log.Info().Dur("idle", now.Sub(d.lastData)).Msg("no data within the inactivity timeout; disconnecting the device from the platform")
-			events = d.disconnect(ctx, now, events)
-		}
-	}
-	d.deliver(ctx, events, nil)
 }
 
 // startSource runs the connector's Source until the actor stops.
 func (c *connectorActor) startSource(ctx actor.Context, src protocols.Source) {
-	sink := newPushSink(c.g, c.cfg.Name, ctx.Self(), c.log)
+	sink := newPushSink(c.env, ctx.ActorSystem(), c.cfg.Name, ctx.Self(), c.log)
 	rctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	c.sink, c.stopSrc, c.children = sink, cancel, map[string]*actor.PID{}
 	sys, self := ctx.ActorSystem(), ctx.Self()
-	c.g.goSafe("connector "+c.cfg.Name, func() {
+	c.env.goSafe("connector "+c.cfg.Name, func() {
 		defer close(done)
 		if err := src.Run(rctx, sink); err != nil && rctx.Err() == nil {
 			sys.Root.Send(self, &sourceFailed{err: err})
@@ -386,14 +258,14 @@ func (c *connectorActor) adopt(ctx actor.Context, m *adoptDevice) (*actor.PID, e
 	if dc, ok := c.conn.(protocols.DeviceCommands); ok {
 		cmd = dc.Commander(m.name, m.profile)
 	}
-	info := protocols.DeviceInfo{Name: m.name, Type: m.profile, Report: m.report.Or(c.g.conf().ThingsBoard.Report), KeyReport: m.keyReport}
+	env, name, log := c.env, c.cfg.Name, c.log
+	info := protocols.DeviceInfo{Name: m.name, Type: m.profile, Report: m.report.Or(env.devices.conf().ThingsBoard.Report), KeyReport: m.keyReport}
 	reportSet := m.report.IsSet() || len(m.keyReport) > 0
-	g, name, log := c.g, c.cfg.Name, c.log
-	props := actor.PropsFromProducer(func() actor.Actor {
-		d := newDeviceActor(nil, info, cmd, name, g, log)
+	props := env.props.props(func() actor.Actor {
+		d := newDeviceActor(nil, info, cmd, name, env.devices, log)
 		d.reportSet = reportSet
 		return d
-	}, g.options(pushMailbox)...)
+	}, WithMailbox(pushMailbox))
 	pid, err := ctx.SpawnNamed(props, "device/"+m.name)
 	if err != nil {
 		return nil, err

@@ -1,25 +1,15 @@
 package actors
 
 import (
-	"encoding/json"
 	"errors"
-	"fmt"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/rs/zerolog"
-)
 
-// savedDevice is one entry of connected_devices.json, in upstream's format.
-type savedDevice struct {
-	ConnectorName string  `json:"connectorName"`
-	ConnectorID   string  `json:"connectorId,omitempty"`
-	DeviceType    string  `json:"device_type"`
-	Renaming      *string `json:"renaming"`
-	Disconnected  bool    `json:"disconnected"`
-}
+	"github.com/industryos/gateway/persistence"
+)
 
 // renameDevice and deleteDevice come from gateway_device_renamed/_deleted.
 type renameDevice struct{ from, to string }
@@ -48,13 +38,17 @@ func (*saveRegistry) ControlMessage()     {}
 // its platform name, and its actor. It persists that list atomically so a
 // restarted gateway re-announces the same devices under the same names.
 type registryActor struct {
-	g       *Gateway
-	log     zerolog.Logger
-	path    string // connected_devices.json; empty: not persisted
-	saved   map[string]*savedDevice
-	devices map[string]DeviceConnected
-	pids    map[string]*actor.PID
-	dirty   bool
+	renames *renames
+	// connector finds the actor of a connector by name, for a command to a
+	// push device that has no actor yet (nil when none is running).
+	connector func(name string) *actor.PID
+	uplink    func() *actor.PID // where saved devices are announced
+	log       zerolog.Logger
+	path      string // connected_devices.json; empty: not persisted
+	saved     map[string]*persistence.SavedDevice
+	devices   map[string]DeviceConnected
+	pids      map[string]*actor.PID
+	dirty     bool
 }
 
 func (r *registryActor) Receive(ctx actor.Context) {
@@ -63,7 +57,7 @@ func (r *registryActor) Receive(ctx actor.Context) {
 		r.devices = map[string]DeviceConnected{}
 		r.pids = map[string]*actor.PID{}
 		if r.saved == nil {
-			r.saved = map[string]*savedDevice{}
+			r.saved = map[string]*persistence.SavedDevice{}
 		}
 		r.announceSaved(ctx)
 	case *saveRegistry:
@@ -84,7 +78,7 @@ func (r *registryActor) Receive(ctx actor.Context) {
 		r.devices[m.Device] = *m
 		s := r.saved[m.Device]
 		if s == nil {
-			s = &savedDevice{}
+			s = &persistence.SavedDevice{}
 			r.saved[m.Device] = s
 		}
 		if s.ConnectorName != m.Connector || s.DeviceType != m.Type || s.Disconnected {
@@ -98,8 +92,8 @@ func (r *registryActor) Receive(ctx actor.Context) {
 			r.markDirty(ctx)
 		}
 	case *renameDevice:
-		original := r.g.renames.toOriginal(m.from)
-		r.g.renames.set(original, m.to)
+		original := r.renames.toOriginal(m.from)
+		r.renames.set(original, m.to)
 		if s := r.saved[original]; s != nil {
 			to := m.to
 			s.Renaming = &to
@@ -111,8 +105,8 @@ func (r *registryActor) Receive(ctx actor.Context) {
 		r.markDirty(ctx)
 		ctx.Respond(&rpcResult{data: []byte(`{"success":true}`)})
 	case *deleteDevice:
-		original := r.g.renames.toOriginal(m.name)
-		r.g.renames.set(original, original)
+		original := r.renames.toOriginal(m.name)
+		r.renames.set(original, original)
 		delete(r.saved, original)
 		delete(r.devices, original)
 		if pid, ok := r.pids[original]; ok {
@@ -132,28 +126,25 @@ func (r *registryActor) Receive(ctx actor.Context) {
 
 // loadRegistry reads the persisted list before anything starts, so renames
 // hold from the first message on. A broken file is kept aside, not lost.
-func loadRegistry(path string, log zerolog.Logger) map[string]*savedDevice {
-	saved := map[string]*savedDevice{}
+func loadRegistry(path string, log zerolog.Logger) map[string]*persistence.SavedDevice {
 	if path == "" {
-		return saved
+		return map[string]*persistence.SavedDevice{}
 	}
-	raw, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return saved
-	}
-	if err != nil {
-		log.Error().Err(err).Str("file", path).Msg("cannot read the device registry; starting empty")
-		return saved
-	}
-	parsed, err := parseSavedDevices(raw)
-	if err != nil {
+	saved, err := persistence.LoadDevices(path)
+	switch {
+	case errors.Is(err, persistence.ErrBadDevicesFile):
 		bad := path + ".bad"
 		_ = os.Rename(path, bad)
 		log.Error().Err(err).Str("file", path).Str("moved_to", bad).Msg("device registry unreadable; starting empty")
-		return saved
+		return map[string]*persistence.SavedDevice{}
+	case err != nil:
+		log.Error().Err(err).Str("file", path).Msg("cannot read the device registry; starting empty")
+		return map[string]*persistence.SavedDevice{}
 	}
-	log.Info().Int("devices", len(parsed)).Msg("device registry loaded")
-	return parsed
+	if len(saved) > 0 {
+		log.Info().Int("devices", len(saved)).Msg("device registry loaded")
+	}
+	return saved
 }
 
 // announceSaved asks the uplink to re-connect every device that was
@@ -162,39 +153,12 @@ func (r *registryActor) announceSaved(ctx actor.Context) {
 	announce := map[string]string{}
 	for name, s := range r.saved {
 		if !s.Disconnected {
-			announce[r.g.renames.toPlatform(name)] = s.DeviceType
+			announce[r.renames.toPlatform(name)] = s.DeviceType
 		}
 	}
 	if len(announce) > 0 {
-		ctx.Send(r.g.uplink, &announceDevices{devices: announce})
+		ctx.Send(r.uplink(), &announceDevices{devices: announce})
 	}
-}
-
-// parseSavedDevices reads upstream's current format and its older list
-// format [connectorName, deviceType, newName?].
-func parseSavedDevices(raw []byte) (map[string]*savedDevice, error) {
-	var generic map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &generic); err != nil {
-		return nil, err
-	}
-	out := make(map[string]*savedDevice, len(generic))
-	for name, v := range generic {
-		var s savedDevice
-		if err := json.Unmarshal(v, &s); err == nil {
-			out[name] = &s
-			continue
-		}
-		var list []*string
-		if err := json.Unmarshal(v, &list); err != nil || len(list) < 2 || list[0] == nil || list[1] == nil {
-			return nil, fmt.Errorf("device %q: neither an object nor [connector, type, newName?]", name)
-		}
-		s = savedDevice{ConnectorName: *list[0], DeviceType: *list[1]}
-		if len(list) > 2 && list[2] != nil {
-			s.Renaming = list[2]
-		}
-		out[name] = &s
-	}
-	return out, nil
 }
 
 // markDirty schedules one save for all changes of the next second.
@@ -220,40 +184,10 @@ func (r *registryActor) save() {
 	if r.path == "" {
 		return
 	}
-	raw, err := json.MarshalIndent(r.saved, "", "  ")
-	if err == nil {
-		err = writeFileAtomic(r.path, raw)
-	}
-	if err != nil {
+	if err := persistence.SaveDevices(r.path, r.saved); err != nil {
 		r.log.Error().Err(err).Str("file", r.path).Msg("cannot save the device registry")
 	}
 }
 
-func writeFileAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp)
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		d.Close()
-	}
-	return nil
-}
+// writeFileAtomic is persistence.WriteFileAtomic, for the remote configuration.
+func writeFileAtomic(path string, data []byte) error { return persistence.WriteFileAtomic(path, data) }

@@ -4,13 +4,16 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/rs/zerolog"
 
+	"github.com/industryos/gateway/actors/observe"
 	"github.com/industryos/gateway/persistence"
 	"github.com/industryos/gateway/protocols"
+	"github.com/industryos/gateway/protocols/kit/ratelimit"
 	"github.com/industryos/gateway/protocols/platform"
 )
 
@@ -51,16 +54,31 @@ type pumpTick struct{ owner *uplinkActor }
 // never complete; the number in flight is bounded by jobQueue anyway.
 func (*publishDone) ControlMessage() {}
 
+// uplinkDeps are the uplink's collaborators, given by the gateway (or a test).
+type uplinkDeps struct {
+	j         persistence.Journal
+	journal   func() *actor.PID // where acks go
+	platform  func() platform.Config
+	log       zerolog.Logger
+	counters  *Counters
+	qos       byte
+	readBat   int
+	renames   *renames // applied at delivery
+	onMessage func(topic string, payload []byte)
+	// onUp runs after every (re)connect, on the actor; it must not block.
+	onUp func()
+	// published, when set, holds the current client for senders that
+	// bypass the journal (RPC replies, remote logs, statistics).
+	published *atomic.Pointer[platform.Client]
+	metrics   *observe.Metrics // nil: metrics off
+}
+
 // uplinkActor streams the journal to the platform. It is the only place that
 // acknowledges journal records, and only for records whose messages were all
 // PUBACKed; anything else is re-read and re-sent (at-least-once).
 type uplinkActor struct {
-	g       *Gateway
-	j       persistence.Journal
-	log     zerolog.Logger
-	client  *platform.Client
-	qos     byte
-	readBat int
+	uplinkDeps
+	client *platform.Client
 
 	self      *actor.PID
 	jobs      chan job
@@ -78,7 +96,7 @@ type uplinkActor struct {
 	packBuf   []platform.Message
 	events    []protocols.Event
 	dec       protocols.EventDecoder // events live until the chunk is packed
-	logLimit  logLimiter             // repeated errors: one line per interval with a suppressed count
+	logLimit  ratelimit.KeyedLines   // repeated errors: one line per interval with a suppressed count
 }
 
 func (u *uplinkActor) Receive(ctx actor.Context) {
@@ -92,9 +110,11 @@ func (u *uplinkActor) Receive(ctx actor.Context) {
 		u.pump(ctx)
 	case *connectionUp:
 		u.connected = true
-		u.g.counters.Reconnects.Add(1)
+		u.counters.Reconnects.Add(1)
 		u.log.Info().Msg("platform connected")
-		u.g.goSafe("platform session setup", u.g.onPlatformUp)
+		if u.onUp != nil {
+			u.onUp()
+		}
 		u.announce()
 		u.pump(ctx)
 	case *connectionDown:
@@ -126,12 +146,12 @@ func (u *uplinkActor) start(ctx actor.Context) {
 	u.jobs = make(chan job, jobQueue)
 	runCtx, cancel := context.WithCancel(context.Background())
 	u.cancel = cancel
-	sys, self := u.g.sys, ctx.Self()
-	client, err := platform.New(u.g.platformConfig(), platform.Options{
+	sys, self := ctx.ActorSystem(), ctx.Self()
+	client, err := platform.New(u.platform(), platform.Options{
 		Logger:           u.log,
 		OnConnectionUp:   func() { sys.Root.Send(self, &connectionUp{}) },
 		OnConnectionDown: func(err error) { sys.Root.Send(self, &connectionDown{err: err}) },
-		OnMessage:        u.g.onPlatformMessage,
+		OnMessage:        u.onMessage,
 	})
 	if err != nil {
 		// A restart would fail the same way: one line, no crash loop. The
@@ -141,7 +161,9 @@ func (u *uplinkActor) start(ctx actor.Context) {
 		return
 	}
 	u.client = client
-	u.g.client.Store(client)
+	if u.published != nil {
+		u.published.Store(client)
+	}
 	for i := 0; i < publishWorkers; i++ {
 		u.wg.Add(1)
 		go u.worker(runCtx, sys, self)
@@ -161,7 +183,9 @@ func (u *uplinkActor) stop() {
 		u.cancel()
 	}
 	if u.client != nil {
-		u.g.client.CompareAndSwap(u.client, nil)
+		if u.published != nil {
+			u.published.CompareAndSwap(u.client, nil)
+		}
 		cctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		_ = u.client.Close(cctx)
 		cancel()
@@ -241,7 +265,7 @@ func (u *uplinkActor) pump(ctx actor.Context) {
 		}
 		recs, err := u.j.Read(u.readPos, u.readBat, chunkBytes)
 		if err != nil {
-			if ok, n := u.logLimit.allow("read"); ok {
+			if ok, n := u.logLimit.Allow("read", time.Now()); ok {
 				u.log.Error().Err(err).Int("suppressed", n).Msg("journal read failed")
 			}
 			return
@@ -255,15 +279,17 @@ func (u *uplinkActor) pump(ctx actor.Context) {
 		for _, r := range recs {
 			ev, err := u.dec.Decode(r.Data)
 			if err != nil {
-				u.g.counters.CorruptRecords.Add(1)
-				if ok, n := u.logLimit.allow("corrupt"); ok {
+				u.counters.CorruptRecords.Add(1)
+				if ok, n := u.logLimit.Allow("corrupt", time.Now()); ok {
 					u.log.Error().Err(err).Uint64("seq", r.Seq).Int("suppressed", n).Msg("skipping corrupt journal record")
 				}
 				continue
 			}
 			// Renames apply at delivery, so data journaled before a rename
 			// also arrives under the new name.
-			ev.Device = u.g.renames.toPlatform(ev.Device)
+			if u.renames != nil {
+				ev.Device = u.renames.toPlatform(ev.Device)
+			}
 			switch ev.Kind {
 			case protocols.EventConnect:
 				u.known[ev.Device] = ev.DeviceType
@@ -317,18 +343,18 @@ func (u *uplinkActor) done(ctx actor.Context, m *publishDone) {
 	var rej *platform.RejectedError
 	switch {
 	case m.err == nil:
-		u.g.observePuback(m.start)
-		u.g.counters.MessagesSent.Add(1)
-		u.g.counters.ValuesDelivered.Add(uint64(m.msg.Values))
+		u.metrics.ObservePuback(time.Since(m.start).Seconds())
+		u.counters.MessagesSent.Add(1)
+		u.counters.ValuesDelivered.Add(uint64(m.msg.Values))
 	case errors.As(m.err, &rej):
 		// The platform will never take this message; retrying would block
 		// the journal forever, so it is counted and logged as a drop.
-		u.g.counters.PlatformRejected.Add(1)
-		if ok, n := u.logLimit.allow("rejected"); ok {
+		u.counters.PlatformRejected.Add(1)
+		if ok, n := u.logLimit.Allow("rejected", time.Now()); ok {
 			u.log.Error().Err(m.err).Str("topic", m.msg.Topic).Int("values", m.msg.Values).Int("suppressed", n).Msg("platform rejected message; dropped")
 		}
 	default:
-		u.g.counters.PublishFailures.Add(1)
+		u.counters.PublishFailures.Add(1)
 		m.c.failed = true
 		u.resetting = true
 	}
@@ -358,7 +384,7 @@ func (u *uplinkActor) advance(ctx actor.Context) {
 	}
 	if acked > u.ackPos {
 		u.ackPos = acked
-		ctx.Send(u.g.journal, &Ack{UpTo: acked})
+		ctx.Send(u.journal(), &Ack{UpTo: acked})
 	}
 }
 

@@ -4,54 +4,74 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/rs/zerolog"
 )
 
 // watchdogTick asks the root actor to check that the core actors answer.
 type watchdogTick struct{ timeout time.Duration }
 
-// startWatchdog sends the root a tick every period. The root probes the journal, uplink and
-// registry with protoactor's Touch, which an actor answers from its mailbox in order like any
-// message, and calls alive only if all of them answered within the period. So a root that no
-// longer takes messages, or a core actor stuck in a handler, stops the calls, and a service
-// manager's watchdog (systemd WatchdogSec) restarts the process. Connectors are left out: one
-// may legitimately wait out a slow device's timeouts.
-func (g *Gateway) startWatchdog(period time.Duration, alive func()) {
-	done := make(chan struct{})
-	g.watchdogStop = done
-	g.watchdogAlive = alive
-	g.goSafe("watchdog", func() {
-		t := time.NewTicker(period)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				g.sys.Root.Send(g.root, &watchdogTick{timeout: period})
-			}
-		}
-	})
+// watchdog is the root actor's liveness check. The root probes the journal,
+// uplink and registry with protoactor's Touch, which an actor answers from its
+// mailbox in order like any message, and calls alive only if all of them
+// answered within the period. So a root that no longer takes messages, or a
+// core actor stuck in a handler, stops the calls, and a service manager's
+// watchdog (systemd WatchdogSec) restarts the process. Connectors are left
+// out: one may legitimately wait out a slow device's timeouts.
+type watchdog struct {
+	alive  func()              // nil: no watchdog
+	core   func() []*actor.PID // the actors probed; nil entries are skipped
+	goSafe func(what string, fn func())
+	log    zerolog.Logger
 }
 
-// onWatchdogTick runs in the root actor.
-func (g *Gateway) onWatchdogTick(ctx actor.Context, tick *watchdogTick) {
-	if g.watchdogAlive == nil {
+// run sends root a tick every period until done is closed.
+func (w *watchdog) run(sys *actor.ActorSystem, root *actor.PID, period time.Duration, done <-chan struct{}) {
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-t.C:
+			sys.Root.Send(root, &watchdogTick{timeout: period})
+		}
+	}
+}
+
+// onTick runs in the root actor; the answers are awaited off it.
+func (w *watchdog) onTick(ctx actor.Context, tick *watchdogTick) {
+	if w == nil || w.alive == nil {
 		return
 	}
 	var futures []*actor.Future
-	for _, pid := range []*actor.PID{g.journal, g.uplink, g.registry} {
+	for _, pid := range w.core() {
 		if pid != nil {
 			futures = append(futures, ctx.RequestFuture(pid, &actor.Touch{}, tick.timeout))
 		}
 	}
-	alive := g.watchdogAlive
-	g.goSafe("watchdog probe", func() {
+	alive := w.alive
+	w.goSafe("watchdog probe", func() {
 		for _, f := range futures {
 			if _, err := f.Result(); err != nil {
-				g.log.Warn().Err(err).Msg("watchdog: a core actor did not answer; not reporting alive")
+				w.log.Warn().Err(err).Msg("watchdog: a core actor did not answer; not reporting alive")
 				return
 			}
 		}
 		alive()
 	})
+}
+
+// rootActor is the tree's root. It only spawns, so that every actor is under
+// one supervised tree (protoactor spawns a child only from inside its parent),
+// and runs the watchdog's probes; all long-lived state is in its children.
+type rootActor struct{ watchdog *watchdog }
+
+func (r *rootActor) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *spawnRequest:
+		pid, err := ctx.SpawnNamed(m.props, m.name)
+		ctx.Respond(&spawnReply{pid: pid, err: err})
+	case *watchdogTick:
+		r.watchdog.onTick(ctx, m)
+	}
 }

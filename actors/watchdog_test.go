@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/asynkron/protoactor-go/actor"
 	"github.com/rs/zerolog"
 
 	"github.com/industryos/gateway/persistence"
@@ -49,5 +50,51 @@ func TestWatchdog(t *testing.T) {
 		case <-deadline:
 			t.Fatal("Alive still called with the registry gone")
 		}
+	}
+}
+
+// TestWatchdogAlone: the root actor reports alive after a tick only while
+// every core actor answers; one that is gone stops the report.
+func TestWatchdogAlone(t *testing.T) {
+	sys := bareSystem(t)
+	a, _ := spawnProbe(t, sys, "journal", nil)
+	b, _ := spawnProbe(t, sys, "uplink", nil)
+	alive := make(chan struct{}, 16)
+	probed := make(chan struct{}, 16)
+	wd := &watchdog{
+		alive: func() { alive <- struct{}{} },
+		core:  func() []*actor.PID { return []*actor.PID{a, nil, b} },
+		goSafe: func(_ string, fn func()) {
+			go func() {
+				defer func() { probed <- struct{}{} }()
+				fn()
+			}()
+		},
+		log: zerolog.Nop(),
+	}
+	root := sys.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return &rootActor{watchdog: wd} }))
+	tick := func() (reported bool) {
+		t.Helper()
+		sys.Root.Send(root, &watchdogTick{timeout: time.Second})
+		select {
+		case <-probed:
+		case <-time.After(waitLimit):
+			t.Fatal("watchdog probe did not finish")
+		}
+		select {
+		case <-alive:
+			return true
+		default:
+			return false
+		}
+	}
+	if !tick() {
+		t.Fatal("alive not reported with every core actor answering")
+	}
+	if err := sys.Root.StopFuture(b).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if tick() {
+		t.Fatal("alive reported with the uplink gone")
 	}
 }

@@ -4,17 +4,28 @@
 package actorsys
 
 import (
+	"sync"
+
 	"github.com/asynkron/protoactor-go/actor"
 	cmap "github.com/orcaman/concurrent-map"
 )
 
+// Configure shrinks protoactor's process registry; call it once at start-up,
+// before any actor system exists (actors.Start does). New calls it too, so an
+// actor system made here never has the large registry, whoever made it.
+//
 // protoactor's process registry is 1024 buckets, each a concurrent map of
 // cmap.SHARD_COUNT (32) locked shards: 32 768 maps and 4.6 MB of heap per
 // actor system, for a registry touched only when an actor is spawned or
-// stopped, a future is made, or a PID is first resolved. The count is read
-// when a map is made, so it is set before any actor system exists; nothing
-// else in the binary uses concurrent-map.
-func init() { cmap.SHARD_COUNT = 1 }
+// stopped, a future is made, or a PID is first resolved. The count is a
+// package variable of concurrent-map read when a map is made, so it is set
+// before the first actor system; nothing else in the binary uses
+// concurrent-map. It is an explicit call rather than an init so that merely
+// importing this package changes no other package's global. Safe to call
+// more than once and from several goroutines: only the first call writes.
+func Configure() { configureOnce.Do(func() { cmap.SHARD_COUNT = 1 }) }
+
+var configureOnce sync.Once
 
 // New is actor.NewActorSystem with a registry of one bucket.
 //
@@ -33,6 +44,7 @@ func init() { cmap.SHARD_COUNT = 1 }
 // event stream); they are carried over into the single bucket before
 // anything else can see the system.
 func New(opts ...actor.ConfigOption) *actor.ActorSystem {
+	Configure()
 	sys := actor.NewActorSystem(opts...)
 	one := cmap.New()
 	for _, bucket := range sys.ProcessRegistry.LocalPIDs.LocalPIDs {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/industryos/gateway/protocols"
 	"github.com/industryos/gateway/protocols/kit/spec"
+	"github.com/industryos/gateway/protocols/kit/ratelimit"
 )
 
 func init() {
@@ -50,7 +51,7 @@ type Connector struct {
 	received, dropped, pushed, sent atomic.Uint64
 	opens, openFailures, lost       atomic.Uint64
 
-	dropLog, pollLog limiter
+	dropLog, pollLog ratelimit.Lines
 }
 
 // busRef boxes a Bus so the open bus can be swapped atomically.
@@ -101,6 +102,7 @@ func NewConnector(cfg protocols.ConnectorConfig, opts ...Option) (*Connector, er
 		name: name, cfg: parsed, log: cfg.Logger, dec: NewDecoder(parsed), queue: DefaultReceiveQueue,
 		devices: map[*DeviceConfig]*device{}, byName: map[string]*device{},
 	}
+	c.dropLog.Interval, c.pollLog.Interval = logInterval, logInterval
 	c.open = func(ctx context.Context) (Bus, error) { return OpenBus(ctx, parsed) }
 	for _, d := range parsed.Devices {
 		dev := &device{cfg: d, report: d.Report.Or(parsed.Report)}
@@ -404,7 +406,7 @@ func (c *Connector) deliver(ctx context.Context, sink protocols.Sink, rf rxFrame
 			// The runtime refused the data (no device actor); the bus
 			// cannot resend it, so it is lost like an overrun, and counted.
 			n := c.dropped.Add(1)
-			if ok, suppressed := c.dropLog.allow(time.Now()); ok {
+			if ok, suppressed := c.dropLog.Allow(time.Now()); ok {
 				c.log.Warn().Err(err).Str("device", d.Name).Uint64("dropped_total", n).Int("suppressed", suppressed).Msg("push refused, values of a frame dropped")
 			}
 			continue
@@ -459,7 +461,7 @@ func (c *Connector) sendPoll(ctx context.Context, bus Bus, k *KeyConfig) {
 	}
 	if err := bus.Send(ctx, *k.PollFrame()); err != nil {
 		if ctx.Err() == nil {
-			if ok, suppressed := c.pollLog.allow(time.Now()); ok {
+			if ok, suppressed := c.pollLog.Allow(time.Now()); ok {
 				c.log.Warn().Err(err).Str("device", k.Device.Name).Str("key", k.Key).Int("suppressed", suppressed).Msg("polling frame not sent")
 			}
 		}
@@ -481,26 +483,9 @@ func (c *Connector) send(ctx context.Context, f Frame) error {
 	return nil
 }
 
-// limiter lets one warning through per interval and counts the rest.
-type limiter struct {
-	mu         sync.Mutex
-	next       time.Time
-	suppressed int
-}
-
+// logInterval is the least time between two warnings of one kind: one
+// line per interval, the rest counted and reported with the next.
 const logInterval = 10 * time.Second
-
-func (l *limiter) allow(now time.Time) (bool, int) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if now.Before(l.next) {
-		l.suppressed++
-		return false, 0
-	}
-	n := l.suppressed
-	l.next, l.suppressed = now.Add(logInterval), 0
-	return true, n
-}
 
 var (
 	_ protocols.Connector      = (*Connector)(nil)

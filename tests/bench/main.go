@@ -22,7 +22,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -31,6 +30,7 @@ import (
 	"github.com/eclipse/paho.golang/autopaho"
 	"github.com/eclipse/paho.golang/paho"
 
+	"github.com/industryos/gateway/actors/observe"
 	"github.com/industryos/gateway/protocols/modbus/sim"
 )
 
@@ -343,7 +343,7 @@ func runProfile(name string, p profile, d time.Duration, storage string) error {
 	if load != nil {
 		sent0 = load.sent.Load()
 	}
-	cpu0 := procCPU(gw.Process.Pid)
+	cpu0 := observe.ProcessCPU(gw.Process.Pid)
 	st2.mu.Lock()
 	st2.counting = true
 	st2.mu.Unlock()
@@ -359,13 +359,13 @@ func runProfile(name string, p profile, d time.Duration, storage string) error {
 	values, msgs, lat := st2.values, st2.messages, append([]time.Duration(nil), st2.latencies...)
 	st2.mu.Unlock()
 	elapsed := time.Since(start)
-	cpu := procCPU(gw.Process.Pid) - cpu0
+	cpu := observe.ProcessCPU(gw.Process.Pid) - cpu0
 	if load != nil {
 		offered = float64(load.sent.Load()-sent0) * float64(p.registers) / elapsed.Seconds()
 		fmt.Printf("published    %.0f messages/s acknowledged by the device broker\n", offered/float64(p.registers))
 		fmt.Printf("delivered    %.0f messages/s\n", float64(values)/float64(p.registers)/elapsed.Seconds())
 	}
-	rss := procHWM(gw.Process.Pid)
+	rss := observe.PeakRSS(gw.Process.Pid)
 	_ = gw.Process.Signal(syscall.SIGTERM)
 	_ = gw.Wait()
 
@@ -386,35 +386,4 @@ func runProfile(name string, p profile, d time.Duration, storage string) error {
 		fmt.Printf("metrics      %d scrapes of /metrics (every %s), %.1f KB each\n", sc[0], scrapeEvery, float64(sc[1])/1024)
 	}
 	return nil
-}
-
-// procCPU is user+system CPU time of pid from /proc (clock ticks of 10 ms).
-func procCPU(pid int) time.Duration {
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	s := string(raw)
-	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	if len(fields) < 13 {
-		return 0
-	}
-	ut, _ := strconv.ParseInt(fields[11], 10, 64)
-	st, _ := strconv.ParseInt(fields[12], 10, 64)
-	return time.Duration(ut+st) * 10 * time.Millisecond
-}
-
-// procHWM is the peak resident set size of pid in bytes.
-func procHWM(pid int) int64 {
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(raw), "\n") {
-		if strings.HasPrefix(line, "VmHWM:") {
-			kb, _ := strconv.ParseInt(strings.Fields(line)[1], 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/eclipse/paho.golang/autopaho"
 	"github.com/eclipse/paho.golang/paho"
 
+	"github.com/industryos/gateway/actors/observe"
 	"github.com/industryos/gateway/protocols/kit/testpeer"
 )
 
@@ -170,7 +171,7 @@ func drain(ctx context.Context, gw *exec.Cmd, load *mqttLoad, st *stats, name, s
 		time.Sleep(10 * time.Millisecond)
 	}
 	el := time.Since(start)
-	cpu := procCPU(gw.Process.Pid)
+	cpu := observe.ProcessCPU(gw.Process.Pid)
 	st.mu.Lock()
 	firstValue, lastValue := st.first, st.last
 	st.mu.Unlock()
@@ -179,6 +180,6 @@ func drain(ctx context.Context, gw *exec.Cmd, load *mqttLoad, st *stats, name, s
 		float64(mqttBacklog)/steady.Seconds(), float64(want)/steady.Seconds(), steady.Round(time.Millisecond))
 	fmt.Printf("from start   %.0f messages/s: all %d messages PUBACKed by the platform and received %s after the gateway started (first value after %s)\n",
 		float64(mqttBacklog)/el.Seconds(), mqttBacklog, el.Round(time.Millisecond), firstValue.Sub(start).Round(time.Millisecond))
-	fmt.Printf("gateway CPU  %.2f s = %.1f %% of one core; peak RSS %.1f MB\n", cpu.Seconds(), 100*cpu.Seconds()/el.Seconds(), float64(procHWM(gw.Process.Pid))/(1<<20))
+	fmt.Printf("gateway CPU  %.2f s = %.1f %% of one core; peak RSS %.1f MB\n", cpu.Seconds(), 100*cpu.Seconds()/el.Seconds(), float64(observe.PeakRSS(gw.Process.Pid))/(1<<20))
 	return nil
 }
