@@ -188,6 +188,3 @@ func (r *registryActor) save() {
 		r.log.Error().Err(err).Str("file", r.path).Msg("cannot save the device registry")
 	}
 }
-
-// writeFileAtomic is persistence.WriteFileAtomic, for the remote configuration.
-func writeFileAtomic(path string, data []byte) error { return persistence.WriteFileAtomic(path, data) }

@@ -5,7 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
+
+	"github.com/industryos/gateway/persistence/atomicfile"
 )
 
 // DevicesFile is the name of the device registry file, kept beside the main
@@ -70,47 +71,15 @@ func ParseDevices(raw []byte) (map[string]*SavedDevice, error) {
 	return out, nil
 }
 
-// SaveDevices writes the registry atomically (WriteFileAtomic), always in
+// SaveDevices writes the registry atomically (atomicfile.Write), always in
 // the current format.
 func SaveDevices(path string, devs map[string]*SavedDevice) error {
 	raw, err := json.MarshalIndent(devs, "", "  ")
 	if err != nil {
 		return fmt.Errorf("encode device registry: %w", err)
 	}
-	if err := WriteFileAtomic(path, raw); err != nil {
+	if err := atomicfile.Write(path, raw, 0o600); err != nil {
 		return fmt.Errorf("save device registry: %w", err)
-	}
-	return nil
-}
-
-// WriteFileAtomic replaces path with data so that a crash leaves the old or
-// the new file, never half of one: a synced temporary file in the same
-// directory renamed over it, then the directory synced.
-func WriteFileAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp)
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		d.Close()
 	}
 	return nil
 }

@@ -94,6 +94,20 @@ type Device interface {
 // Factory builds a connector from its config.
 type Factory func(cfg ConnectorConfig) (Connector, error)
 
+// FactoryOf adapts a protocol's constructor, which returns its own connector
+// type so tests can reach its methods, into a Factory. On error it returns a
+// nil interface, not a nil *T wrapped in one: a typed nil would pass the
+// caller's `c != nil` check and panic on first use.
+func FactoryOf[C Connector](newConnector func(ConnectorConfig) (C, error)) Factory {
+	return func(cfg ConnectorConfig) (Connector, error) {
+		c, err := newConnector(cfg)
+		if err != nil {
+			return nil, err
+		}
+		return c, nil
+	}
+}
+
 var (
 	regMu    sync.RWMutex
 	registry = map[string]Factory{}

@@ -11,12 +11,12 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/industryos/gateway/protocols"
-	"github.com/industryos/gateway/protocols/kit/spec"
 	"github.com/industryos/gateway/protocols/kit/ratelimit"
+	"github.com/industryos/gateway/protocols/kit/spec"
 )
 
 func init() {
-	protocols.Register("can", New)
+	protocols.Register("can", protocols.FactoryOf(func(cfg protocols.ConnectorConfig) (*Connector, error) { return NewConnector(cfg) }))
 	protocols.RegisterFields("can", Sections())
 }
 
@@ -78,15 +78,6 @@ func WithReceiveQueue(n int) Option {
 			c.queue = n
 		}
 	}
-}
-
-// New is the registered factory.
-func New(cfg protocols.ConnectorConfig) (protocols.Connector, error) {
-	c, err := NewConnector(cfg)
-	if err != nil {
-		return nil, err
-	}
-	return c, nil
 }
 
 // NewConnector parses cfg and builds the connector; it does no I/O.

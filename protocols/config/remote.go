@@ -11,6 +11,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/industryos/gateway/persistence/atomicfile"
 )
 
 // Remote configuration keys: shared attributes of the gateway device, as the
@@ -393,7 +395,7 @@ func WriteSnapshot(ws []FileWrite, now time.Time) error {
 		if err := backup(w.Path, now); err != nil {
 			return fmt.Errorf("backing up %s: %w", w.Path, err)
 		}
-		if err := WriteFileAtomic(w.Path, w.Data); err != nil {
+		if err := atomicfile.Write(w.Path, w.Data, 0o600); err != nil {
 			return fmt.Errorf("writing %s: %w", w.Path, err)
 		}
 	}
@@ -411,7 +413,7 @@ func Restore(ws []FileWrite) error {
 				err = nil
 			}
 		} else {
-			err = WriteFileAtomic(w.Path, w.Data)
+			err = atomicfile.Write(w.Path, w.Data, 0o600)
 		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("restoring %s: %w", w.Path, err))
@@ -434,7 +436,7 @@ func backup(path string, now time.Time) error {
 		return err
 	}
 	base := strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
-	if err := WriteFileAtomic(filepath.Join(dir, fmt.Sprintf("%s.backup.%d.json", base, now.UnixNano())), raw); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, fmt.Sprintf("%s.backup.%d.json", base, now.UnixNano())), raw, 0o600); err != nil {
 		return err
 	}
 	old, _ := filepath.Glob(filepath.Join(dir, base+".backup.*.json"))
@@ -443,38 +445,6 @@ func backup(path string, now time.Time) error {
 	for len(old) > maxBackups {
 		_ = os.Remove(old[0])
 		old = old[1:]
-	}
-	return nil
-}
-
-// WriteFileAtomic writes data to a temporary file in path's directory,
-// syncs it and renames it over path, so a crash leaves the old file or the
-// new one, never half of it.
-func WriteFileAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp)
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		d.Close()
 	}
 	return nil
 }

@@ -459,7 +459,7 @@ func TestCommandsDoNotWaitBehindSlowPolls(t *testing.T) {
 	}
 	ps := &spec.Problems{}
 	root := spec.Parse(ps, "modbus.json", []byte(`{"master":{"slaves":[`+slave(1, "fast")+`,`+slave(2, "slow")+`]}}`))
-	conn, err := New(protocols.ConnectorConfig{Name: "m", Type: "modbus", Config: root})
+	conn, err := NewConnector(protocols.ConnectorConfig{Name: "m", Type: "modbus", Config: root})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -237,11 +237,11 @@ func TestReportPrecedence(t *testing.T) {
 func TestNewReportsErrors(t *testing.T) {
 	ps := &spec.Problems{}
 	root := spec.Parse(ps, "modbus.json", []byte(`{"master":{"slaves":[{"host":"h","port":502,"pollPeriod":1000}]}}`))
-	_, err := New(protocols.ConnectorConfig{Name: "m", Type: "modbus", Config: root})
+	_, err := NewConnector(protocols.ConnectorConfig{Name: "m", Type: "modbus", Config: root})
 	if err == nil || !strings.Contains(err.Error(), `modbus.json: master.slaves[0].deviceName: is required`) {
 		t.Fatalf("err = %v", err)
 	}
-	if _, err := New(protocols.ConnectorConfig{}); err == nil {
+	if _, err := NewConnector(protocols.ConnectorConfig{}); err == nil {
 		t.Fatal("nil config accepted")
 	}
 	if f, ok := protocols.Lookup("modbus"); !ok || f == nil {

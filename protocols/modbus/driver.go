@@ -21,7 +21,7 @@ import (
 )
 
 func init() {
-	protocols.Register("modbus", New)
+	protocols.Register("modbus", protocols.FactoryOf(NewConnector))
 	protocols.RegisterFields("modbus", Sections())
 }
 
@@ -235,15 +235,6 @@ type Connector struct {
 	pool    *pool
 	devices []*Device
 	server  *server // nil without a served `slave` section
-}
-
-// New parses the connector file and builds its devices; it does no I/O.
-func New(cfg protocols.ConnectorConfig) (protocols.Connector, error) {
-	c, err := NewConnector(cfg)
-	if err != nil {
-		return nil, err
-	}
-	return c, nil
 }
 
 // NewConnector is New with the concrete type.

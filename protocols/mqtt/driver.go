@@ -17,7 +17,7 @@ import (
 )
 
 func init() {
-	protocols.Register("mqtt", New)
+	protocols.Register("mqtt", protocols.FactoryOf(NewConnector))
 	protocols.RegisterFields("mqtt", Sections())
 }
 
@@ -73,15 +73,6 @@ type compiledMapping struct {
 	conv      Converter
 	report    protocols.ReportStrategy
 	keyReport map[string]protocols.ReportStrategy
-}
-
-// New is the protocols.Factory for "mqtt".
-func New(cfg protocols.ConnectorConfig) (protocols.Connector, error) {
-	c, err := NewConnector(cfg)
-	if err != nil {
-		return nil, err
-	}
-	return c, nil
 }
 
 // NewConnector parses and compiles the connector file. It does no I/O:

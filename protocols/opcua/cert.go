@@ -17,6 +17,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/industryos/gateway/persistence/atomicfile"
 )
 
 // ErrCertificate is wrapped by client certificate load and generation errors.
@@ -125,11 +127,11 @@ func EnsureClientCert(dir, appURI string) (*ClientCert, error) {
 		return nil, err
 	}
 	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})
-	if err := writeFileAtomic(keyFile, keyPEM, 0o600); err != nil {
-		return nil, err
+	if err := atomicfile.Write(keyFile, keyPEM, 0o600); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrCertificate, err)
 	}
-	if err := writeFileAtomic(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
-		return nil, err
+	if err := atomicfile.Write(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrCertificate, err)
 	}
 	return &ClientCert{DER: der, Key: key, CertFile: certFile, KeyFile: keyFile, Generated: true}, nil
 }
@@ -178,29 +180,6 @@ func selfSigned(key *rsa.PrivateKey, appURI string) ([]byte, error) {
 		return nil, fmt.Errorf("%w: create certificate: %v", ErrCertificate, err)
 	}
 	return der, nil
-}
-
-func writeFileAtomic(name string, data []byte, perm os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("%w: %v", ErrCertificate, err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return fmt.Errorf("%w: write %s: %v", ErrCertificate, name, err)
-	}
-	if err := tmp.Chmod(perm); err != nil {
-		tmp.Close()
-		return fmt.Errorf("%w: chmod %s: %v", ErrCertificate, name, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("%w: write %s: %v", ErrCertificate, name, err)
-	}
-	if err := os.Rename(tmp.Name(), name); err != nil {
-		return fmt.Errorf("%w: %v", ErrCertificate, err)
-	}
-	return nil
 }
 
 // trimScheme is the URL without "opc.tcp://" for log fields.

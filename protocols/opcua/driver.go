@@ -18,7 +18,7 @@ import (
 )
 
 func init() {
-	protocols.Register("opcua", New)
+	protocols.Register("opcua", protocols.FactoryOf(NewConnector))
 	protocols.RegisterFields("opcua", Sections())
 }
 
@@ -71,15 +71,6 @@ type Stats struct {
 	Values         atomic.Int64 // values pushed
 	Superseded     atomic.Int64 // values replaced in the backlog by newer ones
 	BrowseRequests atomic.Int64
-}
-
-// New parses the connector file; it does no I/O.
-func New(cfg protocols.ConnectorConfig) (protocols.Connector, error) {
-	c, err := NewConnector(cfg)
-	if err != nil {
-		return nil, err
-	}
-	return c, nil
 }
 
 // NewConnector is New with the concrete type.

@@ -22,7 +22,7 @@ import (
 )
 
 func init() {
-	protocols.Register("request", New)
+	protocols.Register("request", protocols.FactoryOf(NewConnector))
 	protocols.RegisterFields("request", Sections())
 }
 
@@ -90,15 +90,6 @@ type subRequest struct {
 	key  string
 	url  *jsonexpr.Expr
 	proc *proc
-}
-
-// New is the protocols.Factory for "request".
-func New(cfg protocols.ConnectorConfig) (protocols.Connector, error) {
-	c, err := NewConnector(cfg)
-	if err != nil {
-		return nil, err
-	}
-	return c, nil
 }
 
 // NewConnector parses and compiles the connector file. It does no I/O

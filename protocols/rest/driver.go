@@ -26,7 +26,7 @@ import (
 )
 
 func init() {
-	protocols.Register("rest", New)
+	protocols.Register("rest", protocols.FactoryOf(NewConnector))
 	protocols.RegisterFields("rest", Sections())
 }
 
@@ -79,15 +79,6 @@ type endpoint struct {
 type attrEndpoint struct {
 	a            *AttrRequest
 	device, keys *template
-}
-
-// New is the protocols.Factory for "rest".
-func New(cfg protocols.ConnectorConfig) (protocols.Connector, error) {
-	c, err := NewConnector(cfg)
-	if err != nil {
-		return nil, err
-	}
-	return c, nil
 }
 
 // NewConnector parses and compiles the connector file. It does no I/O:

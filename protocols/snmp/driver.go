@@ -17,7 +17,7 @@ import (
 )
 
 func init() {
-	protocols.Register("snmp", New)
+	protocols.Register("snmp", protocols.FactoryOf(NewConnector))
 	protocols.RegisterFields("snmp", Sections())
 }
 
@@ -55,15 +55,6 @@ func classify(err error) error {
 		return err
 	}
 	return &classified{ErrConnection, err}
-}
-
-// New parses the connector file and builds its devices; it does no I/O.
-func New(cfg protocols.ConnectorConfig) (protocols.Connector, error) {
-	c, err := NewConnector(cfg)
-	if err != nil {
-		return nil, err
-	}
-	return c, nil
 }
 
 // Connector is a configured snmp connector.

@@ -20,7 +20,7 @@ import (
 )
 
 func init() {
-	protocols.Register("socket", New)
+	protocols.Register("socket", protocols.FactoryOf(NewConnector))
 	protocols.RegisterFields("socket", Sections())
 }
 
@@ -94,15 +94,6 @@ type conn struct {
 	// devices are the devices whose filter the peer address matches,
 	// resolved once when it connected.
 	devices []*device
-}
-
-// New is the registered factory.
-func New(cfg protocols.ConnectorConfig) (protocols.Connector, error) {
-	c, err := NewConnector(cfg)
-	if err != nil {
-		return nil, err
-	}
-	return c, nil
 }
 
 // NewConnector parses cfg and builds the connector; it does no I/O.

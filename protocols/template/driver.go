@@ -8,7 +8,7 @@ import (
 )
 
 func init() {
-	protocols.Register("template", New)
+	protocols.Register("template", protocols.FactoryOf(NewConnector))
 	protocols.RegisterFields("template", Sections())
 }
 
@@ -17,16 +17,6 @@ type Connector struct {
 	name    string
 	cfg     *Config
 	devices []protocols.Device
-}
-
-// New is the factory protocols.Register takes. It parses and validates
-// only; opening the device waits for the first poll.
-func New(cfg protocols.ConnectorConfig) (protocols.Connector, error) {
-	c, err := NewConnector(cfg)
-	if err != nil {
-		return nil, err
-	}
-	return c, nil
 }
 
 // NewConnector is New with the concrete type, for tests.
