@@ -167,6 +167,10 @@ func TestMetricsEndToEnd(t *testing.T) {
 			return fmt.Errorf("no i/o error counted yet")
 		case sc.sum("iotgw_uplink_puback_latency_seconds", nil) < 1 || sc.sum("iotgw_journal_commit_duration_seconds", nil) < 1:
 			return fmt.Errorf("no latencies yet")
+		case sc.sum("iotgw_uplink_values_delivered_total", nil) <= 2*float64(len(testpeer.OnTopic(sub.Messages(), "v1/gateway/connect"))):
+			// The subscriber can see telemetry before the gateway has
+			// handled its PUBACKs: wait for the delivery to be counted.
+			return fmt.Errorf("no telemetry PUBACK counted yet")
 		}
 		return nil
 	})
