@@ -1,7 +1,6 @@
 package can
 
 import (
-	"context"
 	"runtime"
 	"strings"
 	"testing"
@@ -93,15 +92,7 @@ func BenchmarkRunVirtual(b *testing.B) {
 	ch := "bench-" + b.Name()
 	c := newConn(b, strings.Replace(benchCfg, `"channel":"b"`, `"interface":"virtual","channel":"`+ch+`"`, 1))
 	s := sinktest.NewCounter()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx, s) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			b.Error(err)
-		}
-	}()
+	sinktest.Run(b, c, s)
 	tx := NewVirtualBus(ch)
 	defer tx.Close()
 	for c.opens.Load() == 0 {

@@ -36,7 +36,7 @@ func BenchmarkRun(b *testing.B) {
 			m := testpeer.StartMosquitto(b)
 			c := newTestConnector(b, m.Addr(), `{`+brokerJSON(v.version, "")+`, "mapping": [`+benchMapping()+`]}`)
 			s := sinktest.NewCounter()
-			run(b, c, s)
+			sinktest.Run(b, c, s)
 			s.Wait(b, 10*time.Second, "link up", func() bool { return s.Ups() == 1 })
 			const pubs = 4
 			var ps []*testpeer.Subscriber

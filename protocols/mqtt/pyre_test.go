@@ -44,7 +44,7 @@ func TestUpstreamLookaroundOverBroker(t *testing.T) {
 			m := testpeer.StartMosquitto(t)
 			c := newTestConnector(t, m.Addr(), file)
 			s := sinktest.New()
-			run(t, c, s)
+			sinktest.Run(t, c, s)
 			s.Wait(t, 10*time.Second, "link up", func() bool { return s.Ups() == 1 })
 			pub := testpeer.Subscribe(t, m.Addr())
 			publish(t, pub, "sensor/SN-001/data", `{"sensorModel":"T1","temp":21.5,"hum":"40"}`)

@@ -55,7 +55,7 @@ func startRequests(t *testing.T, version int) (*Connector, *sinktest.Recorder, *
 	c := newTestConnector(t, m.Addr(), `{`+brokerJSON(version, "")+`, "mapping": [`+dataMapping+`], `+requestsMapping+`}`)
 	s := sinktest.New()
 	s.SetAttributes(map[string]json.RawMessage{"fw": json.RawMessage(`"1.2.3"`), "pdu": json.RawMessage(`7.1`), "mode": json.RawMessage(`"eco"`)})
-	run(t, c, s)
+	sinktest.Run(t, c, s)
 	s.Wait(t, 10*time.Second, "link up", func() bool { return s.Ups() == 1 })
 	return c, s, m
 }

@@ -46,25 +46,6 @@ func newTestConnector(t testing.TB, addr string, file string) *Connector {
 	return c
 }
 
-// run starts c.Run and stops it when the test ends.
-func run(t testing.TB, c *Connector, s protocols.Sink) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx, s) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run: %v", err)
-			}
-		case <-time.After(20 * time.Second):
-			t.Errorf("Run did not return after cancel")
-		}
-	})
-}
-
 // ackBarrier waits until the current connection handed n acks to the
 // library, then makes a QoS 1 round trip on it: the broker reads a
 // connection in order, so its PUBACK means it processed our acks too.
@@ -140,7 +121,7 @@ func TestRunConvertsAndPushes(t *testing.T) {
 			m := testpeer.StartMosquitto(t)
 			c := newTestConnector(t, m.Addr(), `{`+brokerJSON(v.version, "")+`, "mapping": [`+dataMapping+`]}`)
 			s := sinktest.New()
-			run(t, c, s)
+			sinktest.Run(t, c, s)
 			s.Wait(t, 10*time.Second, "link up", func() bool { return s.Ups() == 1 })
 			pub := testpeer.Subscribe(t, m.Addr())
 			publish(t, pub, "sensor/SN-1/data", `{"type":"thermo","model":"T1","v":"21.7","t":1.5,"ts":1700000000000}`)
@@ -177,7 +158,7 @@ func TestSharedSubscription(t *testing.T) {
 			shared := strings.Replace(dataMapping, `"sensor/+/data"`, `"$share/gw/sensor/+/data"`, 1)
 			c := newTestConnector(t, m.Addr(), `{`+brokerJSON(v.version, "")+`, "mapping": [`+shared+`]}`)
 			s := sinktest.New()
-			run(t, c, s)
+			sinktest.Run(t, c, s)
 			s.Wait(t, 10*time.Second, "link up", func() bool { return s.Ups() == 1 })
 			pub := testpeer.Subscribe(t, m.Addr())
 			publish(t, pub, "sensor/A/data", `{"type":"x","v":1,"t":2,"model":"m"}`)
@@ -194,7 +175,7 @@ func TestReconnectResubscribes(t *testing.T) {
 			m := testpeer.StartMosquitto(t)
 			c := newTestConnector(t, m.Addr(), `{`+brokerJSON(v.version, "")+`, "mapping": [`+dataMapping+`]}`)
 			s := sinktest.New()
-			run(t, c, s)
+			sinktest.Run(t, c, s)
 			s.Wait(t, 10*time.Second, "link up", func() bool { return s.Ups() == 1 })
 			pub := testpeer.Subscribe(t, m.Addr())
 			publish(t, pub, "sensor/A/data", `{"type":"x","v":1}`)
@@ -222,7 +203,7 @@ func TestAckAfterCommit(t *testing.T) {
 			c := newTestConnector(t, m.Addr(), `{`+brokerJSON(v.version, v.session)+`, "mapping": [`+dataMapping+`]}`)
 			s := sinktest.New()
 			s.Hold()
-			run(t, c, s)
+			sinktest.Run(t, c, s)
 			s.Wait(t, 10*time.Second, "link up", func() bool { return s.Ups() == 1 })
 			pub := testpeer.Subscribe(t, m.Addr())
 			const n = 20
@@ -268,7 +249,7 @@ func TestBackPressureLosesNothing(t *testing.T) {
 			s := sinktest.New()
 			gate := make(chan struct{})
 			s.SetGate(gate)
-			run(t, c, s)
+			sinktest.Run(t, c, s)
 			s.Wait(t, 10*time.Second, "link up", func() bool { return s.Ups() == 1 })
 			pub := testpeer.Subscribe(t, m.Addr())
 			const n = 300
@@ -301,12 +282,12 @@ func TestBasicAuth(t *testing.T) {
 		t.Run(v.name, func(t *testing.T) {
 			good := newTestConnector(t, m.Addr(), `{`+brokerJSON(v.version, `, "security": {"type": "basic", "username": "gw", "password": "s3cret"}`)+`, "mapping": [`+dataMapping+`]}`)
 			s := sinktest.New()
-			run(t, good, s)
+			sinktest.Run(t, good, s)
 			s.Wait(t, 10*time.Second, "link up", func() bool { return s.Ups() == 1 })
 
 			bad := newTestConnector(t, m.Addr(), `{`+brokerJSON(v.version, `, "security": {"type": "basic", "username": "gw", "password": "wrong-pass"}`)+`, "mapping": [`+dataMapping+`]}`)
 			s2 := sinktest.New()
-			run(t, bad, s2)
+			sinktest.Run(t, bad, s2)
 			s2.Wait(t, 10*time.Second, "refusal", func() bool { return len(s2.Links()) > 0 })
 			l := s2.Links()[0]
 			if l.Up || l.Err == nil || strings.Contains(l.Err.Error(), "wrong-pass") {
@@ -329,7 +310,7 @@ func TestTLS(t *testing.T) {
 				certs.CACert, certs.ClientCert, certs.ClientKey)
 			c := newTestConnector(t, m.TLSAddr(), `{`+brokerJSON(v.version, sec)+`, "mapping": [`+dataMapping+`]}`)
 			s := sinktest.New()
-			run(t, c, s)
+			sinktest.Run(t, c, s)
 			s.Wait(t, 10*time.Second, "link up over TLS", func() bool { return s.Ups() == 1 })
 			pub := testpeer.Subscribe(t, m.Addr())
 			// A burst, so acks (our goroutine) and paho's own writes overlap
@@ -358,7 +339,7 @@ func TestTLS(t *testing.T) {
 			wrong := fmt.Sprintf(`, "security": {"type": "certificates", "pathToCACert": %q}`, other.CACert)
 			c2 := newTestConnector(t, m.TLSAddr(), `{`+brokerJSON(v.version, wrong)+`, "mapping": [`+dataMapping+`]}`)
 			s2 := sinktest.New()
-			run(t, c2, s2)
+			sinktest.Run(t, c2, s2)
 			s2.Wait(t, 10*time.Second, "refusal", func() bool { return len(s2.Links()) > 0 })
 			l := s2.Links()[0]
 			if l.Up || !strings.Contains(l.Err.Error(), "certificate") {
@@ -369,7 +350,7 @@ func TestTLS(t *testing.T) {
 			insecure := fmt.Sprintf(`, "security": {"type": "certificates", "pathToCACert": %q, "insecure": true}`, other.CACert)
 			c3 := newTestConnector(t, m.TLSAddr(), `{`+brokerJSON(v.version, insecure)+`, "mapping": [`+dataMapping+`]}`)
 			s3 := sinktest.New()
-			run(t, c3, s3)
+			sinktest.Run(t, c3, s3)
 			s3.Wait(t, 10*time.Second, "insecure link up", func() bool { return s3.Ups() == 1 })
 		})
 	}
@@ -385,7 +366,7 @@ func TestQoS2(t *testing.T) {
 			c := newTestConnector(t, m.Addr(), `{`+brokerJSON(v.version, v.session)+`, "mapping": [`+mapping+`]}`)
 			s := sinktest.New()
 			s.Hold()
-			run(t, c, s)
+			sinktest.Run(t, c, s)
 			s.Wait(t, 10*time.Second, "link up", func() bool { return s.Ups() == 1 })
 			pub := testpeer.SubscribeWith(t, m.Addr(), testpeer.SubscriberOptions{QoS: 2})
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -423,7 +404,7 @@ func TestPushFailureRedelivers(t *testing.T) {
 	c := newTestConnector(t, m.Addr(), `{`+brokerJSON(5, versions[2].session)+`, "mapping": [`+dataMapping+`]}`)
 	s := sinktest.New()
 	s.FailNext(fmt.Errorf("device actor not created"))
-	run(t, c, s)
+	sinktest.Run(t, c, s)
 	s.Wait(t, 10*time.Second, "link up", func() bool { return s.Ups() == 1 })
 	pub := testpeer.Subscribe(t, m.Addr())
 	publish(t, pub, "sensor/A/data", `{"type":"x","v":7}`)

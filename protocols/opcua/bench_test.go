@@ -62,13 +62,7 @@ func benchSubscribe(b *testing.B, period time.Duration) {
 	total := int64(devices * vars)
 
 	start := time.Now()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx, sink) }()
-	defer func() {
-		cancel()
-		<-done
-	}()
+	sinktest.Run(b, c, sink)
 	sink.Wait(b, 60*time.Second, "every item's initial value", func() bool { return sink.PushedValues() >= int(total) })
 	firstValue := time.Duration(sink.first.Load() - start.UnixNano())
 	allInitial := time.Since(start)

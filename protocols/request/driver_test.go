@@ -93,25 +93,6 @@ func newConnector(t testing.TB, raw string) (*Connector, *spec.Problems) {
 	return c, &ps
 }
 
-// run starts c.Run and stops it when the test ends.
-func run(t testing.TB, c *Connector, s protocols.Sink) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx, s) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run: %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Errorf("Run did not return after cancel")
-		}
-	})
-}
-
 func jsonHandler(body string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
@@ -153,7 +134,7 @@ func TestUpstreamDefaultPolls(t *testing.T) {
 		t.Fatalf("skips = %q", skips)
 	}
 	s := sinktest.New()
-	run(t, c, s)
+	sinktest.Run(t, c, s)
 	s.Wait(t, 10*time.Second, "both devices", func() bool {
 		_, a := s.Latest("SD8500", "combine")
 		_, b := s.Latest("3-UMG", "cumPwr")
@@ -208,7 +189,7 @@ func TestSlowEndpointDoesNotDelayOthers(t *testing.T) {
 	  {"url":"slow","timeout":30,"scanPeriod":60,"converter":{"deviceNameJsonExpression":"slow","telemetry":[{"key":"n","type":"int","value":"${n}"}]}},
 	  {"url":"fast","timeout":1,"scanPeriod":0.02,"converter":{"deviceNameJsonExpression":"fast","telemetry":[{"key":"n","type":"int","value":"${n}"}]}}]}`)
 	s := sinktest.New()
-	run(t, c, s)
+	sinktest.Run(t, c, s)
 	<-entered
 	start := fast.Load()
 	s.Wait(t, 10*time.Second, "five fast polls while slow hangs", func() bool { return fast.Load() >= start+5 })
@@ -241,7 +222,7 @@ func TestPollFailures(t *testing.T) {
 	c, _ := newConnector(t, `{"host":"`+srv.URL+`","mapping":[
 	  {"url":"x","scanPeriod":0.02,"converter":{"deviceNameJsonExpression":"d","telemetry":[{"key":"v","value":"${v}"}]}}]}`)
 	s := sinktest.New()
-	run(t, c, s)
+	sinktest.Run(t, c, s)
 	s.Wait(t, 10*time.Second, "link down", func() bool {
 		l := s.Links()
 		return len(l) > 0 && !l[0].Up
@@ -269,7 +250,7 @@ func TestPollTimeout(t *testing.T) {
 	c, _ := newConnector(t, `{"host":"`+srv.URL+`","mapping":[
 	  {"url":"hang","timeout":0.05,"scanPeriod":60,"converter":{"deviceNameJsonExpression":"d","telemetry":[{"key":"v","value":"${v}"}]}}]}`)
 	s := sinktest.New()
-	run(t, c, s)
+	sinktest.Run(t, c, s)
 	s.Wait(t, 10*time.Second, "link down", func() bool { return len(s.Links()) > 0 })
 	if err := s.Links()[0].Err; !errors.Is(err, protocols.ErrTimeout) {
 		t.Fatalf("err %v", err)
@@ -290,7 +271,7 @@ func TestHTTPS(t *testing.T) {
 	t.Run("default verifies", func(t *testing.T) {
 		c, _ := newConnector(t, conf(""))
 		s := sinktest.New()
-		run(t, c, s)
+		sinktest.Run(t, c, s)
 		s.Wait(t, 10*time.Second, "link down", func() bool { return len(s.Links()) > 0 })
 		if err := s.Links()[0].Err; err == nil || !strings.Contains(err.Error(), "certificate") {
 			t.Fatalf("err %v", err)
@@ -300,7 +281,7 @@ func TestHTTPS(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			c, _ := newConnector(t, conf(v))
 			s := sinktest.New()
-			run(t, c, s)
+			sinktest.Run(t, c, s)
 			s.Wait(t, 10*time.Second, "value", func() bool { _, ok := s.Latest("d", "v"); return ok })
 		})
 	}

@@ -1,7 +1,6 @@
 package rest
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -79,10 +78,7 @@ func BenchmarkConvert(b *testing.B) {
 func BenchmarkServer(b *testing.B) {
 	c, _ := build(b, "rest.json", []byte(benchFile()))
 	s := sinktest.NewCounter()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx, s) }()
-	defer func() { cancel(); <-done }()
+	sinktest.Run(b, c, s)
 	s.Wait(b, 10*time.Second, "listening", func() bool { return s.Ups() == 1 })
 	url := "http://" + c.Addr() + "/data"
 	const clients = 8

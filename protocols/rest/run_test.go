@@ -88,15 +88,7 @@ func startConnector(t *testing.T, file string) (*Connector, *commitSink, string)
 	t.Helper()
 	c, _ := build(t, "rest.json", []byte(file))
 	s := &commitSink{Recorder: sinktest.New()}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx, s) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
+	sinktest.Run(t, c, s)
 	s.Wait(t, 10*time.Second, "server listening", func() bool { return s.Ups() == 1 })
 	return c, s, "http://" + c.Addr()
 }
@@ -486,10 +478,7 @@ func TestTLS(t *testing.T) {
 	c, _ := build(t, "rest.json", []byte(`{"server":{"port":0,"SSL":true},"mapping":[{"endpoint":"/d","converter":{"deviceInfo":{"deviceNameExpression":"${n}"},"timeseries":[{"key":"v","value":"${v}"}]}}]}`))
 	c.file = dir + "/rest.json"
 	s := sinktest.New()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx, s) }()
-	defer func() { cancel(); <-done }()
+	sinktest.Run(t, c, s)
 	s.Wait(t, 10*time.Second, "listening", func() bool { return s.Ups() == 1 })
 	pem, err := os.ReadFile(dir + "/domain_srv.crt")
 	if err != nil {

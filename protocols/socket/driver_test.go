@@ -36,19 +36,11 @@ func start(t testing.TB, file string) (*Connector, *sinktest.Recorder) {
 		t.Fatal(err)
 	}
 	sink := sinktest.New()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx, sink) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
+	r := sinktest.Run(t, c, sink)
 	select {
 	case <-c.Ready():
-	case err := <-done:
-		t.Fatalf("Run ended: %v", err)
+	case <-r.Ended():
+		t.Fatalf("Run ended: %v", r.Err())
 	case <-time.After(wait):
 		t.Fatal("server not up")
 	}
@@ -386,15 +378,12 @@ func TestBindFailureIsRetried(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := sinktest.New()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx, s) }()
+	r := sinktest.Run(t, c, s)
 	s.Wait(t, wait, "link down", func() bool { return len(s.Links()) > 0 })
 	if l := s.Links()[0]; l.Up || l.Err == nil || !strings.Contains(l.Err.Error(), "address already in use") {
 		t.Errorf("link %+v", l)
 	}
-	cancel()
-	if err := <-done; err != nil {
+	if err := r.Stop(); err != nil {
 		t.Error(err)
 	}
 }
