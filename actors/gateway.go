@@ -24,14 +24,6 @@ import (
 	"github.com/industryos/gateway/supervisor"
 )
 
-// Mailbox capacities. Device and connector actors get few messages; the
-// journal takes every device's events, so it gets room for bursts.
-const (
-	deviceMailbox  = 256
-	journalMailbox = 65536
-	uplinkMailbox  = 4096
-)
-
 // Options configure a Gateway.
 type Options struct {
 	Config *config.Gateway
@@ -216,7 +208,11 @@ func Start(opts Options) (*Gateway, error) {
 		publish: g.PublishWhenUp, gatewayRPC: g.gatewayRPC, attrs: &g.attrs,
 	}
 	if g.cfg.ThingsBoard.RemoteConfiguration && g.cfg.File != "" {
-		g.remote = &remoteConfig{g: g}
+		g.remote = &remoteConfig{remoteConfigDeps: remoteConfigDeps{
+			log: g.log, conf: g.conf, apply: g.applyChanges, waitConnected: g.waitConnected,
+			publishWhenUp: g.PublishWhenUp, publishDirect: g.PublishDirect, goSafe: g.goSafe,
+			trialFor: opts.RemoteConfigTrial,
+		}}
 		g.OnGatewayAttributes(g.remote.enqueue)
 	}
 	if err := g.startObservability(); err != nil {
@@ -438,18 +434,6 @@ func (g *Gateway) stopTree(ctx context.Context) {
 	_ = g.sys.Root.StopFuture(g.root).Wait()
 }
 
-type spawnRequest struct {
-	name  string
-	props *actor.Props
-}
-
-type spawnReply struct {
-	pid *actor.PID
-	err error
-}
-
-func (*spawnRequest) ControlMessage() {}
-
 func (g *Gateway) spawnChild(name string, props *actor.Props) *actor.PID {
 	res, err := g.sys.Root.RequestFuture(g.root, &spawnRequest{name: name, props: props}, 10*time.Second).Result()
 	if err != nil {
@@ -586,3 +570,15 @@ func provisioningConfig(p *config.Provisioning) *platform.Provisioning {
 		CACert: p.CACert, CredentialsFile: p.CredentialsFile,
 	}
 }
+
+// ConnectorCounters returns the counters of a connector (created on first use).
+func (g *Gateway) ConnectorCounters(name string) *ConnectorCounters {
+	if c, ok := g.connCounters.Load(name); ok {
+		return c.(*ConnectorCounters)
+	}
+	c, _ := g.connCounters.LoadOrStore(name, &ConnectorCounters{})
+	return c.(*ConnectorCounters)
+}
+
+// goSafe is goSafe with the gateway's logger and counters.
+func (g *Gateway) goSafe(what string, fn func()) { goSafe(g.log, g.counters, what, fn) }

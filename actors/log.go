@@ -53,6 +53,3 @@ func goSafe(log zerolog.Logger, counters *Counters, what string, fn func()) {
 		fn()
 	}()
 }
-
-// goSafe is goSafe with the gateway's logger and counters.
-func (g *Gateway) goSafe(what string, fn func()) { goSafe(g.log, g.counters, what, fn) }

@@ -89,3 +89,11 @@ func (k *propsKit) props(producer actor.Producer, opts ...PropsOption) *actor.Pr
 	}
 	return actor.PropsFromProducer(producer, po...)
 }
+
+// Mailbox capacities. Device and connector actors get few messages; the
+// journal takes every device's events, so it gets room for bursts.
+const (
+	deviceMailbox  = 256
+	journalMailbox = 65536
+	uplinkMailbox  = 4096
+)

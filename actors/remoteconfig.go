@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/industryos/gateway/protocols"
 	"github.com/industryos/gateway/protocols/config"
 	"github.com/industryos/gateway/protocols/platform"
@@ -23,7 +25,7 @@ import (
 // (with backups), and config.Diff decides what restarts. The journal is
 // never touched.
 type remoteConfig struct {
-	g *Gateway
+	remoteConfigDeps
 	// queue holds updates not applied yet: they are applied one at a time,
 	// in the order the platform sent them, so a later change always wins.
 	mu      sync.Mutex
@@ -33,10 +35,25 @@ type remoteConfig struct {
 	reqID int64
 }
 
+// remoteConfigDeps are what remote configuration needs from the gateway.
+type remoteConfigDeps struct {
+	log   zerolog.Logger
+	conf  func() *config.Gateway
+	apply func(ctx context.Context, cfg *config.Gateway, changes []config.Change) error
+	// waitConnected reports whether the platform session is up before ctx ends.
+	waitConnected func(ctx context.Context) bool
+	publishWhenUp func(ctx context.Context, topic string, payload []byte, qos byte) error
+	publishDirect func(ctx context.Context, topic string, payload []byte, qos byte) error
+	goSafe        func(what string, fn func())
+	// trialFor overrides how long a new general_configuration gets to
+	// connect (tests); 0 means 30 s.
+	trialFor time.Duration
+}
+
 // trial is how long a new general_configuration gets to connect.
 func (rc *remoteConfig) trial() time.Duration {
-	if d := rc.g.opts.RemoteConfigTrial; d > 0 {
-		return d
+	if rc.trialFor > 0 {
+		return rc.trialFor
 	}
 	return 30 * time.Second
 }
@@ -45,7 +62,7 @@ func (rc *remoteConfig) trial() time.Duration {
 func (rc *remoteConfig) connects() bool {
 	ctx, cancel := context.WithTimeout(context.Background(), rc.trial())
 	defer cancel()
-	return rc.g.waitConnected(ctx)
+	return rc.waitConnected(ctx)
 }
 
 // enqueue takes an attribute message on the MQTT goroutine without
@@ -57,7 +74,7 @@ func (rc *remoteConfig) enqueue(values map[string]json.RawMessage) {
 	rc.running = true
 	rc.mu.Unlock()
 	if start {
-		rc.g.goSafe("remote configuration", rc.work)
+		rc.goSafe("remote configuration", rc.work)
 	}
 }
 
@@ -80,7 +97,7 @@ func (rc *remoteConfig) work() {
 // logged and counted like any background panic.
 func (rc *remoteConfig) handleSafe(v map[string]json.RawMessage) {
 	done := make(chan struct{})
-	rc.g.goSafe("remote configuration update", func() {
+	rc.goSafe("remote configuration update", func() {
 		defer close(done)
 		rc.handle(v)
 	})
@@ -89,8 +106,7 @@ func (rc *remoteConfig) handleSafe(v map[string]json.RawMessage) {
 
 // handle applies one attribute message.
 func (rc *remoteConfig) handle(values map[string]json.RawMessage) {
-	g := rc.g
-	cur, err := config.ReadFiles(g.conf().File)
+	cur, err := config.ReadFiles(rc.conf().File)
 	if err != nil {
 		rc.report("", err)
 		return
@@ -112,16 +128,16 @@ func (rc *remoteConfig) handle(values map[string]json.RawMessage) {
 		rc.report(keys, err)
 		return
 	}
-	changes := config.Diff(g.conf(), u.Gateway)
+	changes := config.Diff(rc.conf(), u.Gateway)
 	descr := make([]string, len(changes))
 	for i, c := range changes {
 		descr[i] = c.String()
 	}
-	g.log.Info().Strs("keys", u.Keys).Strs("changes", descr).Str("restarts", config.Widest(changes).String()).
+	rc.log.Info().Strs("keys", u.Keys).Strs("changes", descr).Str("restarts", config.Widest(changes).String()).
 		Msg("remote configuration applied")
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	if err := g.applyChanges(ctx, u.Gateway, changes); err != nil {
+	if err := rc.apply(ctx, u.Gateway, changes); err != nil {
 		rc.report(keys, err)
 		return
 	}
@@ -130,10 +146,10 @@ func (rc *remoteConfig) handle(values map[string]json.RawMessage) {
 		// would cut the gateway off from the only channel that can fix it:
 		// go back to the previous files, as upstream does after its trial.
 		if err := config.Restore(u.Previous); err != nil {
-			g.log.Error().Err(err).Msg("remote configuration: restoring the previous files")
+			rc.log.Error().Err(err).Msg("remote configuration: restoring the previous files")
 		}
-		if old, err := config.Load(g.conf().File, os.Getenv); err == nil {
-			_ = g.applyChanges(ctx, old, config.Diff(g.conf(), old))
+		if old, err := config.Load(rc.conf().File, os.Getenv); err == nil {
+			_ = rc.apply(ctx, old, config.Diff(rc.conf(), old))
 		}
 		rc.report(keys, fmt.Errorf("the new platform connection did not come up within %s; the previous configuration was restored", rc.trial()))
 		return
@@ -143,10 +159,10 @@ func (rc *remoteConfig) handle(values map[string]json.RawMessage) {
 		if s, ok := c.(config.StorageChanged); ok && s.Reopen {
 			// The open journal holds undelivered data; swapping it live could
 			// strand that data, so the new journal is used from the next start.
-			g.log.Warn().Msg("storage_configuration saved; it takes effect when the gateway process restarts")
+			rc.log.Warn().Msg("storage_configuration saved; it takes effect when the gateway process restarts")
 		}
 		if c.Scope() == config.ScopeProcess {
-			g.log.Warn().Msg(c.String())
+			rc.log.Warn().Msg(c.String())
 		}
 	}
 }
@@ -154,7 +170,6 @@ func (rc *remoteConfig) handle(values map[string]json.RawMessage) {
 // report publishes the outcome as a client attribute, so the operator sees a
 // rejected change and why next to the configuration widget.
 func (rc *remoteConfig) report(key string, err error) {
-	g := rc.g
 	b := []byte(`{"` + config.KeyStatus + `":{"key":`)
 	b = protocols.AppendJSONString(b, key)
 	b = append(b, `,"applied":`...)
@@ -162,36 +177,35 @@ func (rc *remoteConfig) report(key string, err error) {
 	if err != nil {
 		b = append(b, `,"error":`...)
 		b = protocols.AppendJSONString(b, err.Error())
-		g.log.Error().Str("key", key).Msg("remote configuration rejected:\n" + err.Error())
+		rc.log.Error().Str("key", key).Msg("remote configuration rejected:\n" + err.Error())
 	}
 	b = append(b, `,"ts":`...)
 	b = strconv.AppendInt(b, time.Now().UnixMilli(), 10)
 	b = append(b, "}}"...)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if perr := g.PublishWhenUp(ctx, platform.TopicMeAttributes, b, 1); perr != nil {
-		g.log.Warn().Err(perr).Msg("cannot report remote configuration status")
+	if perr := rc.publishWhenUp(ctx, platform.TopicMeAttributes, b, 1); perr != nil {
+		rc.log.Warn().Err(perr).Msg("cannot report remote configuration status")
 	}
 }
 
 // announce publishes the current configuration as client attributes and
 // requests the shared configuration keys; it runs after every connect.
 func (rc *remoteConfig) announce() {
-	g := rc.g
-	files, err := config.ReadFiles(g.conf().File)
+	files, err := config.ReadFiles(rc.conf().File)
 	if err != nil {
-		g.log.Warn().Err(err).Msg("remote configuration: cannot read the main file")
+		rc.log.Warn().Err(err).Msg("remote configuration: cannot read the main file")
 		return
 	}
 	payload, names, err := config.Snapshot(files, time.Now())
 	if err != nil {
-		g.log.Warn().Err(err).Msg("remote configuration: cannot describe the configuration")
+		rc.log.Warn().Err(err).Msg("remote configuration: cannot describe the configuration")
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := g.PublishDirect(ctx, platform.TopicMeAttributes, payload, 1); err != nil {
-		g.log.Debug().Err(err).Msg("configuration attributes not sent")
+	if err := rc.publishDirect(ctx, platform.TopicMeAttributes, payload, 1); err != nil {
+		rc.log.Debug().Err(err).Msg("configuration attributes not sent")
 		return
 	}
 	rc.mu.Lock()
@@ -199,7 +213,7 @@ func (rc *remoteConfig) announce() {
 	id := rc.reqID
 	rc.mu.Unlock()
 	req, _ := json.Marshal(map[string]string{"sharedKeys": strings.Join(append(slices.Clone(config.RemoteKeys), names...), ",")})
-	if err := g.PublishDirect(ctx, platform.TopicMeAttributesRequestPrefix+strconv.FormatInt(id, 10), req, 1); err != nil {
-		g.log.Debug().Err(err).Msg("shared configuration request not sent")
+	if err := rc.publishDirect(ctx, platform.TopicMeAttributesRequestPrefix+strconv.FormatInt(id, 10), req, 1); err != nil {
+		rc.log.Debug().Err(err).Msg("shared configuration request not sent")
 	}
 }

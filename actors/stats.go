@@ -31,15 +31,6 @@ type ConnectorCounters struct {
 	Dropped        atomic.Uint64
 }
 
-// ConnectorCounters returns the counters of a connector (created on first use).
-func (g *Gateway) ConnectorCounters(name string) *ConnectorCounters {
-	if c, ok := g.connCounters.Load(name); ok {
-		return c.(*ConnectorCounters)
-	}
-	c, _ := g.connCounters.LoadOrStore(name, &ConnectorCounters{})
-	return c.(*ConnectorCounters)
-}
-
 // statistics publishes the gateway's own statistics telemetry and builds
 // the attributes it sends on every connect.
 type statistics struct {

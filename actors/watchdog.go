@@ -61,6 +61,21 @@ func (w *watchdog) onTick(ctx actor.Context, tick *watchdogTick) {
 	})
 }
 
+// spawnRequest asks the root to spawn a child: protoactor spawns a child
+// only from inside its parent. It is a control message so a busy root
+// handles it first.
+type spawnRequest struct {
+	name  string
+	props *actor.Props
+}
+
+type spawnReply struct {
+	pid *actor.PID
+	err error
+}
+
+func (*spawnRequest) ControlMessage() {}
+
 // rootActor is the tree's root. It only spawns, so that every actor is under
 // one supervised tree (protoactor spawns a child only from inside its parent),
 // and runs the watchdog's probes; all long-lived state is in its children.
