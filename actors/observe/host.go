@@ -108,9 +108,18 @@ func processTicks(pid int) uint64 {
 	if err != nil {
 		return 0
 	}
-	s := string(raw)
-	// The command name in parentheses may hold blanks; fields count from after it.
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	return statTicks(string(raw))
+}
+
+// statTicks is utime+stime of a /proc/<pid>/stat line.
+func statTicks(s string) uint64 {
+	// The command name in parentheses may hold blanks and parentheses;
+	// fields count from after the last ')'.
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 || i+2 > len(s) {
+		return 0
+	}
+	f := strings.Fields(s[i+2:])
 	if len(f) < 13 {
 		return 0
 	}
