@@ -228,6 +228,15 @@ func TestPushDeviceAdoptedForCommand(t *testing.T) {
 	if err := g.Restart(ctx); err != nil {
 		t.Fatal(err)
 	}
+	// The RPC must find the gateway's subscription: under load the gateway
+	// may not have connected at all before the restart, and the broker keeps
+	// nothing for a session that never subscribed.
+	testpeer.Eventually(t, 20*time.Second, "the gateway's platform session after the restart", func() error {
+		if !g.PlatformStats().Connected {
+			return errors.New("not connected")
+		}
+		return nil
+	})
 	if err := sub.Publish(context.Background(), "v1/gateway/rpc", []byte(`{"device":"quiet","data":{"id":9,"method":"whoami"}}`), 1); err != nil {
 		t.Fatal(err)
 	}
