@@ -3,8 +3,6 @@ package modbus
 import (
 	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/industryos/gateway/protocols"
@@ -24,12 +22,9 @@ func TestGolden(t *testing.T) {
 			parsed = Parse(o, protocols.ReportStrategy{})
 			return parsed
 		})
-		raw, err := os.ReadFile(filepath.Join(dir, "data.json"))
-		if os.IsNotExist(err) {
+		raw, ok := golden.Input(t, dir, "data.json")
+		if !ok {
 			return out
-		}
-		if err != nil {
-			t.Fatal(err)
 		}
 		return append(out, decodeCase(t, parsed, raw)...)
 	})
@@ -38,10 +33,7 @@ func TestGolden(t *testing.T) {
 // TestREADME keeps the README's configuration reference and sample in
 // step with the field tables and sample.json.
 func TestREADME(t *testing.T) {
-	golden.README(t, "README.md", map[string]string{
-		"fields": spec.Markdown(Sections()...),
-		"sample": golden.JSONBlock(Sample),
-	})
+	golden.ProtocolREADME(t, Sample, Sections()...)
 }
 
 // decodeCase decodes the read keys of the first slave from data.json.

@@ -19,8 +19,5 @@ func TestGolden(t *testing.T) {
 // TestREADME keeps the README's configuration reference and sample in
 // step with the field tables and sample.json.
 func TestREADME(t *testing.T) {
-	golden.README(t, "README.md", map[string]string{
-		"fields": spec.Markdown(Sections()...),
-		"sample": golden.JSONBlock(Sample),
-	})
+	golden.ProtocolREADME(t, Sample, Sections()...)
 }

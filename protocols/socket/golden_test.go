@@ -2,8 +2,6 @@ package socket
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/industryos/gateway/protocols/kit/golden"
@@ -21,12 +19,9 @@ func TestGolden(t *testing.T) {
 			parsed = Parse(o)
 			return parsed
 		})
-		msg, err := os.ReadFile(filepath.Join(dir, "message.txt"))
-		if os.IsNotExist(err) {
+		msg, ok := golden.Input(t, dir, "message.txt")
+		if !ok {
 			return out
-		}
-		if err != nil {
-			t.Fatal(err)
 		}
 		for _, d := range parsed.Devices {
 			r, errs := d.Convert(msg, nil)
@@ -43,8 +38,5 @@ func TestGolden(t *testing.T) {
 // TestREADME keeps the README's configuration reference and sample in
 // step with the field tables and sample.json.
 func TestREADME(t *testing.T) {
-	golden.README(t, "README.md", map[string]string{
-		"fields": spec.Markdown(Sections()...),
-		"sample": golden.JSONBlock(Sample),
-	})
+	golden.ProtocolREADME(t, Sample, Sections()...)
 }

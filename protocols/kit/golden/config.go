@@ -38,3 +38,17 @@ func Config(t *testing.T, caseDir, file string, parse func(*spec.Obj) any) []byt
 	}
 	return b.Bytes()
 }
+
+// Input reads a case's optional input file (data.json, message.txt, …);
+// ok is false when the case has none, so it checks the config only.
+func Input(t *testing.T, caseDir, name string) (raw []byte, ok bool) {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(caseDir, name))
+	if os.IsNotExist(err) {
+		return nil, false
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw, true
+}

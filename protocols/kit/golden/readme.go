@@ -5,6 +5,8 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/industryos/gateway/protocols/kit/spec"
 )
 
 // Section markers in a README. What lies between a begin and its end is
@@ -77,4 +79,14 @@ func sortedKeys(m map[string]string) []string {
 		}
 	}
 	return out
+}
+
+// ProtocolREADME is a protocol's TestREADME: its README's "fields" block is
+// the field tables' reference and its "sample" block is sample.json.
+func ProtocolREADME(t *testing.T, sample []byte, sections ...spec.Section) {
+	t.Helper()
+	README(t, "README.md", map[string]string{
+		"fields": spec.Markdown(sections...),
+		"sample": JSONBlock(sample),
+	})
 }
