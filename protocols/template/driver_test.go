@@ -36,6 +36,8 @@ func TestPollAndWrite(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The fake lives as long as the process; -count reruns start afresh.
+	t.Cleanup(func() { forgetFake("poll-and-write") })
 	d := c.Devices()[0]
 	defer d.Close()
 	r, err := d.Poll(context.Background())
@@ -69,4 +71,12 @@ func TestBadConfig(t *testing.T) {
 			t.Errorf("error %q lacks %q", err, want)
 		}
 	}
+}
+
+// forgetFake drops the fake device at fake://<name>, so the next open
+// starts from the initial registers.
+func forgetFake(name string) {
+	fakesMu.Lock()
+	defer fakesMu.Unlock()
+	delete(fakes, name)
 }
