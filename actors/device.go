@@ -92,6 +92,9 @@ func newDeviceActor(dev protocols.Device, info protocols.DeviceInfo, cmd protoco
 		log:     log.With().Str("device", info.Name).Logger(),
 		backoff: supervisor.NewBackoff(retry, maxDelay, 2),
 		obs:     env.metrics.Device(connector, info.Name),
+		// A polled device's strategies come from its config, never from
+		// data a source pushes to it.
+		reportSet: dev != nil,
 	}
 }
 
