@@ -22,6 +22,8 @@ var (
 	ErrCommunity = errors.New("snmp trap: community not accepted")
 	// ErrNoUsers means a v3 notification came to a receiver with no users.
 	ErrNoUsers = errors.New("snmp trap: v3 notification but traps.users is empty")
+	// ErrUser means a v3 notification named no configured user.
+	ErrUser = errors.New("snmp trap: v3 user not accepted")
 )
 
 // Listener restarts back off from minBackoff to maxBackoff.
@@ -49,9 +51,12 @@ func (c *Connector) Run(ctx context.Context, sink protocols.Sink) error {
 		<-ctx.Done()
 		return nil
 	}
-	r := &trapReceiver{c: c, ctx: ctx, sink: sink, communities: map[string]bool{}}
+	r := &trapReceiver{c: c, ctx: ctx, sink: sink, communities: map[string]bool{}, users: map[string]bool{}}
 	for _, s := range t.Communities {
 		r.communities[s] = true
+	}
+	for _, u := range t.Users {
+		r.users[u.User] = true
 	}
 	r.sources = c.trapSources(ctx)
 	addr := net.JoinHostPort(t.Host, strconv.Itoa(t.Port))
@@ -144,6 +149,13 @@ func (c *Connector) listenerParams(sink protocols.Sink) *gosnmp.GoSNMP {
 			PrivacyPassphrase:        u.PrivKey,
 		})
 	}
+	if t.EngineID != "" {
+		// An inform's sender first asks for the engine ID with a probe
+		// that names no user; the entry lets the listener decode it and
+		// report the ID. It authenticates nothing: handle accepts only
+		// the configured users' notifications.
+		_ = table.Add("", &gosnmp.UsmSecurityParameters{AuthoritativeEngineID: t.EngineID})
+	}
 	g.SetTrapSecurityParametersTable(table)
 	return g
 }
@@ -197,6 +209,7 @@ type trapReceiver struct {
 	ctx         context.Context
 	sink        protocols.Sink
 	communities map[string]bool
+	users       map[string]bool
 	sources     map[netip.Addr]*DeviceConfig
 }
 
@@ -226,6 +239,11 @@ func (r *trapReceiver) handle(p *gosnmp.SnmpPacket, from *net.UDPAddr, inform bo
 	case gosnmp.Version3:
 		if len(r.c.cfg.Traps.Users) == 0 {
 			r.sink.Malformed(where, ErrNoUsers)
+			return false
+		}
+		usm, _ := p.SecurityParameters.(*gosnmp.UsmSecurityParameters)
+		if usm == nil || !r.users[usm.UserName] {
+			r.sink.Malformed(where, ErrUser)
 			return false
 		}
 	}

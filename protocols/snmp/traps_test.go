@@ -3,9 +3,12 @@ package snmp
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/gosnmp/gosnmp"
 
 	"github.com/industryos/gateway/protocols"
 	"github.com/industryos/gateway/protocols/kit/sinktest"
@@ -18,7 +21,7 @@ import (
 func trapJSON(port int, devIP string) string {
 	return fmt.Sprintf(`{"devices":[{"deviceName":"agent","deviceType":"router","ip":%q,"community":"public","pollPeriod":60000,
  "telemetry":[{"key":"uptime","method":"get","oid":"1.3.6.1.2.1.1.3.0"}]}],
- "traps":{"port":%d,"communities":["public"],"deviceName":"trap sink","deviceType":"traps",
+ "traps":{"port":%d,"communities":["public"],"deviceName":"trap sink","deviceType":"traps","engineId":"80001f8880c0ffee0001",
   "users":[{"user":"trapper","authProtocol":"SHA","authKey":"auth-pass-1","privacyProtocol":"AES","privacyKey":"priv-pass-1"}],
   "mapping":[
    {"trapOid":"1.3.6.1.6.3.1.1.5.3","trapKey":"lastTrap",
@@ -88,6 +91,13 @@ func TestTrapsFromSnmptrap(t *testing.T) {
 			"", "1.3.6.1.6.3.1.1.5.1", "1.3.6.1.4.1.99.1", "u", "7"))
 		wantValue(t, s, "agent", "coldStartCount", protocols.Uint(7))
 	})
+	t.Run("v3 authPriv inform", func(t *testing.T) {
+		// snmpinform discovers the receiver's engineId, then sends.
+		run(t, testpeer.SnmpCommand(t, "snmpinform", "-v", "3", "-u", "trapper", "-l", "authPriv",
+			"-a", "SHA", "-A", "auth-pass-1", "-x", "AES", "-X", "priv-pass-1", "-t", "10", "-r", "0", target,
+			"", "1.3.6.1.6.3.1.1.5.1", "1.3.6.1.4.1.99.1", "u", "9"))
+		wantValue(t, s, "agent", "coldStartCount", protocols.Uint(9))
+	})
 	t.Run("v2c inform acknowledged after the commit", func(t *testing.T) {
 		s.Hold()
 		before := s.Pushed()
@@ -138,7 +148,31 @@ func TestTrapsFromSnmptrap(t *testing.T) {
 		run(t, testpeer.SnmpCommand(t, "snmptrap", "-v", "3", "-u", "trapper", "-l", "authPriv",
 			"-a", "SHA", "-A", "wrong-pass-1", "-x", "AES", "-X", "priv-pass-1", "-e", "0x8000000001020304", target,
 			"", "1.3.6.1.6.3.1.1.5.1", "1.3.6.1.4.1.99.1", "u", "8"))
-		s.Wait(t, testpeer.MinTimeout, "two malformed reports", func() bool { return len(s.MalformedReports()) >= bad+2 })
+		// The configured user without authentication, and a user with none
+		// and no name (the engine-discovery entry must not let it in).
+		run(t, testpeer.SnmpCommand(t, "snmptrap", "-v", "3", "-u", "trapper", "-l", "noAuthNoPriv", "-e", "0x8000000001020304", target,
+			"", "1.3.6.1.6.3.1.1.5.1", "1.3.6.1.4.1.99.1", "u", "8"))
+		// (snmptrap and gosnmp's client refuse an empty user name, so the
+		// datagram is built here.)
+		pkt := &gosnmp.SnmpPacket{Version: gosnmp.Version3, MsgFlags: gosnmp.NoAuthNoPriv, SecurityModel: gosnmp.UserSecurityModel,
+			SecurityParameters: &gosnmp.UsmSecurityParameters{AuthoritativeEngineID: "\x80\x00\x00\x00\x01\x02\x03\x04", AuthoritativeEngineBoots: 1},
+			MsgID:              1, RequestID: 1, PDUType: gosnmp.SNMPv2Trap, Variables: []gosnmp.SnmpPDU{
+				{Name: oidSysUpTime, Type: gosnmp.TimeTicks, Value: uint32(1)},
+				{Name: oidSnmpTrapOID, Type: gosnmp.ObjectIdentifier, Value: ".1.3.6.1.6.3.1.1.5.1"},
+				{Name: ".1.3.6.1.4.1.99.1", Type: gosnmp.Gauge32, Value: uint(8)}}}
+		b, err := pkt.MarshalMsg()
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn, err := net.Dial("udp", target)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		if _, err := conn.Write(b); err != nil {
+			t.Fatal(err)
+		}
+		s.Wait(t, testpeer.MinTimeout, "four malformed reports", func() bool { return len(s.MalformedReports()) >= bad+4 })
 		r := s.MalformedReports()
 		if !errors.Is(r[bad].Err, ErrCommunity) {
 			t.Errorf("first report %v, want ErrCommunity", r[bad])
