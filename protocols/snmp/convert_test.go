@@ -156,3 +156,30 @@ func TestTrapOID(t *testing.T) {
 		t.Error("under")
 	}
 }
+
+// BenchmarkTrapConvert is the receiver's work per datagram: decode the
+// golden v2c linkDown, find its trap OID, convert its mapped varbinds.
+func BenchmarkTrapConvert(b *testing.B) {
+	raw, err := os.ReadFile(filepath.Join("testdata", "traps_v2c", "trap.hex"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	pkt, err := hex.DecodeString(strings.TrimSpace(string(raw)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	mapping := []*TrapMapping{{TrapOID: ".1.3.6.1.6.3.1.1.5.3", TrapKey: "lastTrap", Telemetry: []*TrapKey{
+		{Key: "ifIndex", OID: ".1.3.6.1.2.1.2.2.1.1"}, {Key: "ifDescr", OID: ".1.3.6.1.2.1.2.2.1.2"},
+		{Key: "ifInOctets", OID: ".1.3.6.1.2.1.2.2.1.10"}}}}
+	values := 0
+	b.ReportAllocs()
+	for b.Loop() {
+		p, err := DecodeTrap(pkt)
+		if err != nil {
+			b.Fatal(err)
+		}
+		r, _, _ := TrapReading(mapping, TrapOID(p), p.Variables)
+		values += len(r.Telemetry)
+	}
+	b.ReportMetric(float64(values)/b.Elapsed().Seconds(), "values/s")
+}

@@ -7,11 +7,13 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gosnmp/gosnmp"
 
 	"github.com/industryos/gateway/protocols"
 	"github.com/industryos/gateway/protocols/kit/sinktest"
+	"github.com/industryos/gateway/protocols/kit/spec"
 	"github.com/industryos/gateway/protocols/kit/testpeer"
 )
 
@@ -202,4 +204,37 @@ func TestTrapsFromUnknownSourceGoToTheFallbackDevice(t *testing.T) {
 	if p.Profile != "traps" || p.KeyReport["ifIndex"].Type != protocols.OnReceived {
 		t.Errorf("push profile %q key strategies %v", p.Profile, p.KeyReport)
 	}
+}
+
+// BenchmarkInforms sends v2c informs from a gosnmp client, one at a time,
+// through the receiver's UDP socket to a sink that commits at once: each
+// is answered only after its push is done, so this is the inform round
+// trip the receiver sustains.
+func BenchmarkInforms(b *testing.B) {
+	port := testpeer.FreeUDPPort(b)
+	ps := &spec.Problems{}
+	c, err := NewConnector(protocols.ConnectorConfig{Name: "snmp", Type: "snmp", Config: spec.Parse(ps, "snmp.json", []byte(trapJSON(port, "127.0.0.1")))})
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := sinktest.NewCounter()
+	sinktest.Run(b, c, s)
+	s.Wait(b, testpeer.MinTimeout, "trap receiver up", func() bool { return s.Ups() == 1 })
+	g := &gosnmp.GoSNMP{Target: "127.0.0.1", Port: uint16(port), Version: gosnmp.Version2c, Community: "public", Timeout: 5 * time.Second}
+	if err := g.Connect(); err != nil {
+		b.Fatal(err)
+	}
+	defer g.Conn.Close()
+	trap := gosnmp.SnmpTrap{IsInform: true, Variables: []gosnmp.SnmpPDU{
+		{Name: oidSysUpTime, Type: gosnmp.TimeTicks, Value: uint32(1)},
+		{Name: oidSnmpTrapOID, Type: gosnmp.ObjectIdentifier, Value: ".1.3.6.1.6.3.1.1.5.3"},
+		{Name: ".1.3.6.1.2.1.2.2.1.1.3", Type: gosnmp.Integer, Value: 3},
+		{Name: ".1.3.6.1.2.1.2.2.1.2.3", Type: gosnmp.OctetString, Value: []byte("eth3")}}}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := g.SendTrap(trap); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(s.PushedValues())/b.Elapsed().Seconds(), "values/s")
 }
