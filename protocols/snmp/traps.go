@@ -65,12 +65,12 @@ func (c *Connector) Run(ctx context.Context, sink protocols.Sink) error {
 	}
 	backoff := minBackoff
 	for {
-		err := c.listen(ctx, r, addr, sink)
+		listened, err := c.listen(ctx, r, addr, sink)
 		if ctx.Err() != nil {
 			return nil
 		}
-		if err == nil {
-			backoff = minBackoff
+		if listened {
+			backoff = minBackoff // a socket that worked for a while starts over
 		}
 		sink.Link(false, err)
 		tm := time.NewTimer(backoff)
@@ -84,8 +84,9 @@ func (c *Connector) Run(ctx context.Context, sink protocols.Sink) error {
 	}
 }
 
-// listen runs one TrapListener until ctx ends or its socket fails.
-func (c *Connector) listen(ctx context.Context, r *trapReceiver, addr string, sink protocols.Sink) error {
+// listen runs one TrapListener until ctx ends or its socket fails;
+// listened says it was bound.
+func (c *Connector) listen(ctx context.Context, r *trapReceiver, addr string, sink protocols.Sink) (listened bool, err error) {
 	tl := gosnmp.NewTrapListener()
 	tl.Params = c.listenerParams(sink)
 	tl.OnNewTrap = r.onTrap
@@ -93,18 +94,18 @@ func (c *Connector) listen(ctx context.Context, r *trapReceiver, addr string, si
 	go func() { errc <- tl.Listen(addr) }()
 	select {
 	case err := <-errc:
-		return fmt.Errorf("snmp trap receiver: listen on udp %s: %w", addr, err)
+		return false, fmt.Errorf("snmp trap receiver: listen on udp %s: %w", addr, err)
 	case <-tl.Listening():
 	case <-ctx.Done():
 		// Listen may still bind; closing before it has is not safe (the
 		// listener would wait forever to report its end), so wait for it.
 		select {
 		case err := <-errc:
-			return err
+			return false, err
 		case <-tl.Listening():
 			tl.Close()
 			<-errc
-			return nil
+			return true, nil
 		}
 	}
 	c.trapAddr.Store(&addr)
@@ -113,13 +114,13 @@ func (c *Connector) listen(ctx context.Context, r *trapReceiver, addr string, si
 	sink.Link(true, nil)
 	select {
 	case err := <-errc:
-		return fmt.Errorf("snmp trap receiver on udp %s: %w", addr, err)
+		return true, fmt.Errorf("snmp trap receiver on udp %s: %w", addr, err)
 	case <-ctx.Done():
 		// A handler waiting for a commit sees ctx end and returns, so the
 		// read loop gets to notice the close.
 		tl.Close()
 		<-errc
-		return nil
+		return true, nil
 	}
 }
 

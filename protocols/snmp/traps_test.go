@@ -238,3 +238,25 @@ func BenchmarkInforms(b *testing.B) {
 	}
 	b.ReportMetric(float64(s.PushedValues())/b.Elapsed().Seconds(), "values/s")
 }
+
+// TestTrapPortBusy: a port that cannot be had is reported as a link down
+// and bound as soon as it is free.
+func TestTrapPortBusy(t *testing.T) {
+	hold, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := hold.LocalAddr().(*net.UDPAddr).Port
+	c := parse(t, trapJSON(port, "127.0.0.1"))
+	s := sinktest.New()
+	sinktest.Run(t, c, s)
+	s.Wait(t, testpeer.MinTimeout, "link down", func() bool { return len(s.Links()) > 0 })
+	if l := s.Links()[0]; l.Up || l.Err == nil || !strings.Contains(l.Err.Error(), "listen on udp 127.0.0.1:") {
+		t.Fatalf("first link event %+v, want down with the listen error", l)
+	}
+	hold.Close()
+	s.Wait(t, testpeer.MinTimeout, "link up", func() bool { return s.Ups() == 1 })
+	if c.TrapAddr() != fmt.Sprintf("127.0.0.1:%d", port) {
+		t.Errorf("TrapAddr %q", c.TrapAddr())
+	}
+}
