@@ -71,7 +71,7 @@ type deviceActor struct {
 	obs       *observe.Device // nil when metrics are off
 	filtered  bool
 	stopTick  func()
-	reportSet bool // pushed devices: strategies known (else taken from the first data)
+	reportSet bool // strategies known: always for polled devices; pushed ones may take them from their first data
 }
 
 // newDeviceActor builds the actor of a polled device (dev set) or of a pushed
