@@ -209,9 +209,12 @@ type rtuServer struct {
 	warn           ratelimit.KeyedLines
 	stats          *RTUStats
 
-	closing atomic.Bool
-	done    chan struct{} // closed when run returns
-	err     error         // why run returned, read after done
+	// skipping mirrors run's state for tests: true from a bad frame to
+	// the next silence.
+	skipping atomic.Bool
+	closing  atomic.Bool
+	done     chan struct{} // closed when run returns
+	err      error         // why run returned, read after done
 }
 
 // rtuTimings returns the 3.5-character silence for the line settings (a
@@ -244,6 +247,7 @@ func (s *rtuServer) run() {
 	skipping := false // after a bad frame, until the line is silent
 	var last time.Time
 	for {
+		s.skipping.Store(skipping)
 		var deadline time.Time
 		if len(buf) > 0 || skipping {
 			deadline = time.Now().Add(s.silence)

@@ -67,22 +67,31 @@ func (m *rtuMaster) send(frame []byte) {
 	}
 }
 
-// ask sends unit's request pdu until it is answered (a master repeats a
-// request whose answer does not come, as after a corrupt frame the slave
-// skips to the next silence) and returns the answer's PDU.
+// ask sends unit's request pdu and returns the answer's PDU.
 func (m *rtuMaster) ask(unit byte, pdu []byte) []byte {
 	m.t.Helper()
-	for range 20 {
-		m.send(appendRTU(nil, unit, pdu))
-		if ans := m.read(100 * time.Millisecond); ans != nil {
-			if ans[0] != unit {
-				m.t.Fatalf("asked unit %d, answered by % x", unit, ans)
-			}
-			return ans[1 : len(ans)-2]
-		}
+	m.send(appendRTU(nil, unit, pdu))
+	ans := m.read(testpeer.MinTimeout)
+	if ans == nil {
+		m.t.Fatalf("no answer to % x", pdu)
 	}
-	m.t.Fatalf("no answer to % x", pdu)
-	return nil
+	if ans[0] != unit {
+		m.t.Fatalf("asked unit %d, answered by % x", unit, ans)
+	}
+	return ans[1 : len(ans)-2]
+}
+
+// waitSilence waits until the server has counted n bad frames and is past
+// the silence after the last: what a master on a real line gets by
+// keeping quiet 3.5 characters before its next frame.
+func waitSilence(t *testing.T, s *rtuServer, n uint64) {
+	t.Helper()
+	testpeer.Eventually(t, 5*time.Second, "the server past a bad frame", func() error {
+		if got := s.stats.BadCRC.Load() + s.stats.Garbage.Load(); got < n || s.skipping.Load() {
+			return fmt.Errorf("bad frames %d (want %d), skipping %v", got, n, s.skipping.Load())
+		}
+		return nil
+	})
 }
 
 // TestRTUServerLine runs the serial server on an in-memory line: reads,
@@ -115,6 +124,7 @@ func TestRTUServerLine(t *testing.T) {
 	bad := appendRTU(nil, 1, []byte{6, 0, 5, 0, 1})
 	bad[len(bad)-1] ^= 0x55
 	m.send(bad)
+	waitSilence(t, s, 1)
 	if got := m.ask(1, hr5); !bytes.Equal(got, []byte{3, 2, 0x04, 0xd2}) || stats.BadCRC.Load() != 1 {
 		t.Fatalf("after a bad CRC: % x, bad CRC %d", got, stats.BadCRC.Load())
 	}
@@ -245,6 +255,10 @@ func TestSerialServerPymodbus(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.server.waitStat(t, "bad CRC", &c.server.Stats.BadCRC, 1)
+	c.server.mu.Lock()
+	rtu := c.server.rtu
+	c.server.mu.Unlock()
+	waitSilence(t, rtu, 1)
 	f.Close()
 	if got := testpeer.PySerialMaster(t, a, 0, "hr:0:1", "hr:99:1")[0]; got != "hr 0 [4242]" {
 		t.Errorf("after a bad CRC and another unit's write: %s", got)
