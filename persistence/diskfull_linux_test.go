@@ -40,15 +40,7 @@ func TestBadgerTmpfsFullChild(t *testing.T) {
 		if j.LastSeq() != last || j.Cursor() != 0 {
 			t.Fatalf("after reopen LastSeq %d Cursor %d, want %d 0", j.LastSeq(), j.Cursor(), last)
 		}
-		for after := uint64(0); after < last; {
-			recs := mustRead(t, j, after, 10_000, 0)
-			if len(recs) == 0 {
-				t.Fatalf("nothing after %d of %d", after, last)
-			}
-			wantSeqs(t, recs, after+1, after+uint64(len(recs)))
-			checkData(t, recs, 200)
-			after = recs[len(recs)-1].Seq
-		}
+		readBackAll(t, j, last, 200)
 		mustAck(t, j, last) // acks write too, and go on below the reserve
 		mustClose(t, j)
 		fmt.Fprintf(os.Stdout, "\nverified %d\n", last)

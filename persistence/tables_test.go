@@ -49,13 +49,20 @@ func TestBadgerManyTablesReadBack(t *testing.T) {
 	mustClose(t, j)
 	j = openBadger(t, dir, Options{})
 	defer mustClose(t, j)
+	readBackAll(t, j, last, 200)
+}
+
+// readBackAll reads records 1..last of j in pages and checks their seqs and
+// their size-byte data.
+func readBackAll(t testing.TB, j Journal, last uint64, size int) {
+	t.Helper()
 	for after := uint64(0); after < last; {
 		recs := mustRead(t, j, after, 10_000, 0)
 		if len(recs) == 0 {
 			t.Fatalf("nothing after %d of %d", after, last)
 		}
 		wantSeqs(t, recs, after+1, after+uint64(len(recs)))
-		checkData(t, recs, 200)
+		checkData(t, recs, size)
 		after = recs[len(recs)-1].Seq
 	}
 }
