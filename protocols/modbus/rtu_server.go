@@ -302,13 +302,17 @@ func (s *rtuServer) run() {
 					}
 				}
 			case frameBadCRC:
+				// skipping is published before the count, so whoever sees the count
+				// also sees the skip it started.
+				skipping = true
+				s.skipping.Store(true)
 				s.stats.BadCRC.Add(1)
 				s.warnf("crc", "dropped a %d-byte frame with a bad CRC; skipping to the next silence", used)
-				skipping = true
 			default:
+				skipping = true
+				s.skipping.Store(true)
 				s.stats.Garbage.Add(uint64(used))
 				s.warnf("garbage", "dropped %d bytes that did not make a request frame (%s); skipping to the next silence", used, st)
-				skipping = true
 			}
 			buf = buf[:copy(buf, buf[used:])]
 			if skipping {

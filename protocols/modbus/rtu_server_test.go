@@ -132,6 +132,14 @@ func TestRTUServerLine(t *testing.T) {
 	// A broadcast write is applied and not answered: the next answer is
 	// the read's.
 	m.send(appendRTU(nil, 0, []byte{6, 0, 5, 0, 77}))
+	// A master keeps quiet for its turnaround delay after a broadcast, so
+	// the slaves have handled it before the next request.
+	testpeer.Eventually(t, 5*time.Second, "the broadcast handled", func() error {
+		if stats.Broadcast.Load() != 1 || s.skipping.Load() {
+			return fmt.Errorf("broadcasts %d", stats.Broadcast.Load())
+		}
+		return nil
+	})
 	if got := m.ask(1, hr5); !bytes.Equal(got, []byte{3, 2, 0, 77}) || stats.Broadcast.Load() != 1 {
 		t.Fatalf("after a broadcast write: % x, broadcasts %d", got, stats.Broadcast.Load())
 	}
