@@ -49,7 +49,7 @@ func TestParseErrors(t *testing.T) {
 				{"topicFilter":"a","converter":{"type":"json","deviceInfo":{"deviceNameExpression":"x"}}},
 				{"topicFilter":"b","converter":{"type":"json","deviceInfo":{"deviceNameExpression":"x"}}},
 				{"topicFilter":"c","converter":{"type":"xml","deviceInfo":{"deviceNameExpression":"x"}}}]}`,
-			errs: []string{`mqtt.json: mapping[2].converter.type: unknown value "xml" (want one of: json, bytes, custom)`},
+			errs: []string{`mqtt.json: mapping[2].converter.type: unknown value "xml" (want one of: json, bytes, custom, script)`},
 		},
 		{
 			name: "broker problems collected",
@@ -91,7 +91,7 @@ func TestParseErrors(t *testing.T) {
 		{
 			name: "custom needs extension",
 			cfg:  `{"broker":{"host":"h"},"mapping":[{"topicFilter":"a","converter":{"type":"custom"}}]}`,
-			errs: []string{`mqtt.json: mapping[0].converter.extension: is required for a custom converter`},
+			errs: []string{`mqtt.json: mapping[0].converter.extension: is required for a custom converter (or "script": a Starlark file)`},
 		},
 		{
 			name:  "unknown keys warn",

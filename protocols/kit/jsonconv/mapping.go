@@ -8,6 +8,7 @@ import (
 	"github.com/industryos/gateway/protocols"
 	"github.com/industryos/gateway/protocols/kit/pyre"
 	"github.com/industryos/gateway/protocols/kit/report"
+	"github.com/industryos/gateway/protocols/kit/script"
 	"github.com/industryos/gateway/protocols/kit/spec"
 )
 
@@ -16,6 +17,9 @@ const (
 	TypeJSON   = "json"
 	TypeBytes  = "bytes"
 	TypeCustom = "custom"
+	// TypeScript runs a Starlark script (protocols/kit/script); upstream
+	// has no such type, its "custom" takes a script too.
+	TypeScript = "script"
 )
 
 // Expression sources.
@@ -48,6 +52,9 @@ type ConverterConfig struct {
 	Report               protocols.ReportStrategy
 	Extension            string
 	ExtensionConfig      json.RawMessage
+	// Script is the Starlark file a custom or script converter runs, as
+	// written (relative to the connector file); empty for the others.
+	Script string
 }
 
 // DeviceInfo says where device name and profile come from.
@@ -108,7 +115,7 @@ func ValidTopicFilter(f string) error {
 
 func parseConverter(c *spec.Obj) ConverterConfig {
 	cc := ConverterConfig{}
-	cc.Type = c.Enum("type", TypeJSON, TypeJSON, TypeBytes, TypeCustom)
+	cc.Type = c.Enum("type", TypeJSON, TypeJSON, TypeBytes, TypeCustom, TypeScript)
 	cc.UseReceivedTs = c.Bool("useReceivedTs", false)
 	cc.SendDataOnlyOnChange = c.Bool("sendDataOnlyOnChange", false)
 	cc.TsField = c.Str("tsField", "")
@@ -119,10 +126,20 @@ func parseConverter(c *spec.Obj) ConverterConfig {
 	if v, ok := c.Any("extensionConfig"); ok {
 		cc.ExtensionConfig, _ = json.Marshal(v)
 	}
-	if cc.Type == TypeCustom {
-		if cc.Extension == "" {
-			c.Errorf("extension", "is required for a custom converter")
-		}
+	cc.Script = script.Ref(c, cc.Extension)
+	switch {
+	case cc.Type == TypeCustom && cc.Extension == "" && cc.Script == "":
+		c.Errorf("extension", "is required for a custom converter (or \"script\": a Starlark file)")
+	case cc.Type == TypeScript && cc.Script == "":
+		c.Errorf("script", "is required for a script converter (a Starlark file)")
+	case cc.Script != "" && cc.Type != TypeCustom && cc.Type != TypeScript:
+		c.Errorf("script", "%q is only read by a custom or script converter, not %s", cc.Script, cc.Type)
+	}
+	if cc.Type == TypeScript {
+		// The script names devices and keys itself.
+		c.Known("deviceInfo", "attributes", "timeseries")
+		c.Done()
+		return cc
 	}
 	if cc.Type != TypeCustom {
 		if d := c.Obj("deviceInfo"); d != nil {
