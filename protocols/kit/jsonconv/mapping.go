@@ -126,15 +126,7 @@ func parseConverter(c *spec.Obj) ConverterConfig {
 	if v, ok := c.Any("extensionConfig"); ok {
 		cc.ExtensionConfig, _ = json.Marshal(v)
 	}
-	cc.Script = script.Ref(c, cc.Extension)
-	switch {
-	case cc.Type == TypeCustom && cc.Extension == "" && cc.Script == "":
-		c.Errorf("extension", "is required for a custom converter (or \"script\": a Starlark file)")
-	case cc.Type == TypeScript && cc.Script == "":
-		c.Errorf("script", "is required for a script converter (a Starlark file)")
-	case cc.Script != "" && cc.Type != TypeCustom && cc.Type != TypeScript:
-		c.Errorf("script", "%q is only read by a custom or script converter, not %s", cc.Script, cc.Type)
-	}
+	ParseScript(c, &cc)
 	if cc.Type == TypeScript {
 		// The script names devices and keys itself.
 		c.Known("deviceInfo", "attributes", "timeseries")
@@ -154,6 +146,22 @@ func parseConverter(c *spec.Obj) ConverterConfig {
 	cc.Timeseries, cc.AllTimeseries = parseKeys(c, "timeseries", cc.Type)
 	c.Done()
 	return cc
+}
+
+// ParseScript reads the converter's script (see script.Ref) into cc and
+// checks it against cc.Type and cc.Extension, which the caller has read:
+// a custom converter needs an extension or a script, a script converter a
+// script, and the other types take none.
+func ParseScript(c *spec.Obj, cc *ConverterConfig) {
+	cc.Script = script.Ref(c, cc.Extension)
+	switch {
+	case cc.Type == TypeCustom && cc.Extension == "" && cc.Script == "":
+		c.Errorf("extension", "is required for a custom converter (or \"script\": a Starlark file)")
+	case cc.Type == TypeScript && cc.Script == "":
+		c.Errorf("script", "is required for a script converter (a Starlark file)")
+	case cc.Script != "" && cc.Type != TypeCustom && cc.Type != TypeScript:
+		c.Errorf("script", "%q is only read by a custom or script converter, not %s", cc.Script, cc.Type)
+	}
 }
 
 // ParseDeviceInfo reads a deviceInfo object for a converter of type typ.
