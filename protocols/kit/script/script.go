@@ -241,15 +241,17 @@ func Compile(file string, src []byte, opts Options) (*Script, error) {
 	}
 	s.config = starlark.None
 	if len(opts.Config) > 0 {
-		var cfg any
-		dec := json.NewDecoder(strings.NewReader(string(opts.Config)))
-		dec.UseNumber()
-		if err := dec.Decode(&cfg); err != nil {
+		// Starlark's decoder keeps the keys in file order, as Python's
+		// json does: upstream converters walk their config in that order.
+		th := s.pool.Get().(*starlark.Thread)
+		th.Steps = 0
+		cfg, err := starlark.Call(th, jsonDecode, starlark.Tuple{starlark.String(opts.Config)}, nil)
+		s.pool.Put(th)
+		if err != nil {
 			return nil, &CompileError{File: file, Msg: fmt.Sprintf("extensionConfig: %v", err)}
 		}
-		if s.config, err = pyexpr.ToStarlark(cfg); err != nil {
-			return nil, &CompileError{File: file, Msg: fmt.Sprintf("extensionConfig: %v", err)}
-		}
+		cfg.Freeze()
+		s.config = cfg
 	}
 	return s, nil
 }

@@ -116,7 +116,7 @@ func TestCompileErrors(t *testing.T) {
 		{"top level loops", "while True:\n  pass\ndef uplink(msg): pass\n", "test.star:1:1: at load: stopped after too many steps (endless loop?)"},
 		{"open", "def uplink(msg):\n  return open('/etc/passwd')\n", "test.star:2:10: undefined: open"},
 		{"augmented on an index", "def uplink(msg):\n  l = [1]\n  l[0] *= 2\n", "test.star:3:8: *= on anything but a plain name is not supported in scripts; write x = x * y"},
-		{"bad config", "def uplink(msg): pass\n", "test.star: extensionConfig: invalid character 'x' looking for beginning of value"},
+		{"bad config", "def uplink(msg): pass\n", "test.star: extensionConfig: json.decode: at offset 0, unexpected character 'x'"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := json.RawMessage(nil)
