@@ -143,10 +143,13 @@ func convertDownlink(s *script.Script, in []byte, stdout, stderr io.Writer) int 
 		line := struct {
 			Topic   string          `json:"topic,omitempty"`
 			Payload string          `json:"payload"`
-			QoS     int             `json:"qos,omitempty"`
+			QoS     *int            `json:"qos,omitempty"`
 			Retain  bool            `json:"retain,omitempty"`
 			Reply   json.RawMessage `json:"reply,omitempty"`
-		}{o.Topic, string(o.Payload), o.QoS, o.Retain, o.Reply}
+		}{Topic: o.Topic, Payload: string(o.Payload), Retain: o.Retain, Reply: o.Reply}
+		if o.QoS >= 0 {
+			line.QoS = &o.QoS
+		}
 		b, _ := json.Marshal(line)
 		fmt.Fprintln(stdout, strings.TrimSpace(string(b)))
 	}

@@ -125,11 +125,11 @@ func NewConnector(cfg protocols.ConnectorConfig) (*Connector, error) {
 		def, perKey := m.ReportStrategies()
 		c.mappings = append(c.mappings, &compiledMapping{m: m, conv: conv, report: def.Or(connectorReport), keyReport: perKey})
 	}
+	if err := c.compileRequests(&parsed.Requests, env, cfg.Config.Problems(), cfg.Config.File()); err != nil {
+		return nil, fmt.Errorf("mqtt connector %q: %w", name, err)
+	}
 	if err := cfg.Config.Problems().Err(); err != nil {
 		return nil, err
-	}
-	if err := c.compileRequests(&parsed.Requests); err != nil {
-		return nil, fmt.Errorf("mqtt connector %q: %w", name, err)
 	}
 	return c, nil
 }

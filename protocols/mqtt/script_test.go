@@ -1,6 +1,9 @@
 package mqtt
 
 import (
+	"context"
+	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -138,5 +141,111 @@ func TestScriptConfigErrors(t *testing.T) {
 				t.Fatalf("err = %s\nwant  %s", got, tc.want)
 			}
 		})
+	}
+}
+
+const downlinkScript = `
+def downlink(cmd):
+    if cmd.kind == "attributes":
+        return [{"topic": cmd.device + "/attr/" + k, "payload": json.encode({"value": v}), "retain": True} for k, v in cmd.values.items()]
+    if cmd.method == "get":
+        return {"topic": cmd.device + "/cmd/get/%d" % cmd.id, "payload": binary.pack_int(cmd.params["register"], 2)}
+    if cmd.method == "bad":
+        return {"topic": cmd.device + "/#"}
+    return {"topic": cmd.device + "/cmd/" + cmd.method, "payload": cmd.params, "qos": 0, "reply": {"queued": cmd.params}}
+`
+
+// serverSideRpc and attributeUpdates entries with a script: the script
+// says what to publish; a two-way RPC still waits for the device's answer.
+func TestScriptDownlink(t *testing.T) {
+	m := testpeer.StartMosquitto(t)
+	c, err := scriptConnector(t, m.Addr(), `{`+brokerJSON(5, "")+`, "mapping": [], "requestsMapping": {
+		"attributeUpdates": [{"deviceNameFilter": "SN.*", "attributeFilter": "fw.*", "script": "dl.star"}],
+		"serverSideRpc": [
+			{"methodFilter": "^get$", "type": "twoWay", "responseTopicExpression": "${deviceName}/resp/${requestId}", "responseTimeout": 5000, "script": "dl.star"},
+			{"methodFilter": ".*", "script": "dl.star"}]}}`, map[string]string{"dl.star": downlinkScript})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := sinktest.New()
+	sinktest.Run(t, c, s)
+	s.Wait(t, 10*time.Second, "link up", func() bool { return s.Ups() == 1 })
+	dev := testpeer.Subscribe(t, m.Addr(), "SN-1/#")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		// The device answers get requests with the register's value.
+		answered := 0
+		for {
+			msgs, err := dev.Wait(ctx, func(ms []testpeer.Msg) bool { return len(ms) > answered })
+			if err != nil {
+				return
+			}
+			for _, msg := range msgs[answered:] {
+				if id, ok := strings.CutPrefix(msg.Topic, "SN-1/cmd/get/"); ok {
+					_ = dev.Publish(ctx, "SN-1/resp/"+id, []byte(fmt.Sprintf(`{"register":%d,"value":7}`, int(msg.Payload[0])<<8|int(msg.Payload[1]))), 1)
+				}
+			}
+			answered = len(msgs)
+		}
+	}()
+	cm := c.Commander("SN-1", "")
+	rctx, rcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer rcancel()
+	res, err := cm.RPC(rctx, protocols.RPCRequest{ID: 3, Device: "SN-1", Method: "get", Params: json.RawMessage(`{"register":258}`)})
+	if err != nil || string(res) != `{"register":258,"value":7}` {
+		t.Fatalf("two-way = %s, %v", res, err)
+	}
+	res, err = cm.RPC(rctx, protocols.RPCRequest{ID: 4, Device: "SN-1", Method: "setLevel", Params: json.RawMessage(`{"level":5}`)})
+	if err != nil || string(res) != `{"queued":{"level":5}}` {
+		t.Fatalf("one-way = %s, %v", res, err)
+	}
+	if got := dev.WaitTopic(t, 10*time.Second, "SN-1/cmd/setLevel", 1); string(got[0].Payload) != `{"level":5}` {
+		t.Fatalf("one-way payload %q", got[0].Payload)
+	}
+	_, err = cm.RPC(rctx, protocols.RPCRequest{ID: 5, Device: "SN-1", Method: "bad"})
+	if err == nil || !strings.Contains(err.Error(), `dl.star: downlink returned topic "SN-1/#", not a topic to publish to`) {
+		t.Fatalf("bad topic: %v", err)
+	}
+	ignored, err := cm.UpdateAttributes(rctx, map[string]json.RawMessage{"fwVersion": json.RawMessage(`"2.0"`), "color": json.RawMessage(`1`)})
+	if err != nil || len(ignored) != 1 || ignored[0] != "color" {
+		t.Fatalf("ignored %v, err %v", ignored, err)
+	}
+	if got := dev.WaitTopic(t, 10*time.Second, "SN-1/attr/fwVersion", 1); string(got[0].Payload) != `{"value":"2.0"}` {
+		t.Fatalf("attribute %q", got[0].Payload)
+	}
+	// Retained as the script asked: a later subscriber gets it.
+	late := testpeer.Subscribe(t, m.Addr(), "SN-1/attr/fwVersion")
+	if got := late.WaitTopic(t, 10*time.Second, "SN-1/attr/fwVersion", 1); !got[0].Retain {
+		t.Fatalf("not retained: %+v", got[0])
+	}
+}
+
+func TestScriptDownlinkConfigErrors(t *testing.T) {
+	_, err := scriptConnector(t, "127.0.0.1:1883", `{`+brokerJSON(5, "")+`, "mapping": [], "requestsMapping": {
+		"attributeUpdates": [{"script": "up.star"}],
+		"serverSideRpc": [{"methodFilter": "a", "script": "dl.star", "requestTopicExpression": "x"}, {"methodFilter": "b", "script": "missing.star"}]}}`,
+		map[string]string{"dl.star": "def downlink(cmd):\n  return None\n", "up.star": "def uplink(msg):\n  return None\n"})
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, want := range []string{
+		`mqtt.json: requestsMapping.serverSideRpc[0].requestTopicExpression: is not used with "script": the script's downlink(cmd) returns the topic and payload`,
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("missing %q in:\n%v", want, err)
+		}
+	}
+	_, err = scriptConnector(t, "127.0.0.1:1883", `{`+brokerJSON(5, "")+`, "mapping": [], "requestsMapping": {
+		"attributeUpdates": [{"script": "up.star"}],
+		"serverSideRpc": [{"methodFilter": "b", "script": "missing.star"}]}}`,
+		map[string]string{"up.star": "def uplink(msg):\n  return None\n"})
+	for _, want := range []string{
+		`mqtt.json: requestsMapping.attributeUpdates[0].script: `, `/up.star: defines no downlink(cmd), which a request entry needs`,
+		`mqtt.json: requestsMapping.serverSideRpc[0].script: `, `/missing.star: cannot read: no such file or directory`,
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("missing %q in:\n%v", want, err)
+		}
 	}
 }

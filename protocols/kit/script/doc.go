@@ -36,7 +36,8 @@
 //
 // downlink returns one dict, a list of them, or None (nothing to send).
 // "payload" is a string, bytes, or a dict/list sent as JSON; "topic",
-// "qos" and "retain" are read by connectors that address messages;
+// "qos" and "retain" are read by connectors that address messages (a
+// missing qos or retain takes the connector's setting);
 // "reply" is what an RPC answers the platform (default {"success": true}).
 //
 // Besides Starlark's built-ins a script has json (encode, decode),

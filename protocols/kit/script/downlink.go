@@ -46,7 +46,7 @@ func AttributesCommand(u protocols.AttributeUpdate) Command {
 type Output struct {
 	Topic   string // "topic": where to send, for connectors that address messages
 	Payload []byte // "payload": a string or bytes as is, a dict or list as JSON
-	QoS     int    // "qos"
+	QoS     int    // "qos"; -1 when not given: the connector's default
 	Retain  bool   // "retain"
 	// Reply is "reply" as JSON: what an RPC answers the platform; nil
 	// when the script gave none.
@@ -158,7 +158,7 @@ func outputs(out starlark.Value) ([]Output, error) {
 }
 
 func output(d *starlark.Dict) (Output, error) {
-	var o Output
+	o := Output{QoS: -1}
 	for _, it := range d.Items() {
 		k, _ := it[0].(starlark.String)
 		if !outputKeys[string(k)] {
