@@ -24,7 +24,7 @@ func TestParseSample(t *testing.T) {
 	if !c.Mapping[1].Converter.AllAttributes || c.Mapping[1].Converter.DeviceInfo.NameSource != SourceTopic {
 		t.Fatalf("mapping[1] = %+v", c.Mapping[1].Converter)
 	}
-	if c.Mapping[3].Converter.Extension != "CustomMqttUplinkConverter" || string(c.Mapping[3].Converter.ExtensionConfig) != `{"humidity":2,"temperature":2}` {
+	if c.Mapping[3].Converter.Extension != "CustomMqttUplinkConverter" || string(c.Mapping[3].Converter.ExtensionConfig) != `{"temperature": 2, "humidity": 2}` {
 		t.Fatalf("mapping[3] = %+v", c.Mapping[3].Converter)
 	}
 	if !strings.Contains(string(c.RequestsMapping), "serverSideRpc") {

@@ -397,11 +397,7 @@ func parseConverter(c *spec.Obj) jsonconv.ConverterConfig {
 	cc.Type = c.Enum("type", TypeJSON, TypeJSON, TypeCustom, TypeScript)
 	cc.Report = report.Parse(c)
 	cc.Extension = c.Str("extension", "")
-	if v, ok := c.Any("extensionConfig"); ok {
-		cc.ExtensionConfig, _ = json.Marshal(v)
-	} else if v, ok := c.Any("extension-config"); ok {
-		cc.ExtensionConfig, _ = json.Marshal(v)
-	}
+	cc.ExtensionConfig = jsonconv.ExtensionConfig(c, "extensionConfig", "extension-config")
 	c.Known("extension-config", "useEval")
 	jsonconv.ParseScript(c, &cc)
 	if cc.Type == TypeScript {

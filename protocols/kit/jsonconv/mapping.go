@@ -123,9 +123,7 @@ func parseConverter(c *spec.Obj) ConverterConfig {
 	cc.Report = report.Parse(c)
 	c.Known("useEval", "timeout", "cached")
 	cc.Extension = c.Str("extension", "")
-	if v, ok := c.Any("extensionConfig"); ok {
-		cc.ExtensionConfig, _ = json.Marshal(v)
-	}
+	cc.ExtensionConfig = ExtensionConfig(c, "extensionConfig")
 	ParseScript(c, &cc)
 	if cc.Type == TypeScript {
 		// The script names devices and keys itself.
@@ -146,6 +144,22 @@ func parseConverter(c *spec.Obj) ConverterConfig {
 	cc.Timeseries, cc.AllTimeseries = parseKeys(c, "timeseries", cc.Type)
 	c.Done()
 	return cc
+}
+
+// ExtensionConfig reads the first of keys present (upstream spells it
+// extensionConfig, older files extension-config) as the file wrote it, so
+// a script sees the keys in file order; nil when none is present.
+func ExtensionConfig(c *spec.Obj, keys ...string) json.RawMessage {
+	for _, k := range keys {
+		if raw, ok := c.RawJSON(k); ok {
+			return raw
+		}
+		if v, ok := c.Any(k); ok {
+			raw, _ := json.Marshal(v)
+			return raw
+		}
+	}
+	return nil
 }
 
 // ParseScript reads the converter's script (see script.Ref) into cc and
