@@ -167,15 +167,7 @@ func ExtensionConfig(c *spec.Obj, keys ...string) json.RawMessage {
 // a custom converter needs an extension or a script, a script converter a
 // script, and the other types take none.
 func ParseScript(c *spec.Obj, cc *ConverterConfig) {
-	cc.Script = script.Ref(c, cc.Extension)
-	switch {
-	case cc.Type == TypeCustom && cc.Extension == "" && cc.Script == "":
-		c.Errorf("extension", "is required for a custom converter (or \"script\": a Starlark file)")
-	case cc.Type == TypeScript && cc.Script == "":
-		c.Errorf("script", "is required for a script converter (a Starlark file)")
-	case cc.Script != "" && cc.Type != TypeCustom && cc.Type != TypeScript:
-		c.Errorf("script", "%q is only read by a custom or script converter, not %s", cc.Script, cc.Type)
-	}
+	cc.Script = script.ParseRef(c, cc.Type, cc.Extension)
 }
 
 // ParseDeviceInfo reads a deviceInfo object for a converter of type typ.

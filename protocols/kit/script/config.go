@@ -23,6 +23,29 @@ func Ref(c *spec.Obj, extension string) string {
 	return ""
 }
 
+// Converter types that take a script.
+const (
+	TypeCustom = "custom"
+	TypeScript = "script"
+)
+
+// ParseRef reads the script of a converter object of type typ (whose
+// extension the caller has read) and checks it: a custom converter needs
+// an extension or a script, a script converter a script, and the other
+// types take none. Problems are recorded in c.
+func ParseRef(c *spec.Obj, typ, extension string) string {
+	ref := Ref(c, extension)
+	switch {
+	case typ == TypeCustom && extension == "" && ref == "":
+		c.Errorf("extension", "is required for a custom converter (or \"script\": a Starlark file)")
+	case typ == TypeScript && ref == "":
+		c.Errorf("script", "is required for a script converter (a Starlark file)")
+	case ref != "" && typ != TypeCustom && typ != TypeScript:
+		c.Errorf("script", "%q is only read by a custom or script converter, not %s", ref, typ)
+	}
+	return ref
+}
+
 // Path resolves a script reference against the connector file's
 // directory (dir); an absolute reference, or an empty dir, is kept as is.
 func Path(dir, ref string) string {
