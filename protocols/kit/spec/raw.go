@@ -17,6 +17,15 @@ func (o *Obj) RawJSON(key string) (json.RawMessage, bool) {
 	return rawAt(o.src, append(append([]seg(nil), o.segs...), seg{key: key}))
 }
 
+// RawText returns the object itself as the file wrote it; ok is false
+// when the text is not at hand (see RawJSON).
+func (o *Obj) RawText() (json.RawMessage, bool) {
+	if o.src == nil {
+		return nil, false
+	}
+	return rawAt(o.src, o.segs)
+}
+
 // seg is one step of a JSON path: a key, or an index when key is "".
 type seg struct {
 	key   string

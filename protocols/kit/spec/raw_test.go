@@ -12,6 +12,9 @@ func TestRawJSON(t *testing.T) {
 	if v, ok := items[0].RawJSON("x"); !ok || string(v) != `{"k2": 2, "k1": [1, 2]}` {
 		t.Fatalf("items[0].x = %s %v", v, ok)
 	}
+	if v, ok := items[1].RawText(); !ok || string(v) != `{"x": "second"}` {
+		t.Fatalf("items[1] = %s %v", v, ok)
+	}
 	if v, ok := items[1].RawJSON("x"); !ok || string(v) != `"second"` {
 		t.Fatalf("items[1].x = %s %v", v, ok)
 	}
