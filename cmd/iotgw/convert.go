@@ -1,3 +1,5 @@
+//go:build !custom || protocols.mqtt || protocols.rest || protocols.request || protocols.socket || protocols.can
+
 package main
 
 import (
