@@ -51,7 +51,13 @@ func ParseLine(line []byte) (Record, error) {
 				return Record{}, malformed("a reply has id, reply and error, not %q", k)
 			}
 		}
-		r.Reply = m["reply"]
+		if raw := m["reply"]; raw != nil {
+			var b bytes.Buffer
+			if err := json.Compact(&b, raw); err != nil {
+				return Record{}, malformed("reply: %v", err)
+			}
+			r.Reply = b.Bytes()
+		}
 		if raw, ok := m["error"]; ok {
 			if err := json.Unmarshal(raw, &r.Error); err != nil || r.Error == "" {
 				return Record{}, malformed("error %s is not a non-empty string", raw)

@@ -130,7 +130,7 @@ func TestCommandsPython(t *testing.T) {
 	r := sinktest.Run(t, c, s)
 	s.Wait(t, wait, "the first record", func() bool { _, ok := s.Latest("pump", "rpm"); return ok })
 	res, err := cm.RPC(ctx, protocols.RPCRequest{ID: 7, Device: "pump", Method: "set", Params: json.RawMessage(`{"speed": 3}`)})
-	if err != nil || string(res) != `{"echo": {"speed": 3}, "method": "set"}` {
+	if err != nil || string(res) != `{"echo":{"speed":3},"method":"set"}` {
 		t.Fatalf("rpc %s %v", res, err)
 	}
 	if _, err := cm.RPC(ctx, protocols.RPCRequest{Device: "pump", Method: "fail"}); err == nil || !strings.Contains(err.Error(), "the program answered: cannot") {
