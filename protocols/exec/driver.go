@@ -127,7 +127,10 @@ func (c *Connector) runOnce(ctx context.Context, sink protocols.Sink) error {
 	cmd := osexec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Dir = c.dir
 	cmd.Env = append(os.Environ(), c.cfg.Env...)
-	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	// Its own process group, so that stopping reaches what it started too
+	// (a shell's sleep would otherwise hold stdout open after the shell died).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) }
 	cmd.WaitDelay = stopGrace
 	// Our own stdin pipe: an *os.File takes write deadlines, so a program
 	// that stops reading cannot block a command forever.
@@ -166,7 +169,18 @@ func (c *Connector) runOnce(ctx context.Context, sink protocols.Sink) error {
 		defer wg.Done()
 		c.logStderr(stderr)
 	}()
+	// On stop, lines still in the pipe are not wanted: stop reading at once
+	// rather than wait for every holder of the pipe to exit.
+	readDone := make(chan struct{})
+	go func() {
+		select {
+		case <-ctx.Done():
+			stdout.Close()
+		case <-readDone:
+		}
+	}()
 	c.readLines(ctx, sink, p, stdout)
+	close(readDone)
 	c.cur.CompareAndSwap(p, nil)
 	p.close()
 	wg.Wait()

@@ -179,3 +179,22 @@ func TestLoadavgExample(t *testing.T) {
 		t.Fatalf("processes %v", v)
 	}
 }
+
+// Stopping the connector does not wait for a program's children: the
+// example's sleep holds stdout, and Run still returns at once.
+func TestStopDoesNotWaitForChildren(t *testing.T) {
+	c := newConnector(t, `{"command": ["/bin/sh", "slow.sh"]}`, map[string]string{"slow.sh": `
+echo '{"device": "d", "telemetry": {"v": 1}}'
+sleep 30
+`})
+	s := sinktest.New()
+	r := sinktest.Run(t, c, s)
+	s.Wait(t, wait, "the record", func() bool { _, ok := s.Latest("d", "v"); return ok })
+	start := time.Now()
+	if err := r.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("stop took %v", d)
+	}
+}
