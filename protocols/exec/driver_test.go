@@ -22,7 +22,7 @@ const wait = 20 * time.Second
 
 // newConnector builds a connector from a file written into a temporary
 // directory with the programs it runs.
-func newConnector(t *testing.T, file string, programs map[string]string) *Connector {
+func newConnector(t testing.TB, file string, programs map[string]string) *Connector {
 	t.Helper()
 	dir := t.TempDir()
 	for name, src := range programs {
