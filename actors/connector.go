@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"sync"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -30,10 +31,17 @@ type connectorEnv struct {
 }
 
 // deviceProps are the props of the actor of a polled device.
-func (e *connectorEnv) deviceProps(dev protocols.Device, connector string, log zerolog.Logger) *actor.Props {
+// pushed says the connector is also a push source, which may push data for
+// the device: its mailbox then takes the push window as a pushed device's
+// does.
+func (e *connectorEnv) deviceProps(dev protocols.Device, connector string, log zerolog.Logger, pushed bool) *actor.Props {
+	mb := deviceMailbox
+	if pushed {
+		mb = pushMailbox
+	}
 	return e.props.props(func() actor.Actor {
 		return newDeviceActor(dev, protocols.DeviceInfo{}, nil, connector, e.devices, log)
-	}, WithMailbox(deviceMailbox))
+	}, WithMailbox(mb))
 }
 
 // connectorActor owns one configured connector and supervises one device actor
@@ -82,14 +90,22 @@ func (c *connectorActor) Receive(ctx actor.Context) {
 		c.conn = conn
 		devs := conn.Devices()
 		c.log.Info().Int("devices", len(devs)).Msg("connector started")
+		src, isSource := conn.(protocols.Source)
+		polled := map[string]*actor.PID{}
 		for _, dev := range devs {
-			props := c.env.deviceProps(dev, c.cfg.Name, c.log)
-			if _, err := ctx.SpawnNamed(props, "device/"+dev.Info().Name); err != nil {
+			props := c.env.deviceProps(dev, c.cfg.Name, c.log, isSource)
+			pid, err := ctx.SpawnNamed(props, "device/"+dev.Info().Name)
+			if err != nil {
 				c.log.Error().Err(err).Str("device", dev.Info().Name).Msg("cannot start device actor (duplicate deviceName?)")
+				continue
 			}
+			polled[dev.Info().Name] = pid
 		}
-		if src, ok := conn.(protocols.Source); ok {
+		if isSource {
 			c.startSource(ctx, src)
+			// A source may push data for a device it also polls (an SNMP
+			// agent's traps): that goes to the polling actor.
+			maps.Copy(c.children, polled)
 		}
 	case *actor.Stopping:
 		// Before the children stop, so no push is sent to a stopped device.

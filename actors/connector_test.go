@@ -136,3 +136,44 @@ func TestConnectorPushSource(t *testing.T) {
 		t.Fatal("the source was never told its data was committed")
 	}
 }
+
+// TestConnectorPushToPolledDevice: a source that pushes data for a device
+// its connector also polls (an SNMP agent's traps) reaches that device's
+// polling actor instead of failing to create a second one.
+func TestConnectorPushToPolledDevice(t *testing.T) {
+	sys := bareSystem(t)
+	journal, journaled := spawnProbe(t, sys, "journal", func(_ actor.Context, m any) {
+		if a, ok := m.(*AppendEvents); ok && a.Done != nil {
+			a.Done(nil)
+		}
+	})
+	registry, registered := spawnProbe(t, sys, "registry", nil)
+	committed := make(chan error, 1)
+	push := &protocols.Push{Device: "counter",
+		Reading: protocols.Reading{Telemetry: []protocols.Datapoint{{Key: "trap", Value: protocols.String("linkDown")}}},
+		Done:    func(err error) { committed <- err }}
+	conn := pushConnector{&fakeConnector{devs: []protocols.Device{&counterDevice{}}, push: push, closed: make(chan struct{})}}
+	pid := spawnConnector(t, sys, testConnectorEnv(journal, registry), conn)
+	defer func() { _ = sys.Root.StopFuture(pid).Wait() }()
+
+	up := waitFor(t, registered, func(m *deviceUp) bool { return m.name == "counter" })
+	waitFor(t, journaled, func(m *AppendEvents) bool {
+		for _, e := range m.Events {
+			if e.Device == "counter" && e.Kind == protocols.EventTelemetry && len(e.Values) == 1 && e.Values[0].Key == "trap" {
+				return true
+			}
+		}
+		return false
+	})
+	select {
+	case err := <-committed:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(waitLimit):
+		t.Fatal("the source was never told its data was committed")
+	}
+	if want := pid.Id + "/device/counter"; up.pid.Id != want {
+		t.Fatalf("device actor %s, want %s", up.pid.Id, want)
+	}
+}

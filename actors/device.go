@@ -71,7 +71,7 @@ type deviceActor struct {
 	obs       *observe.Device // nil when metrics are off
 	filtered  bool
 	stopTick  func()
-	reportSet bool // pushed devices: strategies known (else taken from the first data)
+	reportSet bool // strategies known: always for polled devices; pushed ones may take them from their first data
 }
 
 // newDeviceActor builds the actor of a polled device (dev set) or of a pushed
@@ -92,6 +92,9 @@ func newDeviceActor(dev protocols.Device, info protocols.DeviceInfo, cmd protoco
 		log:     log.With().Str("device", info.Name).Logger(),
 		backoff: supervisor.NewBackoff(retry, maxDelay, 2),
 		obs:     env.metrics.Device(connector, info.Name),
+		// A polled device's strategies come from its config, never from
+		// data a source pushes to it.
+		reportSet: dev != nil,
 	}
 }
 

@@ -124,32 +124,35 @@ func OpenBadger(dir string, opts Options) (*Badger, error) {
 	return b, nil
 }
 
-// baseTableSize is 2 MB, except where int is 32 bits: badger builds every table in a
-// pooled arena allocator (ristretto's z.Allocator) that starts at 2 x the table size and adds
-// a buffer when a table outgrows it. Moving to that buffer stores (bufIdx+1)<<32 in an int,
-// which is 0 with 32-bit int: the allocator then hands out its first buffer again and the
-// table's blocks overwrite each other (a corrupt table, "slice bounds out of range" in
-// blockIterator.setIdx on the next read; still so in ristretto v2.4.2). So a table must never
-// outgrow the first buffer there. A block is at least half full when finished (segments are at
-// most half a block), so a table allocates at most about 2 x its data: an L0 table holds one
-// memtable (3 MB, so up to ~6.5 MB of blocks) and a compacted one at most 0.95 x the table
-// size. 8 MB tables give the flush 16 MB; pages of the arena that are never written cost
-// address space, not memory.
-func baseTableSize() int64 {
+// tableSizes gives badger's base table size and the factor by which table sizes grow per
+// level. With 64-bit int: 2 MB and badger's 2. With 32-bit int, every table a builder makes
+// must fit the first buffer of its arena: badger builds tables in pooled arena allocators
+// (ristretto's z.Allocator) whose first buffer is 2 x the table size rounded up to a power
+// of two, and moving to a second buffer stores (bufIdx+1)<<32 in an int, which is 0 with
+// 32-bit int: the allocator hands out its first buffer again and the table's blocks
+// overwrite each other (a corrupt table, "slice bounds out of range" in
+// blockIterator.setIdx on the next read: journal data lost; still so in ristretto v2.4.2).
+// The pool also hands any pooled allocator to any builder, whatever size it asked for, so
+// the smallest first buffer must hold the largest table: one table size for every level
+// (L0 tables use the memtable size, L0 flushes hold a whole memtable), no growth per level.
+// A block is at least about half full (a segment is at most half a block or fills one), so
+// a table takes at most about 2 x its data: 3 MB of data in an 8 MB buffer.
+func tableSizes() (base int64, multiplier int) {
 	if strconv.IntSize == 32 {
-		return 8 << 20
+		return memTableSize, 1
 	}
-	return 2 << 20
+	return 2 << 20, 2
 }
 
 func badgerOptions(dir string, o Options) badger.Options {
-	return badger.DefaultOptions(dir).
+	base, growth := tableSizes()
+	opts := badger.DefaultOptions(dir).
 		WithSyncWrites(o.SyncWrites).
 		WithMemTableSize(memTableSize). // default 64 MB, multiplied by NumMemtables
 		WithNumMemtables(2).
 		WithNumLevelZeroTables(2).
 		WithNumLevelZeroTablesStall(4).
-		WithBaseTableSize(baseTableSize()).
+		WithBaseTableSize(base).
 		WithBaseLevelSize(8 << 20).
 		WithBlockSize(blockSize).
 		WithValueThreshold(valueThreshold).
@@ -164,6 +167,8 @@ func badgerOptions(dir string, o Options) badger.Options {
 		// WithLoggingLevel would replace the logger with badger's own, so the level filter
 		// lives in the adapter.
 		WithLogger(badgerLogger{o.Logger})
+	opts.TableSizeMultiplier = growth // no setter in badger
+	return opts
 }
 
 // badgerLogger routes badger's warnings and errors to zerolog; its Info chatter (replaying

@@ -26,12 +26,12 @@ func TestExamplesLoad(t *testing.T) {
 		}
 		for _, c := range cfg.Connectors {
 			seen[c.Type] = true
-			if c.Type == "modbus" && len(c.Connector.Devices()) != 2 {
+			if c.Name == "Modbus simulator" && len(c.Connector.Devices()) != 2 {
 				t.Errorf("%s: modbus example has %d devices, the simulator command serves 2", path, len(c.Connector.Devices()))
 			}
 		}
 	}
-	for _, typ := range []string{"modbus", "mqtt", "can", "opcua"} {
+	for _, typ := range []string{"modbus", "mqtt", "can", "opcua", "snmp", "request", "rest", "socket"} {
 		if !seen[typ] {
 			t.Errorf("no example for the %s connector", typ)
 		}

@@ -50,6 +50,19 @@ func rpcReplied(msgs []testpeer.Msg, reply string) bool {
 // for its port, polls a pymodbus RTU slave over a pty; values reach
 // mosquitto decoded, and a shared attribute and RPCs reach the slave.
 func TestModbusSerialEndToEnd(t *testing.T) {
+	modbusSerialEndToEnd(t, func(t *testing.T, path string) { startGateway(t, path, nil) })
+}
+
+// TestModbusSerialBinary is TestModbusSerialEndToEnd through the built
+// iotgw binary: the serial line opened by the shipped program.
+func TestModbusSerialBinary(t *testing.T) {
+	modbusSerialEndToEnd(t, func(t *testing.T, path string) {
+		r := runBinary(t, path)
+		t.Cleanup(func() { r.noCrash(t) })
+	})
+}
+
+func modbusSerialEndToEnd(t *testing.T, start func(t *testing.T, path string)) {
 	needModbusPeers(t)
 	raw, err := os.ReadFile("../../shared/upstream-configs/thingsboard_gateway/config/modbus_serial.json")
 	if err != nil {
@@ -62,7 +75,7 @@ func TestModbusSerialEndToEnd(t *testing.T) {
 	platform := testpeer.StartMosquitto(t)
 	plat := testpeer.Subscribe(t, platform.Addr(), "v1/gateway/#")
 	path := writeConfig(t, t.TempDir(), platform.Addr(), `{"type": "memory"}`, map[string][]byte{"modbus": file})
-	startGateway(t, path, nil)
+	start(t, path)
 
 	const dev = "Modbus Temperature Sensor"
 	plat.WaitFor(t, 20*time.Second, func(msgs []testpeer.Msg) bool {

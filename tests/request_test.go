@@ -21,6 +21,19 @@ import (
 // configured POST, and an RPC becomes the configured GET whose answer is
 // the reply the platform receives.
 func TestRequestConnectorEndToEnd(t *testing.T) {
+	requestEndToEnd(t, func(t *testing.T, path string) { startGateway(t, path, nil) })
+}
+
+// TestRequestConnectorBinary is TestRequestConnectorEndToEnd through the
+// built iotgw binary.
+func TestRequestConnectorBinary(t *testing.T) {
+	requestEndToEnd(t, func(t *testing.T, path string) {
+		r := runBinary(t, path)
+		t.Cleanup(func() { r.noCrash(t) })
+	})
+}
+
+func requestEndToEnd(t *testing.T, start func(t *testing.T, path string)) {
 	raw, err := os.ReadFile("../../shared/upstream-configs/thingsboard_gateway/config/request.json")
 	if errors.Is(err, os.ErrNotExist) {
 		t.Skip("upstream config corpus not found at ../../shared/upstream-configs")
@@ -52,7 +65,7 @@ func TestRequestConnectorEndToEnd(t *testing.T) {
 	platform := testpeer.StartMosquitto(t)
 	plat := testpeer.Subscribe(t, platform.Addr(), "v1/gateway/#")
 	path := writeConfig(t, t.TempDir(), platform.Addr(), `{"type": "memory"}`, map[string][]byte{"request": []byte(conf)})
-	startGateway(t, path, nil)
+	start(t, path)
 
 	plat.WaitFor(t, 20*time.Second, func(msgs []testpeer.Msg) bool {
 		got, err := telemetry(msgs)

@@ -154,7 +154,10 @@ func Parse(root *spec.Obj, global protocols.ReportStrategy) *Config {
 			}
 			names[s.DeviceName] = so.Path()
 		}
-		if first, ok := endpoints[s.Endpoint()]; ok {
+		if first, ok := endpoints[s.Endpoint()]; ok && cfg.Server != nil && first == cfg.Server.Slave && s.Type == "serial" {
+			// The gateway answers on that line; it cannot also poll it.
+			so.Errorf("port", "%q is the line the slave section serves", s.Device)
+		} else if ok {
 			checkSharedLink(so, first, s)
 		} else {
 			endpoints[s.Endpoint()] = s

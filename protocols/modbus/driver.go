@@ -87,13 +87,29 @@ func classify(err error) (error, bool) {
 	return &classified{ErrConnection, err}, true
 }
 
+// wire is what a link needs of a Modbus client: *modbus.ModbusClient on a
+// network or serial endpoint, storeWire for the serial server's own
+// reporting device (store.go's twin of the wire).
+type wire interface {
+	Open() error
+	Close() error
+	SetUnitId(id uint8) error
+	ReadCoils(addr, quantity uint16) ([]bool, error)
+	ReadDiscreteInputs(addr, quantity uint16) ([]bool, error)
+	ReadRegisters(addr, quantity uint16, regType modbus.RegType) ([]uint16, error)
+	WriteCoil(addr uint16, value bool) error
+	WriteCoils(addr uint16, values []bool) error
+	WriteRegister(addr, value uint16) error
+	WriteRegisters(addr uint16, values []uint16) error
+}
+
 // link is one client for one endpoint, shared by the slaves on it.
 type link struct {
 	endpoint string
 	// sem is held across SetUnitId and the request (the library's unit id is
 	// client-wide state); a channel so waiters can give up on ctx.
 	sem    chan struct{}
-	client *modbus.ModbusClient
+	client wire
 	open   bool // guarded by sem
 	closed bool // guarded by sem
 	refs   int  // guarded by pool.mu
@@ -111,7 +127,7 @@ func (l *link) lock(ctx context.Context) error {
 func (l *link) unlock() { <-l.sem }
 
 // do runs fn for unit with the link open, closing the link on I/O failure.
-func (l *link) do(ctx context.Context, unit uint8, fn func(c *modbus.ModbusClient) error) error {
+func (l *link) do(ctx context.Context, unit uint8, fn func(c wire) error) error {
 	if err := l.lock(ctx); err != nil {
 		return err
 	}
@@ -248,7 +264,7 @@ func NewConnector(cfg protocols.ConnectorConfig) (*Connector, error) {
 	}
 	c := &Connector{name: name, cfg: parsed, pool: &pool{}}
 	if parsed.Server != nil {
-		c.server = newServer(parsed.Server)
+		c.server = newServer(parsed.Server, cfg.Logger)
 	}
 	for _, s := range parsed.Slaves {
 		d := newDevice(s, c.pool)
@@ -413,6 +429,11 @@ func (d *Device) linkFor(slot **link, commands bool) (*link, error) {
 		if err := d.server.start(); err != nil {
 			return nil, err
 		}
+		if l := d.server.local; l != nil {
+			// The serial server's line belongs to the masters on it: its
+			// reporting device reads the registers in process.
+			return l, nil
+		}
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -470,7 +491,7 @@ func opName(fc int, write bool) string {
 
 // read performs one read request.
 func (d *Device) read(ctx context.Context, l *link, fc, addr, n int) (regs []uint16, bits []bool, err error) {
-	err = l.do(ctx, d.cfg.UnitID, func(c *modbus.ModbusClient) error {
+	err = l.do(ctx, d.cfg.UnitID, func(c wire) error {
 		var err error
 		switch fc {
 		case 1:
@@ -673,7 +694,7 @@ func (d *Device) Write(ctx context.Context, key *KeyConfig, value protocols.Valu
 		return err
 	}
 	addr := key.Address
-	err = l.do(ctx, d.cfg.UnitID, func(c *modbus.ModbusClient) error {
+	err = l.do(ctx, d.cfg.UnitID, func(c wire) error {
 		// Keep the configured function code on the wire: some devices
 		// implement only the single or only the multiple variant.
 		switch fc {

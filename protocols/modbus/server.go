@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/rs/zerolog"
 	"github.com/simonvetter/modbus"
 )
 
@@ -114,20 +115,73 @@ func (s *Store) HandleInputRegisters(r *modbus.InputRegistersRequest) ([]uint16,
 	return s.Registers(4, r.Addr, int(r.Quantity)), nil
 }
 
-// server runs the `slave` section's Modbus TCP server. It starts on the
-// reporting device's first poll (New does no I/O) and retries on the next
-// poll when the port cannot be bound.
+// storeWire reads and writes a Store through its handlers, the ones the
+// servers call, as a master on the wire would; it carries the reporting
+// device of a serial server, whose line belongs to other masters.
+type storeWire struct{ s *Store }
+
+func (w storeWire) Open() error              { return nil }
+func (w storeWire) Close() error             { return nil }
+func (w storeWire) SetUnitId(id uint8) error { return nil }
+
+func (w storeWire) ReadCoils(addr, n uint16) ([]bool, error) {
+	return w.s.HandleCoils(&modbus.CoilsRequest{Addr: addr, Quantity: n})
+}
+
+func (w storeWire) ReadDiscreteInputs(addr, n uint16) ([]bool, error) {
+	return w.s.HandleDiscreteInputs(&modbus.DiscreteInputsRequest{Addr: addr, Quantity: n})
+}
+
+func (w storeWire) ReadRegisters(addr, n uint16, t modbus.RegType) ([]uint16, error) {
+	if t == modbus.INPUT_REGISTER {
+		return w.s.HandleInputRegisters(&modbus.InputRegistersRequest{Addr: addr, Quantity: n})
+	}
+	return w.s.HandleHoldingRegisters(&modbus.HoldingRegistersRequest{Addr: addr, Quantity: n})
+}
+
+func (w storeWire) WriteCoil(addr uint16, v bool) error { return w.WriteCoils(addr, []bool{v}) }
+
+func (w storeWire) WriteCoils(addr uint16, v []bool) error {
+	_, err := w.s.HandleCoils(&modbus.CoilsRequest{Addr: addr, Quantity: uint16(len(v)), IsWrite: true, Args: v})
+	return err
+}
+
+func (w storeWire) WriteRegister(addr, v uint16) error { return w.WriteRegisters(addr, []uint16{v}) }
+
+func (w storeWire) WriteRegisters(addr uint16, v []uint16) error {
+	_, err := w.s.HandleHoldingRegisters(&modbus.HoldingRegistersRequest{Addr: addr, Quantity: uint16(len(v)), IsWrite: true, Args: v})
+	return err
+}
+
+var _ wire = storeWire{}
+
+// server runs the `slave` section's Modbus server: TCP through the library,
+// or RTU on a serial line through rtuServer, both answering from store. It
+// starts on the reporting device's first poll (New does no I/O) and retries
+// on the next poll when the port cannot be bound or opened, or the serial
+// line failed.
 type server struct {
 	cfg   *ServerConfig
 	store *Store
+	log   zerolog.Logger
+	// local is the reporting device's link on a serial server (nil on
+	// TCP, whose reporting device polls over loopback like any slave).
+	local *link
+	// Stats counts the serial line's frames.
+	Stats RTUStats
 
 	mu      sync.Mutex
 	srv     *modbus.ModbusServer
+	rtu     *rtuServer
 	stopped bool
 }
 
-func newServer(cfg *ServerConfig) *server {
-	return &server{cfg: cfg, store: NewStore(cfg.Values)}
+func newServer(cfg *ServerConfig, log zerolog.Logger) *server {
+	s := &server{cfg: cfg, store: NewStore(cfg.Values), log: log}
+	if cfg.Slave.Type == "serial" {
+		s.local = &link{endpoint: "store", sem: make(chan struct{}, 1), client: storeWire{s.store}, open: true}
+	}
+	return s
 }
 
 // start binds the server unless it is running.
@@ -136,6 +190,9 @@ func (s *server) start() error {
 	defer s.mu.Unlock()
 	if s.stopped {
 		return ErrClosed
+	}
+	if s.cfg.Slave.Type == "serial" {
+		return s.startSerial()
 	}
 	if s.srv != nil {
 		return nil
@@ -158,6 +215,29 @@ func (s *server) start() error {
 	return nil
 }
 
+// startSerial opens the line and starts the RTU server, again after the
+// line failed (a USB adapter unplugged); s.mu is held.
+func (s *server) startSerial() error {
+	sc := s.cfg.Slave
+	if s.rtu != nil {
+		select {
+		case <-s.rtu.done:
+			s.log.Warn().Err(s.rtu.err).Str("port", sc.Device).Msg("modbus serial server stopped; reopening the line")
+			s.rtu = nil
+		default:
+			return nil
+		}
+	}
+	port, err := openSerial(sc.Device, sc.Baudrate, sc.Bytesize, sc.Stopbits, sc.Parity)
+	if err != nil {
+		return fmt.Errorf("modbus serial server %s (%s): %w", sc.Device, s.cfg.Path, err)
+	}
+	silence, stall := rtuTimings(sc.Baudrate, sc.Bytesize, sc.Stopbits, sc.Parity)
+	s.rtu = newRTUServer(port, sc.Device, sc.UnitID, s.store, silence, stall, s.log, &s.Stats)
+	go s.rtu.run()
+	return nil
+}
+
 func (s *server) stop() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -165,5 +245,9 @@ func (s *server) stop() {
 	if s.srv != nil {
 		_ = s.srv.Stop()
 		s.srv = nil
+	}
+	if s.rtu != nil {
+		s.rtu.close()
+		s.rtu = nil
 	}
 }

@@ -11,14 +11,16 @@ import (
 )
 
 // ServerConfig is the file's `slave` section: the gateway serves a Modbus
-// TCP slave whose registers start with the configured `values`, and (as
-// upstream) reports them through a device that polls this server like any
-// other slave. Writes from other Modbus masters therefore show up in that
-// device's telemetry and attributes on its next poll; the device's shared
-// attributes and RPCs write the server's registers.
+// slave, over TCP or RTU on a serial line, whose registers start with the
+// configured `values`, and (as upstream) reports them through a device that
+// polls this server like any other slave (over loopback TCP; in process on
+// a serial line, which belongs to the masters on it). Writes from other
+// Modbus masters therefore show up in that device's telemetry and
+// attributes on its next poll; the device's shared attributes and RPCs
+// write the server's registers.
 type ServerConfig struct {
 	Path string
-	// Listen is the host:port the server binds.
+	// Listen is the host:port the TCP server binds, or the serial device.
 	Listen string
 	// Slave is the device that polls the server (its host is loopback when
 	// the server binds every interface).
@@ -57,8 +59,8 @@ func parseServer(root *spec.Obj, inherited protocols.ReportStrategy) *ServerConf
 		return nil
 	}
 	typ := so.Enum("type", "tcp", "tcp", "udp", "serial", "tls")
-	if typ != "tcp" {
-		so.Errorf("type", "%q is not supported for the server yet (want tcp)", typ)
+	if typ != "tcp" && typ != "serial" {
+		so.Errorf("type", "%q is not supported for the server yet (want tcp or serial)", typ)
 	}
 	// Upstream's defaults for the reporting device.
 	for k, v := range map[string]any{"deviceName": "Modbus Slave", "pollPeriod": float64(5000), "host": "0.0.0.0"} {
@@ -69,7 +71,14 @@ func parseServer(root *spec.Obj, inherited protocols.ReportStrategy) *ServerConf
 	so.Known("identity", "values", "sendDataToThingsBoard", "security")
 	s := parseSlave(so, inherited)
 	sc := &ServerConfig{Path: so.Path(), Slave: s, Listen: net.JoinHostPort(s.Host, strconv.Itoa(s.Port))}
-	if ip := net.ParseIP(s.Host); s.Host == "" || (ip != nil && ip.IsUnspecified()) {
+	if s.Type == "serial" {
+		// unitId 0 (upstream's default) answers every unit, as upstream's
+		// single-context server; 1-247 answer that unit only.
+		sc.Listen = s.Device
+		if s.UnitID > 247 {
+			so.Errorf("unitId", "%d is not a serial slave address (want 1-247, or 0 for every unit)", s.UnitID)
+		}
+	} else if ip := net.ParseIP(s.Host); s.Host == "" || (ip != nil && ip.IsUnspecified()) {
 		s.Host = "127.0.0.1"
 	}
 

@@ -73,13 +73,17 @@ func appendDisconnect(b []byte, device string) []byte {
 // Pack turns a batch of events into platform messages and appends them to
 // dst.
 //
-// Events are grouped per device (one device per message, as the platform's
-// gateway handler expects) and devices come out in order of first
-// appearance. For each device the order is: one connect message (the type of
-// the last connect event wins), its attributes, its telemetry, and a
-// disconnect message when the device's last lifecycle event in the batch was
-// a disconnect. A disconnect followed by a connect in the same batch
-// therefore collapses into the connect.
+// Events are grouped per device, and a message carries as many devices as
+// fit (the Gateway API's telemetry and attributes messages are objects keyed
+// by device name): at a thousand devices polled together that is one publish
+// and one PUBACK where one per device would be a thousand. The order is: one
+// connect message per connecting device (the type of its last connect event
+// wins), the attributes of all devices, their telemetry, then a disconnect
+// message for each device whose last lifecycle event in the batch was a
+// disconnect; so each device still sees connect, attributes, telemetry,
+// disconnect, in that order. A disconnect followed by a connect in the same
+// batch therefore collapses into the connect. Devices appear in order of
+// first appearance, and a device appears at most once in a message.
 //
 // Attributes of a device are merged into one object; a key seen twice keeps
 // its first position and its last value. Telemetry entries with the same ts
@@ -89,7 +93,7 @@ func appendDisconnect(b []byte, device string) []byte {
 // dropped because the gateway's own session is the MQTT connection.
 //
 // Every message is at most maxPayload bytes (maxPayload <= 0 means no limit):
-// a device's data is split over as many messages as needed, down to single
+// devices and a device's data are split over as many messages as needed, down to single
 // datapoints. A datapoint that does not fit even in a message of its own is
 // still sent alone in an oversized message rather than dropped; the platform
 // decides whether to accept it. Connect/disconnect messages are never split.
@@ -110,7 +114,22 @@ func PackLimited(events []protocols.Event, maxPayload, maxValues int, dst []Mess
 	p.collect(events)
 	w := writer{dst: dst, max: maxPayload, maxN: maxValues}
 	for i := range p.devs {
-		p.emit(&w, events, int32(i))
+		if ds := &p.devs[i]; ds.connect {
+			w.begin(TopicConnect)
+			w.buf = appendConnect(w.buf, ds.name, ds.connType)
+			w.end()
+		}
+	}
+	for _, me := range [2]bool{true, false} {
+		p.emitAttributes(&w, events, me)
+		p.emitTelemetry(&w, events, me)
+	}
+	for i := range p.devs {
+		if ds := &p.devs[i]; ds.disconn {
+			w.begin(TopicDisconnect)
+			w.buf = appendDisconnect(w.buf, ds.name)
+			w.end()
+		}
 	}
 	p.reset()
 	packers.Put(p)
@@ -357,91 +376,113 @@ func datapoint(events []protocols.Event, it *item) *protocols.Datapoint {
 	return &events[it.ev].Values[it.val]
 }
 
-func (p *packer) emit(w *writer, events []protocols.Event, d int32) {
-	ds := &p.devs[d]
-	name := p.names[ds.nameOff:ds.nameEnd]
-	me := ds.name == ""
-	if ds.connect {
-		w.begin(TopicConnect)
-		w.buf = appendConnect(w.buf, ds.name, ds.connType)
-		w.end()
+// devicesOf reports whether ds belongs in the messages for the gateway itself
+// (me) or in those for its child devices.
+func devicesOf(ds *devState, me bool) bool { return (ds.name == "") == me }
+
+// openDevice starts a device's part of a child-device message: its name, then
+// open ('{' for attributes, '[' for telemetry), after a comma unless it is the
+// message's first device.
+func (p *packer) openDevice(w *writer, ds *devState, first bool, open byte) {
+	if !first {
+		w.buf = append(w.buf, ',')
 	}
-	if ds.attrs.head >= 0 {
-		p.emitAttributes(w, events, ds, name, me)
-	}
-	if ds.grpHead >= 0 {
-		p.emitTelemetry(w, events, ds, name, me)
-	}
-	if ds.disconn {
-		w.begin(TopicDisconnect)
-		w.buf = appendDisconnect(w.buf, ds.name)
-		w.end()
-	}
+	w.buf = append(w.buf, p.names[ds.nameOff:ds.nameEnd]...)
+	w.buf = append(w.buf, ':', open)
 }
 
-// Attribute messages are {"Dev":{"k":v,...}}, or {"k":v,...} for the gateway.
-func (p *packer) emitAttributes(w *writer, events []protocols.Event, ds *devState, name []byte, me bool) {
-	topic, closers := TopicAttributes, 2
+// emitAttributes writes attribute messages {"A":{"k":v,...},"B":{...}} for
+// the child devices, or {"k":v,...} for the gateway itself (me).
+func (p *packer) emitAttributes(w *writer, events []protocols.Event, me bool) {
+	topic, closers := TopicAttributes, 2 // "}}": the device's object, the message
 	if me {
 		topic, closers = TopicMeAttributes, 1
 	}
-	start := func() {
+	inDev := false // the current device's object is open in the message
+	devs := 0      // devices in the open message
+	openMsg := func() {
 		w.begin(topic)
-		if !me {
-			w.buf = append(w.buf, '{')
-			w.buf = append(w.buf, name...)
-			w.buf = append(w.buf, ':')
-		}
 		w.buf = append(w.buf, '{')
+		inDev, devs = false, 0
 	}
-	finish := func() {
-		if !me {
+	closeMsg := func() {
+		if inDev && !me {
 			w.buf = append(w.buf, '}')
 		}
 		w.buf = append(w.buf, '}')
 		w.end()
 	}
-	for i := ds.attrs.head; i >= 0; i = p.items[i].next {
-		dp := datapoint(events, &p.items[i])
-		if !w.open {
-			start()
+	for d := range p.devs {
+		ds := &p.devs[d]
+		if !devicesOf(ds, me) || ds.attrs.head < 0 {
+			continue
 		}
-		mark := len(w.buf)
-		if w.n > 0 {
-			w.buf = append(w.buf, ',')
-		}
-		w.buf = appendKV(w.buf, dp)
-		if w.over(closers) {
-			w.buf = w.buf[:mark]
-			finish()
-			start()
+		for i := ds.attrs.head; i >= 0; i = p.items[i].next {
+			dp := datapoint(events, &p.items[i])
+			if !w.open {
+				openMsg()
+			}
+			mark := len(w.buf)
+			switch {
+			case inDev:
+				w.buf = append(w.buf, ',')
+			case !me:
+				p.openDevice(w, ds, devs == 0, '{')
+			}
 			w.buf = appendKV(w.buf, dp)
+			if w.over(closers) {
+				w.buf = w.buf[:mark]
+				closeMsg()
+				openMsg()
+				if !me {
+					p.openDevice(w, ds, true, '{')
+				}
+				w.buf = appendKV(w.buf, dp)
+			}
+			if !inDev {
+				inDev = true
+				devs++
+			}
+			w.n++
 		}
-		w.n++
+		if inDev && !me {
+			w.buf = append(w.buf, '}')
+		}
+		inDev = false
 	}
-	finish()
+	if w.open {
+		closeMsg()
+	}
 }
 
-// Telemetry messages are {"Dev":[{"ts":..,"values":{..}},..]}, or the bare
-// array for the gateway itself. The platform requires the array form.
-func (p *packer) emitTelemetry(w *writer, events []protocols.Event, ds *devState, name []byte, me bool) {
-	topic, msgClosers := TopicTelemetry, 2
+// emitTelemetry writes telemetry messages
+// {"A":[{"ts":..,"values":{..}},..],"B":[..]} for the child devices, or the
+// bare array for the gateway itself (me). The platform requires the array
+// form.
+func (p *packer) emitTelemetry(w *writer, events []protocols.Event, me bool) {
+	topic, closers := TopicTelemetry, 4 // "}}": the entry, "]": the device's array, "}": the message
 	if me {
-		topic, msgClosers = TopicMeTelemetry, 1
+		topic, closers = TopicMeTelemetry, 3
 	}
-	const entryClosers = 2 // "}}"
-	start := func() {
+	inDev := false // the current device's array is open in the message
+	devs := 0      // devices in the open message
+	entries := 0   // the current device's entries in the open message
+	openMsg := func() {
 		w.begin(topic)
-		if !me {
+		if me {
+			w.buf = append(w.buf, '[')
+		} else {
 			w.buf = append(w.buf, '{')
-			w.buf = append(w.buf, name...)
-			w.buf = append(w.buf, ':')
 		}
-		w.buf = append(w.buf, '[')
+		inDev, devs, entries = false, 0, 0
 	}
-	finish := func() {
-		w.buf = append(w.buf, ']')
-		if !me {
+	closeMsg := func() {
+		if me {
+			w.buf = append(w.buf, ']')
+		} else {
+			if inDev {
+				w.buf = append(w.buf, ']')
+			}
 			w.buf = append(w.buf, '}')
 		}
 		w.end()
@@ -451,44 +492,68 @@ func (p *packer) emitTelemetry(w *writer, events []protocols.Event, ds *devState
 		w.buf = strconv.AppendInt(w.buf, ts, 10)
 		w.buf = append(w.buf, `,"values":{`...)
 	}
-	for g := ds.grpHead; g >= 0; g = p.groups[g].next {
-		gr := &p.groups[g]
-		inEntry := false // the group's entry is open in the current message
-		for i := gr.items.head; i >= 0; i = p.items[i].next {
-			dp := datapoint(events, &p.items[i])
-			if !w.open {
-				start()
-				inEntry = false
-			}
-			mark := len(w.buf)
-			switch {
-			case inEntry:
-				w.buf = append(w.buf, ',')
-			case w.n > 0:
-				w.buf = append(w.buf, ',')
-				entry(gr.ts)
-			default:
-				entry(gr.ts)
-			}
-			w.buf = appendKV(w.buf, dp)
-			if w.over(entryClosers + msgClosers) {
-				w.buf = w.buf[:mark]
-				if inEntry {
-					w.buf = append(w.buf, '}', '}')
+	for d := range p.devs {
+		ds := &p.devs[d]
+		if !devicesOf(ds, me) || ds.grpHead < 0 {
+			continue
+		}
+		for g := ds.grpHead; g >= 0; g = p.groups[g].next {
+			gr := &p.groups[g]
+			inEntry := false // the group's entry is open in the current message
+			for i := gr.items.head; i >= 0; i = p.items[i].next {
+				dp := datapoint(events, &p.items[i])
+				if !w.open {
+					openMsg()
 				}
-				finish()
-				start()
-				entry(gr.ts)
+				mark := len(w.buf)
+				wasInEntry := inEntry
+				if !inDev && !me {
+					p.openDevice(w, ds, devs == 0, '[')
+				}
+				switch {
+				case inEntry:
+					w.buf = append(w.buf, ',')
+				case entries > 0:
+					w.buf = append(w.buf, ',')
+					entry(gr.ts)
+				default:
+					entry(gr.ts)
+				}
 				w.buf = appendKV(w.buf, dp)
+				if w.over(closers) {
+					w.buf = w.buf[:mark]
+					if inEntry {
+						w.buf = append(w.buf, '}', '}')
+					}
+					closeMsg()
+					openMsg()
+					if !me {
+						p.openDevice(w, ds, true, '[')
+					}
+					entry(gr.ts)
+					w.buf = appendKV(w.buf, dp)
+					wasInEntry = false
+				}
+				if !wasInEntry {
+					entries++
+				}
+				if !inDev {
+					inDev = true
+					devs++
+				}
+				inEntry = true
+				w.n++
 			}
-			inEntry = true
-			w.n++
+			if inEntry {
+				w.buf = append(w.buf, '}', '}')
+			}
 		}
-		if inEntry {
-			w.buf = append(w.buf, '}', '}')
+		if inDev && !me {
+			w.buf = append(w.buf, ']')
 		}
+		inDev, entries = false, 0
 	}
 	if w.open {
-		finish()
+		closeMsg()
 	}
 }

@@ -102,11 +102,26 @@ func TestPackShapes(t *testing.T) {
 			},
 			want: []wantMsg{
 				{TopicConnect, `{"device":"A","type":"meter"}`, 0},
-				{TopicAttributes, `{"A":{"k":"v"}}`, 1},
-				{TopicTelemetry, `{"A":[{"ts":2,"values":{"x":1}},{"ts":3,"values":{"x":2}}]}`, 2},
-				{TopicDisconnect, `{"device":"A"}`, 0},
 				{TopicConnect, `{"device":"B","type":"pump"}`, 0},
-				{TopicTelemetry, `{"B":[{"ts":5,"values":{"y":true}}]}`, 1},
+				{TopicAttributes, `{"A":{"k":"v"}}`, 1},
+				{TopicTelemetry, `{"A":[{"ts":2,"values":{"x":1}},{"ts":3,"values":{"x":2}}],"B":[{"ts":5,"values":{"y":true}}]}`, 3},
+				{TopicDisconnect, `{"device":"A"}`, 0},
+			},
+		},
+		{
+			name: "several devices per message, the gateway's own apart",
+			events: []protocols.Event{
+				tele("A", 1, "x", 1),
+				attrs("B", "fw", "2"),
+				tele("", 1, "cpu", 3),
+				tele("B", 1, "y", 2),
+				attrs("A", "fw", "1"),
+				tele("A", 2, "x", 4),
+			},
+			want: []wantMsg{
+				{TopicMeTelemetry, `[{"ts":1,"values":{"cpu":3}}]`, 1},
+				{TopicAttributes, `{"A":{"fw":"1"},"B":{"fw":"2"}}`, 2},
+				{TopicTelemetry, `{"A":[{"ts":1,"values":{"x":1}},{"ts":2,"values":{"x":4}}],"B":[{"ts":1,"values":{"y":2}}]}`, 3},
 			},
 		},
 		{
@@ -221,7 +236,7 @@ func TestPackSplitExact(t *testing.T) {
 }
 
 // checkPack verifies the invariants of Pack's output for any input: valid
-// JSON of the right shape, one device per message, the size limit, per
+// JSON of the right shape, each device at most once per message, the size limit, per
 // device order, and that the values are exactly the input's (last value
 // wins per device, kind, ts and key) with no duplicates.
 func checkPack(t testing.TB, events []protocols.Event, max int, msgs []Message) {
@@ -235,7 +250,6 @@ func checkPack(t testing.TB, events []protocols.Event, max int, msgs []Message) 
 	want := map[dpKey]string{}
 	type life struct{ connect, disconnect bool }
 	lives := map[string]*life{}
-	var order []string
 	seen := map[string]bool{}
 	for _, e := range events {
 		if e.Kind < protocols.EventTelemetry || e.Kind > protocols.EventDisconnect {
@@ -246,7 +260,6 @@ func checkPack(t testing.TB, events []protocols.Event, max int, msgs []Message) 
 		}
 		if !seen[e.Device] {
 			seen[e.Device] = true
-			order = append(order, e.Device)
 			lives[e.Device] = &life{}
 		}
 		l := lives[e.Device]
@@ -277,10 +290,18 @@ func checkPack(t testing.TB, events []protocols.Event, max int, msgs []Message) 
 		Ts     *int64                     `json:"ts"`
 		Values map[string]json.RawMessage `json:"values"`
 	}
-	var devSeq []string
 	stage := map[string]int{} // 0 connect, 1 attributes, 2 telemetry, 3 disconnect
+	var i int
+	var m Message
+	// ordered checks that each device goes through the stages in order.
+	ordered := func(dev string, st int) {
+		if prev, ok := stage[dev]; ok && st < prev {
+			t.Errorf("message %d (%s) for %q after stage %d", i, m.Topic, dev, prev)
+		}
+		stage[dev] = st
+	}
 	conns, disconns := map[string]int{}, map[string]int{}
-	for i, m := range msgs {
+	for i, m = range msgs {
 		if !json.Valid(m.Payload) {
 			t.Fatalf("message %d is not valid JSON: %q", i, m.Payload)
 		}
@@ -314,39 +335,51 @@ func checkPack(t testing.TB, events []protocols.Event, max int, msgs []Message) 
 			var obj map[string]json.RawMessage
 			if m.Topic == TopicAttributes {
 				var outer map[string]map[string]json.RawMessage
-				if err := json.Unmarshal(m.Payload, &outer); err != nil || len(outer) != 1 {
-					t.Fatalf("message %d: %v %s", i, err, m.Payload)
+				if err := json.Unmarshal(m.Payload, &outer); err != nil || len(outer) != len(topKeys(t, m.Payload)) {
+					t.Fatalf("message %d: %v (a device twice?) %s", i, err, m.Payload)
 				}
 				for dev, obj = range outer {
+					for k, v := range obj {
+						add(dpKey{dev: dev, attr: true, key: k}, v)
+						n++
+					}
+					ordered(dev, st)
 				}
-			} else if err := json.Unmarshal(m.Payload, &obj); err != nil {
-				t.Fatalf("message %d: %v", i, err)
-			}
-			for k, v := range obj {
-				add(dpKey{dev: dev, attr: true, key: k}, v)
-				n++
+			} else {
+				if err := json.Unmarshal(m.Payload, &obj); err != nil {
+					t.Fatalf("message %d: %v", i, err)
+				}
+				for k, v := range obj {
+					add(dpKey{dev: dev, attr: true, key: k}, v)
+					n++
+				}
+				ordered(dev, st)
 			}
 		case TopicTelemetry, TopicMeTelemetry:
 			st = 2
-			var entries []entry
+			outer := map[string][]entry{}
 			if m.Topic == TopicTelemetry {
-				var outer map[string][]entry
-				if err := json.Unmarshal(m.Payload, &outer); err != nil || len(outer) != 1 {
-					t.Fatalf("message %d: %v %s", i, err, m.Payload)
+				if err := json.Unmarshal(m.Payload, &outer); err != nil || len(outer) != len(topKeys(t, m.Payload)) {
+					t.Fatalf("message %d: %v (a device twice?) %s", i, err, m.Payload)
 				}
-				for dev, entries = range outer {
+			} else {
+				var entries []entry
+				if err := json.Unmarshal(m.Payload, &entries); err != nil {
+					t.Fatalf("message %d: %v", i, err)
 				}
-			} else if err := json.Unmarshal(m.Payload, &entries); err != nil {
-				t.Fatalf("message %d: %v", i, err)
+				outer[""] = entries
 			}
-			for _, e := range entries {
-				if e.Ts == nil || len(e.Values) == 0 {
-					t.Fatalf("message %d: bad entry in %s", i, m.Payload)
+			for dev, entries := range outer {
+				for _, e := range entries {
+					if e.Ts == nil || len(e.Values) == 0 {
+						t.Fatalf("message %d: bad entry in %s", i, m.Payload)
+					}
+					for k, v := range e.Values {
+						add(dpKey{dev: dev, ts: *e.Ts, key: k}, v)
+						n++
+					}
 				}
-				for k, v := range e.Values {
-					add(dpKey{dev: dev, ts: *e.Ts, key: k}, v)
-					n++
-				}
+				ordered(dev, st)
 			}
 		default:
 			t.Fatalf("unexpected topic %q", m.Topic)
@@ -354,13 +387,9 @@ func checkPack(t testing.TB, events []protocols.Event, max int, msgs []Message) 
 		if n != m.Values {
 			t.Errorf("message %d: Values=%d, payload holds %d", i, m.Values, n)
 		}
-		if len(devSeq) == 0 || devSeq[len(devSeq)-1] != dev {
-			devSeq = append(devSeq, dev)
+		if st == 0 || st == 3 {
+			ordered(dev, st)
 		}
-		if prev, ok := stage[dev]; ok && st < prev {
-			t.Errorf("message %d (%s) for %q after stage %d", i, m.Topic, dev, prev)
-		}
-		stage[dev] = st
 	}
 	for dev, l := range lives {
 		wc, wd := 0, 0
@@ -382,17 +411,28 @@ func checkPack(t testing.TB, events []protocols.Event, max int, msgs []Message) 
 			t.Errorf("datapoint %+v = %q, want %q", k, got[k], v)
 		}
 	}
-	// Each device's messages are contiguous and devices keep their order.
-	j := 0
-	for _, d := range devSeq {
-		for j < len(order) && order[j] != d {
-			j++
-		}
-		if j == len(order) {
-			t.Fatalf("device order %q does not follow first appearance %q", devSeq, order)
-		}
-		j++
+}
+
+// topKeys returns the keys of a JSON object in payload, repeats included.
+func topKeys(t testing.TB, payload []byte) []string {
+	t.Helper()
+	dec := json.NewDecoder(bytes.NewReader(payload))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		t.Fatalf("not an object: %s", payload)
 	}
+	var keys []string
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			t.Fatalf("%v: %s", err, payload)
+		}
+		keys = append(keys, tok.(string))
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			t.Fatalf("%v: %s", err, payload)
+		}
+	}
+	return keys
 }
 
 var devNames = []string{"Dev A", "", "pump-1", `quo"te\`, "ünï\tcode😀", "x"}
@@ -482,9 +522,9 @@ func TestPackJSONValue(t *testing.T) {
 		tele("", 8, "o", obj),
 	}, 0, nil)
 	want := []string{
+		TopicMeTelemetry + ` [{"ts":8,"values":{"o":{"pos":{"lat":1.5,"lon":-2},"tags":["a","b"]}}}]`,
 		TopicAttributes + ` {"D":{"cfg":{"pos":{"lat":1.5,"lon":-2},"tags":["a","b"]},"s":"{\"a\":1}"}}`,
 		TopicTelemetry + ` {"D":[{"ts":7,"values":{"l":[1,2]}}]}`,
-		TopicMeTelemetry + ` [{"ts":8,"values":{"o":{"pos":{"lat":1.5,"lon":-2},"tags":["a","b"]}}}]`,
 	}
 	if len(msgs) != len(want) {
 		t.Fatalf("got %d messages, want %d", len(msgs), len(want))

@@ -1,6 +1,7 @@
 package snmp
 
 import (
+	"encoding/hex"
 	"fmt"
 	"strings"
 	"time"
@@ -36,6 +37,8 @@ type Config struct {
 	ID      string
 	Report  protocols.ReportStrategy
 	Devices []*DeviceConfig
+	// Traps is the trap receiver; nil when the file has no traps section.
+	Traps *TrapConfig
 }
 
 // DeviceConfig is one devices[] entry: one polled agent.
@@ -133,6 +136,9 @@ func Parse(root *spec.Obj, global protocols.ReportStrategy) *Config {
 		names[d.DeviceName] = d.Path
 		cfg.Devices = append(cfg.Devices, d)
 	}
+	if to := root.Obj("traps"); to != nil {
+		cfg.Traps = parseTraps(to)
+	}
 	root.Done()
 	return cfg
 }
@@ -158,7 +164,9 @@ var deviceFields = spec.Section{Path: "devices[]", Doc: "one polled agent", Fiel
 }}
 
 // Sections are the field tables in README order.
-func Sections() []spec.Section { return []spec.Section{deviceFields} }
+func Sections() []spec.Section {
+	return []spec.Section{deviceFields, trapFields, trapUserFields, trapMappingFields, trapKeyFields}
+}
 
 func parseDevice(o *spec.Obj, inherited protocols.ReportStrategy) *DeviceConfig {
 	d := &DeviceConfig{Path: o.Path()}
@@ -417,4 +425,162 @@ func parseWrite(o *spec.Obj, d *DeviceConfig, filterKey string, rpc bool) *Write
 // received ("${attribute}", or any "${...}").
 func valueTemplate(s string) bool {
 	return strings.HasPrefix(s, "${") && strings.HasSuffix(s, "}")
+}
+
+// DefaultTrapPort is the standard SNMP trap port. Binding it needs
+// privileges; files usually name another (the sample uses 1162).
+const DefaultTrapPort = 162
+
+// TrapConfig is the traps section: a receiver of traps and informs. Upstream
+// 3.8 has none, so the keys are ours (README: differences from upstream).
+type TrapConfig struct {
+	Path string
+	Host string
+	Port int
+	// Communities are the v1/v2c communities accepted; Users the v3 users.
+	Communities []string
+	Users       []*V3User
+	// EngineID is the receiver's own snmpEngineID (raw bytes), which v3
+	// senders of informs discover; empty: v3 informs are not answered.
+	EngineID string
+	// DeviceName receives traps from a source that is no polled device's
+	// ip; empty: such traps are counted as unmatched.
+	DeviceName string
+	DeviceType string
+	Mapping    []*TrapMapping
+}
+
+// TrapMapping is one traps.mapping[] entry: what a trap's varbinds become.
+type TrapMapping struct {
+	Path string
+	// TrapOID selects the traps this entry applies to (leading dot, as
+	// gosnmp names OIDs); empty: every trap.
+	TrapOID string
+	// TrapKey, when set, is a telemetry key that receives the trap's OID.
+	TrapKey    string
+	Attributes []*TrapKey
+	Telemetry  []*TrapKey
+}
+
+// TrapKey maps the varbind whose OID is OID, or lies under it (an
+// instance such as ifIndex.3), to Key.
+type TrapKey struct {
+	Key    string
+	OID    string
+	Report protocols.ReportStrategy
+}
+
+// trapFields is the traps section's field table.
+var trapFields = spec.Section{Path: "traps", Doc: "trap and inform receiver (ours: upstream 3.8 has none)", Fields: []spec.Field{
+	{Key: "host", Type: spec.TypeString, Default: "127.0.0.1", Doc: "address to listen on (UDP); `0.0.0.0` for every interface"},
+	{Key: "port", Type: spec.TypeInteger, Default: int64(DefaultTrapPort), Min: 1, Max: 65535, Doc: "UDP port (below 1024 needs privileges)"},
+	{Key: "communities", Type: spec.TypeList, Doc: "v1/v2c communities accepted (`[\"public\"]`, with a warning, when absent)"},
+	{Key: "users", Type: spec.TypeList, Doc: "v3 users accepted"},
+	{Key: "engineId", Type: spec.TypeString, Doc: "the receiver's snmpEngineID in hex (10 to 64 digits); needed for v3 informs"},
+	{Key: "deviceName", Type: spec.TypeString, Doc: "device for traps whose source is no device's `ip` (absent: counted as unmatched)"},
+	{Key: "deviceType", Type: spec.TypeString, Default: "default", Doc: "profile of that device"},
+	{Key: "mapping", Type: spec.TypeList, Required: true, Doc: "what traps' varbinds become"},
+}}
+
+// trapUserFields: traps.users[].
+var trapUserFields = spec.Section{Path: "traps.users[]", Doc: "one v3 user (keys as in devices[]; never logged)", Fields: []spec.Field{
+	{Key: "user", Type: spec.TypeString, Required: true, Doc: "user name"},
+	{Key: "securityLevel", Type: spec.TypeString, Doc: "`noAuthNoPriv`, `authNoPriv` or `authPriv` (derived from the protocols when absent)"},
+	{Key: "authProtocol", Type: spec.TypeString, Doc: "MD5, SHA, SHA224, SHA256, SHA384 or SHA512"},
+	{Key: "authKey", Type: spec.TypeString, Doc: "authentication passphrase (8 characters or more)"},
+	{Key: "privacyProtocol", Type: spec.TypeString, Doc: "DES, AES, AES192, AES256, AES192C or AES256C"},
+	{Key: "privacyKey", Type: spec.TypeString, Doc: "privacy passphrase (8 characters or more)"},
+}}
+
+// trapMappingFields: traps.mapping[].
+var trapMappingFields = spec.Section{Path: "traps.mapping[]", Doc: "the traps one entry applies to and the keys it makes", Fields: []spec.Field{
+	{Key: "trapOid", Type: spec.TypeString, Doc: "trap OID (v1 traps as RFC 3584 translates them); absent: every trap"},
+	{Key: "trapKey", Type: spec.TypeString, Doc: "telemetry key that receives the trap's OID"},
+	{Key: "attributes", Type: spec.TypeList, Doc: "varbinds sent as attributes"},
+	{Key: "telemetry", Type: spec.TypeList, Doc: "varbinds sent as telemetry"},
+}}
+
+// trapKeyFields: traps.mapping[].attributes[] and telemetry[].
+var trapKeyFields = spec.Section{Path: "traps.mapping[].telemetry[]", Doc: "one varbind (attributes[] alike)", Fields: []spec.Field{
+	{Key: "key", Type: spec.TypeString, Required: true, Doc: "key on the platform"},
+	{Key: "oid", Type: spec.TypeString, Required: true, Doc: "varbind OID; a varbind under it (an instance) matches too"},
+	{Key: "reportStrategy", Type: spec.TypeObject, Doc: "default `ON_RECEIVED`: every trap is reported"},
+}}
+
+func parseTraps(o *spec.Obj) *TrapConfig {
+	t := &TrapConfig{Path: o.Path()}
+	t.Host = trapFields.Str(o, "host")
+	t.Port = int(trapFields.Int(o, "port"))
+	if o.Has("communities") {
+		t.Communities = o.Strings("communities")
+	} else {
+		o.Warnf("communities", "absent; accepting v1/v2c traps with community \"public\"")
+		t.Communities = []string{"public"}
+	}
+	users := map[string]bool{}
+	for _, uo := range o.List("users") {
+		u := parseV3(uo)
+		if u.User != "" && users[u.User] {
+			uo.Errorf("user", "%q is listed twice", u.User)
+		}
+		users[u.User] = true
+		uo.Known("contextName")
+		uo.Done()
+		t.Users = append(t.Users, u)
+	}
+	if id := trapFields.Str(o, "engineId"); id != "" {
+		raw, err := hex.DecodeString(strings.TrimPrefix(strings.TrimPrefix(id, "0x"), "0X"))
+		if err != nil || len(raw) < 5 || len(raw) > 32 {
+			o.Errorf("engineId", "%q is not 5 to 32 bytes in hex (e.g. \"80001f8880c0ffee0001\")", id)
+		} else {
+			t.EngineID = string(raw)
+		}
+	}
+	t.DeviceName = trapFields.Str(o, "deviceName")
+	t.DeviceType = trapFields.Str(o, "deviceType")
+	if !o.Has("mapping") {
+		o.Errorf("mapping", "is required")
+	}
+	for _, mo := range o.List("mapping") {
+		mark := o.Problems().Mark()
+		m := parseTrapMapping(mo)
+		if !o.Problems().SkipSince(mark) {
+			t.Mapping = append(t.Mapping, m)
+		}
+	}
+	o.Done()
+	return t
+}
+
+func parseTrapMapping(o *spec.Obj) *TrapMapping {
+	m := &TrapMapping{Path: o.Path()}
+	if o.Has("trapOid") {
+		if ids := oids(o, "trapOid", true); len(ids) == 1 {
+			m.TrapOID = ids[0]
+		} else if len(ids) > 1 {
+			o.Errorf("trapOid", "takes one OID, got %d (use one mapping entry per trap)", len(ids))
+		}
+	}
+	m.TrapKey = trapMappingFields.Str(o, "trapKey")
+	for _, sec := range []string{"attributes", "telemetry"} {
+		for _, ko := range o.List(sec) {
+			k := &TrapKey{Key: ko.RequiredStr("key"), Report: report.Parse(ko)}
+			if ids := oids(ko, "oid", true); len(ids) == 1 {
+				k.OID = ids[0]
+			} else if len(ids) > 1 {
+				ko.Errorf("oid", "takes one OID, got %d", len(ids))
+			}
+			ko.Done()
+			if sec == "attributes" {
+				m.Attributes = append(m.Attributes, k)
+			} else {
+				m.Telemetry = append(m.Telemetry, k)
+			}
+		}
+	}
+	if m.TrapKey == "" && len(m.Attributes)+len(m.Telemetry) == 0 {
+		o.Errorf("telemetry", "the entry maps nothing (give telemetry, attributes or trapKey)")
+	}
+	o.Done()
+	return m
 }

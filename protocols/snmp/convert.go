@@ -231,3 +231,89 @@ func pduFor(oid string, raw json.RawMessage) (gosnmp.SnmpPDU, error) {
 	}
 	return gosnmp.SnmpPDU{}, fmt.Errorf("value %s cannot be set (want a string, number or boolean)", raw)
 }
+
+// OIDs a v2c/v3 notification carries first (RFC 3416 4.2.6), and the
+// prefix of the generic v1 traps' translations (RFC 3584 3.1).
+const (
+	oidSysUpTime    = ".1.3.6.1.2.1.1.3.0"
+	oidSnmpTrapOID  = ".1.3.6.1.6.3.1.1.4.1.0"
+	oidGenericTraps = ".1.3.6.1.6.3.1.1.5."
+)
+
+// TrapOID is the notification's trap OID: snmpTrapOID.0 of a v2c/v3
+// notification, or a v1 trap translated as RFC 3584 says (generic traps
+// 0-5 as snmpTraps.1-6, enterprise-specific ones as enterprise.0.specific).
+// "" when a v2c/v3 notification lacks it.
+func TrapOID(p *gosnmp.SnmpPacket) string {
+	if p.PDUType == gosnmp.Trap {
+		t := p.SnmpTrap
+		if t.GenericTrap >= 0 && t.GenericTrap < 6 {
+			return oidGenericTraps + strconv.Itoa(t.GenericTrap+1)
+		}
+		ent := "." + strings.TrimPrefix(t.Enterprise, ".")
+		return ent + ".0." + strconv.Itoa(t.SpecificTrap)
+	}
+	for _, v := range p.Variables {
+		if v.Name == oidSnmpTrapOID {
+			s, _ := v.Value.(string)
+			return "." + strings.TrimPrefix(s, ".")
+		}
+	}
+	return ""
+}
+
+// under reports whether the varbind name is oid or an instance below it.
+func under(name, oid string) bool {
+	return name == oid || len(name) > len(oid) && strings.HasPrefix(name, oid) && name[len(oid)] == '.'
+}
+
+// TrapReading converts a notification whose trap OID is trapOID with the
+// mapping entries that apply to it (every entry without trapOid, and
+// those naming it): each key takes the first varbind at or under its OID,
+// converted as a get's value. A varbind that cannot be converted (an
+// exception, an unknown type) costs its key only and is returned among
+// the errors; a key with no varbind is left out. matched is false when
+// no entry applies.
+func TrapReading(mapping []*TrapMapping, trapOID string, vars []gosnmp.SnmpPDU) (r protocols.Reading, matched bool, errs []error) {
+	for _, m := range mapping {
+		if m.TrapOID != "" && m.TrapOID != trapOID {
+			continue
+		}
+		matched = true
+		if m.TrapKey != "" && trapOID != "" {
+			r.Telemetry = append(r.Telemetry, protocols.Datapoint{Key: m.TrapKey, Value: protocols.String(oidText(trapOID))})
+		}
+		for _, sec := range []struct {
+			keys []*TrapKey
+			dst  *[]protocols.Datapoint
+		}{{m.Attributes, &r.Attributes}, {m.Telemetry, &r.Telemetry}} {
+			for _, k := range sec.keys {
+				for _, v := range vars {
+					if !under(v.Name, k.OID) {
+						continue
+					}
+					val, err := Value(v)
+					if err != nil {
+						errs = append(errs, fmt.Errorf("key %q: %w", k.Key, err))
+					} else {
+						*sec.dst = append(*sec.dst, protocols.Datapoint{Key: k.Key, Value: val})
+					}
+					break
+				}
+			}
+		}
+	}
+	return r, matched, errs
+}
+
+// DecodeTrap decodes a v1 or v2c notification as the receiver's listener
+// does (v3 ones need the users' keys, which only the listener holds). It
+// never panics on arbitrary input.
+func DecodeTrap(raw []byte) (*gosnmp.SnmpPacket, error) {
+	g := &gosnmp.GoSNMP{Version: gosnmp.Version2c}
+	p, err := g.UnmarshalTrap(raw, false)
+	if err != nil {
+		return nil, fmt.Errorf("snmp trap: %w", err)
+	}
+	return p, nil
+}

@@ -8,9 +8,11 @@ import (
 	"net"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/gosnmp/gosnmp"
+	"github.com/rs/zerolog"
 
 	"github.com/industryos/gateway/protocols"
 	"github.com/industryos/gateway/protocols/kit/spec"
@@ -62,6 +64,12 @@ type Connector struct {
 	name    string
 	cfg     *Config
 	devices []*Device
+	log     zerolog.Logger
+	// trapReports are the strategies of the keys traps make (ON_RECEIVED
+	// unless the key says otherwise): the trap device's, and merged into
+	// each polled device's, whose actor gets traps from its agent.
+	trapReports map[string]protocols.ReportStrategy
+	trapAddr    atomic.Pointer[string]
 }
 
 // NewConnector is New with the concrete type.
@@ -73,11 +81,43 @@ func NewConnector(cfg protocols.ConnectorConfig) (*Connector, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Connector{name: name, cfg: parsed}
+	c := &Connector{name: name, cfg: parsed, log: cfg.Logger}
+	if t := parsed.Traps; t != nil {
+		c.trapReports = trapReports(t)
+	}
 	for _, d := range parsed.Devices {
-		c.devices = append(c.devices, newDevice(d))
+		dev := newDevice(d)
+		for k, rs := range c.trapReports {
+			if _, set := dev.info.KeyReport[k]; !set {
+				if dev.info.KeyReport == nil {
+					dev.info.KeyReport = map[string]protocols.ReportStrategy{}
+				}
+				dev.info.KeyReport[k] = rs
+			}
+		}
+		c.devices = append(c.devices, dev)
 	}
 	return c, nil
+}
+
+// trapReports: a trap is an event, so its keys report every value
+// (ON_RECEIVED) unless their reportStrategy says otherwise.
+func trapReports(t *TrapConfig) map[string]protocols.ReportStrategy {
+	out := map[string]protocols.ReportStrategy{}
+	received := protocols.ReportStrategy{Type: protocols.OnReceived}
+	for _, m := range t.Mapping {
+		if m.TrapKey != "" {
+			out[m.TrapKey] = received
+		}
+		for _, k := range append(append([]*TrapKey(nil), m.Attributes...), m.Telemetry...) {
+			if k.Report.IsSet() {
+				out[k.Key] = k.Report
+			} else if _, set := out[k.Key]; !set {
+				out[k.Key] = received
+			}
+		}
+	}
+	return out
 }
 
 // Config is the parsed file.

@@ -1,6 +1,9 @@
 package snmp
 
 import (
+	"encoding/hex"
+	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/industryos/gateway/protocols"
@@ -9,11 +12,37 @@ import (
 )
 
 // TestGolden runs testdata/<case>/config.json through the parser and
-// compares the problems and the parsed config with want.golden;
-// `go test -run TestGolden -update` rewrites them.
+// compares the problems and the parsed config with want.golden; a case
+// with a trap.hex (a notification as it arrives, in hex) adds what the
+// trap receiver makes of it. `go test -run TestGolden -update` rewrites
+// them.
 func TestGolden(t *testing.T) {
 	golden.Run(t, "testdata", func(t *testing.T, dir string) []byte {
-		return golden.Config(t, dir, "snmp.json", func(o *spec.Obj) any { return Parse(o, protocols.ReportStrategy{}) })
+		var parsed *Config
+		out := golden.Config(t, dir, "snmp.json", func(o *spec.Obj) any {
+			parsed = Parse(o, protocols.ReportStrategy{})
+			return parsed
+		})
+		raw, ok := golden.Input(t, dir, "trap.hex")
+		if !ok {
+			return out
+		}
+		b, err := hex.DecodeString(strings.TrimSpace(string(raw)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, "# trap\n"...)
+		p, err := DecodeTrap(b)
+		if err != nil {
+			return fmt.Appendf(out, "error: %v\n", err)
+		}
+		trapOID := TrapOID(p)
+		r, matched, errs := TrapReading(parsed.Traps.Mapping, trapOID, p.Variables)
+		out = fmt.Appendf(out, "version %s, community %q, trap %s, matched %v\n", p.Version, p.Community, trapOID, matched)
+		for _, err := range errs {
+			out = fmt.Appendf(out, "error: %v\n", err)
+		}
+		return append(out, golden.Dump(r)...)
 	})
 }
 

@@ -88,6 +88,15 @@ var profiles = map[string]profile{
 // that many messages queued for it on the device broker.
 var mqttRate, mqttBacklog int
 
+// withDevices spreads n devices over simulators of at most 200 unit ids each,
+// the size the scale profile uses, so only the device count changes.
+func (p profile) withDevices(n int) profile {
+	per := p.devicesPerSim
+	p.sims = (n + per - 1) / per
+	p.devicesPerSim = (n + p.sims - 1) / p.sims
+	return p
+}
+
 func main() {
 	name := flag.String("profile", "all", "scale, throughput, mqtt or all")
 	duration := flag.Duration("duration", 60*time.Second, "measurement time per profile")
@@ -96,6 +105,7 @@ func main() {
 	flag.DurationVar(&scrapeEvery, "scrape", 15*time.Second, "with -metrics: scrape /metrics this often, as Prometheus would (0: never)")
 	flag.IntVar(&mqttRate, "rate", 60000, "mqtt profile: offered 10-value JSON messages per second")
 	flag.IntVar(&mqttBacklog, "backlog", 0, "mqtt profile: instead of -rate, queue this many messages for the gateway's offline session, then time the drain (no publisher competes for the CPU)")
+	devices := flag.Int("devices", 0, "scale profile: poll this many devices instead of 1000 (the README's 10 / 100 / 1000 device sizing)")
 	flag.Parse()
 	names := []string{*name}
 	if *name == "all" {
@@ -106,6 +116,9 @@ func main() {
 		if !ok {
 			fmt.Fprintf(os.Stderr, "bench: unknown profile %q (want scale, throughput, mqtt or all)\n", n)
 			os.Exit(2)
+		}
+		if *devices > 0 && n == "scale" {
+			p = p.withDevices(*devices)
 		}
 		if err := runProfile(n, p, *duration, *storage); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)

@@ -256,13 +256,17 @@ func (s *Recorder) Hold() {
 }
 
 // Release ends hold mode and commits every push held so far.
-func (s *Recorder) Release() {
+func (s *Recorder) Release() { s.ReleaseWith(nil) }
+
+// ReleaseWith ends hold mode and finishes every push held so far with err:
+// non-nil plays a journal that failed to commit them.
+func (s *Recorder) ReleaseWith(err error) {
 	s.mu.Lock()
 	held := s.held
 	s.held, s.hold = nil, false
 	s.mu.Unlock()
 	for _, done := range held {
-		done(nil)
+		done(err)
 	}
 }
 

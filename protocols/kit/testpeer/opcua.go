@@ -90,12 +90,13 @@ type OPCUAServer struct {
 	// drops them when this is full).
 	Writes chan string
 
-	t     testing.TB
-	o     OPCUAOptions
-	port  int
-	proxy *opcuaProxy
-	stop  context.CancelFunc
-	done  chan struct{}
+	t        testing.TB
+	o        OPCUAOptions
+	port     int
+	proxy    *opcuaProxy
+	channels *opcuaChannels
+	stop     context.CancelFunc
+	done     chan struct{}
 }
 
 // StartOPCUAServer starts a server on 127.0.0.1 and closes it when the
@@ -116,7 +117,7 @@ func StartOPCUAServer(t testing.TB, o OPCUAOptions) *OPCUAServer {
 
 func startOPCUA(t testing.TB, o OPCUAOptions, px *opcuaProxy) *OPCUAServer {
 	t.Helper()
-	s := &OPCUAServer{t: t, o: o, port: o.Port, proxy: px, Values: o.Values,
+	s := &OPCUAServer{t: t, o: o, port: o.Port, proxy: px, Values: o.Values, channels: newOPCUAChannels(),
 		Nodes: map[string]*server.Node{}, Writes: make(chan string, 1024), done: make(chan struct{})}
 	base := []server.Option{
 		server.EndPoint("127.0.0.1", o.Port),
@@ -125,7 +126,7 @@ func startOPCUA(t testing.TB, o OPCUAOptions, px *opcuaProxy) *OPCUAServer {
 		server.EndPoint("127.0.0.1", px.port()),
 		server.EnableSecurity("None", ua.MessageSecurityModeNone),
 		server.EnableAuthMode(ua.UserTokenTypeAnonymous),
-		server.SetLogger(opcuaQuiet{}),
+		server.SetLogger(s.channels),
 	}
 	s.Server = server.New(append(base, o.ServerOptions...)...)
 	s.NS = server.NewNodeNameSpace(s.Server, o.Namespace)
@@ -154,6 +155,7 @@ func startOPCUA(t testing.TB, o OPCUAOptions, px *opcuaProxy) *OPCUAServer {
 		cancel()
 		t.Fatalf("testpeer: start OPC UA server on %d: %v", o.Port, err)
 	}
+	px.pause(false)
 	t.Cleanup(s.Close)
 	return s
 }
@@ -236,7 +238,11 @@ func (s *OPCUAServer) Close() {
 	if s.stop == nil {
 		return
 	}
+	s.proxy.pause(true)
 	s.proxy.drop()
+	if !s.channels.waitIdle(10 * time.Second) {
+		s.t.Logf("testpeer: OPC UA server on %d: secure channels still open at close: %s", s.port, s.channels)
+	}
 	// Close before cancelling: the channel goroutines hand messages to the
 	// server loop that the context stops, so the other order makes Close
 	// wait its 10 s timeout.
@@ -254,12 +260,70 @@ func (s *OPCUAServer) Restart() *OPCUAServer {
 	return startOPCUA(s.t, s.o, s.proxy)
 }
 
-type opcuaQuiet struct{}
+// opcuaChannels is the server's logger, read for what the channel goroutines say about
+// their secure channels. gopcua v0.8.0's Server.Close waits on a WaitGroup that a channel's
+// goroutine joins outside the broker's lock, so closing while a channel is open or opening
+// is a data race (the race detector reports it). Close therefore first waits until every
+// accepted connection's channel has failed or ended, as these log lines tell; the lock taken
+// by each log call is also the synchronisation the race detector needs to see.
+type opcuaChannels struct {
+	mu                               sync.Mutex
+	changed                          chan struct{}
+	accepted, opened, failed, closed int
+}
 
-func (opcuaQuiet) Debug(string, ...any) {}
-func (opcuaQuiet) Info(string, ...any)  {}
-func (opcuaQuiet) Warn(string, ...any)  {}
-func (opcuaQuiet) Error(string, ...any) {}
+func newOPCUAChannels() *opcuaChannels { return &opcuaChannels{changed: make(chan struct{})} }
+
+// The format strings are gopcua v0.8.0's (server.go, channel_broker.go).
+func (c *opcuaChannels) count(format string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch format {
+	case "registered connection: %s":
+		c.accepted++
+	case "Registered new channel (id %d) now at %d channels":
+		c.opened++
+	case "Error creating secure channel for new connection: %s":
+		c.failed++
+	case "Secure Channel %d closed", "Secure Channel %d error: %s", "Context done, closing Secure Channel %d":
+		c.closed++
+	default:
+		return
+	}
+	close(c.changed)
+	c.changed = make(chan struct{})
+}
+
+func (c *opcuaChannels) Debug(string, ...any)     {}
+func (c *opcuaChannels) Info(f string, _ ...any)  { c.count(f) }
+func (c *opcuaChannels) Warn(f string, _ ...any)  { c.count(f) }
+func (c *opcuaChannels) Error(f string, _ ...any) { c.count(f) }
+
+func (c *opcuaChannels) String() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return fmt.Sprintf("accepted %d, opened %d, failed %d, ended %d", c.accepted, c.opened, c.failed, c.closed)
+}
+
+// waitIdle waits until no channel is open or opening, or until timeout.
+func (c *opcuaChannels) waitIdle(timeout time.Duration) bool {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for {
+		c.mu.Lock()
+		idle := c.accepted == c.opened+c.failed && c.opened == c.closed
+		changed := c.changed
+		c.mu.Unlock()
+		if idle {
+			return true
+		}
+		select {
+		case <-changed:
+		case <-deadline.C:
+			return false
+		}
+	}
+}
 
 // opcuaProxy forwards TCP connections to target.
 type opcuaProxy struct {
@@ -267,6 +331,7 @@ type opcuaProxy struct {
 	target string
 	mu     sync.Mutex
 	conns  map[net.Conn]bool
+	paused bool // while the server closes: new clients are refused
 }
 
 func newOPCUAProxy(t testing.TB, target string) *opcuaProxy {
@@ -295,12 +360,25 @@ func newOPCUAProxy(t testing.TB, target string) *opcuaProxy {
 func (p *opcuaProxy) port() int { return p.l.Addr().(*net.TCPAddr).Port }
 
 func (p *opcuaProxy) serve(c net.Conn) {
+	p.mu.Lock()
+	paused := p.paused
+	p.mu.Unlock()
+	if paused {
+		c.Close()
+		return
+	}
 	s, err := net.Dial("tcp", p.target)
 	if err != nil {
 		c.Close()
 		return
 	}
 	p.mu.Lock()
+	if p.paused {
+		p.mu.Unlock()
+		s.Close()
+		c.Close()
+		return
+	}
 	p.conns[c], p.conns[s] = true, true
 	p.mu.Unlock()
 	go func() { _, _ = io.Copy(s, c); s.Close(); c.Close() }()
@@ -310,6 +388,12 @@ func (p *opcuaProxy) serve(c net.Conn) {
 	p.mu.Lock()
 	delete(p.conns, c)
 	delete(p.conns, s)
+	p.mu.Unlock()
+}
+
+func (p *opcuaProxy) pause(on bool) {
+	p.mu.Lock()
+	p.paused = on
 	p.mu.Unlock()
 }
 

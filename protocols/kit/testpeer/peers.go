@@ -152,3 +152,15 @@ func FreeUDPPort(t testing.TB) int {
 	defer pc.Close()
 	return pc.LocalAddr().(*net.UDPAddr).Port
 }
+
+// SnmpCommand returns an unstarted command running a tool of Debian's snmp
+// package (snmptrap, snmpinform, snmpget) without MIBs or the user's
+// snmp.conf, its persistent state (v3 engine boots) in a test directory.
+func SnmpCommand(t testing.TB, name string, args ...string) *exec.Cmd {
+	t.Helper()
+	bin := NeedProgram(t, name, "snmp")
+	dir := t.TempDir()
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), "MIBS=", "MIBDIRS=", "HOME="+dir, "SNMP_PERSISTENT_DIR="+dir, "SNMPCONFPATH="+dir)
+	return cmd
+}

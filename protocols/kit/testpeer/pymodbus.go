@@ -95,10 +95,25 @@ func (s *PySlave) Do(format string, args ...any) string {
 // 127.0.0.1:port (unit 1) and returns its output lines, one per op.
 func PyMaster(t testing.TB, port int, ops ...string) []string {
 	t.Helper()
+	return pyMaster(t, fmt.Sprint(port), ops)
+}
+
+// PySerialMaster is PyMaster as an RTU master on the serial line at path
+// (baud 0: 19200). The op "unit:<u>:" sends later requests to unit u.
+func PySerialMaster(t testing.TB, path string, baud int, ops ...string) []string {
+	t.Helper()
+	if baud > 0 {
+		path = fmt.Sprintf("%s@%d", path, baud)
+	}
+	return pyMaster(t, path, ops)
+}
+
+func pyMaster(t testing.TB, where string, ops []string) []string {
+	t.Helper()
 	NeedPymodbus(t)
-	out, err := exec.Command(SystemPython, append([]string{script("pymaster.py"), fmt.Sprint(port)}, ops...)...).CombinedOutput()
+	out, err := exec.Command(SystemPython, append([]string{script("pymaster.py"), where}, ops...)...).CombinedOutput()
 	if err != nil {
-		t.Fatalf("pymaster %v: %v: %s", ops, err, out)
+		t.Fatalf("pymaster %s %v: %v: %s", where, ops, err, out)
 	}
 	return strings.Split(strings.TrimSpace(string(out)), "\n")
 }
