@@ -34,6 +34,8 @@ usage:
   iotgw run   -c tb_gateway.json   run the gateway
   iotgw check -c tb_gateway.json   validate the config and print every problem
   iotgw check -fields modbus       print the keys a connector type reads, with defaults
+  iotgw convert --script f.star --input sample.json [--topic t] [--config ext.json] [--downlink]
+                                   run a script converter on sample input and print the result
   iotgw demo                       run a self-contained demo (Modbus simulator + embedded broker)
   iotgw sim modbus [flags]         run the Modbus TCP device simulator alone
   iotgw health [--url URL]         exit 0 if a running gateway's /healthz answers 200
@@ -59,6 +61,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdRun(args[1:], stderr)
 	case "check":
 		return cmdCheck(args[1:], stdout, stderr)
+	case "convert":
+		return cmdConvert(args[1:], stdout, stderr)
 	case "demo":
 		return cmdDemo(args[1:], stdout, stderr)
 	case "sim":

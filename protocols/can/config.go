@@ -2,6 +2,7 @@ package can
 
 import (
 	_ "embed"
+	"encoding/json"
 	"fmt"
 	"math"
 	"strconv"
@@ -83,6 +84,17 @@ type DeviceConfig struct {
 	// Report is the device's own reportStrategy, or ON_CHANGE for
 	// sendDataOnlyOnChange; zero means "inherit".
 	Report protocols.ReportStrategy
+	// Script (ours), when set, is a Starlark file that converts every
+	// frame with one of ScriptIDs, as the device's entry is its config.
+	Script       string
+	ScriptIDs    []ScriptID
+	ScriptConfig json.RawMessage
+}
+
+// ScriptID is a frame id a device's script reads.
+type ScriptID struct {
+	ID       uint32
+	Extended bool
 }
 
 // SkippedDownlink is a downlink entry left out at load.
@@ -346,11 +358,44 @@ func parseDevice(o *spec.Obj, commands map[uint32]cmdOwner) *DeviceConfig {
 			*list.out = append(*list.out, dl)
 		}
 	}
-	if len(d.Attributes)+len(d.Timeseries)+len(d.AttributeUpdates)+len(d.RPC)+len(d.Skipped)+skippedKeys == 0 {
+	parseScript(o, d)
+	if len(d.Attributes)+len(d.Timeseries)+len(d.AttributeUpdates)+len(d.RPC)+len(d.Skipped)+skippedKeys == 0 && d.Script == "" {
 		o.Warnf("", "device %q has no attributes, timeseries, attributeUpdates or serverSideRpc", d.Name)
 	}
 	o.Done()
 	return d
+}
+
+// parseScript reads a device's "script" and the frame ids it takes
+// ("nodeIds", each a number or a "0x" string; "isExtendedId" for all).
+func parseScript(o *spec.Obj, d *DeviceConfig) {
+	if d.Script = o.Str("script", ""); d.Script == "" {
+		o.Known("nodeIds")
+		return
+	}
+	if raw, ok := o.RawText(); ok {
+		d.ScriptConfig = raw
+	} else {
+		d.ScriptConfig, _ = json.Marshal(o.Raw())
+	}
+	ext := o.Bool("isExtendedId", false)
+	raw, _ := o.Any("nodeIds")
+	ids, _ := raw.([]any)
+	if len(ids) == 0 {
+		o.Errorf("nodeIds", "is required with a script: the frame ids it converts (numbers or \"0x\" strings)")
+	}
+	for i, r := range ids {
+		n, err := parseID(r)
+		limit := uint64(MaxStandardID)
+		if ext {
+			limit = MaxExtendedID
+		}
+		if err != nil || n > limit {
+			o.Errorf(fmt.Sprintf("nodeIds[%d]", i), "%s is not a CAN id (0..%d; isExtendedId: %v)", spec.Describe(r), limit, ext)
+			continue
+		}
+		d.ScriptIDs = append(d.ScriptIDs, ScriptID{ID: uint32(n), Extended: ext})
+	}
 }
 
 // frameHead reads nodeId, isExtendedId, isFd and bitrateSwitch.

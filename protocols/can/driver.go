@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/industryos/gateway/protocols"
 	"github.com/industryos/gateway/protocols/kit/ratelimit"
+	"github.com/industryos/gateway/protocols/kit/script"
 	"github.com/industryos/gateway/protocols/kit/spec"
 )
 
@@ -43,6 +45,8 @@ type Connector struct {
 	devices map[*DeviceConfig]*device
 	byName  map[string]*device
 	polls   []*KeyConfig
+	// scripts are the devices whose script reads a frame id.
+	scripts map[ScriptID]*device
 
 	bus     atomic.Pointer[busRef] // the open bus, nil while down
 	running atomic.Bool
@@ -62,6 +66,7 @@ type device struct {
 	cfg       *DeviceConfig
 	report    protocols.ReportStrategy
 	keyReport map[string]protocols.ReportStrategy
+	script    *script.Script
 }
 
 // Option configures NewConnector.
@@ -114,6 +119,35 @@ func NewConnector(cfg protocols.ConnectorConfig, opts ...Option) (*Connector, er
 			return nil, fmt.Errorf("can connector %q: %s: device name %q is used twice", name, d.Path, d.Name)
 		}
 		c.devices[d], c.byName[d.Name] = dev, dev
+		if d.Script != "" {
+			dir := ""
+			if cfg.File != "" {
+				dir = filepath.Dir(cfg.File)
+			}
+			s, err := script.Load(script.Path(dir, d.Script), script.Options{Config: d.ScriptConfig,
+				Print: func(file, msg string) { c.log.Debug().Str("script", file).Msg(msg) }})
+			if err == nil && !s.HasUplink() {
+				err = &script.CompileError{File: s.File, Msg: "defines no uplink(msg), which a device's converter needs"}
+			}
+			if err != nil {
+				cfg.Config.Problems().Errorf(cfg.Config.File(), d.Path+".script", "%v", err)
+				continue
+			}
+			dev.script = s
+			for _, id := range d.ScriptIDs {
+				if prev, dup := c.scripts[id]; dup {
+					cfg.Config.Problems().Errorf(cfg.Config.File(), d.Path+".nodeIds", "id %#x is already read by the script of %q", id.ID, prev.cfg.Name)
+					continue
+				}
+				if c.scripts == nil {
+					c.scripts = map[ScriptID]*device{}
+				}
+				c.scripts[id] = dev
+			}
+		}
+	}
+	if err := cfg.Config.Problems().Err(); err != nil {
+		return nil, err
 	}
 	for _, o := range opts {
 		o(c)
@@ -342,9 +376,18 @@ func (c *Connector) deliver(ctx context.Context, sink protocols.Sink, rf rxFrame
 		return nil
 	}
 	var matched bool
-	st.readings, st.errs, matched = c.dec.decode(rf.f, st.readings[:0], st.errs[:0])
-	if !matched {
-		sink.Unmatched()
+	if dev := c.scripts[ScriptID{ID: rf.f.ID, Extended: rf.f.Extended}]; dev != nil {
+		matched = true
+		if err := c.deliverScript(ctx, sink, dev, rf); err != nil {
+			return err
+		}
+	}
+	var keys bool
+	st.readings, st.errs, keys = c.dec.decode(rf.f, st.readings[:0], st.errs[:0])
+	if !keys {
+		if !matched {
+			sink.Unmatched()
+		}
 		return nil
 	}
 	for _, ke := range st.errs {
@@ -399,6 +442,38 @@ func (c *Connector) deliver(ctx context.Context, sink protocols.Sink, rf rxFrame
 			n := c.dropped.Add(1)
 			if ok, suppressed := c.dropLog.Allow(time.Now()); ok {
 				c.log.Warn().Err(err).Str("device", d.Name).Uint64("dropped_total", n).Int("suppressed", suppressed).Msg("push refused, values of a frame dropped")
+			}
+			continue
+		}
+		c.pushed.Add(1)
+	}
+	return nil
+}
+
+// deliverScript runs dev's script on a frame and pushes each result as
+// the device it names. A failed call is counted as malformed input of the
+// frame id; only ctx's end is returned.
+func (c *Connector) deliverScript(ctx context.Context, sink protocols.Sink, dev *device, rf rxFrame) error {
+	f := rf.f
+	res, err := dev.script.Uplink(script.Message{Payload: f.Data, Topic: fmt.Sprintf("%#x", f.ID),
+		Meta: map[string]any{"id": int64(f.ID), "extended": f.Extended, "fd": f.FD}, Now: rf.at})
+	if err != nil {
+		sink.Malformed(fmt.Sprintf("can id %#x script", f.ID), fmt.Errorf("device %q: %w", dev.cfg.Name, err))
+		return nil
+	}
+	for _, r := range res {
+		if len(r.Telemetry) == 0 && len(r.Attributes) == 0 {
+			continue
+		}
+		err := sink.Push(ctx, protocols.Push{Device: r.Device, Profile: r.Profile, Ts: time.UnixMilli(r.Ts),
+			Reading: protocols.Reading{Telemetry: r.Telemetry, Attributes: r.Attributes}, Report: dev.report})
+		if err != nil {
+			if ctx.Err() != nil {
+				return err
+			}
+			n := c.dropped.Add(1)
+			if ok, suppressed := c.dropLog.Allow(time.Now()); ok {
+				c.log.Warn().Err(err).Str("device", r.Device).Uint64("dropped_total", n).Int("suppressed", suppressed).Msg("push refused, values of a frame dropped")
 			}
 			continue
 		}

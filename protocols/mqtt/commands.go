@@ -11,7 +11,10 @@ import (
 	"time"
 
 	"github.com/industryos/gateway/protocols"
+	"github.com/industryos/gateway/protocols/kit/jsonconv"
 	"github.com/industryos/gateway/protocols/kit/pyre"
+	"github.com/industryos/gateway/protocols/kit/script"
+	"github.com/industryos/gateway/protocols/kit/spec"
 )
 
 // deviceReq is a compiled connectRequests / disconnectRequests entry.
@@ -34,6 +37,7 @@ type attrReq struct {
 type updateRule struct {
 	device, attr *pyre.Regexp // re.match, as upstream
 	topic, body  *Expr
+	script       *script.Script // instead of topic and body when set
 	retain       bool
 	qos          byte
 }
@@ -42,6 +46,7 @@ type rpcRule struct {
 	device, method   *pyre.Regexp // re.search, as upstream
 	twoWay           bool
 	reqTopic, body   *Expr
+	script           *script.Script // instead of reqTopic and body when set
 	respTopic        *Expr
 	respQoS          byte
 	timeout          time.Duration
@@ -68,7 +73,21 @@ func compileDeviceInfo(di DeviceInfo) (source, source, error) {
 	return name, prof, err
 }
 
-func (c *Connector) compileRequests(r *Requests) error {
+// loadScript loads a downlink script; one that does not load is recorded
+// at the entry's "script" key (file:line:column) and nil returned.
+func loadScript(ps *spec.Problems, file, path, ref string, env jsonconv.Env) *script.Script {
+	s, err := script.Load(script.Path(env.Dir, ref), script.Options{Print: env.Print})
+	if err == nil && !s.HasDownlink() {
+		err = &script.CompileError{File: s.File, Msg: "defines no downlink(cmd), which a request entry needs"}
+	}
+	if err != nil {
+		ps.Errorf(file, path+".script", "%v", err)
+		return nil
+	}
+	return s
+}
+
+func (c *Connector) compileRequests(r *Requests, env jsonconv.Env, ps *spec.Problems, file string) error {
 	var errs []error
 	for _, list := range []struct {
 		in  []*DeviceRequest
@@ -101,18 +120,27 @@ func (c *Connector) compileRequests(r *Requests) error {
 		c.attrReqs = append(c.attrReqs, ar)
 	}
 	for _, u := range r.AttributeUpdates {
-		c.updates = append(c.updates, &updateRule{
+		ur := &updateRule{
 			device: mustRegex(u.DeviceNameFilter, pyre.Match), attr: mustRegex(u.AttributeFilter, pyre.Match),
-			topic: MustCompile(u.TopicExpr), body: MustCompile(u.ValueExpr),
 			retain: u.Retain, qos: byte(u.QoS),
-		})
+		}
+		if u.Script != "" {
+			ur.script = loadScript(ps, file, u.Path, u.Script, env)
+		} else {
+			ur.topic, ur.body = MustCompile(u.TopicExpr), MustCompile(u.ValueExpr)
+		}
+		c.updates = append(c.updates, ur)
 	}
 	for _, s := range r.RPC {
 		rr := &rpcRule{
 			device: mustRegex(s.DeviceNameFilter, pyre.Search), method: mustRegex(s.MethodFilter, pyre.Search),
-			twoWay:   s.Type == RPCTwoWay,
-			reqTopic: MustCompile(s.RequestTopicExpr), body: MustCompile(s.ValueExpr),
+			twoWay:  s.Type == RPCTwoWay,
 			respQoS: byte(s.ResponseTopicQoS), timeout: s.ResponseTimeout, path: s.Path,
+		}
+		if s.Script != "" {
+			rr.script = loadScript(ps, file, s.Path, s.Script, env)
+		} else {
+			rr.reqTopic, rr.body = MustCompile(s.RequestTopicExpr), MustCompile(s.ValueExpr)
 		}
 		if rr.twoWay {
 			rr.respTopic = MustCompile(s.ResponseTopicExpr)
@@ -376,6 +404,13 @@ func (cm *commander) UpdateAttributes(ctx context.Context, values map[string]jso
 			return cm.c.filterMatch(u.attr, "attributeUpdates attributeFilter", k)
 		},
 		func(u *updateRule, k string, raw json.RawMessage) error {
+			if u.script != nil {
+				err := cm.publishScript(ctx, u.script, script.Command{Kind: script.KindAttributes, Device: cm.device, Values: map[string]json.RawMessage{k: raw}}, u.qos, u.retain)
+				if err != nil {
+					return fmt.Errorf("mqtt device %q: attribute update %q: %w", cm.device, k, err)
+				}
+				return nil
+			}
 			env := map[string]any{"deviceName": cm.device, "attributeKey": k, "attributeValue": rawValue(raw)}
 			topic, body, err := renderPublish(u.topic, u.body, env)
 			if err == nil {
@@ -406,6 +441,9 @@ func (cm *commander) RPC(ctx context.Context, req protocols.RPCRequest) (protoco
 	if r == nil {
 		return nil, fmt.Errorf("mqtt device %q: %w %q (no serverSideRpc methodFilter takes it)", cm.device, protocols.ErrUnknownMethod, req.Method)
 	}
+	if r.script != nil {
+		return cm.scriptRPC(ctx, r, req)
+	}
 	var params any
 	if len(req.Params) > 0 {
 		p, err := decodeJSON(req.Params)
@@ -428,14 +466,98 @@ func (cm *commander) RPC(ctx context.Context, req protocols.RPCRequest) (protoco
 		}
 		return protocols.RPCResult(`{"success":true}`), nil
 	}
+	resp, err := responseTopic(r, env)
+	if err != nil {
+		return nil, fmt.Errorf("mqtt device %q: rpc %q: %w", cm.device, req.Method, err)
+	}
+	return cm.c.roundTrip(ctx, cm.device, req, r, topic, []byte(body), resp)
+}
+
+// responseTopic renders a two-way entry's responseTopicExpression.
+func responseTopic(r *rpcRule, env map[string]any) (string, error) {
 	resp, err := r.respTopic.EvalString(env)
 	if err == nil && (resp == "" || validTopicFilter(resp) != nil) {
 		err = fmt.Errorf("gives %q, not a topic filter", resp)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("mqtt device %q: rpc %q: %s: responseTopicExpression %q: %w", cm.device, req.Method, r.path, r.respTopic.String(), err)
+		return "", fmt.Errorf("%s: responseTopicExpression %q: %w", r.path, r.respTopic.String(), err)
 	}
-	return cm.c.roundTrip(ctx, cm.device, req, r, topic, []byte(body), resp)
+	return resp, nil
+}
+
+// scriptRPC runs an entry's downlink script: a one-way RPC publishes what
+// it returns and answers its "reply" (default {"success":true}); a two-way
+// one publishes its single message and waits for the device's answer on
+// responseTopicExpression, as without a script.
+func (cm *commander) scriptRPC(ctx context.Context, r *rpcRule, req protocols.RPCRequest) (protocols.RPCResult, error) {
+	fail := func(err error) error {
+		return fmt.Errorf("mqtt device %q: rpc %q: %s: %w", cm.device, req.Method, r.path, err)
+	}
+	outs, err := r.script.Downlink(script.RPCCommand(req))
+	if err != nil {
+		return nil, fail(err)
+	}
+	if len(outs) == 0 {
+		return nil, fail(fmt.Errorf("%s: downlink returned nothing to send", r.script.File))
+	}
+	for _, o := range outs {
+		if o.Topic == "" || strings.ContainsAny(o.Topic, "#+") {
+			return nil, fail(fmt.Errorf("%s: downlink returned topic %q, not a topic to publish to", r.script.File, o.Topic))
+		}
+	}
+	if r.twoWay {
+		if len(outs) != 1 {
+			return nil, fail(fmt.Errorf("%s: downlink returned %d messages; a twoWay rpc sends one and waits for its answer", r.script.File, len(outs)))
+		}
+		var params any
+		if len(req.Params) > 0 {
+			params, _ = decodeJSON(req.Params)
+		}
+		resp, err := responseTopic(r, map[string]any{"deviceName": cm.device, "methodName": req.Method,
+			"requestId": json.Number(strconv.FormatInt(req.ID, 10)), "params": params})
+		if err != nil {
+			return nil, fail(err)
+		}
+		return cm.c.roundTrip(ctx, cm.device, req, r, outs[0].Topic, outs[0].Payload, resp)
+	}
+	var reply protocols.RPCResult
+	for _, o := range outs {
+		if err := cm.c.publish(ctx, o.Topic, o.Payload, outQoS(o, 1), o.Retain); err != nil {
+			return nil, fail(err)
+		}
+		if o.Reply != nil {
+			reply = protocols.RPCResult(o.Reply)
+		}
+	}
+	if reply == nil {
+		reply = protocols.RPCResult(`{"success":true}`)
+	}
+	return reply, nil
+}
+
+// publishScript publishes what a downlink script returns for cmd; qos and
+// retain are the entry's unless the script sets them.
+func (cm *commander) publishScript(ctx context.Context, s *script.Script, cmd script.Command, qos byte, retain bool) error {
+	outs, err := s.Downlink(cmd)
+	if err != nil {
+		return err
+	}
+	for _, o := range outs {
+		if o.Topic == "" || strings.ContainsAny(o.Topic, "#+") {
+			return fmt.Errorf("%s: downlink returned topic %q, not a topic to publish to", s.File, o.Topic)
+		}
+		if err := cm.c.publish(ctx, o.Topic, o.Payload, outQoS(o, qos), o.Retain || retain); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func outQoS(o script.Output, def byte) byte {
+	if o.QoS < 0 {
+		return def
+	}
+	return byte(o.QoS)
 }
 
 // roundTrip subscribes to the response filter, publishes the request and

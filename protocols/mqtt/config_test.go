@@ -24,7 +24,7 @@ func TestParseSample(t *testing.T) {
 	if !c.Mapping[1].Converter.AllAttributes || c.Mapping[1].Converter.DeviceInfo.NameSource != SourceTopic {
 		t.Fatalf("mapping[1] = %+v", c.Mapping[1].Converter)
 	}
-	if c.Mapping[3].Converter.Extension != "CustomMqttUplinkConverter" || string(c.Mapping[3].Converter.ExtensionConfig) != `{"humidity":2,"temperature":2}` {
+	if c.Mapping[3].Converter.Extension != "CustomMqttUplinkConverter" || string(c.Mapping[3].Converter.ExtensionConfig) != `{"temperature": 2, "humidity": 2}` {
 		t.Fatalf("mapping[3] = %+v", c.Mapping[3].Converter)
 	}
 	if !strings.Contains(string(c.RequestsMapping), "serverSideRpc") {
@@ -49,7 +49,7 @@ func TestParseErrors(t *testing.T) {
 				{"topicFilter":"a","converter":{"type":"json","deviceInfo":{"deviceNameExpression":"x"}}},
 				{"topicFilter":"b","converter":{"type":"json","deviceInfo":{"deviceNameExpression":"x"}}},
 				{"topicFilter":"c","converter":{"type":"xml","deviceInfo":{"deviceNameExpression":"x"}}}]}`,
-			errs: []string{`mqtt.json: mapping[2].converter.type: unknown value "xml" (want one of: json, bytes, custom)`},
+			errs: []string{`mqtt.json: mapping[2].converter.type: unknown value "xml" (want one of: json, bytes, custom, script)`},
 		},
 		{
 			name: "broker problems collected",
@@ -91,7 +91,7 @@ func TestParseErrors(t *testing.T) {
 		{
 			name: "custom needs extension",
 			cfg:  `{"broker":{"host":"h"},"mapping":[{"topicFilter":"a","converter":{"type":"custom"}}]}`,
-			errs: []string{`mqtt.json: mapping[0].converter.extension: is required for a custom converter`},
+			errs: []string{`mqtt.json: mapping[0].converter.extension: is required for a custom converter (or "script": a Starlark file)`},
 		},
 		{
 			name:  "unknown keys warn",

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/industryos/gateway/protocols"
+	"github.com/industryos/gateway/protocols/kit/jsonconv"
 	"github.com/industryos/gateway/protocols/kit/pyre"
 	"github.com/industryos/gateway/protocols/kit/spec"
 )
@@ -99,8 +101,18 @@ func NewConnector(cfg protocols.ConnectorConfig) (*Connector, error) {
 		c.clientID = newClientID()
 	}
 	connectorReport := parsed.Report.Or(cfg.Report)
+	env := jsonconv.Env{Print: func(file, msg string) { c.log.Debug().Str("script", file).Msg(msg) }}
+	if cfg.File != "" {
+		env.Dir = filepath.Dir(cfg.File)
+	}
 	for _, m := range parsed.Mapping {
-		conv, err := NewConverter(m)
+		conv, err := jsonconv.NewConverterEnv(m, env)
+		if jsonconv.IsScriptError(err) {
+			// file:line:column of the script, at the key that names it, so
+			// `iotgw check` shows it with the other problems.
+			cfg.Config.Problems().Errorf(cfg.Config.File(), m.Path+".converter.script", "%v", err)
+			continue
+		}
 		if errors.Is(err, ErrNoConverter) {
 			// Upstream loads the rest of the file when one mapping's
 			// extension is missing; so do we, with one line naming it.
@@ -113,8 +125,11 @@ func NewConnector(cfg protocols.ConnectorConfig) (*Connector, error) {
 		def, perKey := m.ReportStrategies()
 		c.mappings = append(c.mappings, &compiledMapping{m: m, conv: conv, report: def.Or(connectorReport), keyReport: perKey})
 	}
-	if err := c.compileRequests(&parsed.Requests); err != nil {
+	if err := c.compileRequests(&parsed.Requests, env, cfg.Config.Problems(), cfg.Config.File()); err != nil {
 		return nil, fmt.Errorf("mqtt connector %q: %w", name, err)
+	}
+	if err := cfg.Config.Problems().Err(); err != nil {
+		return nil, err
 	}
 	return c, nil
 }

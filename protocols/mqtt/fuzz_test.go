@@ -3,6 +3,9 @@ package mqtt
 import (
 	"strings"
 	"testing"
+
+	"github.com/industryos/gateway/protocols/kit/jsonconv"
+	"github.com/industryos/gateway/protocols/kit/spec"
 )
 
 // FuzzParseRequests feeds arbitrary requestsMapping sections through the
@@ -21,7 +24,7 @@ func FuzzParseRequests(f *testing.F) {
 			return
 		}
 		c := &Connector{}
-		_ = c.compileRequests(&cfg.Requests)
+		_ = c.compileRequests(&cfg.Requests, jsonconv.Env{}, &spec.Problems{}, "mqtt.json")
 	})
 }
 

@@ -59,6 +59,9 @@ type AttributeUpdateRule struct {
 	ValueExpr        string
 	Retain           bool
 	QoS              int
+	// Script, when set, is a Starlark file whose downlink(cmd) says what to
+	// publish instead of topicExpression and valueExpression.
+	Script string
 }
 
 // RPC types.
@@ -82,6 +85,9 @@ type RPCRule struct {
 	ResponseTopicQoS  int
 	ResponseTimeout   time.Duration
 	ValueExpr         string
+	// Script, when set, is a Starlark file whose downlink(cmd) says what to
+	// publish instead of requestTopicExpression and valueExpression.
+	Script string
 }
 
 // requestSections are the requestsMapping keys, also accepted at the top
@@ -204,8 +210,12 @@ func parseAttributeUpdate(o *spec.Obj) *AttributeUpdateRule {
 	r := &AttributeUpdateRule{Path: o.Path()}
 	r.DeviceNameFilter = regexKey(o, "deviceNameFilter")
 	r.AttributeFilter = regexKey(o, "attributeFilter")
-	r.TopicExpr = requiredTemplate(o, "topicExpression", true)
-	r.ValueExpr = requiredTemplate(o, "valueExpression", false)
+	if r.Script = o.Str("script", ""); r.Script != "" {
+		scriptReplaces(o, "topicExpression", "valueExpression")
+	} else {
+		r.TopicExpr = requiredTemplate(o, "topicExpression", true)
+		r.ValueExpr = requiredTemplate(o, "valueExpression", false)
+	}
 	r.Retain = o.Bool("retain", false)
 	r.QoS = int(o.IntRange("qos", 0, 0, 2))
 	o.Done()
@@ -216,8 +226,12 @@ func parseRPCRule(o *spec.Obj) *RPCRule {
 	r := &RPCRule{Path: o.Path()}
 	r.DeviceNameFilter = regexKey(o, "deviceNameFilter")
 	r.MethodFilter = regexKey(o, "methodFilter")
-	r.RequestTopicExpr = requiredTemplate(o, "requestTopicExpression", true)
-	r.ValueExpr = requiredTemplate(o, "valueExpression", false)
+	if r.Script = o.Str("script", ""); r.Script != "" {
+		scriptReplaces(o, "requestTopicExpression", "valueExpression")
+	} else {
+		r.RequestTopicExpr = requiredTemplate(o, "requestTopicExpression", true)
+		r.ValueExpr = requiredTemplate(o, "valueExpression", false)
+	}
 	if o.Has("responseTopicExpression") {
 		r.ResponseTopicExpr = requiredTemplate(o, "responseTopicExpression", false)
 	}
@@ -235,6 +249,17 @@ func parseRPCRule(o *spec.Obj) *RPCRule {
 	r.ResponseTimeout = o.Duration("responseTimeout", DefaultRPCResponseTimeout, wholeMillis)
 	o.Done()
 	return r
+}
+
+// scriptReplaces refuses the keys a downlink script replaces: with both,
+// one of them would silently not be used.
+func scriptReplaces(o *spec.Obj, keys ...string) {
+	for _, k := range keys {
+		if o.Has(k) {
+			o.Errorf(k, "is not used with \"script\": the script's downlink(cmd) returns the topic and payload")
+		}
+		o.Known(k)
+	}
 }
 
 // regexKey reads an optional regex filter; absent means "everything".

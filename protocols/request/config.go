@@ -9,9 +9,11 @@ import (
 	"time"
 
 	"github.com/industryos/gateway/protocols"
+	"github.com/industryos/gateway/protocols/kit/jsonconv"
 	"github.com/industryos/gateway/protocols/kit/jsonexpr"
 	"github.com/industryos/gateway/protocols/kit/pyre"
 	"github.com/industryos/gateway/protocols/kit/report"
+	"github.com/industryos/gateway/protocols/kit/script"
 	"github.com/industryos/gateway/protocols/kit/spec"
 )
 
@@ -59,6 +61,8 @@ func (s Security) String() string {
 const (
 	TypeJSON   = "json"
 	TypeCustom = "custom"
+	// TypeScript runs a Starlark script (protocols/kit/script).
+	TypeScript = script.TypeScript
 )
 
 // HTTP is what every request shares: the mapping's poll and the downlink.
@@ -102,6 +106,9 @@ type ConverterConfig struct {
 	Report          protocols.ReportStrategy
 	Extension       string
 	ExtensionConfig json.RawMessage
+	// Script is the Starlark file a custom or script converter runs, as
+	// written (relative to the connector file).
+	Script string
 }
 
 // KeyConfig is one attributes[] / telemetry[] item.
@@ -387,20 +394,15 @@ func parseMapping(o *spec.Obj) *Mapping {
 
 func parseConverter(c *spec.Obj) ConverterConfig {
 	cc := ConverterConfig{}
-	cc.Type = c.Enum("type", TypeJSON, TypeJSON, TypeCustom)
+	cc.Type = c.Enum("type", TypeJSON, TypeJSON, TypeCustom, TypeScript)
 	cc.Report = report.Parse(c)
 	cc.DeviceName = exprStr(c, "deviceNameJsonExpression", "")
 	cc.DeviceType = exprStr(c, "deviceTypeJsonExpression", "default")
 	cc.Extension = c.Str("extension", "")
-	for _, k := range []string{"extensionConfig", "extension-config"} {
-		if v, ok := c.Any(k); ok {
-			cc.ExtensionConfig, _ = json.Marshal(v)
-		}
-	}
-	if cc.Type == TypeCustom {
-		if cc.Extension == "" {
-			c.Errorf("extension", "is required for a custom converter")
-		}
+	cc.ExtensionConfig = jsonconv.ExtensionConfig(c, "extensionConfig", "extension-config")
+	c.Known("extension-config")
+	cc.Script = script.ParseRef(c, cc.Type, cc.Extension)
+	if cc.Type == TypeCustom || cc.Type == TypeScript {
 		c.Known("attributes", "telemetry", "timeseries")
 		c.Done()
 		return cc

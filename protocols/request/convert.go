@@ -13,6 +13,7 @@ import (
 	"github.com/industryos/gateway/protocols"
 	"github.com/industryos/gateway/protocols/kit/jsonconv"
 	"github.com/industryos/gateway/protocols/kit/jsonexpr"
+	"github.com/industryos/gateway/protocols/kit/script"
 )
 
 // Converted is what one response item yields for one device.
@@ -37,12 +38,22 @@ var (
 // ConvertError names the mapping and what a response failed on.
 type ConvertError = jsonconv.ConvertError
 
-// NewConverter builds the converter a mapping asks for.
-func NewConverter(m *Mapping) (Converter, error) {
+// NewConverter builds the converter a mapping asks for; a script path is
+// taken as written (see NewConverterEnv).
+func NewConverter(m *Mapping) (Converter, error) { return NewConverterEnv(m, jsonconv.Env{}) }
+
+// NewConverterEnv builds the converter a mapping asks for: json, a script
+// (custom with a script, or script), or a registered Go converter.
+func NewConverterEnv(m *Mapping, env jsonconv.Env) (Converter, error) {
 	switch m.Converter.Type {
 	case TypeJSON, "":
 		return NewJSONConverter(m)
+	case TypeScript:
+		return newScriptConverter(m, env)
 	case TypeCustom:
+		if m.Converter.Script != "" {
+			return newScriptConverter(m, env)
+		}
 		f := lookupConverter(m.Converter.Extension)
 		if f == nil {
 			return nil, jsonconv.NoConverterError(m.Converter.Extension)
@@ -405,3 +416,35 @@ func describe(v any) string {
 }
 
 var _ Converter = (*JSONConverter)(nil)
+
+// scriptConverter runs a mapping's Starlark script on each response body;
+// the script sees the mapping's url as msg.topic.
+type scriptConverter struct {
+	url string
+	s   *script.Script
+}
+
+func newScriptConverter(m *Mapping, env jsonconv.Env) (*scriptConverter, error) {
+	s, err := script.Load(script.Path(env.Dir, m.Converter.Script), script.Options{Config: m.Converter.ExtensionConfig, Print: env.Print})
+	if err == nil && !s.HasUplink() {
+		err = &script.CompileError{File: s.File, Msg: "defines no uplink(msg), which a mapping's converter needs"}
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &scriptConverter{url: m.URL, s: s}, nil
+}
+
+// Convert implements Converter; a failed call is a ConvertError
+// (ErrMalformed) naming the script's file and line.
+func (c *scriptConverter) Convert(body []byte, now time.Time) ([]Converted, error) {
+	rs, err := c.s.Uplink(script.Message{Payload: body, Topic: c.url, Now: now})
+	if err != nil {
+		return nil, &ConvertError{TopicFilter: c.url, What: "script", Err: err}
+	}
+	out := make([]Converted, len(rs))
+	for i, r := range rs {
+		out[i] = Converted{Device: r.Device, Profile: r.Profile, Ts: r.Ts, Telemetry: r.Telemetry, Attributes: r.Attributes}
+	}
+	return out, nil
+}

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/industryos/gateway/protocols"
+	"github.com/industryos/gateway/protocols/kit/jsonconv"
 	"github.com/industryos/gateway/protocols/kit/jsonexpr"
 	"github.com/industryos/gateway/protocols/kit/spec"
 )
@@ -118,8 +120,16 @@ func NewConnector(cfg protocols.ConnectorConfig) (*Connector, error) {
 		return http.ErrUseLastResponse
 	}}
 	connectorReport := parsed.Report.Or(cfg.Report)
+	env := jsonconv.Env{Print: func(file, msg string) { c.log.Debug().Str("script", file).Msg(msg) }}
+	if cfg.File != "" {
+		env.Dir = filepath.Dir(cfg.File)
+	}
 	for _, m := range parsed.Mapping {
-		conv, err := NewConverter(m)
+		conv, err := NewConverterEnv(m, env)
+		if jsonconv.IsScriptError(err) {
+			cfg.Config.Problems().Errorf(cfg.Config.File(), m.Path+".converter.script", "%v", err)
+			continue
+		}
 		if errors.Is(err, ErrNoConverter) {
 			// Upstream loads the rest of the file when one mapping's
 			// extension is missing; so do we, with one line naming it.
@@ -144,6 +154,9 @@ func NewConnector(cfg protocols.ConnectorConfig) (*Connector, error) {
 		def, perKey := m.ReportStrategies()
 		p.report, p.keyReport = def.Or(connectorReport), perKey
 		c.pollers = append(c.pollers, p)
+	}
+	if err := cfg.Config.Problems().Err(); err != nil {
+		return nil, err
 	}
 	if err := c.compileDownlink(); err != nil {
 		return nil, fmt.Errorf("request connector %q: %w", name, err)

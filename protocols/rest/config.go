@@ -374,6 +374,7 @@ func anyText(o *spec.Obj, key string) string {
 const (
 	TypeJSON   = "json"
 	TypeCustom = "custom"
+	TypeScript = jsonconv.TypeScript
 )
 
 // Device name and profile sources; "request" is the pushed data.
@@ -393,17 +394,17 @@ func sourceOf(expr string) string {
 
 func parseConverter(c *spec.Obj) jsonconv.ConverterConfig {
 	cc := jsonconv.ConverterConfig{}
-	cc.Type = c.Enum("type", TypeJSON, TypeJSON, TypeCustom)
+	cc.Type = c.Enum("type", TypeJSON, TypeJSON, TypeCustom, TypeScript)
 	cc.Report = report.Parse(c)
 	cc.Extension = c.Str("extension", "")
-	if v, ok := c.Any("extensionConfig"); ok {
-		cc.ExtensionConfig, _ = json.Marshal(v)
-	} else if v, ok := c.Any("extension-config"); ok {
-		cc.ExtensionConfig, _ = json.Marshal(v)
-	}
+	cc.ExtensionConfig = jsonconv.ExtensionConfig(c, "extensionConfig", "extension-config")
 	c.Known("extension-config", "useEval")
-	if cc.Type == TypeCustom && cc.Extension == "" {
-		c.Errorf("extension", "is required for a custom converter")
+	jsonconv.ParseScript(c, &cc)
+	if cc.Type == TypeScript {
+		// The script names devices and keys itself.
+		c.Known("deviceInfo", "deviceNameExpression", "deviceTypeExpression", "attributes", "timeseries")
+		c.Done()
+		return cc
 	}
 	if d := c.Obj("deviceInfo"); d != nil {
 		cc.DeviceInfo = parseDeviceInfo(d)

@@ -100,8 +100,16 @@ func NewConnector(cfg protocols.ConnectorConfig) (*Connector, error) {
 		respKeys: map[string]bool{},
 	}
 	connectorReport := parsed.Report.Or(cfg.Report)
+	env := jsonconv.Env{Print: func(file, msg string) { c.log.Debug().Str("script", file).Msg(msg) }}
+	if cfg.File != "" {
+		env.Dir = filepath.Dir(cfg.File)
+	}
 	for _, e := range parsed.Mapping {
-		conv, err := jsonconv.NewConverter(e.Mapping)
+		conv, err := jsonconv.NewConverterEnv(e.Mapping, env)
+		if jsonconv.IsScriptError(err) {
+			cfg.Config.Problems().Errorf(cfg.Config.File(), e.Path+".converter.script", "%v", err)
+			continue
+		}
 		if errors.Is(err, jsonconv.ErrNoConverter) {
 			// Upstream serves the other endpoints when one extension is
 			// missing; so do we, with one line naming it.
@@ -116,6 +124,9 @@ func NewConnector(cfg protocols.ConnectorConfig) (*Connector, error) {
 		if e.Response.Expected && e.Response.Attribute != "" {
 			c.respKeys[e.Response.Attribute] = true
 		}
+	}
+	if err := cfg.Config.Problems().Err(); err != nil {
+		return nil, err
 	}
 	for _, a := range parsed.AttrRequests {
 		ae := &attrEndpoint{a: a}

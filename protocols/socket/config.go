@@ -2,6 +2,7 @@ package socket
 
 import (
 	_ "embed"
+	"encoding/json"
 	"fmt"
 	"math"
 	"regexp"
@@ -11,6 +12,7 @@ import (
 	"github.com/industryos/gateway/protocols"
 	"github.com/industryos/gateway/protocols/kit/pyre"
 	"github.com/industryos/gateway/protocols/kit/report"
+	"github.com/industryos/gateway/protocols/kit/script"
 	"github.com/industryos/gateway/protocols/kit/spec"
 )
 
@@ -88,6 +90,12 @@ type DeviceConfig struct {
 	RPC        []*Downlink
 	// Report is the device's reportStrategy (zero: inherit).
 	Report protocols.ReportStrategy
+	// Script, when set, is the Starlark file that converts the device's
+	// messages instead of telemetry and attributes; ScriptConfig is the
+	// device's entry, its msg.config.
+	Script       string
+	ScriptKey    string // the key that named it, for errors
+	ScriptConfig json.RawMessage
 }
 
 // KeyConfig is one telemetry[] or attributes[] entry.
@@ -224,8 +232,21 @@ func parseDevice(d *spec.Obj) *DeviceConfig {
 		dev.match = re
 	}
 	dev.Encoding = parseEncoding(d, "encoding", DefaultEncoding)
-	if conv := d.Str("converter", ""); conv != "" && conv != "BytesSocketUplinkConverter" {
-		d.Errorf("converter", "%q: custom converter classes are not supported (only the built-in BytesSocketUplinkConverter)", conv)
+	conv := d.Str("converter", "")
+	if dev.Script = script.Ref(d, conv); dev.Script != "" {
+		dev.ScriptKey = "script"
+		if !d.Has("script") {
+			dev.ScriptKey = "converter"
+		}
+		// The script gets the device's entry as msg.config, as upstream's
+		// custom converters get their device's config.
+		if raw, ok := d.RawText(); ok {
+			dev.ScriptConfig = raw
+		} else {
+			dev.ScriptConfig, _ = json.Marshal(d.Raw())
+		}
+	} else if conv != "" && conv != "BytesSocketUplinkConverter" {
+		d.Errorf("converter", "%q: custom converter classes are not supported (only the built-in BytesSocketUplinkConverter, or a Starlark script: \"script\" or a converter ending in .star)", conv)
 	}
 	dev.Report = report.Parse(d)
 	dev.Telemetry = parseKeys(d, "telemetry")

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -16,6 +17,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/industryos/gateway/protocols"
+	"github.com/industryos/gateway/protocols/kit/script"
 	"github.com/industryos/gateway/protocols/kit/spec"
 )
 
@@ -71,6 +73,7 @@ type Connector struct {
 // device is a configured device with its strategies and its last peer.
 type device struct {
 	cfg       *DeviceConfig
+	script    *script.Script // converts instead of cfg's keys when set
 	report    protocols.ReportStrategy
 	keyReport map[string]protocols.ReportStrategy
 	// last is where the device last sent from: writes go there, as
@@ -110,8 +113,24 @@ func NewConnector(cfg protocols.ConnectorConfig) (*Connector, error) {
 		ready: make(chan struct{}), conns: map[string]*conn{},
 	}
 	connectorReport := parsed.Report.Or(cfg.Report)
+	dir := ""
+	if cfg.File != "" {
+		dir = filepath.Dir(cfg.File)
+	}
 	for _, d := range parsed.Devices {
 		dev := &device{cfg: d, report: d.Report.Or(connectorReport)}
+		if d.Script != "" {
+			s, err := script.Load(script.Path(dir, d.Script), script.Options{Config: d.ScriptConfig,
+				Print: func(file, msg string) { c.log.Debug().Str("script", file).Msg(msg) }})
+			if err == nil && !s.HasUplink() {
+				err = &script.CompileError{File: s.File, Msg: "defines no uplink(msg), which a device's converter needs"}
+			}
+			if err != nil {
+				cfg.Config.Problems().Errorf(cfg.Config.File(), d.Path+"."+d.ScriptKey, "%v", err)
+				continue
+			}
+			dev.script = s
+		}
 		for _, list := range [][]*KeyConfig{d.Telemetry, d.Attributes} {
 			for _, k := range list {
 				if k.Report.IsSet() {
@@ -124,6 +143,9 @@ func NewConnector(cfg protocols.ConnectorConfig) (*Connector, error) {
 		}
 		c.devices = append(c.devices, dev)
 		c.byName[d.Name] = dev
+	}
+	if err := cfg.Config.Problems().Err(); err != nil {
+		return nil, err
 	}
 	return c, nil
 }
@@ -412,6 +434,12 @@ func (c *Connector) deliver(ctx context.Context, sink protocols.Sink, p *peer, d
 		if c.attrRequest(ctx, sink, d, p, msg, st) {
 			continue
 		}
+		if d.script != nil {
+			if !c.deliverScript(ctx, sink, d, p, msg, at) {
+				return false
+			}
+			continue
+		}
 		var r protocols.Reading
 		r, st.errs = d.cfg.Convert(msg, st.errs[:0])
 		for _, ke := range st.errs {
@@ -429,6 +457,33 @@ func (c *Connector) deliver(ctx context.Context, sink protocols.Sink, p *peer, d
 			// The runtime is stopping the connector; a socket peer cannot
 			// be asked to resend, so the values are lost and counted.
 			sink.Dropped("socket "+p.addr, len(r.Telemetry)+len(r.Attributes), fmt.Errorf("device %q: push refused: %w", d.cfg.Name, err))
+			continue
+		}
+		c.pushed.Add(1)
+	}
+	return true
+}
+
+// deliverScript converts msg with d's script and pushes what it names,
+// each result as its own device (the script names it). A failed call is
+// counted as malformed input of the peer. It returns false once ctx ended.
+func (c *Connector) deliverScript(ctx context.Context, sink protocols.Sink, d *device, p *peer, msg []byte, at time.Time) bool {
+	res, err := d.script.Uplink(script.Message{Payload: msg, Topic: p.addr, Meta: map[string]any{"device": d.cfg.Name}, Now: at})
+	if err != nil {
+		sink.Malformed("socket "+p.addr+" script", fmt.Errorf("device %q: %w", d.cfg.Name, err))
+		return true
+	}
+	for _, r := range res {
+		if len(r.Telemetry) == 0 && len(r.Attributes) == 0 {
+			continue
+		}
+		err := sink.Push(ctx, protocols.Push{Device: r.Device, Profile: r.Profile, Ts: time.UnixMilli(r.Ts),
+			Reading: protocols.Reading{Telemetry: r.Telemetry, Attributes: r.Attributes}, Report: d.report})
+		if err != nil {
+			if ctx.Err() != nil {
+				return false
+			}
+			sink.Dropped("socket "+p.addr, len(r.Telemetry)+len(r.Attributes), fmt.Errorf("device %q: push refused: %w", r.Device, err))
 			continue
 		}
 		c.pushed.Add(1)

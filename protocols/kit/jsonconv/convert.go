@@ -42,14 +42,25 @@ func (n NoConverterError) Error() string {
 // Is makes every NoConverterError an ErrNoConverter.
 func (n NoConverterError) Is(target error) bool { return target == ErrNoConverter }
 
-// NewConverter builds the converter a mapping asks for.
-func NewConverter(m *Mapping) (Converter, error) {
+// NewConverter builds the converter a mapping asks for; a script path is
+// taken as it is written (see NewConverterEnv).
+func NewConverter(m *Mapping) (Converter, error) { return NewConverterEnv(m, Env{}) }
+
+// NewConverterEnv builds the converter a mapping asks for, in its
+// connector's environment. A custom or script converter with a script
+// runs the script; a custom one without runs the registered Go converter.
+func NewConverterEnv(m *Mapping, env Env) (Converter, error) {
 	switch m.Converter.Type {
 	case TypeJSON, "":
 		return NewJSONConverter(m)
 	case TypeBytes:
 		return NewBytesConverter(m)
+	case TypeScript:
+		return NewScriptConverter(m, env)
 	case TypeCustom:
+		if m.Converter.Script != "" {
+			return NewScriptConverter(m, env)
+		}
 		f := lookupConverter(m.Converter.Extension)
 		if f == nil {
 			return nil, NoConverterError(m.Converter.Extension)

@@ -8,6 +8,7 @@ import (
 	"github.com/industryos/gateway/protocols"
 	"github.com/industryos/gateway/protocols/kit/pyre"
 	"github.com/industryos/gateway/protocols/kit/report"
+	"github.com/industryos/gateway/protocols/kit/script"
 	"github.com/industryos/gateway/protocols/kit/spec"
 )
 
@@ -16,6 +17,9 @@ const (
 	TypeJSON   = "json"
 	TypeBytes  = "bytes"
 	TypeCustom = "custom"
+	// TypeScript runs a Starlark script (protocols/kit/script); upstream
+	// has no such type, its "custom" takes a script too.
+	TypeScript = "script"
 )
 
 // Expression sources.
@@ -48,6 +52,9 @@ type ConverterConfig struct {
 	Report               protocols.ReportStrategy
 	Extension            string
 	ExtensionConfig      json.RawMessage
+	// Script is the Starlark file a custom or script converter runs, as
+	// written (relative to the connector file); empty for the others.
+	Script string
 }
 
 // DeviceInfo says where device name and profile come from.
@@ -108,7 +115,7 @@ func ValidTopicFilter(f string) error {
 
 func parseConverter(c *spec.Obj) ConverterConfig {
 	cc := ConverterConfig{}
-	cc.Type = c.Enum("type", TypeJSON, TypeJSON, TypeBytes, TypeCustom)
+	cc.Type = c.Enum("type", TypeJSON, TypeJSON, TypeBytes, TypeCustom, TypeScript)
 	cc.UseReceivedTs = c.Bool("useReceivedTs", false)
 	cc.SendDataOnlyOnChange = c.Bool("sendDataOnlyOnChange", false)
 	cc.TsField = c.Str("tsField", "")
@@ -116,13 +123,13 @@ func parseConverter(c *spec.Obj) ConverterConfig {
 	cc.Report = report.Parse(c)
 	c.Known("useEval", "timeout", "cached")
 	cc.Extension = c.Str("extension", "")
-	if v, ok := c.Any("extensionConfig"); ok {
-		cc.ExtensionConfig, _ = json.Marshal(v)
-	}
-	if cc.Type == TypeCustom {
-		if cc.Extension == "" {
-			c.Errorf("extension", "is required for a custom converter")
-		}
+	cc.ExtensionConfig = ExtensionConfig(c, "extensionConfig")
+	ParseScript(c, &cc)
+	if cc.Type == TypeScript {
+		// The script names devices and keys itself.
+		c.Known("deviceInfo", "attributes", "timeseries")
+		c.Done()
+		return cc
 	}
 	if cc.Type != TypeCustom {
 		if d := c.Obj("deviceInfo"); d != nil {
@@ -137,6 +144,30 @@ func parseConverter(c *spec.Obj) ConverterConfig {
 	cc.Timeseries, cc.AllTimeseries = parseKeys(c, "timeseries", cc.Type)
 	c.Done()
 	return cc
+}
+
+// ExtensionConfig reads the first of keys present (upstream spells it
+// extensionConfig, older files extension-config) as the file wrote it, so
+// a script sees the keys in file order; nil when none is present.
+func ExtensionConfig(c *spec.Obj, keys ...string) json.RawMessage {
+	for _, k := range keys {
+		if raw, ok := c.RawJSON(k); ok {
+			return raw
+		}
+		if v, ok := c.Any(k); ok {
+			raw, _ := json.Marshal(v)
+			return raw
+		}
+	}
+	return nil
+}
+
+// ParseScript reads the converter's script (see script.Ref) into cc and
+// checks it against cc.Type and cc.Extension, which the caller has read:
+// a custom converter needs an extension or a script, a script converter a
+// script, and the other types take none.
+func ParseScript(c *spec.Obj, cc *ConverterConfig) {
+	cc.Script = script.ParseRef(c, cc.Type, cc.Extension)
 }
 
 // ParseDeviceInfo reads a deviceInfo object for a converter of type typ.

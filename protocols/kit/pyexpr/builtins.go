@@ -40,7 +40,12 @@ func init() {
 // guard replaces every binary `*` in x with a call of the guarded
 // multiplication: Starlark runs `"x" * 300000000` as one uncancellable step
 // that allocates 300 MB, the step limit cannot stop it.
-func guard(x syntax.Expr) syntax.Expr {
+func guard(x syntax.Expr) syntax.Expr { return guardOps(x, false) }
+
+// guardOps is guard; with plus set it also routes every binary `+` through
+// the guarded concatenation, which scripts need (a loop doubling a string
+// reaches gigabytes in thirty steps) and expressions, without loops, do not.
+func guardOps(x syntax.Expr, plus bool) syntax.Expr {
 	var g func(e syntax.Expr) syntax.Expr
 	list := func(es []syntax.Expr) {
 		for i := range es {
@@ -53,6 +58,9 @@ func guard(x syntax.Expr) syntax.Expr {
 			t.X, t.Y = g(t.X), g(t.Y)
 			if t.Op == syntax.STAR {
 				return &syntax.CallExpr{Fn: &syntax.Ident{Name: mulName, NamePos: t.OpPos}, Lparen: t.OpPos, Args: []syntax.Expr{t.X, t.Y}, Rparen: t.OpPos}
+			}
+			if plus && t.Op == syntax.PLUS {
+				return &syntax.CallExpr{Fn: &syntax.Ident{Name: addName, NamePos: t.OpPos}, Lparen: t.OpPos, Args: []syntax.Expr{t.X, t.Y}, Rparen: t.OpPos}
 			}
 		case *syntax.UnaryExpr:
 			if t.X != nil {

@@ -162,6 +162,8 @@ type Obj struct {
 	path  string
 	m     map[string]any
 	known map[string]bool
+	src   []byte // the file's JSON text when Parse made the root; see RawJSON
+	segs  []seg  // where this object is in src
 }
 
 // Parse decodes raw JSON into an Obj rooted at file. A syntax error is recorded
@@ -178,7 +180,9 @@ func Parse(ps *Problems, file string, raw []byte) *Obj {
 		ps.Errorf(file, "", "expected a JSON object, got null")
 		return nil
 	}
-	return New(ps, file, "", m)
+	o := New(ps, file, "", m)
+	o.src = raw
+	return o
 }
 
 func describeJSONError(raw []byte, err error) string {
@@ -412,7 +416,16 @@ func (o *Obj) Obj(key string) *Obj {
 		o.Errorf(key, "expected an object, got %s", describe(v))
 		return nil
 	}
-	return New(o.ps, o.file, o.KeyPath(key), m)
+	return o.child(o.KeyPath(key), m, seg{key: key})
+}
+
+func (o *Obj) child(path string, m map[string]any, at ...seg) *Obj {
+	c := New(o.ps, o.file, path, m)
+	if o.src != nil {
+		c.src = o.src
+		c.segs = append(append(make([]seg, 0, len(o.segs)+len(at)), o.segs...), at...)
+	}
+	return c
 }
 
 // List reads a list of objects; non-object items are reported and skipped.
@@ -434,7 +447,7 @@ func (o *Obj) List(key string) []*Obj {
 			o.ps.Errorf(o.file, p, "expected an object, got %s", describe(it))
 			continue
 		}
-		out = append(out, New(o.ps, o.file, p, m))
+		out = append(out, o.child(p, m, seg{key: key}, seg{index: i}))
 	}
 	return out
 }
