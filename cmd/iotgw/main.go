@@ -20,6 +20,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/industryos/gateway/actors"
+	"github.com/industryos/gateway/actors/automation"
 	"github.com/industryos/gateway/actors/observe"
 	"github.com/industryos/gateway/protocols"
 	"github.com/industryos/gateway/protocols/config"
@@ -211,6 +212,9 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 	}
 	if logs != nil && logs.Out != nil {
 		fmt.Fprintf(stdout, "%s: log file %s\n", logs.File, logs.Out.Path)
+	}
+	if !checkAutomation(filepath.Join(filepath.Dir(*path), automation.FileName), stdout, stderr) {
+		return 1
 	}
 	fmt.Fprintf(stdout, "%s: OK\n", *path)
 	return 0
