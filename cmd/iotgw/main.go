@@ -325,7 +325,13 @@ func cmdRun(args []string, stderr io.Writer) int {
 		log.Warn().Err(err).Msg("systemd notify")
 	}
 	log.Info().Str("version", bv.Version).Str("commit", bv.Commit).Str("config", *path).Int("connectors", len(cfg.Connectors)).Msg("gateway started")
-	return waitAndStop(gw, sig, log, sd)
+	stopAutomation, err := startAutomation(gw, *path, log)
+	if err != nil {
+		// Data collection must not stop for a broken automation file: log
+		// every problem's summary and run without automation.
+		log.Error().Err(err).Msg("automation not started; the gateway runs without it (iotgw check shows every problem)")
+	}
+	return waitAndStop(gw, sig, log, sd, stopAutomation)
 }
 
 // stopSignals starts catching SIGINT and SIGTERM for waitAndStop.
@@ -337,10 +343,14 @@ func stopSignals() chan os.Signal {
 
 // waitAndStop blocks until SIGINT/SIGTERM and stops the tree in order; a second
 // signal, or the 5 s budget running out, exits at once.
-func waitAndStop(gw *actors.Gateway, sig chan os.Signal, log zerolog.Logger, sd sdNotifier) int {
+func waitAndStop(gw *actors.Gateway, sig chan os.Signal, log zerolog.Logger, sd sdNotifier, before ...func()) int {
 	s := <-sig
 	log.Info().Str("signal", s.String()).Msg("stopping")
 	_ = sd.notify("STOPPING=1")
+	// Automation first: nothing may queue a write to a connector that stops.
+	for _, f := range before {
+		f()
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 4500*time.Millisecond)
 	defer cancel()
 	done := make(chan error, 1)

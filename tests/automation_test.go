@@ -1,0 +1,142 @@
+package tests
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/industryos/gateway/actors"
+	"github.com/industryos/gateway/actors/automation"
+	"github.com/industryos/gateway/actors/automation/handler"
+	"github.com/industryos/gateway/protocols/kit/testpeer"
+)
+
+// startAutomation loads dir/automation.yaml and runs it on gw's bus.
+func startAutomation(t *testing.T, gw *actors.Gateway, dir string) *automation.Engine {
+	t.Helper()
+	cfg, _, err := automation.Load(filepath.Join(dir, automation.FileName))
+	if err != nil || cfg == nil {
+		t.Fatalf("automation.yaml: %v", err)
+	}
+	eng, err := automation.Start(cfg, automation.Deps{
+		System: gw.ActorSystem(), Bus: gw.Bus(), Log: testLogger(t),
+		Env: handler.Env{WriteDevice: gw.WriteAttributes, Journal: gw.AppendGatewayEvents},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = eng.Stop() })
+	return eng
+}
+
+// TestAutomationModbusOffline: a pymodbus slave's unit 1 is polled, a task
+// "value > 1000" writes unit 2's register through the gateway's downlink
+// (read back from the slave), a forward copies a value to unit 2 through
+// an expression, and a platform message is journaled; the platform broker
+// is down throughout, and the journaled message reaches it once it is up.
+func TestAutomationModbusOffline(t *testing.T) {
+	testpeer.NeedPymodbus(t)
+	slave := testpeer.StartPySlave(t, "tcp", "socket", "0", "1,2")
+	unit := func(u int, extra string) string {
+		return fmt.Sprintf(`{"type":"tcp","host":"127.0.0.1","port":%s,"unitId":%d,"deviceName":"unit%d","pollPeriod":100,
+		  "timeout":1,"byteOrder":"BIG","reportStrategy":{"type":"ON_RECEIVED"}%s}`, slave.Port, u, u, extra)
+	}
+	modbus := `{"master":{"slaves":[` +
+		unit(1, `,"timeseries":[{"tag":"level","type":"16uint","functionCode":3,"objectsCount":1,"address":5},
+		                       {"tag":"flow","type":"16uint","functionCode":3,"objectsCount":1,"address":6}]`) + "," +
+		unit(2, `,"attributeUpdates":[{"tag":"alarm","type":"16uint","functionCode":6,"objectsCount":1,"address":10},
+		                            {"tag":"never","type":"16uint","functionCode":6,"objectsCount":1,"address":11},
+		                            {"tag":"copy","type":"16uint","functionCode":6,"objectsCount":1,"address":12}]`) + `]}}`
+	// Nothing listens on the platform's port until the end of the test.
+	platformPort := testpeer.FreePort(t)
+	dir := t.TempDir()
+	path := writeConfig(t, dir, fmt.Sprintf("127.0.0.1:%d", platformPort), `{"type": "memory"}`,
+		map[string][]byte{"modbus": []byte(modbus)})
+	if err := os.WriteFile(filepath.Join(dir, automation.FileName), []byte(`
+queue: {memory: true, retryMin: 50ms, retryMax: 1s}
+forwards:
+  - {name: copy-flow, source: unit1.flow, target: unit2.copy, expression: "value - 1000"}
+tasks:
+  - name: high-level
+    trigger: {event: device/unit1/level}
+    condition: value > 1000
+    actions:
+      - {handler: device_write, params: {device: unit2, key: alarm, value: 4242}}
+      - {handler: platform_message, params: {kind: telemetry, values: {highLevel: "{{value}}"}}}
+  - name: impossible
+    trigger: {event: device/unit1/level}
+    condition: value > 2000
+    actions:
+      - {handler: device_write, params: {device: unit2, key: never, value: 1}}
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	gw := startGateway(t, path, nil)
+	eng := startAutomation(t, gw, dir)
+
+	hr := func(u, a int) string {
+		return strings.TrimPrefix(slave.Do("hr %d %d", u, a), fmt.Sprintf("hr %d %d ", u, a))
+	}
+	testpeer.Eventually(t, 20*time.Second, "unit 2 register 10 written by the task", func() error {
+		if v := hr(2, 10); v != "4242" {
+			return fmt.Errorf("register 10 = %s", v)
+		}
+		return nil
+	})
+	testpeer.Eventually(t, 20*time.Second, "unit 2 register 12 written by the forward", func() error {
+		if v := hr(2, 12); v != "6" { // unit 1 register 6 is 1006
+			return fmt.Errorf("register 12 = %s", v)
+		}
+		return nil
+	})
+	testpeer.Eventually(t, 10*time.Second, "both actions done", func() error {
+		if q := eng.Queue(); q.Done.Load() != 2 || q.Failed.Load() != 0 {
+			return fmt.Errorf("done %d failed %d", q.Done.Load(), q.Failed.Load())
+		}
+		return nil
+	})
+	if v := hr(2, 11); v != "2011" {
+		t.Errorf("register 11 = %s: the impossible task wrote", v)
+	}
+	for _, st := range eng.Status() {
+		switch st.Name {
+		case "high-level":
+			if st.Runs != 1 || st.LastError != "" {
+				t.Errorf("high-level status %+v: want one run (a still-true condition does not fire again)", st)
+			}
+		case "impossible":
+			if st.Runs != 0 || st.Checks == 0 {
+				t.Errorf("impossible status %+v", st)
+			}
+		}
+	}
+	testpeer.Eventually(t, 10*time.Second, "the forward's write recorded", func() error {
+		for _, st := range eng.Status() {
+			if st.Name == "copy-flow" && (st.Runs == 0 || st.LastError != "") {
+				return fmt.Errorf("forward status %+v", st)
+			}
+		}
+		return nil
+	})
+
+	// The platform comes up: the journaled gateway message reaches it.
+	testpeer.StartMochi(t, testpeer.MochiPort(platformPort))
+	plat := testpeer.Subscribe(t, fmt.Sprintf("127.0.0.1:%d", platformPort), "v1/devices/me/telemetry")
+	plat.WaitFor(t, 30*time.Second, func(msgs []testpeer.Msg) bool {
+		for _, m := range msgs {
+			var body []map[string]any
+			if json.Unmarshal(m.Payload, &body) == nil {
+				for _, e := range body {
+					if v, _ := e["values"].(map[string]any); v != nil && v["highLevel"] == 1005.0 {
+						return true
+					}
+				}
+			}
+		}
+		return false
+	})
+}
