@@ -3,9 +3,13 @@ package tests
 import (
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -13,6 +17,7 @@ import (
 	"github.com/industryos/gateway/actors/automation"
 	"github.com/industryos/gateway/actors/automation/handler"
 	"github.com/industryos/gateway/protocols/kit/testpeer"
+	"github.com/industryos/gateway/protocols/modbus/sim"
 )
 
 // startAutomation loads dir/automation.yaml and runs it on gw's bus.
@@ -139,4 +144,113 @@ tasks:
 		}
 		return false
 	})
+}
+
+// TestAutomationQueueSurvivesKill: webhook actions the receiver refuses
+// are in the Badger queue when the gateway is killed (SIGKILL); the
+// restarted gateway delivers each once, with its original idempotency key.
+// The task is disabled by a SIGHUP reload before the kill, so the actions
+// delivered after the restart can only come from the queue.
+func TestAutomationQueueSurvivesKill(t *testing.T) {
+	var mu sync.Mutex
+	accept := false
+	attempts := map[string]int{}
+	delivered := map[string]int{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		key := r.Header.Get("Idempotency-Key")
+		attempts[key]++
+		if !accept {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		delivered[key]++
+	}))
+	defer srv.Close()
+	s := startSim(t, 1, 2)
+	dir := t.TempDir()
+	path := writeConfig(t, dir, fmt.Sprintf("127.0.0.1:%d", testpeer.FreePort(t)), `{"type": "memory"}`,
+		map[string][]byte{"modbus": sim.GatewayConfig(s.Addr(), 1, 2, 100*time.Millisecond)})
+	writeAutomation := func(enabled bool) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(dir, automation.FileName), []byte(fmt.Sprintf(`
+queue: {retryMin: 100ms, retryMax: 200ms}
+tasks:
+  - name: notify
+    enabled: %t
+    trigger: {event: device/sim-dev-1/+}
+    actions:
+      - {handler: webhook, params: {url: "%s/hook", body: {key: "{{key}}", value: "{{value}}"}}}
+`, enabled, srv.URL)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeAutomation(true)
+	gw := startBinary(t, path)
+	// r0 and r1 each fire once; each action is refused at least twice.
+	testpeer.Eventually(t, 30*time.Second, "two actions retried", func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(attempts) != 2 {
+			return fmt.Errorf("attempts %v", attempts)
+		}
+		for k, n := range attempts {
+			if n < 2 {
+				return fmt.Errorf("action %s tried %d times", k, n)
+			}
+		}
+		return nil
+	})
+	writeAutomation(false)
+	if err := gw.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	// Retries go on after the reload (the queue is kept); give the reload
+	// a retry round to be applied, then kill.
+	mu.Lock()
+	before := attempts[firstKey(attempts)]
+	mu.Unlock()
+	testpeer.Eventually(t, 10*time.Second, "a retry after the reload", func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if attempts[firstKey(attempts)] < before+2 {
+			return fmt.Errorf("attempts %v", attempts)
+		}
+		return nil
+	})
+	if err := gw.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = gw.Wait()
+	mu.Lock()
+	keys := len(attempts)
+	accept = true
+	mu.Unlock()
+	startBinary(t, path)
+	testpeer.Eventually(t, 30*time.Second, "both queued actions delivered", func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(delivered) != 2 {
+			return fmt.Errorf("delivered %v", delivered)
+		}
+		return nil
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	for k, n := range delivered {
+		if n != 1 || attempts[k] < 3 {
+			t.Errorf("action %s: delivered %d times after %d attempts", k, n, attempts[k])
+		}
+	}
+	if len(attempts) != keys {
+		t.Errorf("new actions after the restart: %v (the task is disabled)", attempts)
+	}
+}
+
+func firstKey(m map[string]int) string {
+	for k := range m {
+		return k
+	}
+	return ""
 }

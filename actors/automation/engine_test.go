@@ -347,3 +347,22 @@ tasks:
 		t.Fatalf("status %+v", st)
 	}
 }
+
+// A wildcard trigger keeps one episode per source: two devices over the
+// limit are two alarms with two keys; a device staying over it is none.
+func TestWildcardEpisodesPerSource(t *testing.T) {
+	rec.reset(0)
+	r := start(t, `
+tasks:
+  - {name: w, trigger: {event: device/+/t}, condition: value > 1, actions: [{handler: test_record, params: {d: "{{device}}"}}]}
+`, nil, nil)
+	r.publish("a", "t", protocols.Int(5))
+	r.publish("b", "t", protocols.Int(5))
+	r.publish("a", "t", protocols.Int(6))
+	waitFor(t, "three checks", func() bool { return r.eng.Status()[0].Checks == 3 })
+	waitFor(t, "two actions", func() bool { return len(rec.actions()) == 2 })
+	got := rec.actions()
+	if got[0].Key == got[1].Key || got[0].Params["d"] == got[1].Params["d"] {
+		t.Fatalf("actions %+v", got)
+	}
+}

@@ -261,7 +261,11 @@ func (q *queueActor) finish(it *queued, err error) {
 		if serr := q.save(it); serr != nil {
 			l.Error().Err(serr).Msg("cannot store an action's retry")
 		}
-		l.Warn().Err(err).Time("next", it.Next).Msg("action failed; retrying")
+		ev := l.Warn()
+		if it.Attempts > 3 {
+			ev = l.Debug() // the first failures tell; the rest would flood the log
+		}
+		ev.Err(err).Time("next", it.Next).Msg("action failed; retrying")
 	}
 }
 

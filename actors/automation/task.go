@@ -26,9 +26,12 @@ type clockTick struct {
 	late bool // a run missed while the gateway was down
 }
 
-// forElapsed: the condition has held since the episode gen began for the
-// task's for-duration.
-type forElapsed struct{ gen int }
+// forElapsed: the condition has held since the episode gen of source
+// began for the task's for-duration.
+type forElapsed struct {
+	source string
+	gen    int
+}
 
 func (*clockTick) ControlMessage()  {}
 func (*forElapsed) ControlMessage() {}
@@ -39,24 +42,32 @@ func (*forElapsed) ControlMessage() {}
 //
 // An event task fires once when its condition becomes true and is re-armed
 // when it becomes false again, so "temperature > 80" is one alarm, not one
-// per poll; a clock task fires at every tick its condition holds.
+// per poll, and with a wildcard trigger one per device and key; a clock
+// task fires at every tick its condition holds.
 type taskActor struct {
-	t      *Task
-	board  *statusBoard
-	clock  Clock
-	store  persistence.Store
-	queue  *actor.PID
-	log    zerolog.Logger
-	self   *actor.PID
-	sys    *actor.ActorSystem
-	last   map[Ref]protocols.Value
-	since  time.Time // the condition has held since; zero: it does not
-	gen    int       // episode of the condition holding
-	fired  bool      // fired in this episode
-	vars   map[string]protocols.Value
-	stopT  func() bool // for-duration timer
-	stopC  func() bool // clock trigger timer
-	lastAt time.Time   // last clock run
+	t        *Task
+	board    *statusBoard
+	clock    Clock
+	store    persistence.Store
+	queue    *actor.PID
+	log      zerolog.Logger
+	self     *actor.PID
+	sys      *actor.ActorSystem
+	last     map[Ref]protocols.Value
+	episodes map[string]*episode // by source: device and key of the trigger
+	gen      int
+	stopC    func() bool // clock trigger timer
+	lastAt   time.Time   // last clock run
+}
+
+// episode is one trigger source's run of its condition holding: a
+// wildcard trigger (device/+/temperature) alarms per device.
+type episode struct {
+	since time.Time // the condition has held since; zero: it does not
+	gen   int       // tells this episode's for-duration timer from older ones
+	fired bool      // fired in this episode
+	vars  map[string]protocols.Value
+	stopT func() bool // for-duration timer
 }
 
 func (a *taskActor) Receive(ctx actor.Context) {
@@ -64,6 +75,7 @@ func (a *taskActor) Receive(ctx actor.Context) {
 	case *actor.Started:
 		a.self, a.sys = ctx.Self(), ctx.ActorSystem()
 		a.last = map[Ref]protocols.Value{}
+		a.episodes = map[string]*episode{}
 		if a.t.Trigger.Clock() {
 			a.startClock()
 		}
@@ -74,7 +86,7 @@ func (a *taskActor) Receive(ctx actor.Context) {
 		if p := a.t.Trigger.Event; p != nil {
 			for _, dp := range m.Values {
 				if p.Match(bus.ClassDevice, m.Device, dp.Key) {
-					a.consider(map[string]protocols.Value{
+					a.consider(m.Device+"\x00"+dp.Key, map[string]protocols.Value{
 						"value": dp.Value, "device": protocols.String(m.Device), "key": protocols.String(dp.Key),
 						"ts": protocols.Int(m.Ts), "event": protocols.String("value"),
 					}, time.UnixMilli(m.Ts))
@@ -83,24 +95,27 @@ func (a *taskActor) Receive(ctx actor.Context) {
 		}
 	case *bus.Lifecycle:
 		if p := a.t.Trigger.Event; p != nil && p.Match(m.Class, m.Name, m.Event) {
-			a.consider(map[string]protocols.Value{
+			a.consider(m.Class+"\x00"+m.Name+"\x00"+m.Event, map[string]protocols.Value{
 				"value": protocols.String(m.Event), "device": protocols.String(m.Name), "key": protocols.String(m.Event),
 				"ts": protocols.Int(m.Ts), "event": protocols.String(m.Event),
 			}, time.UnixMilli(m.Ts))
 		}
 	case *clockTick:
-		a.consider(map[string]protocols.Value{"ts": protocols.Int(m.at.UnixMilli()), "event": protocols.String("clock")}, m.at)
+		a.consider("", map[string]protocols.Value{"ts": protocols.Int(m.at.UnixMilli()), "event": protocols.String("clock")}, m.at)
 		a.saveLast(m.at)
 		if !m.late {
 			a.armClock(m.at)
 		}
 	case *forElapsed:
-		if m.gen == a.gen && !a.since.IsZero() && !a.fired {
-			a.fire(a.vars, a.since.Add(a.t.For))
+		if ep := a.episodes[m.source]; ep != nil && m.gen == ep.gen && !ep.since.IsZero() && !ep.fired {
+			ep.fired = true
+			a.fire(m.source, ep.vars, ep.since.Add(a.t.For))
 		}
 	case *actor.Stopping:
-		if a.stopT != nil {
-			a.stopT()
+		for _, ep := range a.episodes {
+			if ep.stopT != nil {
+				ep.stopT()
+			}
 		}
 		if a.stopC != nil {
 			a.stopC()
@@ -108,8 +123,9 @@ func (a *taskActor) Receive(ctx actor.Context) {
 	}
 }
 
-// consider evaluates the condition for one trigger and fires when due.
-func (a *taskActor) consider(vars map[string]protocols.Value, at time.Time) {
+// consider evaluates the condition for one trigger from source and fires
+// when due.
+func (a *taskActor) consider(source string, vars map[string]protocols.Value, at time.Time) {
 	vars["task"] = protocols.String(a.t.Name)
 	for name, ref := range a.t.Vars {
 		if v, ok := a.last[ref]; ok {
@@ -124,37 +140,43 @@ func (a *taskActor) consider(vars map[string]protocols.Value, at time.Time) {
 		a.board.update(a.t.Name, func(s *Status) { s.Skipped++ })
 		return
 	}
+	ep := a.episodes[source]
 	if !ok {
 		a.board.update(a.t.Name, func(s *Status) { s.Skipped++ })
-		a.since, a.fired = time.Time{}, false
-		if a.stopT != nil {
-			a.stopT()
-			a.stopT = nil
+		if ep != nil {
+			if ep.stopT != nil {
+				ep.stopT()
+			}
+			delete(a.episodes, source)
 		}
 		return
 	}
-	a.vars = vars
-	clock := a.t.Trigger.Clock()
-	if a.t.For <= 0 {
-		if clock || !a.fired {
-			a.fired = true
-			a.fire(vars, at)
+	if ep == nil {
+		if len(a.episodes) >= maxEpisodes {
+			a.board.fail(a.t.Name, now, fmt.Errorf("more than %d sources hold the condition at once; %q ignored", maxEpisodes, source))
+			return
 		}
-		return
-	}
-	if a.since.IsZero() {
-		a.since = now
 		a.gen++
-		gen, sys, self := a.gen, a.sys, a.self
-		a.stopT = a.clock.AfterFunc(a.t.For, func() { sys.Root.Send(self, &forElapsed{gen: gen}) })
-		return
+		ep = &episode{since: now, gen: a.gen}
+		a.episodes[source] = ep
+		if a.t.For > 0 {
+			gen, sys, self := ep.gen, a.sys, a.self
+			ep.stopT = a.clock.AfterFunc(a.t.For, func() { sys.Root.Send(self, &forElapsed{source: source, gen: gen}) })
+		}
 	}
-	if !a.fired && now.Sub(a.since) >= a.t.For {
-		a.fire(vars, a.since.Add(a.t.For))
-	} else if clock && a.fired {
-		a.fire(vars, at)
+	ep.vars = vars
+	clock := a.t.Trigger.Clock()
+	switch {
+	case !ep.fired && now.Sub(ep.since) >= a.t.For:
+		ep.fired = true
+		a.fire(source, vars, at)
+	case ep.fired && clock:
+		a.fire(source, vars, at)
 	}
 }
+
+// maxEpisodes bounds the sources a wildcard task tracks at once.
+const maxEpisodes = 10000
 
 // holds evaluates the condition; a variable without a value yet is an
 // error naming it.
@@ -192,17 +214,16 @@ func (a *taskActor) holds(vars map[string]protocols.Value) (bool, error) {
 }
 
 // fire queues the task's actions, rendered from vars. Each action's
-// idempotency key derives from the task, the trigger's time and the
-// action's place, so it stays the same across retries and restarts.
-func (a *taskActor) fire(vars map[string]protocols.Value, at time.Time) {
-	a.fired = true
+// idempotency key derives from the task, the trigger's source and time and
+// the action's place, so it stays the same across retries and restarts.
+func (a *taskActor) fire(source string, vars map[string]protocols.Value, at time.Time) {
 	now := a.clock.Now()
 	a.board.update(a.t.Name, func(s *Status) { s.Runs++; s.LastRun = now })
 	items := make([]*queued, 0, len(a.t.Actions))
 	for i, act := range a.t.Actions {
 		params, _ := render(act.Params, vars).(map[string]any)
 		items = append(items, &queued{
-			Key: idempotencyKey(a.t.Name, at, i), Task: a.t.Name, Handler: act.Handler,
+			Key: idempotencyKey(a.t.Name, source, at, i), Task: a.t.Name, Handler: act.Handler,
 			Params: params, Created: now, Next: now,
 		})
 	}
@@ -210,8 +231,8 @@ func (a *taskActor) fire(vars map[string]protocols.Value, at time.Time) {
 	a.log.Info().Time("trigger", at).Int("actions", len(items)).Msg("task fired")
 }
 
-func idempotencyKey(task string, at time.Time, action int) string {
-	h := sha256.Sum256([]byte(task + "\x00" + strconv.FormatInt(at.UnixNano(), 10) + "\x00" + strconv.Itoa(action)))
+func idempotencyKey(task, source string, at time.Time, action int) string {
+	h := sha256.Sum256([]byte(task + "\x00" + source + "\x00" + strconv.FormatInt(at.UnixNano(), 10) + "\x00" + strconv.Itoa(action)))
 	return hex.EncodeToString(h[:16])
 }
 
