@@ -180,6 +180,7 @@ tasks:
   - name: notify
     enabled: %t
     trigger: {event: device/sim-dev-1/+}
+    condition: key == "r0" or key == "r1"    # not the connector details sent with the connect
     actions:
       - {handler: webhook, params: {url: "%s/hook", body: {key: "{{key}}", value: "{{value}}"}}}
 `, enabled, srv.URL)), 0o600); err != nil {

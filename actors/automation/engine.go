@@ -63,7 +63,7 @@ func Start(cfg *Config, deps Deps) (*Engine, error) {
 		deps.Clock = RealClock{}
 	}
 	e := &Engine{deps: deps, log: deps.Log.With().Str("component", "automation").Logger(), qstats: &QueueStats{},
-		board: &statusBoard{m: map[string]*Status{}}, handlers: map[string]handler.Handler{}}
+		board: &statusBoard{m: map[string]*entry{}}, handlers: map[string]handler.Handler{}}
 	e.store = deps.Store
 	if e.store == nil {
 		if cfg.Queue.Memory {
@@ -86,7 +86,7 @@ func Start(cfg *Config, deps Deps) (*Engine, error) {
 		log: e.log.With().Str("actor", "automation-queue").Logger(),
 		onResult: func(task string, err error) {
 			if err != nil {
-				e.board.fail(task, deps.Clock.Now(), err)
+				e.board.get(task).fail(deps.Clock.Now(), err)
 			}
 		}}
 	pid, err := deps.System.Root.SpawnNamed(e.props(func() actor.Actor { return qa }, nil), "automation/queue")
@@ -115,19 +115,19 @@ func (e *Engine) props(producer actor.Producer, drops *bus.DropCounter) *actor.P
 func (e *Engine) startAll(cfg *Config) {
 	e.cfg = cfg
 	e.board.mu.Lock()
-	e.board.m = map[string]*Status{}
+	e.board.m = map[string]*entry{}
 	for _, f := range cfg.Forwards {
-		e.board.m[f.Name] = &Status{Name: f.Name, Kind: "forward", Enabled: f.Enabled}
+		e.board.m[f.Name] = &entry{s: Status{Name: f.Name, Kind: "forward", Enabled: f.Enabled}}
 	}
 	for _, t := range cfg.Tasks {
-		e.board.m[t.Name] = &Status{Name: t.Name, Kind: "task", Enabled: t.Enabled}
+		e.board.m[t.Name] = &entry{s: Status{Name: t.Name, Kind: "task", Enabled: t.Enabled}}
 	}
 	e.board.mu.Unlock()
 	for _, f := range cfg.Forwards {
 		if !f.Enabled {
 			continue
 		}
-		a := &forwardActor{f: f, env: e.deps.Env, board: e.board, clock: e.deps.Clock,
+		a := &forwardActor{f: f, env: e.deps.Env, st: e.board.get(f.Name), clock: e.deps.Clock,
 			log: e.log.With().Str("forward", f.Name).Logger()}
 		e.spawn("forward/"+f.Name, func() actor.Actor { return a },
 			[]bus.Pattern{{Class: bus.ClassDevice, Name: f.Source.Device, Leaf: f.Source.Key}})
@@ -143,7 +143,7 @@ func (e *Engine) startAll(cfg *Config) {
 		for _, ref := range t.Vars {
 			patterns = append(patterns, bus.Pattern{Class: bus.ClassDevice, Name: ref.Device, Leaf: ref.Key})
 		}
-		a := &taskActor{t: t, board: e.board, clock: e.deps.Clock, store: e.store, queue: e.queue,
+		a := &taskActor{t: t, st: e.board.get(t.Name), clock: e.deps.Clock, store: e.store, queue: e.queue,
 			log: e.log.With().Str("task", t.Name).Logger()}
 		e.spawn("task/"+t.Name, func() actor.Actor { return a }, patterns)
 	}
@@ -224,7 +224,7 @@ func (e *Engine) Status() []Status {
 	e.board.mu.Lock()
 	out := make([]Status, 0, len(e.board.m))
 	for _, s := range e.board.m {
-		out = append(out, *s)
+		out = append(out, s.snapshot())
 	}
 	e.board.mu.Unlock()
 	e.mu.Lock()

@@ -26,7 +26,7 @@ func (*forwardDone) ControlMessage() {}
 type forwardActor struct {
 	f      *Forward
 	env    handler.Env
-	board  *statusBoard
+	st     *entry
 	clock  Clock
 	log    zerolog.Logger
 	busy   bool
@@ -40,10 +40,11 @@ func (a *forwardActor) Receive(ctx actor.Context) {
 			if dp.Key != a.f.Source.Key {
 				continue
 			}
+			a.st.checks.Add(1)
 			v, err := a.transform(m, dp)
 			if err != nil {
-				a.board.fail(a.f.Name, a.clock.Now(), err)
-				a.board.update(a.f.Name, func(s *Status) { s.Skipped++ })
+				a.st.fail(a.clock.Now(), err)
+				a.st.skipped.Add(1)
 				continue
 			}
 			a.queued = &v
@@ -54,15 +55,11 @@ func (a *forwardActor) Receive(ctx actor.Context) {
 		now := a.clock.Now()
 		if m.err != nil {
 			a.log.Warn().Err(m.err).Msg("forward write failed")
-			a.board.fail(a.f.Name, now, m.err)
+			a.st.fail(now, m.err)
+		} else {
+			a.st.ok()
 		}
-		a.board.update(a.f.Name, func(s *Status) {
-			s.Runs++
-			s.LastRun = now
-			if m.err == nil {
-				s.LastError = ""
-			}
-		})
+		a.st.ran(now)
 		a.next(ctx)
 	}
 }

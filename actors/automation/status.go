@@ -2,6 +2,7 @@ package automation
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -19,21 +20,54 @@ type Status struct {
 	Dropped   uint64    `json:"dropped"` // bus messages its full mailbox refused
 }
 
-// statusBoard holds the status of every forward and task; actors write
-// their own entry, Status reads a copy.
+// entry is one forward's or task's live status: counters an actor bumps on
+// every value without a lock, the rest under mu.
+type entry struct {
+	checks, skipped, runs atomic.Uint64
+	mu                    sync.Mutex
+	s                     Status
+}
+
+func (e *entry) ran(at time.Time) {
+	e.runs.Add(1)
+	e.mu.Lock()
+	e.s.LastRun = at
+	e.mu.Unlock()
+}
+
+func (e *entry) fail(at time.Time, err error) {
+	e.mu.Lock()
+	e.s.LastError, e.s.ErrorAt = err.Error(), at
+	e.mu.Unlock()
+}
+
+func (e *entry) ok() {
+	e.mu.Lock()
+	e.s.LastError = ""
+	e.mu.Unlock()
+}
+
+func (e *entry) snapshot() Status {
+	e.mu.Lock()
+	s := e.s
+	e.mu.Unlock()
+	s.Checks, s.Skipped, s.Runs = e.checks.Load(), e.skipped.Load(), e.runs.Load()
+	return s
+}
+
+// statusBoard holds the status of every forward and task.
 type statusBoard struct {
 	mu sync.Mutex
-	m  map[string]*Status
+	m  map[string]*entry
 }
 
-func (b *statusBoard) update(name string, fn func(*Status)) {
+// get returns name's entry; an unknown name (a queued action of a task a
+// reload removed) gets a detached one.
+func (b *statusBoard) get(name string) *entry {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if s := b.m[name]; s != nil {
-		fn(s)
+	if e := b.m[name]; e != nil {
+		return e
 	}
-}
-
-func (b *statusBoard) fail(name string, at time.Time, err error) {
-	b.update(name, func(s *Status) { s.LastError, s.ErrorAt = err.Error(), at })
+	return &entry{}
 }

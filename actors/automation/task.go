@@ -46,7 +46,7 @@ func (*forElapsed) ControlMessage() {}
 // task fires at every tick its condition holds.
 type taskActor struct {
 	t        *Task
-	board    *statusBoard
+	st       *entry
 	clock    Clock
 	store    persistence.Store
 	queue    *actor.PID
@@ -56,8 +56,9 @@ type taskActor struct {
 	last     map[Ref]protocols.Value
 	episodes map[string]*episode // by source: device and key of the trigger
 	gen      int
-	stopC    func() bool // clock trigger timer
-	lastAt   time.Time   // last clock run
+	stopC    func() bool  // clock trigger timer
+	args     []pyexpr.Arg // scratch for the condition's arguments
+	lastAt   time.Time    // last clock run
 }
 
 // episode is one trigger source's run of its condition holding: a
@@ -66,8 +67,27 @@ type episode struct {
 	since time.Time // the condition has held since; zero: it does not
 	gen   int       // tells this episode's for-duration timer from older ones
 	fired bool      // fired in this episode
-	vars  map[string]protocols.Value
+	ev    trigger
 	stopT func() bool // for-duration timer
+}
+
+// trigger is what one trigger gives the condition and the templates:
+// value, device, key, ts and event (value absent for clock ticks).
+type trigger struct {
+	value    protocols.Value
+	hasValue bool
+	device   string
+	key      string
+	event    string
+	ts       int64
+}
+
+// source identifies the trigger's origin for its episode.
+func (t *trigger) source() string {
+	if t.event == "clock" {
+		return ""
+	}
+	return t.device + "\x00" + t.key + "\x00" + t.event
 }
 
 func (a *taskActor) Receive(ctx actor.Context) {
@@ -86,22 +106,16 @@ func (a *taskActor) Receive(ctx actor.Context) {
 		if p := a.t.Trigger.Event; p != nil {
 			for _, dp := range m.Values {
 				if p.Match(bus.ClassDevice, m.Device, dp.Key) {
-					a.consider(m.Device+"\x00"+dp.Key, map[string]protocols.Value{
-						"value": dp.Value, "device": protocols.String(m.Device), "key": protocols.String(dp.Key),
-						"ts": protocols.Int(m.Ts), "event": protocols.String("value"),
-					}, time.UnixMilli(m.Ts))
+					a.consider(&trigger{value: dp.Value, hasValue: true, device: m.Device, key: dp.Key, event: "value", ts: m.Ts})
 				}
 			}
 		}
 	case *bus.Lifecycle:
 		if p := a.t.Trigger.Event; p != nil && p.Match(m.Class, m.Name, m.Event) {
-			a.consider(m.Class+"\x00"+m.Name+"\x00"+m.Event, map[string]protocols.Value{
-				"value": protocols.String(m.Event), "device": protocols.String(m.Name), "key": protocols.String(m.Event),
-				"ts": protocols.Int(m.Ts), "event": protocols.String(m.Event),
-			}, time.UnixMilli(m.Ts))
+			a.consider(&trigger{value: protocols.String(m.Event), hasValue: true, device: m.Name, key: m.Event, event: m.Event, ts: m.Ts})
 		}
 	case *clockTick:
-		a.consider("", map[string]protocols.Value{"ts": protocols.Int(m.at.UnixMilli()), "event": protocols.String("clock")}, m.at)
+		a.consider(&trigger{event: "clock", ts: m.at.UnixMilli()})
 		a.saveLast(m.at)
 		if !m.late {
 			a.armClock(m.at)
@@ -109,7 +123,7 @@ func (a *taskActor) Receive(ctx actor.Context) {
 	case *forElapsed:
 		if ep := a.episodes[m.source]; ep != nil && m.gen == ep.gen && !ep.since.IsZero() && !ep.fired {
 			ep.fired = true
-			a.fire(m.source, ep.vars, ep.since.Add(a.t.For))
+			a.fire(&ep.ev, ep.since.Add(a.t.For))
 		}
 	case *actor.Stopping:
 		for _, ep := range a.episodes {
@@ -123,56 +137,78 @@ func (a *taskActor) Receive(ctx actor.Context) {
 	}
 }
 
-// consider evaluates the condition for one trigger from source and fires
-// when due.
-func (a *taskActor) consider(source string, vars map[string]protocols.Value, at time.Time) {
-	vars["task"] = protocols.String(a.t.Name)
-	for name, ref := range a.t.Vars {
-		if v, ok := a.last[ref]; ok {
-			vars[name] = v
-		}
-	}
-	ok, err := a.holds(vars)
-	now := a.clock.Now()
-	defer a.board.update(a.t.Name, func(s *Status) { s.Checks++ })
+// consider evaluates the condition for one trigger and fires when due.
+// It runs for every matching value, so it allocates nothing unless the
+// condition holds.
+func (a *taskActor) consider(ev *trigger) {
+	a.st.checks.Add(1)
+	ok, err := a.holds(ev)
 	if err != nil {
-		a.board.fail(a.t.Name, now, err)
-		a.board.update(a.t.Name, func(s *Status) { s.Skipped++ })
+		a.st.fail(a.clock.Now(), err)
+		a.st.skipped.Add(1)
 		return
 	}
-	ep := a.episodes[source]
 	if !ok {
-		a.board.update(a.t.Name, func(s *Status) { s.Skipped++ })
-		if ep != nil {
-			if ep.stopT != nil {
-				ep.stopT()
+		a.st.skipped.Add(1)
+		if len(a.episodes) > 0 {
+			src := ev.source()
+			if ep := a.episodes[src]; ep != nil {
+				if ep.stopT != nil {
+					ep.stopT()
+				}
+				delete(a.episodes, src)
 			}
-			delete(a.episodes, source)
 		}
 		return
 	}
+	now := a.clock.Now()
+	src := ev.source()
+	ep := a.episodes[src]
 	if ep == nil {
 		if len(a.episodes) >= maxEpisodes {
-			a.board.fail(a.t.Name, now, fmt.Errorf("more than %d sources hold the condition at once; %q ignored", maxEpisodes, source))
+			a.st.fail(now, fmt.Errorf("more than %d sources hold the condition at once; %q ignored", maxEpisodes, src))
 			return
 		}
 		a.gen++
 		ep = &episode{since: now, gen: a.gen}
-		a.episodes[source] = ep
+		a.episodes[src] = ep
 		if a.t.For > 0 {
 			gen, sys, self := ep.gen, a.sys, a.self
-			ep.stopT = a.clock.AfterFunc(a.t.For, func() { sys.Root.Send(self, &forElapsed{source: source, gen: gen}) })
+			ep.stopT = a.clock.AfterFunc(a.t.For, func() { sys.Root.Send(self, &forElapsed{source: src, gen: gen}) })
 		}
 	}
-	ep.vars = vars
-	clock := a.t.Trigger.Clock()
+	ep.ev = *ev
 	switch {
 	case !ep.fired && now.Sub(ep.since) >= a.t.For:
 		ep.fired = true
-		a.fire(source, vars, at)
-	case ep.fired && clock:
-		a.fire(source, vars, at)
+		a.fire(ev, time.UnixMilli(ev.ts))
+	case ep.fired && a.t.Trigger.Clock():
+		a.fire(ev, time.UnixMilli(ev.ts))
 	}
+}
+
+// lookup is the value of a condition or template variable.
+func (a *taskActor) lookup(ev *trigger, name string) (protocols.Value, bool) {
+	switch name {
+	case "value":
+		return ev.value, ev.hasValue
+	case "device":
+		return protocols.String(ev.device), ev.device != ""
+	case "key":
+		return protocols.String(ev.key), ev.key != ""
+	case "ts":
+		return protocols.Int(ev.ts), true
+	case "event":
+		return protocols.String(ev.event), true
+	case "task":
+		return protocols.String(a.t.Name), true
+	}
+	ref, ok := a.t.Vars[name]
+	if !ok {
+		return protocols.Value{}, false
+	}
+	v, ok := a.last[ref]
+	return v, ok
 }
 
 // maxEpisodes bounds the sources a wildcard task tracks at once.
@@ -180,14 +216,18 @@ const maxEpisodes = 10000
 
 // holds evaluates the condition; a variable without a value yet is an
 // error naming it.
-func (a *taskActor) holds(vars map[string]protocols.Value) (bool, error) {
+func (a *taskActor) holds(ev *trigger) (bool, error) {
 	c := a.t.Condition
 	if c == nil {
 		return true, nil
 	}
-	args := make([]pyexpr.Arg, len(c.Names()))
-	for i, n := range c.Names() {
-		v, ok := vars[n]
+	names := c.Names()
+	if cap(a.args) < len(names) {
+		a.args = make([]pyexpr.Arg, len(names))
+	}
+	args := a.args[:len(names)]
+	for i, n := range names {
+		v, ok := a.lookup(ev, n)
 		if !ok {
 			if ref, isVar := a.t.Vars[n]; isVar {
 				return false, fmt.Errorf("no value yet for %s (%s)", n, ref)
@@ -216,9 +256,16 @@ func (a *taskActor) holds(vars map[string]protocols.Value) (bool, error) {
 // fire queues the task's actions, rendered from vars. Each action's
 // idempotency key derives from the task, the trigger's source and time and
 // the action's place, so it stays the same across retries and restarts.
-func (a *taskActor) fire(source string, vars map[string]protocols.Value, at time.Time) {
+func (a *taskActor) fire(ev *trigger, at time.Time) {
 	now := a.clock.Now()
-	a.board.update(a.t.Name, func(s *Status) { s.Runs++; s.LastRun = now })
+	a.st.ran(now)
+	vars := map[string]protocols.Value{}
+	for _, n := range append([]string{"value", "device", "key", "ts", "event", "task"}, sortedKeys(a.t.Vars)...) {
+		if v, ok := a.lookup(ev, n); ok {
+			vars[n] = v
+		}
+	}
+	source := ev.source()
 	items := make([]*queued, 0, len(a.t.Actions))
 	for i, act := range a.t.Actions {
 		params, _ := render(act.Params, vars).(map[string]any)
