@@ -83,6 +83,8 @@ type Gateway struct {
 	remote       *remoteConfig // nil unless remoteConfiguration is on
 	obs          *observability
 	bus          *bus.Bus // outlives tree restarts, so subscriptions do
+	// automationStatus answers /automation (SetAutomationStatus).
+	automationStatus atomic.Pointer[func() any]
 }
 
 // onPlatformUp runs (in its own goroutine) after every (re)connect.

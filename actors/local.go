@@ -41,3 +41,13 @@ func (g *Gateway) WriteAttributes(ctx context.Context, device string, values map
 func (g *Gateway) AppendGatewayEvents(events []protocols.Event, done func(error)) {
 	g.sys.Root.Send(g.journal, &AppendEvents{Events: events, Done: done})
 }
+
+// SetAutomationStatus makes the http endpoint serve fn's answer as JSON on
+// /automation (nil: automation off).
+func (g *Gateway) SetAutomationStatus(fn func() any) {
+	if fn == nil {
+		g.automationStatus.Store(nil)
+		return
+	}
+	g.automationStatus.Store(&fn)
+}

@@ -244,3 +244,29 @@ func (e *Engine) Status() []Status {
 
 // Queue counts what the action queue did.
 func (e *Engine) Queue() *QueueStats { return e.qstats }
+
+// Report is the engine's state for operators (/automation).
+type Report struct {
+	Rules []Status      `json:"rules"`
+	Queue QueueSnapshot `json:"queue"`
+}
+
+// QueueSnapshot is QueueStats at one moment.
+type QueueSnapshot struct {
+	Depth   int64  `json:"depth"`
+	Queued  uint64 `json:"queued"`
+	Done    uint64 `json:"done"`
+	Failed  uint64 `json:"failed"`
+	Expired uint64 `json:"expired"`
+	Retries uint64 `json:"retries"`
+	Dropped uint64 `json:"dropped"`
+}
+
+// Report returns the state of every forward and task and of the queue.
+func (e *Engine) Report() Report {
+	q := e.qstats
+	return Report{Rules: e.Status(), Queue: QueueSnapshot{
+		Depth: q.Depth.Load(), Queued: q.Queued.Load(), Done: q.Done.Load(), Failed: q.Failed.Load(),
+		Expired: q.Expired.Load(), Retries: q.Retries.Load(), Dropped: q.Dropped.Load(),
+	}}
+}

@@ -191,3 +191,20 @@ func BenchmarkPublishIdle(b *testing.B) {
 		bus.PublishValues("d", "c", false, 1, vals)
 	}
 }
+
+// FuzzParsePattern: a parsed pattern prints as text that parses back to it.
+func FuzzParsePattern(f *testing.F) {
+	for _, s := range []string{"device/a/b", "device/+/t", "device/a/#", "devevent/x/connected", "connector/#", "#", "device/a/b/c"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		p, err := ParsePattern(s)
+		if err != nil {
+			return
+		}
+		q, err := ParsePattern(p.String())
+		if err != nil || q != p {
+			t.Fatalf("%q parsed as %+v prints %q, which parses as %+v, %v", s, p, p.String(), q, err)
+		}
+	})
+}

@@ -62,6 +62,7 @@ func startAutomation(gw *actors.Gateway, mainPath string, log zerolog.Logger) (s
 	if err != nil {
 		return func() {}, err
 	}
+	gw.SetAutomationStatus(func() any { return eng.Report() })
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	done := make(chan struct{})
@@ -93,6 +94,7 @@ func startAutomation(gw *actors.Gateway, mainPath string, log zerolog.Logger) (s
 		}
 	}()
 	return func() {
+		gw.SetAutomationStatus(nil)
 		signal.Stop(hup)
 		close(done)
 		if err := eng.Stop(); err != nil {
