@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -95,7 +97,7 @@ func start(t *testing.T, yaml string, clock *FakeClock, store persistence.Store)
 	if err := ps.Err(); err != nil {
 		t.Fatal(err)
 	}
-	sys := actor.NewActorSystem()
+	sys := quietSystem()
 	r := &rig{sys: sys, bus: bus.New(sys), clock: clock, w: &writes{}, store: store}
 	if r.store == nil {
 		r.store = persistence.NewMemoryStore()
@@ -365,4 +367,11 @@ tasks:
 	if got[0].Key == got[1].Key || got[0].Params["d"] == got[1].Params["d"] {
 		t.Fatalf("actions %+v", got)
 	}
+}
+
+// quietSystem is an actor system that does not log to stdout.
+func quietSystem() *actor.ActorSystem {
+	return actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
+		return slog.New(slog.NewTextHandler(io.Discard, nil))
+	}))
 }

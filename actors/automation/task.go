@@ -58,7 +58,10 @@ type taskActor struct {
 	gen      int
 	stopC    func() bool  // clock trigger timer
 	args     []pyexpr.Arg // scratch for the condition's arguments
-	lastAt   time.Time    // last clock run
+	// varRefs and varDevices are the keys (and their devices) of Vars.
+	varRefs    map[Ref]bool
+	varDevices map[string]bool
+	lastAt     time.Time // last clock run
 }
 
 // episode is one trigger source's run of its condition holding: a
@@ -96,12 +99,22 @@ func (a *taskActor) Receive(ctx actor.Context) {
 		a.self, a.sys = ctx.Self(), ctx.ActorSystem()
 		a.last = map[Ref]protocols.Value{}
 		a.episodes = map[string]*episode{}
+		a.varRefs, a.varDevices = map[Ref]bool{}, map[string]bool{}
+		for _, r := range a.t.Vars {
+			a.varRefs[r], a.varDevices[r.Device] = true, true
+		}
 		if a.t.Trigger.Clock() {
 			a.startClock()
 		}
 	case *bus.Values:
-		for _, dp := range m.Values {
-			a.last[Ref{m.Device, dp.Key}] = dp.Value
+		// Only the keys the condition reads are kept; a task without vars
+		// (most of them) skips this per-value work.
+		if len(a.t.Vars) > 0 && a.varDevices[m.Device] {
+			for _, dp := range m.Values {
+				if r := (Ref{m.Device, dp.Key}); a.varRefs[r] {
+					a.last[r] = dp.Value
+				}
+			}
 		}
 		if p := a.t.Trigger.Event; p != nil {
 			for _, dp := range m.Values {

@@ -286,7 +286,7 @@ func runProfile(name string, p profile, d time.Duration, storage string) error {
 	}
 	if automationOn {
 		// Never true, so the figure is the bus and the condition alone.
-		auto := "queue: {memory: true}\ntasks:\n  - {name: every-value, trigger: {event: \"device/#\"}, condition: value < -1000000, actions: [{handler: platform_message, params: {values: {never: 1}}}]}\n"
+		auto := "queue: {memory: true}\ntasks:\n  - {name: every-value, trigger: {event: \"device/#\"}, condition: value > 1000000, actions: [{handler: platform_message, params: {values: {never: 1}}}]}\n"
 		if err := os.WriteFile(filepath.Join(dir, "automation.yaml"), []byte(auto), 0o600); err != nil {
 			return err
 		}
