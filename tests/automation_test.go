@@ -1,6 +1,7 @@
 package tests
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -254,4 +255,52 @@ func firstKey(m map[string]int) string {
 		return k
 	}
 	return ""
+}
+
+// TestAutomationForwardMQTTToModbus: a value an MQTT device publishes is
+// forwarded, through an expression, to a Modbus register of the simulator
+// via the Modbus device's attributeUpdates; the platform is down.
+func TestAutomationForwardMQTTToModbus(t *testing.T) {
+	devices := testpeer.StartMosquitto(t)
+	s := startSim(t, 1, 40)
+	var modbus map[string]any
+	if err := json.Unmarshal(sim.GatewayConfig(s.Addr(), 1, 2, 200*time.Millisecond), &modbus); err != nil {
+		t.Fatal(err)
+	}
+	slave := modbus["master"].(map[string]any)["slaves"].([]any)[0].(map[string]any)
+	slave["attributeUpdates"] = []any{map[string]any{"tag": "setpoint", "type": "16uint", "functionCode": 6, "objectsCount": 1, "address": 30}}
+	modbusRaw, _ := json.Marshal(modbus)
+	dir := t.TempDir()
+	path := writeConfig(t, dir, fmt.Sprintf("127.0.0.1:%d", testpeer.FreePort(t)), `{"type": "memory"}`,
+		map[string][]byte{"mqtt": mqttConnectorConfig(t, devices.Addr()), "modbus": modbusRaw})
+	if err := os.WriteFile(filepath.Join(dir, automation.FileName), []byte(`
+queue: {memory: true}
+forwards:
+  - {name: temp-to-setpoint, source: SN-1.temp, target: sim-dev-1.setpoint, expression: "int(value * 10)"}
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	gw := startGateway(t, path, nil)
+	eng := startAutomation(t, gw, dir)
+	dev := testpeer.Subscribe(t, devices.Addr(), "nothing/#")
+	// The Modbus device must be up before the write can reach it.
+	testpeer.Eventually(t, 20*time.Second, "sim-dev-1 connected", func() error {
+		devs, err := gw.Devices(context.Background())
+		if err != nil {
+			return err
+		}
+		for _, d := range devs {
+			if d.Device == "sim-dev-1" {
+				return nil
+			}
+		}
+		return fmt.Errorf("devices %v", devs)
+	})
+	devicePublish(t, dev, "sensor/SN-1/data", `{"n":1,"temp":21.5}`)
+	testpeer.Eventually(t, 20*time.Second, "register 30 written by the forward", func() error {
+		if v := s.Get(1, 30, 1)[0]; v != 215 {
+			return fmt.Errorf("register 30 = %d (forward %+v)", v, eng.Status())
+		}
+		return nil
+	})
 }
