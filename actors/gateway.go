@@ -85,6 +85,7 @@ type Gateway struct {
 	bus          *bus.Bus // outlives tree restarts, so subscriptions do
 	// automationStatus answers /automation (SetAutomationStatus).
 	automationStatus atomic.Pointer[func() any]
+	localRPC         atomic.Int64 // ids of DeviceRPC requests
 }
 
 // onPlatformUp runs (in its own goroutine) after every (re)connect.

@@ -3,6 +3,7 @@ package actors
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -50,4 +51,30 @@ func (g *Gateway) SetAutomationStatus(fn func() any) {
 		return
 	}
 	g.automationStatus.Store(&fn)
+}
+
+// DeviceRPC runs an RPC on a device exactly as a platform RPC does and
+// returns the device's reply data. A device that does not answer in time
+// gives an error wrapping context.DeadlineExceeded.
+func (g *Gateway) DeviceRPC(ctx context.Context, device, method string, params json.RawMessage) (json.RawMessage, error) {
+	timeout := DefaultRPCTimeout
+	if d, ok := ctx.Deadline(); ok {
+		timeout = time.Until(d)
+	}
+	req := protocols.RPCRequest{ID: g.localRPC.Add(1), Device: device, Method: method, Params: params}
+	res, err := g.sys.Root.RequestFuture(g.registry, &routeRPC{req: req, deadline: time.Now().Add(timeout)}, timeout).Result()
+	if errors.Is(err, actor.ErrTimeout) {
+		return nil, fmt.Errorf("rpc %s to %q: %w", method, device, context.DeadlineExceeded)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("rpc %s to %q: %w", method, device, err)
+	}
+	r := res.(*rpcResult)
+	if r.err != nil {
+		if errors.Is(r.err, protocols.ErrTimeout) {
+			return nil, fmt.Errorf("rpc %s to %q: %w: %w", method, device, context.DeadlineExceeded, r.err)
+		}
+		return nil, fmt.Errorf("rpc %s to %q: %w", method, device, r.err)
+	}
+	return json.RawMessage(r.data), nil
 }

@@ -30,7 +30,7 @@ func startAutomation(t *testing.T, gw *actors.Gateway, dir string) *automation.E
 	}
 	eng, err := automation.Start(cfg, automation.Deps{
 		System: gw.ActorSystem(), Bus: gw.Bus(), Log: testLogger(t),
-		Env: handler.Env{WriteDevice: gw.WriteAttributes, Journal: gw.AppendGatewayEvents},
+		Env: handler.Env{WriteDevice: gw.WriteAttributes, DeviceRPC: gw.DeviceRPC, Journal: gw.AppendGatewayEvents},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -259,7 +259,8 @@ func firstKey(m map[string]int) string {
 
 // TestAutomationForwardMQTTToModbus: a value an MQTT device publishes is
 // forwarded, through an expression, to a Modbus register of the simulator
-// via the Modbus device's attributeUpdates; the platform is down.
+// via the Modbus device's attributeUpdates, and another value triggers a
+// device_rpc by the device's rpc mapping; the platform is down.
 func TestAutomationForwardMQTTToModbus(t *testing.T) {
 	devices := testpeer.StartMosquitto(t)
 	s := startSim(t, 1, 40)
@@ -269,6 +270,7 @@ func TestAutomationForwardMQTTToModbus(t *testing.T) {
 	}
 	slave := modbus["master"].(map[string]any)["slaves"].([]any)[0].(map[string]any)
 	slave["attributeUpdates"] = []any{map[string]any{"tag": "setpoint", "type": "16uint", "functionCode": 6, "objectsCount": 1, "address": 30}}
+	slave["rpc"] = []any{map[string]any{"tag": "setMode", "type": "16uint", "functionCode": 6, "objectsCount": 1, "address": 31}}
 	modbusRaw, _ := json.Marshal(modbus)
 	dir := t.TempDir()
 	path := writeConfig(t, dir, fmt.Sprintf("127.0.0.1:%d", testpeer.FreePort(t)), `{"type": "memory"}`,
@@ -277,6 +279,11 @@ func TestAutomationForwardMQTTToModbus(t *testing.T) {
 queue: {memory: true}
 forwards:
   - {name: temp-to-setpoint, source: SN-1.temp, target: sim-dev-1.setpoint, expression: "int(value * 10)"}
+tasks:
+  - name: mode-from-n
+    trigger: {event: device/SN-1/n}
+    condition: value > 0
+    actions: [{handler: device_rpc, params: {device: sim-dev-1, method: setMode, params: "{{value}}"}}]
 `), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -296,10 +303,16 @@ forwards:
 		}
 		return fmt.Errorf("devices %v", devs)
 	})
-	devicePublish(t, dev, "sensor/SN-1/data", `{"n":1,"temp":21.5}`)
+	devicePublish(t, dev, "sensor/SN-1/data", `{"n":7,"temp":21.5}`)
 	testpeer.Eventually(t, 20*time.Second, "register 30 written by the forward", func() error {
 		if v := s.Get(1, 30, 1)[0]; v != 215 {
 			return fmt.Errorf("register 30 = %d (forward %+v)", v, eng.Status())
+		}
+		return nil
+	})
+	testpeer.Eventually(t, 20*time.Second, "register 31 written by the task's rpc", func() error {
+		if v := s.Get(1, 31, 1)[0]; v != 7 {
+			return fmt.Errorf("register 31 = %d (queue %+v)", v, eng.Report().Queue)
 		}
 		return nil
 	})

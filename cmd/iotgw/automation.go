@@ -57,7 +57,7 @@ func startAutomation(gw *actors.Gateway, mainPath string, log zerolog.Logger) (s
 	}
 	eng, err := automation.Start(cfg, automation.Deps{
 		System: gw.ActorSystem(), Bus: gw.Bus(), Log: log,
-		Env: handler.Env{WriteDevice: gw.WriteAttributes, Journal: gw.AppendGatewayEvents},
+		Env: handler.Env{WriteDevice: gw.WriteAttributes, DeviceRPC: gw.DeviceRPC, Journal: gw.AppendGatewayEvents},
 	})
 	if err != nil {
 		return func() {}, err

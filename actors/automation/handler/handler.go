@@ -53,6 +53,9 @@ type Env struct {
 	// downlink path, as a platform attribute update does, and returns the
 	// device's answer: the keys it does not take, or the write's error.
 	WriteDevice func(ctx context.Context, device string, values map[string]json.RawMessage) (ignored []string, err error)
+	// DeviceRPC runs an RPC on a device as a platform RPC does and returns
+	// its reply data; a timeout wraps context.DeadlineExceeded.
+	DeviceRPC func(ctx context.Context, device, method string, params json.RawMessage) (json.RawMessage, error)
 	// Journal appends events of the gateway device itself (Device "") to
 	// the journal; done learns when they are committed.
 	Journal func(events []protocols.Event, done func(error))
