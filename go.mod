@@ -20,6 +20,7 @@ require (
 	github.com/prometheus/client_golang v1.17.0
 	github.com/prometheus/client_model v0.5.0
 	github.com/prometheus/common v0.44.0
+	github.com/robfig/cron/v3 v3.0.1
 	github.com/rs/zerolog v1.35.1
 	github.com/simonvetter/modbus v1.6.3
 	go.starlark.net v0.0.0-20260908191801-89a6a09411d5

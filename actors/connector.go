@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"maps"
 	"sync"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/rs/zerolog"
 
+	"github.com/industryos/gateway/actors/bus"
 	"github.com/industryos/gateway/protocols"
 	"github.com/industryos/gateway/protocols/config"
 	"github.com/industryos/gateway/supervisor"
@@ -90,6 +92,7 @@ func (c *connectorActor) Receive(ctx actor.Context) {
 		c.conn = conn
 		devs := conn.Devices()
 		c.log.Info().Int("devices", len(devs)).Msg("connector started")
+		c.lifecycle(bus.Started)
 		src, isSource := conn.(protocols.Source)
 		polled := map[string]*actor.PID{}
 		for _, dev := range devs {
@@ -123,6 +126,14 @@ func (c *connectorActor) Receive(ctx actor.Context) {
 		}
 		if _, ok := m.(*actor.Stopped); ok {
 			c.log.Info().Msg("connector stopped")
+			c.lifecycle(bus.Stopped)
 		}
+	}
+}
+
+// lifecycle publishes a state change of the connector on the bus.
+func (c *connectorActor) lifecycle(event string) {
+	if b := c.env.devices.bus; b.Active() {
+		b.PublishLifecycle(&bus.Lifecycle{Class: bus.ClassConnector, Name: c.cfg.Name, Event: event, Ts: time.Now().UnixMilli()})
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/rs/zerolog"
 
+	"github.com/industryos/gateway/actors/bus"
 	"github.com/industryos/gateway/actors/observe"
 	"github.com/industryos/gateway/protocols"
 	"github.com/industryos/gateway/protocols/config"
@@ -30,6 +31,8 @@ type deviceEnv struct {
 	// syncShared requests a device's shared attributes from the platform
 	// and routes them to it; it runs off the actor and must not block.
 	syncShared func(device string, keys []string)
+	// bus gets every emitted value and lifecycle event (nil: none).
+	bus *bus.Bus
 }
 
 // connectorType is the configured type of the named connector, "" when
@@ -236,7 +239,26 @@ func (d *deviceActor) deliver(ctx actor.Context, events []protocols.Event, done 
 		}
 	}
 	d.cc.EventsPushed.Add(uint64(len(events)))
+	if d.env.bus.Active() {
+		d.publish(events)
+	}
 	ctx.Send(d.journal, &AppendEvents{Events: events, Done: done})
+}
+
+// publish puts what the journal is about to get on the bus: values and
+// connects/disconnects. The journal owns the events from here on and never
+// changes them, so subscribers may share their value slices.
+func (d *deviceActor) publish(events []protocols.Event) {
+	for _, e := range events {
+		switch e.Kind {
+		case protocols.EventTelemetry, protocols.EventAttributes:
+			d.env.bus.PublishValues(e.Device, d.connector, e.Kind == protocols.EventAttributes, e.Ts, e.Values)
+		case protocols.EventConnect:
+			d.env.bus.PublishLifecycle(&bus.Lifecycle{Class: bus.ClassDeviceEvent, Name: e.Device, Connector: d.connector, Event: bus.Connected, Ts: e.Ts})
+		case protocols.EventDisconnect:
+			d.env.bus.PublishLifecycle(&bus.Lifecycle{Class: bus.ClassDeviceEvent, Name: e.Device, Connector: d.connector, Event: bus.Disconnected, Ts: e.Ts})
+		}
+	}
 }
 
 // emit turns a reading into events. owned says the reading's slices are

@@ -31,8 +31,16 @@ func (d *deviceActor) runCommand(ctx actor.Context, msg any) {
 		}
 		ctx.Respond(&rpcResult{data: data, err: err})
 	case *routeAttributes:
+		// The platform's updates expect no answer; a local write (automation)
+		// asks and waits for one.
+		reply := func(ignored []string, err error) {
+			if ctx.Sender() != nil {
+				ctx.Respond(&attributesResult{ignored: ignored, err: err})
+			}
+		}
 		if !ok {
 			d.log.Warn().Msg("attribute update for a device that takes no writes; ignored")
+			reply(nil, fmt.Errorf("device %q takes no writes", d.info.Name))
 			return
 		}
 		c, cancel := context.WithTimeout(context.Background(), DefaultRPCTimeout)
@@ -44,5 +52,6 @@ func (d *deviceActor) runCommand(ctx actor.Context, msg any) {
 		if len(ignored) > 0 {
 			d.log.Debug().Strs("keys", ignored).Msg("attribute keys not declared in attributeUpdates; ignored")
 		}
+		reply(ignored, err)
 	}
 }

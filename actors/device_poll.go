@@ -6,6 +6,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 
+	"github.com/industryos/gateway/actors/bus"
 	"github.com/industryos/gateway/protocols"
 )
 
@@ -36,6 +37,10 @@ func (d *deviceActor) poll(ctx actor.Context) {
 	if err != nil {
 		d.counters.PollErrors.Add(1)
 		d.cc.PollErrors.Add(1)
+		if d.env.bus.Active() {
+			d.env.bus.PublishLifecycle(&bus.Lifecycle{Class: bus.ClassDeviceEvent, Name: d.info.Name, Connector: d.connector,
+				Event: bus.PollError, Ts: now.UnixMilli(), Err: err.Error()})
+		}
 		d.failures++
 		if d.failures == 1 {
 			d.errLog.Reset()

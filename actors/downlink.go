@@ -39,6 +39,13 @@ type connectorRPC struct {
 	deadline time.Time
 }
 
+// attributesResult answers a routeAttributes sent as a request (a local
+// write): the keys the device does not take, or the write's error.
+type attributesResult struct {
+	ignored []string
+	err     error
+}
+
 // rpcResult answers routeRPC and connectorRPC.
 type rpcResult struct {
 	data protocols.RPCResult
@@ -219,6 +226,8 @@ func (r *registryActor) route(ctx actor.Context, device string, msg any) {
 		}
 		if _, isRPC := msg.(*routeRPC); isRPC {
 			ctx.Respond(&rpcResult{err: fmt.Errorf("%w: %q", errUnknownDevice, device)})
+		} else if ctx.Sender() != nil {
+			ctx.Respond(&attributesResult{err: fmt.Errorf("%w: %q", errUnknownDevice, device)})
 		} else {
 			r.log.Warn().Str("device", device).Msg("attribute update for an unknown device; ignored")
 		}

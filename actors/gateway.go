@@ -16,6 +16,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/industryos/gateway/actors/actorsys"
+	"github.com/industryos/gateway/actors/bus"
 	"github.com/industryos/gateway/actors/observe"
 	"github.com/industryos/gateway/mailbox"
 	"github.com/industryos/gateway/persistence"
@@ -81,6 +82,10 @@ type Gateway struct {
 	stopped      bool
 	remote       *remoteConfig // nil unless remoteConfiguration is on
 	obs          *observability
+	bus          *bus.Bus // outlives tree restarts, so subscriptions do
+	// automationStatus answers /automation (SetAutomationStatus).
+	automationStatus atomic.Pointer[func() any]
+	localRPC         atomic.Int64 // ids of DeviceRPC requests
 }
 
 // onPlatformUp runs (in its own goroutine) after every (re)connect.
@@ -197,6 +202,7 @@ func Start(opts Options) (*Gateway, error) {
 	g.dispatcher = mailbox.NewPooledDispatcher(300, 30*time.Second)
 	g.sys = actorsys.New(actor.WithLoggerFactory(slogFactory(opts.Logger)),
 		actor.WithDeveloperSupervisionLogging(false))
+	g.bus = bus.New(g.sys)
 	g.strategy = supervisor.NewStrategy(
 		supervisor.WithBackoff(100*time.Millisecond, 30*time.Second),
 		supervisor.WithCrashLoop(5, time.Minute),
@@ -371,6 +377,7 @@ func (g *Gateway) startTree(fresh bool) error {
 			syncShared: func(device string, keys []string) {
 				g.goSafe("shared attribute sync", func() { g.syncSharedAttributes(device, keys) })
 			},
+			bus: g.bus,
 		},
 		props:             g.props,
 		goSafe:            g.goSafe,
@@ -451,6 +458,9 @@ func (g *Gateway) onSupervisorEvent(ev supervisor.Event) {
 		g.counters.Restarts.Add(1)
 		if name := connectorOf(ev.Child.Id); name != "" {
 			g.ConnectorCounters(name).Restarts.Add(1)
+			if !strings.Contains(ev.Child.Id, "/device/") && g.bus.Active() {
+				g.bus.PublishLifecycle(&bus.Lifecycle{Class: bus.ClassConnector, Name: name, Event: bus.Restarted, Ts: time.Now().UnixMilli()})
+			}
 		}
 	}
 	l := g.log.Warn()
@@ -475,6 +485,9 @@ func connectorOf(id string) string {
 
 // Counters exposes the live counters.
 func (g *Gateway) Counters() *Counters { return g.counters }
+
+// Bus is the in-process event bus: every emitted value and lifecycle event.
+func (g *Gateway) Bus() *bus.Bus { return g.bus }
 
 // Journal exposes the journal (read-only use: stats).
 func (g *Gateway) Journal() persistence.Journal { return g.j }

@@ -89,7 +89,13 @@ func (g *Gateway) startObservability() error {
 			Pprof:   cfg.HTTP.Pprof,
 			Metrics: o.metrics,
 			Ready:   o.notReady,
-			Logger:  g.log.With().Str("component", "http").Logger(),
+			Automation: func() any {
+				if f := g.automationStatus.Load(); f != nil {
+					return (*f)()
+				}
+				return nil
+			},
+			Logger: g.log.With().Str("component", "http").Logger(),
 		})
 		if err != nil {
 			return fmt.Errorf("http endpoint on %s: %w", cfg.HTTP.Address, err)

@@ -4,6 +4,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/industryos/gateway/actors/automation"
 	"github.com/industryos/gateway/protocols/config"
 )
 
@@ -35,5 +36,20 @@ func TestExamplesLoad(t *testing.T) {
 		if !seen[typ] {
 			t.Errorf("no example for the %s connector", typ)
 		}
+	}
+}
+
+// TestExampleAutomation: examples/automation.yaml loads without a problem
+// and names only devices and keys the example connector has.
+func TestExampleAutomation(t *testing.T) {
+	cfg, ps, err := automation.Load("../examples/automation.yaml")
+	if err != nil || cfg == nil {
+		t.Fatalf("load: %v", err)
+	}
+	for _, p := range ps.List {
+		t.Errorf("%s", p.String())
+	}
+	if len(cfg.Forwards) == 0 || len(cfg.Tasks) < 4 {
+		t.Errorf("%d forwards, %d tasks", len(cfg.Forwards), len(cfg.Tasks))
 	}
 }

@@ -24,8 +24,11 @@ type ServerOptions struct {
 	// Metrics is served on /metrics; nil serves 404 there.
 	Metrics *Metrics
 	// Ready names what is not ready, with the reason; empty means ready.
-	Ready  func() map[string]string
-	Logger zerolog.Logger
+	Ready func() map[string]string
+	// Automation, when set, is served as JSON on /automation: the state of
+	// every forward and task and of the action queue (nil: automation off).
+	Automation func() any
+	Logger     zerolog.Logger
 }
 
 // Server is the running HTTP endpoint.
@@ -75,6 +78,17 @@ func Listen(o ServerOptions) (*Server, error) {
 		}
 		sort.Strings(names)
 		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "not ready", "not_ready": names, "reasons": not})
+	})
+	mux.HandleFunc("/automation", func(w http.ResponseWriter, r *http.Request) {
+		var st any
+		if o.Automation != nil {
+			st = o.Automation()
+		}
+		if st == nil {
+			writeJSON(w, http.StatusNotFound, map[string]any{"status": "automation off (no automation.yaml)"})
+			return
+		}
+		writeJSON(w, http.StatusOK, st)
 	})
 	if o.Pprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)

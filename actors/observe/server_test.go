@@ -99,3 +99,25 @@ func TestServerBindFailureIsReported(t *testing.T) {
 		t.Fatal("a second listener on the same address must fail")
 	}
 }
+
+func TestServerAutomation(t *testing.T) {
+	var state atomic.Value
+	state.Store(map[string]any{})
+	srv, err := Listen(ServerOptions{Address: "127.0.0.1:0", Logger: zerolog.Nop(), Automation: func() any {
+		if m := state.Load().(map[string]any); len(m) > 0 {
+			return m
+		}
+		return nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close(context.Background())
+	if code, body := get(t, "http://"+srv.Addr()+"/automation"); code != 404 || !strings.Contains(body, "automation off") {
+		t.Errorf("/automation while off: %d %s", code, body)
+	}
+	state.Store(map[string]any{"rules": []any{map[string]any{"name": "hot", "runs": 2}}})
+	if code, body := get(t, "http://"+srv.Addr()+"/automation"); code != 200 || !strings.Contains(body, `"name":"hot"`) {
+		t.Errorf("/automation: %d %s", code, body)
+	}
+}

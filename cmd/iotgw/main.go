@@ -20,6 +20,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/industryos/gateway/actors"
+	"github.com/industryos/gateway/actors/automation"
 	"github.com/industryos/gateway/actors/observe"
 	"github.com/industryos/gateway/protocols"
 	"github.com/industryos/gateway/protocols/config"
@@ -216,6 +217,9 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 	if logs != nil && logs.Out != nil {
 		fmt.Fprintf(stdout, "%s: log file %s\n", logs.File, logs.Out.Path)
 	}
+	if !checkAutomation(filepath.Join(filepath.Dir(*path), automation.FileName), stdout, stderr) {
+		return 1
+	}
 	fmt.Fprintf(stdout, "%s: OK\n", *path)
 	return 0
 }
@@ -325,7 +329,13 @@ func cmdRun(args []string, stderr io.Writer) int {
 		log.Warn().Err(err).Msg("systemd notify")
 	}
 	log.Info().Str("version", bv.Version).Str("commit", bv.Commit).Str("config", *path).Int("connectors", len(cfg.Connectors)).Msg("gateway started")
-	return waitAndStop(gw, sig, log, sd)
+	stopAutomation, err := startAutomation(gw, *path, log)
+	if err != nil {
+		// Data collection must not stop for a broken automation file: log
+		// every problem's summary and run without automation.
+		log.Error().Err(err).Msg("automation not started; the gateway runs without it (iotgw check shows every problem)")
+	}
+	return waitAndStop(gw, sig, log, sd, stopAutomation)
 }
 
 // stopSignals starts catching SIGINT and SIGTERM for waitAndStop.
@@ -337,10 +347,14 @@ func stopSignals() chan os.Signal {
 
 // waitAndStop blocks until SIGINT/SIGTERM and stops the tree in order; a second
 // signal, or the 5 s budget running out, exits at once.
-func waitAndStop(gw *actors.Gateway, sig chan os.Signal, log zerolog.Logger, sd sdNotifier) int {
+func waitAndStop(gw *actors.Gateway, sig chan os.Signal, log zerolog.Logger, sd sdNotifier, before ...func()) int {
 	s := <-sig
 	log.Info().Str("signal", s.String()).Msg("stopping")
 	_ = sd.notify("STOPPING=1")
+	// Automation first: nothing may queue a write to a connector that stops.
+	for _, f := range before {
+		f()
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 4500*time.Millisecond)
 	defer cancel()
 	done := make(chan error, 1)

@@ -7,6 +7,7 @@
 //	go run ./tests/bench -profile throughput  # as many values/s as the gateway takes
 //	go run ./tests/bench -profile throughput -metrics  # with /metrics on, scraped every -scrape
 //	go run ./tests/bench -profile mqtt -rate 60000     # 10-value JSON messages/s on an external broker
+//	go run ./tests/bench -profile scale -automation   # with a task evaluating every value on the bus
 package main
 
 import (
@@ -83,6 +84,9 @@ var profiles = map[string]profile{
 	"mqtt":       {devicesPerSim: 100, registers: 10, mqtt: true},
 }
 
+// automationOn runs a task on every value (-automation).
+var automationOn bool
+
 // mqttRate is the mqtt profile's offered load in messages/s; with
 // mqttBacklog > 0 the profile instead measures how fast the gateway drains
 // that many messages queued for it on the device broker.
@@ -103,6 +107,7 @@ func main() {
 	storage := flag.String("storage", "file", "gateway storage type: file (Badger) or memory")
 	flag.BoolVar(&metricsOn, "metrics", false, "enable the gateway's http endpoint (metrics and their middleware)")
 	flag.DurationVar(&scrapeEvery, "scrape", 15*time.Second, "with -metrics: scrape /metrics this often, as Prometheus would (0: never)")
+	flag.BoolVar(&automationOn, "automation", false, "also run automation.yaml: one task on device/# that evaluates a condition for every value (the bus and task cost)")
 	flag.IntVar(&mqttRate, "rate", 60000, "mqtt profile: offered 10-value JSON messages per second")
 	flag.IntVar(&mqttBacklog, "backlog", 0, "mqtt profile: instead of -rate, queue this many messages for the gateway's offline session, then time the drain (no publisher competes for the CPU)")
 	devices := flag.Int("devices", 0, "scale profile: poll this many devices instead of 1000 (the README's 10 / 100 / 1000 device sizing)")
@@ -292,6 +297,13 @@ func runProfile(name string, p profile, d time.Duration, storage string) error {
 	if err := os.WriteFile(filepath.Join(dir, "tb_gateway.json"), []byte(main), 0o600); err != nil {
 		return err
 	}
+	if automationOn {
+		// Never true, so the figure is the bus and the condition alone.
+		auto := "queue: {memory: true}\ntasks:\n  - {name: every-value, trigger: {event: \"device/#\"}, condition: value > 1000000, actions: [{handler: platform_message, params: {values: {never: 1}}}]}\n"
+		if err := os.WriteFile(filepath.Join(dir, "automation.yaml"), []byte(auto), 0o600); err != nil {
+			return err
+		}
+	}
 
 	bin := filepath.Join(dir, "iotgw")
 	if out, err := exec.Command("go", "build", "-o", bin, "./cmd/iotgw").CombinedOutput(); err != nil {
@@ -348,7 +360,7 @@ func runProfile(name string, p profile, d time.Duration, storage string) error {
 			return err
 		}
 	} else {
-		fmt.Printf("== %s: %d devices × %d values every %s, storage %s, %s, metrics %v\n", name, p.sims*p.devicesPerSim, p.registers, p.poll, storage, d, metricsOn)
+		fmt.Printf("== %s: %d devices × %d values every %s, storage %s, %s, metrics %v, automation %v\n", name, p.sims*p.devicesPerSim, p.registers, p.poll, storage, d, metricsOn, automationOn)
 	}
 	// Warm up: let every device connect and the first polls drain.
 	time.Sleep(5 * time.Second)

@@ -1,0 +1,11 @@
+// Package all registers every automation handler; import it for its side
+// effect where automation.yaml is loaded.
+package all
+
+import (
+	_ "github.com/industryos/gateway/actors/automation/handlers/devicerpc"
+	_ "github.com/industryos/gateway/actors/automation/handlers/devicewrite"
+	_ "github.com/industryos/gateway/actors/automation/handlers/mqttpublish"
+	_ "github.com/industryos/gateway/actors/automation/handlers/platform"
+	_ "github.com/industryos/gateway/actors/automation/handlers/webhook"
+)

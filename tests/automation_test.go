@@ -1,0 +1,319 @@
+package tests
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/industryos/gateway/actors"
+	"github.com/industryos/gateway/actors/automation"
+	"github.com/industryos/gateway/actors/automation/handler"
+	"github.com/industryos/gateway/protocols/kit/testpeer"
+	"github.com/industryos/gateway/protocols/modbus/sim"
+)
+
+// startAutomation loads dir/automation.yaml and runs it on gw's bus.
+func startAutomation(t *testing.T, gw *actors.Gateway, dir string) *automation.Engine {
+	t.Helper()
+	cfg, _, err := automation.Load(filepath.Join(dir, automation.FileName))
+	if err != nil || cfg == nil {
+		t.Fatalf("automation.yaml: %v", err)
+	}
+	eng, err := automation.Start(cfg, automation.Deps{
+		System: gw.ActorSystem(), Bus: gw.Bus(), Log: testLogger(t),
+		Env: handler.Env{WriteDevice: gw.WriteAttributes, DeviceRPC: gw.DeviceRPC, Journal: gw.AppendGatewayEvents},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = eng.Stop() })
+	return eng
+}
+
+// TestAutomationModbusOffline: a pymodbus slave's unit 1 is polled, a task
+// "value > 1000" writes unit 2's register through the gateway's downlink
+// (read back from the slave), a forward copies a value to unit 2 through
+// an expression, and a platform message is journaled; the platform broker
+// is down throughout, and the journaled message reaches it once it is up.
+func TestAutomationModbusOffline(t *testing.T) {
+	testpeer.NeedPymodbus(t)
+	slave := testpeer.StartPySlave(t, "tcp", "socket", "0", "1,2")
+	unit := func(u int, extra string) string {
+		return fmt.Sprintf(`{"type":"tcp","host":"127.0.0.1","port":%s,"unitId":%d,"deviceName":"unit%d","pollPeriod":100,
+		  "timeout":1,"byteOrder":"BIG","reportStrategy":{"type":"ON_RECEIVED"}%s}`, slave.Port, u, u, extra)
+	}
+	modbus := `{"master":{"slaves":[` +
+		unit(1, `,"timeseries":[{"tag":"level","type":"16uint","functionCode":3,"objectsCount":1,"address":5},
+		                       {"tag":"flow","type":"16uint","functionCode":3,"objectsCount":1,"address":6}]`) + "," +
+		unit(2, `,"attributeUpdates":[{"tag":"alarm","type":"16uint","functionCode":6,"objectsCount":1,"address":10},
+		                            {"tag":"never","type":"16uint","functionCode":6,"objectsCount":1,"address":11},
+		                            {"tag":"copy","type":"16uint","functionCode":6,"objectsCount":1,"address":12}]`) + `]}}`
+	// Nothing listens on the platform's port until the end of the test.
+	platformPort := testpeer.FreePort(t)
+	dir := t.TempDir()
+	path := writeConfig(t, dir, fmt.Sprintf("127.0.0.1:%d", platformPort), `{"type": "memory"}`,
+		map[string][]byte{"modbus": []byte(modbus)})
+	if err := os.WriteFile(filepath.Join(dir, automation.FileName), []byte(`
+queue: {memory: true, retryMin: 50ms, retryMax: 1s}
+forwards:
+  - {name: copy-flow, source: unit1.flow, target: unit2.copy, expression: "value - 1000"}
+tasks:
+  - name: high-level
+    trigger: {event: device/unit1/level}
+    condition: value > 1000
+    actions:
+      - {handler: device_write, params: {device: unit2, key: alarm, value: 4242}}
+      - {handler: platform_message, params: {kind: telemetry, values: {highLevel: "{{value}}"}}}
+  - name: impossible
+    trigger: {event: device/unit1/level}
+    condition: value > 2000
+    actions:
+      - {handler: device_write, params: {device: unit2, key: never, value: 1}}
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	gw := startGateway(t, path, nil)
+	eng := startAutomation(t, gw, dir)
+
+	hr := func(u, a int) string {
+		return strings.TrimPrefix(slave.Do("hr %d %d", u, a), fmt.Sprintf("hr %d %d ", u, a))
+	}
+	testpeer.Eventually(t, 20*time.Second, "unit 2 register 10 written by the task", func() error {
+		if v := hr(2, 10); v != "4242" {
+			return fmt.Errorf("register 10 = %s", v)
+		}
+		return nil
+	})
+	testpeer.Eventually(t, 20*time.Second, "unit 2 register 12 written by the forward", func() error {
+		if v := hr(2, 12); v != "6" { // unit 1 register 6 is 1006
+			return fmt.Errorf("register 12 = %s", v)
+		}
+		return nil
+	})
+	testpeer.Eventually(t, 10*time.Second, "both actions done", func() error {
+		if q := eng.Queue(); q.Done.Load() != 2 || q.Failed.Load() != 0 {
+			return fmt.Errorf("done %d failed %d", q.Done.Load(), q.Failed.Load())
+		}
+		return nil
+	})
+	if v := hr(2, 11); v != "2011" {
+		t.Errorf("register 11 = %s: the impossible task wrote", v)
+	}
+	for _, st := range eng.Status() {
+		switch st.Name {
+		case "high-level":
+			if st.Runs != 1 || st.LastError != "" {
+				t.Errorf("high-level status %+v: want one run (a still-true condition does not fire again)", st)
+			}
+		case "impossible":
+			if st.Runs != 0 || st.Checks == 0 {
+				t.Errorf("impossible status %+v", st)
+			}
+		}
+	}
+	testpeer.Eventually(t, 10*time.Second, "the forward's write recorded", func() error {
+		for _, st := range eng.Status() {
+			if st.Name == "copy-flow" && (st.Runs == 0 || st.LastError != "") {
+				return fmt.Errorf("forward status %+v", st)
+			}
+		}
+		return nil
+	})
+
+	// The platform comes up: the journaled gateway message reaches it.
+	testpeer.StartMochi(t, testpeer.MochiPort(platformPort))
+	plat := testpeer.Subscribe(t, fmt.Sprintf("127.0.0.1:%d", platformPort), "v1/devices/me/telemetry")
+	plat.WaitFor(t, 30*time.Second, func(msgs []testpeer.Msg) bool {
+		for _, m := range msgs {
+			var body []map[string]any
+			if json.Unmarshal(m.Payload, &body) == nil {
+				for _, e := range body {
+					if v, _ := e["values"].(map[string]any); v != nil && v["highLevel"] == 1005.0 {
+						return true
+					}
+				}
+			}
+		}
+		return false
+	})
+}
+
+// TestAutomationQueueSurvivesKill: webhook actions the receiver refuses
+// are in the Badger queue when the gateway is killed (SIGKILL); the
+// restarted gateway delivers each once, with its original idempotency key.
+// The task is disabled by a SIGHUP reload before the kill, so the actions
+// delivered after the restart can only come from the queue.
+func TestAutomationQueueSurvivesKill(t *testing.T) {
+	var mu sync.Mutex
+	accept := false
+	attempts := map[string]int{}
+	delivered := map[string]int{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		key := r.Header.Get("Idempotency-Key")
+		attempts[key]++
+		if !accept {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		delivered[key]++
+	}))
+	defer srv.Close()
+	s := startSim(t, 1, 2)
+	dir := t.TempDir()
+	path := writeConfig(t, dir, fmt.Sprintf("127.0.0.1:%d", testpeer.FreePort(t)), `{"type": "memory"}`,
+		map[string][]byte{"modbus": sim.GatewayConfig(s.Addr(), 1, 2, 100*time.Millisecond)})
+	writeAutomation := func(enabled bool) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(dir, automation.FileName), []byte(fmt.Sprintf(`
+queue: {retryMin: 100ms, retryMax: 200ms}
+tasks:
+  - name: notify
+    enabled: %t
+    trigger: {event: device/sim-dev-1/+}
+    condition: key == "r0" or key == "r1"    # not the connector details sent with the connect
+    actions:
+      - {handler: webhook, params: {url: "%s/hook", body: {key: "{{key}}", value: "{{value}}"}}}
+`, enabled, srv.URL)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeAutomation(true)
+	gw := startBinary(t, path)
+	// r0 and r1 each fire once; each action is refused at least twice.
+	testpeer.Eventually(t, 30*time.Second, "two actions retried", func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(attempts) != 2 {
+			return fmt.Errorf("attempts %v", attempts)
+		}
+		for k, n := range attempts {
+			if n < 2 {
+				return fmt.Errorf("action %s tried %d times", k, n)
+			}
+		}
+		return nil
+	})
+	writeAutomation(false)
+	if err := gw.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	// Retries go on after the reload (the queue is kept); give the reload
+	// a retry round to be applied, then kill.
+	mu.Lock()
+	before := attempts[firstKey(attempts)]
+	mu.Unlock()
+	testpeer.Eventually(t, 10*time.Second, "a retry after the reload", func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if attempts[firstKey(attempts)] < before+2 {
+			return fmt.Errorf("attempts %v", attempts)
+		}
+		return nil
+	})
+	if err := gw.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = gw.Wait()
+	mu.Lock()
+	keys := len(attempts)
+	accept = true
+	mu.Unlock()
+	startBinary(t, path)
+	testpeer.Eventually(t, 30*time.Second, "both queued actions delivered", func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(delivered) != 2 {
+			return fmt.Errorf("delivered %v", delivered)
+		}
+		return nil
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	for k, n := range delivered {
+		if n != 1 || attempts[k] < 3 {
+			t.Errorf("action %s: delivered %d times after %d attempts", k, n, attempts[k])
+		}
+	}
+	if len(attempts) != keys {
+		t.Errorf("new actions after the restart: %v (the task is disabled)", attempts)
+	}
+}
+
+func firstKey(m map[string]int) string {
+	for k := range m {
+		return k
+	}
+	return ""
+}
+
+// TestAutomationForwardMQTTToModbus: a value an MQTT device publishes is
+// forwarded, through an expression, to a Modbus register of the simulator
+// via the Modbus device's attributeUpdates, and another value triggers a
+// device_rpc by the device's rpc mapping; the platform is down.
+func TestAutomationForwardMQTTToModbus(t *testing.T) {
+	devices := testpeer.StartMosquitto(t)
+	s := startSim(t, 1, 40)
+	var modbus map[string]any
+	if err := json.Unmarshal(sim.GatewayConfig(s.Addr(), 1, 2, 200*time.Millisecond), &modbus); err != nil {
+		t.Fatal(err)
+	}
+	slave := modbus["master"].(map[string]any)["slaves"].([]any)[0].(map[string]any)
+	slave["attributeUpdates"] = []any{map[string]any{"tag": "setpoint", "type": "16uint", "functionCode": 6, "objectsCount": 1, "address": 30}}
+	slave["rpc"] = []any{map[string]any{"tag": "setMode", "type": "16uint", "functionCode": 6, "objectsCount": 1, "address": 31}}
+	modbusRaw, _ := json.Marshal(modbus)
+	dir := t.TempDir()
+	path := writeConfig(t, dir, fmt.Sprintf("127.0.0.1:%d", testpeer.FreePort(t)), `{"type": "memory"}`,
+		map[string][]byte{"mqtt": mqttConnectorConfig(t, devices.Addr()), "modbus": modbusRaw})
+	if err := os.WriteFile(filepath.Join(dir, automation.FileName), []byte(`
+queue: {memory: true}
+forwards:
+  - {name: temp-to-setpoint, source: SN-1.temp, target: sim-dev-1.setpoint, expression: "int(value * 10)"}
+tasks:
+  - name: mode-from-n
+    trigger: {event: device/SN-1/n}
+    condition: value > 0
+    actions: [{handler: device_rpc, params: {device: sim-dev-1, method: setMode, params: "{{value}}"}}]
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	gw := startGateway(t, path, nil)
+	eng := startAutomation(t, gw, dir)
+	dev := testpeer.Subscribe(t, devices.Addr(), "nothing/#")
+	// The Modbus device must be up before the write can reach it.
+	testpeer.Eventually(t, 20*time.Second, "sim-dev-1 connected", func() error {
+		devs, err := gw.Devices(context.Background())
+		if err != nil {
+			return err
+		}
+		for _, d := range devs {
+			if d.Device == "sim-dev-1" {
+				return nil
+			}
+		}
+		return fmt.Errorf("devices %v", devs)
+	})
+	devicePublish(t, dev, "sensor/SN-1/data", `{"n":7,"temp":21.5}`)
+	testpeer.Eventually(t, 20*time.Second, "register 30 written by the forward", func() error {
+		if v := s.Get(1, 30, 1)[0]; v != 215 {
+			return fmt.Errorf("register 30 = %d (forward %+v)", v, eng.Status())
+		}
+		return nil
+	})
+	testpeer.Eventually(t, 20*time.Second, "register 31 written by the task's rpc", func() error {
+		if v := s.Get(1, 31, 1)[0]; v != 7 {
+			return fmt.Errorf("register 31 = %d (queue %+v)", v, eng.Report().Queue)
+		}
+		return nil
+	})
+}
