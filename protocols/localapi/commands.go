@@ -35,6 +35,9 @@ type devState struct {
 	// broker stores them under this prefix and strips it on the way out.
 	prefix string
 
+	// pollers counts HTTP long polls waiting (for tests and the log).
+	pollers atomic.Int32
+
 	mu      sync.Mutex
 	pending map[int64]*pendingRPC
 	queue   []*pendingRPC // not yet taken by the device
@@ -146,6 +149,8 @@ func (st *devState) takeQueued() []*pendingRPC {
 
 // poll waits for a request for the device (an HTTP long poll) until ctx ends.
 func (st *devState) poll(ctx context.Context) (*pendingRPC, bool) {
+	st.pollers.Add(1)
+	defer st.pollers.Add(-1)
 	for {
 		st.mu.Lock()
 		if len(st.queue) > 0 {
