@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/industryos/gateway/protocols"
+	"github.com/industryos/gateway/protocols/kit/report"
 	"github.com/industryos/gateway/protocols/kit/spec"
 )
 
@@ -51,6 +53,9 @@ type Device struct {
 	// Fingerprint is the lower-case hex SHA-256 of the device's X.509 client
 	// certificate (DER), presented on the MQTT TLS listener.
 	Fingerprint string
+	// Report is the device's reportStrategy, else the section's; unset
+	// inherits the global one.
+	Report protocols.ReportStrategy
 }
 
 // Credential names the kind of credential the device uses (for logs: never
@@ -70,6 +75,8 @@ type Config struct {
 	MQTT, HTTP, CoAP Transport
 	// MaxBody bounds HTTP bodies and MQTT payloads, in bytes.
 	MaxBody int
+	// Report is the section's reportStrategy (devices may set their own).
+	Report  protocols.ReportStrategy
 	Devices []*Device
 }
 
@@ -87,6 +94,7 @@ func Parse(o *spec.Obj, dir string) *Config {
 		o.Errorf("coap.enabled", "CoAP is not available in this version of the local API (MQTT and HTTP are)")
 	}
 	c.MaxBody = int(o.IntRange("maxPayloadBytes", DefaultMaxBody, 64, 16<<20))
+	c.Report = report.Parse(o)
 	if !c.Enabled() {
 		o.Warnf("", "no transport enabled (set mqtt.enabled or http.enabled): the local device API is off")
 	}
@@ -181,6 +189,7 @@ func parseDevices(o *spec.Obj, c *Config) []*Device {
 		d.Username = do.Str("username", "")
 		d.Password = do.Str("password", "")
 		fp := do.Str("certificateFingerprint", "")
+		d.Report = report.Parse(do).Or(c.Report)
 		do.Done()
 		if d.Name != "" {
 			if prev, dup := names[d.Name]; dup {

@@ -101,7 +101,7 @@ func (h *httpAPI) telemetry(w http.ResponseWriter, r *http.Request, st *devState
 	}
 	pushes := make([]protocols.Push, len(samples))
 	for i, sm := range samples {
-		pushes[i] = protocols.Push{Device: st.dev.Name, Profile: st.dev.Profile, Ts: sm.Ts, Reading: protocols.Reading{Telemetry: sm.Values}}
+		pushes[i] = protocols.Push{Device: st.dev.Name, Profile: st.dev.Profile, Report: st.dev.Report, Ts: sm.Ts, Reading: protocols.Reading{Telemetry: sm.Values}}
 	}
 	h.commit(w, r, pushes)
 }
@@ -113,7 +113,7 @@ func (h *httpAPI) attributes(w http.ResponseWriter, r *http.Request, st *devStat
 		jsonError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	h.commit(w, r, []protocols.Push{{Device: st.dev.Name, Profile: st.dev.Profile, Reading: protocols.Reading{Attributes: dps}}})
+	h.commit(w, r, []protocols.Push{{Device: st.dev.Name, Profile: st.dev.Profile, Report: st.dev.Report, Reading: protocols.Reading{Attributes: dps}}})
 }
 
 // commit answers 200 only once every push is committed to the journal.

@@ -2,6 +2,7 @@ package localapi
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os/exec"
 	"strings"
@@ -144,5 +145,40 @@ func TestHTTPWithCurl(t *testing.T) {
 
 	if r := curl(bin, "-X", "POST", "-d", `{"method":"getCurrentTime","params":{}}`, base+"TOKEN_A/rpc"); r.code != 200 || len(r.body) < 13 {
 		t.Errorf("client-side rpc: %d %s", r.code, r.body)
+	}
+}
+
+// TestNotAcceptedIsNotAcknowledged: data the runtime does not take is
+// answered 503 over HTTP, and over MQTT 3.1.1 the connection is closed
+// without a PUBACK, so the device sends it again.
+func TestNotAcceptedIsNotAcknowledged(t *testing.T) {
+	bin := testpeer.NeedProgram(t, "curl", "curl")
+	c, rec := startAPI(t, nil)
+	rec.FailNext(errors.New("connector stopping"))
+	r := curl(bin, "-X", "POST", "-d", `{"a":1}`, "http://"+c.Addr("http")+"/api/v1/TOKEN_A/telemetry")
+	if r.code != 503 || r.body != `{"error":"not accepted: connector stopping"}` {
+		t.Errorf("http: %d %s", r.code, r.body)
+	}
+	dev, err := connectV3(t, c.Addr("mqtt"), "a", "TOKEN_A", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec.FailNext(errors.New("connector stopping"))
+	tok := dev.c.Publish("v1/devices/me/telemetry", 1, false, `{"a":2}`)
+	testpeer.Eventually(t, wait, "the device to be disconnected", func() error {
+		if dev.c.IsConnectionOpen() {
+			return errors.New("still connected")
+		}
+		return nil
+	})
+	select {
+	case <-tok.Done():
+		if tok.Error() == nil {
+			t.Error("PUBACK for data the runtime did not take")
+		}
+	default:
+	}
+	if n := rec.Pushed(); n != 0 {
+		t.Errorf("%d pushes kept", n)
 	}
 }

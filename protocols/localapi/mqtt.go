@@ -310,7 +310,7 @@ func (m *mqttServer) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pack
 		}
 		pushes := make([]protocols.Push, len(samples))
 		for i, sm := range samples {
-			pushes[i] = protocols.Push{Device: d.Name, Profile: d.Profile, Ts: sm.Ts, Reading: protocols.Reading{Telemetry: sm.Values}}
+			pushes[i] = protocols.Push{Device: d.Name, Profile: d.Profile, Report: d.Report, Ts: sm.Ts, Reading: protocols.Reading{Telemetry: sm.Values}}
 		}
 		return m.commit(s, pk, pushes)
 	case topic == topicAttributes:
@@ -318,7 +318,7 @@ func (m *mqttServer) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pack
 		if err != nil {
 			return m.bad(s, pk, "attributes", err)
 		}
-		return m.commit(s, pk, []protocols.Push{{Device: d.Name, Profile: d.Profile, Reading: protocols.Reading{Attributes: dps}}})
+		return m.commit(s, pk, []protocols.Push{{Device: d.Name, Profile: d.Profile, Report: d.Report, Reading: protocols.Reading{Attributes: dps}}})
 	case strings.HasPrefix(topic, topicAttrRequestPrefix):
 		id := topic[len(topicAttrRequestPrefix):]
 		var req attributeRequest
