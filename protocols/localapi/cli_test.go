@@ -33,7 +33,12 @@ func TestMosquittoClients(t *testing.T) {
 			t.Errorf("%s wrong token: %v: %s", v, err, out)
 		}
 	}
-	waitValues(t, rec, "Sensor A", "level", "1,2")
+	// QoS 2: the PUBREC comes after the commit; the exchange completes.
+	if out, err := exec.Command(pub, "-h", host, "-p", port, "-V", "mqttv5", "-q", "2", "-u", "TOKEN_A",
+		"-t", "v1/devices/me/telemetry", "-m", `{"level":3}`).CombinedOutput(); err != nil {
+		t.Fatalf("qos 2: %v: %s", err, out)
+	}
+	waitValues(t, rec, "Sensor A", "level", "1,2,3")
 	if n := len(rec.RefusedReports()); n != 2 {
 		t.Errorf("%d refusals counted, want 2", n)
 	}
