@@ -95,7 +95,8 @@ func platformHas(msgs []testpeer.Msg, topic, want string) bool {
 // mosquitto_pub/mosquitto_sub as an MQTT device and curl as an HTTP
 // device. Their values arrive under the devices' names (connected with
 // their profiles); a shared-attribute update and an RPC from the platform
-// reach each device and the replies return; a wrong token is refused; a
+// reach each device and the replies return; an attribute read is asked of
+// the platform and answered; a wrong token is refused; a
 // device cannot subscribe outside its own topics.
 func TestLocalAPIEndToEnd(t *testing.T) {
 	pub := testpeer.NeedProgram(t, "mosquitto_pub", "mosquitto-clients")
@@ -216,6 +217,40 @@ func TestLocalAPIEndToEnd(t *testing.T) {
 	plat.WaitFor(t, 20*time.Second, func(msgs []testpeer.Msg) bool {
 		return platformHas(msgs, "v1/gateway/rpc", `{"device":"Sensor B","id":9,"data":{"blinked":3}}`)
 	})
+
+	// Attribute read: the gateway asks the platform and answers the device.
+	read := make(chan string, 1)
+	go func() {
+		out, _ := exec.Command(curl, "-sS", base+"TOKEN_B/attributes?sharedKeys=mode").Output()
+		read <- string(out)
+	}()
+	var id int64
+	plat.WaitFor(t, 20*time.Second, func(msgs []testpeer.Msg) bool {
+		for _, m := range testpeer.OnTopic(msgs, "v1/gateway/attributes/request") {
+			var r struct {
+				ID     int64    `json:"id"`
+				Device string   `json:"device"`
+				Client bool     `json:"client"`
+				Keys   []string `json:"keys"`
+			}
+			if json.Unmarshal(m.Payload, &r) == nil && r.Device == "Sensor B" && !r.Client && fmt.Sprint(r.Keys) == "[mode]" {
+				id = r.ID
+				return true
+			}
+		}
+		return false
+	})
+	if err := plat.Publish(ctx, "v1/gateway/attributes/response", []byte(fmt.Sprintf(`{"id":%d,"device":"Sensor B","value":"eco"}`, id)), 1); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case got := <-read:
+		if got != `{"shared":{"mode":"eco"}}` {
+			t.Errorf("attribute read got %q", got)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("attribute read: no answer")
+	}
 }
 
 // TestLocalAPIKillWhilePlatformDown: the built binary with the Badger
