@@ -41,7 +41,8 @@ type devState struct {
 	mu      sync.Mutex
 	pending map[int64]*pendingRPC
 	queue   []*pendingRPC // not yet taken by the device
-	wake    chan struct{} // closed when queue grows
+	updates [][]byte      // attribute updates for an HTTP long poll (no MQTT subscription)
+	wake    chan struct{} // closed when queue or updates grow
 }
 
 // pendingRPC is a server-side RPC waiting for the device's reply.
@@ -99,8 +100,7 @@ func (c *commander) RPC(ctx context.Context, req protocols.RPCRequest) (protocol
 	if m := c.h.mqtt.Load(); m == nil || !m.deliverRPC(st, p) {
 		st.mu.Lock()
 		st.queue = append(st.queue, p)
-		close(st.wake)
-		st.wake = make(chan struct{})
+		st.wakeLocked()
 		st.mu.Unlock()
 	}
 	select {
@@ -111,18 +111,60 @@ func (c *commander) RPC(ctx context.Context, req protocols.RPCRequest) (protocol
 	}
 }
 
+// maxUpdates bounds the attribute updates kept for a device's next HTTP
+// long poll; older ones are dropped (counted).
+const maxUpdates = 16
+
 // UpdateAttributes pushes the shared attributes to the device's MQTT
-// session (v1/devices/me/attributes). Every key goes to the device.
+// session (v1/devices/me/attributes) when it is subscribed, else keeps
+// them for its next GET /attributes/updates. Every key goes to the device.
 func (c *commander) UpdateAttributes(ctx context.Context, values map[string]json.RawMessage) ([]string, error) {
-	m := c.h.mqtt.Load()
-	if m == nil {
-		return nil, nil
-	}
 	payload, err := json.Marshal(values)
 	if err != nil {
 		return nil, fmt.Errorf("device %q: attribute update: %w", c.st.dev.Name, err)
 	}
-	return nil, m.publish(c.st, topicAttributes, payload)
+	if m := c.h.mqtt.Load(); m != nil && m.subscribed(c.st, topicAttributes) {
+		return nil, m.publish(c.st, topicAttributes, payload)
+	}
+	st := c.st
+	st.mu.Lock()
+	st.updates = append(st.updates, payload)
+	dropped := 0
+	if len(st.updates) > maxUpdates {
+		dropped = len(st.updates) - maxUpdates
+		st.updates = append(st.updates[:0], st.updates[dropped:]...)
+	}
+	st.wakeLocked()
+	st.mu.Unlock()
+	if b := c.h.sink.Load(); dropped > 0 && b != nil {
+		b.Dropped("attribute updates of "+st.dev.Name, dropped, fmt.Errorf("more than %d updates waiting for the device's poll", maxUpdates))
+	}
+	return nil, nil
+}
+
+func (st *devState) wakeLocked() {
+	close(st.wake)
+	st.wake = make(chan struct{})
+}
+
+// pollUpdate waits for an attribute update (an HTTP long poll) until ctx ends.
+func (st *devState) pollUpdate(ctx context.Context) ([]byte, bool) {
+	for {
+		st.mu.Lock()
+		if len(st.updates) > 0 {
+			u := st.updates[0]
+			st.updates = st.updates[1:]
+			st.mu.Unlock()
+			return u, true
+		}
+		wake := st.wake
+		st.mu.Unlock()
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			return nil, false
+		}
+	}
 }
 
 // SharedAttributeKeys: a local device asks for its attributes itself.

@@ -41,6 +41,7 @@ func startHTTP(ctx context.Context, c *Connector, sink protocols.Sink) (*http.Se
 	mux.HandleFunc("POST /api/v1/{token}/telemetry", h.device(h.telemetry))
 	mux.HandleFunc("POST /api/v1/{token}/attributes", h.device(h.attributes))
 	mux.HandleFunc("GET /api/v1/{token}/attributes", h.device(h.getAttributes))
+	mux.HandleFunc("GET /api/v1/{token}/attributes/updates", h.device(h.pollUpdates))
 	mux.HandleFunc("GET /api/v1/{token}/rpc", h.device(h.pollRPC))
 	mux.HandleFunc("POST /api/v1/{token}/rpc/{id}", h.device(h.replyRPC))
 	mux.HandleFunc("POST /api/v1/{token}/rpc", h.device(h.callRPC))
@@ -148,17 +149,45 @@ func (h *httpAPI) getAttributes(w http.ResponseWriter, r *http.Request, st *devS
 	writeJSON(w, http.StatusOK, resp)
 }
 
+// pollTimeout reads ?timeout= (ms); false when it answered a bad one.
+func pollTimeout(w http.ResponseWriter, r *http.Request) (time.Duration, bool) {
+	v := r.URL.Query().Get("timeout")
+	if v == "" {
+		return defaultPollTimeout, true
+	}
+	ms, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || ms < 0 {
+		jsonError(w, http.StatusBadRequest, fmt.Sprintf("timeout %q is not milliseconds", v))
+		return 0, false
+	}
+	return min(time.Duration(ms)*time.Millisecond, maxPollTimeout), true
+}
+
+// pollUpdates is the long poll for shared-attribute updates: 200 with the
+// update, or 408 when none came within the timeout.
+func (h *httpAPI) pollUpdates(w http.ResponseWriter, r *http.Request, st *devState, _ []byte) {
+	timeout, ok := pollTimeout(w, r)
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), timeout)
+	defer cancel()
+	u, ok := st.pollUpdate(ctx)
+	if !ok {
+		w.WriteHeader(http.StatusRequestTimeout)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(u)
+}
+
 // pollRPC is the long poll for server-side RPC: 200 with the request, or
 // 408 when none came within the timeout.
 func (h *httpAPI) pollRPC(w http.ResponseWriter, r *http.Request, st *devState, _ []byte) {
-	timeout := defaultPollTimeout
-	if v := r.URL.Query().Get("timeout"); v != "" {
-		ms, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || ms < 0 {
-			jsonError(w, http.StatusBadRequest, fmt.Sprintf("timeout %q is not milliseconds", v))
-			return
-		}
-		timeout = min(time.Duration(ms)*time.Millisecond, maxPollTimeout)
+	timeout, ok := pollTimeout(w, r)
+	if !ok {
+		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), timeout)
 	defer cancel()

@@ -1,6 +1,7 @@
 package localapi
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -141,6 +142,31 @@ func TestHTTPWithCurl(t *testing.T) {
 	}
 	if got := recv(t, out, "rpc result"); got != `"pong"` {
 		t.Errorf("non-JSON reply becomes a JSON string, got %s", got)
+	}
+
+	// Shared-attribute updates: kept for the next long poll, and a poll
+	// that waits gets the next one.
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	if _, err := c.Commander("Sensor B", "").UpdateAttributes(ctx, map[string]json.RawMessage{"mode": json.RawMessage(`"eco"`)}); err != nil {
+		t.Fatal(err)
+	}
+	if r := curl(bin, base+"TOKEN_B/attributes/updates?timeout=5000"); r.code != 200 || r.body != `{"mode":"eco"}` {
+		t.Errorf("attribute update poll: %d %s", r.code, r.body)
+	}
+	if r := curl(bin, base+"TOKEN_B/attributes/updates?timeout=1"); r.code != 408 {
+		t.Errorf("empty attribute update poll: %d %s", r.code, r.body)
+	}
+	for i := range maxUpdates + 2 {
+		if _, err := c.Commander("Sensor B", "").UpdateAttributes(ctx, map[string]json.RawMessage{"n": json.RawMessage(fmt.Sprint(i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if r := curl(bin, base+"TOKEN_B/attributes/updates?timeout=5000"); r.code != 200 || r.body != `{"n":2}` {
+		t.Errorf("after overflow the oldest kept is n=2: %d %s", r.code, r.body)
+	}
+	if got := rec.DroppedTotal(); got != 2 {
+		t.Errorf("%d updates counted as dropped, want 2", got)
 	}
 
 	if r := curl(bin, "-X", "POST", "-d", `{"method":"getCurrentTime","params":{}}`, base+"TOKEN_A/rpc"); r.code != 200 || len(r.body) < 13 {

@@ -143,7 +143,6 @@ func (m *mqttServer) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	s := &session{st: m.c.hub.state(d), cl: cl, v5: cl.Properties.ProtocolVersion == 5,
 		wake: make(chan struct{}, 1), closing: make(chan struct{})}
 	m.sessions.Store(cl, s)
-	go s.writeAcks()
 	return nil
 }
 
@@ -166,6 +165,9 @@ func (m *mqttServer) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 	if s == nil {
 		return
 	}
+	// Started here, not at authentication: from now on OnDisconnect is
+	// sure to come and stop it.
+	go s.writeAcks()
 	m.mu.Lock()
 	m.online[s.st.dev.Name]++
 	first := m.online[s.st.dev.Name] == 1
@@ -234,15 +236,18 @@ func (m *mqttServer) rewriteFilters(cl *mqtt.Client, pk packets.Packet) packets.
 	return pk
 }
 
-// OnSubscribed hands RPCs that waited for the device to its new
-// subscription.
+// OnSubscribed hands RPCs and attribute updates that waited for the
+// device to its new subscription.
 func (m *mqttServer) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
 	s := m.session(cl)
 	if s == nil {
 		return
 	}
 	for i, f := range pk.Filters {
-		if i < len(codes) && codes[i] < 0x80 && strings.HasPrefix(f.Filter, s.st.prefix+topicRPCRequestPrefix) {
+		if i >= len(codes) || codes[i] >= 0x80 {
+			continue
+		}
+		if strings.HasPrefix(f.Filter, s.st.prefix+topicRPCRequestPrefix) {
 			for _, p := range s.st.takeQueued() {
 				if !m.deliverRPC(s.st, p) {
 					s.st.mu.Lock()
@@ -250,7 +255,15 @@ func (m *mqttServer) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []by
 					s.st.mu.Unlock()
 				}
 			}
-			return
+		}
+		if f.Filter == s.st.prefix+topicAttributes {
+			s.st.mu.Lock()
+			updates := s.st.updates
+			s.st.updates = nil
+			s.st.mu.Unlock()
+			for _, u := range updates {
+				_ = m.publish(s.st, topicAttributes, u)
+			}
 		}
 	}
 }
@@ -274,11 +287,16 @@ func (m *mqttServer) publish(st *devState, topic string, payload []byte) error {
 	return nil
 }
 
+// subscribed reports whether a session of the device takes topic.
+func (m *mqttServer) subscribed(st *devState, topic string) bool {
+	return len(m.srv.Topics.Subscribers(st.prefix+topic).Subscriptions) > 0
+}
+
 // deliverRPC publishes a server-side RPC when the device has a session
 // subscribed to it; false leaves it for a later subscription or HTTP poll.
 func (m *mqttServer) deliverRPC(st *devState, p *pendingRPC) bool {
 	topic := topicRPCRequestPrefix + strconv.FormatInt(p.req.ID, 10)
-	if len(m.srv.Topics.Subscribers(st.prefix+topic).Subscriptions) == 0 {
+	if !m.subscribed(st, topic) {
 		return false
 	}
 	b, _ := json.Marshal(struct {

@@ -279,16 +279,22 @@ func TestMQTTDownlinkAndIsolation(t *testing.T) {
 }
 
 // TestMQTT5TelemetryAndQueuedRPC: an MQTT 5 device's telemetry is pushed,
-// and an RPC sent while the device was not subscribed waits for its
-// subscription.
+// and an RPC and an attribute update sent while the device was not
+// subscribed wait for its subscription.
 func TestMQTT5TelemetryAndQueuedRPC(t *testing.T) {
 	c, rec := startAPI(t, nil)
 	res := rpc(c, "PLC C", 11, "reset", `{}`, 2*wait)
-	dev := testpeer.SubscribeWith(t, c.Addr("mqtt"), testpeer.SubscriberOptions{ClientID: "plc-c", Username: "cu", Password: "cp",
-		OnMessage: nil}, "v1/devices/me/rpc/request/+")
-	dev.WaitTopic(t, wait, "v1/devices/me/rpc/request/11", 1)
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
+	if _, err := c.Commander("PLC C", "").UpdateAttributes(ctx, map[string]json.RawMessage{"speed": json.RawMessage(`5`)}); err != nil {
+		t.Fatal(err)
+	}
+	dev := testpeer.SubscribeWith(t, c.Addr("mqtt"), testpeer.SubscriberOptions{ClientID: "plc-c", Username: "cu", Password: "cp"},
+		"v1/devices/me/rpc/request/+", "v1/devices/me/attributes")
+	dev.WaitTopic(t, wait, "v1/devices/me/rpc/request/11", 1)
+	if got := dev.WaitTopic(t, wait, "v1/devices/me/attributes", 1); string(got[0].Payload) != `{"speed":5}` {
+		t.Errorf("queued attribute update %s", got[0].Payload)
+	}
 	if err := dev.Publish(ctx, "v1/devices/me/rpc/response/11", []byte(`{"done":1}`), 1); err != nil {
 		t.Fatal(err)
 	}
