@@ -59,12 +59,12 @@ type session struct {
 	cl *mqtt.Client
 	v5 bool
 
-	// acks are written in order by one goroutine: a Done callback must not
-	// block on a slow device's socket.
+	// acks are written in order by one goroutine at a time, started while
+	// acks wait (not one per connection for its whole life): a Done
+	// callback must not block on a slow device's socket.
 	mu      sync.Mutex
 	acks    []packets.Packet
-	wake    chan struct{}
-	closing chan struct{}
+	writing bool
 	closed  atomic.Bool
 }
 
@@ -72,6 +72,10 @@ func startMQTT(ctx context.Context, c *Connector, sink protocols.Sink) (*mqttSer
 	caps := mqtt.NewDefaultServerCapabilities()
 	caps.MaximumPacketSize = uint32(c.cfg.MaxBody + 1024)
 	caps.RetainAvailable = 0 // nothing a device publishes is routed, so nothing is retained
+	// Each client's outbound queue is allocated at its full size (8192
+	// pointers by default: 64 KB a device, 64 MB for a thousand); a device's
+	// downlink is a few commands, and a full queue drops (mochi counts it).
+	caps.MaximumClientWritesPending = 256
 	srv := mqtt.New(&mqtt.Options{InlineClient: true, Capabilities: caps,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	m := &mqttServer{srv: srv, c: c, sink: sink, ctx: ctx, online: map[string]int{}}
@@ -140,8 +144,7 @@ func (m *mqttServer) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		_ = m.srv.SendConnack(cl, code, false, nil)
 		return packets.ErrNotAuthorized
 	}
-	s := &session{st: m.c.hub.state(d), cl: cl, v5: cl.Properties.ProtocolVersion == 5,
-		wake: make(chan struct{}, 1), closing: make(chan struct{})}
+	s := &session{st: m.c.hub.state(d), cl: cl, v5: cl.Properties.ProtocolVersion == 5}
 	m.sessions.Store(cl, s)
 	return nil
 }
@@ -165,9 +168,6 @@ func (m *mqttServer) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 	if s == nil {
 		return
 	}
-	// Started here, not at authentication: from now on OnDisconnect is
-	// sure to come and stop it.
-	go s.writeAcks()
 	m.mu.Lock()
 	m.online[s.st.dev.Name]++
 	first := m.online[s.st.dev.Name] == 1
@@ -482,34 +482,33 @@ func (s *session) ack(id uint16, ok bool) {
 	}
 	s.mu.Lock()
 	s.acks = append(s.acks, pk)
+	start := !s.writing
+	s.writing = true
 	s.mu.Unlock()
-	select {
-	case s.wake <- struct{}{}:
-	default:
+	if start {
+		go s.writeAcks()
 	}
 }
 
+// writeAcks writes the waiting acks in order and ends when none wait.
 func (s *session) writeAcks() {
 	for {
-		select {
-		case <-s.wake:
-		case <-s.closing:
-			return
-		}
 		s.mu.Lock()
 		acks := s.acks
 		s.acks = nil
+		if len(acks) == 0 || s.closed.Load() {
+			s.writing = false
+			s.mu.Unlock()
+			return
+		}
 		s.mu.Unlock()
 		for _, pk := range acks {
 			if err := s.cl.WritePacket(pk); err != nil {
-				return
+				s.close()
+				break
 			}
 		}
 	}
 }
 
-func (s *session) close() {
-	if s.closed.CompareAndSwap(false, true) {
-		close(s.closing)
-	}
-}
+func (s *session) close() { s.closed.Store(true) }
