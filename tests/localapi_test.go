@@ -21,7 +21,7 @@ import (
 // withLocalAPI adds a localApi section to the main file at path: MQTT and
 // HTTP on the given loopback ports, device "Sensor A" (MQTT, token A) and
 // "Sensor B" (HTTP, token B).
-func withLocalAPI(t *testing.T, path string, mqttPort, httpPort int) {
+func withLocalAPI(t *testing.T, path string, mqttPort, httpPort int, coapPort ...int) {
 	t.Helper()
 	raw, err := os.ReadFile(path)
 	if err != nil {
@@ -38,6 +38,9 @@ func withLocalAPI(t *testing.T, path string, mqttPort, httpPort int) {
 			map[string]any{"name": "Sensor A", "profile": "esp32", "accessToken": "TOKEN_A"},
 			map[string]any{"name": "Sensor B", "profile": "http-sensor", "accessToken": "TOKEN_B"},
 		},
+	}
+	if len(coapPort) > 0 {
+		main["localApi"].(map[string]any)["coap"] = map[string]any{"enabled": true, "address": fmt.Sprintf("127.0.0.1:%d", coapPort[0])}
 	}
 	raw, _ = json.MarshalIndent(main, "", "  ")
 	if err := os.WriteFile(path, raw, 0o600); err != nil {
@@ -92,8 +95,8 @@ func platformHas(msgs []testpeer.Msg, topic, want string) bool {
 }
 
 // TestLocalAPIEndToEnd: mosquitto as the platform, the gateway in process,
-// mosquitto_pub/mosquitto_sub as an MQTT device and curl as an HTTP
-// device. Their values arrive under the devices' names (connected with
+// mosquitto_pub/mosquitto_sub as an MQTT device, curl as an HTTP device
+// that also posts with libcoap's coap-client. Their values arrive under the devices' names (connected with
 // their profiles); a shared-attribute update and an RPC from the platform
 // reach each device and the replies return; an attribute read is asked of
 // the platform and answered; a wrong token is refused; a
@@ -104,9 +107,9 @@ func TestLocalAPIEndToEnd(t *testing.T) {
 	curl := testpeer.NeedProgram(t, "curl", "curl")
 	platform := testpeer.StartMosquitto(t)
 	plat := testpeer.Subscribe(t, platform.Addr(), "v1/gateway/#")
-	mqttPort, httpPort := testpeer.FreePort(t), testpeer.FreePort(t)
+	mqttPort, httpPort, coapPort := testpeer.FreePort(t), testpeer.FreePort(t), testpeer.FreeUDPPort(t)
 	path := writeConfig(t, t.TempDir(), platform.Addr(), `{"type": "memory"}`, nil)
-	withLocalAPI(t, path, mqttPort, httpPort)
+	withLocalAPI(t, path, mqttPort, httpPort, coapPort)
 	startGateway(t, path, nil)
 	port := strconv.Itoa(mqttPort)
 	base := fmt.Sprintf("http://127.0.0.1:%d/api/v1/", httpPort)
@@ -125,17 +128,33 @@ func TestLocalAPIEndToEnd(t *testing.T) {
 		t.Fatalf("curl telemetry: %v %s", err, out)
 	}
 
+	// The HTTP device also speaks CoAP (same token): a confirmable POST.
+	coap := ""
+	for _, name := range []string{"coap-client-notls", "coap-client"} {
+		if p, err := exec.LookPath(name); err == nil {
+			coap = p
+			break
+		}
+	}
+	if coap == "" {
+		coap = testpeer.NeedProgram(t, "coap-client-notls", "libcoap3-bin")
+	}
+	if out, err := exec.Command(coap, "-B", "10", "-m", "post", "-e", `{"pressure":1.5}`,
+		fmt.Sprintf("coap://127.0.0.1:%d/api/v1/TOKEN_B/telemetry", coapPort)).CombinedOutput(); err != nil || len(out) != 0 {
+		t.Fatalf("coap telemetry: %v %s", err, out)
+	}
 	plat.WaitFor(t, 20*time.Second, func(msgs []testpeer.Msg) bool {
 		got, err := telemetry(msgs)
 		if err != nil {
 			return false
 		}
-		var a, b bool
+		var a, b, c bool
 		for p, vs := range got {
 			a = a || p.Device == "Sensor A" && string(vs["temperature"]) == "21.5"
 			b = b || p.Device == "Sensor B" && string(vs["humidity"]) == "40"
+			c = c || p.Device == "Sensor B" && string(vs["pressure"]) == "1.5"
 		}
-		return a && b
+		return a && b && c
 	})
 	plat.WaitFor(t, 20*time.Second, func(msgs []testpeer.Msg) bool {
 		return platformHas(msgs, "v1/gateway/connect", `{"device":"Sensor A","type":"esp32"}`) &&

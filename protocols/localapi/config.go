@@ -90,13 +90,10 @@ func Parse(o *spec.Obj, dir string) *Config {
 	c.MQTT = parseTransport(o, "mqtt", DefaultMQTTAddress, dir, true)
 	c.HTTP = parseTransport(o, "http", DefaultHTTPAddress, dir, true)
 	c.CoAP = parseTransport(o, "coap", DefaultCoAPAddress, dir, false)
-	if c.CoAP.Enabled {
-		o.Errorf("coap.enabled", "CoAP is not available in this version of the local API (MQTT and HTTP are)")
-	}
 	c.MaxBody = int(o.IntRange("maxPayloadBytes", DefaultMaxBody, 64, 16<<20))
 	c.Report = report.Parse(o)
 	if !c.Enabled() {
-		o.Warnf("", "no transport enabled (set mqtt.enabled or http.enabled): the local device API is off")
+		o.Warnf("", "no transport enabled (set mqtt.enabled, http.enabled or coap.enabled): the local device API is off")
 	}
 	c.Devices = parseDevices(o, c)
 	o.Done()

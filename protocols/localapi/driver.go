@@ -67,7 +67,7 @@ func (c *Connector) Summary() string {
 	for _, t := range []struct {
 		name string
 		t    Transport
-	}{{"mqtt", c.cfg.MQTT}, {"http", c.cfg.HTTP}} {
+	}{{"mqtt", c.cfg.MQTT}, {"http", c.cfg.HTTP}, {"coap", c.cfg.CoAP}} {
 		if t.t.Enabled {
 			s := t.name + " " + t.t.Address
 			if t.t.TLS() {
@@ -88,7 +88,7 @@ func (c *Connector) Devices() []protocols.Device { return nil }
 // Close releases nothing: Run owns the listeners.
 func (c *Connector) Close() error { return nil }
 
-// Addr returns the address a transport ("mqtt", "http") listens on, once
+// Addr returns the address a transport ("mqtt", "http", "coap") listens on, once
 // Ready is closed: with port 0 configured it is the port picked.
 func (c *Connector) Addr(transport string) string {
 	c.mu.Lock()
@@ -112,16 +112,17 @@ func (c *Connector) Run(ctx context.Context, sink protocols.Sink) error {
 	c.hub.attach(sink)
 	var mq *mqttServer
 	var hs *http.Server
+	var cs *coapServer
 	delay := time.Second
 	for {
-		err := c.listen(ctx, sink, &mq, &hs)
+		err := c.listen(ctx, sink, &mq, &hs, &cs)
 		if err == nil {
 			break
 		}
 		sink.Link(false, err)
 		select {
 		case <-ctx.Done():
-			c.shutdown(mq, hs)
+			c.shutdown(mq, hs, cs)
 			return nil
 		case <-time.After(delay):
 		}
@@ -130,12 +131,12 @@ func (c *Connector) Run(ctx context.Context, sink protocols.Sink) error {
 	close(c.ready)
 	sink.Link(true, nil)
 	<-ctx.Done()
-	c.shutdown(mq, hs)
+	c.shutdown(mq, hs, cs)
 	return nil
 }
 
 // listen binds the transports not bound yet.
-func (c *Connector) listen(ctx context.Context, sink protocols.Sink, mq **mqttServer, hs **http.Server) error {
+func (c *Connector) listen(ctx context.Context, sink protocols.Sink, mq **mqttServer, hs **http.Server, cs **coapServer) error {
 	if c.cfg.MQTT.Enabled && *mq == nil {
 		s, err := startMQTT(ctx, c, sink)
 		if err != nil {
@@ -153,10 +154,21 @@ func (c *Connector) listen(ctx context.Context, sink protocols.Sink, mq **mqttSe
 		*hs = s
 		c.setAddr("http", addr)
 	}
+	if c.cfg.CoAP.Enabled && *cs == nil {
+		s, err := startCoAP(ctx, c, sink)
+		if err != nil {
+			return fmt.Errorf("local api: coap on %s: %w", c.cfg.CoAP.Address, err)
+		}
+		*cs = s
+		c.setAddr("coap", s.addr)
+	}
 	return nil
 }
 
-func (c *Connector) shutdown(mq *mqttServer, hs *http.Server) {
+func (c *Connector) shutdown(mq *mqttServer, hs *http.Server, cs *coapServer) {
+	if cs != nil {
+		cs.close()
+	}
 	if hs != nil {
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		if err := hs.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
