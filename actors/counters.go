@@ -27,4 +27,5 @@ type Counters struct {
 	Malformed        atomic.Uint64 // push-source input that could not be converted (counted, logged)
 	Unmatched        atomic.Uint64 // push-source input no mapping wanted
 	InputDropped     atomic.Uint64 // values or messages a push source had to give up (counted, logged)
+	Refused          atomic.Uint64 // local-API connections and requests refused for unknown credentials
 }

@@ -246,6 +246,7 @@ func (o *observability) counterCollectors() []prometheus.Collector {
 		counter("platform_bad_messages_total", "Malformed messages from the platform (ignored).", u(&c.BadInbound)),
 		counter("input_malformed_total", "Messages or frames from push connectors that could not be converted (dropped, logged).", u(&c.Malformed)),
 		counter("input_dropped_total", "Values or messages push connectors had to give up (CAN bus overrun, superseded OPC-UA values).", u(&c.InputDropped)),
+		counter("input_refused_total", "Local device API connections and requests refused for unknown credentials (MQTT CONNACK not authorized, HTTP 401).", u(&c.Refused)),
 		counter("input_unmatched_total", "Messages or frames from push connectors that no mapping wanted.", u(&c.Unmatched)),
 		counter("tree_restarts_total", "In-process restarts of the actor tree (gateway_restart, remote configuration).", u(&c.TreeRestarts)),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: observe.Namespace, Name: "devices_connected",

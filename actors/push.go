@@ -188,6 +188,14 @@ func (s *pushSink) Dropped(where string, n int, err error) {
 	}
 }
 
+func (s *pushSink) Refused(where string, err error) {
+	s.cc.Refused.Add(1)
+	s.env.devices.counters.Refused.Add(1)
+	if ok, suppressed := s.malformedLog.Allow("refused "+where, time.Now()); ok {
+		s.log.Warn().Err(err).Str("where", where).Int("suppressed", suppressed).Msg("peer refused: unknown credentials")
+	}
+}
+
 func (s *pushSink) Unmatched() {
 	s.cc.Unmatched.Add(1)
 	s.env.devices.counters.Unmatched.Add(1)

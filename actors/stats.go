@@ -29,6 +29,7 @@ type ConnectorCounters struct {
 	Malformed      atomic.Uint64
 	Unmatched      atomic.Uint64
 	Dropped        atomic.Uint64
+	Refused        atomic.Uint64
 }
 
 // statistics publishes the gateway's own statistics telemetry and builds

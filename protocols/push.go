@@ -73,6 +73,10 @@ type Sink interface {
 	// a CAN bus overrun, OPC-UA values superseded while the runtime was
 	// behind — and logs it, rate-limited per where.
 	Dropped(where string, n int, err error)
+	// Refused counts a peer refused for unknown credentials (a local-API
+	// device with a wrong token) and logs it, rate-limited per where; the
+	// secret itself is never logged.
+	Refused(where string, err error)
 	// Link reports the source's transport state; a down link is logged
 	// (rate-limited) and makes /readyz name the connector.
 	Link(up bool, err error)

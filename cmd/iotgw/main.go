@@ -207,6 +207,12 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	for _, c := range cfg.Connectors {
+		// A push source without polled devices (the local device API) says
+		// what it serves instead.
+		if s, ok := c.Connector.(interface{ Summary() string }); ok {
+			fmt.Fprintf(stdout, "%s: %s\n", c.Name, s.Summary())
+			continue
+		}
 		fmt.Fprintf(stdout, "connector %q (%s): %d devices\n", c.Name, c.Type, len(c.Connector.Devices()))
 	}
 	// logs.json never stops the gateway: its problems are warnings here too.

@@ -157,6 +157,9 @@ func load(path string, read func(string) ([]byte, error), getenv func(string) st
 	g.Resources = parseResources(root)
 	root.Known("grpc", "connectors")
 	g.Connectors, g.Unsupported = parseConnectors(root, dir, g.ThingsBoard.Report, read)
+	if la := parseLocalAPI(root, path, g.ThingsBoard.Report, g.Connectors); la != nil {
+		g.Connectors = append(g.Connectors, *la)
+	}
 	root.Done()
 	return g, ps.Err()
 }
@@ -468,6 +471,10 @@ func parseConnectors(root *spec.Obj, dir string, global protocols.ReportStrategy
 		if alias, ok := typeAliases[typ]; ok {
 			typ = alias
 		}
+		if typ == localAPIType {
+			co.Errorf("type", "%q is not a connector type: configure the local device API in the main file's %q section", typ, LocalAPISection)
+			continue
+		}
 		file := co.RequiredStr("configuration")
 		class := co.Str("class", "")
 		co.Known("key", "useGRPCForce", "id", "sendDataOnlyOnChange", "logLevel", "configVersion")
@@ -490,17 +497,17 @@ func parseConnectors(root *spec.Obj, dir string, global protocols.ReportStrategy
 			}
 			u := Unsupported{Name: name, Type: typ, Path: co.Path(),
 				Reason: fmt.Sprintf("%s is not supported by this build; connector %q is not started, the others run (supported: %s)",
-					what, name, strings.Join(protocols.Types(), ", "))}
+					what, name, strings.Join(connectorTypes(), ", "))}
 			root.Problems().Skipf(co.File(), co.KeyPath("type"), "%s", u.Reason)
 			unsupported = append(unsupported, u)
 			continue
 		}
 		if !ok {
 			hint := ""
-			if c := spec.Closest(typ, append(protocols.Types(), upstreamTypes...)); c != "" {
+			if c := spec.Closest(typ, append(connectorTypes(), upstreamTypes...)); c != "" {
 				hint = fmt.Sprintf("did you mean %q? ", c)
 			}
-			co.Errorf("type", "unknown connector type %q (%swant one of: %s)", typ, hint, strings.Join(protocols.Types(), ", "))
+			co.Errorf("type", "unknown connector type %q (%swant one of: %s)", typ, hint, strings.Join(connectorTypes(), ", "))
 			continue
 		}
 		path := file
@@ -544,6 +551,12 @@ func parseConnectors(root *spec.Obj, dir string, global protocols.ReportStrategy
 		out = append(out, c)
 	}
 	return out, unsupported
+}
+
+// connectorTypes are the registered types a connectors entry may name:
+// all but the local device API, which has its own section.
+func connectorTypes() []string {
+	return slices.DeleteFunc(protocols.Types(), func(t string) bool { return t == localAPIType })
 }
 
 // ParsePort is a helper for flags and env values.

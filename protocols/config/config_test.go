@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/industryos/gateway/protocols/kit/pyre"
+	_ "github.com/industryos/gateway/protocols/localapi"
 	_ "github.com/industryos/gateway/protocols/modbus"
 )
 

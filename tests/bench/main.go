@@ -8,6 +8,8 @@
 //	go run ./tests/bench -profile throughput -metrics  # with /metrics on, scraped every -scrape
 //	go run ./tests/bench -profile mqtt -rate 60000     # 10-value JSON messages/s on an external broker
 //	go run ./tests/bench -profile scale -automation   # with a task evaluating every value on the bus
+//	go run ./tests/bench -profile localapi            # 1000 devices on the local device API, 10 values every 1 s
+//	go run ./tests/bench -profile localapi-peak       # 10 local-API connections as fast as acknowledged
 package main
 
 import (
@@ -76,12 +78,17 @@ type profile struct {
 	sims, devicesPerSim, registers int
 	poll                           time.Duration
 	mqtt                           bool // devices publish to an external broker instead
+	localAPI                       bool // devices publish to the gateway's local device API instead
 }
 
 var profiles = map[string]profile{
 	"scale":      {sims: 5, devicesPerSim: 200, registers: 10, poll: time.Second},
 	"throughput": {sims: 8, devicesPerSim: 25, registers: 100, poll: 20 * time.Millisecond},
 	"mqtt":       {devicesPerSim: 100, registers: 10, mqtt: true},
+	"localapi":   {devicesPerSim: 1000, registers: 10, poll: time.Second, localAPI: true},
+	// localapi-peak: 10 device connections publishing as fast as the
+	// gateway acknowledges (256 in flight each).
+	"localapi-peak": {devicesPerSim: 10, registers: 10, localAPI: true},
 }
 
 // automationOn runs a task on every value (-automation).
@@ -102,7 +109,7 @@ func (p profile) withDevices(n int) profile {
 }
 
 func main() {
-	name := flag.String("profile", "all", "scale, throughput, mqtt or all")
+	name := flag.String("profile", "all", "scale, throughput, mqtt, localapi or all")
 	duration := flag.Duration("duration", 60*time.Second, "measurement time per profile")
 	storage := flag.String("storage", "file", "gateway storage type: file (Badger) or memory")
 	flag.BoolVar(&metricsOn, "metrics", false, "enable the gateway's http endpoint (metrics and their middleware)")
@@ -119,7 +126,7 @@ func main() {
 	for _, n := range names {
 		p, ok := profiles[n]
 		if !ok {
-			fmt.Fprintf(os.Stderr, "bench: unknown profile %q (want scale, throughput, mqtt or all)\n", n)
+			fmt.Fprintf(os.Stderr, "bench: unknown profile %q (want scale, throughput, mqtt, localapi or all)\n", n)
 			os.Exit(2)
 		}
 		if *devices > 0 && n == "scale" {
@@ -255,6 +262,20 @@ func runProfile(name string, p profile, d time.Duration, storage string) error {
 		offered = float64(mqttRate * p.registers)
 		load = &mqttLoad{port: dport, devices: p.devicesPerSim, values: p.registers, rate: mqttRate}
 	}
+	var local *localAPILoad
+	localSection := ""
+	if p.localAPI {
+		lp, err := freePort()
+		if err != nil {
+			return err
+		}
+		local = &localAPILoad{port: lp, devices: p.devicesPerSim, values: p.registers, period: p.poll}
+		localSection = `, "localApi": ` + local.section()
+		connector = ""
+		if p.poll > 0 {
+			offered = float64(p.devicesPerSim*p.registers) / p.poll.Seconds()
+		}
+	}
 	var slaves []json.RawMessage
 	for i := 0; i < p.sims; i++ {
 		s, err := sim.Start(sim.Options{Addr: "127.0.0.1:0", Devices: p.devicesPerSim, Registers: p.registers, Animate: true, Tick: time.Second})
@@ -273,7 +294,7 @@ func runProfile(name string, p profile, d time.Duration, storage string) error {
 		}
 		slaves = append(slaves, f.Master.Slaves...)
 	}
-	if !p.mqtt {
+	if !p.mqtt && !p.localAPI {
 		mb, _ := json.Marshal(map[string]any{"master": map[string]any{"slaves": slaves}})
 		if err := os.WriteFile(filepath.Join(dir, "modbus.json"), mb, 0o600); err != nil {
 			return err
@@ -293,7 +314,7 @@ func runProfile(name string, p profile, d time.Duration, storage string) error {
 		metricsURL = fmt.Sprintf("http://127.0.0.1:%d/metrics", hp)
 	}
 	main := fmt.Sprintf(`{"thingsboard": {"host": "127.0.0.1", "port": %d, "security": {"accessToken": "bench"}},
-  "storage": %s, "connectors": [%s]%s}`, port, st, connector, httpSection)
+  "storage": %s, "connectors": [%s]%s%s}`, port, st, connector, httpSection, localSection)
 	if err := os.WriteFile(filepath.Join(dir, "tb_gateway.json"), []byte(main), 0o600); err != nil {
 		return err
 	}
@@ -354,7 +375,16 @@ func runProfile(name string, p profile, d time.Duration, storage string) error {
 	if err := gw.Start(); err != nil {
 		return err
 	}
-	if load != nil {
+	if local != nil {
+		every := "every " + local.period.String()
+		if local.period == 0 {
+			every = "as fast as acknowledged (offered = acknowledged by the gateway)"
+		}
+		fmt.Printf("== %s: %d devices on the local device API (MQTT 3.1.1, one connection each) × %d values %s (QoS 1), storage %s, %s, metrics %v\n", name, local.devices, local.values, every, storage, d, metricsOn)
+		if err := local.start(ctx); err != nil {
+			return err
+		}
+	} else if load != nil {
 		fmt.Printf("== %s: %d devices publishing %d messages/s of %d values (QoS 1), storage %s, %s, metrics %v\n", name, p.devicesPerSim, mqttRate, p.registers, storage, d, metricsOn)
 		if err := load.start(ctx); err != nil {
 			return err
@@ -364,9 +394,12 @@ func runProfile(name string, p profile, d time.Duration, storage string) error {
 	}
 	// Warm up: let every device connect and the first polls drain.
 	time.Sleep(5 * time.Second)
-	var sent0 uint64
+	var sent0, localSent0 uint64
 	if load != nil {
 		sent0 = load.sent.Load()
+	}
+	if local != nil {
+		localSent0 = local.sent.Load()
 	}
 	cpu0 := observe.ProcessCPU(gw.Process.Pid)
 	st2.mu.Lock()
@@ -389,6 +422,12 @@ func runProfile(name string, p profile, d time.Duration, storage string) error {
 		offered = float64(load.sent.Load()-sent0) * float64(p.registers) / elapsed.Seconds()
 		fmt.Printf("published    %.0f messages/s acknowledged by the device broker\n", offered/float64(p.registers))
 		fmt.Printf("delivered    %.0f messages/s\n", float64(values)/float64(p.registers)/elapsed.Seconds())
+	}
+	if local != nil && local.period == 0 {
+		offered = float64(local.sent.Load()-localSent0) * float64(p.registers) / elapsed.Seconds()
+	}
+	if local != nil {
+		fmt.Printf("acked        %d messages PUBACKed by the gateway's local API in all (%d not)\n", local.sent.Load(), local.failed.Load())
 	}
 	rss := observe.PeakRSS(gw.Process.Pid)
 	_ = gw.Process.Signal(syscall.SIGTERM)

@@ -69,6 +69,7 @@ type Recorder struct {
 	disconnects []string
 	attrReqs    []string
 	malformed   []Report
+	refused     []Report
 	drops       []Report
 	unmatched   int
 	links       []LinkEvent
@@ -189,6 +190,11 @@ func (s *Recorder) RequestAttributes(_ context.Context, device string, client bo
 		}
 	})
 	return out, nil
+}
+
+// Refused implements protocols.Sink; RefusedReports lists the calls.
+func (s *Recorder) Refused(where string, err error) {
+	s.record(func() { s.refused = append(s.refused, Report{Where: where, N: 1, Err: err}) })
 }
 
 // Malformed implements protocols.Sink; MalformedReports lists the calls.
@@ -381,6 +387,9 @@ func (s *Recorder) strings(p *[]string) []string {
 	defer s.mu.Unlock()
 	return append([]string(nil), *p...)
 }
+
+// RefusedReports are the Refused calls.
+func (s *Recorder) RefusedReports() []Report { return s.reports(&s.refused) }
 
 // MalformedReports are the Malformed calls.
 func (s *Recorder) MalformedReports() []Report { return s.reports(&s.malformed) }

@@ -1,0 +1,5 @@
+//go:build !custom || protocols.localapi
+
+package all
+
+import _ "github.com/industryos/gateway/protocols/localapi"

@@ -1,0 +1,166 @@
+package localapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/plgd-dev/go-coap/v3/message"
+	"github.com/plgd-dev/go-coap/v3/message/codes"
+	"github.com/plgd-dev/go-coap/v3/mux"
+	coapNet "github.com/plgd-dev/go-coap/v3/net"
+	"github.com/plgd-dev/go-coap/v3/options"
+	"github.com/plgd-dev/go-coap/v3/udp"
+	udpServer "github.com/plgd-dev/go-coap/v3/udp/server"
+
+	"github.com/industryos/gateway/protocols"
+)
+
+// coapServer is the CoAP transport (UDP): the HTTP resources under
+// coap://host/api/v1/{token}/..., answered after the commit. A confirmable
+// request's piggybacked response (its ACK) is sent when the handler
+// returns, so a device's retransmissions stop only once its data is kept.
+type coapServer struct {
+	srv  *udpServer.Server
+	addr string
+	c    *Connector
+	sink protocols.Sink
+	ctx  context.Context
+}
+
+func startCoAP(ctx context.Context, c *Connector, sink protocols.Sink) (*coapServer, error) {
+	l, err := coapNet.NewListenUDP("udp", c.cfg.CoAP.Address)
+	if err != nil {
+		return nil, err
+	}
+	s := &coapServer{c: c, sink: sink, ctx: ctx, addr: l.LocalAddr().String()}
+	r := mux.NewRouter()
+	r.DefaultHandleFunc(s.serve)
+	s.srv = udp.NewServer(options.WithMux(r), options.WithMaxMessageSize(uint32(c.cfg.MaxBody+1024)),
+		options.WithErrors(func(error) {}))
+	go func() {
+		if err := s.srv.Serve(l); err != nil && ctx.Err() == nil {
+			sink.Link(false, fmt.Errorf("local api: coap: %w", err))
+		}
+	}()
+	return s, nil
+}
+
+func (s *coapServer) close() { s.srv.Stop() }
+
+// serve routes /api/v1/{token}/{resource}[/{id}].
+func (s *coapServer) serve(w mux.ResponseWriter, r *mux.Message) {
+	path, err := r.Path()
+	if err != nil {
+		coapError(w, codes.BadRequest, "no path")
+		return
+	}
+	parts := strings.Split(strings.Trim(path, "/"), "/")
+	if len(parts) < 4 || parts[0] != "api" || parts[1] != "v1" {
+		coapError(w, codes.NotFound, "not a device API resource: "+path)
+		return
+	}
+	token, resource := parts[2], strings.Join(parts[3:], "/")
+	d, err := s.c.auth.token(token)
+	if err != nil {
+		s.sink.Refused("coap "+w.Conn().RemoteAddr().String(), fmt.Errorf("coap %s from %s: %w", r.Code(), w.Conn().RemoteAddr(), err))
+		coapError(w, codes.Unauthorized, "unknown access token")
+		return
+	}
+	st := s.c.hub.state(d)
+	var body []byte
+	if r.Body() != nil {
+		if body, err = r.ReadBody(); err != nil {
+			coapError(w, codes.BadRequest, "cannot read body: "+err.Error())
+			return
+		}
+	}
+	switch code := r.Code(); {
+	case code == codes.POST && resource == "telemetry":
+		samples, err := ParseTelemetry(body)
+		if err != nil {
+			s.sink.Malformed("coap "+d.Name+" telemetry", err)
+			coapError(w, codes.BadRequest, err.Error())
+			return
+		}
+		pushes := make([]protocols.Push, len(samples))
+		for i, sm := range samples {
+			pushes[i] = protocols.Push{Device: d.Name, Profile: d.Profile, Report: d.Report, Ts: sm.Ts, Reading: protocols.Reading{Telemetry: sm.Values}}
+		}
+		s.commit(w, r, pushes)
+	case code == codes.POST && resource == "attributes":
+		dps, err := ParseAttributes(body)
+		if err != nil {
+			s.sink.Malformed("coap "+d.Name+" attributes", err)
+			coapError(w, codes.BadRequest, err.Error())
+			return
+		}
+		s.commit(w, r, []protocols.Push{{Device: d.Name, Profile: d.Profile, Report: d.Report, Reading: protocols.Reading{Attributes: dps}}})
+	case code == codes.GET && resource == "attributes":
+		q := url.Values{}
+		if qs, err := r.Queries(); err == nil {
+			for _, kv := range qs {
+				k, v, _ := strings.Cut(kv, "=")
+				q.Add(k, v)
+			}
+		}
+		ctx, cancel := context.WithTimeout(s.ctx, attributeTimeout)
+		defer cancel()
+		resp := requestAttributes(ctx, s.sink, d.Name, attributeRequest{ClientKeys: q.Get("clientKeys"), SharedKeys: q.Get("sharedKeys")})
+		b, _ := json.Marshal(resp)
+		coapJSON(w, codes.Content, b)
+	case code == codes.POST && strings.HasPrefix(resource, "rpc/"):
+		id, err := strconv.ParseInt(strings.TrimPrefix(resource, "rpc/"), 10, 64)
+		if err != nil {
+			coapError(w, codes.BadRequest, fmt.Sprintf("rpc id %q is not a number", strings.TrimPrefix(resource, "rpc/")))
+			return
+		}
+		if err := st.reply(id, body); err != nil {
+			coapError(w, codes.NotFound, err.Error())
+			return
+		}
+		_ = w.SetResponse(codes.Changed, message.AppJSON, nil)
+	case code == codes.POST && resource == "rpc":
+		coapJSON(w, codes.Content, clientRPC(body, time.Now()))
+	default:
+		coapError(w, codes.NotFound, fmt.Sprintf("not a device API resource: %s %s", code, path))
+	}
+}
+
+// commit answers 2.04 only once every push is committed.
+func (s *coapServer) commit(w mux.ResponseWriter, r *mux.Message, pushes []protocols.Push) {
+	done := make(chan error, len(pushes))
+	for i := range pushes {
+		pushes[i].Done = func(err error) { done <- err }
+		if err := s.sink.Push(s.ctx, pushes[i]); err != nil {
+			coapError(w, codes.ServiceUnavailable, "not accepted: "+err.Error())
+			return
+		}
+	}
+	for range pushes {
+		select {
+		case err := <-done:
+			if err != nil {
+				coapError(w, codes.ServiceUnavailable, "not committed: "+err.Error())
+				return
+			}
+		case <-s.ctx.Done():
+			coapError(w, codes.ServiceUnavailable, "stopping")
+			return
+		}
+	}
+	_ = w.SetResponse(codes.Changed, message.TextPlain, nil)
+}
+
+func coapJSON(w mux.ResponseWriter, code codes.Code, b []byte) {
+	_ = w.SetResponse(code, message.AppJSON, bytes.NewReader(b))
+}
+
+func coapError(w mux.ResponseWriter, code codes.Code, msg string) {
+	coapJSON(w, code, errorBody(msg))
+}
