@@ -6,8 +6,6 @@ import (
 	"strings"
 	"testing"
 
-	_ "github.com/industryos/gateway/protocols/grpcapi"
-
 	"github.com/industryos/gateway/protocols/config"
 )
 
