@@ -21,7 +21,7 @@ import (
 )
 
 // start runs a hub on a free loopback port with one "grpc" connector of key.
-func start(t *testing.T, key string) (*Connector, *sinktest.Recorder, pb.TBGatewayProtoServiceClient) {
+func start(t testing.TB, key string) (*Connector, *sinktest.Recorder, pb.TBGatewayProtoServiceClient) {
 	t.Helper()
 	hub := NewHub()
 	addr, err := hub.Listen(ServerConfig{KeepAliveTime: 10 * time.Second, KeepAliveTimeout: 5 * time.Second}, zerolog.Nop())
@@ -52,7 +52,7 @@ func start(t *testing.T, key string) (*Connector, *sinktest.Recorder, pb.TBGatew
 	return c, rec, pb.NewTBGatewayProtoServiceClient(conn)
 }
 
-func register(t *testing.T, cl pb.TBGatewayProtoServiceClient, key string) (pb.TBGatewayProtoService_StreamClient, *pb.FromServiceMessage, context.CancelFunc) {
+func register(t testing.TB, cl pb.TBGatewayProtoServiceClient, key string) (pb.TBGatewayProtoService_StreamClient, *pb.FromServiceMessage, context.CancelFunc) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	st, err := cl.Stream(ctx)
