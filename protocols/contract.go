@@ -25,6 +25,9 @@ type ConnectorConfig struct {
 	// Report is the inherited strategy (global); protocols layer connector,
 	// device and key strategies over it.
 	Report ReportStrategy
+	// Key is the main file's "key" of the connector entry: the secret an
+	// out-of-process (gRPC) connector registers with. Empty for others.
+	Key    string
 	Logger zerolog.Logger
 }
 

@@ -105,6 +105,7 @@ type Gateway struct {
 	Filter      *DeviceFilter // nil: every device passes
 	Activity    Activity
 	HTTP        HTTP // observability endpoint (our own "http" section)
+	GRPC        GRPC // the server of out-of-process connectors
 	Logs        Logs // logs.level, when set
 	// Unsupported lists the connectors of types this build does not have:
 	// they are left out and reported, and the others run.
@@ -155,7 +156,8 @@ func load(path string, read func(string) ([]byte, error), getenv func(string) st
 	g.HTTP = parseHTTP(root, getenv)
 	g.Logs = parseLogs(root)
 	g.Resources = parseResources(root)
-	root.Known("grpc", "connectors")
+	g.GRPC = parseGRPC(root)
+	root.Known("connectors")
 	g.Connectors, g.Unsupported = parseConnectors(root, dir, g.ThingsBoard.Report, read)
 	if la := parseLocalAPI(root, path, g.ThingsBoard.Report, g.Connectors); la != nil {
 		g.Connectors = append(g.Connectors, *la)
@@ -463,7 +465,7 @@ var typeAliases = map[string]string{"opcua_asyncio": "opcua"}
 func parseConnectors(root *spec.Obj, dir string, global protocols.ReportStrategy, read func(string) ([]byte, error)) ([]Connector, []Unsupported) {
 	var out []Connector
 	var unsupported []Unsupported
-	names := map[string]string{}
+	names, keys := map[string]string{}, map[string]string{}
 	for _, co := range root.List("connectors") {
 		name := co.RequiredStr("name")
 		// Upstream lowercases the type ("MODBUS", "OPCUA" in its docs and UI exports).
@@ -477,7 +479,20 @@ func parseConnectors(root *spec.Obj, dir string, global protocols.ReportStrategy
 		}
 		file := co.RequiredStr("configuration")
 		class := co.Str("class", "")
-		co.Known("key", "useGRPCForce", "id", "sendDataOnlyOnChange", "logLevel", "configVersion")
+		key := co.Str("key", "")
+		if typ == "grpc" {
+			switch {
+			case key == "":
+				co.Errorf("key", "a grpc connector needs the key its process registers with")
+			case key == "auto":
+				co.Errorf("key", "%q (a generated key) is not supported; set the key the process registers with", key)
+			case keys[key] != "":
+				co.Errorf("key", "key already used by connector %q", keys[key])
+			default:
+				keys[key] = name
+			}
+		}
+		co.Known("useGRPCForce", "id", "sendDataOnlyOnChange", "logLevel", "configVersion")
 		remoteLogging := co.Bool("enableRemoteLogging", false)
 		co.Done()
 		if name != "" {
@@ -528,7 +543,7 @@ func parseConnectors(root *spec.Obj, dir string, global protocols.ReportStrategy
 			if obj == nil {
 				return nil, sum, ps.Err()
 			}
-			conn, err := factory(protocols.ConnectorConfig{Name: name, Type: typ, Config: obj, File: absPath(path), Report: global})
+			conn, err := factory(protocols.ConnectorConfig{Name: name, Type: typ, Key: key, Config: obj, File: absPath(path), Report: global})
 			if err == nil && ps.HasErrors() {
 				err = ps.Err()
 			}
