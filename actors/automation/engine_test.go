@@ -17,6 +17,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/rs/zerolog"
 
+	"github.com/industryos/gateway/actors/actorsys"
 	"github.com/industryos/gateway/actors/automation/handler"
 	"github.com/industryos/gateway/actors/automation/handlers/webhook"
 	"github.com/industryos/gateway/actors/bus"
@@ -371,7 +372,7 @@ tasks:
 
 // quietSystem is an actor system that does not log to stdout.
 func quietSystem() *actor.ActorSystem {
-	return actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
+	return actorsys.New(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
 		return slog.New(slog.NewTextHandler(io.Discard, nil))
 	}))
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 
+	"github.com/industryos/gateway/actors/actorsys"
 	"github.com/industryos/gateway/protocols"
 	"github.com/industryos/gateway/protocols/kit/testpeer"
 )
@@ -88,7 +89,7 @@ func dps(keys ...string) []protocols.Datapoint {
 }
 
 func TestRoutesByTopic(t *testing.T) {
-	sys := actor.NewActorSystem()
+	sys := actorsys.New()
 	b := New(sys)
 	all, temp, life := &collector{}, &collector{}, &collector{}
 	b.Subscribe(spawn(t, sys, all, 16, nil), nil, Pattern{Class: ClassDevice})
@@ -122,7 +123,7 @@ func TestRoutesByTopic(t *testing.T) {
 // A subscriber that does not keep up loses messages, counted, and the
 // publisher never waits for it.
 func TestSlowSubscriberDropsAndNeverBlocks(t *testing.T) {
-	sys := actor.NewActorSystem()
+	sys := actorsys.New()
 	b := New(sys)
 	slow := &collector{block: make(chan struct{})}
 	drops := new(DropCounter)
@@ -147,7 +148,7 @@ func TestSlowSubscriberDropsAndNeverBlocks(t *testing.T) {
 }
 
 func TestCancelStopsDelivery(t *testing.T) {
-	sys := actor.NewActorSystem()
+	sys := actorsys.New()
 	b := New(sys)
 	c := &collector{}
 	sub := b.Subscribe(spawn(t, sys, c, 16, nil), nil, Pattern{})
@@ -164,7 +165,7 @@ func TestCancelStopsDelivery(t *testing.T) {
 // Nobody subscribes: publishing allocates nothing (the device actors'
 // hot path only pays an atomic load).
 func TestIdleBusCostsNothing(t *testing.T) {
-	b := New(actor.NewActorSystem())
+	b := New(actorsys.New())
 	vals := dps("a", "b")
 	if n := testing.AllocsPerRun(100, func() { b.PublishValues("d", "c", false, 1, vals) }); n != 0 {
 		t.Fatalf("idle PublishValues allocates %v times", n)
@@ -185,7 +186,7 @@ func mustParse(t *testing.T, s string) Pattern {
 }
 
 func BenchmarkPublishIdle(b *testing.B) {
-	bus := New(actor.NewActorSystem())
+	bus := New(actorsys.New())
 	vals := dps("a", "b", "c")
 	for b.Loop() {
 		bus.PublishValues("d", "c", false, 1, vals)
