@@ -88,29 +88,10 @@ func TestCANConnectorEndToEnd(t *testing.T) {
 		}
 	}
 	plat.WaitFor(t, 20*time.Second, func(msgs []testpeer.Msg) bool {
-		got, err := telemetry(msgs)
-		if err != nil {
-			return false
-		}
-		values := map[string]string{}
-		for p, vs := range got {
-			if p.Device == "Car" {
-				for k, v := range vs {
-					values[k] = string(v)
-				}
-			}
-		}
+		values := deviceValues(msgs, "Car")
 		return values["rpm"] == "12340" && values["temperature"] == "21.5" && values["doorOpen"] == "true"
 	})
-	plat.WaitFor(t, 20*time.Second, func(msgs []testpeer.Msg) bool {
-		for _, m := range testpeer.OnTopic(msgs, "v1/gateway/attributes") {
-			var body map[string]map[string]json.RawMessage
-			if json.Unmarshal(m.Payload, &body) == nil && string(body["Car"]["serialNumber"]) == `"SN-42"` {
-				return true
-			}
-		}
-		return false
-	})
+	plat.WaitFor(t, 20*time.Second, func(msgs []testpeer.Msg) bool { return attributeSeen(msgs, "Car", "serialNumber", `"SN-42"`) })
 	connected := false
 	for _, m := range testpeer.OnTopic(plat.Messages(), "v1/gateway/connect") {
 		var c struct{ Device, Type string }

@@ -197,3 +197,33 @@ func missing(committed map[point]bool, got map[point]map[string]json.RawMessage)
 }
 
 func newMemoryJournal() persistence.Journal { return persistence.OpenMemory(persistence.Options{}) }
+
+// deviceValues merges every telemetry value the platform got for device,
+// as JSON text by key.
+func deviceValues(msgs []testpeer.Msg, device string) map[string]string {
+	got, err := telemetry(msgs)
+	if err != nil {
+		return nil
+	}
+	values := map[string]string{}
+	for p, vs := range got {
+		if p.Device == device {
+			for k, v := range vs {
+				values[k] = string(v)
+			}
+		}
+	}
+	return values
+}
+
+// attributeSeen reports whether the platform got key = want (JSON text) as
+// an attribute of device.
+func attributeSeen(msgs []testpeer.Msg, device, key, want string) bool {
+	for _, m := range testpeer.OnTopic(msgs, "v1/gateway/attributes") {
+		var body map[string]map[string]json.RawMessage
+		if json.Unmarshal(m.Payload, &body) == nil && string(body[device][key]) == want {
+			return true
+		}
+	}
+	return false
+}

@@ -2,7 +2,6 @@ package tests
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"os"
 	"strings"
@@ -19,22 +18,6 @@ func needModbusPeers(t *testing.T) {
 	t.Helper()
 	testpeer.NeedProgram(t, "socat", "socat")
 	testpeer.NeedPymodbus(t)
-}
-
-func deviceValues(msgs []testpeer.Msg, device string) map[string]string {
-	got, err := telemetry(msgs)
-	if err != nil {
-		return nil
-	}
-	values := map[string]string{}
-	for p, vs := range got {
-		if p.Device == device {
-			for k, v := range vs {
-				values[k] = string(v)
-			}
-		}
-	}
-	return values
 }
 
 func rpcReplied(msgs []testpeer.Msg, reply string) bool {
@@ -82,16 +65,8 @@ func modbusSerialEndToEnd(t *testing.T, start func(t *testing.T, path string)) {
 		v := deviceValues(msgs, dev)
 		return v["temperature"] == "1501" && v["humidity"] == "1502"
 	})
-	plat.WaitFor(t, 20*time.Second, func(msgs []testpeer.Msg) bool {
-		for _, m := range testpeer.OnTopic(msgs, "v1/gateway/attributes") {
-			var body map[string]map[string]json.RawMessage
-			// 16int reads the first of its two registers: 1503.
-			if json.Unmarshal(m.Payload, &body) == nil && string(body[dev]["16int"]) == "1503" {
-				return true
-			}
-		}
-		return false
-	})
+	// 16int reads the first of its two registers: 1503.
+	plat.WaitFor(t, 20*time.Second, func(msgs []testpeer.Msg) bool { return attributeSeen(msgs, dev, "16int", "1503") })
 
 	ctx, cancel := contextTimeout(20 * time.Second)
 	defer cancel()

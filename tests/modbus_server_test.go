@@ -59,15 +59,7 @@ func modbusSlaveEndToEnd(t *testing.T, transport func(slave map[string]any), mas
 
 	const dev = "Modbus Slave Example"
 	plat.WaitFor(t, 20*time.Second, func(msgs []testpeer.Msg) bool { return deviceValues(msgs, dev)["smm"] == "12334" })
-	plat.WaitFor(t, 20*time.Second, func(msgs []testpeer.Msg) bool {
-		for _, m := range testpeer.OnTopic(msgs, "v1/gateway/attributes") {
-			var body map[string]map[string]json.RawMessage
-			if json.Unmarshal(m.Payload, &body) == nil && string(body[dev]["sm"]) == `"ON"` {
-				return true
-			}
-		}
-		return false
-	})
+	plat.WaitFor(t, 20*time.Second, func(msgs []testpeer.Msg) bool { return attributeSeen(msgs, dev, "sm", `"ON"`) })
 
 	// 12345 with byteOrder LITTLE is 0x3930 on the wire.
 	if got := master(fmt.Sprintf("whr:2:%d", 0x3930)); got != "ok" {

@@ -1,7 +1,6 @@
 package tests
 
 import (
-	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -77,15 +76,7 @@ func TestOPCUAConnectorEndToEnd(t *testing.T) {
 	plat.WaitFor(t, 20*time.Second, func(msgs []testpeer.Msg) bool { return temps(msgs)["20.5"] })
 	plant.setTemp(63.25)
 	plat.WaitFor(t, 20*time.Second, func(msgs []testpeer.Msg) bool { return temps(msgs)["63.25"] })
-	plat.WaitFor(t, 20*time.Second, func(msgs []testpeer.Msg) bool {
-		for _, m := range testpeer.OnTopic(msgs, "v1/gateway/attributes") {
-			var body map[string]map[string]json.RawMessage
-			if json.Unmarshal(m.Payload, &body) == nil && string(body["Boiler B-001"]["setpoint"]) == "50" {
-				return true
-			}
-		}
-		return false
-	})
+	plat.WaitFor(t, 20*time.Second, func(msgs []testpeer.Msg) bool { return attributeSeen(msgs, "Boiler B-001", "setpoint", "50") })
 	connected := false
 	for _, m := range testpeer.OnTopic(plat.Messages(), "v1/gateway/connect") {
 		connected = connected || strings.Contains(string(m.Payload), `"device":"Boiler B-001","type":"boiler"`)
@@ -108,13 +99,5 @@ func TestOPCUAConnectorEndToEnd(t *testing.T) {
 		t.Fatal("the shared attribute update was not written to the server")
 	}
 	// The server now reports the written value; the subscription delivers it.
-	plat.WaitFor(t, 20*time.Second, func(msgs []testpeer.Msg) bool {
-		for _, m := range testpeer.OnTopic(msgs, "v1/gateway/attributes") {
-			var body map[string]map[string]json.RawMessage
-			if json.Unmarshal(m.Payload, &body) == nil && string(body["Boiler B-001"]["setpoint"]) == "72" {
-				return true
-			}
-		}
-		return false
-	})
+	plat.WaitFor(t, 20*time.Second, func(msgs []testpeer.Msg) bool { return attributeSeen(msgs, "Boiler B-001", "setpoint", "72") })
 }

@@ -1,7 +1,6 @@
 package tests
 
 import (
-	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -79,15 +78,7 @@ func requestEndToEnd(t *testing.T, start func(t *testing.T, path string)) {
 		}
 		return false
 	})
-	plat.WaitFor(t, 20*time.Second, func(msgs []testpeer.Msg) bool {
-		for _, m := range testpeer.OnTopic(msgs, "v1/gateway/attributes") {
-			var body map[string]map[string]json.RawMessage
-			if json.Unmarshal(m.Payload, &body) == nil && string(body["SD8500"]["serialNumber"]) == `"SN-77"` {
-				return true
-			}
-		}
-		return false
-	})
+	plat.WaitFor(t, 20*time.Second, func(msgs []testpeer.Msg) bool { return attributeSeen(msgs, "SD8500", "serialNumber", `"SN-77"`) })
 
 	ctx, cancel := contextTimeout(10 * time.Second)
 	defer cancel()

@@ -120,29 +120,10 @@ func TestRESTConnectorEndToEnd(t *testing.T) {
 		return nil
 	})
 	plat.WaitFor(t, 20*time.Second, func(msgs []testpeer.Msg) bool {
-		got, err := telemetry(msgs)
-		if err != nil {
-			return false
-		}
-		values := map[string]string{}
-		for p, vs := range got {
-			if p.Device == "SN-1" {
-				for k, v := range vs {
-					values[k] = string(v)
-				}
-			}
-		}
+		values := deviceValues(msgs, "SN-1")
 		return values["temperature"] == "21.5" && values["humidity"] == "40.5"
 	})
-	plat.WaitFor(t, 20*time.Second, func(msgs []testpeer.Msg) bool {
-		for _, m := range testpeer.OnTopic(msgs, "v1/gateway/attributes") {
-			var b map[string]map[string]json.RawMessage
-			if json.Unmarshal(m.Payload, &b) == nil && string(b["SN-1"]["model"]) == `"T1000"` {
-				return true
-			}
-		}
-		return false
-	})
+	plat.WaitFor(t, 20*time.Second, func(msgs []testpeer.Msg) bool { return attributeSeen(msgs, "SN-1", "model", `"T1000"`) })
 	for _, m := range testpeer.OnTopic(plat.Messages(), "v1/gateway/connect") {
 		var c struct{ Device, Type string }
 		if json.Unmarshal(m.Payload, &c) == nil && c.Device == "SN-1" && c.Type != "thermo" {

@@ -85,15 +85,7 @@ func socketEndToEnd(t *testing.T, start func(path string)) {
 		}
 		return false
 	})
-	plat.WaitFor(t, 20*time.Second, func(msgs []testpeer.Msg) bool {
-		for _, m := range testpeer.OnTopic(msgs, "v1/gateway/attributes") {
-			var body map[string]map[string]json.RawMessage
-			if json.Unmarshal(m.Payload, &body) == nil && string(body["Device Example"]["num"]) == `".5"` {
-				return true
-			}
-		}
-		return false
-	})
+	plat.WaitFor(t, 20*time.Second, func(msgs []testpeer.Msg) bool { return attributeSeen(msgs, "Device Example", "num", `".5"`) })
 
 	// The device asks for its shared attribute; the platform answers.
 	dev.Write([]byte("atrsharedName\n"))
