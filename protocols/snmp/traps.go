@@ -281,12 +281,27 @@ func (r *trapReceiver) handle(p *gosnmp.SnmpPacket, from *net.UDPAddr, inform bo
 	if err := r.sink.Push(r.ctx, push); err != nil {
 		return false // not acknowledged: the sender resends
 	}
+	// The listener reads the next packet only when this returns: a journal
+	// that stalls must not stop the receiver. Senders resend an unanswered
+	// inform after about a second (net-snmp's default timeout), so waiting
+	// longer gains nothing; the late commit makes the resend a duplicate,
+	// never a loss.
+	wait := time.NewTimer(informCommitWait)
+	defer wait.Stop()
 	select {
 	case err := <-done:
 		return err == nil
+	case <-wait.C:
+		// At most one line a second: each one held the receiver that long.
+		r.c.log.Warn().Str("where", where).Str("trap", oidText(trapOID)).Str("device", push.Device).
+			Dur("waited", informCommitWait).Msg("snmp inform not committed in time; left unanswered so its sender resends it")
+		return false
 	case <-r.ctx.Done():
 		return false
 	}
 }
+
+// informCommitWait is how long one inform may hold the receiver.
+const informCommitWait = time.Second
 
 var _ protocols.Source = (*Connector)(nil)

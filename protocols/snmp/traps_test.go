@@ -103,7 +103,9 @@ func TestTrapsFromSnmptrap(t *testing.T) {
 	t.Run("v2c inform acknowledged after the commit", func(t *testing.T) {
 		s.Hold()
 		before := s.Pushed()
-		cmd := testpeer.SnmpCommand(t, "snmpinform", append([]string{"-v", "2c", "-c", "public", "-t", "30", "-r", "0", target},
+		// Tries a second apart: unanswered while held (each waits out the
+		// receiver's bound), answered on the first try after the commit.
+		cmd := testpeer.SnmpCommand(t, "snmpinform", append([]string{"-v", "2c", "-c", "public", "-t", "1", "-r", "20", target},
 			strings.Replace(strings.Join(linkDown, "\x00"), "eth3", "eth4", 1))...)
 		cmd.Args = append(cmd.Args[:len(cmd.Args)-1], strings.Split(cmd.Args[len(cmd.Args)-1], "\x00")...)
 		exited := make(chan error, 1)
@@ -136,6 +138,22 @@ func TestTrapsFromSnmptrap(t *testing.T) {
 		if out := <-exited; !strings.Contains(string(out), "Timeout") {
 			t.Fatalf("snmpinform: %s; want a timeout (no answer)", out)
 		}
+	})
+	t.Run("inform waiting for its commit holds the receiver only briefly", func(t *testing.T) {
+		s.Hold()
+		before := s.Pushed()
+		// One try, no answer expected while held; the trap after it must
+		// be received within the bound, not after the commit.
+		inform := testpeer.SnmpCommand(t, "snmpinform", append([]string{"-v", "2c", "-c", "public", "-t", "30", "-r", "0", target}, linkDown...)...)
+		if err := inform.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = inform.Process.Kill(); _ = inform.Wait() })
+		s.Wait(t, testpeer.MinTimeout, "the inform's push", func() bool { return s.Pushed() == before+1 })
+		run(t, testpeer.SnmpCommand(t, "snmptrap", "-v", "2c", "-c", "public", target, "", "1.3.6.1.4.1.8072.2.3.0.17",
+			"1.3.6.1.4.1.8072.2.3.2.1", "i", "43"))
+		s.Wait(t, testpeer.MinTimeout, "the trap's push while the inform is uncommitted", func() bool { return s.Pushed() == before+2 })
+		s.Release()
 	})
 	t.Run("inform not accepted is not acknowledged", func(t *testing.T) {
 		s.FailNext(errors.New("connector stopping"))
