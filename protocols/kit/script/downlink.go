@@ -2,6 +2,7 @@ package script
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -323,4 +324,29 @@ func encodeJSON(v starlark.Value) ([]byte, error) {
 		return nil, err
 	}
 	return []byte(s.(starlark.String)), nil
+}
+
+// UpdateUnclaimed hands the script the attribute updates that no entry of
+// the connector took (ignored, as protocols.UpdateEach returns them): one
+// command per key, in order, and send gets what downlink returned. A key
+// for which downlink returns nothing stays ignored; a failed key does not
+// stop the others (errors joined, each naming its key).
+func (s *Script) UpdateUnclaimed(device string, values map[string]json.RawMessage, ignored []string, keys Keys,
+	send func(key string, outs []Output) error) ([]string, error) {
+	var still []string
+	var errs []error
+	for _, k := range ignored {
+		outs, err := s.DownlinkFor(Command{Kind: KindAttributes, Device: device, Values: map[string]json.RawMessage{k: values[k]}}, keys)
+		if err == nil && len(outs) == 0 {
+			still = append(still, k)
+			continue
+		}
+		if err == nil {
+			err = send(k, outs)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("attribute %q: %w", k, err))
+		}
+	}
+	return still, errors.Join(errs...)
 }
