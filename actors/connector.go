@@ -90,6 +90,9 @@ func (c *connectorActor) Receive(ctx actor.Context) {
 		}
 		*c.first = false
 		c.conn = conn
+		if ms, ok := conn.(protocols.MetricsSource); ok {
+			c.env.devices.metrics.ConnectorStarted(c.cfg.Name, ms)
+		}
 		devs := conn.Devices()
 		c.log.Info().Int("devices", len(devs)).Msg("connector started")
 		c.lifecycle(bus.Started)
@@ -119,6 +122,9 @@ func (c *connectorActor) Receive(ctx actor.Context) {
 		// they are stopped next, and closing here makes their in-flight polls
 		// fail fast instead of hanging.
 		if c.conn != nil {
+			if _, ok := c.conn.(protocols.MetricsSource); ok {
+				c.env.devices.metrics.ConnectorStopped(c.cfg.Name)
+			}
 			if err := c.conn.Close(); err != nil {
 				c.log.Warn().Err(err).Msg("closing connector")
 			}

@@ -1,6 +1,7 @@
 package tests
 
 import (
+	"fmt"
 	"os"
 	osexec "os/exec"
 	"path/filepath"
@@ -57,5 +58,40 @@ func TestExecConnectorBinary(t *testing.T) {
 			}
 		}
 		return false
+	})
+}
+
+// TestExecMetrics scrapes /metrics of a gateway running an exec connector
+// whose program prints a record and a bad line and exits: restarts,
+// records and malformed lines are exported with the connector's name.
+func TestExecMetrics(t *testing.T) {
+	platform := testpeer.StartMosquitto(t)
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "flaky.sh"), []byte(`
+echo '{"device": "flaky", "telemetry": {"up": 1}}'
+echo 'not a record'
+exit 2
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	path := writeConfig(t, dir, platform.Addr(), `{"type": "memory"}`,
+		map[string][]byte{"exec": []byte(`{"name": "flaky", "command": ["/bin/sh", "flaky.sh"], "restartDelay": 10, "maxRestartDelay": 20}`)})
+	patchMain(t, path, withHTTP(nil))
+	gw := startGateway(t, path, nil)
+	conn := map[string]string{"connector": "exec"} // writeConfig names connectors after their type
+	testpeer.Eventually(t, 30*time.Second, "three restarts to be exported", func() error {
+		sc := scrapeMetrics(t, gw)
+		restarts := sc.sum("iotgw_exec_restarts_total", conn)
+		records, bad := sc.sum("iotgw_exec_records_total", conn), sc.sum("iotgw_exec_malformed_lines_total", conn)
+		switch {
+		case restarts < 3:
+			return fmt.Errorf("%v restarts", restarts)
+		case records < restarts || bad < restarts:
+			// Each of the runs before the last restart printed both lines.
+			return fmt.Errorf("%v records, %v malformed after %v restarts", records, bad, restarts)
+		case !sc.has("iotgw_exec_stdin_write_errors_total"):
+			return fmt.Errorf("no iotgw_exec_stdin_write_errors_total")
+		}
+		return nil
 	})
 }

@@ -58,6 +58,8 @@ type Metrics struct {
 
 	commit prometheus.Histogram
 	puback prometheus.Histogram
+
+	conns connectorSources
 }
 
 var (
@@ -89,7 +91,7 @@ func New(opts Options) *Metrics {
 		puback: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: Namespace, Name: "uplink_puback_latency_seconds",
 			Help: "Time from handing a journaled message to the MQTT client to its PUBACK.", Buckets: prometheus.ExponentialBuckets(0.0005, 3, 11)}),
 	}
-	m.reg.MustRegister((*actorCollector)(m),
+	m.reg.MustRegister((*actorCollector)(m), (*connectorCollector)(m),
 		m.devPolls, m.devErrors, m.devLatency, m.devValues, m.devLast, m.commit, m.puback)
 	if opts.Journal != nil {
 		m.reg.MustRegister(&journalCollector{get: opts.Journal})

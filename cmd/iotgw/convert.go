@@ -26,6 +26,7 @@ func cmdConvert(args []string, stdout, stderr io.Writer) int {
 	cfgFile := fs.String("config", "", "a JSON file with the converter's extensionConfig (msg.config)")
 	cfgJSON := fs.String("config-json", "", "the extensionConfig as JSON text (instead of --config)")
 	down := fs.Bool("downlink", false, `run downlink(cmd): the input is {"device":..,"method":..,"params":..} (an RPC) or {"device":..,"values":{..}} (an attribute update)`)
+	connector := fs.String("for", "mqtt", "with --downlink: the connector whose output keys downlink may return: mqtt, request, rest, socket or can")
 	now := fs.Int64("now", 0, "msg.ts in Unix milliseconds (default: the current time)")
 	if err := fs.Parse(args); err != nil {
 		return flagExit(err)
@@ -67,7 +68,12 @@ func cmdConvert(args []string, stdout, stderr io.Writer) int {
 		ts = time.UnixMilli(*now)
 	}
 	if *down {
-		return convertDownlink(s, in, stdout, stderr)
+		keys, ok := downlinkKeys[*connector]
+		if !ok {
+			fmt.Fprintf(stderr, "iotgw convert: --for %q: want mqtt, request, rest, socket or can\n", *connector)
+			return 2
+		}
+		return convertDownlink(s, in, keys, stdout, stderr)
 	}
 	res, err := s.Uplink(script.Message{Payload: in, Topic: *topic, Now: ts})
 	if err != nil {
@@ -116,7 +122,13 @@ func resultJSON(r script.Result) string {
 	return string(append(b, '}'))
 }
 
-func convertDownlink(s *script.Script, in []byte, stdout, stderr io.Writer) int {
+// downlinkKeys are the output keys each connector reads (--for).
+var downlinkKeys = map[string]script.Keys{
+	"mqtt": script.MessageKeys, "request": script.HTTPKeys, "rest": script.HTTPKeys,
+	"socket": script.StreamKeys, "can": script.FrameKeys,
+}
+
+func convertDownlink(s *script.Script, in []byte, keys script.Keys, stdout, stderr io.Writer) int {
 	var c struct {
 		Device string                     `json:"device"`
 		ID     int64                      `json:"id"`
@@ -136,21 +148,36 @@ func convertDownlink(s *script.Script, in []byte, stdout, stderr io.Writer) int 
 		}
 		cmd = script.Command{Kind: script.KindAttributes, Device: c.Device, Values: c.Values}
 	}
-	outs, err := s.Downlink(cmd)
+	outs, err := s.DownlinkFor(cmd, keys)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
 	for _, o := range outs {
 		line := struct {
-			Topic   string          `json:"topic,omitempty"`
-			Payload string          `json:"payload"`
-			QoS     *int            `json:"qos,omitempty"`
-			Retain  bool            `json:"retain,omitempty"`
-			Reply   json.RawMessage `json:"reply,omitempty"`
-		}{Topic: o.Topic, Payload: string(o.Payload), Retain: o.Retain, Reply: o.Reply}
+			Topic    string            `json:"topic,omitempty"`
+			URL      string            `json:"url,omitempty"`
+			Method   string            `json:"method,omitempty"`
+			Headers  map[string]string `json:"headers,omitempty"`
+			NodeID   *int64            `json:"nodeId,omitempty"`
+			Extended bool              `json:"isExtendedId,omitempty"`
+			FD       bool              `json:"isFd,omitempty"`
+			BRS      bool              `json:"bitrateSwitch,omitempty"`
+			Payload  string            `json:"payload"`
+			Hex      string            `json:"payloadHex,omitempty"` // bytes for a socket or a CAN frame
+			QoS      *int              `json:"qos,omitempty"`
+			Retain   bool              `json:"retain,omitempty"`
+			Reply    json.RawMessage   `json:"reply,omitempty"`
+		}{Topic: o.Topic, URL: o.URL, Method: o.Method, Headers: o.Headers, Extended: o.Extended, FD: o.FD, BRS: o.BitSwitch,
+			Payload: string(o.Payload), Retain: o.Retain, Reply: o.Reply}
 		if o.QoS >= 0 {
 			line.QoS = &o.QoS
+		}
+		if o.NodeID >= 0 {
+			line.NodeID = &o.NodeID
+		}
+		if len(keys) == 0 || keys[0] == script.FrameKeys[0] {
+			line.Hex = fmt.Sprintf("% x", o.Payload)
 		}
 		b, _ := json.Marshal(line)
 		fmt.Fprintln(stdout, strings.TrimSpace(string(b)))

@@ -65,3 +65,25 @@ func TestConvertErrors(t *testing.T) {
 		}
 	}
 }
+
+// --for picks the connector's output keys: a CAN frame prints its id and
+// bytes; a key the connector does not read is an error naming the ones it does.
+func TestConvertDownlinkFor(t *testing.T) {
+	dir := t.TempDir()
+	src, cmd := filepath.Join(dir, "can.star"), filepath.Join(dir, "cmd.json")
+	os.WriteFile(src, []byte("def downlink(cmd):\n  return {'nodeId': 0x123, 'payload': binary.pack_int(cmd.params, 2)}\n"), 0o644)
+	os.WriteFile(cmd, []byte(`{"device": "d", "method": "speed", "params": 1500}`), 0o644)
+	var out, errOut bytes.Buffer
+	if code := run([]string{"convert", "--script", src, "--input", cmd, "--downlink", "--for", "can"}, &out, &errOut); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	if out.String() != `{"nodeId":291,"payload":"\u0005\ufffd","payloadHex":"05 dc"}`+"\n" {
+		t.Fatalf("got %s", out.String())
+	}
+	out.Reset()
+	errOut.Reset()
+	if code := run([]string{"convert", "--script", src, "--input", cmd, "--downlink", "--for", "request"}, &out, &errOut); code != 1 ||
+		!strings.Contains(errOut.String(), `unknown key "nodeId" (want url, method, headers, payload, reply)`) {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+}

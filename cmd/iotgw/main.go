@@ -35,7 +35,7 @@ usage:
   iotgw run   -c tb_gateway.json   run the gateway
   iotgw check -c tb_gateway.json   validate the config and print every problem
   iotgw check -fields modbus       print the keys a connector type reads, with defaults
-  iotgw convert --script f.star --input sample.json [--topic t] [--config ext.json] [--downlink]
+  iotgw convert --script f.star --input sample.json [--topic t] [--config ext.json] [--downlink [--for mqtt|request|rest|socket|can]]
                                    run a script converter on sample input and print the result
   iotgw demo                       run a self-contained demo (Modbus simulator + embedded broker)
   iotgw sim modbus [flags]         run the Modbus TCP device simulator alone

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/industryos/gateway/protocols"
+	"github.com/industryos/gateway/protocols/kit/script"
 )
 
 // setExample is the reserved set params form, quoted in messages.
@@ -24,13 +25,18 @@ func (c *Connector) Commander(device, _ string) protocols.Commander {
 	if d == nil {
 		return nil
 	}
-	return &commander{c: c, d: d.cfg}
+	cm := &commander{c: c, d: d.cfg}
+	if d.script != nil && d.script.HasDownlink() {
+		cm.script = d.script
+	}
+	return cm
 }
 
 // commander turns one device's attribute updates and RPC into frames.
 type commander struct {
-	c *Connector
-	d *DeviceConfig
+	c      *Connector
+	d      *DeviceConfig
+	script *script.Script // the device script, when it defines downlink(cmd)
 }
 
 // SharedAttributeKeys are the attributeUpdates[] attribute names, in file order.
@@ -49,7 +55,8 @@ func (m *commander) SharedAttributeKeys() []string {
 // UpdateAttributes sends, for every value whose name an attributeUpdates[]
 // entry declares, that entry's frame built from {"value": v}. A failed key
 // does not stop the others; the errors are joined, each naming its key.
-// An attribute whose entry was skipped at load fails with the reason.
+// An attribute whose entry was skipped at load fails with the reason; one
+// no entry declares goes to the device script's downlink(cmd), if any.
 func (m *commander) UpdateAttributes(ctx context.Context, values map[string]json.RawMessage) ([]string, error) {
 	type entry struct {
 		dl   *DownlinkConfig
@@ -64,7 +71,7 @@ func (m *commander) UpdateAttributes(ctx context.Context, values map[string]json
 			entries = append(entries, entry{skip: sk})
 		}
 	}
-	return protocols.UpdateEach(values, entries,
+	ignored, err := protocols.UpdateEach(values, entries,
 		func(e entry, name string) bool {
 			if e.skip != nil {
 				return e.skip.Attribute == name
@@ -80,6 +87,63 @@ func (m *commander) UpdateAttributes(ctx context.Context, values map[string]json
 			}
 			return nil
 		})
+	if len(ignored) == 0 || m.script == nil {
+		return ignored, err
+	}
+	ignored, serr := m.script.UpdateUnclaimed(m.d.Name, values, ignored, script.FrameKeys,
+		func(_ string, outs []script.Output) error { return m.sendAll(ctx, outs) })
+	if serr != nil {
+		serr = fmt.Errorf("can device %q: %w", m.d.Name, serr)
+	}
+	return ignored, errors.Join(err, serr)
+}
+
+// scriptRPC hands an RPC no serverSideRpc entry names to the device
+// script's downlink(cmd); handled is false when the device has no such
+// script or it returned nothing (then "set" and enableUnknownRpc follow as
+// without a script).
+func (m *commander) scriptRPC(ctx context.Context, req protocols.RPCRequest) (res protocols.RPCResult, handled bool, err error) {
+	if m.script == nil || m.method(req.Method) != nil {
+		return nil, false, nil
+	}
+	for _, sk := range m.d.Skipped {
+		if sk.Method != "" && sk.Method == req.Method {
+			return nil, false, nil
+		}
+	}
+	outs, err := m.script.DownlinkFor(script.RPCCommand(req), script.FrameKeys)
+	if err != nil {
+		return nil, true, err
+	}
+	if len(outs) == 0 {
+		return nil, false, nil
+	}
+	if err := m.sendAll(ctx, outs); err != nil {
+		return nil, true, err
+	}
+	return protocols.RPCResult(script.Reply(outs, json.RawMessage(successResult))), true, nil
+}
+
+// sendAll sends one frame per output, in order: "nodeId" and the flags
+// from the output, "payload" its data. An output with neither nodeId nor
+// payload sends nothing (it only answers).
+func (m *commander) sendAll(ctx context.Context, outs []script.Output) error {
+	for i, o := range outs {
+		if o.NodeID < 0 {
+			if len(o.Payload) == 0 {
+				continue
+			}
+			return fmt.Errorf("%s: downlink output %d has a payload but no \"nodeId\"", m.script.File, i)
+		}
+		f := Frame{ID: uint32(o.NodeID), Extended: o.Extended, FD: o.FD, BRS: o.BitSwitch, Data: o.Payload}
+		if err := f.Validate(); err != nil {
+			return fmt.Errorf("%s: downlink output %d: %w", m.script.File, i, err)
+		}
+		if err := m.c.send(ctx, f); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // ErrSkippedEntry is returned for a write naming an entry that was left out
@@ -106,8 +170,15 @@ func (m *commander) update(ctx context.Context, dl *DownlinkConfig, raw json.Raw
 // "response"; the gateway always answers, so a failure is an error reply
 // rather than silence. With overrideRpcConfig the params' frame fields
 // override the method's; with enableUnknownRpc any method is taken, the
-// frame described entirely by its params.
+// frame described entirely by its params. A method no entry names goes
+// first to the device script's downlink(cmd), when it has one.
 func (m *commander) RPC(ctx context.Context, req protocols.RPCRequest) (protocols.RPCResult, error) {
+	if res, handled, err := m.scriptRPC(ctx, req); handled {
+		if err != nil {
+			return nil, m.rpcErr(req.Method, err)
+		}
+		return res, nil
+	}
 	dl, data, err := m.resolve(req)
 	if err != nil {
 		return nil, m.rpcErr(req.Method, err)

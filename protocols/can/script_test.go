@@ -1,6 +1,9 @@
 package can
 
 import (
+	"context"
+	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -85,5 +88,57 @@ func TestScriptDeviceConfig(t *testing.T) {
 		if !strings.Contains(got, want) {
 			t.Errorf("missing %q in\n%s", want, got)
 		}
+	}
+}
+
+// A device script's downlink(cmd) turns the RPCs and attribute updates no
+// entry names into frames on the (virtual) bus: nodeId and the flags from
+// each output, payload as the data; None leaves "set" and the
+// unknown-method error as they are; a frame that breaks the CAN limits is
+// an error, not a truncated frame.
+func TestScriptDownlink(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "pump.star")
+	src := `
+def uplink(msg):
+    return None
+
+def downlink(cmd):
+    if cmd.kind == "attributes":
+        return [{"nodeId": 0x18EF0010, "isExtendedId": True, "payload": binary.pack_int(v, 2, "little")} for v in cmd.values.values()]
+    if cmd.method == "speed":
+        return [{"nodeId": 0x123, "payload": b"\x01" + binary.pack_int(cmd.params["rpm"], 2)},
+                {"nodeId": 0x124, "payload": b"", "reply": {"ok": cmd.params["rpm"]}}]
+    if cmd.method == "huge":
+        return {"nodeId": 0x123, "payload": b"123456789"}
+    return None
+`
+	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, _, ecu := startVirtual(t, `{"name":"t","interface":"virtual","channel":"%s","reconnectPeriod":0.05,
+ "devices":[{"name":"Pump","script":"`+path+`","nodeIds":[16],
+   "serverSideRpc":[{"method":"stop","nodeId":16,"dataInHex":"00"}]}]}`)
+	cm := c.Commander("Pump", "")
+	ctx := context.Background()
+	res, err := cm.RPC(ctx, protocols.RPCRequest{ID: 1, Device: "Pump", Method: "speed", Params: json.RawMessage(`{"rpm":1500}`)})
+	if err != nil || string(res) != `{"ok":1500}` {
+		t.Fatalf("speed = %s, %v", res, err)
+	}
+	checkFrame(t, recv(t, ecu), 0x123, false, "01 05 dc")
+	checkFrame(t, recv(t, ecu), 0x124, false, "")
+	// The entry keeps its method.
+	if _, err := cm.RPC(ctx, protocols.RPCRequest{ID: 2, Device: "Pump", Method: "stop"}); err != nil {
+		t.Fatal(err)
+	}
+	checkFrame(t, recv(t, ecu), 16, false, "00")
+	if ignored, err := cm.UpdateAttributes(ctx, map[string]json.RawMessage{"limit": json.RawMessage(`513`)}); err != nil || len(ignored) != 0 {
+		t.Fatalf("update: ignored %v, %v", ignored, err)
+	}
+	checkFrame(t, recv(t, ecu), 0x18EF0010, true, "01 02")
+	if _, err := cm.RPC(ctx, protocols.RPCRequest{ID: 3, Device: "Pump", Method: "huge"}); !errors.Is(err, ErrInvalidFrame) {
+		t.Fatalf("huge: %v", err)
+	}
+	if _, err := cm.RPC(ctx, protocols.RPCRequest{ID: 4, Device: "Pump", Method: "other"}); !errors.Is(err, protocols.ErrUnknownMethod) {
+		t.Fatalf("other: %v", err)
 	}
 }

@@ -132,6 +132,7 @@ func (cm *commander) RPC(ctx context.Context, req protocols.RPCRequest) (protoco
 		params = nil
 	}
 	if err := p.writeLine(rpcLine{ID: id, Type: "rpc", Device: cm.device, Method: req.Method, Params: params}, deadline); err != nil {
+		c.stdinErrs.Add(1)
 		return nil, fail(err)
 	}
 	t := time.NewTimer(time.Until(deadline))
@@ -161,6 +162,7 @@ func (cm *commander) UpdateAttributes(ctx context.Context, values map[string]jso
 	}
 	deadline := time.Now().Add(cm.c.cfg.RPCTimeout)
 	if err := p.writeLine(attrLine{Type: "attributes", Device: cm.device, Values: values}, deadline); err != nil {
+		cm.c.stdinErrs.Add(1)
 		return nil, fmt.Errorf("exec device %q: attribute update: %w", cm.device, err)
 	}
 	return nil, nil

@@ -23,7 +23,7 @@ import (
 )
 
 func init() {
-	protocols.Register("exec", protocols.FactoryOf(NewConnector))
+	protocols.Register("exec", protocols.FactoryOf(func(cfg protocols.ConnectorConfig) (*Connector, error) { return NewConnector(cfg) }))
 	protocols.RegisterFields("exec", Sections())
 }
 
@@ -45,14 +45,27 @@ type Connector struct {
 
 	cur    atomic.Pointer[proc] // the running program; nil between runs
 	nextID atomic.Int64
+	clock  ratelimit.Clock // times runs and restart delays
 
-	starts, exits, lines, bad atomic.Uint64
-	stderrLog                 ratelimit.Lines
+	starts, restarts, exits, lines, bad, records, stdinErrs atomic.Uint64
+	stderrLog                                               ratelimit.Lines
 }
+
+// Option configures NewConnector.
+type Option func(*Connector)
+
+// WithClock replaces the clock that times runs (stableAfter) and restart
+// delays, so a test can drive the backoff without waiting for it.
+func WithClock(clk ratelimit.Clock) Option { return func(c *Connector) { c.clock = clk } }
+
+type realClock struct{}
+
+func (realClock) Now() time.Time                         { return time.Now() }
+func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
 
 // NewConnector parses the connector file. It does no I/O: Run starts the
 // program.
-func NewConnector(cfg protocols.ConnectorConfig) (*Connector, error) {
+func NewConnector(cfg protocols.ConnectorConfig, opts ...Option) (*Connector, error) {
 	parsed, name, err := protocols.Open(cfg, "exec", func(o *spec.Obj) (*Config, string) {
 		c := Parse(o)
 		return c, c.Name
@@ -60,7 +73,10 @@ func NewConnector(cfg protocols.ConnectorConfig) (*Connector, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Connector{name: name, cfg: parsed, log: cfg.Logger.With().Str("connector", name).Logger()}
+	c := &Connector{name: name, cfg: parsed, log: cfg.Logger.With().Str("connector", name).Logger(), clock: realClock{}}
+	for _, o := range opts {
+		o(c)
+	}
 	if cfg.File != "" {
 		c.dir = filepath.Dir(cfg.File)
 	}
@@ -87,12 +103,25 @@ func (c *Connector) Close() error { return nil }
 
 // Stats are the connector's counters.
 type Stats struct {
-	Starts, Exits, Lines, Malformed uint64
+	Starts, Restarts, Exits, Lines, Malformed, Records, StdinErrors uint64
 }
 
 // Stats returns the counters since NewConnector.
 func (c *Connector) Stats() Stats {
-	return Stats{Starts: c.starts.Load(), Exits: c.exits.Load(), Lines: c.lines.Load(), Malformed: c.bad.Load()}
+	return Stats{Starts: c.starts.Load(), Restarts: c.restarts.Load(), Exits: c.exits.Load(), Lines: c.lines.Load(),
+		Malformed: c.bad.Load(), Records: c.records.Load(), StdinErrors: c.stdinErrs.Load()}
+}
+
+// Metrics implements protocols.MetricsSource: the runtime exports these as
+// iotgw_exec_*{connector="..."}.
+func (c *Connector) Metrics() []protocols.Metric {
+	st := c.Stats()
+	return []protocols.Metric{
+		{Name: "exec_restarts_total", Help: "Restarts of the program after it exited.", Value: float64(st.Restarts)},
+		{Name: "exec_malformed_lines_total", Help: "Stdout lines that were not a valid record or reply (counted, logged, skipped).", Value: float64(st.Malformed)},
+		{Name: "exec_records_total", Help: "Records read from the program's stdout and handed on.", Value: float64(st.Records)},
+		{Name: "exec_stdin_write_errors_total", Help: "Commands that could not be written to the program's stdin.", Value: float64(st.StdinErrors)},
+	}
 }
 
 // Run implements protocols.Source: it starts the program, reads its lines
@@ -101,22 +130,21 @@ func (c *Connector) Stats() Stats {
 func (c *Connector) Run(ctx context.Context, sink protocols.Sink) error {
 	delay := c.cfg.RestartDelay
 	for {
-		started := time.Now()
+		started := c.clock.Now()
 		err := c.runOnce(ctx, sink)
 		if ctx.Err() != nil {
 			return nil
 		}
-		if time.Since(started) >= c.cfg.Stable {
+		if c.clock.Now().Sub(started) >= c.cfg.Stable {
 			delay = c.cfg.RestartDelay
 		}
 		sink.Link(false, fmt.Errorf("exec %q: %w; restarting in %v", c.cfg.Command[0], err, delay))
-		t := time.NewTimer(delay)
 		select {
 		case <-ctx.Done():
-			t.Stop()
 			return nil
-		case <-t.C:
+		case <-c.clock.After(delay):
 		}
+		c.restarts.Add(1)
 		delay = min(2*delay, c.cfg.MaxRestart)
 	}
 }
@@ -241,6 +269,7 @@ func (c *Connector) handle(ctx context.Context, sink protocols.Sink, p *proc, li
 	if r.Ts != 0 {
 		ts = time.UnixMilli(r.Ts)
 	}
+	c.records.Add(1)
 	err = sink.Push(ctx, protocols.Push{Device: r.Device, Profile: r.Profile, Ts: ts,
 		Reading: protocols.Reading{Telemetry: r.Telemetry, Attributes: r.Attributes}, Report: c.cfg.Report})
 	if err != nil {
@@ -270,4 +299,5 @@ var (
 	_ protocols.Connector      = (*Connector)(nil)
 	_ protocols.Source         = (*Connector)(nil)
 	_ protocols.DeviceCommands = (*Connector)(nil)
+	_ protocols.MetricsSource  = (*Connector)(nil)
 )

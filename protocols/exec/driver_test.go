@@ -22,7 +22,7 @@ const wait = 20 * time.Second
 
 // newConnector builds a connector from a file written into a temporary
 // directory with the programs it runs.
-func newConnector(t testing.TB, file string, programs map[string]string) *Connector {
+func newConnector(t testing.TB, file string, programs map[string]string, opts ...Option) *Connector {
 	t.Helper()
 	dir := t.TempDir()
 	for name, src := range programs {
@@ -35,7 +35,7 @@ func newConnector(t testing.TB, file string, programs map[string]string) *Connec
 	if root == nil {
 		t.Fatal(ps.Err())
 	}
-	c, err := NewConnector(protocols.ConnectorConfig{Name: "exec-test", Type: "exec", Config: root, File: filepath.Join(dir, "exec.json"), Logger: zerolog.Nop()})
+	c, err := NewConnector(protocols.ConnectorConfig{Name: "exec-test", Type: "exec", Config: root, File: filepath.Join(dir, "exec.json"), Logger: zerolog.Nop()}, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -76,10 +76,7 @@ func compileDeviceInfo(di DeviceInfo) (source, source, error) {
 // loadScript loads a downlink script; one that does not load is recorded
 // at the entry's "script" key (file:line:column) and nil returned.
 func loadScript(ps *spec.Problems, file, path, ref string, env jsonconv.Env) *script.Script {
-	s, err := script.Load(script.Path(env.Dir, ref), script.Options{Print: env.Print})
-	if err == nil && !s.HasDownlink() {
-		err = &script.CompileError{File: s.File, Msg: "defines no downlink(cmd), which a request entry needs"}
-	}
+	s, err := script.LoadDownlink(script.Path(env.Dir, ref), script.Options{Print: env.Print})
 	if err != nil {
 		ps.Errorf(file, path+".script", "%v", err)
 		return nil

@@ -6,6 +6,7 @@ import (
 
 	"github.com/industryos/gateway/protocols/kit/jsonconv"
 	"github.com/industryos/gateway/protocols/kit/pyre"
+	"github.com/industryos/gateway/protocols/kit/script"
 	"github.com/industryos/gateway/protocols/kit/spec"
 )
 
@@ -210,9 +211,7 @@ func parseAttributeUpdate(o *spec.Obj) *AttributeUpdateRule {
 	r := &AttributeUpdateRule{Path: o.Path()}
 	r.DeviceNameFilter = regexKey(o, "deviceNameFilter")
 	r.AttributeFilter = regexKey(o, "attributeFilter")
-	if r.Script = o.Str("script", ""); r.Script != "" {
-		scriptReplaces(o, "topicExpression", "valueExpression")
-	} else {
+	if r.Script = script.CommandRef(o, "topicExpression", "valueExpression"); r.Script == "" {
 		r.TopicExpr = requiredTemplate(o, "topicExpression", true)
 		r.ValueExpr = requiredTemplate(o, "valueExpression", false)
 	}
@@ -226,9 +225,7 @@ func parseRPCRule(o *spec.Obj) *RPCRule {
 	r := &RPCRule{Path: o.Path()}
 	r.DeviceNameFilter = regexKey(o, "deviceNameFilter")
 	r.MethodFilter = regexKey(o, "methodFilter")
-	if r.Script = o.Str("script", ""); r.Script != "" {
-		scriptReplaces(o, "requestTopicExpression", "valueExpression")
-	} else {
+	if r.Script = script.CommandRef(o, "requestTopicExpression", "valueExpression"); r.Script == "" {
 		r.RequestTopicExpr = requiredTemplate(o, "requestTopicExpression", true)
 		r.ValueExpr = requiredTemplate(o, "valueExpression", false)
 	}
@@ -253,15 +250,6 @@ func parseRPCRule(o *spec.Obj) *RPCRule {
 
 // scriptReplaces refuses the keys a downlink script replaces: with both,
 // one of them would silently not be used.
-func scriptReplaces(o *spec.Obj, keys ...string) {
-	for _, k := range keys {
-		if o.Has(k) {
-			o.Errorf(k, "is not used with \"script\": the script's downlink(cmd) returns the topic and payload")
-		}
-		o.Known(k)
-	}
-}
-
 // regexKey reads an optional regex filter; absent means "everything".
 func regexKey(o *spec.Obj, key string) string {
 	s := o.Str(key, ".*")

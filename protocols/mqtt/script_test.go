@@ -230,7 +230,7 @@ func TestScriptDownlinkConfigErrors(t *testing.T) {
 		t.Fatal("no error")
 	}
 	for _, want := range []string{
-		`mqtt.json: requestsMapping.serverSideRpc[0].requestTopicExpression: is not used with "script": the script's downlink(cmd) returns the topic and payload`,
+		`mqtt.json: requestsMapping.serverSideRpc[0].requestTopicExpression: is not used with "script": the script's downlink(cmd) returns what to send`,
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("missing %q in:\n%v", want, err)
@@ -241,7 +241,7 @@ func TestScriptDownlinkConfigErrors(t *testing.T) {
 		"serverSideRpc": [{"methodFilter": "b", "script": "missing.star"}]}}`,
 		map[string]string{"up.star": "def uplink(msg):\n  return None\n"})
 	for _, want := range []string{
-		`mqtt.json: requestsMapping.attributeUpdates[0].script: `, `/up.star: defines no downlink(cmd), which a request entry needs`,
+		`mqtt.json: requestsMapping.attributeUpdates[0].script: `, `/up.star: defines no downlink(cmd), which a command entry needs`,
 		`mqtt.json: requestsMapping.serverSideRpc[0].script: `, `/missing.star: cannot read: no such file or directory`,
 	} {
 		if err == nil || !strings.Contains(err.Error(), want) {

@@ -5,14 +5,18 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/industryos/gateway/protocols"
+	"github.com/industryos/gateway/protocols/kit/jsonconv"
 	"github.com/industryos/gateway/protocols/kit/jsonexpr"
 	"github.com/industryos/gateway/protocols/kit/pyre"
+	"github.com/industryos/gateway/protocols/kit/script"
+	"github.com/industryos/gateway/protocols/kit/spec"
 )
 
 // Reserved-RPC defaults, as upstream's __format_rpc_reqeust.
@@ -29,6 +33,7 @@ type downlink struct {
 	http      HTTP
 	tries     int
 	url, body *jsonexpr.Expr
+	script    *script.Script // instead of url and body when set
 }
 
 type updateRule struct {
@@ -45,6 +50,9 @@ type rpcRule struct {
 
 func compileDownlink(d Downlink) (downlink, error) {
 	out := downlink{path: d.Path, http: d.HTTP, tries: d.Tries}
+	if d.Script != "" {
+		return out, nil // loaded by compileDownlinks
+	}
 	var err error
 	if out.url, err = jsonexpr.Compile(d.URLExpr); err != nil {
 		return out, fmt.Errorf("%s: requestUrlExpression: %w", d.Path, err)
@@ -55,12 +63,27 @@ func compileDownlink(d Downlink) (downlink, error) {
 	return out, nil
 }
 
-func (c *Connector) compileDownlink() error {
+// compileDownlinks compiles the attributeUpdates and serverSideRpc
+// entries; a script that does not load is recorded in ps at the entry's
+// "script" key (file:line:column), as iotgw check prints it.
+func (c *Connector) compileDownlinks(env jsonconv.Env, ps *spec.Problems, file string) error {
+	load := func(d *downlink, src Downlink) {
+		if src.Script == "" {
+			return
+		}
+		s, err := script.LoadDownlink(script.Path(env.Dir, src.Script), script.Options{Print: env.Print})
+		if err != nil {
+			ps.Errorf(file, src.Path+".script", "%v", err)
+			return
+		}
+		d.script = s
+	}
 	for _, u := range c.cfg.AttributeUpdates {
 		d, err := compileDownlink(u.Downlink)
 		if err != nil {
 			return err
 		}
+		load(&d, u.Downlink)
 		r := &updateRule{downlink: d}
 		if r.device, err = pyre.Compile(u.DeviceFilter, pyre.FullMatch); err != nil {
 			return fmt.Errorf("%s: deviceNameFilter: %w", u.Path, err)
@@ -75,6 +98,7 @@ func (c *Connector) compileDownlink() error {
 		if err != nil {
 			return err
 		}
+		load(&d, x.Downlink)
 		r := &rpcRule{downlink: d, respTimeout: x.ResponseTimeout}
 		if r.device, err = pyre.Compile(x.DeviceFilter, pyre.FullMatch); err != nil {
 			return fmt.Errorf("%s: deviceNameFilter: %w", x.Path, err)
@@ -140,7 +164,8 @@ func (cm *commander) UpdateAttributes(ctx context.Context, values map[string]jso
 		func(u *updateRule, k string, raw json.RawMessage) error {
 			v := rawValue(raw)
 			env := map[string]any{"deviceName": cm.device, "attributeKey": k, "attributeValue": v, k: v}
-			if _, _, err := cm.c.send(ctx, &u.downlink, env); err != nil {
+			cmd := script.Command{Kind: script.KindAttributes, Device: cm.device, Values: map[string]json.RawMessage{k: raw}}
+			if _, _, _, err := cm.c.send(ctx, &u.downlink, env, cmd); err != nil {
 				return fmt.Errorf("request device %q: attribute update %q: %w", cm.device, k, err)
 			}
 			return nil
@@ -175,9 +200,12 @@ func (cm *commander) RPC(ctx context.Context, req protocols.RPCRequest) (protoco
 		return nil, fmt.Errorf("request device %q: %w %q (no serverSideRpc methodFilter takes it)", cm.device, protocols.ErrUnknownMethod, req.Method)
 	}
 	env := rpcEnv(cm.device, req, params)
-	v, _, err := cm.c.call(ctx, r, env)
+	v, reply, _, err := cm.c.call(ctx, r, env, script.RPCCommand(req))
 	if err != nil {
 		return nil, fail(err)
+	}
+	if reply != nil {
+		return protocols.RPCResult(reply), nil
 	}
 	return protocols.RPCResult(`{"result":{"value":` + string(v) + `}}`), nil
 }
@@ -195,7 +223,7 @@ func (c *Connector) ConnectorRPC(ctx context.Context, req protocols.RPCRequest) 
 	if err != nil {
 		return nil, fmt.Errorf("request connector %q: rpc %q: %w", c.name, req.Method, err)
 	}
-	v, status, err := c.call(ctx, r, rpcEnv("", req, params))
+	v, _, status, err := c.call(ctx, r, rpcEnv("", req, params), script.RPCCommand(req))
 	b := []byte(`[{"success":`)
 	if err != nil {
 		b = append(b, `false,"error":`...)
@@ -325,58 +353,106 @@ func orDefault(s, def string) string {
 
 // call runs an RPC's request within its responseTimeout and renders the
 // answer as the reply's value (JSON): the whole answer, or
-// responseValueExpression over it.
-func (c *Connector) call(ctx context.Context, r *rpcRule, env map[string]any) (json.RawMessage, int, error) {
+// responseValueExpression over it. reply is a script's "reply", which
+// replaces the whole RPC reply; nil without one.
+func (c *Connector) call(ctx context.Context, r *rpcRule, env map[string]any, cmd script.Command) (value, reply json.RawMessage, status int, err error) {
 	ctx, cancel := context.WithTimeout(ctx, r.respTimeout)
 	defer cancel()
-	status, body, err := c.send(ctx, &r.downlink, env)
+	status, body, reply, err := c.send(ctx, &r.downlink, env, cmd)
 	if err != nil {
 		if ctx.Err() == context.DeadlineExceeded && !errors.Is(err, protocols.ErrTimeout) {
 			err = fmt.Errorf("no answer within responseTimeout %s: %w", r.respTimeout, protocols.ErrTimeout)
 		}
-		return nil, status, err
+		return nil, nil, status, err
+	}
+	if reply != nil {
+		return nil, reply, status, nil
 	}
 	ans, jerr := DecodeJSON(body)
 	if r.resp == nil {
 		if jerr != nil {
-			return protocols.AppendJSONString(nil, string(body)), status, nil
+			return protocols.AppendJSONString(nil, string(body)), nil, status, nil
 		}
-		return json.RawMessage(body), status, nil
+		return json.RawMessage(body), nil, status, nil
 	}
 	if jerr != nil {
-		return nil, status, fmt.Errorf("responseValueExpression %q: the answer is not JSON: %v", r.resp.String(), jerr)
+		return nil, nil, status, fmt.Errorf("responseValueExpression %q: the answer is not JSON: %v", r.resp.String(), jerr)
 	}
 	v, err := r.resp.Eval(ans)
 	if err != nil {
-		return nil, status, fmt.Errorf("responseValueExpression: %w", err)
+		return nil, nil, status, fmt.Errorf("responseValueExpression: %w", err)
 	}
 	if len(r.resp.Parts()) > 1 {
 		// A template gives text, as upstream's string replacement does.
-		return protocols.AppendJSONString(nil, v.(string)), status, nil
+		return protocols.AppendJSONString(nil, v.(string)), nil, status, nil
 	}
 	b, err := json.Marshal(v)
 	if err != nil {
-		return nil, status, err
+		return nil, nil, status, err
 	}
-	return b, status, nil
+	return b, nil, status, nil
 }
 
-// send renders a downlink request and sends it, trying again (up to
-// tries) when the endpoint could not be reached or did not answer in time;
-// an answer, even a failing status, is not retried.
-func (c *Connector) send(ctx context.Context, d *downlink, env map[string]any) (int, []byte, error) {
+// send renders a downlink request (or runs its script with cmd) and sends
+// it. It returns the status and body of the last answer and, for a
+// script, its last "reply" (nil when it gave none).
+func (c *Connector) send(ctx context.Context, d *downlink, env map[string]any, cmd script.Command) (int, []byte, json.RawMessage, error) {
+	if d.script != nil {
+		return c.sendScript(ctx, d, cmd)
+	}
 	u, err := renderURL(d.url, env)
 	if err != nil {
-		return 0, nil, fmt.Errorf("%s: requestUrlExpression: %w", d.path, err)
+		return 0, nil, nil, fmt.Errorf("%s: requestUrlExpression: %w", d.path, err)
 	}
 	body, err := renderBody(d.body, env)
 	if err != nil {
-		return 0, nil, fmt.Errorf("%s: requestValueExpression: %w", d.path, err)
+		return 0, nil, nil, fmt.Errorf("%s: requestValueExpression: %w", d.path, err)
+	}
+	status, ans, err := c.try(ctx, d, u, d.http, body)
+	return status, ans, nil, err
+}
+
+// sendScript sends the requests the entry's script returns, in order,
+// stopping at the first that fails. Each takes the entry's httpMethod,
+// headers and timeout unless the script gives "method" or "headers".
+func (c *Connector) sendScript(ctx context.Context, d *downlink, cmd script.Command) (int, []byte, json.RawMessage, error) {
+	outs, err := d.script.DownlinkFor(cmd, script.HTTPKeys)
+	if err != nil {
+		return 0, nil, nil, fmt.Errorf("%s: %w", d.path, err)
+	}
+	if len(outs) == 0 {
+		return 0, nil, nil, fmt.Errorf("%s: %s: downlink returned no request to send", d.path, d.script.File)
 	}
 	var status int
 	var ans []byte
+	for _, o := range outs {
+		if o.URL == "" {
+			return 0, nil, nil, fmt.Errorf("%s: %s: downlink returned no \"url\"", d.path, d.script.File)
+		}
+		h := d.http
+		if o.Method != "" {
+			h.Method = o.Method
+		}
+		if len(o.Headers) > 0 {
+			h.Headers = maps.Clone(h.Headers)
+			if h.Headers == nil {
+				h.Headers = map[string]string{}
+			}
+			maps.Copy(h.Headers, o.Headers)
+		}
+		if status, ans, err = c.try(ctx, d, o.URL, h, o.Payload); err != nil {
+			return status, ans, nil, err
+		}
+	}
+	return status, ans, script.Reply(outs, nil), nil
+}
+
+// try sends one request, trying again (up to the entry's tries) when the
+// endpoint could not be reached or did not answer in time; an answer, even
+// a failing status, is not retried.
+func (c *Connector) try(ctx context.Context, d *downlink, u string, h HTTP, body []byte) (int, []byte, error) {
 	for try := 1; ; try++ {
-		status, ans, err = c.do(ctx, u, d.http, body)
+		status, ans, err := c.do(ctx, u, h, body)
 		if err == nil || errors.Is(err, ErrHTTPStatus) || try >= d.tries || ctx.Err() != nil {
 			return status, ans, err
 		}

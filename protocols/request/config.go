@@ -127,6 +127,9 @@ type Downlink struct {
 	Tries     int
 	URLExpr   string
 	ValueExpr string
+	// Script, when set, is a Starlark file whose downlink(cmd) returns
+	// the requests to send, in place of URLExpr and ValueExpr.
+	Script string
 }
 
 // AttributeUpdate is one attributeUpdates[] entry.
@@ -272,7 +275,9 @@ func Parse(root *spec.Obj) *Config {
 		u := &AttributeUpdate{Downlink: parseDownlink(o)}
 		u.DeviceFilter = regexStr(o, "deviceNameFilter", ".*")
 		u.AttrFilter = regexStr(o, "attributeFilter", ".*")
-		u.ValueExpr = exprStr(o, "requestValueExpression", "${attributeValue}")
+		if u.Script == "" {
+			u.ValueExpr = exprStr(o, "requestValueExpression", "${attributeValue}")
+		}
 		o.Done()
 		if root.Problems().SkipSince(mark) {
 			continue
@@ -287,7 +292,9 @@ func Parse(root *spec.Obj) *Config {
 		if r.MethodFilter == "" {
 			o.Errorf("methodFilter", "is required")
 		}
-		r.ValueExpr = exprStr(o, "requestValueExpression", "${params}")
+		if r.Script == "" {
+			r.ValueExpr = exprStr(o, "requestValueExpression", "${params}")
+		}
 		r.ResponseTimeout = o.Duration("responseTimeout", defaultResponseTimeout, secondsRange)
 		r.ResponseExpr = exprStr(o, "responseValueExpression", "")
 		o.Done()
@@ -463,9 +470,11 @@ func parseDownlink(o *spec.Obj) Downlink {
 		d.HTTP.Method = strings.ToUpper(o.Str("HTTPMethod", "GET"))
 	}
 	d.Tries = int(o.IntRange("tries", defaultTries, 1, 100))
-	d.URLExpr = exprStr(o, "requestUrlExpression", "")
-	if d.URLExpr == "" {
-		o.Errorf("requestUrlExpression", "is required")
+	if d.Script = script.CommandRef(o, "requestUrlExpression", "requestValueExpression"); d.Script == "" {
+		d.URLExpr = exprStr(o, "requestUrlExpression", "")
+	}
+	if d.Script == "" && d.URLExpr == "" {
+		o.Errorf("requestUrlExpression", "is required (or \"script\": a Starlark file whose downlink(cmd) returns the request)")
 	}
 	o.Known("SSLVerify", "security", "converter")
 	return d

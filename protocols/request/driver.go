@@ -155,11 +155,11 @@ func NewConnector(cfg protocols.ConnectorConfig) (*Connector, error) {
 		p.report, p.keyReport = def.Or(connectorReport), perKey
 		c.pollers = append(c.pollers, p)
 	}
+	if err := c.compileDownlinks(env, cfg.Config.Problems(), cfg.Config.File()); err != nil {
+		return nil, fmt.Errorf("request connector %q: %w", name, err)
+	}
 	if err := cfg.Config.Problems().Err(); err != nil {
 		return nil, err
-	}
-	if err := c.compileDownlink(); err != nil {
-		return nil, fmt.Errorf("request connector %q: %w", name, err)
 	}
 	return c, nil
 }

@@ -8,13 +8,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/industryos/gateway/protocols"
+	"github.com/industryos/gateway/protocols/kit/jsonconv"
 	"github.com/industryos/gateway/protocols/kit/pyre"
+	"github.com/industryos/gateway/protocols/kit/script"
+	"github.com/industryos/gateway/protocols/kit/spec"
 )
 
 // maxReplyBytes bounds a device's answer to a command.
@@ -24,6 +28,7 @@ const maxReplyBytes = 1 << 20
 type outRule struct {
 	g         *Outgoing
 	url, body *template
+	script    *script.Script // instead of url and body when set
 	client    *http.Client
 }
 
@@ -37,8 +42,18 @@ type rpcRule struct {
 	device, method *pyre.Regexp
 }
 
-func (c *Connector) compileOut(g *Outgoing) (outRule, error) {
+func (c *Connector) compileOut(g *Outgoing, env jsonconv.Env, ps *spec.Problems, file string) (outRule, error) {
 	o := outRule{g: g, client: newClient(g)}
+	if g.Script != "" {
+		s, err := script.LoadDownlink(script.Path(env.Dir, g.Script), script.Options{Print: env.Print})
+		if err != nil {
+			// Recorded at the entry's "script" key (file:line:column), as
+			// iotgw check prints it.
+			ps.Errorf(file, g.Path+".script", "%v", err)
+		}
+		o.script = s
+		return o, nil
+	}
 	var err error
 	if o.url, err = compileTemplate(g.URLExpr); err != nil {
 		return o, fmt.Errorf("%s: requestUrlExpression: %w", g.Path, err)
@@ -49,10 +64,10 @@ func (c *Connector) compileOut(g *Outgoing) (outRule, error) {
 	return o, nil
 }
 
-func (c *Connector) compileCommands() error {
+func (c *Connector) compileCommands(env jsonconv.Env, ps *spec.Problems, file string) error {
 	var errs []error
 	for _, u := range c.cfg.Updates {
-		o, err := c.compileOut(&u.Outgoing)
+		o, err := c.compileOut(&u.Outgoing, env, ps, file)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -62,7 +77,7 @@ func (c *Connector) compileCommands() error {
 			device: pyre.MustCompile(u.DeviceFilter, pyre.FullMatch), attr: pyre.MustCompile(u.AttrFilter, pyre.FullMatch)})
 	}
 	for _, r := range c.cfg.RPC {
-		o, err := c.compileOut(&r.Outgoing)
+		o, err := c.compileOut(&r.Outgoing, env, ps, file)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -106,20 +121,72 @@ type reply struct {
 	body   []byte
 }
 
-// send makes the entry's request with env filled in, trying up to tries
-// times when the device cannot be reached (an answer, any status, ends it).
-func (c *Connector) send(ctx context.Context, o *outRule, env map[string]any) (reply, error) {
+// send makes the entry's request with env filled in (or the requests its
+// script returns for cmd); for a script it also returns its last "reply"
+// (nil when it gave none).
+func (c *Connector) send(ctx context.Context, o *outRule, env map[string]any, cmd script.Command) (reply, json.RawMessage, error) {
+	if o.script == nil {
+		rep, err := c.sendTemplate(ctx, o, env)
+		return rep, nil, err
+	}
+	outs, err := o.script.DownlinkFor(cmd, script.HTTPKeys)
+	if err != nil {
+		return reply{}, nil, fmt.Errorf("%s: %w", o.g.Path, err)
+	}
+	if len(outs) == 0 {
+		return reply{}, nil, fmt.Errorf("%s: %s: downlink returned no request to send", o.g.Path, o.script.File)
+	}
+	var rep reply
+	for _, out := range outs {
+		if out.URL == "" {
+			return reply{}, nil, fmt.Errorf("%s: %s: downlink returned no \"url\"", o.g.Path, o.script.File)
+		}
+		req := *o
+		g := *o.g
+		if out.Method != "" {
+			g.Method = out.Method
+		}
+		if len(out.Headers) > 0 {
+			g.Headers = maps.Clone(g.Headers)
+			if g.Headers == nil {
+				g.Headers = map[string]string{}
+			}
+			maps.Copy(g.Headers, out.Headers)
+		}
+		req.g = &g
+		if rep, err = c.try(ctx, &req, withScheme(out.URL), string(out.Payload)); err != nil {
+			return reply{}, nil, err
+		}
+		if rep.status >= 300 {
+			break // the device refused: the reply says so, as without a script
+		}
+	}
+	return rep, script.Reply(outs, nil), nil
+}
+
+func withScheme(u string) string {
+	if !strings.HasPrefix(strings.ToLower(u), "http") {
+		return "http://" + u
+	}
+	return u
+}
+
+// sendTemplate makes the entry's request with env filled in.
+func (c *Connector) sendTemplate(ctx context.Context, o *outRule, env map[string]any) (reply, error) {
 	u, err := o.url.render(env, escapeURL)
 	if err != nil {
 		return reply{}, fmt.Errorf("%s: requestUrlExpression: %w", o.g.Path, err)
-	}
-	if !strings.HasPrefix(strings.ToLower(u), "http") {
-		u = "http://" + u
 	}
 	body, err := o.body.render(env, nil)
 	if err != nil {
 		return reply{}, fmt.Errorf("%s: valueExpression: %w", o.g.Path, err)
 	}
+	return c.try(ctx, o, withScheme(u), body)
+}
+
+// try makes one request, trying up to the entry's tries times when the
+// device cannot be reached (an answer, any status, ends it).
+func (c *Connector) try(ctx context.Context, o *outRule, u, body string) (reply, error) {
 	var last error
 	for try := 0; try < max(o.g.Tries, 1); try++ {
 		rctx, cancel := context.WithTimeout(ctx, o.g.Timeout)
@@ -211,7 +278,8 @@ func (cm *commander) UpdateAttributes(ctx context.Context, values map[string]jso
 		},
 		func(u *updateRule, k string, raw json.RawMessage) error {
 			env := map[string]any{"deviceName": cm.device, "attributeKey": k, "attributeValue": rawValue(raw)}
-			rep, err := cm.c.send(ctx, &u.outRule, env)
+			cmd := script.Command{Kind: script.KindAttributes, Device: cm.device, Values: map[string]json.RawMessage{k: raw}}
+			rep, _, err := cm.c.send(ctx, &u.outRule, env, cmd)
 			if err == nil && rep.status >= 300 {
 				err = fmt.Errorf("device answered %d %s", rep.status, rep.reason)
 			}
@@ -273,9 +341,12 @@ func (cm *commander) RPC(ctx context.Context, req protocols.RPCRequest) (protoco
 	if o == nil {
 		return nil, fmt.Errorf("rest device %q: %w %q (no serverSideRpc methodFilter takes it)", cm.device, protocols.ErrUnknownMethod, req.Method)
 	}
-	rep, err := cm.c.send(ctx, o, env)
+	rep, scriptReply, err := cm.c.send(ctx, o, env, script.RPCCommand(req))
 	if err != nil {
 		return nil, fmt.Errorf("rest device %q: rpc %q: %w", cm.device, req.Method, err)
+	}
+	if scriptReply != nil && rep.status < 300 {
+		return protocols.RPCResult(scriptReply), nil
 	}
 	return rpcResult(rep), nil
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/industryos/gateway/protocols/kit/jsonconv"
 	"github.com/industryos/gateway/protocols/kit/pyre"
 	"github.com/industryos/gateway/protocols/kit/report"
+	"github.com/industryos/gateway/protocols/kit/script"
 	"github.com/industryos/gateway/protocols/kit/spec"
 )
 
@@ -107,10 +108,13 @@ type AttrRequest struct {
 // Outgoing is what attributeUpdates and serverSideRpc entries share: an
 // HTTP request the gateway makes to a device.
 type Outgoing struct {
-	Path           string
-	Method         string
-	URLExpr        string
-	ValueExpr      string
+	Path      string
+	Method    string
+	URLExpr   string
+	ValueExpr string
+	// Script, when set, is a Starlark file whose downlink(cmd) returns
+	// the requests to send, in place of URLExpr and ValueExpr.
+	Script         string
 	Headers        map[string]string
 	Security       Security
 	Timeout        time.Duration
@@ -497,10 +501,12 @@ func parseOutgoing(o *spec.Obj, defMethod string) Outgoing {
 	if !ok {
 		o.Errorf("HTTPMethod", "unknown HTTP method %q", g.Method)
 	}
-	g.URLExpr = o.RequiredStr("requestUrlExpression")
-	g.ValueExpr = o.Str("valueExpression", "")
-	checkExpr(o, "requestUrlExpression", g.URLExpr)
-	checkExpr(o, "valueExpression", g.ValueExpr)
+	if g.Script = script.CommandRef(o, "requestUrlExpression", "valueExpression"); g.Script == "" {
+		g.URLExpr = o.RequiredStr("requestUrlExpression")
+		g.ValueExpr = o.Str("valueExpression", "")
+		checkExpr(o, "requestUrlExpression", g.URLExpr)
+		checkExpr(o, "valueExpression", g.ValueExpr)
+	}
 	g.Security = parseSecurity(o, true)
 	g.Timeout = o.Duration("timeout", defaultReqTimeout, secondsRange)
 	g.Tries = int(o.IntRange("tries", 1, 1, 100))

@@ -125,6 +125,9 @@ func NewConnector(cfg protocols.ConnectorConfig) (*Connector, error) {
 			c.respKeys[e.Response.Attribute] = true
 		}
 	}
+	if err := c.compileCommands(env, cfg.Config.Problems(), cfg.Config.File()); err != nil {
+		return nil, fmt.Errorf("rest connector %q: %w", name, err)
+	}
 	if err := cfg.Config.Problems().Err(); err != nil {
 		return nil, err
 	}
@@ -138,9 +141,6 @@ func NewConnector(cfg protocols.ConnectorConfig) (*Connector, error) {
 			return nil, fmt.Errorf("rest connector %q: %s: %w", name, a.Path, err)
 		}
 		c.attrReqs = append(c.attrReqs, ae)
-	}
-	if err := c.compileCommands(); err != nil {
-		return nil, fmt.Errorf("rest connector %q: %w", name, err)
 	}
 	return c, nil
 }

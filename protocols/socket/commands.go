@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/industryos/gateway/protocols"
+	"github.com/industryos/gateway/protocols/kit/script"
 )
 
 // SetExample is the reserved set params form, quoted in messages.
@@ -44,8 +45,10 @@ func (m *commander) SharedAttributeKeys() []string { return nil }
 
 // UpdateAttributes writes every value an attributeUpdates[] entry declares
 // to the device's connection, as text in the entry's encoding.
+// A value no entry declares goes to the device script's downlink(cmd),
+// when it has one, and what it returns is written.
 func (m *commander) UpdateAttributes(ctx context.Context, values map[string]json.RawMessage) ([]string, error) {
-	return protocols.UpdateEach(values, m.d.cfg.Updates,
+	ignored, err := protocols.UpdateEach(values, m.d.cfg.Updates,
 		func(dl *Downlink, name string) bool { return dl.Attribute == name },
 		func(dl *Downlink, name string, raw json.RawMessage) error {
 			if err := m.send(ctx, dl.Encoding, Text(raw)); err != nil {
@@ -53,6 +56,54 @@ func (m *commander) UpdateAttributes(ctx context.Context, values map[string]json
 			}
 			return nil
 		})
+	if len(ignored) == 0 || m.d.script == nil || !m.d.script.HasDownlink() {
+		return ignored, err
+	}
+	ignored, serr := m.d.script.UpdateUnclaimed(m.d.cfg.Name, values, ignored, script.StreamKeys,
+		func(_ string, outs []script.Output) error { return m.writeAll(ctx, outs) })
+	if serr != nil {
+		serr = fmt.Errorf("socket device %q: %w", m.d.cfg.Name, serr)
+	}
+	return ignored, errors.Join(err, serr)
+}
+
+// scriptRPC hands an RPC no serverSideRpc entry takes to the device
+// script's downlink(cmd); handled is false when the device has no such
+// script or it returned nothing (then "set" and the unknown-method error
+// follow as without a script).
+func (m *commander) scriptRPC(ctx context.Context, req protocols.RPCRequest) (res protocols.RPCResult, handled bool, err error) {
+	if m.d.script == nil || !m.d.script.HasDownlink() {
+		return nil, false, nil
+	}
+	outs, err := m.d.script.DownlinkFor(script.RPCCommand(req), script.StreamKeys)
+	if err != nil {
+		return nil, true, err
+	}
+	if len(outs) == 0 {
+		return nil, false, nil
+	}
+	if err := m.writeAll(ctx, outs); err != nil {
+		return nil, true, err
+	}
+	return protocols.RPCResult(script.Reply(outs, json.RawMessage(okResult))), true, nil
+}
+
+// writeAll writes each output's payload, as it is, to the device's
+// connection; an empty payload writes nothing.
+func (m *commander) writeAll(ctx context.Context, outs []script.Output) error {
+	for _, o := range outs {
+		if len(o.Payload) == 0 {
+			continue
+		}
+		p := m.d.last.Load()
+		if p == nil {
+			return fmt.Errorf("%w: it has not sent anything yet", ErrNoConnection)
+		}
+		if err := m.c.write(ctx, p, o.Payload); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // RPC writes a serverSideRpc method's params to the device's connection,
@@ -71,6 +122,12 @@ func (m *commander) RPC(ctx context.Context, req protocols.RPCRequest) (protocol
 			return nil, m.rpcErr(req.Method, err)
 		}
 		return okResult, nil
+	}
+	if res, handled, err := m.scriptRPC(ctx, req); handled {
+		if err != nil {
+			return nil, m.rpcErr(req.Method, err)
+		}
+		return res, nil
 	}
 	if strings.EqualFold(req.Method, "set") {
 		s, err := ParseSetParams(req.Params)

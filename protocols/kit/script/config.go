@@ -54,3 +54,21 @@ func Path(dir, ref string) string {
 	}
 	return filepath.Join(dir, ref)
 }
+
+// CommandRef reads a command entry's "script" (an attributeUpdates or
+// serverSideRpc entry whose downlink(cmd) builds what to send). With a
+// script, the keys it replaces (what the entry would otherwise render the
+// message from) are errors when given: the file would say two things.
+func CommandRef(o *spec.Obj, replaces ...string) string {
+	ref := o.Str("script", "")
+	if ref == "" {
+		return ""
+	}
+	for _, k := range replaces {
+		if o.Has(k) {
+			o.Errorf(k, "is not used with \"script\": the script's downlink(cmd) returns what to send")
+		}
+		o.Known(k)
+	}
+	return ref
+}

@@ -35,10 +35,22 @@
 //	    return {"topic": "sensor1/set", "payload": {"value": cmd.params}}
 //
 // downlink returns one dict, a list of them, or None (nothing to send).
-// "payload" is a string, bytes, or a dict/list sent as JSON; "topic",
-// "qos" and "retain" are read by connectors that address messages (a
-// missing qos or retain takes the connector's setting);
-// "reply" is what an RPC answers the platform (default {"success": true}).
+// "payload" is a string, bytes, or a dict/list sent as JSON; "reply" is
+// what an RPC answers the platform (default: the connector's usual
+// answer). The other keys depend on the connector (Keys; any other key
+// is an error naming the allowed ones):
+//
+//	MQTT           topic, qos, retain (a missing qos or retain takes the entry's)
+//	Request, REST  url (Request: absolute or a path on the host), method, headers
+//	               (over the entry's); payload is the body
+//	Socket         none: payload is written to the device's connection as is
+//	CAN            nodeId, isExtendedId, isFd, bitrateSwitch: one frame, payload its data
+//
+// MQTT, Request and REST command entries name the script ("script" in
+// place of their URL/topic and value expressions); a Socket or CAN
+// device's own script takes the RPCs and attribute updates no entry of
+// the device declares, and returning None leaves them to the reserved
+// set and the unknown-method error.
 //
 // Besides Starlark's built-ins a script has json (encode, decode),
 // math, Python's round, hex, bin, oct and sum, and binary: fromhex(s) and

@@ -2,6 +2,7 @@ package script
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -42,22 +43,79 @@ func AttributesCommand(u protocols.AttributeUpdate) Command {
 	return Command{Kind: KindAttributes, Device: u.Device, Values: u.Values}
 }
 
-// Output is one thing to send, as downlink returned it.
+// Output is one thing to send, as downlink returned it. Which keys a
+// script may give depends on the connector (see Keys); "payload" and
+// "reply" are always read.
 type Output struct {
-	Topic   string // "topic": where to send, for connectors that address messages
 	Payload []byte // "payload": a string or bytes as is, a dict or list as JSON
-	QoS     int    // "qos"; -1 when not given: the connector's default
-	Retain  bool   // "retain"
 	// Reply is "reply" as JSON: what an RPC answers the platform; nil
 	// when the script gave none.
 	Reply json.RawMessage
+
+	// MessageKeys (MQTT).
+	Topic  string // "topic": where to publish
+	QoS    int    // "qos"; -1 when not given: the connector's default
+	Retain bool   // "retain"
+
+	// HTTPKeys (Request).
+	URL     string            // "url": absolute, or a path on the connector's host
+	Method  string            // "method": HTTP method, upper case; empty: the entry's
+	Headers map[string]string // "headers": added to (and over) the entry's
+
+	// FrameKeys (CAN).
+	NodeID    int64 // "nodeId"; -1 when not given: the entry's or an error
+	Extended  bool  // "isExtendedId"
+	FD        bool  // "isFd"
+	BitSwitch bool  // "bitrateSwitch"
+}
+
+// Keys names the output keys a connector reads besides "payload" and
+// "reply"; a script that returns another key gets an error naming the
+// keys it may use, so a misspelt key is not silently dropped.
+type Keys []string
+
+// The connectors' key sets.
+var (
+	// MessageKeys: MQTT publishes payload on topic.
+	MessageKeys = Keys{"topic", "qos", "retain"}
+	// HTTPKeys: the Request connector sends payload as the body of a
+	// request to url.
+	HTTPKeys = Keys{"url", "method", "headers"}
+	// StreamKeys: the Socket connector writes payload to the device's
+	// connection as it is.
+	StreamKeys = Keys{}
+	// FrameKeys: the CAN connector sends payload as the data of one frame.
+	FrameKeys = Keys{"nodeId", "isExtendedId", "isFd", "bitrateSwitch"}
+)
+
+func (k Keys) has(key string) bool {
+	return key == "payload" || key == "reply" || slices.Contains(k, key)
+}
+
+func (k Keys) String() string {
+	return strings.Join(append(slices.Clone(k), "payload", "reply"), ", ")
 }
 
 // ErrNoDownlink is returned by Downlink on a script without downlink(cmd).
 var ErrNoDownlink = fmt.Errorf("script defines no downlink(cmd)")
 
-// Downlink converts a command into what to send. Errors are *RunError.
-func (s *Script) Downlink(c Command) ([]Output, error) {
+// LoadDownlink loads a script that a downlink entry names; one without
+// downlink(cmd) is a *CompileError, as a syntax error is.
+func LoadDownlink(path string, opts Options) (*Script, error) {
+	s, err := Load(path, opts)
+	if err == nil && !s.HasDownlink() {
+		err = &CompileError{File: s.File, Msg: "defines no downlink(cmd), which a command entry needs"}
+	}
+	return s, err
+}
+
+// Downlink converts a command into MQTT messages (MessageKeys). Errors
+// are *RunError.
+func (s *Script) Downlink(c Command) ([]Output, error) { return s.DownlinkFor(c, MessageKeys) }
+
+// DownlinkFor converts a command into what to send, reading the keys a
+// connector takes. Errors are *RunError.
+func (s *Script) DownlinkFor(c Command, keys Keys) ([]Output, error) {
 	if s.downlink == nil {
 		return nil, ErrNoDownlink
 	}
@@ -69,11 +127,24 @@ func (s *Script) Downlink(c Command) ([]Output, error) {
 	if err != nil {
 		return nil, err
 	}
-	outs, err := outputs(out)
+	outs, err := outputs(out, keys)
 	if err != nil {
 		return nil, s.failAt(s.downlink, "returned %v", err)
 	}
 	return outs, nil
+}
+
+// DefaultReply is an RPC's answer when no output gives "reply".
+var DefaultReply = json.RawMessage(`{"success":true}`)
+
+// Reply is the last "reply" among outs, or def when none gives one.
+func Reply(outs []Output, def json.RawMessage) json.RawMessage {
+	for i := len(outs) - 1; i >= 0; i-- {
+		if outs[i].Reply != nil {
+			return outs[i].Reply
+		}
+	}
+	return def
 }
 
 func decodeRaw(raw json.RawMessage) (starlark.Value, error) {
@@ -124,14 +195,12 @@ func (s *Script) commandValue(c Command) (starlark.Value, error) {
 	return starlarkstruct.FromStringDict(starlark.String("cmd"), d), nil
 }
 
-var outputKeys = map[string]bool{"topic": true, "payload": true, "qos": true, "retain": true, "reply": true}
-
-func outputs(out starlark.Value) ([]Output, error) {
+func outputs(out starlark.Value, keys Keys) ([]Output, error) {
 	switch t := out.(type) {
 	case starlark.NoneType:
 		return nil, nil
 	case *starlark.Dict:
-		o, err := output(t)
+		o, err := output(t, keys)
 		if err != nil {
 			return nil, err
 		}
@@ -146,7 +215,7 @@ func outputs(out starlark.Value) ([]Output, error) {
 			if !ok {
 				return nil, fmt.Errorf("item %d is a %s, want a dict", i, x.Type())
 			}
-			o, err := output(d)
+			o, err := output(d, keys)
 			if err != nil {
 				return nil, fmt.Errorf("item %d: %v", i, err)
 			}
@@ -157,12 +226,12 @@ func outputs(out starlark.Value) ([]Output, error) {
 	return nil, fmt.Errorf("a %s, want a dict, a list of dicts or None", out.Type())
 }
 
-func output(d *starlark.Dict) (Output, error) {
-	o := Output{QoS: -1}
+func output(d *starlark.Dict, keys Keys) (Output, error) {
+	o := Output{QoS: -1, NodeID: -1}
 	for _, it := range d.Items() {
 		k, _ := it[0].(starlark.String)
-		if !outputKeys[string(k)] {
-			return o, fmt.Errorf("unknown key %s (want topic, payload, qos, retain, reply)", it[0].String())
+		if !keys.has(string(k)) {
+			return o, fmt.Errorf("unknown key %s (want %s)", it[0].String(), keys)
 		}
 		v := it[1]
 		switch k {
@@ -191,12 +260,51 @@ func output(d *starlark.Dict) (Output, error) {
 				return o, fmt.Errorf("\"qos\" is %s, want 0, 1 or 2", v.String())
 			}
 			o.QoS = q
-		case "retain":
+		case "retain", "isExtendedId", "isFd", "bitrateSwitch":
 			b, ok := v.(starlark.Bool)
 			if !ok {
-				return o, fmt.Errorf("\"retain\" is a %s, want True or False", v.Type())
+				return o, fmt.Errorf("%q is a %s, want True or False", string(k), v.Type())
 			}
-			o.Retain = bool(b)
+			switch k {
+			case "retain":
+				o.Retain = bool(b)
+			case "isExtendedId":
+				o.Extended = bool(b)
+			case "isFd":
+				o.FD = bool(b)
+			default:
+				o.BitSwitch = bool(b)
+			}
+		case "url", "method":
+			s, ok := v.(starlark.String)
+			if !ok || s == "" || (k == "method" && strings.ContainsAny(string(s), " \t/:")) {
+				return o, fmt.Errorf("%q is %s, want a non-empty string", string(k), v.String())
+			}
+			if k == "url" {
+				o.URL = string(s)
+			} else {
+				o.Method = strings.ToUpper(string(s))
+			}
+		case "headers":
+			hd, ok := v.(*starlark.Dict)
+			if !ok {
+				return o, fmt.Errorf("\"headers\" is a %s, want a dict of strings", v.Type())
+			}
+			o.Headers = make(map[string]string, hd.Len())
+			for _, h := range hd.Items() {
+				hk, ok1 := h[0].(starlark.String)
+				hv, ok2 := h[1].(starlark.String)
+				if !ok1 || !ok2 {
+					return o, fmt.Errorf("\"headers\": %s: %s is not a string header", h[0].String(), h[1].String())
+				}
+				o.Headers[string(hk)] = string(hv)
+			}
+		case "nodeId":
+			n, err := starlark.AsInt32(v)
+			if err != nil || n < 0 || n > 0x1FFFFFFF {
+				return o, fmt.Errorf("\"nodeId\" is %s, want a CAN id (0..0x1FFFFFFF)", v.String())
+			}
+			o.NodeID = int64(n)
 		case "reply":
 			j, err := encodeJSON(v)
 			if err != nil {
@@ -216,4 +324,29 @@ func encodeJSON(v starlark.Value) ([]byte, error) {
 		return nil, err
 	}
 	return []byte(s.(starlark.String)), nil
+}
+
+// UpdateUnclaimed hands the script the attribute updates that no entry of
+// the connector took (ignored, as protocols.UpdateEach returns them): one
+// command per key, in order, and send gets what downlink returned. A key
+// for which downlink returns nothing stays ignored; a failed key does not
+// stop the others (errors joined, each naming its key).
+func (s *Script) UpdateUnclaimed(device string, values map[string]json.RawMessage, ignored []string, keys Keys,
+	send func(key string, outs []Output) error) ([]string, error) {
+	var still []string
+	var errs []error
+	for _, k := range ignored {
+		outs, err := s.DownlinkFor(Command{Kind: KindAttributes, Device: device, Values: map[string]json.RawMessage{k: values[k]}}, keys)
+		if err == nil && len(outs) == 0 {
+			still = append(still, k)
+			continue
+		}
+		if err == nil {
+			err = send(k, outs)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("attribute %q: %w", k, err))
+		}
+	}
+	return still, errors.Join(errs...)
 }

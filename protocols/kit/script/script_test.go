@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -282,4 +284,67 @@ func TestPrint(t *testing.T) {
 	if len(lines) != 1 || lines[0] != "test.star: got 3" {
 		t.Fatalf("lines = %q", lines)
 	}
+}
+
+// TestDownlinkKeys: each connector's key set is read, a key of another set
+// is refused with the keys that are allowed, and Reply takes the last one.
+func TestDownlinkKeys(t *testing.T) {
+	s := mustCompile(t, `
+def downlink(cmd):
+    p = cmd.params
+    if cmd.method == "http":
+        return {"url": "/set/" + cmd.device, "method": "put", "headers": {"X-Id": str(cmd.id)}, "payload": p}
+    if cmd.method == "can":
+        return [{"nodeId": 0x1ABCDEF, "isExtendedId": True, "isFd": True, "bitrateSwitch": True, "payload": binary.pack_int(p, 2)},
+                {"nodeId": 5, "payload": b"\x01", "reply": {"n": 2}}]
+    if cmd.method == "stream":
+        return {"payload": "txt\n", "reply": "done"}
+    return {"topic": "t", "payload": ""}
+`, Options{})
+	rpc := func(m, params string) Command {
+		return RPCCommand(protocols.RPCRequest{ID: 3, Device: "d1", Method: m, Params: json.RawMessage(params)})
+	}
+	out, err := s.DownlinkFor(rpc("http", `{"v":1}`), HTTPKeys)
+	if err != nil || len(out) != 1 || out[0].URL != "/set/d1" || out[0].Method != "PUT" || out[0].Headers["X-Id"] != "3" || string(out[0].Payload) != `{"v":1}` {
+		t.Fatalf("http: %+v, %v", out, err)
+	}
+	out, err = s.DownlinkFor(rpc("can", `258`), FrameKeys)
+	if err != nil || len(out) != 2 || out[0].NodeID != 0x1ABCDEF || !out[0].Extended || !out[0].FD || !out[0].BitSwitch ||
+		string(out[0].Payload) != "\x01\x02" || out[1].NodeID != 5 || out[1].Extended {
+		t.Fatalf("can: %+v, %v", out, err)
+	}
+	if r := Reply(out, DefaultReply); string(r) != `{"n":2}` {
+		t.Fatalf("reply = %s", r)
+	}
+	out, err = s.DownlinkFor(rpc("stream", ``), StreamKeys)
+	if err != nil || len(out) != 1 || string(out[0].Payload) != "txt\n" || string(Reply(out, DefaultReply)) != `"done"` {
+		t.Fatalf("stream: %+v, %v", out, err)
+	}
+	if r := Reply(nil, DefaultReply); string(r) != `{"success":true}` {
+		t.Fatalf("default reply = %s", r)
+	}
+	_, err = s.DownlinkFor(rpc("mqtt", ``), StreamKeys)
+	if err == nil || !strings.Contains(err.Error(), `returned unknown key "topic" (want payload, reply)`) {
+		t.Fatalf("topic for a stream: %v", err)
+	}
+	_, err = s.DownlinkFor(rpc("http", `1`), FrameKeys)
+	if err == nil || !strings.Contains(err.Error(), `(want nodeId, isExtendedId, isFd, bitrateSwitch, payload, reply)`) {
+		t.Fatalf("url for a frame: %v", err)
+	}
+	bad := mustCompile(t, "def downlink(cmd):\n  return {'nodeId': 0x20000000}\n", Options{})
+	if _, err := bad.DownlinkFor(rpc("x", ``), FrameKeys); err == nil || !strings.Contains(err.Error(), "want a CAN id") {
+		t.Fatalf("big nodeId: %v", err)
+	}
+	if _, err := LoadDownlink(writeScript(t, "def uplink(msg):\n  return None\n"), Options{}); !errors.Is(err, ErrCompile) || !strings.Contains(err.Error(), "defines no downlink(cmd)") {
+		t.Fatalf("LoadDownlink of an uplink-only script: %v", err)
+	}
+}
+
+func writeScript(t *testing.T, src string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "s.star")
+	if err := os.WriteFile(p, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
