@@ -91,6 +91,7 @@ type Task struct {
 	Condition *pyexpr.Expr   // nil: always
 	For       time.Duration
 	Actions   []ActionSpec
+	stateDef  string // what its saved state belongs to (state.go)
 }
 
 // ActionSpec is one handler call of a task.
@@ -187,7 +188,7 @@ func parseQueue(o *spec.Obj, root *spec.Obj, path string) QueueConfig {
 }
 
 func parseTask(o *spec.Obj, name string) *Task {
-	t := &Task{Name: name, Enabled: o.Bool("enabled", true), Vars: map[string]Ref{}}
+	t := &Task{Name: name, Enabled: o.Bool("enabled", true), Vars: map[string]Ref{}, stateDef: stateDef(o.Raw())}
 	known := append([]string(nil), eventVars...)
 	if v := o.Obj("vars"); v != nil {
 		for _, k := range sortedKeys(v.Raw()) {

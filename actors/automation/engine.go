@@ -114,6 +114,9 @@ func (e *Engine) props(producer actor.Producer, drops *bus.DropCounter) *actor.P
 // startAll spawns an actor per forward and enabled task and subscribes it.
 func (e *Engine) startAll(cfg *Config) {
 	e.cfg = cfg
+	if err := pruneState(e.store, cfg); err != nil {
+		e.log.Warn().Err(err).Msg("cannot delete the state of removed tasks")
+	}
 	e.board.mu.Lock()
 	e.board.m = map[string]*entry{}
 	for _, f := range cfg.Forwards {
