@@ -44,6 +44,8 @@ type Engine struct {
 	board    *statusBoard
 
 	mu      sync.Mutex // serialises Reload and Stop
+	fileMu  sync.Mutex
+	fileSum [32]byte // content of the automation file last loaded (watch.go)
 	cfg     *Config
 	running []running
 	stopped bool

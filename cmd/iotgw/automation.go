@@ -7,6 +7,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -37,9 +38,13 @@ func checkAutomation(path string, stdout, stderr io.Writer) bool {
 	return true
 }
 
+// watchEvery is how often the automation file is checked for changes.
+const watchEvery = 2 * time.Second
+
 // startAutomation runs automation.yaml next to the main config, when there
-// is one, on the gateway's bus; SIGHUP reloads it without touching the
-// connectors (a file with errors is refused and the running one stays).
+// is one, on the gateway's bus; a change of the file, or SIGHUP, reloads it
+// without touching the connectors (a file with errors is refused and the
+// running one stays).
 // The returned stop is never nil.
 func startAutomation(gw *actors.Gateway, mainPath string, log zerolog.Logger) (stop func(), err error) {
 	path := filepath.Join(filepath.Dir(mainPath), automation.FileName)
@@ -63,6 +68,15 @@ func startAutomation(gw *actors.Gateway, mainPath string, log zerolog.Logger) (s
 		return func() {}, err
 	}
 	gw.SetAutomationStatus(func() any { return eng.Report() })
+	logReload := func(err error) {
+		if err != nil {
+			log.Error().Msg(err.Error())
+		} else {
+			log.Info().Str("file", path).Msg("automation reloaded")
+		}
+	}
+	// The file is watched; SIGHUP reloads it at once.
+	stopWatch := eng.WatchFile(path, watchEvery, logReload)
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	done := make(chan struct{})
@@ -72,29 +86,13 @@ func startAutomation(gw *actors.Gateway, mainPath string, log zerolog.Logger) (s
 			case <-done:
 				return
 			case <-hup:
-				next, ps, err := automation.Load(path)
-				switch {
-				case err != nil:
-					if ps != nil {
-						for _, p := range ps.Errors() {
-							log.Error().Msg(p.String())
-						}
-					}
-					log.Error().Err(err).Str("file", path).Msg("automation not reloaded; the running one stays")
-				case next == nil:
-					log.Warn().Str("file", path).Msg("automation file gone; the running automation stays until restart")
-				default:
-					if err := eng.Reload(next); err != nil {
-						log.Error().Err(err).Msg("automation reload")
-					} else {
-						log.Info().Str("file", path).Msg("automation reloaded")
-					}
-				}
+				logReload(eng.ReloadFile(path))
 			}
 		}
 	}()
 	return func() {
 		gw.SetAutomationStatus(nil)
+		stopWatch()
 		signal.Stop(hup)
 		close(done)
 		if err := eng.Stop(); err != nil {
