@@ -87,6 +87,9 @@ type Gateway struct {
 	// automationStatus answers /automation (SetAutomationStatus).
 	automationStatus atomic.Pointer[func() any]
 	localRPC         atomic.Int64 // ids of DeviceRPC requests
+
+	// automationStats is sent with the statistics (SetAutomationStats).
+	automationStats atomic.Pointer[func() any]
 }
 
 // onPlatformUp runs (in its own goroutine) after every (re)connect.
@@ -240,6 +243,12 @@ func Start(opts Options) (*Gateway, error) {
 		counters: g.counters, journal: g.j, client: &g.client, conf: g.conf,
 		connectorCounters: g.ConnectorCounters, publish: g.PublishDirect,
 		version: g.opts.Version, log: g.log,
+		automation: func() any {
+			if f := g.automationStats.Load(); f != nil {
+				return (*f)()
+			}
+			return nil
+		},
 	}
 	g.props = &propsKit{
 		dispatcher: g.dispatcher,

@@ -53,6 +53,16 @@ func (g *Gateway) SetAutomationStatus(fn func() any) {
 	g.automationStatus.Store(&fn)
 }
 
+// SetAutomationStats makes the statistics telemetry carry fn's answer, as
+// JSON, under automationStats (nil: automation off).
+func (g *Gateway) SetAutomationStats(fn func() any) {
+	if fn == nil {
+		g.automationStats.Store(nil)
+		return
+	}
+	g.automationStats.Store(&fn)
+}
+
 // DeviceRPC runs an RPC on a device exactly as a platform RPC does and
 // returns the device's reply data. A device that does not answer in time
 // gives an error wrapping context.DeadlineExceeded.

@@ -317,3 +317,54 @@ tasks:
 		return nil
 	})
 }
+
+// TestAutomationStatsToPlatform: the gateway binary sends the automation
+// engine's summary (rules enabled, runs, last run, failing rules, queue)
+// with its statistics telemetry to the platform broker (mosquitto).
+func TestAutomationStatsToPlatform(t *testing.T) {
+	m := testpeer.StartMosquitto(t)
+	sub := testpeer.Subscribe(t, m.Addr(), "v1/devices/me/telemetry")
+	s := startSim(t, 1, 2)
+	dir := t.TempDir()
+	path := writeConfig(t, dir, m.Addr(), `{"type": "memory"}`,
+		map[string][]byte{"modbus": sim.GatewayConfig(s.Addr(), 1, 2, 100*time.Millisecond)},
+		map[string]any{"statistics": map[string]any{"enable": true, "statsSendPeriodInSeconds": 1}})
+	if err := os.WriteFile(filepath.Join(dir, automation.FileName), []byte(`
+queue: {memory: true}
+forwards:
+  - {name: nowhere, source: sim-dev-1.r1, target: no-such-device.x}
+tasks:
+  - name: seen
+    trigger: {event: device/sim-dev-1/r0}
+    condition: value >= 0
+    actions: [{handler: platform_message, params: {kind: telemetry, values: {seen: "{{value}}"}}}]
+  - name: off
+    enabled: false
+    trigger: {every: 1h}
+    actions: [{handler: platform_message, params: {values: {x: 1}}}]
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	startBinary(t, path)
+	var got automation.Summary
+	sub.WaitFor(t, 30*time.Second, func(msgs []testpeer.Msg) bool {
+		for _, msg := range msgs {
+			var v struct {
+				Values struct {
+					AutomationStats *automation.Summary `json:"automationStats"`
+				} `json:"values"`
+			}
+			if json.Unmarshal(msg.Payload, &v) == nil && v.Values.AutomationStats != nil {
+				got = *v.Values.AutomationStats
+				if got.Runs >= 2 && got.RulesWithErrors == 1 {
+					return true
+				}
+			}
+		}
+		return false
+	})
+	if got.Tasks != 2 || got.TasksEnabled != 1 || got.ForwardsEnabled != 1 || got.LastRun == 0 ||
+		!strings.Contains(got.Errors["nowhere"], "no-such-device") {
+		t.Fatalf("automationStats %+v", got)
+	}
+}

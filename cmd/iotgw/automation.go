@@ -68,6 +68,7 @@ func startAutomation(gw *actors.Gateway, mainPath string, log zerolog.Logger) (s
 		return func() {}, err
 	}
 	gw.SetAutomationStatus(func() any { return eng.Report() })
+	gw.SetAutomationStats(func() any { return eng.Summary() })
 	logReload := func(err error) {
 		if err != nil {
 			log.Error().Msg(err.Error())
@@ -92,6 +93,7 @@ func startAutomation(gw *actors.Gateway, mainPath string, log zerolog.Logger) (s
 	}()
 	return func() {
 		gw.SetAutomationStatus(nil)
+		gw.SetAutomationStats(nil)
 		stopWatch()
 		signal.Stop(hup)
 		close(done)
