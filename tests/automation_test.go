@@ -368,3 +368,97 @@ tasks:
 		t.Fatalf("automationStats %+v", got)
 	}
 }
+
+// TestAutomationForDurationSurvivesKill: a for-duration condition that has
+// held for about half its 8 s when the gateway is SIGKILLed fires about 4 s
+// after the restart, not 8 s, and once.
+func TestAutomationForDurationSurvivesKill(t *testing.T) {
+	var mu sync.Mutex
+	var hits []time.Time
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		hits = append(hits, time.Now())
+		mu.Unlock()
+	}))
+	defer srv.Close()
+	s := startSim(t, 1, 2)
+	s.Set(1, 0, 500) // r0 stays above the limit
+	dir := t.TempDir()
+	path := writeConfig(t, dir, fmt.Sprintf("127.0.0.1:%d", testpeer.FreePort(t)), `{"type": "memory"}`,
+		map[string][]byte{"modbus": sim.GatewayConfig(s.Addr(), 1, 2, 100*time.Millisecond)})
+	httpAddr := fmt.Sprintf("127.0.0.1:%d", testpeer.FreePort(t))
+	patchMain(t, path, func(m map[string]any) { m["http"] = map[string]any{"enabled": true, "address": httpAddr} })
+	if err := os.WriteFile(filepath.Join(dir, automation.FileName), []byte(fmt.Sprintf(`
+tasks:
+  - name: high
+    trigger: {event: device/sim-dev-1/r0}
+    condition: value > 100
+    for: 8s
+    actions: [{handler: webhook, params: {url: "%s/high"}}]
+`, srv.URL)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	checks := func() (uint64, error) {
+		resp, err := http.Get("http://" + httpAddr + "/automation")
+		if err != nil {
+			return 0, err
+		}
+		defer resp.Body.Close()
+		var rep automation.Report
+		if err := json.NewDecoder(resp.Body).Decode(&rep); err != nil || len(rep.Rules) != 1 {
+			return 0, fmt.Errorf("status %v %+v", err, rep)
+		}
+		return rep.Rules[0].Checks, nil
+	}
+	gw := startBinary(t, path)
+	// Polled every 100 ms: 40 checks after the first mean the condition
+	// has held for at least 3.9 s.
+	testpeer.Eventually(t, 30*time.Second, "the condition holding for 4 s", func() error {
+		n, err := checks()
+		if err == nil && n < 41 {
+			err = fmt.Errorf("%d checks", n)
+		}
+		return err
+	})
+	if err := gw.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = gw.Wait()
+	mu.Lock()
+	if len(hits) != 0 {
+		t.Fatalf("fired before the kill: %v", hits)
+	}
+	mu.Unlock()
+	restarted := time.Now()
+	startBinary(t, path)
+	testpeer.Eventually(t, 30*time.Second, "the action after the restart", func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(hits) == 0 {
+			return fmt.Errorf("no call yet")
+		}
+		return nil
+	})
+	mu.Lock()
+	after := hits[0].Sub(restarted)
+	mu.Unlock()
+	if after >= 6500*time.Millisecond {
+		t.Fatalf("fired %s after the restart: the for-duration started over", after)
+	}
+	// Fired once for this episode, also while the condition goes on holding.
+	n0, err := checks()
+	if err != nil {
+		t.Fatal(err)
+	}
+	testpeer.Eventually(t, 10*time.Second, "more checks after the action", func() error {
+		if n, err := checks(); err != nil || n < n0+20 {
+			return fmt.Errorf("%d checks, %v", n, err)
+		}
+		return nil
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if len(hits) != 1 {
+		t.Fatalf("%d calls", len(hits))
+	}
+}
