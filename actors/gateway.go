@@ -90,6 +90,8 @@ type Gateway struct {
 
 	// automationStats is sent with the statistics (SetAutomationStats).
 	automationStats atomic.Pointer[func() any]
+	// automationRemote applies KeyAutomation (SetAutomationRemote).
+	automationRemote atomic.Pointer[AutomationApplier]
 }
 
 // onPlatformUp runs (in its own goroutine) after every (re)connect.
@@ -232,6 +234,12 @@ func Start(opts Options) (*Gateway, error) {
 			log: g.log, conf: g.conf, apply: g.applyChanges, waitConnected: g.waitConnected,
 			publishWhenUp: g.PublishWhenUp, publishDirect: g.PublishDirect, goSafe: g.goSafe,
 			trialFor: opts.RemoteConfigTrial,
+			automation: func() AutomationApplier {
+				if f := g.automationRemote.Load(); f != nil {
+					return *f
+				}
+				return nil
+			},
 		}}
 		g.OnGatewayAttributes(g.remote.enqueue)
 	}

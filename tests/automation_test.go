@@ -462,3 +462,96 @@ tasks:
 		t.Fatalf("%d calls", len(hits))
 	}
 }
+
+// TestAutomationRemoteConfiguration: the platform sets the shared
+// attribute automation_configuration; a valid file replaces automation.yaml
+// (the old one backed up) and runs, an invalid one is refused with its line
+// in remoteConfigurationStatus and the running automation stays.
+func TestAutomationRemoteConfiguration(t *testing.T) {
+	m := testpeer.StartMosquitto(t)
+	sub := testpeer.Subscribe(t, m.Addr(), "v1/devices/me/attributes")
+	dir := t.TempDir()
+	path := writeConfig(t, dir, m.Addr(), `{"type": "memory"}`,
+		map[string][]byte{"modbus": sim.GatewayConfig(startSim(t, 1, 1).Addr(), 1, 1, time.Second)}, map[string]any{"remoteConfiguration": true})
+	httpAddr := fmt.Sprintf("127.0.0.1:%d", testpeer.FreePort(t))
+	patchMain(t, path, func(m map[string]any) { m["http"] = map[string]any{"enabled": true, "address": httpAddr} })
+	autoPath := filepath.Join(dir, automation.FileName)
+	if err := os.WriteFile(autoPath, []byte(`
+queue: {memory: true}
+tasks:
+  - {name: a, trigger: {event: device/x/a}, actions: [{handler: platform_message, params: {values: {a: 1}}}]}
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rules := func() ([]string, error) {
+		resp, err := http.Get("http://" + httpAddr + "/automation")
+		if err != nil {
+			return nil, err
+		}
+		defer resp.Body.Close()
+		var rep automation.Report
+		if err := json.NewDecoder(resp.Body).Decode(&rep); err != nil {
+			return nil, err
+		}
+		var names []string
+		for _, r := range rep.Rules {
+			names = append(names, r.Name)
+		}
+		return names, nil
+	}
+	startBinary(t, path)
+	// Announced: the gateway is connected and takes shared attributes.
+	sub.WaitFor(t, 20*time.Second, func(msgs []testpeer.Msg) bool {
+		for _, msg := range msgs {
+			if strings.Contains(string(msg.Payload), "general_configuration") {
+				return true
+			}
+		}
+		return false
+	})
+	send := func(text string) {
+		t.Helper()
+		body, _ := json.Marshal(map[string]string{"automation_configuration": text})
+		if err := sub.Publish(context.Background(), "v1/devices/me/attributes", body, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	status := func(applied bool) string {
+		t.Helper()
+		want := fmt.Sprintf(`"remoteConfigurationStatus":{"key":"automation_configuration","applied":%t`, applied)
+		var got string
+		sub.WaitFor(t, 20*time.Second, func(msgs []testpeer.Msg) bool {
+			for _, msg := range msgs {
+				if strings.Contains(string(msg.Payload), want) {
+					got = string(msg.Payload)
+					return true
+				}
+			}
+			return false
+		})
+		return got
+	}
+	b := "queue: {memory: true}\ntasks:\n  - {name: b, trigger: {event: device/x/b}, actions: [{handler: platform_message, params: {values: {b: 1}}}]}\n"
+	send(b)
+	status(true)
+	if names, err := rules(); err != nil || len(names) != 1 || names[0] != "b" {
+		t.Fatalf("rules after the remote file: %v %v", names, err)
+	}
+	if raw, _ := os.ReadFile(autoPath); string(raw) != b {
+		t.Fatalf("automation.yaml is %q", raw)
+	}
+	if backups, _ := filepath.Glob(filepath.Join(dir, "backup", "automation.backup.*.yaml")); len(backups) != 1 {
+		t.Fatalf("backups %v", backups)
+	}
+	send("tasks:\n  - name: c\n    trigger: {cron: \"* * *\"}\n    actions: [{handler: platform_message, params: {values: {c: 1}}}]\n")
+	refused := status(false)
+	if !strings.Contains(refused, "automation.yaml:3: tasks[0].trigger.cron") || !strings.Contains(refused, "running automation stays") {
+		t.Fatalf("refusal %s", refused)
+	}
+	if names, err := rules(); err != nil || len(names) != 1 || names[0] != "b" {
+		t.Fatalf("rules after the refused file: %v %v", names, err)
+	}
+	if raw, _ := os.ReadFile(autoPath); string(raw) != b {
+		t.Fatalf("a refused file was written: %q", raw)
+	}
+}

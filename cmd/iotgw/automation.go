@@ -1,11 +1,14 @@
 package main
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sort"
 	"syscall"
 	"time"
 
@@ -14,6 +17,8 @@ import (
 	"github.com/industryos/gateway/actors"
 	"github.com/industryos/gateway/actors/automation"
 	"github.com/industryos/gateway/actors/automation/handler"
+	"github.com/industryos/gateway/persistence/atomicfile"
+	"github.com/industryos/gateway/protocols/config"
 )
 
 // checkAutomation validates automation.yaml when there is one: every
@@ -69,6 +74,7 @@ func startAutomation(gw *actors.Gateway, mainPath string, log zerolog.Logger) (s
 	}
 	gw.SetAutomationStatus(func() any { return eng.Report() })
 	gw.SetAutomationStats(func() any { return eng.Summary() })
+	gw.SetAutomationRemote(func(text []byte) (bool, error) { return applyRemoteAutomation(eng, path, text) })
 	logReload := func(err error) {
 		if err != nil {
 			log.Error().Msg(err.Error())
@@ -94,6 +100,7 @@ func startAutomation(gw *actors.Gateway, mainPath string, log zerolog.Logger) (s
 	return func() {
 		gw.SetAutomationStatus(nil)
 		gw.SetAutomationStats(nil)
+		gw.SetAutomationRemote(nil)
 		stopWatch()
 		signal.Stop(hup)
 		close(done)
@@ -101,4 +108,52 @@ func startAutomation(gw *actors.Gateway, mainPath string, log zerolog.Logger) (s
 			log.Warn().Err(err).Msg("stopping automation")
 		}
 	}, nil
+}
+
+// applyRemoteAutomation runs an automation file sent by the platform: text
+// already in the file changes nothing; text with errors is refused (each
+// problem with its line) and the running automation stays; valid text
+// replaces the file, the previous one kept under backup/ as remote
+// configuration does, and is loaded.
+func applyRemoteAutomation(eng *automation.Engine, path string, text []byte) (bool, error) {
+	if cur, err := os.ReadFile(path); err == nil && bytes.Equal(cur, text) {
+		return false, nil
+	}
+	if _, ps := automation.Parse(path, text); ps.Err() != nil {
+		return true, fmt.Errorf("automation not applied; the running automation stays:\n%w", ps.Err())
+	}
+	if err := backupAutomation(path, time.Now()); err != nil {
+		return true, fmt.Errorf("automation not applied: backing up %s: %w", path, err)
+	}
+	if err := atomicfile.Write(path, text, 0o600); err != nil {
+		return true, fmt.Errorf("automation not applied: %w", err)
+	}
+	return true, eng.ReloadFile(path)
+}
+
+// backupAutomation keeps path's current content as
+// backup/automation.backup.<ns>.yaml, the newest 10, as remote
+// configuration keeps the JSON files.
+func backupAutomation(path string, now time.Time) error {
+	raw, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	dir := filepath.Join(filepath.Dir(path), config.BackupDir)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	if err := atomicfile.Write(filepath.Join(dir, fmt.Sprintf("automation.backup.%d.yaml", now.UnixNano())), raw, 0o600); err != nil {
+		return err
+	}
+	old, _ := filepath.Glob(filepath.Join(dir, "automation.backup.*.yaml"))
+	sort.Strings(old) // same-width nanosecond stamps sort by time
+	for len(old) > 10 {
+		_ = os.Remove(old[0])
+		old = old[1:]
+	}
+	return nil
 }
