@@ -87,6 +87,11 @@ type Gateway struct {
 	// automationStatus answers /automation (SetAutomationStatus).
 	automationStatus atomic.Pointer[func() any]
 	localRPC         atomic.Int64 // ids of DeviceRPC requests
+
+	// automationStats is sent with the statistics (SetAutomationStats).
+	automationStats atomic.Pointer[func() any]
+	// automationRemote applies KeyAutomation (SetAutomationRemote).
+	automationRemote atomic.Pointer[AutomationApplier]
 }
 
 // onPlatformUp runs (in its own goroutine) after every (re)connect.
@@ -229,6 +234,12 @@ func Start(opts Options) (*Gateway, error) {
 			log: g.log, conf: g.conf, apply: g.applyChanges, waitConnected: g.waitConnected,
 			publishWhenUp: g.PublishWhenUp, publishDirect: g.PublishDirect, goSafe: g.goSafe,
 			trialFor: opts.RemoteConfigTrial,
+			automation: func() AutomationApplier {
+				if f := g.automationRemote.Load(); f != nil {
+					return *f
+				}
+				return nil
+			},
 		}}
 		g.OnGatewayAttributes(g.remote.enqueue)
 	}
@@ -240,6 +251,12 @@ func Start(opts Options) (*Gateway, error) {
 		counters: g.counters, journal: g.j, client: &g.client, conf: g.conf,
 		connectorCounters: g.ConnectorCounters, publish: g.PublishDirect,
 		version: g.opts.Version, log: g.log,
+		automation: func() any {
+			if f := g.automationStats.Load(); f != nil {
+				return (*f)()
+			}
+			return nil
+		},
 	}
 	g.props = &propsKit{
 		dispatcher: g.dispatcher,

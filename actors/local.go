@@ -53,6 +53,27 @@ func (g *Gateway) SetAutomationStatus(fn func() any) {
 	g.automationStatus.Store(&fn)
 }
 
+// SetAutomationStats makes the statistics telemetry carry fn's answer, as
+// JSON, under automationStats (nil: automation off).
+func (g *Gateway) SetAutomationStats(fn func() any) {
+	if fn == nil {
+		g.automationStats.Store(nil)
+		return
+	}
+	g.automationStats.Store(&fn)
+}
+
+// SetAutomationRemote makes remote configuration apply the shared
+// attribute automation_configuration with fn (nil: refused, automation is
+// not running).
+func (g *Gateway) SetAutomationRemote(fn AutomationApplier) {
+	if fn == nil {
+		g.automationRemote.Store(nil)
+		return
+	}
+	g.automationRemote.Store(&fn)
+}
+
 // DeviceRPC runs an RPC on a device exactly as a platform RPC does and
 // returns the device's reply data. A device that does not answer in time
 // gives an error wrapping context.DeadlineExceeded.

@@ -45,6 +45,9 @@ type remoteConfigDeps struct {
 	publishWhenUp func(ctx context.Context, topic string, payload []byte, qos byte) error
 	publishDirect func(ctx context.Context, topic string, payload []byte, qos byte) error
 	goSafe        func(what string, fn func())
+	// automation applies an automation file sent by the platform (nil:
+	// automation is not running).
+	automation func() AutomationApplier
 	// trialFor overrides how long a new general_configuration gets to
 	// connect (tests); 0 means 30 s.
 	trialFor time.Duration
@@ -104,8 +107,51 @@ func (rc *remoteConfig) handleSafe(v map[string]json.RawMessage) {
 	<-done
 }
 
+// KeyAutomation is the shared attribute that carries automation.yaml
+// (ours): its text as a JSON string, or a JSON object (JSON is YAML).
+const KeyAutomation = "automation_configuration"
+
+// AutomationApplier validates an automation file's text and, when valid,
+// writes and runs it; changed is false for the text already in use.
+type AutomationApplier func(text []byte) (changed bool, err error)
+
+// applyAutomation handles KeyAutomation, reported under that key.
+func (rc *remoteConfig) applyAutomation(raw json.RawMessage) {
+	var apply AutomationApplier
+	if rc.automation != nil {
+		apply = rc.automation()
+	}
+	if apply == nil {
+		rc.report(KeyAutomation, errors.New("automation is not running on this gateway; it starts with a valid automation.yaml next to the main config"))
+		return
+	}
+	text := []byte(raw)
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		text = []byte(s)
+	}
+	changed, err := apply(text)
+	if !changed && err == nil {
+		return // the running file: a re-send on connect
+	}
+	if err == nil {
+		rc.log.Info().Msg("remote automation configuration applied")
+	}
+	rc.report(KeyAutomation, err)
+}
+
 // handle applies one attribute message.
 func (rc *remoteConfig) handle(values map[string]json.RawMessage) {
+	if raw, ok := values[KeyAutomation]; ok {
+		rc.applyAutomation(raw)
+		rest := make(map[string]json.RawMessage, len(values))
+		for k, v := range values {
+			if k != KeyAutomation {
+				rest[k] = v
+			}
+		}
+		values = rest
+	}
 	cur, err := config.ReadFiles(rc.conf().File)
 	if err != nil {
 		rc.report("", err)
@@ -212,7 +258,11 @@ func (rc *remoteConfig) announce() {
 	rc.reqID++
 	id := rc.reqID
 	rc.mu.Unlock()
-	req, _ := json.Marshal(map[string]string{"sharedKeys": strings.Join(append(slices.Clone(config.RemoteKeys), names...), ",")})
+	keys := append(slices.Clone(config.RemoteKeys), names...)
+	if rc.automation != nil && rc.automation() != nil {
+		keys = append(keys, KeyAutomation)
+	}
+	req, _ := json.Marshal(map[string]string{"sharedKeys": strings.Join(keys, ",")})
 	if err := rc.publishDirect(ctx, platform.TopicMeAttributesRequestPrefix+strconv.FormatInt(id, 10), req, 1); err != nil {
 		rc.log.Debug().Err(err).Msg("shared configuration request not sent")
 	}

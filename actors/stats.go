@@ -3,6 +3,7 @@ package actors
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"runtime"
 	"sync/atomic"
@@ -44,6 +45,9 @@ type statistics struct {
 	publish func(ctx context.Context, topic string, payload []byte, qos byte) error
 	version string
 	log     zerolog.Logger
+	// automation is the automation engine's summary (nil or answering nil:
+	// none runs).
+	automation func() any
 }
 
 // statsLoop publishes the gateway's own statistics every period while
@@ -123,7 +127,18 @@ func (st *statistics) payload(prev, cur *statSnapshot, cpu observe.CPUUsage) []b
 		fmt.Fprintf(&b, `:{"connectorMsgsReceived":%d,"connectorsErrors":%d,"convertersTsProduced":%d,"convertersAttrProduced":%d,"storageMsgPushed":%d,"restarts":%d}`,
 			c[0]-p[0], c[1]-p[1], c[2]-p[2], c[3]-p[3], c[4]-p[4], c[5])
 	}
-	b.WriteString("}}}")
+	b.WriteString("}")
+	if st.automation != nil {
+		if a := st.automation(); a != nil {
+			if raw, err := json.Marshal(a); err == nil {
+				b.WriteString(`,"automationStats":`)
+				b.Write(raw)
+			} else {
+				st.log.Warn().Err(err).Msg("automation statistics not sent")
+			}
+		}
+	}
+	b.WriteString("}}")
 	return b.Bytes()
 }
 

@@ -36,6 +36,7 @@ func TestStatisticsAlone(t *testing.T) {
 			return nil
 		},
 		version: "1.2.3", log: zerolog.Nop(),
+		automation: func() any { return map[string]int{"tasksEnabled": 2} },
 	}
 	var prev, cur statSnapshot
 	prev.take(st)
@@ -46,11 +47,15 @@ func TestStatisticsAlone(t *testing.T) {
 		Values struct {
 			MachineStats    map[string]float64            `json:"machineStats"`
 			ConnectorsStats map[string]map[string]float64 `json:"connectorsStats"`
+			AutomationStats map[string]float64            `json:"automationStats"`
 		} `json:"values"`
 	}
 	raw := st.payload(&prev, &cur, observe.CPUUsage{})
 	if err := json.Unmarshal(raw, &v); err != nil {
 		t.Fatalf("%v in %s", err, raw)
+	}
+	if v.Values.AutomationStats["tasksEnabled"] != 2 {
+		t.Fatalf("automationStats missing: %s", raw)
 	}
 	if v.Values.MachineStats["msgsSentToPlatform"] != 7 || v.Values.ConnectorsStats["m"]["connectorMsgsReceived"] != 3 {
 		t.Fatalf("deltas wrong: %s", raw)

@@ -317,3 +317,241 @@ tasks:
 		return nil
 	})
 }
+
+// TestAutomationStatsToPlatform: the gateway binary sends the automation
+// engine's summary (rules enabled, runs, last run, failing rules, queue)
+// with its statistics telemetry to the platform broker (mosquitto).
+func TestAutomationStatsToPlatform(t *testing.T) {
+	m := testpeer.StartMosquitto(t)
+	sub := testpeer.Subscribe(t, m.Addr(), "v1/devices/me/telemetry")
+	s := startSim(t, 1, 2)
+	dir := t.TempDir()
+	path := writeConfig(t, dir, m.Addr(), `{"type": "memory"}`,
+		map[string][]byte{"modbus": sim.GatewayConfig(s.Addr(), 1, 2, 100*time.Millisecond)},
+		map[string]any{"statistics": map[string]any{"enable": true, "statsSendPeriodInSeconds": 1}})
+	if err := os.WriteFile(filepath.Join(dir, automation.FileName), []byte(`
+queue: {memory: true}
+forwards:
+  - {name: nowhere, source: sim-dev-1.r1, target: no-such-device.x}
+tasks:
+  - name: seen
+    trigger: {event: device/sim-dev-1/r0}
+    condition: value >= 0
+    actions: [{handler: platform_message, params: {kind: telemetry, values: {seen: "{{value}}"}}}]
+  - name: off
+    enabled: false
+    trigger: {every: 1h}
+    actions: [{handler: platform_message, params: {values: {x: 1}}}]
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	startBinary(t, path)
+	var got automation.Summary
+	sub.WaitFor(t, 30*time.Second, func(msgs []testpeer.Msg) bool {
+		for _, msg := range msgs {
+			var v struct {
+				Values struct {
+					AutomationStats *automation.Summary `json:"automationStats"`
+				} `json:"values"`
+			}
+			if json.Unmarshal(msg.Payload, &v) == nil && v.Values.AutomationStats != nil {
+				got = *v.Values.AutomationStats
+				if got.Runs >= 2 && got.RulesWithErrors == 1 {
+					return true
+				}
+			}
+		}
+		return false
+	})
+	if got.Tasks != 2 || got.TasksEnabled != 1 || got.ForwardsEnabled != 1 || got.LastRun == 0 ||
+		!strings.Contains(got.Errors["nowhere"], "no-such-device") {
+		t.Fatalf("automationStats %+v", got)
+	}
+}
+
+// TestAutomationForDurationSurvivesKill: a for-duration condition that has
+// held for about half its 8 s when the gateway is SIGKILLed fires about 4 s
+// after the restart, not 8 s, and once.
+func TestAutomationForDurationSurvivesKill(t *testing.T) {
+	var mu sync.Mutex
+	var hits []time.Time
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		hits = append(hits, time.Now())
+		mu.Unlock()
+	}))
+	defer srv.Close()
+	s := startSim(t, 1, 2)
+	s.Set(1, 0, 500) // r0 stays above the limit
+	dir := t.TempDir()
+	path := writeConfig(t, dir, fmt.Sprintf("127.0.0.1:%d", testpeer.FreePort(t)), `{"type": "memory"}`,
+		map[string][]byte{"modbus": sim.GatewayConfig(s.Addr(), 1, 2, 100*time.Millisecond)})
+	httpAddr := fmt.Sprintf("127.0.0.1:%d", testpeer.FreePort(t))
+	patchMain(t, path, func(m map[string]any) { m["http"] = map[string]any{"enabled": true, "address": httpAddr} })
+	if err := os.WriteFile(filepath.Join(dir, automation.FileName), []byte(fmt.Sprintf(`
+tasks:
+  - name: high
+    trigger: {event: device/sim-dev-1/r0}
+    condition: value > 100
+    for: 8s
+    actions: [{handler: webhook, params: {url: "%s/high"}}]
+`, srv.URL)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	checks := func() (uint64, error) {
+		resp, err := http.Get("http://" + httpAddr + "/automation")
+		if err != nil {
+			return 0, err
+		}
+		defer resp.Body.Close()
+		var rep automation.Report
+		if err := json.NewDecoder(resp.Body).Decode(&rep); err != nil || len(rep.Rules) != 1 {
+			return 0, fmt.Errorf("status %v %+v", err, rep)
+		}
+		return rep.Rules[0].Checks, nil
+	}
+	gw := startBinary(t, path)
+	// Polled every 100 ms: 40 checks after the first mean the condition
+	// has held for at least 3.9 s.
+	testpeer.Eventually(t, 30*time.Second, "the condition holding for 4 s", func() error {
+		n, err := checks()
+		if err == nil && n < 41 {
+			err = fmt.Errorf("%d checks", n)
+		}
+		return err
+	})
+	if err := gw.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = gw.Wait()
+	mu.Lock()
+	if len(hits) != 0 {
+		t.Fatalf("fired before the kill: %v", hits)
+	}
+	mu.Unlock()
+	restarted := time.Now()
+	startBinary(t, path)
+	testpeer.Eventually(t, 30*time.Second, "the action after the restart", func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(hits) == 0 {
+			return fmt.Errorf("no call yet")
+		}
+		return nil
+	})
+	mu.Lock()
+	after := hits[0].Sub(restarted)
+	mu.Unlock()
+	if after >= 6500*time.Millisecond {
+		t.Fatalf("fired %s after the restart: the for-duration started over", after)
+	}
+	// Fired once for this episode, also while the condition goes on holding.
+	n0, err := checks()
+	if err != nil {
+		t.Fatal(err)
+	}
+	testpeer.Eventually(t, 10*time.Second, "more checks after the action", func() error {
+		if n, err := checks(); err != nil || n < n0+20 {
+			return fmt.Errorf("%d checks, %v", n, err)
+		}
+		return nil
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if len(hits) != 1 {
+		t.Fatalf("%d calls", len(hits))
+	}
+}
+
+// TestAutomationRemoteConfiguration: the platform sets the shared
+// attribute automation_configuration; a valid file replaces automation.yaml
+// (the old one backed up) and runs, an invalid one is refused with its line
+// in remoteConfigurationStatus and the running automation stays.
+func TestAutomationRemoteConfiguration(t *testing.T) {
+	m := testpeer.StartMosquitto(t)
+	sub := testpeer.Subscribe(t, m.Addr(), "v1/devices/me/attributes")
+	dir := t.TempDir()
+	path := writeConfig(t, dir, m.Addr(), `{"type": "memory"}`,
+		map[string][]byte{"modbus": sim.GatewayConfig(startSim(t, 1, 1).Addr(), 1, 1, time.Second)}, map[string]any{"remoteConfiguration": true})
+	httpAddr := fmt.Sprintf("127.0.0.1:%d", testpeer.FreePort(t))
+	patchMain(t, path, func(m map[string]any) { m["http"] = map[string]any{"enabled": true, "address": httpAddr} })
+	autoPath := filepath.Join(dir, automation.FileName)
+	if err := os.WriteFile(autoPath, []byte(`
+queue: {memory: true}
+tasks:
+  - {name: a, trigger: {event: device/x/a}, actions: [{handler: platform_message, params: {values: {a: 1}}}]}
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rules := func() ([]string, error) {
+		resp, err := http.Get("http://" + httpAddr + "/automation")
+		if err != nil {
+			return nil, err
+		}
+		defer resp.Body.Close()
+		var rep automation.Report
+		if err := json.NewDecoder(resp.Body).Decode(&rep); err != nil {
+			return nil, err
+		}
+		var names []string
+		for _, r := range rep.Rules {
+			names = append(names, r.Name)
+		}
+		return names, nil
+	}
+	startBinary(t, path)
+	// Announced: the gateway is connected and takes shared attributes.
+	sub.WaitFor(t, 20*time.Second, func(msgs []testpeer.Msg) bool {
+		for _, msg := range msgs {
+			if strings.Contains(string(msg.Payload), "general_configuration") {
+				return true
+			}
+		}
+		return false
+	})
+	send := func(text string) {
+		t.Helper()
+		body, _ := json.Marshal(map[string]string{"automation_configuration": text})
+		if err := sub.Publish(context.Background(), "v1/devices/me/attributes", body, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	status := func(applied bool) string {
+		t.Helper()
+		want := fmt.Sprintf(`"remoteConfigurationStatus":{"key":"automation_configuration","applied":%t`, applied)
+		var got string
+		sub.WaitFor(t, 20*time.Second, func(msgs []testpeer.Msg) bool {
+			for _, msg := range msgs {
+				if strings.Contains(string(msg.Payload), want) {
+					got = string(msg.Payload)
+					return true
+				}
+			}
+			return false
+		})
+		return got
+	}
+	b := "queue: {memory: true}\ntasks:\n  - {name: b, trigger: {event: device/x/b}, actions: [{handler: platform_message, params: {values: {b: 1}}}]}\n"
+	send(b)
+	status(true)
+	if names, err := rules(); err != nil || len(names) != 1 || names[0] != "b" {
+		t.Fatalf("rules after the remote file: %v %v", names, err)
+	}
+	if raw, _ := os.ReadFile(autoPath); string(raw) != b {
+		t.Fatalf("automation.yaml is %q", raw)
+	}
+	if backups, _ := filepath.Glob(filepath.Join(dir, "backup", "automation.backup.*.yaml")); len(backups) != 1 {
+		t.Fatalf("backups %v", backups)
+	}
+	send("tasks:\n  - name: c\n    trigger: {cron: \"* * *\"}\n    actions: [{handler: platform_message, params: {values: {c: 1}}}]\n")
+	refused := status(false)
+	if !strings.Contains(refused, "automation.yaml:3: tasks[0].trigger.cron") || !strings.Contains(refused, "running automation stays") {
+		t.Fatalf("refusal %s", refused)
+	}
+	if names, err := rules(); err != nil || len(names) != 1 || names[0] != "b" {
+		t.Fatalf("rules after the refused file: %v %v", names, err)
+	}
+	if raw, _ := os.ReadFile(autoPath); string(raw) != b {
+		t.Fatalf("a refused file was written: %q", raw)
+	}
+}

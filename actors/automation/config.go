@@ -91,6 +91,7 @@ type Task struct {
 	Condition *pyexpr.Expr   // nil: always
 	For       time.Duration
 	Actions   []ActionSpec
+	stateDef  string // what its saved state belongs to (state.go)
 }
 
 // ActionSpec is one handler call of a task.
@@ -121,10 +122,24 @@ func Parse(path string, raw []byte) (*Config, *spec.Problems) {
 	ps := &spec.Problems{}
 	name := filepath.Base(path)
 	var doc any
-	if err := yaml.Unmarshal(raw, &doc); err != nil {
+	var tree yaml.Node
+	err := yaml.Unmarshal(raw, &tree)
+	if err == nil && len(tree.Content) > 0 {
+		err = tree.Decode(&doc)
+	}
+	if err != nil {
 		ps.Errorf(name, "", "invalid YAML: %s", strings.TrimPrefix(err.Error(), "yaml: "))
 		return nil, ps
 	}
+	// Each problem names its line too: an operator reloading an edited
+	// file goes straight to it.
+	defer func() {
+		for i := range ps.List {
+			if l := lineOf(&tree, ps.List[i].Path); l > 0 {
+				ps.List[i].File = fmt.Sprintf("%s:%d", name, l)
+			}
+		}
+	}()
 	if doc == nil {
 		doc = map[string]any{}
 	}
@@ -187,7 +202,7 @@ func parseQueue(o *spec.Obj, root *spec.Obj, path string) QueueConfig {
 }
 
 func parseTask(o *spec.Obj, name string) *Task {
-	t := &Task{Name: name, Enabled: o.Bool("enabled", true), Vars: map[string]Ref{}}
+	t := &Task{Name: name, Enabled: o.Bool("enabled", true), Vars: map[string]Ref{}, stateDef: stateDef(o.Raw())}
 	known := append([]string(nil), eventVars...)
 	if v := o.Obj("vars"); v != nil {
 		for _, k := range sortedKeys(v.Raw()) {
@@ -404,4 +419,53 @@ func contains(ss []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// lineOf is the line of the YAML node at a problem's path
+// ("tasks[0].trigger.cron"), or of the deepest part of it the document has.
+func lineOf(doc *yaml.Node, path string) int {
+	n := doc
+	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
+		n = n.Content[0]
+	}
+	line := 0
+	for path != "" && n != nil {
+		if n.Kind == yaml.AliasNode {
+			n = n.Alias
+			continue
+		}
+		var next *yaml.Node
+		if path[0] == '[' {
+			end := strings.IndexByte(path, ']')
+			i, err := strconv.Atoi(path[1:max(end, 1)])
+			if end < 0 || err != nil || n.Kind != yaml.SequenceNode || i < 0 || i >= len(n.Content) {
+				break
+			}
+			next, path = n.Content[i], path[end+1:]
+			line = next.Line
+		} else {
+			path = strings.TrimPrefix(path, ".")
+			end := strings.IndexAny(path, ".[")
+			if end < 0 {
+				end = len(path)
+			}
+			key := path[:end]
+			if n.Kind != yaml.MappingNode {
+				break
+			}
+			for j := 0; j+1 < len(n.Content); j += 2 {
+				if n.Content[j].Value == key {
+					next = n.Content[j+1]
+					line = n.Content[j].Line
+					break
+				}
+			}
+			path = path[end:]
+		}
+		n = next
+	}
+	if line == 0 && n != nil {
+		line = n.Line
+	}
+	return line
 }

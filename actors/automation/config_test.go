@@ -65,7 +65,7 @@ func TestParseGood(t *testing.T) {
 	}
 }
 
-// Every problem is reported, each with its path and the bad value.
+// Every problem is reported, each with its line, path and the bad value.
 func TestParseProblems(t *testing.T) {
 	bad := `
 forwards:
@@ -88,18 +88,18 @@ tasks:
 	_, ps := Parse("automation.yaml", []byte(bad))
 	got := ps.Err().Error()
 	for _, want := range []string{
-		`automation.yaml: forwards[0].source: "tank" is not device.key`,
-		`automation.yaml: forwards[0].expression: invalid expression "value +"`,
-		`automation.yaml: tasks[0].name: "f" is already the name of forward forwards[0]`,
-		`automation.yaml: tasks[0].trigger.event: bad topic pattern "devices/x/y"`,
-		`automation.yaml: tasks[0].trigger.cron: "61 * * * * *"`,
-		`automation.yaml: tasks[0].trigger: want exactly one of event, every and cron`,
-		`automation.yaml: tasks[0].condition: `,
-		`automation.yaml: tasks[0].actions[0].handler: "webhok" is not a handler (did you mean "webhook"?)`,
-		`automation.yaml: tasks[0].actions[1]: params.value: {{nope}} names no variable`,
-		`automation.yaml: tasks[1].trigger.every: "fast" is not a duration`,
-		`automation.yaml: tasks[1].trigger.timezone: "Mars/Olympus" is not a time zone`,
-		`automation.yaml: tasks[1].actions: is required`,
+		`automation.yaml:4: forwards[0].source: "tank" is not device.key`,
+		`automation.yaml:6: forwards[0].expression: invalid expression "value +"`,
+		`automation.yaml:8: tasks[0].name: "f" is already the name of forward forwards[0]`,
+		`automation.yaml:9: tasks[0].trigger.event: bad topic pattern "devices/x/y"`,
+		`automation.yaml:9: tasks[0].trigger.cron: "61 * * * * *"`,
+		`automation.yaml:9: tasks[0].trigger: want exactly one of event, every and cron`,
+		`automation.yaml:10: tasks[0].condition: `,
+		`automation.yaml:12: tasks[0].actions[0].handler: "webhok" is not a handler (did you mean "webhook"?)`,
+		`automation.yaml:13: tasks[0].actions[1]: params.value: {{nope}} names no variable`,
+		`automation.yaml:16: tasks[1].trigger.every: "fast" is not a duration`,
+		`automation.yaml:16: tasks[1].trigger.timezone: "Mars/Olympus" is not a time zone`,
+		`automation.yaml:17: tasks[1].actions: is required`,
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("missing %q in:\n%s", want, got)

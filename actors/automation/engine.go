@@ -44,6 +44,8 @@ type Engine struct {
 	board    *statusBoard
 
 	mu      sync.Mutex // serialises Reload and Stop
+	fileMu  sync.Mutex
+	fileSum [32]byte // content of the automation file last loaded (watch.go)
 	cfg     *Config
 	running []running
 	stopped bool
@@ -114,6 +116,9 @@ func (e *Engine) props(producer actor.Producer, drops *bus.DropCounter) *actor.P
 // startAll spawns an actor per forward and enabled task and subscribes it.
 func (e *Engine) startAll(cfg *Config) {
 	e.cfg = cfg
+	if err := pruneState(e.store, cfg); err != nil {
+		e.log.Warn().Err(err).Msg("cannot delete the state of removed tasks")
+	}
 	e.board.mu.Lock()
 	e.board.m = map[string]*entry{}
 	for _, f := range cfg.Forwards {

@@ -71,3 +71,63 @@ func (b *statusBoard) get(name string) *entry {
 	}
 	return &entry{}
 }
+
+// Summary is the engine's state in a few figures, for the platform: the
+// gateway sends it with its statistics telemetry as automationStats.
+// Counters are totals since the process started.
+type Summary struct {
+	Tasks           int               `json:"tasks"`
+	TasksEnabled    int               `json:"tasksEnabled"`
+	Forwards        int               `json:"forwards"`
+	ForwardsEnabled int               `json:"forwardsEnabled"`
+	Runs            uint64            `json:"runs"`              // tasks fired and forwards written
+	LastRun         int64             `json:"lastRun,omitempty"` // ms, the newest over all rules
+	RulesWithErrors int               `json:"rulesWithErrors"`   // rules whose last error is set
+	Errors          map[string]string `json:"errors,omitempty"`  // rule -> last error, at most summaryErrors
+	BusDropped      uint64            `json:"busDropped"`
+	QueueDepth      int64             `json:"queueDepth"`
+	QueueDone       uint64            `json:"queueDone"`
+	QueueFailed     uint64            `json:"queueFailed"`
+	QueueExpired    uint64            `json:"queueExpired"`
+	QueueRetries    uint64            `json:"queueRetries"`
+	QueueDropped    uint64            `json:"queueDropped"`
+}
+
+// summaryErrors bounds the errors a Summary carries: the message stays
+// small with many failing rules (the count has them all).
+const summaryErrors = 10
+
+// Summary returns the engine's state in a few figures.
+func (e *Engine) Summary() Summary {
+	r := e.Report()
+	s := Summary{QueueDepth: r.Queue.Depth, QueueDone: r.Queue.Done, QueueFailed: r.Queue.Failed,
+		QueueExpired: r.Queue.Expired, QueueRetries: r.Queue.Retries, QueueDropped: r.Queue.Dropped}
+	for _, st := range r.Rules {
+		if st.Kind == "task" {
+			s.Tasks++
+			if st.Enabled {
+				s.TasksEnabled++
+			}
+		} else {
+			s.Forwards++
+			if st.Enabled {
+				s.ForwardsEnabled++
+			}
+		}
+		s.Runs += st.Runs
+		s.BusDropped += st.Dropped
+		if !st.LastRun.IsZero() && st.LastRun.UnixMilli() > s.LastRun {
+			s.LastRun = st.LastRun.UnixMilli()
+		}
+		if st.LastError != "" {
+			s.RulesWithErrors++
+			if len(s.Errors) < summaryErrors { // rules come sorted by name: a stable choice
+				if s.Errors == nil {
+					s.Errors = map[string]string{}
+				}
+				s.Errors[st.Name] = st.LastError
+			}
+		}
+	}
+	return s
+}

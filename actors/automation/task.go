@@ -62,6 +62,11 @@ type taskActor struct {
 	varRefs    map[Ref]bool
 	varDevices map[string]bool
 	lastAt     time.Time // last clock run
+	// Persisted state (state.go): last fired, and what awaits writing.
+	lastRun   time.Time
+	dirtyEp   map[string]bool
+	dirtyVars bool
+	flushT    *time.Timer
 }
 
 // episode is one trigger source's run of its condition holding: a
@@ -103,6 +108,7 @@ func (a *taskActor) Receive(ctx actor.Context) {
 		for _, r := range a.t.Vars {
 			a.varRefs[r], a.varDevices[r.Device] = true, true
 		}
+		a.restoreState()
 		if a.t.Trigger.Clock() {
 			a.startClock()
 		}
@@ -113,6 +119,7 @@ func (a *taskActor) Receive(ctx actor.Context) {
 			for _, dp := range m.Values {
 				if r := (Ref{m.Device, dp.Key}); a.varRefs[r] {
 					a.last[r] = dp.Value
+					a.stateTouched("", true)
 				}
 			}
 		}
@@ -137,8 +144,12 @@ func (a *taskActor) Receive(ctx actor.Context) {
 		if ep := a.episodes[m.source]; ep != nil && m.gen == ep.gen && !ep.since.IsZero() && !ep.fired {
 			ep.fired = true
 			a.fire(&ep.ev, ep.since.Add(a.t.For))
+			a.episodeChanged(m.source)
 		}
+	case *stateFlush:
+		a.flushState()
 	case *actor.Stopping:
+		a.flushState()
 		for _, ep := range a.episodes {
 			if ep.stopT != nil {
 				ep.stopT()
@@ -170,6 +181,7 @@ func (a *taskActor) consider(ev *trigger) {
 					ep.stopT()
 				}
 				delete(a.episodes, src)
+				a.episodeChanged(src)
 			}
 		}
 		return
@@ -177,6 +189,7 @@ func (a *taskActor) consider(ev *trigger) {
 	now := a.clock.Now()
 	src := ev.source()
 	ep := a.episodes[src]
+	changed := ep == nil // a new episode or a run: what a restart must know
 	if ep == nil {
 		if len(a.episodes) >= maxEpisodes {
 			a.st.fail(now, fmt.Errorf("more than %d sources hold the condition at once; %q ignored", maxEpisodes, src))
@@ -186,8 +199,7 @@ func (a *taskActor) consider(ev *trigger) {
 		ep = &episode{since: now, gen: a.gen}
 		a.episodes[src] = ep
 		if a.t.For > 0 {
-			gen, sys, self := ep.gen, a.sys, a.self
-			ep.stopT = a.clock.AfterFunc(a.t.For, func() { sys.Root.Send(self, &forElapsed{source: src, gen: gen}) })
+			a.armFor(src, ep, a.t.For)
 		}
 	}
 	ep.ev = *ev
@@ -195,8 +207,15 @@ func (a *taskActor) consider(ev *trigger) {
 	case !ep.fired && now.Sub(ep.since) >= a.t.For:
 		ep.fired = true
 		a.fire(ev, time.UnixMilli(ev.ts))
+		changed = true
 	case ep.fired && a.t.Trigger.Clock():
 		a.fire(ev, time.UnixMilli(ev.ts))
+		changed = true
+	}
+	if changed {
+		a.episodeChanged(src)
+	} else {
+		a.stateTouched(src, false)
 	}
 }
 
@@ -272,6 +291,7 @@ func (a *taskActor) holds(ev *trigger) (bool, error) {
 func (a *taskActor) fire(ev *trigger, at time.Time) {
 	now := a.clock.Now()
 	a.st.ran(now)
+	a.lastRun, a.dirtyVars = now, true
 	vars := map[string]protocols.Value{}
 	for _, n := range append([]string{"value", "device", "key", "ts", "event", "task"}, sortedKeys(a.t.Vars)...) {
 		if v, ok := a.lookup(ev, n); ok {

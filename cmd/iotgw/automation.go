@@ -1,18 +1,24 @@
 package main
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sort"
 	"syscall"
+	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/industryos/gateway/actors"
 	"github.com/industryos/gateway/actors/automation"
 	"github.com/industryos/gateway/actors/automation/handler"
+	"github.com/industryos/gateway/persistence/atomicfile"
+	"github.com/industryos/gateway/protocols/config"
 )
 
 // checkAutomation validates automation.yaml when there is one: every
@@ -37,9 +43,13 @@ func checkAutomation(path string, stdout, stderr io.Writer) bool {
 	return true
 }
 
+// watchEvery is how often the automation file is checked for changes.
+const watchEvery = 2 * time.Second
+
 // startAutomation runs automation.yaml next to the main config, when there
-// is one, on the gateway's bus; SIGHUP reloads it without touching the
-// connectors (a file with errors is refused and the running one stays).
+// is one, on the gateway's bus; a change of the file, or SIGHUP, reloads it
+// without touching the connectors (a file with errors is refused and the
+// running one stays).
 // The returned stop is never nil.
 func startAutomation(gw *actors.Gateway, mainPath string, log zerolog.Logger) (stop func(), err error) {
 	path := filepath.Join(filepath.Dir(mainPath), automation.FileName)
@@ -63,6 +73,17 @@ func startAutomation(gw *actors.Gateway, mainPath string, log zerolog.Logger) (s
 		return func() {}, err
 	}
 	gw.SetAutomationStatus(func() any { return eng.Report() })
+	gw.SetAutomationStats(func() any { return eng.Summary() })
+	gw.SetAutomationRemote(func(text []byte) (bool, error) { return applyRemoteAutomation(eng, path, text) })
+	logReload := func(err error) {
+		if err != nil {
+			log.Error().Msg(err.Error())
+		} else {
+			log.Info().Str("file", path).Msg("automation reloaded")
+		}
+	}
+	// The file is watched; SIGHUP reloads it at once.
+	stopWatch := eng.WatchFile(path, watchEvery, logReload)
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	done := make(chan struct{})
@@ -72,33 +93,67 @@ func startAutomation(gw *actors.Gateway, mainPath string, log zerolog.Logger) (s
 			case <-done:
 				return
 			case <-hup:
-				next, ps, err := automation.Load(path)
-				switch {
-				case err != nil:
-					if ps != nil {
-						for _, p := range ps.Errors() {
-							log.Error().Msg(p.String())
-						}
-					}
-					log.Error().Err(err).Str("file", path).Msg("automation not reloaded; the running one stays")
-				case next == nil:
-					log.Warn().Str("file", path).Msg("automation file gone; the running automation stays until restart")
-				default:
-					if err := eng.Reload(next); err != nil {
-						log.Error().Err(err).Msg("automation reload")
-					} else {
-						log.Info().Str("file", path).Msg("automation reloaded")
-					}
-				}
+				logReload(eng.ReloadFile(path))
 			}
 		}
 	}()
 	return func() {
 		gw.SetAutomationStatus(nil)
+		gw.SetAutomationStats(nil)
+		gw.SetAutomationRemote(nil)
+		stopWatch()
 		signal.Stop(hup)
 		close(done)
 		if err := eng.Stop(); err != nil {
 			log.Warn().Err(err).Msg("stopping automation")
 		}
 	}, nil
+}
+
+// applyRemoteAutomation runs an automation file sent by the platform: text
+// already in the file changes nothing; text with errors is refused (each
+// problem with its line) and the running automation stays; valid text
+// replaces the file, the previous one kept under backup/ as remote
+// configuration does, and is loaded.
+func applyRemoteAutomation(eng *automation.Engine, path string, text []byte) (bool, error) {
+	if cur, err := os.ReadFile(path); err == nil && bytes.Equal(cur, text) {
+		return false, nil
+	}
+	if _, ps := automation.Parse(path, text); ps.Err() != nil {
+		return true, fmt.Errorf("automation not applied; the running automation stays:\n%w", ps.Err())
+	}
+	if err := backupAutomation(path, time.Now()); err != nil {
+		return true, fmt.Errorf("automation not applied: backing up %s: %w", path, err)
+	}
+	if err := atomicfile.Write(path, text, 0o600); err != nil {
+		return true, fmt.Errorf("automation not applied: %w", err)
+	}
+	return true, eng.ReloadFile(path)
+}
+
+// backupAutomation keeps path's current content as
+// backup/automation.backup.<ns>.yaml, the newest 10, as remote
+// configuration keeps the JSON files.
+func backupAutomation(path string, now time.Time) error {
+	raw, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	dir := filepath.Join(filepath.Dir(path), config.BackupDir)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	if err := atomicfile.Write(filepath.Join(dir, fmt.Sprintf("automation.backup.%d.yaml", now.UnixNano())), raw, 0o600); err != nil {
+		return err
+	}
+	old, _ := filepath.Glob(filepath.Join(dir, "automation.backup.*.yaml"))
+	sort.Strings(old) // same-width nanosecond stamps sort by time
+	for len(old) > 10 {
+		_ = os.Remove(old[0])
+		old = old[1:]
+	}
+	return nil
 }

@@ -51,8 +51,8 @@ func TestCheckAutomation(t *testing.T) {
 	errOut.Reset()
 	code := run([]string{"check", "-c", main}, &out, &errOut)
 	for _, want := range []string{
-		`automation.yaml: tasks[0].trigger.cron: "* * *": expected exactly 6 fields`,
-		`automation.yaml: tasks[0].actions[0]: params: want key and value, or values`,
+		`automation.yaml:1: tasks[0].trigger.cron: "* * *": expected exactly 6 fields`,
+		`automation.yaml:1: tasks[0].actions[0]: params: want key and value, or values`,
 		`invalid automation`,
 	} {
 		if !strings.Contains(errOut.String(), want) {

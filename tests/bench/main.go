@@ -10,6 +10,7 @@
 //	go run ./tests/bench -profile scale -automation   # with a task evaluating every value on the bus
 //	go run ./tests/bench -profile localapi            # 1000 devices on the local device API, 10 values every 1 s
 //	go run ./tests/bench -profile localapi-peak       # 10 local-API connections as fast as acknowledged
+//	go run ./tests/bench -profile modbus-forward      # 1,000 events/s Modbus → forward → Modbus: latency and CPU
 package main
 
 import (
@@ -109,7 +110,7 @@ func (p profile) withDevices(n int) profile {
 }
 
 func main() {
-	name := flag.String("profile", "all", "scale, throughput, mqtt, localapi or all")
+	name := flag.String("profile", "all", "scale, throughput, mqtt, localapi, localapi-peak, modbus-forward or all")
 	duration := flag.Duration("duration", 60*time.Second, "measurement time per profile")
 	storage := flag.String("storage", "file", "gateway storage type: file (Badger) or memory")
 	flag.BoolVar(&metricsOn, "metrics", false, "enable the gateway's http endpoint (metrics and their middleware)")
@@ -117,6 +118,7 @@ func main() {
 	flag.BoolVar(&automationOn, "automation", false, "also run automation.yaml: one task on device/# that evaluates a condition for every value (the bus and task cost)")
 	flag.IntVar(&mqttRate, "rate", 60000, "mqtt profile: offered 10-value JSON messages per second")
 	flag.IntVar(&mqttBacklog, "backlog", 0, "mqtt profile: instead of -rate, queue this many messages for the gateway's offline session, then time the drain (no publisher competes for the CPU)")
+	flag.IntVar(&fwdRepeat, "repeat", 1, "modbus-forward profile: rounds of its three runs, interleaved")
 	devices := flag.Int("devices", 0, "scale profile: poll this many devices instead of 1000 (the README's 10 / 100 / 1000 device sizing)")
 	flag.Parse()
 	names := []string{*name}
@@ -124,6 +126,13 @@ func main() {
 		names = []string{"scale", "throughput"}
 	}
 	for _, n := range names {
+		if n == "modbus-forward" {
+			if err := runModbusForward(*duration); err != nil {
+				fmt.Fprintln(os.Stderr, "bench:", err)
+				os.Exit(1)
+			}
+			continue
+		}
 		p, ok := profiles[n]
 		if !ok {
 			fmt.Fprintf(os.Stderr, "bench: unknown profile %q (want scale, throughput, mqtt, localapi or all)\n", n)
