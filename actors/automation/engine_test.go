@@ -370,6 +370,20 @@ tasks:
 	}
 }
 
+// An event task without a condition fires on every event, not once per
+// source: there is nothing that could turn false and re-arm it.
+func TestEventTaskWithoutConditionFiresEveryTime(t *testing.T) {
+	rec.reset(0)
+	r := start(t, `
+tasks:
+  - {name: each, trigger: {event: devevent/+/connected}, actions: [{handler: test_record, params: {d: "{{device}}"}}]}
+`, nil, nil)
+	for range 3 {
+		r.bus.PublishLifecycle(&bus.Lifecycle{Class: bus.ClassDeviceEvent, Name: "a", Event: bus.Connected, Ts: 1})
+	}
+	waitFor(t, "three actions", func() bool { return len(rec.actions()) == 3 })
+}
+
 // quietSystem is an actor system that does not log to stdout.
 func quietSystem() *actor.ActorSystem {
 	return actorsys.New(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {

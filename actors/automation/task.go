@@ -42,7 +42,8 @@ func (*forElapsed) ControlMessage() {}
 //
 // An event task fires once when its condition becomes true and is re-armed
 // when it becomes false again, so "temperature > 80" is one alarm, not one
-// per poll, and with a wildcard trigger one per device and key; a clock
+// per poll, and with a wildcard trigger one per device and key; an event
+// task without a condition (or for-duration) fires on every event; a clock
 // task fires at every tick its condition holds.
 type taskActor struct {
 	t        *Task
@@ -208,7 +209,9 @@ func (a *taskActor) consider(ev *trigger) {
 		ep.fired = true
 		a.fire(ev, time.UnixMilli(ev.ts))
 		changed = true
-	case ep.fired && a.t.Trigger.Clock():
+	case ep.fired && (a.t.Trigger.Clock() || a.t.Condition == nil && a.t.For == 0):
+		// Without a condition there is no state to re-arm on: every event
+		// ("on each connect, call the webhook") is its own firing.
 		a.fire(ev, time.UnixMilli(ev.ts))
 		changed = true
 	}
