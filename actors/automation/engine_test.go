@@ -384,6 +384,20 @@ tasks:
 	waitFor(t, "three actions", func() bool { return len(rec.actions()) == 3 })
 }
 
+// A condition error shows in the status until the condition evaluates
+// again.
+func TestTaskErrorClearsWhenConditionEvaluates(t *testing.T) {
+	rec.reset(0)
+	r := start(t, `
+tasks:
+  - {name: e, trigger: {event: device/+/t}, condition: value > 1, actions: [{handler: test_record}]}
+`, nil, nil)
+	r.publish("a", "t", protocols.String("text"))
+	waitFor(t, "the error in the status", func() bool { return r.eng.Status()[0].LastError != "" })
+	r.publish("a", "t", protocols.Int(0))
+	waitFor(t, "the error cleared", func() bool { return r.eng.Status()[0].LastError == "" })
+}
+
 // quietSystem is an actor system that does not log to stdout.
 func quietSystem() *actor.ActorSystem {
 	return actorsys.New(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {

@@ -59,6 +59,7 @@ type taskActor struct {
 	gen      int
 	stopC    func() bool  // clock trigger timer
 	args     []pyexpr.Arg // scratch for the condition's arguments
+	failing  bool         // the status shows this actor's last error
 	// varRefs and varDevices are the keys (and their devices) of Vars.
 	varRefs    map[Ref]bool
 	varDevices map[string]bool
@@ -170,8 +171,15 @@ func (a *taskActor) consider(ev *trigger) {
 	ok, err := a.holds(ev)
 	if err != nil {
 		a.st.fail(a.clock.Now(), err)
+		a.failing = true
 		a.st.skipped.Add(1)
 		return
+	}
+	if a.failing {
+		// The condition evaluates again: the status no longer shows an error
+		// that is over (the lock is taken only on this change).
+		a.failing = false
+		a.st.ok()
 	}
 	if !ok {
 		a.st.skipped.Add(1)
@@ -194,6 +202,7 @@ func (a *taskActor) consider(ev *trigger) {
 	if ep == nil {
 		if len(a.episodes) >= maxEpisodes {
 			a.st.fail(now, fmt.Errorf("more than %d sources hold the condition at once; %q ignored", maxEpisodes, src))
+			a.failing = true
 			return
 		}
 		a.gen++
