@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -463,45 +464,31 @@ tasks:
 	}
 }
 
-// TestAutomationRemoteConfiguration: the platform sets the shared
-// attribute automation_configuration; a valid file replaces automation.yaml
-// (the old one backed up) and runs, an invalid one is refused with its line
-// in remoteConfigurationStatus and the running automation stays.
-func TestAutomationRemoteConfiguration(t *testing.T) {
+// remoteAutomationGateway is the built binary with remote configuration on,
+// its /automation endpoint and mosquitto as the platform; automation.yaml
+// holds initial unless it is empty.
+type remoteAutomationGateway struct {
+	t                  *testing.T
+	sub                *testpeer.Subscriber
+	dir, autoPath, api string
+}
+
+func startRemoteAutomationGateway(t *testing.T, initial string) *remoteAutomationGateway {
 	m := testpeer.StartMosquitto(t)
-	sub := testpeer.Subscribe(t, m.Addr(), "v1/devices/me/attributes")
-	dir := t.TempDir()
-	path := writeConfig(t, dir, m.Addr(), `{"type": "memory"}`,
+	g := &remoteAutomationGateway{t: t, sub: testpeer.Subscribe(t, m.Addr(), "v1/devices/me/attributes"), dir: t.TempDir()}
+	path := writeConfig(t, g.dir, m.Addr(), `{"type": "memory"}`,
 		map[string][]byte{"modbus": sim.GatewayConfig(startSim(t, 1, 1).Addr(), 1, 1, time.Second)}, map[string]any{"remoteConfiguration": true})
-	httpAddr := fmt.Sprintf("127.0.0.1:%d", testpeer.FreePort(t))
-	patchMain(t, path, func(m map[string]any) { m["http"] = map[string]any{"enabled": true, "address": httpAddr} })
-	autoPath := filepath.Join(dir, automation.FileName)
-	if err := os.WriteFile(autoPath, []byte(`
-queue: {memory: true}
-tasks:
-  - {name: a, trigger: {event: device/x/a}, actions: [{handler: platform_message, params: {values: {a: 1}}}]}
-`), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	rules := func() ([]string, error) {
-		resp, err := http.Get("http://" + httpAddr + "/automation")
-		if err != nil {
-			return nil, err
+	g.api = fmt.Sprintf("127.0.0.1:%d", testpeer.FreePort(t))
+	patchMain(t, path, func(m map[string]any) { m["http"] = map[string]any{"enabled": true, "address": g.api} })
+	g.autoPath = filepath.Join(g.dir, automation.FileName)
+	if initial != "" {
+		if err := os.WriteFile(g.autoPath, []byte(initial), 0o600); err != nil {
+			t.Fatal(err)
 		}
-		defer resp.Body.Close()
-		var rep automation.Report
-		if err := json.NewDecoder(resp.Body).Decode(&rep); err != nil {
-			return nil, err
-		}
-		var names []string
-		for _, r := range rep.Rules {
-			names = append(names, r.Name)
-		}
-		return names, nil
 	}
 	startBinary(t, path)
 	// Announced: the gateway is connected and takes shared attributes.
-	sub.WaitFor(t, 20*time.Second, func(msgs []testpeer.Msg) bool {
+	g.sub.WaitFor(t, 20*time.Second, func(msgs []testpeer.Msg) bool {
 		for _, msg := range msgs {
 			if strings.Contains(string(msg.Payload), "general_configuration") {
 				return true
@@ -509,49 +496,125 @@ tasks:
 		}
 		return false
 	})
-	send := func(text string) {
-		t.Helper()
-		body, _ := json.Marshal(map[string]string{"automation_configuration": text})
-		if err := sub.Publish(context.Background(), "v1/devices/me/attributes", body, 1); err != nil {
-			t.Fatal(err)
+	return g
+}
+
+// rules are the names of the running automation's rules.
+func (g *remoteAutomationGateway) rules() ([]string, error) {
+	resp, err := http.Get("http://" + g.api + "/automation")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var rep automation.Report
+	if err := json.NewDecoder(resp.Body).Decode(&rep); err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, r := range rep.Rules {
+		names = append(names, r.Name)
+	}
+	return names, nil
+}
+
+// waitRules waits until the running automation's rules are want.
+func (g *remoteAutomationGateway) waitRules(want ...string) {
+	g.t.Helper()
+	testpeer.Eventually(g.t, 20*time.Second, fmt.Sprintf("automation rules %v", want), func() error {
+		names, err := g.rules()
+		if err != nil {
+			return err
 		}
+		if !slices.Equal(names, want) {
+			return fmt.Errorf("rules %v", names)
+		}
+		return nil
+	})
+}
+
+// send publishes text as the shared attribute automation_configuration.
+func (g *remoteAutomationGateway) send(text string) {
+	g.t.Helper()
+	body, _ := json.Marshal(map[string]string{"automation_configuration": text})
+	if err := g.sub.Publish(context.Background(), "v1/devices/me/attributes", body, 1); err != nil {
+		g.t.Fatal(err)
 	}
-	status := func(applied bool) string {
-		t.Helper()
-		want := fmt.Sprintf(`"remoteConfigurationStatus":{"key":"automation_configuration","applied":%t`, applied)
-		var got string
-		sub.WaitFor(t, 20*time.Second, func(msgs []testpeer.Msg) bool {
-			for _, msg := range msgs {
-				if strings.Contains(string(msg.Payload), want) {
-					got = string(msg.Payload)
-					return true
-				}
+}
+
+// status waits for the remote configuration status of
+// automation_configuration with applied and returns its message.
+func (g *remoteAutomationGateway) status(applied bool) string {
+	g.t.Helper()
+	want := fmt.Sprintf(`"remoteConfigurationStatus":{"key":"automation_configuration","applied":%t`, applied)
+	var got string
+	g.sub.WaitFor(g.t, 20*time.Second, func(msgs []testpeer.Msg) bool {
+		for _, msg := range msgs {
+			if strings.Contains(string(msg.Payload), want) {
+				got = string(msg.Payload)
+				return true
 			}
-			return false
-		})
-		return got
-	}
+		}
+		return false
+	})
+	return got
+}
+
+// TestAutomationRemoteConfiguration: the platform replaces a running
+// automation file (backed up); a file with errors is refused with its
+// line and the running automation stays.
+func TestAutomationRemoteConfiguration(t *testing.T) {
+	g := startRemoteAutomationGateway(t, `
+queue: {memory: true}
+tasks:
+  - {name: a, trigger: {event: device/x/a}, actions: [{handler: platform_message, params: {values: {a: 1}}}]}
+`)
 	b := "queue: {memory: true}\ntasks:\n  - {name: b, trigger: {event: device/x/b}, actions: [{handler: platform_message, params: {values: {b: 1}}}]}\n"
-	send(b)
-	status(true)
-	if names, err := rules(); err != nil || len(names) != 1 || names[0] != "b" {
+	g.send(b)
+	g.status(true)
+	if names, err := g.rules(); err != nil || len(names) != 1 || names[0] != "b" {
 		t.Fatalf("rules after the remote file: %v %v", names, err)
 	}
-	if raw, _ := os.ReadFile(autoPath); string(raw) != b {
+	if raw, _ := os.ReadFile(g.autoPath); string(raw) != b {
 		t.Fatalf("automation.yaml is %q", raw)
 	}
-	if backups, _ := filepath.Glob(filepath.Join(dir, "backup", "automation.backup.*.yaml")); len(backups) != 1 {
+	if backups, _ := filepath.Glob(filepath.Join(g.dir, "backup", "automation.backup.*.yaml")); len(backups) != 1 {
 		t.Fatalf("backups %v", backups)
 	}
-	send("tasks:\n  - name: c\n    trigger: {cron: \"* * *\"}\n    actions: [{handler: platform_message, params: {values: {c: 1}}}]\n")
-	refused := status(false)
+	g.send("tasks:\n  - name: c\n    trigger: {cron: \"* * *\"}\n    actions: [{handler: platform_message, params: {values: {c: 1}}}]\n")
+	refused := g.status(false)
 	if !strings.Contains(refused, "automation.yaml:3: tasks[0].trigger.cron") || !strings.Contains(refused, "running automation stays") {
 		t.Fatalf("refusal %s", refused)
 	}
-	if names, err := rules(); err != nil || len(names) != 1 || names[0] != "b" {
+	if names, err := g.rules(); err != nil || len(names) != 1 || names[0] != "b" {
 		t.Fatalf("rules after the refused file: %v %v", names, err)
 	}
-	if raw, _ := os.ReadFile(autoPath); string(raw) != b {
+	if raw, _ := os.ReadFile(g.autoPath); string(raw) != b {
 		t.Fatalf("a refused file was written: %q", raw)
 	}
+}
+
+// TestAutomationStartsLater: a gateway started without automation.yaml
+// starts automation when a valid file is written next to its config, or
+// when the platform sends one (one with errors is refused, not written).
+func TestAutomationStartsLater(t *testing.T) {
+	t.Run("file written", func(t *testing.T) {
+		g := startRemoteAutomationGateway(t, "")
+		if err := os.WriteFile(g.autoPath, []byte("queue: {memory: true}\ntasks:\n  - {name: d, trigger: {event: device/x/d}, actions: [{handler: platform_message, params: {values: {d: 1}}}]}\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		g.waitRules("d")
+	})
+	t.Run("sent by the platform", func(t *testing.T) {
+		g := startRemoteAutomationGateway(t, "")
+		g.send("tasks:\n  - name: c\n    trigger: {cron: \"* * *\"}\n    actions: []\n")
+		if refused := g.status(false); !strings.Contains(refused, "automation.yaml:3") {
+			t.Fatalf("refusal %s", refused)
+		}
+		if _, err := os.Stat(g.autoPath); err == nil {
+			t.Fatal("a refused file was written")
+		}
+		g.send("queue: {memory: true}\ntasks:\n  - {name: r, trigger: {event: device/x/r}, actions: [{handler: platform_message, params: {values: {r: 1}}}]}\n")
+		g.status(true)
+		g.waitRules("r")
+	})
 }

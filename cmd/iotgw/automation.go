@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"sort"
+	"sync"
 	"syscall"
 	"time"
 
@@ -46,10 +48,11 @@ func checkAutomation(path string, stdout, stderr io.Writer) bool {
 // watchEvery is how often the automation file is checked for changes.
 const watchEvery = 2 * time.Second
 
-// startAutomation runs automation.yaml next to the main config, when there
-// is one, on the gateway's bus; a change of the file, or SIGHUP, reloads it
-// without touching the connectors (a file with errors is refused and the
-// running one stays).
+// startAutomation runs automation.yaml next to the main config on the
+// gateway's bus; a change of the file, or SIGHUP, reloads it without
+// touching the connectors (a file with errors is refused and the running
+// one stays). Without a valid file the gateway runs without automation
+// and starts it once a valid file appears, on disk or from the platform.
 // The returned stop is never nil.
 func startAutomation(gw *actors.Gateway, mainPath string, log zerolog.Logger) (stop func(), err error) {
 	path := filepath.Join(filepath.Dir(mainPath), automation.FileName)
@@ -59,18 +62,124 @@ func startAutomation(gw *actors.Gateway, mainPath string, log zerolog.Logger) (s
 			log.Warn().Msg(p.String())
 		}
 	}
-	if err != nil {
-		return func() {}, err
+	if err == nil && cfg != nil {
+		stop, err := runAutomation(gw, cfg, path, log)
+		if err == nil {
+			return stop, nil
+		}
+		return awaitAutomation(gw, path, log), err
 	}
-	if cfg == nil {
-		return func() {}, nil
+	return awaitAutomation(gw, path, log), err
+}
+
+// awaitAutomation waits, without an engine, for a valid automation file:
+// written next to the main config (checked every watchEvery) or sent by
+// the platform as automation_configuration, which is written there first.
+// The first one that loads starts the engine.
+func awaitAutomation(gw *actors.Gateway, path string, log zerolog.Logger) (stop func()) {
+	var (
+		mu      sync.Mutex
+		running func() // the engine's stop, once started
+		stopped bool
+		seen    [32]byte // the last content tried
+	)
+	// try starts the engine from the file when its content is new and
+	// valid; it reports whether the content was new.
+	try := func(raw []byte) (bool, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		sum := sha256.Sum256(raw)
+		if stopped || running != nil || sum == seen {
+			return false, nil
+		}
+		seen = sum
+		cfg, ps := automation.Parse(path, raw)
+		if err := ps.Err(); err != nil {
+			return true, fmt.Errorf("automation %s not started:\n%w", path, err)
+		}
+		stop, err := runAutomation(gw, cfg, path, log)
+		if err != nil {
+			return true, err
+		}
+		running = stop
+		log.Info().Str("file", path).Msg("automation started")
+		return true, nil
 	}
+	gw.SetAutomationRemote(func(text []byte) (bool, error) {
+		if _, ps := automation.Parse(path, text); ps.Err() != nil {
+			return true, fmt.Errorf("automation not applied:\n%w", ps.Err())
+		}
+		if err := backupAutomation(path, time.Now()); err != nil {
+			return true, fmt.Errorf("automation not applied: backing up %s: %w", path, err)
+		}
+		if err := atomicfile.Write(path, text, 0o600); err != nil {
+			return true, fmt.Errorf("automation not applied: %w", err)
+		}
+		if _, err := try(text); err != nil {
+			return true, err
+		}
+		return true, nil
+	})
+	quit := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(watchEvery)
+		defer t.Stop()
+		var pending [32]byte
+		for {
+			select {
+			case <-quit:
+				return
+			case <-t.C:
+			}
+			raw, err := os.ReadFile(path)
+			if err != nil {
+				continue // not there yet
+			}
+			// As the engine's watch: content is tried once it has stayed
+			// the same for one check, not halfway through a write.
+			if sum := sha256.Sum256(raw); sum != pending {
+				pending = sum
+				continue
+			}
+			if changed, err := try(raw); changed && err != nil {
+				log.Error().Msg(err.Error())
+			}
+			mu.Lock()
+			started := running != nil
+			mu.Unlock()
+			if started {
+				return // the engine watches the file from here on
+			}
+		}
+	}()
+	return func() {
+		close(quit)
+		wg.Wait()
+		mu.Lock()
+		stopped = true
+		stop := running
+		mu.Unlock()
+		if stop != nil {
+			stop()
+		} else {
+			gw.SetAutomationRemote(nil)
+		}
+	}
+}
+
+// runAutomation starts the engine for cfg loaded from path and wires it to
+// the gateway: status, platform stats, remote configuration, file watch and
+// SIGHUP.
+func runAutomation(gw *actors.Gateway, cfg *automation.Config, path string, log zerolog.Logger) (stop func(), err error) {
 	eng, err := automation.Start(cfg, automation.Deps{
 		System: gw.ActorSystem(), Bus: gw.Bus(), Log: log,
 		Env: handler.Env{WriteDevice: gw.WriteAttributes, DeviceRPC: gw.DeviceRPC, Journal: gw.AppendGatewayEvents},
 	})
 	if err != nil {
-		return func() {}, err
+		return nil, err
 	}
 	gw.SetAutomationStatus(func() any { return eng.Report() })
 	gw.SetAutomationStats(func() any { return eng.Summary() })
