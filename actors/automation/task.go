@@ -218,11 +218,15 @@ func (a *taskActor) consider(ev *trigger) {
 		ep.fired = true
 		a.fire(ev, time.UnixMilli(ev.ts))
 		changed = true
-	case ep.fired && (a.t.Trigger.Clock() || a.t.Condition == nil && a.t.For == 0):
-		// Without a condition there is no state to re-arm on: every event
-		// ("on each connect, call the webhook") is its own firing.
+	case ep.fired && a.t.Trigger.Clock():
 		a.fire(ev, time.UnixMilli(ev.ts))
 		changed = true
+	case ep.fired && a.t.Condition == nil && a.t.For == 0:
+		// Without a condition there is no state to re-arm on: every event
+		// ("on each connect, call the webhook") is its own firing, and a
+		// restart changes nothing about the next one, so the episode is
+		// written behind, not at event rate.
+		a.fire(ev, time.UnixMilli(ev.ts))
 	}
 	if changed {
 		a.episodeChanged(src)
