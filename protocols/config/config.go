@@ -552,12 +552,13 @@ func parseConnectors(root *spec.Obj, dir string, global protocols.ReportStrategy
 			path = filepath.Join(dir, path)
 		}
 		c := Connector{Name: name, Type: typ, File: path, RemoteLogging: remoteLogging}
-		mainFile, key := root.File(), co.KeyPath("configuration")
+		// configPath, not key: key is the connector's secret, passed below.
+		mainFile, configPath := root.File(), co.KeyPath("configuration")
 		build := func(ps *spec.Problems, read func(string) ([]byte, error)) (protocols.Connector, [sha256.Size]byte, error) {
 			raw, err := read(path)
 			if err != nil {
 				// Named by the main file's key, which is what the reader has to fix.
-				ps.Errorf(mainFile, key, "cannot read %q (connector %q): %v", file, name, unwrapPath(err))
+				ps.Errorf(mainFile, configPath, "cannot read %q (connector %q): %v", file, name, unwrapPath(err))
 				return nil, [sha256.Size]byte{}, ps.Err()
 			}
 			sum := sha256.Sum256(raw)

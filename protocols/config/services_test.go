@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -94,5 +95,30 @@ func TestServiceNotInBuild(t *testing.T) {
 	}
 	if len(cfg.Services) != 0 || len(cfg.Problems.List) != 0 {
 		t.Fatalf("disabled section: services %v, problems %v", cfg.Services, cfg.Problems.List)
+	}
+}
+
+// TestConnectorKeyPassed: a connector's factory gets the main file's key
+// of its entry (the secret a gRPC connector process registers with), not
+// the JSON path of its configuration.
+func TestConnectorKeyPassed(t *testing.T) {
+	var got string
+	protocols.Register("keyprobe", func(cc protocols.ConnectorConfig) (protocols.Connector, error) {
+		got = cc.Key
+		return nil, errors.New("probe only")
+	})
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "p.json"), []byte(`{}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	main := `{"thingsboard":{"host":"localhost","port":1883,"security":{"accessToken":"x"}},
+"connectors":[{"type":"keyprobe","name":"p","key":"s3cret","configuration":"p.json"}]}`
+	path := filepath.Join(dir, "tb_gateway.json")
+	if err := os.WriteFile(path, []byte(main), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = Load(path, func(string) string { return "" })
+	if got != "s3cret" {
+		t.Fatalf("factory got key %q, want s3cret", got)
 	}
 }
