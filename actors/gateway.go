@@ -21,7 +21,6 @@ import (
 	"github.com/industryos/gateway/mailbox"
 	"github.com/industryos/gateway/persistence"
 	"github.com/industryos/gateway/protocols/config"
-	"github.com/industryos/gateway/protocols/grpcapi"
 	"github.com/industryos/gateway/protocols/platform"
 	"github.com/industryos/gateway/supervisor"
 )
@@ -87,11 +86,13 @@ type Gateway struct {
 	// automationStatus answers /automation (SetAutomationStatus).
 	automationStatus atomic.Pointer[func() any]
 	localRPC         atomic.Int64 // ids of DeviceRPC requests
-
 	// automationStats is sent with the statistics (SetAutomationStats).
 	automationStats atomic.Pointer[func() any]
 	// automationRemote applies KeyAutomation (SetAutomationRemote).
 	automationRemote atomic.Pointer[AutomationApplier]
+	// services are the ones Start started: Stop stops these, whatever a
+	// reload made of the config since.
+	services []config.Service
 }
 
 // onPlatformUp runs (in its own goroutine) after every (re)connect.
@@ -202,16 +203,7 @@ func Start(opts Options) (*Gateway, error) {
 		}
 		g.j = j
 	}
-	if c := opts.Config.GRPC; c.Enabled {
-		// Out-of-process connectors register here; a failed bind leaves their
-		// connectors waiting (link down in /readyz) and the rest running.
-		_, err := grpcapi.Default.Listen(grpcapi.ServerConfig{Host: c.Host, Port: c.Port,
-			KeepAliveTime: c.KeepAliveTime, KeepAliveTimeout: c.KeepAliveTimeout, PermitWithoutCalls: c.PermitWithoutCalls,
-			MinPingInterval: c.MinPingInterval, MaxMessageSize: c.MaxMessageSize}, opts.Logger.With().Str("component", "grpc").Logger())
-		if err != nil {
-			opts.Logger.Error().Err(err).Msg("grpc connector server not started")
-		}
-	}
+	g.startServices()
 	// Before the first actor system: protoactor's process registry sharding
 	// (see actorsys.Configure), the same on 64- and 32-bit targets.
 	actorsys.Configure()
@@ -533,7 +525,7 @@ func (g *Gateway) Stop(ctx context.Context) error {
 		close(g.watchdogStop)
 	}
 	g.stopTree(ctx)
-	grpcapi.Default.Stop()
+	g.stopServices()
 	st := g.j.Stats()
 	err := g.j.Close()
 	g.log.Info().Uint64("buffered", st.Depth).Msg("gateway stopped")

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/industryos/gateway/protocols/config"
 )
 
 const module = "github.com/industryos/gateway"
@@ -116,6 +118,9 @@ func TestDependencyRule(t *testing.T) {
 				if kind != "code" {
 					continue
 				}
+				if _, isProto := southbound(imp); isProto && under(pkg, module+"/actors") {
+					violate(pkg, kind, imp, files, "the runtime reaches protocols through their registries (protocols.Register, RegisterService), so a build tag can leave one out")
+				}
 				for _, leaf := range []string{"persistence", "mailbox", "supervisor"} {
 					if under(pkg, module+"/"+leaf) && under(imp, module) && !under(imp, module+"/"+leaf) {
 						violate(pkg, kind, imp, files, leaf+" imports nothing of the gateway")
@@ -162,5 +167,29 @@ func TestDependencyRuleSeesViolations(t *testing.T) {
 	}
 	if name, ok := southbound(module + "/protocols/fake/sub"); !ok || name != "fake" {
 		t.Fatalf("southbound(protocols/fake/sub) = %q, %v", name, ok)
+	}
+}
+
+// TestBuildTags: every file of protocols/all links one protocol under the
+// tag the config names when the protocol is missing from a build.
+func TestBuildTags(t *testing.T) {
+	files, err := filepath.Glob("../protocols/all/*.go")
+	if err != nil || len(files) < 5 {
+		t.Fatalf("protocols/all: %v %v", files, err)
+	}
+	for _, f := range files {
+		name := strings.TrimSuffix(filepath.Base(f), ".go")
+		if name == "doc" {
+			continue
+		}
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		line, _, _ := strings.Cut(string(raw), "\n")
+		tag, ok := config.BuildTag(name)
+		if !ok || line != "//go:build !custom || "+tag {
+			t.Errorf("%s: first line %q, config.BuildTag(%q) = %q, %v", f, line, name, tag, ok)
+		}
 	}
 }

@@ -105,8 +105,10 @@ type Gateway struct {
 	Filter      *DeviceFilter // nil: every device passes
 	Activity    Activity
 	HTTP        HTTP // observability endpoint (our own "http" section)
-	GRPC        GRPC // the server of out-of-process connectors
-	Logs        Logs // logs.level, when set
+	// Services are the gateway-wide servers of the linked protocols that
+	// the main file switches on (the gRPC connector server).
+	Services []Service
+	Logs     Logs // logs.level, when set
 	// Unsupported lists the connectors of types this build does not have:
 	// they are left out and reported, and the others run.
 	Unsupported []Unsupported
@@ -156,7 +158,7 @@ func load(path string, read func(string) ([]byte, error), getenv func(string) st
 	g.HTTP = parseHTTP(root, getenv)
 	g.Logs = parseLogs(root)
 	g.Resources = parseResources(root)
-	g.GRPC = parseGRPC(root)
+	g.Services = parseServices(root)
 	root.Known("connectors")
 	g.Connectors, g.Unsupported = parseConnectors(root, dir, g.ThingsBoard.Report, read)
 	if la := parseLocalAPI(root, path, g.ThingsBoard.Report, g.Connectors); la != nil {
@@ -458,6 +460,23 @@ func parseStorage(root *spec.Obj, dir string) Storage {
 // does with a connector it cannot load; any other type is a typo and an error.
 var upstreamTypes = []string{"bacnet", "ble", "can", "ftp", "knx", "modbus", "mqtt", "ocpp", "odbc", "opcua", "request", "rest", "snmp", "socket", "xmpp"}
 
+// buildTags are the connector types this gateway implements, each linked
+// by protocols/all under its tag: a build without one names the tag.
+var buildTags = map[string]string{}
+
+func init() {
+	for _, typ := range []string{"can", "exec", "grpc", "localapi", "modbus", "mqtt", "opcua", "request", "rest", "snmp", "socket"} {
+		buildTags[typ] = "protocols." + typ
+	}
+}
+
+// BuildTag is the build tag that links the connector type typ, false for a
+// type this gateway does not implement.
+func BuildTag(typ string) (string, bool) {
+	tag, ok := buildTags[typ]
+	return tag, ok
+}
+
 // typeAliases maps upstream's older type names to the connector that reads
 // the same files.
 var typeAliases = map[string]string{"opcua_asyncio": "opcua"}
@@ -505,10 +524,13 @@ func parseConnectors(root *spec.Obj, dir string, global protocols.ReportStrategy
 			continue
 		}
 		factory, ok := protocols.Lookup(typ)
-		if !ok && (class != "" || slices.Contains(upstreamTypes, typ)) {
+		tag, tagged := BuildTag(typ)
+		if !ok && (class != "" || tagged || slices.Contains(upstreamTypes, typ)) {
 			what := fmt.Sprintf("connector type %q", typ)
 			if class != "" {
 				what = fmt.Sprintf("custom connector class %q (type %q)", class, typ)
+			} else if tagged {
+				what = fmt.Sprintf("connector type %q (build tag %s)", typ, tag)
 			}
 			u := Unsupported{Name: name, Type: typ, Path: co.Path(),
 				Reason: fmt.Sprintf("%s is not supported by this build; connector %q is not started, the others run (supported: %s)",
@@ -530,12 +552,13 @@ func parseConnectors(root *spec.Obj, dir string, global protocols.ReportStrategy
 			path = filepath.Join(dir, path)
 		}
 		c := Connector{Name: name, Type: typ, File: path, RemoteLogging: remoteLogging}
-		mainFile, key := root.File(), co.KeyPath("configuration")
+		// configPath, not key: key is the connector's secret, passed below.
+		mainFile, configPath := root.File(), co.KeyPath("configuration")
 		build := func(ps *spec.Problems, read func(string) ([]byte, error)) (protocols.Connector, [sha256.Size]byte, error) {
 			raw, err := read(path)
 			if err != nil {
 				// Named by the main file's key, which is what the reader has to fix.
-				ps.Errorf(mainFile, key, "cannot read %q (connector %q): %v", file, name, unwrapPath(err))
+				ps.Errorf(mainFile, configPath, "cannot read %q (connector %q): %v", file, name, unwrapPath(err))
 				return nil, [sha256.Size]byte{}, ps.Err()
 			}
 			sum := sha256.Sum256(raw)

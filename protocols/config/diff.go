@@ -1,6 +1,7 @@
 package config
 
 import (
+	"crypto/sha256"
 	"fmt"
 	"reflect"
 	"sort"
@@ -221,6 +222,9 @@ func Diff(old, new *Gateway) []Change {
 	if old.HTTP != new.HTTP {
 		out = append(out, ProcessChanged{Field: "http"})
 	}
+	for _, section := range changedServices(old.Services, new.Services) {
+		out = append(out, ProcessChanged{Field: section})
+	}
 	if old.Logs != new.Logs {
 		out = append(out, ProcessChanged{Field: "logs"})
 	}
@@ -239,5 +243,25 @@ func fieldDiff(a, b any) []string {
 			out = append(out, va.Type().Field(i).Name)
 		}
 	}
+	return out
+}
+
+// changedServices names the service sections switched on, off or edited.
+func changedServices(old, new []Service) []string {
+	sums := map[string][sha256.Size]byte{}
+	for _, s := range old {
+		sums[s.Section] = s.Sum
+	}
+	var out []string
+	for _, s := range new {
+		if sum, ok := sums[s.Section]; !ok || sum != s.Sum {
+			out = append(out, s.Section)
+		}
+		delete(sums, s.Section)
+	}
+	for section := range sums {
+		out = append(out, section)
+	}
+	sort.Strings(out)
 	return out
 }

@@ -9,8 +9,10 @@ import (
 	"github.com/industryos/gateway/protocols/config"
 )
 
-// TestGRPCSection: the grpc section and the grpc connectors' keys are
-// checked with the path of the bad key.
+// TestGRPCSection: the grpc connectors' keys are checked with the path of
+// the bad key, and an enabled grpc section in a build without the grpc
+// protocol (this test's) names the missing build tag. The section's own
+// keys are read by package grpcapi and tested there.
 func TestGRPCSection(t *testing.T) {
 	dir := t.TempDir()
 	main := `{"thingsboard":{"host":"localhost","port":1883,"security":{"accessToken":"x"}},
@@ -27,7 +29,7 @@ func TestGRPCSection(t *testing.T) {
 	if err == nil {
 		t.Fatal("no error")
 	}
-	for _, want := range []string{"tb_gateway.json: grpc.serverPort", "connectors[0].key", `connectors[2].key: key already used by connector "b"`} {
+	for _, want := range []string{"tb_gateway.json: grpc.enabled: the grpc server is not in this build: build with the tag protocols.grpc", "connectors[0].key", `connectors[2].key: key already used by connector "b"`} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)
 		}

@@ -11,6 +11,7 @@ import (
 
 func init() {
 	protocols.Register("grpc", protocols.FactoryOf(NewConnector))
+	protocols.RegisterService(Section, newService)
 }
 
 // Connector is a "grpc" connector of the main file: a key a connector

@@ -2,6 +2,7 @@ package grpcapi
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"testing"
@@ -162,4 +163,32 @@ func TestDataRPCAndCrash(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestAttributeRequest: an attribute request is answered with upstream's
+// GatewayAttributesResponseMsg (plain key-values, typed), under the
+// request's id; the registration answer carries the connector id too.
+func TestAttributeRequest(t *testing.T) {
+	_, rec, cl := start(t, "secret")
+	rec.SetAttributes(map[string]json.RawMessage{"limit": []byte(`42`), "mode": []byte(`"eco"`)})
+	st, m, cancel := register(t, cl, "secret")
+	defer cancel()
+	if m.GetConnectorConfigurationMsg().GetConnectorId() != "ext" {
+		t.Fatalf("registration answer %v", m)
+	}
+	if err := st.Send(&pb.FromConnectorMessage{GatewayAttributeRequestMsg: &pb.GatewayAttributesRequestMsg{
+		Id: 9, DeviceName: "pump", Client: false, Keys: []string{"limit", "mode", "absent"}}}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := st.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp := r.GetGatewayAttributeResponseMsg()
+	got := resp.GetResponseMsg().GetSharedAttributeList()
+	if resp.GetDeviceName() != "pump" || resp.GetResponseMsg().GetRequestId() != 9 || len(got) != 2 ||
+		got[0].GetKey() != "limit" || got[0].GetType() != pb.KeyValueType_LONG_V || got[0].GetLongV() != 42 ||
+		got[1].GetKey() != "mode" || got[1].GetStringV() != "eco" || len(resp.GetResponseMsg().GetClientAttributeList()) != 0 {
+		t.Fatalf("attribute response %v", r)
+	}
 }

@@ -121,7 +121,7 @@ func (src *source) serve(s *session, stream pb.TBGatewayProtoService_StreamServe
 	go func() { defer close(acksDone); s.answer() }()
 
 	ok := statusMsg(pb.ResponseStatus_SUCCESS)
-	ok.ConnectorConfigurationMsg = &pb.ConnectorConfigurationMsg{ConnectorName: sl.name, Configuration: sl.config}
+	ok.ConnectorConfigurationMsg = &pb.ConnectorConfigurationMsg{ConnectorName: sl.name, ConnectorId: sl.name, Configuration: sl.config}
 	a := newAck()
 	a.msg = ok
 	a.release(nil)
@@ -355,7 +355,7 @@ func (s *session) push(sink protocols.Sink, a *ack, device string, ts time.Time,
 func (s *session) requestAttributes(sink protocols.Sink, r *pb.GatewayAttributesRequestMsg) {
 	ctx, cancel := context.WithTimeout(s.ctx, 30*time.Second)
 	defer cancel()
-	resp := &pb.GetAttributeResponseMsg{RequestId: r.GetId()}
+	resp := &pb.GatewayAttributesResponseMsg{RequestId: r.GetId()}
 	values, err := sink.RequestAttributes(ctx, r.GetDeviceName(), r.GetClient(), r.GetKeys())
 	if err != nil {
 		resp.Error = err.Error()
@@ -365,9 +365,8 @@ func (s *session) requestAttributes(sink protocols.Sink, r *pb.GatewayAttributes
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	now := time.Now().UnixMilli()
 	for _, k := range keys {
-		kv := &pb.TsKvProto{Ts: now, Kv: wireValue(k, values[k])}
+		kv := wireValue(k, values[k])
 		if r.GetClient() {
 			resp.ClientAttributeList = append(resp.ClientAttributeList, kv)
 		} else {

@@ -507,6 +507,7 @@ type ConnectorConfigurationMsg struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	ConnectorName string                 `protobuf:"bytes,1,opt,name=connectorName,proto3" json:"connectorName,omitempty"`
 	Configuration string                 `protobuf:"bytes,2,opt,name=configuration,proto3" json:"configuration,omitempty"`
+	ConnectorId   string                 `protobuf:"bytes,3,opt,name=connectorId,proto3" json:"connectorId,omitempty"` // the connector's name here: we have no other id
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -551,6 +552,13 @@ func (x *ConnectorConfigurationMsg) GetConnectorName() string {
 func (x *ConnectorConfigurationMsg) GetConfiguration() string {
 	if x != nil {
 		return x.Configuration
+	}
+	return ""
+}
+
+func (x *ConnectorConfigurationMsg) GetConnectorId() string {
+	if x != nil {
+		return x.ConnectorId
 	}
 	return ""
 }
@@ -2017,10 +2025,14 @@ func (x *GatewayRpcResponseMsg) GetData() string {
 	return ""
 }
 
+// GatewayAttributeResponseMsg answers a gatewayAttributeRequestMsg. Its
+// responseMsg is upstream's current GatewayAttributesResponseMsg (plain
+// key-values); GetAttributeResponseMsg above, with timestamped values, is
+// kept for its name only and not sent.
 type GatewayAttributeResponseMsg struct {
-	state         protoimpl.MessageState   `protogen:"open.v1"`
-	DeviceName    string                   `protobuf:"bytes,1,opt,name=deviceName,proto3" json:"deviceName,omitempty"`
-	ResponseMsg   *GetAttributeResponseMsg `protobuf:"bytes,2,opt,name=responseMsg,proto3" json:"responseMsg,omitempty"`
+	state         protoimpl.MessageState        `protogen:"open.v1"`
+	DeviceName    string                        `protobuf:"bytes,1,opt,name=deviceName,proto3" json:"deviceName,omitempty"`
+	ResponseMsg   *GatewayAttributesResponseMsg `protobuf:"bytes,2,opt,name=responseMsg,proto3" json:"responseMsg,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2062,11 +2074,79 @@ func (x *GatewayAttributeResponseMsg) GetDeviceName() string {
 	return ""
 }
 
-func (x *GatewayAttributeResponseMsg) GetResponseMsg() *GetAttributeResponseMsg {
+func (x *GatewayAttributeResponseMsg) GetResponseMsg() *GatewayAttributesResponseMsg {
 	if x != nil {
 		return x.ResponseMsg
 	}
 	return nil
+}
+
+type GatewayAttributesResponseMsg struct {
+	state               protoimpl.MessageState `protogen:"open.v1"`
+	RequestId           int32                  `protobuf:"varint,1,opt,name=requestId,proto3" json:"requestId,omitempty"`
+	ClientAttributeList []*KeyValueProto       `protobuf:"bytes,2,rep,name=clientAttributeList,proto3" json:"clientAttributeList,omitempty"`
+	SharedAttributeList []*KeyValueProto       `protobuf:"bytes,3,rep,name=sharedAttributeList,proto3" json:"sharedAttributeList,omitempty"`
+	Error               string                 `protobuf:"bytes,5,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
+}
+
+func (x *GatewayAttributesResponseMsg) Reset() {
+	*x = GatewayAttributesResponseMsg{}
+	mi := &file_messages_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GatewayAttributesResponseMsg) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GatewayAttributesResponseMsg) ProtoMessage() {}
+
+func (x *GatewayAttributesResponseMsg) ProtoReflect() protoreflect.Message {
+	mi := &file_messages_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GatewayAttributesResponseMsg.ProtoReflect.Descriptor instead.
+func (*GatewayAttributesResponseMsg) Descriptor() ([]byte, []int) {
+	return file_messages_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *GatewayAttributesResponseMsg) GetRequestId() int32 {
+	if x != nil {
+		return x.RequestId
+	}
+	return 0
+}
+
+func (x *GatewayAttributesResponseMsg) GetClientAttributeList() []*KeyValueProto {
+	if x != nil {
+		return x.ClientAttributeList
+	}
+	return nil
+}
+
+func (x *GatewayAttributesResponseMsg) GetSharedAttributeList() []*KeyValueProto {
+	if x != nil {
+		return x.SharedAttributeList
+	}
+	return nil
+}
+
+func (x *GatewayAttributesResponseMsg) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
 }
 
 type GatewayAttributeUpdateNotificationMsg struct {
@@ -2079,7 +2159,7 @@ type GatewayAttributeUpdateNotificationMsg struct {
 
 func (x *GatewayAttributeUpdateNotificationMsg) Reset() {
 	*x = GatewayAttributeUpdateNotificationMsg{}
-	mi := &file_messages_proto_msgTypes[34]
+	mi := &file_messages_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2091,7 +2171,7 @@ func (x *GatewayAttributeUpdateNotificationMsg) String() string {
 func (*GatewayAttributeUpdateNotificationMsg) ProtoMessage() {}
 
 func (x *GatewayAttributeUpdateNotificationMsg) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_proto_msgTypes[34]
+	mi := &file_messages_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2104,7 +2184,7 @@ func (x *GatewayAttributeUpdateNotificationMsg) ProtoReflect() protoreflect.Mess
 
 // Deprecated: Use GatewayAttributeUpdateNotificationMsg.ProtoReflect.Descriptor instead.
 func (*GatewayAttributeUpdateNotificationMsg) Descriptor() ([]byte, []int) {
-	return file_messages_proto_rawDescGZIP(), []int{34}
+	return file_messages_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *GatewayAttributeUpdateNotificationMsg) GetDeviceName() string {
@@ -2131,7 +2211,7 @@ type GatewayDeviceRpcRequestMsg struct {
 
 func (x *GatewayDeviceRpcRequestMsg) Reset() {
 	*x = GatewayDeviceRpcRequestMsg{}
-	mi := &file_messages_proto_msgTypes[35]
+	mi := &file_messages_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2143,7 +2223,7 @@ func (x *GatewayDeviceRpcRequestMsg) String() string {
 func (*GatewayDeviceRpcRequestMsg) ProtoMessage() {}
 
 func (x *GatewayDeviceRpcRequestMsg) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_proto_msgTypes[35]
+	mi := &file_messages_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2156,7 +2236,7 @@ func (x *GatewayDeviceRpcRequestMsg) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GatewayDeviceRpcRequestMsg.ProtoReflect.Descriptor instead.
 func (*GatewayDeviceRpcRequestMsg) Descriptor() ([]byte, []int) {
-	return file_messages_proto_rawDescGZIP(), []int{35}
+	return file_messages_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *GatewayDeviceRpcRequestMsg) GetDeviceName() string {
@@ -2185,7 +2265,7 @@ type GatewayAttributesRequestMsg struct {
 
 func (x *GatewayAttributesRequestMsg) Reset() {
 	*x = GatewayAttributesRequestMsg{}
-	mi := &file_messages_proto_msgTypes[36]
+	mi := &file_messages_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2197,7 +2277,7 @@ func (x *GatewayAttributesRequestMsg) String() string {
 func (*GatewayAttributesRequestMsg) ProtoMessage() {}
 
 func (x *GatewayAttributesRequestMsg) ProtoReflect() protoreflect.Message {
-	mi := &file_messages_proto_msgTypes[36]
+	mi := &file_messages_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2210,7 +2290,7 @@ func (x *GatewayAttributesRequestMsg) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GatewayAttributesRequestMsg.ProtoReflect.Descriptor instead.
 func (*GatewayAttributesRequestMsg) Descriptor() ([]byte, []int) {
-	return file_messages_proto_rawDescGZIP(), []int{36}
+	return file_messages_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *GatewayAttributesRequestMsg) GetId() int32 {
@@ -2276,10 +2356,11 @@ const file_messages_proto_rawDesc = "" +
 	"\x14RegisterConnectorMsg\x12\"\n" +
 	"\fconnectorKey\x18\x01 \x01(\tR\fconnectorKey\"<\n" +
 	"\x16UnregisterConnectorMsg\x12\"\n" +
-	"\fconnectorKey\x18\x01 \x01(\tR\fconnectorKey\"g\n" +
+	"\fconnectorKey\x18\x01 \x01(\tR\fconnectorKey\"\x89\x01\n" +
 	"\x19ConnectorConfigurationMsg\x12$\n" +
 	"\rconnectorName\x18\x01 \x01(\tR\rconnectorName\x12$\n" +
-	"\rconfiguration\x18\x02 \x01(\tR\rconfiguration\"E\n" +
+	"\rconfiguration\x18\x02 \x01(\tR\rconfiguration\x12 \n" +
+	"\vconnectorId\x18\x03 \x01(\tR\vconnectorId\"E\n" +
 	"\x1fConnectorGetConnectedDevicesMsg\x12\"\n" +
 	"\fconnectorKey\x18\x01 \x01(\tR\fconnectorKey\"t\n" +
 	"'ConnectorGetConnectedDevicesResponseMsg\x12I\n" +
@@ -2399,12 +2480,17 @@ const file_messages_proto_rawDesc = "" +
 	"deviceName\x18\x01 \x01(\tR\n" +
 	"deviceName\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\x05R\x02id\x12\x12\n" +
-	"\x04data\x18\x03 \x01(\tR\x04data\"\x82\x01\n" +
+	"\x04data\x18\x03 \x01(\tR\x04data\"\x87\x01\n" +
 	"\x1bGatewayAttributeResponseMsg\x12\x1e\n" +
 	"\n" +
 	"deviceName\x18\x01 \x01(\tR\n" +
-	"deviceName\x12C\n" +
-	"\vresponseMsg\x18\x02 \x01(\v2!.messages.GetAttributeResponseMsgR\vresponseMsg\"\x9b\x01\n" +
+	"deviceName\x12H\n" +
+	"\vresponseMsg\x18\x02 \x01(\v2&.messages.GatewayAttributesResponseMsgR\vresponseMsg\"\xe8\x01\n" +
+	"\x1cGatewayAttributesResponseMsg\x12\x1c\n" +
+	"\trequestId\x18\x01 \x01(\x05R\trequestId\x12I\n" +
+	"\x13clientAttributeList\x18\x02 \x03(\v2\x17.messages.KeyValueProtoR\x13clientAttributeList\x12I\n" +
+	"\x13sharedAttributeList\x18\x03 \x03(\v2\x17.messages.KeyValueProtoR\x13sharedAttributeList\x12\x14\n" +
+	"\x05error\x18\x05 \x01(\tR\x05error\"\x9b\x01\n" +
 	"%GatewayAttributeUpdateNotificationMsg\x12\x1e\n" +
 	"\n" +
 	"deviceName\x18\x01 \x01(\tR\n" +
@@ -2451,7 +2537,7 @@ func file_messages_proto_rawDescGZIP() []byte {
 }
 
 var file_messages_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_messages_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
+var file_messages_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
 var file_messages_proto_goTypes = []any{
 	(ResponseStatus)(0),                             // 0: messages.ResponseStatus
 	(KeyValueType)(0),                               // 1: messages.KeyValueType
@@ -2489,9 +2575,10 @@ var file_messages_proto_goTypes = []any{
 	(*GatewayAttributesMsg)(nil),                    // 33: messages.GatewayAttributesMsg
 	(*GatewayRpcResponseMsg)(nil),                   // 34: messages.GatewayRpcResponseMsg
 	(*GatewayAttributeResponseMsg)(nil),             // 35: messages.GatewayAttributeResponseMsg
-	(*GatewayAttributeUpdateNotificationMsg)(nil),   // 36: messages.GatewayAttributeUpdateNotificationMsg
-	(*GatewayDeviceRpcRequestMsg)(nil),              // 37: messages.GatewayDeviceRpcRequestMsg
-	(*GatewayAttributesRequestMsg)(nil),             // 38: messages.GatewayAttributesRequestMsg
+	(*GatewayAttributesResponseMsg)(nil),            // 36: messages.GatewayAttributesResponseMsg
+	(*GatewayAttributeUpdateNotificationMsg)(nil),   // 37: messages.GatewayAttributeUpdateNotificationMsg
+	(*GatewayDeviceRpcRequestMsg)(nil),              // 38: messages.GatewayDeviceRpcRequestMsg
+	(*GatewayAttributesRequestMsg)(nil),             // 39: messages.GatewayAttributesRequestMsg
 }
 var file_messages_proto_depIdxs = []int32{
 	0,  // 0: messages.Response.status:type_name -> messages.ResponseStatus
@@ -2506,13 +2593,13 @@ var file_messages_proto_depIdxs = []int32{
 	27, // 9: messages.FromConnectorMessage.connectMsg:type_name -> messages.ConnectMsg
 	26, // 10: messages.FromConnectorMessage.disconnectMsg:type_name -> messages.DisconnectMsg
 	34, // 11: messages.FromConnectorMessage.gatewayRpcResponseMsg:type_name -> messages.GatewayRpcResponseMsg
-	38, // 12: messages.FromConnectorMessage.gatewayAttributeRequestMsg:type_name -> messages.GatewayAttributesRequestMsg
+	39, // 12: messages.FromConnectorMessage.gatewayAttributeRequestMsg:type_name -> messages.GatewayAttributesRequestMsg
 	8,  // 13: messages.FromConnectorMessage.connectorGetConnectedDevicesMsg:type_name -> messages.ConnectorGetConnectedDevicesMsg
 	2,  // 14: messages.FromServiceMessage.response:type_name -> messages.Response
 	7,  // 15: messages.FromServiceMessage.connectorConfigurationMsg:type_name -> messages.ConnectorConfigurationMsg
-	36, // 16: messages.FromServiceMessage.gatewayAttributeUpdateNotificationMsg:type_name -> messages.GatewayAttributeUpdateNotificationMsg
+	37, // 16: messages.FromServiceMessage.gatewayAttributeUpdateNotificationMsg:type_name -> messages.GatewayAttributeUpdateNotificationMsg
 	35, // 17: messages.FromServiceMessage.gatewayAttributeResponseMsg:type_name -> messages.GatewayAttributeResponseMsg
-	37, // 18: messages.FromServiceMessage.gatewayDeviceRpcRequestMsg:type_name -> messages.GatewayDeviceRpcRequestMsg
+	38, // 18: messages.FromServiceMessage.gatewayDeviceRpcRequestMsg:type_name -> messages.GatewayDeviceRpcRequestMsg
 	6,  // 19: messages.FromServiceMessage.unregisterConnectorMsg:type_name -> messages.UnregisterConnectorMsg
 	9,  // 20: messages.FromServiceMessage.connectorGetConnectedDevicesResponseMsg:type_name -> messages.ConnectorGetConnectedDevicesResponseMsg
 	10, // 21: messages.ConnectorGetConnectedDevicesResponseMsg.connectorDevices:type_name -> messages.ConnectorDeviceInfo
@@ -2530,16 +2617,18 @@ var file_messages_proto_depIdxs = []int32{
 	28, // 33: messages.GatewayTelemetryMsg.msg:type_name -> messages.TelemetryMsg
 	30, // 34: messages.GatewayClaimMsg.msg:type_name -> messages.ClaimDeviceMsg
 	29, // 35: messages.GatewayAttributesMsg.msg:type_name -> messages.AttributesMsg
-	17, // 36: messages.GatewayAttributeResponseMsg.responseMsg:type_name -> messages.GetAttributeResponseMsg
-	18, // 37: messages.GatewayAttributeUpdateNotificationMsg.notificationMsg:type_name -> messages.AttributeUpdateNotificationMsg
-	19, // 38: messages.GatewayDeviceRpcRequestMsg.rpcRequestMsg:type_name -> messages.ToDeviceRpcRequestMsg
-	3,  // 39: messages.TBGatewayProtoService.stream:input_type -> messages.FromConnectorMessage
-	4,  // 40: messages.TBGatewayProtoService.stream:output_type -> messages.FromServiceMessage
-	40, // [40:41] is the sub-list for method output_type
-	39, // [39:40] is the sub-list for method input_type
-	39, // [39:39] is the sub-list for extension type_name
-	39, // [39:39] is the sub-list for extension extendee
-	0,  // [0:39] is the sub-list for field type_name
+	36, // 36: messages.GatewayAttributeResponseMsg.responseMsg:type_name -> messages.GatewayAttributesResponseMsg
+	11, // 37: messages.GatewayAttributesResponseMsg.clientAttributeList:type_name -> messages.KeyValueProto
+	11, // 38: messages.GatewayAttributesResponseMsg.sharedAttributeList:type_name -> messages.KeyValueProto
+	18, // 39: messages.GatewayAttributeUpdateNotificationMsg.notificationMsg:type_name -> messages.AttributeUpdateNotificationMsg
+	19, // 40: messages.GatewayDeviceRpcRequestMsg.rpcRequestMsg:type_name -> messages.ToDeviceRpcRequestMsg
+	3,  // 41: messages.TBGatewayProtoService.stream:input_type -> messages.FromConnectorMessage
+	4,  // 42: messages.TBGatewayProtoService.stream:output_type -> messages.FromServiceMessage
+	42, // [42:43] is the sub-list for method output_type
+	41, // [41:42] is the sub-list for method input_type
+	41, // [41:41] is the sub-list for extension type_name
+	41, // [41:41] is the sub-list for extension extendee
+	0,  // [0:41] is the sub-list for field type_name
 }
 
 func init() { file_messages_proto_init() }
@@ -2553,7 +2642,7 @@ func file_messages_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_messages_proto_rawDesc), len(file_messages_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   37,
+			NumMessages:   38,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
