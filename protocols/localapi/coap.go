@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/plgd-dev/go-coap/v3/message"
@@ -16,6 +18,7 @@ import (
 	coapNet "github.com/plgd-dev/go-coap/v3/net"
 	"github.com/plgd-dev/go-coap/v3/options"
 	"github.com/plgd-dev/go-coap/v3/udp"
+	udpClient "github.com/plgd-dev/go-coap/v3/udp/client"
 	udpServer "github.com/plgd-dev/go-coap/v3/udp/server"
 
 	"github.com/industryos/gateway/protocols"
@@ -31,7 +34,23 @@ type coapServer struct {
 	c    *Connector
 	sink protocols.Sink
 	ctx  context.Context
+
+	// observations: remote address, token and resource → its removal, for
+	// a deregistration (GET with Observe 1).
+	observations sync.Map
 }
+
+// registration is a CoAP observation's entry in coapServer.observations.
+type registration struct{ remove func() }
+
+// coapIdle closes a CoAP session (and its observations) after this long
+// without a message from the device; go-coap's default (16 s) would end
+// an observation long before a device's next request. A device observing
+// longer re-registers, as RFC 7641 has clients do when Max-Age runs out.
+const coapIdle = 5 * time.Minute
+
+// notifyTimeout bounds the wait for the ACK of a confirmable notification.
+const notifyTimeout = 30 * time.Second
 
 func startCoAP(ctx context.Context, c *Connector, sink protocols.Sink) (*coapServer, error) {
 	l, err := coapNet.NewListenUDP("udp", c.cfg.CoAP.Address)
@@ -42,7 +61,8 @@ func startCoAP(ctx context.Context, c *Connector, sink protocols.Sink) (*coapSer
 	r := mux.NewRouter()
 	r.DefaultHandleFunc(s.serve)
 	s.srv = udp.NewServer(options.WithMux(r), options.WithMaxMessageSize(uint32(c.cfg.MaxBody+1024)),
-		options.WithErrors(func(error) {}))
+		options.WithErrors(func(error) {}),
+		options.WithInactivityMonitor(coapIdle, func(cc *udpClient.Conn) { _ = cc.Close() }))
 	go func() {
 		if err := s.srv.Serve(l); err != nil && ctx.Err() == nil {
 			sink.Link(false, fmt.Errorf("local api: coap: %w", err))
@@ -79,6 +99,14 @@ func (s *coapServer) serve(w mux.ResponseWriter, r *mux.Message) {
 			coapError(w, codes.BadRequest, "cannot read body: "+err.Error())
 			return
 		}
+	}
+	if obs, err := r.Observe(); err == nil && r.Code() == codes.GET && (resource == "attributes" || resource == "rpc") {
+		what := observeAttributes
+		if resource == "rpc" {
+			what = observeRPC
+		}
+		s.observe(w, r, st, what, obs == 0)
+		return
 	}
 	switch code := r.Code(); {
 	case code == codes.POST && resource == "telemetry":
@@ -130,6 +158,56 @@ func (s *coapServer) serve(w mux.ResponseWriter, r *mux.Message) {
 	default:
 		coapError(w, codes.NotFound, fmt.Sprintf("not a device API resource: %s %s", code, path))
 	}
+}
+
+// observe registers (Observe 0) or ends (Observe 1) an observation of the
+// device's shared-attribute updates or server-side RPC. Notifications are
+// confirmable: an RPC counts as delivered once the device acknowledged it.
+// What waited for the device (no subscription, poll or observation) is
+// sent right after the registration.
+func (s *coapServer) observe(w mux.ResponseWriter, r *mux.Message, st *devState, what observed, register bool) {
+	cc := w.Conn()
+	token := append([]byte(nil), r.Token()...)
+	key := fmt.Sprintf("%s|%x|%d", cc.RemoteAddr(), token, what)
+	if !register {
+		if reg, ok := s.observations.LoadAndDelete(key); ok {
+			reg.(*registration).remove()
+		}
+		_ = w.SetResponse(codes.Content, message.AppJSON, nil)
+		return
+	}
+	var seq atomic.Uint32
+	seq.Store(1)
+	o := &observer{notify: func(payload []byte) error {
+		ctx, cancel := context.WithTimeout(cc.Context(), notifyTimeout)
+		defer cancel()
+		m := cc.AcquireMessage(ctx)
+		defer cc.ReleaseMessage(m)
+		m.SetCode(codes.Content)
+		m.SetToken(token)
+		m.SetObserve(seq.Add(1))
+		m.SetContentFormat(message.AppJSON)
+		m.SetBody(bytes.NewReader(payload))
+		if err := cc.WriteMessage(m); err != nil {
+			return fmt.Errorf("coap notification to %s of %q: %w", cc.RemoteAddr(), st.dev.Name, err)
+		}
+		return nil
+	}}
+	reg := &registration{remove: st.observe(what, o)}
+	if old, loaded := s.observations.Swap(key, reg); loaded {
+		old.(*registration).remove() // the same token registered again: one observation
+	}
+	go func() {
+		select {
+		case <-cc.Context().Done():
+		case <-s.ctx.Done():
+		}
+		s.observations.CompareAndDelete(key, reg)
+		reg.remove()
+	}()
+	_ = w.SetResponse(codes.Content, message.AppJSON, nil)
+	w.Message().SetObserve(1)
+	go s.c.hub.flush(st, what)
 }
 
 // commit answers 2.04 only once every push is committed.

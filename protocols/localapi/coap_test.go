@@ -1,10 +1,12 @@
 package localapi
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -101,4 +103,81 @@ func needCoAPClient(t *testing.T) string {
 		}
 	}
 	return testpeer.NeedProgram(t, "coap-client-notls", "libcoap3-bin")
+}
+
+// coapObserve runs coap-client observing url for dur seconds (-s) and
+// hands each payload it prints (-w ends each with a newline) to a channel.
+func coapObserve(t *testing.T, bin, url string, dur int) <-chan string {
+	t.Helper()
+	cmd := exec.Command(bin, "-w", "-B", strconv.Itoa(dur), "-s", strconv.Itoa(dur), url)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	lines := make(chan string, 16)
+	go func() {
+		s := bufio.NewScanner(out)
+		for s.Scan() {
+			if l := strings.TrimSpace(s.Text()); l != "" {
+				lines <- l
+			}
+		}
+		close(lines)
+	}()
+	return lines
+}
+
+func waitObserving(t *testing.T, c *Connector, device string, what observed) {
+	t.Helper()
+	testpeer.Eventually(t, wait, "the coap observation", func() error {
+		if !c.hub.byName[device].observing(what) {
+			return fmt.Errorf("%s not observing %d", device, what)
+		}
+		return nil
+	})
+}
+
+// TestCoAPObserve: coap-client -s observes a device's attributes and rpc.
+// An update kept while nobody observed is sent on registration, a later
+// one is pushed; a server-side RPC is pushed as a notification and the
+// reply (POST rpc/{id}) returns to the caller. When the observer is gone
+// (its process killed, so the notification's ACK never comes) the RPC
+// waits for the next poll instead.
+func TestCoAPObserve(t *testing.T) {
+	bin := needCoAPClient(t)
+	c, _ := startAPI(t, map[string]any{"coap": map[string]any{"enabled": true, "address": "127.0.0.1:0"}})
+	base := "coap://" + c.Addr("coap") + "/api/v1/TOKEN_A/"
+	cmd := c.Commander("Sensor A", "")
+
+	if _, err := cmd.UpdateAttributes(context.Background(), map[string]json.RawMessage{"kept": json.RawMessage(`1`)}); err != nil {
+		t.Fatal(err)
+	}
+	attrs := coapObserve(t, bin, base+"attributes", 30)
+	waitObserving(t, c, "Sensor A", observeAttributes)
+	if got := recv(t, attrs, "kept update"); got != `{"kept":1}` {
+		t.Fatalf("kept update: %q", got)
+	}
+	if _, err := cmd.UpdateAttributes(context.Background(), map[string]json.RawMessage{"target": json.RawMessage(`8`)}); err != nil {
+		t.Fatal(err)
+	}
+	if got := recv(t, attrs, "pushed update"); got != `{"target":8}` {
+		t.Fatalf("pushed update: %q", got)
+	}
+
+	rpcs := coapObserve(t, bin, base+"rpc", 30)
+	waitObserving(t, c, "Sensor A", observeRPC)
+	out := rpc(c, "Sensor A", 6, "setValve", `{"open":true}`, wait)
+	if got := recv(t, rpcs, "rpc notification"); got != `{"id":6,"method":"setValve","params":{"open":true}}` {
+		t.Fatalf("rpc notification: %q", got)
+	}
+	if r := coapClient(bin, "-m", "post", "-e", `{"open":true}`, base+"rpc/6"); r.err != nil || r.out != "" {
+		t.Fatalf("rpc reply: %q (%v)", r.out, r.err)
+	}
+	if got := recv(t, out, "rpc result"); got != `{"open":true}` {
+		t.Fatalf("rpc result %s", got)
+	}
 }

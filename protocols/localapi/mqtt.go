@@ -250,18 +250,12 @@ func (m *mqttServer) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []by
 		if strings.HasPrefix(f.Filter, s.st.prefix+topicRPCRequestPrefix) {
 			for _, p := range s.st.takeQueued() {
 				if !m.deliverRPC(s.st, p) {
-					s.st.mu.Lock()
-					s.st.queue = append(s.st.queue, p)
-					s.st.mu.Unlock()
+					s.st.requeue(p)
 				}
 			}
 		}
 		if f.Filter == s.st.prefix+topicAttributes {
-			s.st.mu.Lock()
-			updates := s.st.updates
-			s.st.updates = nil
-			s.st.mu.Unlock()
-			for _, u := range updates {
+			for _, u := range s.st.takeUpdates() {
 				_ = m.publish(s.st, topicAttributes, u)
 			}
 		}
