@@ -109,26 +109,19 @@ func (s *coapServer) serve(w mux.ResponseWriter, r *mux.Message) {
 		return
 	}
 	switch code := r.Code(); {
-	case code == codes.POST && resource == "telemetry":
-		samples, err := ParseTelemetry(body)
+	case code == codes.POST && (resource == kindTelemetry || resource == kindAttributes):
+		pushes, err := devicePushes(d, resource, body)
 		if err != nil {
-			s.sink.Malformed("coap "+d.Name+" telemetry", err)
+			s.sink.Malformed("coap "+d.Name+" "+resource, err)
 			coapError(w, codes.BadRequest, err.Error())
 			return
 		}
-		pushes := make([]protocols.Push, len(samples))
-		for i, sm := range samples {
-			pushes[i] = protocols.Push{Device: d.Name, Profile: d.Profile, Report: d.Report, Ts: sm.Ts, Reading: protocols.Reading{Telemetry: sm.Values}}
-		}
-		s.commit(w, r, pushes)
-	case code == codes.POST && resource == "attributes":
-		dps, err := ParseAttributes(body)
-		if err != nil {
-			s.sink.Malformed("coap "+d.Name+" attributes", err)
-			coapError(w, codes.BadRequest, err.Error())
+		// The piggybacked ACK (2.04) goes only once everything is kept.
+		if err := commitAll(s.ctx, s.sink, pushes); err != nil {
+			coapError(w, codes.ServiceUnavailable, err.Error())
 			return
 		}
-		s.commit(w, r, []protocols.Push{{Device: d.Name, Profile: d.Profile, Report: d.Report, Reading: protocols.Reading{Attributes: dps}}})
+		_ = w.SetResponse(codes.Changed, message.TextPlain, nil)
 	case code == codes.GET && resource == "attributes":
 		q := url.Values{}
 		if qs, err := r.Queries(); err == nil {
@@ -208,31 +201,6 @@ func (s *coapServer) observe(w mux.ResponseWriter, r *mux.Message, st *devState,
 	_ = w.SetResponse(codes.Content, message.AppJSON, nil)
 	w.Message().SetObserve(1)
 	go s.c.hub.flush(st, what)
-}
-
-// commit answers 2.04 only once every push is committed.
-func (s *coapServer) commit(w mux.ResponseWriter, r *mux.Message, pushes []protocols.Push) {
-	done := make(chan error, len(pushes))
-	for i := range pushes {
-		pushes[i].Done = func(err error) { done <- err }
-		if err := s.sink.Push(s.ctx, pushes[i]); err != nil {
-			coapError(w, codes.ServiceUnavailable, "not accepted: "+err.Error())
-			return
-		}
-	}
-	for range pushes {
-		select {
-		case err := <-done:
-			if err != nil {
-				coapError(w, codes.ServiceUnavailable, "not committed: "+err.Error())
-				return
-			}
-		case <-s.ctx.Done():
-			coapError(w, codes.ServiceUnavailable, "stopping")
-			return
-		}
-	}
-	_ = w.SetResponse(codes.Changed, message.TextPlain, nil)
 }
 
 func coapJSON(w mux.ResponseWriter, code codes.Code, b []byte) {

@@ -240,20 +240,27 @@ func (st *devState) wakeLocked() {
 
 // pollUpdate waits for an attribute update (an HTTP long poll) until ctx ends.
 func (st *devState) pollUpdate(ctx context.Context) ([]byte, bool) {
+	return popOrWait(ctx, st, &st.updates)
+}
+
+// popOrWait takes the first element of one of the device's lists (held
+// under st.mu), waiting for it to grow (st.wake) until ctx ends.
+func popOrWait[T any](ctx context.Context, st *devState, list *[]T) (T, bool) {
 	for {
 		st.mu.Lock()
-		if len(st.updates) > 0 {
-			u := st.updates[0]
-			st.updates = st.updates[1:]
+		if len(*list) > 0 {
+			v := (*list)[0]
+			*list = (*list)[1:]
 			st.mu.Unlock()
-			return u, true
+			return v, true
 		}
 		wake := st.wake
 		st.mu.Unlock()
 		select {
 		case <-wake:
 		case <-ctx.Done():
-			return nil, false
+			var zero T
+			return zero, false
 		}
 	}
 }
@@ -319,22 +326,7 @@ func (st *devState) takeQueued() []*pendingRPC {
 func (st *devState) poll(ctx context.Context) (*pendingRPC, bool) {
 	st.pollers.Add(1)
 	defer st.pollers.Add(-1)
-	for {
-		st.mu.Lock()
-		if len(st.queue) > 0 {
-			p := st.queue[0]
-			st.queue = st.queue[1:]
-			st.mu.Unlock()
-			return p, true
-		}
-		wake := st.wake
-		st.mu.Unlock()
-		select {
-		case <-wake:
-		case <-ctx.Done():
-			return nil, false
-		}
-	}
+	return popOrWait(ctx, st, &st.queue)
 }
 
 // reply hands the device's reply to the waiting request. A payload that

@@ -315,22 +315,13 @@ func (m *mqttServer) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pack
 	d := s.st.dev
 	topic := pk.TopicName
 	switch {
-	case topic == topicTelemetry:
-		samples, err := ParseTelemetry(pk.Payload)
+	case topic == topicTelemetry || topic == topicAttributes:
+		kind := topic[len(topicMe):]
+		pushes, err := devicePushes(s.st.dev, kind, pk.Payload)
 		if err != nil {
-			return m.bad(s, pk, "telemetry", err)
-		}
-		pushes := make([]protocols.Push, len(samples))
-		for i, sm := range samples {
-			pushes[i] = protocols.Push{Device: d.Name, Profile: d.Profile, Report: d.Report, Ts: sm.Ts, Reading: protocols.Reading{Telemetry: sm.Values}}
+			return m.bad(s, pk, kind, err)
 		}
 		return m.commit(s, pk, pushes)
-	case topic == topicAttributes:
-		dps, err := ParseAttributes(pk.Payload)
-		if err != nil {
-			return m.bad(s, pk, "attributes", err)
-		}
-		return m.commit(s, pk, []protocols.Push{{Device: d.Name, Profile: d.Profile, Report: d.Report, Reading: protocols.Reading{Attributes: dps}}})
 	case strings.HasPrefix(topic, topicAttrRequestPrefix):
 		id := topic[len(topicAttrRequestPrefix):]
 		var req attributeRequest
