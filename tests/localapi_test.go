@@ -1,7 +1,6 @@
 package tests
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -54,29 +53,6 @@ func withLocalAPI(t *testing.T, path string, mqttPort, httpPort int, coapPort ..
 	}
 }
 
-// lineReader runs cmd and hands its stdout lines to a channel.
-func lineReader(t *testing.T, cmd *exec.Cmd) <-chan string {
-	t.Helper()
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	lines := make(chan string, 64)
-	go func() {
-		s := bufio.NewScanner(out)
-		for s.Scan() {
-			lines <- s.Text()
-		}
-		close(lines)
-	}()
-	return lines
-}
-
 func nextLine(t *testing.T, lines <-chan string, what string) string {
 	t.Helper()
 	select {
@@ -127,7 +103,7 @@ func TestLocalAPIEndToEnd(t *testing.T) {
 		return exec.Command(pub, "-h", "127.0.0.1", "-p", port, "-q", "1", "-u", "TOKEN_A",
 			"-t", "v1/devices/me/telemetry", "-m", `{"temperature":21.5}`).Run()
 	})
-	lines = lineReader(t, exec.Command(sub, "-h", "127.0.0.1", "-p", port, "-q", "1", "-u", "TOKEN_A", "-V", "mqttv311", "-v",
+	lines = testpeer.Lines(t, exec.Command(sub, "-h", "127.0.0.1", "-p", port, "-q", "1", "-u", "TOKEN_A", "-V", "mqttv311", "-v",
 		"-t", "v1/devices/me/attributes", "-t", "v1/devices/me/rpc/request/+"))
 	out, err := exec.Command(curl, "-sS", "-w", "%{http_code}", "-X", "POST", "-d", `{"humidity":40}`, base+"TOKEN_B/telemetry").Output()
 	if err != nil || string(out) != "200" {

@@ -1,7 +1,6 @@
 package localapi
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -109,26 +108,17 @@ func needCoAPClient(t *testing.T) string {
 // hands each payload it prints (-w ends each with a newline) to a channel.
 func coapObserve(t *testing.T, bin, url string, dur int) <-chan string {
 	t.Helper()
-	cmd := exec.Command(bin, "-w", "-B", strconv.Itoa(dur), "-s", strconv.Itoa(dur), url)
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	lines := make(chan string, 16)
+	lines := testpeer.Lines(t, exec.Command(bin, "-w", "-B", strconv.Itoa(dur), "-s", strconv.Itoa(dur), url))
+	payloads := make(chan string, 16)
 	go func() {
-		s := bufio.NewScanner(out)
-		for s.Scan() {
-			if l := strings.TrimSpace(s.Text()); l != "" {
-				lines <- l
+		defer close(payloads)
+		for l := range lines {
+			if l = strings.TrimSpace(l); l != "" {
+				payloads <- l
 			}
 		}
-		close(lines)
 	}()
-	return lines
+	return payloads
 }
 
 func waitObserving(t *testing.T, c *Connector, device string, what observed) {
