@@ -132,7 +132,13 @@ func (s *coapServer) serve(w mux.ResponseWriter, r *mux.Message) {
 		}
 		ctx, cancel := context.WithTimeout(s.ctx, attributeTimeout)
 		defer cancel()
-		resp := requestAttributes(ctx, s.sink, d.Name, attributeRequest{ClientKeys: q.Get("clientKeys"), SharedKeys: q.Get("sharedKeys")})
+		req := attributeRequest{ClientKeys: q.Get("clientKeys"), SharedKeys: q.Get("sharedKeys")}
+		if err := req.check(); err != nil {
+			s.sink.Malformed("coap "+d.Name+" attribute request", err)
+			coapError(w, codes.BadRequest, err.Error())
+			return
+		}
+		resp := requestAttributes(ctx, s.sink, d.Name, req)
 		b, _ := json.Marshal(resp)
 		coapJSON(w, codes.Content, b)
 	case code == codes.POST && strings.HasPrefix(resource, "rpc/"):

@@ -67,6 +67,9 @@ func TestCoAPWithLibcoap(t *testing.T) {
 	if r := coapClient(bin, "-m", "get", base+"TOKEN_A/attributes?sharedKeys=target"); r.out != `{"shared":{"target":7}}` {
 		t.Errorf("attribute read: %q (%v)", r.out, r.err)
 	}
+	if r := coapClient(bin, "-m", "get", base+"TOKEN_A/attributes"); !strings.Contains(r.out, "4.00") {
+		t.Errorf("attribute read without keys: %q (%v)", r.out, r.err)
+	}
 	// An RPC reply over CoAP (the request reached the device another way).
 	out := rpc(c, "Sensor A", 5, "ping", ``, wait)
 	testpeer.Eventually(t, wait, "the rpc to be queued", func() error {

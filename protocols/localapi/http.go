@@ -117,7 +117,13 @@ func (h *httpAPI) getAttributes(w http.ResponseWriter, r *http.Request, st *devS
 	q := r.URL.Query()
 	ctx, cancel := context.WithTimeout(r.Context(), attributeTimeout)
 	defer cancel()
-	resp := requestAttributes(ctx, h.sink, st.dev.Name, attributeRequest{ClientKeys: q.Get("clientKeys"), SharedKeys: q.Get("sharedKeys")})
+	req := attributeRequest{ClientKeys: q.Get("clientKeys"), SharedKeys: q.Get("sharedKeys")}
+	if err := req.check(); err != nil {
+		h.sink.Malformed("http "+st.dev.Name+" attribute request", err)
+		jsonError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	resp := requestAttributes(ctx, h.sink, st.dev.Name, req)
 	writeJSON(w, http.StatusOK, resp)
 }
 

@@ -328,6 +328,9 @@ func (m *mqttServer) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pack
 		if err := json.Unmarshal(pk.Payload, &req); err != nil || id == "" {
 			return m.bad(s, pk, "attribute request", fmt.Errorf("expected {\"clientKeys\":\"a,b\",\"sharedKeys\":\"c\"}: %v", err))
 		}
+		if err := req.check(); err != nil {
+			return m.bad(s, pk, "attribute request", err)
+		}
 		go m.answerAttributes(s.st, id, req)
 	case strings.HasPrefix(topic, topicRPCResponsePrefix):
 		id, err := strconv.ParseInt(topic[len(topicRPCResponsePrefix):], 10, 64)
