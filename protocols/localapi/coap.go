@@ -3,6 +3,7 @@ package localapi
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"net/url"
@@ -12,6 +13,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	piondtls "github.com/pion/dtls/v3"
+	"github.com/plgd-dev/go-coap/v3/dtls"
 	"github.com/plgd-dev/go-coap/v3/message"
 	"github.com/plgd-dev/go-coap/v3/message/codes"
 	"github.com/plgd-dev/go-coap/v3/mux"
@@ -19,7 +22,6 @@ import (
 	"github.com/plgd-dev/go-coap/v3/options"
 	"github.com/plgd-dev/go-coap/v3/udp"
 	udpClient "github.com/plgd-dev/go-coap/v3/udp/client"
-	udpServer "github.com/plgd-dev/go-coap/v3/udp/server"
 
 	"github.com/industryos/gateway/protocols"
 )
@@ -29,7 +31,7 @@ import (
 // request's piggybacked response (its ACK) is sent when the handler
 // returns, so a device's retransmissions stop only once its data is kept.
 type coapServer struct {
-	srv  *udpServer.Server
+	stop func()
 	addr string
 	c    *Connector
 	sink protocols.Sink
@@ -53,25 +55,45 @@ const coapIdle = 5 * time.Minute
 const notifyTimeout = 30 * time.Second
 
 func startCoAP(ctx context.Context, c *Connector, sink protocols.Sink) (*coapServer, error) {
-	l, err := coapNet.NewListenUDP("udp", c.cfg.CoAP.Address)
-	if err != nil {
-		return nil, err
-	}
-	s := &coapServer{c: c, sink: sink, ctx: ctx, addr: l.LocalAddr().String()}
+	s := &coapServer{c: c, sink: sink, ctx: ctx}
 	r := mux.NewRouter()
 	r.DefaultHandleFunc(s.serve)
-	s.srv = udp.NewServer(options.WithMux(r), options.WithMaxMessageSize(uint32(c.cfg.MaxBody+1024)),
-		options.WithErrors(func(error) {}),
-		options.WithInactivityMonitor(coapIdle, func(cc *udpClient.Conn) { _ = cc.Close() }))
+	maxMsg := uint32(c.cfg.MaxBody + 1024)
+	idle := func(cc *udpClient.Conn) { _ = cc.Close() }
+	var serve func() error
+	if c.cfg.CoAP.TLS() {
+		cert, err := tls.LoadX509KeyPair(c.cfg.CoAP.Cert, c.cfg.CoAP.Key)
+		if err != nil {
+			return nil, fmt.Errorf("load certificate: %w", err)
+		}
+		// Devices authenticate by their access token in the path, as over
+		// plain CoAP; DTLS keeps the token and the data private.
+		l, err := coapNet.NewDTLSListener("udp", c.cfg.CoAP.Address, &piondtls.Config{Certificates: []tls.Certificate{cert},
+			ExtendedMasterSecret: piondtls.RequestExtendedMasterSecret})
+		if err != nil {
+			return nil, err
+		}
+		srv := dtls.NewServer(options.WithMux(r), options.WithMaxMessageSize(maxMsg), options.WithErrors(func(error) {}),
+			options.WithInactivityMonitor(coapIdle, idle))
+		s.addr, s.stop, serve = l.Addr().String(), srv.Stop, func() error { return srv.Serve(l) }
+	} else {
+		l, err := coapNet.NewListenUDP("udp", c.cfg.CoAP.Address)
+		if err != nil {
+			return nil, err
+		}
+		srv := udp.NewServer(options.WithMux(r), options.WithMaxMessageSize(maxMsg), options.WithErrors(func(error) {}),
+			options.WithInactivityMonitor(coapIdle, idle))
+		s.addr, s.stop, serve = l.LocalAddr().String(), srv.Stop, func() error { return srv.Serve(l) }
+	}
 	go func() {
-		if err := s.srv.Serve(l); err != nil && ctx.Err() == nil {
+		if err := serve(); err != nil && ctx.Err() == nil {
 			sink.Link(false, fmt.Errorf("local api: coap: %w", err))
 		}
 	}()
 	return s, nil
 }
 
-func (s *coapServer) close() { s.srv.Stop() }
+func (s *coapServer) close() { s.stop() }
 
 // serve routes /api/v1/{token}/{resource}[/{id}].
 func (s *coapServer) serve(w mux.ResponseWriter, r *mux.Message) {
