@@ -1,16 +1,19 @@
 package tests
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -20,7 +23,7 @@ import (
 
 // withLocalAPI adds a localApi section to the main file at path: MQTT and
 // HTTP on the given loopback ports, device "Sensor A" (MQTT, token A) and
-// "Sensor B" (HTTP, token B).
+// "Sensor B" (HTTP, token B); with a CoAP port also "Sensor C" (token C).
 func withLocalAPI(t *testing.T, path string, mqttPort, httpPort int, coapPort ...int) {
 	t.Helper()
 	raw, err := os.ReadFile(path)
@@ -40,35 +43,14 @@ func withLocalAPI(t *testing.T, path string, mqttPort, httpPort int, coapPort ..
 		},
 	}
 	if len(coapPort) > 0 {
-		main["localApi"].(map[string]any)["coap"] = map[string]any{"enabled": true, "address": fmt.Sprintf("127.0.0.1:%d", coapPort[0])}
+		la := main["localApi"].(map[string]any)
+		la["coap"] = map[string]any{"enabled": true, "address": fmt.Sprintf("127.0.0.1:%d", coapPort[0])}
+		la["devices"] = append(la["devices"].([]any), map[string]any{"name": "Sensor C", "profile": "coap-sensor", "accessToken": "TOKEN_C"})
 	}
 	raw, _ = json.MarshalIndent(main, "", "  ")
 	if err := os.WriteFile(path, raw, 0o600); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// lineReader runs cmd and hands its stdout lines to a channel.
-func lineReader(t *testing.T, cmd *exec.Cmd) <-chan string {
-	t.Helper()
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	lines := make(chan string, 64)
-	go func() {
-		s := bufio.NewScanner(out)
-		for s.Scan() {
-			lines <- s.Text()
-		}
-		close(lines)
-	}()
-	return lines
 }
 
 func nextLine(t *testing.T, lines <-chan string, what string) string {
@@ -121,7 +103,7 @@ func TestLocalAPIEndToEnd(t *testing.T) {
 		return exec.Command(pub, "-h", "127.0.0.1", "-p", port, "-q", "1", "-u", "TOKEN_A",
 			"-t", "v1/devices/me/telemetry", "-m", `{"temperature":21.5}`).Run()
 	})
-	lines = lineReader(t, exec.Command(sub, "-h", "127.0.0.1", "-p", port, "-q", "1", "-u", "TOKEN_A", "-V", "mqttv311", "-v",
+	lines = testpeer.Lines(t, exec.Command(sub, "-h", "127.0.0.1", "-p", port, "-q", "1", "-u", "TOKEN_A", "-V", "mqttv311", "-v",
 		"-t", "v1/devices/me/attributes", "-t", "v1/devices/me/rpc/request/+"))
 	out, err := exec.Command(curl, "-sS", "-w", "%{http_code}", "-X", "POST", "-d", `{"humidity":40}`, base+"TOKEN_B/telemetry").Output()
 	if err != nil || string(out) != "200" {
@@ -129,16 +111,7 @@ func TestLocalAPIEndToEnd(t *testing.T) {
 	}
 
 	// The HTTP device also speaks CoAP (same token): a confirmable POST.
-	coap := ""
-	for _, name := range []string{"coap-client-notls", "coap-client"} {
-		if p, err := exec.LookPath(name); err == nil {
-			coap = p
-			break
-		}
-	}
-	if coap == "" {
-		coap = testpeer.NeedProgram(t, "coap-client-notls", "libcoap3-bin")
-	}
+	coap := coapClientBin(t)
 	if out, err := exec.Command(coap, "-B", "10", "-m", "post", "-e", `{"pressure":1.5}`,
 		fmt.Sprintf("coap://127.0.0.1:%d/api/v1/TOKEN_B/telemetry", coapPort)).CombinedOutput(); err != nil || len(out) != 0 {
 		t.Fatalf("coap telemetry: %v %s", err, out)
@@ -272,60 +245,200 @@ func TestLocalAPIEndToEnd(t *testing.T) {
 	}
 }
 
-// TestLocalAPIKillWhilePlatformDown: the built binary with the Badger
-// journal and the platform down. Every value a device got an ack for
-// (mosquitto_pub QoS 1 exiting 0 after its PUBACK, curl's 200) arrives at
-// the platform after a SIGKILL of the gateway, its restart and the
-// platform's return.
-func TestLocalAPIKillWhilePlatformDown(t *testing.T) {
+// TestLocalAPIOutage is the issue's outage test through the built binary
+// with the Badger journal: devices over MQTT (mosquitto_pub, QoS 1), HTTP
+// (net/http) and CoAP (libcoap's coap-client, confirmable) send numbered
+// values the whole time; the platform (mosquitto) is stopped for 30 s, and
+// during that outage the gateway is SIGKILLed and started again. Every
+// value a device got an ack for (PUBACK, 200, an ACK with 2.xx) is in the
+// journal after the kill (if the platform had not taken it yet) and
+// arrives at the platform once it returns.
+func TestLocalAPIOutage(t *testing.T) {
 	pub := testpeer.NeedProgram(t, "mosquitto_pub", "mosquitto-clients")
-	curl := testpeer.NeedProgram(t, "curl", "curl")
+	coap := coapClientBin(t)
 	m := testpeer.StartMosquitto(t)
 	plat := testpeer.Subscribe(t, m.Addr(), "v1/gateway/telemetry")
-	m.Stop()
 	dir := t.TempDir()
-	mqttPort, httpPort := testpeer.FreePort(t), testpeer.FreePort(t)
+	mqttPort, httpPort, coapPort := testpeer.FreePort(t), testpeer.FreePort(t), testpeer.FreeUDPPort(t)
 	cfg := writeConfig(t, dir, m.Addr(), `{"type": "file", "data_folder_path": "journal", "max_file_count": 100, "max_records_per_file": 10000}`, nil)
-	withLocalAPI(t, cfg, mqttPort, httpPort)
+	withLocalAPI(t, cfg, mqttPort, httpPort, coapPort)
 	gw := startBinary(t, cfg)
-	port := strconv.Itoa(mqttPort)
-	base := fmt.Sprintf("http://127.0.0.1:%d/api/v1/", httpPort)
 
-	acked := map[point]bool{}
 	ts0 := time.Now().Add(-time.Hour).UnixMilli()
-	testpeer.Eventually(t, 20*time.Second, "the local API to listen", func() error {
-		_, err := exec.Command(curl, "-sS", "-o", "/dev/null", base+"TOKEN_B/rpc?timeout=1").Output()
-		return err
+	acks := &ackLog{at: map[point]time.Time{}}
+	port := strconv.Itoa(mqttPort)
+	httpURL := fmt.Sprintf("http://127.0.0.1:%d/api/v1/TOKEN_B/telemetry", httpPort)
+	coapURL := fmt.Sprintf("coap://127.0.0.1:%d/api/v1/TOKEN_C/telemetry", coapPort)
+	hc := &http.Client{Timeout: 5 * time.Second}
+	devices := map[string]func(ctx context.Context, body string) bool{
+		// mosquitto_pub -q 1 exits 0 only after the PUBACK.
+		"Sensor A": func(ctx context.Context, body string) bool {
+			return exec.CommandContext(ctx, pub, "-h", "127.0.0.1", "-p", port, "-q", "1", "-u", "TOKEN_A",
+				"-t", "v1/devices/me/telemetry", "-m", body).Run() == nil
+		},
+		"Sensor B": func(ctx context.Context, body string) bool {
+			resp, err := hc.Post(httpURL, "application/json", strings.NewReader(body))
+			if err != nil {
+				return false
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			return resp.StatusCode == http.StatusOK
+		},
+		// coap-client exits 0 on a timeout too: -v 6 prints the messages,
+		// and only a received 2.xx response (the piggybacked ACK) counts.
+		"Sensor C": func(ctx context.Context, body string) bool {
+			out, _ := exec.CommandContext(ctx, coap, "-v", "6", "-B", "3", "-m", "post", "-e", body, coapURL).CombinedOutput()
+			return coapSuccess.Match(out)
+		},
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for name, send := range devices {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// 20 values a second each: enough to cover every phase,
+			// little enough for a shared machine.
+			tick := time.NewTicker(50 * time.Millisecond)
+			defer tick.Stop()
+			for n := 0; ; n++ {
+				ts := ts0 + int64(n)
+				sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+				ok := send(sctx, fmt.Sprintf(`{"ts":%d,"values":{"n":%d}}`, ts, n))
+				cancel()
+				if ok {
+					acks.add(point{name, ts})
+				}
+				select {
+				case <-ctx.Done():
+					return
+				case <-tick.C:
+				}
+			}
+		}()
+	}
+	t.Cleanup(func() { stop(); wg.Wait() })
+	names := []string{"Sensor A", "Sensor B", "Sensor C"}
+	each := func(since time.Time, n int) func() error {
+		return func() error {
+			for _, name := range names {
+				if got := acks.since(name, since); got < n {
+					return fmt.Errorf("%s: %d acks", name, got)
+				}
+			}
+			return nil
+		}
+	}
+
+	// Platform up: values of every device arrive.
+	plat.WaitFor(t, 30*time.Second, func(msgs []testpeer.Msg) bool {
+		got, err := telemetry(msgs)
+		if err != nil {
+			return false
+		}
+		seen := map[string]bool{}
+		for p := range got {
+			seen[p.Device] = true
+		}
+		return len(seen) == 3
 	})
-	for i := range 15 {
-		ts := ts0 + int64(i)
-		if err := exec.Command(pub, "-h", "127.0.0.1", "-p", port, "-q", "1", "-u", "TOKEN_A", "-t", "v1/devices/me/telemetry",
-			"-m", fmt.Sprintf(`{"ts":%d,"values":{"n":%d}}`, ts, i)).Run(); err == nil {
-			acked[point{"Sensor A", ts}] = true
-		}
-		out, err := exec.Command(curl, "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST",
-			"-d", fmt.Sprintf(`[{"ts":%d,"values":{"n":%d}}]`, ts, i), base+"TOKEN_B/telemetry").Output()
-		if err == nil && string(out) == "200" {
-			acked[point{"Sensor B", ts}] = true
-		}
-	}
-	if len(acked) < 20 {
-		t.Fatalf("only %d of 30 values acknowledged", len(acked))
-	}
+	// The outage: the devices keep being acknowledged (journal only).
+	m.Stop()
+	down := time.Now()
+	testpeer.Eventually(t, 20*time.Second, "acks with the platform down", each(down, 5))
 	if err := gw.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	_ = gw.Wait()
-	if lost := missing(acked, toValues(journalPoints(t, filepath.Join(dir, "journal")))); len(lost) > 0 {
-		t.Fatalf("acknowledged values not in the journal after SIGKILL: %v", lost)
+	killed := acks.snapshot()
+	inJournal := journalPoints(t, filepath.Join(dir, "journal"))
+	for p, at := range killed {
+		if at.After(down) && !inJournal[p] {
+			t.Errorf("%v acknowledged during the outage but not in the journal after SIGKILL", p)
+		}
 	}
+	restarted := time.Now()
 	startBinary(t, cfg)
+	testpeer.Eventually(t, 20*time.Second, "acks from the restarted gateway", each(restarted, 5))
+	// The one deliberate duration: the platform stays away 30 s.
+	time.Sleep(time.Until(down.Add(30 * time.Second)))
 	m.Restart()
+	back := time.Now()
+	testpeer.Eventually(t, 20*time.Second, "acks after the platform's return", each(back, 3))
+	stop()
+	wg.Wait()
+	acked := acks.snapshot()
+	want := map[point]bool{}
+	for p := range acked {
+		want[p] = true
+	}
 	plat.WaitFor(t, 60*time.Second, func(msgs []testpeer.Msg) bool {
 		got, err := telemetry(msgs)
-		return err == nil && len(missing(acked, got)) == 0
+		return err == nil && len(missing(want, got)) == 0
 	})
-	t.Logf("%d acknowledged values, all delivered after the kill", len(acked))
+	t.Logf("%d acknowledged values (%d during the outage), all delivered after the kill and the platform's return",
+		len(acked), acks.between(down, back))
+}
+
+// coapSuccess is a 2.xx response in coap-client -v 6 output.
+var coapSuccess = regexp.MustCompile(`(?m)^v:1 t:(ACK|CON|NON) c:2\.`)
+
+// coapClientBin finds libcoap's coap-client (Debian's libcoap3-bin installs
+// it as coap-client-notls and the TLS variants).
+func coapClientBin(t *testing.T) string {
+	for _, name := range []string{"coap-client-notls", "coap-client"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	return testpeer.NeedProgram(t, "coap-client-notls", "libcoap3-bin")
+}
+
+// ackLog records when each value was acknowledged to its device.
+type ackLog struct {
+	mu sync.Mutex
+	at map[point]time.Time
+}
+
+func (a *ackLog) add(p point) {
+	a.mu.Lock()
+	a.at[p] = time.Now()
+	a.mu.Unlock()
+}
+
+func (a *ackLog) since(device string, t time.Time) int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	n := 0
+	for p, at := range a.at {
+		if p.Device == device && !at.Before(t) {
+			n++
+		}
+	}
+	return n
+}
+
+func (a *ackLog) between(from, to time.Time) int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	n := 0
+	for _, at := range a.at {
+		if !at.Before(from) && at.Before(to) {
+			n++
+		}
+	}
+	return n
+}
+
+func (a *ackLog) snapshot() map[point]time.Time {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make(map[point]time.Time, len(a.at))
+	for p, at := range a.at {
+		out[p] = at
+	}
+	return out
 }
 
 // toValues shapes a point set like telemetry's result, for missing.

@@ -1,7 +1,6 @@
 package localapi
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -45,23 +44,8 @@ func TestMosquittoClients(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, sub, "-h", host, "-p", port, "-V", "mqttv5", "-q", "1", "-u", "TOKEN_B",
-		"-C", "1", "-t", "v1/devices/me/attributes")
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	lines := make(chan string, 64)
-	go func() {
-		s := bufio.NewScanner(stdout)
-		for s.Scan() {
-			lines <- s.Text()
-		}
-		close(lines)
-	}()
+	lines := testpeer.Lines(t, exec.CommandContext(ctx, sub, "-h", host, "-p", port, "-V", "mqttv5", "-q", "1", "-u", "TOKEN_B",
+		"-C", "1", "-t", "v1/devices/me/attributes"))
 	// Once the broker holds the subscription the update cannot be missed.
 	waitSubscribed(t, c, "Sensor B", "v1/devices/me/attributes")
 	if _, err := c.Commander("Sensor B", "").UpdateAttributes(ctx, map[string]json.RawMessage{"mode": json.RawMessage(`"eco"`)}); err != nil {
@@ -71,7 +55,6 @@ func TestMosquittoClients(t *testing.T) {
 	for l := range lines {
 		got = append(got, l)
 	}
-	_ = cmd.Wait()
 	if !strings.Contains(strings.Join(got, "\n"), `{"mode":"eco"}`) {
 		t.Errorf("mosquitto_sub got %q", got)
 	}

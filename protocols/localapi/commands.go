@@ -43,6 +43,72 @@ type devState struct {
 	queue   []*pendingRPC // not yet taken by the device
 	updates [][]byte      // attribute updates for an HTTP long poll (no MQTT subscription)
 	wake    chan struct{} // closed when queue or updates grow
+
+	// observers are the device's CoAP observations, by resource.
+	observers [numObserved][]*observer
+}
+
+// What a CoAP device can observe.
+type observed int
+
+const (
+	observeAttributes observed = iota
+	observeRPC
+	numObserved
+)
+
+// observer is one CoAP observation: notify sends a confirmable
+// notification and returns once the device acknowledged it (an error: the
+// device is gone, the observation is dropped).
+type observer struct {
+	notify func(payload []byte) error
+}
+
+// observe registers o; the returned func removes it.
+func (st *devState) observe(what observed, o *observer) func() {
+	st.mu.Lock()
+	st.observers[what] = append(st.observers[what], o)
+	st.mu.Unlock()
+	return func() { st.unobserve(what, o) }
+}
+
+func (st *devState) unobserve(what observed, o *observer) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	obs := st.observers[what]
+	for i, q := range obs {
+		if q == o {
+			st.observers[what] = append(obs[:i:i], obs[i+1:]...)
+			return
+		}
+	}
+}
+
+// notifyObservers hands payload to the newest observation that takes it;
+// false when none did (observations that failed are dropped).
+func (st *devState) notifyObservers(what observed, payload []byte) bool {
+	for {
+		st.mu.Lock()
+		obs := st.observers[what]
+		var o *observer
+		if len(obs) > 0 {
+			o = obs[len(obs)-1]
+		}
+		st.mu.Unlock()
+		if o == nil {
+			return false
+		}
+		if o.notify(payload) == nil {
+			return true
+		}
+		st.unobserve(what, o)
+	}
+}
+
+func (st *devState) observing(what observed) bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return len(st.observers[what]) > 0
 }
 
 // pendingRPC is a server-side RPC waiting for the device's reply.
@@ -97,7 +163,7 @@ func (c *commander) RPC(ctx context.Context, req protocols.RPCRequest) (protocol
 		st.dequeue(p)
 		st.mu.Unlock()
 	}()
-	if m := c.h.mqtt.Load(); m == nil || !m.deliverRPC(st, p) {
+	if !c.h.deliverRPC(st, p) {
 		st.mu.Lock()
 		st.queue = append(st.queue, p)
 		st.wakeLocked()
@@ -109,6 +175,15 @@ func (c *commander) RPC(ctx context.Context, req protocols.RPCRequest) (protocol
 	case <-ctx.Done():
 		return nil, fmt.Errorf("device %q did not reply to rpc %d (%s): %w", st.dev.Name, req.ID, req.Method, ctx.Err())
 	}
+}
+
+// deliverRPC hands a request to a subscribed MQTT session or a CoAP
+// observation of the device's rpc; false when neither took it.
+func (h *hub) deliverRPC(st *devState, p *pendingRPC) bool {
+	if m := h.mqtt.Load(); m != nil && m.deliverRPC(st, p) {
+		return true
+	}
+	return st.notifyObservers(observeRPC, rpcRequestPayload(p.req))
 }
 
 // maxUpdates bounds the attribute updates kept for a device's next HTTP
@@ -127,6 +202,23 @@ func (c *commander) UpdateAttributes(ctx context.Context, values map[string]json
 		return nil, m.publish(c.st, topicAttributes, payload)
 	}
 	st := c.st
+	if st.observing(observeAttributes) {
+		// A CoAP notification waits for the device's ACK: not on the
+		// caller's goroutine. One no observation takes is kept.
+		go func() {
+			if !st.notifyObservers(observeAttributes, payload) {
+				c.h.keepUpdate(st, payload)
+			}
+		}()
+		return nil, nil
+	}
+	c.h.keepUpdate(st, payload)
+	return nil, nil
+}
+
+// keepUpdate keeps an attribute update for the device's next poll,
+// subscription or observation.
+func (h *hub) keepUpdate(st *devState, payload []byte) {
 	st.mu.Lock()
 	st.updates = append(st.updates, payload)
 	dropped := 0
@@ -136,10 +228,9 @@ func (c *commander) UpdateAttributes(ctx context.Context, values map[string]json
 	}
 	st.wakeLocked()
 	st.mu.Unlock()
-	if b := c.h.sink.Load(); dropped > 0 && b != nil {
+	if b := h.sink.Load(); dropped > 0 && b != nil {
 		b.Dropped("attribute updates of "+st.dev.Name, dropped, fmt.Errorf("more than %d updates waiting for the device's poll", maxUpdates))
 	}
-	return nil, nil
 }
 
 func (st *devState) wakeLocked() {
@@ -149,20 +240,27 @@ func (st *devState) wakeLocked() {
 
 // pollUpdate waits for an attribute update (an HTTP long poll) until ctx ends.
 func (st *devState) pollUpdate(ctx context.Context) ([]byte, bool) {
+	return popOrWait(ctx, st, &st.updates)
+}
+
+// popOrWait takes the first element of one of the device's lists (held
+// under st.mu), waiting for it to grow (st.wake) until ctx ends.
+func popOrWait[T any](ctx context.Context, st *devState, list *[]T) (T, bool) {
 	for {
 		st.mu.Lock()
-		if len(st.updates) > 0 {
-			u := st.updates[0]
-			st.updates = st.updates[1:]
+		if len(*list) > 0 {
+			v := (*list)[0]
+			*list = (*list)[1:]
 			st.mu.Unlock()
-			return u, true
+			return v, true
 		}
 		wake := st.wake
 		st.mu.Unlock()
 		select {
 		case <-wake:
 		case <-ctx.Done():
-			return nil, false
+			var zero T
+			return zero, false
 		}
 	}
 }
@@ -179,6 +277,41 @@ func (st *devState) dequeue(p *pendingRPC) {
 	}
 }
 
+// flush sends what waited for the device to its new CoAP observation
+// (what it does not take waits on).
+func (h *hub) flush(st *devState, what observed) {
+	if what == observeRPC {
+		for _, p := range st.takeQueued() {
+			if !h.deliverRPC(st, p) {
+				st.requeue(p)
+			}
+		}
+		return
+	}
+	for _, u := range st.takeUpdates() {
+		if !st.notifyObservers(observeAttributes, u) {
+			h.keepUpdate(st, u)
+		}
+	}
+}
+
+// requeue puts back a request no transport took.
+func (st *devState) requeue(p *pendingRPC) {
+	st.mu.Lock()
+	st.queue = append(st.queue, p)
+	st.wakeLocked()
+	st.mu.Unlock()
+}
+
+// takeUpdates removes and returns the kept attribute updates.
+func (st *devState) takeUpdates() [][]byte {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	u := st.updates
+	st.updates = nil
+	return u
+}
+
 // takeQueued removes and returns the queued requests (for an MQTT session
 // that just subscribed).
 func (st *devState) takeQueued() []*pendingRPC {
@@ -193,22 +326,7 @@ func (st *devState) takeQueued() []*pendingRPC {
 func (st *devState) poll(ctx context.Context) (*pendingRPC, bool) {
 	st.pollers.Add(1)
 	defer st.pollers.Add(-1)
-	for {
-		st.mu.Lock()
-		if len(st.queue) > 0 {
-			p := st.queue[0]
-			st.queue = st.queue[1:]
-			st.mu.Unlock()
-			return p, true
-		}
-		wake := st.wake
-		st.mu.Unlock()
-		select {
-		case <-wake:
-		case <-ctx.Done():
-			return nil, false
-		}
-	}
+	return popOrWait(ctx, st, &st.queue)
 }
 
 // reply hands the device's reply to the waiting request. A payload that

@@ -89,7 +89,7 @@ func Parse(o *spec.Obj, dir string) *Config {
 	c := &Config{}
 	c.MQTT = parseTransport(o, "mqtt", DefaultMQTTAddress, dir, true)
 	c.HTTP = parseTransport(o, "http", DefaultHTTPAddress, dir, true)
-	c.CoAP = parseTransport(o, "coap", DefaultCoAPAddress, dir, false)
+	c.CoAP = parseTransport(o, "coap", DefaultCoAPAddress, dir, true) // certificate: DTLS
 	c.MaxBody = int(o.IntRange("maxPayloadBytes", DefaultMaxBody, 64, 16<<20))
 	c.Report = report.Parse(o)
 	if !c.Enabled() {

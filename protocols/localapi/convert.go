@@ -185,6 +185,20 @@ type attributeRequest struct {
 	SharedKeys string `json:"sharedKeys"`
 }
 
+// errNoKeys: the gateway API asks the platform for attributes by key. With
+// an empty key list the platform answers client and shared attributes
+// merged into one object (and a single one without its name), so a device
+// request for all attributes cannot be answered faithfully.
+var errNoKeys = errors.New("attribute request without clientKeys or sharedKeys: the gateway can ask the platform only by key")
+
+// check refuses a request without keys.
+func (r attributeRequest) check() error {
+	if len(splitKeys(r.ClientKeys)) == 0 && len(splitKeys(r.SharedKeys)) == 0 {
+		return errNoKeys
+	}
+	return nil
+}
+
 func splitKeys(s string) []string {
 	var out []string
 	for _, k := range strings.Split(s, ",") {

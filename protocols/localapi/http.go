@@ -38,8 +38,8 @@ func startHTTP(ctx context.Context, c *Connector, sink protocols.Sink) (*http.Se
 	}
 	h := &httpAPI{c: c, sink: sink, ctx: ctx}
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /api/v1/{token}/telemetry", h.device(h.telemetry))
-	mux.HandleFunc("POST /api/v1/{token}/attributes", h.device(h.attributes))
+	mux.HandleFunc("POST /api/v1/{token}/telemetry", h.device(h.data(kindTelemetry)))
+	mux.HandleFunc("POST /api/v1/{token}/attributes", h.device(h.data(kindAttributes)))
 	mux.HandleFunc("GET /api/v1/{token}/attributes", h.device(h.getAttributes))
 	mux.HandleFunc("GET /api/v1/{token}/attributes/updates", h.device(h.pollUpdates))
 	mux.HandleFunc("GET /api/v1/{token}/rpc", h.device(h.pollRPC))
@@ -93,59 +93,37 @@ func (h *httpAPI) device(fn deviceHandler) http.HandlerFunc {
 	}
 }
 
-func (h *httpAPI) telemetry(w http.ResponseWriter, r *http.Request, st *devState, body []byte) {
-	samples, err := ParseTelemetry(body)
-	if err != nil {
-		h.sink.Malformed("http "+st.dev.Name+" telemetry", err)
-		jsonError(w, http.StatusBadRequest, err.Error())
-		return
-	}
-	pushes := make([]protocols.Push, len(samples))
-	for i, sm := range samples {
-		pushes[i] = protocols.Push{Device: st.dev.Name, Profile: st.dev.Profile, Report: st.dev.Report, Ts: sm.Ts, Reading: protocols.Reading{Telemetry: sm.Values}}
-	}
-	h.commit(w, r, pushes)
-}
-
-func (h *httpAPI) attributes(w http.ResponseWriter, r *http.Request, st *devState, body []byte) {
-	dps, err := ParseAttributes(body)
-	if err != nil {
-		h.sink.Malformed("http "+st.dev.Name+" attributes", err)
-		jsonError(w, http.StatusBadRequest, err.Error())
-		return
-	}
-	h.commit(w, r, []protocols.Push{{Device: st.dev.Name, Profile: st.dev.Profile, Report: st.dev.Report, Reading: protocols.Reading{Attributes: dps}}})
-}
-
-// commit answers 200 only once every push is committed to the journal.
-func (h *httpAPI) commit(w http.ResponseWriter, r *http.Request, pushes []protocols.Push) {
-	done := make(chan error, len(pushes))
-	for i := range pushes {
-		pushes[i].Done = func(err error) { done <- err }
-		if err := h.sink.Push(r.Context(), pushes[i]); err != nil {
-			jsonError(w, http.StatusServiceUnavailable, "not accepted: "+err.Error())
+// data takes a device's telemetry or attributes: 200 only once every
+// value is committed to the journal.
+func (h *httpAPI) data(kind string) deviceHandler {
+	return func(w http.ResponseWriter, r *http.Request, st *devState, body []byte) {
+		pushes, err := devicePushes(st.dev, kind, body)
+		if err != nil {
+			h.sink.Malformed("http "+st.dev.Name+" "+kind, err)
+			jsonError(w, http.StatusBadRequest, err.Error())
 			return
 		}
-	}
-	for range pushes {
-		select {
-		case err := <-done:
-			if err != nil {
-				jsonError(w, http.StatusServiceUnavailable, "not committed: "+err.Error())
-				return
+		if err := commitAll(r.Context(), h.sink, pushes); err != nil {
+			if r.Context().Err() == nil { // else the client is gone
+				jsonError(w, http.StatusServiceUnavailable, err.Error())
 			}
-		case <-r.Context().Done():
 			return
 		}
+		w.WriteHeader(http.StatusOK)
 	}
-	w.WriteHeader(http.StatusOK)
 }
 
 func (h *httpAPI) getAttributes(w http.ResponseWriter, r *http.Request, st *devState, _ []byte) {
 	q := r.URL.Query()
 	ctx, cancel := context.WithTimeout(r.Context(), attributeTimeout)
 	defer cancel()
-	resp := requestAttributes(ctx, h.sink, st.dev.Name, attributeRequest{ClientKeys: q.Get("clientKeys"), SharedKeys: q.Get("sharedKeys")})
+	req := attributeRequest{ClientKeys: q.Get("clientKeys"), SharedKeys: q.Get("sharedKeys")}
+	if err := req.check(); err != nil {
+		h.sink.Malformed("http "+st.dev.Name+" attribute request", err)
+		jsonError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	resp := requestAttributes(ctx, h.sink, st.dev.Name, req)
 	writeJSON(w, http.StatusOK, resp)
 }
 
@@ -166,39 +144,38 @@ func pollTimeout(w http.ResponseWriter, r *http.Request) (time.Duration, bool) {
 // pollUpdates is the long poll for shared-attribute updates: 200 with the
 // update, or 408 when none came within the timeout.
 func (h *httpAPI) pollUpdates(w http.ResponseWriter, r *http.Request, st *devState, _ []byte) {
-	timeout, ok := pollTimeout(w, r)
-	if !ok {
-		return
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), timeout)
-	defer cancel()
-	u, ok := st.pollUpdate(ctx)
-	if !ok {
-		w.WriteHeader(http.StatusRequestTimeout)
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(u)
+	longPoll(w, r, st.pollUpdate)
 }
 
 // pollRPC is the long poll for server-side RPC: 200 with the request, or
 // 408 when none came within the timeout.
 func (h *httpAPI) pollRPC(w http.ResponseWriter, r *http.Request, st *devState, _ []byte) {
+	longPoll(w, r, func(ctx context.Context) ([]byte, bool) {
+		p, ok := st.poll(ctx)
+		if !ok {
+			return nil, false
+		}
+		return rpcRequestPayload(p.req), true
+	})
+}
+
+// longPoll waits (?timeout= ms) for what next returns: 200 with it as
+// JSON, or 408.
+func longPoll(w http.ResponseWriter, r *http.Request, next func(context.Context) ([]byte, bool)) {
 	timeout, ok := pollTimeout(w, r)
 	if !ok {
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), timeout)
 	defer cancel()
-	p, ok := st.poll(ctx)
+	b, ok := next(ctx)
 	if !ok {
 		w.WriteHeader(http.StatusRequestTimeout)
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(rpcRequestPayload(p.req))
+	_, _ = w.Write(b)
 }
 
 func (h *httpAPI) replyRPC(w http.ResponseWriter, r *http.Request, st *devState, body []byte) {

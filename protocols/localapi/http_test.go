@@ -103,6 +103,9 @@ func TestHTTPWithCurl(t *testing.T) {
 	if r := curl(bin, base+"TOKEN_A/attributes?clientKeys=serial&sharedKeys=target,missing"); r.code != 200 || r.body != `{"client":{"serial":"X1"},"shared":{"target":7}}` {
 		t.Errorf("attribute read: %d %s", r.code, r.body)
 	}
+	if r := curl(bin, base+"TOKEN_A/attributes"); r.code != 400 || !strings.Contains(r.body, "only by key") {
+		t.Errorf("attribute read without keys: %d %s", r.code, r.body)
+	}
 
 	// Long poll: the device waits first, then the platform's RPC arrives.
 	poll := curlAsync(bin, base+"TOKEN_B/rpc?timeout=20000")

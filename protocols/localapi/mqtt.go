@@ -250,18 +250,12 @@ func (m *mqttServer) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []by
 		if strings.HasPrefix(f.Filter, s.st.prefix+topicRPCRequestPrefix) {
 			for _, p := range s.st.takeQueued() {
 				if !m.deliverRPC(s.st, p) {
-					s.st.mu.Lock()
-					s.st.queue = append(s.st.queue, p)
-					s.st.mu.Unlock()
+					s.st.requeue(p)
 				}
 			}
 		}
 		if f.Filter == s.st.prefix+topicAttributes {
-			s.st.mu.Lock()
-			updates := s.st.updates
-			s.st.updates = nil
-			s.st.mu.Unlock()
-			for _, u := range updates {
+			for _, u := range s.st.takeUpdates() {
 				_ = m.publish(s.st, topicAttributes, u)
 			}
 		}
@@ -321,27 +315,21 @@ func (m *mqttServer) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pack
 	d := s.st.dev
 	topic := pk.TopicName
 	switch {
-	case topic == topicTelemetry:
-		samples, err := ParseTelemetry(pk.Payload)
+	case topic == topicTelemetry || topic == topicAttributes:
+		kind := topic[len(topicMe):]
+		pushes, err := devicePushes(s.st.dev, kind, pk.Payload)
 		if err != nil {
-			return m.bad(s, pk, "telemetry", err)
-		}
-		pushes := make([]protocols.Push, len(samples))
-		for i, sm := range samples {
-			pushes[i] = protocols.Push{Device: d.Name, Profile: d.Profile, Report: d.Report, Ts: sm.Ts, Reading: protocols.Reading{Telemetry: sm.Values}}
+			return m.bad(s, pk, kind, err)
 		}
 		return m.commit(s, pk, pushes)
-	case topic == topicAttributes:
-		dps, err := ParseAttributes(pk.Payload)
-		if err != nil {
-			return m.bad(s, pk, "attributes", err)
-		}
-		return m.commit(s, pk, []protocols.Push{{Device: d.Name, Profile: d.Profile, Report: d.Report, Reading: protocols.Reading{Attributes: dps}}})
 	case strings.HasPrefix(topic, topicAttrRequestPrefix):
 		id := topic[len(topicAttrRequestPrefix):]
 		var req attributeRequest
 		if err := json.Unmarshal(pk.Payload, &req); err != nil || id == "" {
 			return m.bad(s, pk, "attribute request", fmt.Errorf("expected {\"clientKeys\":\"a,b\",\"sharedKeys\":\"c\"}: %v", err))
+		}
+		if err := req.check(); err != nil {
+			return m.bad(s, pk, "attribute request", err)
 		}
 		go m.answerAttributes(s.st, id, req)
 	case strings.HasPrefix(topic, topicRPCResponsePrefix):

@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -18,7 +20,8 @@ import (
 type localAPILoad struct {
 	port, devices, values int
 	period                time.Duration
-	sent                  atomic.Uint64 // PUBACKed by the gateway
+	http                  bool          // POST /api/v1/{token}/telemetry instead of MQTT
+	sent                  atomic.Uint64 // PUBACKed (or answered 200) by the gateway
 	failed                atomic.Uint64
 }
 
@@ -28,12 +31,19 @@ func (l *localAPILoad) section() string {
 	for i := range devs {
 		devs[i] = fmt.Sprintf(`{"name": "local-%d", "profile": "BenchSensor", "accessToken": "T%d"}`, i, i)
 	}
-	return fmt.Sprintf(`{"mqtt": {"enabled": true, "address": "127.0.0.1:%d"}, "maxPayloadBytes": 65536, "devices": [%s]}`, l.port, strings.Join(devs, ", "))
+	transport := "mqtt"
+	if l.http {
+		transport = "http"
+	}
+	return fmt.Sprintf(`{%q: {"enabled": true, "address": "127.0.0.1:%d"}, "maxPayloadBytes": 65536, "devices": [%s]}`, transport, l.port, strings.Join(devs, ", "))
 }
 
 // start connects every device (retrying until the gateway listens) and
 // starts its publishing, spread over one period.
 func (l *localAPILoad) start(ctx context.Context) error {
+	if l.http {
+		return l.startHTTP(ctx)
+	}
 	deadline := time.Now().Add(30 * time.Second)
 	for i := range l.devices {
 		o := paho3.NewClientOptions().AddBroker(fmt.Sprintf("tcp://127.0.0.1:%d", l.port)).SetClientID("local-" + strconv.Itoa(i)).
@@ -122,6 +132,53 @@ func (l *localAPILoad) publish(ctx context.Context, c paho3.Client, dev int) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		}
+	}
+}
+
+// startHTTP waits for the HTTP listener and starts one keep-alive client
+// per device, each POSTing as soon as its previous POST got its 200.
+func (l *localAPILoad) startHTTP(ctx context.Context) error {
+	deadline := time.Now().Add(30 * time.Second)
+	url := fmt.Sprintf("http://127.0.0.1:%d/api/v1/T0/telemetry", l.port)
+	for {
+		resp, err := http.Post(url, "application/json", strings.NewReader(`{"warmup":1}`))
+		if err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("local api http: %w", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for i := range l.devices {
+		go l.post(ctx, i)
+	}
+	return nil
+}
+
+func (l *localAPILoad) post(ctx context.Context, dev int) {
+	c := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}, Timeout: 30 * time.Second}
+	defer c.CloseIdleConnections()
+	url := fmt.Sprintf("http://127.0.0.1:%d/api/v1/T%d/telemetry", l.port, dev)
+	var b strings.Builder
+	var last int64
+	for n := 0; ctx.Err() == nil; n++ {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(l.payload(&b, n, &last)))
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := c.Do(req)
+		if err != nil {
+			l.failed.Add(1)
+			continue
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			l.sent.Add(1)
+		} else {
+			l.failed.Add(1)
 		}
 	}
 }

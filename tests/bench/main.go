@@ -10,6 +10,7 @@
 //	go run ./tests/bench -profile scale -automation   # with a task evaluating every value on the bus
 //	go run ./tests/bench -profile localapi            # 1000 devices on the local device API, 10 values every 1 s
 //	go run ./tests/bench -profile localapi-peak       # 10 local-API connections as fast as acknowledged
+//	go run ./tests/bench -profile localapi-http       # 8 keep-alive HTTP clients as fast as answered 200
 //	go run ./tests/bench -profile modbus-forward      # 1,000 events/s Modbus → forward → Modbus: latency and CPU
 package main
 
@@ -80,6 +81,7 @@ type profile struct {
 	poll                           time.Duration
 	mqtt                           bool // devices publish to an external broker instead
 	localAPI                       bool // devices publish to the gateway's local device API instead
+	localHTTP                      bool // ... over HTTP POSTs (keep-alive) instead of MQTT
 }
 
 var profiles = map[string]profile{
@@ -90,6 +92,9 @@ var profiles = map[string]profile{
 	// localapi-peak: 10 device connections publishing as fast as the
 	// gateway acknowledges (256 in flight each).
 	"localapi-peak": {devicesPerSim: 10, registers: 10, localAPI: true},
+	// localapi-http: 8 keep-alive HTTP clients POSTing telemetry, each
+	// waiting for its 200 (sent after the journal commit).
+	"localapi-http": {devicesPerSim: 8, registers: 10, localAPI: true, localHTTP: true},
 }
 
 // automationOn runs a task on every value (-automation).
@@ -110,7 +115,7 @@ func (p profile) withDevices(n int) profile {
 }
 
 func main() {
-	name := flag.String("profile", "all", "scale, throughput, mqtt, localapi, localapi-peak, modbus-forward or all")
+	name := flag.String("profile", "all", "scale, throughput, mqtt, localapi, localapi-peak, localapi-http, modbus-forward or all")
 	duration := flag.Duration("duration", 60*time.Second, "measurement time per profile")
 	storage := flag.String("storage", "file", "gateway storage type: file (Badger) or memory")
 	flag.BoolVar(&metricsOn, "metrics", false, "enable the gateway's http endpoint (metrics and their middleware)")
@@ -119,7 +124,7 @@ func main() {
 	flag.IntVar(&mqttRate, "rate", 60000, "mqtt profile: offered 10-value JSON messages per second")
 	flag.IntVar(&mqttBacklog, "backlog", 0, "mqtt profile: instead of -rate, queue this many messages for the gateway's offline session, then time the drain (no publisher competes for the CPU)")
 	flag.IntVar(&fwdRepeat, "repeat", 1, "modbus-forward profile: rounds of its three runs, interleaved")
-	devices := flag.Int("devices", 0, "scale profile: poll this many devices instead of 1000 (the README's 10 / 100 / 1000 device sizing)")
+	devices := flag.Int("devices", 0, "scale profile: poll this many devices instead of 1000 (the README's 10 / 100 / 1000 device sizing); localapi-http: this many clients instead of 8")
 	flag.Parse()
 	names := []string{*name}
 	if *name == "all" {
@@ -135,11 +140,14 @@ func main() {
 		}
 		p, ok := profiles[n]
 		if !ok {
-			fmt.Fprintf(os.Stderr, "bench: unknown profile %q (want scale, throughput, mqtt, localapi or all)\n", n)
+			fmt.Fprintf(os.Stderr, "bench: unknown profile %q (want scale, throughput, mqtt, localapi, localapi-peak, localapi-http, modbus-forward or all)\n", n)
 			os.Exit(2)
 		}
 		if *devices > 0 && n == "scale" {
 			p = p.withDevices(*devices)
+		}
+		if *devices > 0 && n == "localapi-http" {
+			p.devicesPerSim = *devices
 		}
 		if err := runProfile(n, p, *duration, *storage); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
@@ -278,7 +286,7 @@ func runProfile(name string, p profile, d time.Duration, storage string) error {
 		if err != nil {
 			return err
 		}
-		local = &localAPILoad{port: lp, devices: p.devicesPerSim, values: p.registers, period: p.poll}
+		local = &localAPILoad{port: lp, devices: p.devicesPerSim, values: p.registers, period: p.poll, http: p.localHTTP}
 		localSection = `, "localApi": ` + local.section()
 		connector = ""
 		if p.poll > 0 {
@@ -389,7 +397,11 @@ func runProfile(name string, p profile, d time.Duration, storage string) error {
 		if local.period == 0 {
 			every = "as fast as acknowledged (offered = acknowledged by the gateway)"
 		}
-		fmt.Printf("== %s: %d devices on the local device API (MQTT 3.1.1, one connection each) × %d values %s (QoS 1), storage %s, %s, metrics %v\n", name, local.devices, local.values, every, storage, d, metricsOn)
+		how := "MQTT 3.1.1, one connection each, QoS 1"
+		if local.http {
+			how = "HTTP POST, one keep-alive connection each, 200 after the commit"
+		}
+		fmt.Printf("== %s: %d devices on the local device API (%s) × %d values %s, storage %s, %s, metrics %v\n", name, local.devices, how, local.values, every, storage, d, metricsOn)
 		if err := local.start(ctx); err != nil {
 			return err
 		}
@@ -436,7 +448,10 @@ func runProfile(name string, p profile, d time.Duration, storage string) error {
 		offered = float64(local.sent.Load()-localSent0) * float64(p.registers) / elapsed.Seconds()
 	}
 	if local != nil {
-		fmt.Printf("acked        %d messages PUBACKed by the gateway's local API in all (%d not)\n", local.sent.Load(), local.failed.Load())
+		fmt.Printf("acked        %d messages acknowledged by the gateway's local API in all (%d not)\n", local.sent.Load(), local.failed.Load())
+		if local.period == 0 {
+			fmt.Printf("requests     %.0f messages/s acknowledged\n", float64(local.sent.Load()-localSent0)/elapsed.Seconds())
+		}
 	}
 	rss := observe.PeakRSS(gw.Process.Pid)
 	_ = gw.Process.Signal(syscall.SIGTERM)
