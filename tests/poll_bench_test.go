@@ -19,7 +19,7 @@ import (
 // with sync writes) and the uplink to mosquitto's PUBACK and the journal's
 // ack. One op is one poll; the benchmark ends when b.N polls were made and
 // everything they produced is acknowledged. allocs/op and B/op are for the
-// whole process (simulators included, about 3 of the allocations); cpu-µs/poll
+// whole process (the in-process simulators included); cpu-µs/poll
 // is the process's user+system CPU time per poll (getrusage), which, unlike
 // wall-clock CPU %, does not depend on what else runs on the machine;
 // ns/op is only the poll period divided by the device count.
