@@ -126,13 +126,10 @@ func (d *deviceActor) Receive(ctx actor.Context) {
 			d.startPushed(ctx)
 			return
 		}
-		// Stagger the first poll so a thousand devices do not all poll in the
-		// same millisecond (upstream #799).
-		stagger := time.Duration(0)
-		if p := min(d.info.PollPeriod, time.Second); p > 0 {
-			stagger = time.Duration(rand.Int64N(int64(p)))
-		}
-		d.next = time.Now().Add(stagger)
+		// Stagger the first poll over a few slots (see firstPoll).
+		now := time.Now()
+		stagger := firstPoll(now, d.info.PollPeriod, rand.Int64N)
+		d.next = now.Add(stagger)
 		d.arm(stagger)
 		ctx.Send(d.registry, &deviceUp{name: d.info.Name, connector: d.connector, pid: ctx.Self()})
 	case *routeRPC, *routeAttributes:

@@ -14,10 +14,47 @@ import (
 // of the actor (after a restart) is recognised and ignored.
 type pollTick struct{ owner *deviceActor }
 
+// arm schedules the next poll tick. One timer and one tick per actor
+// serve every poll (Reset re-arms the fired timer), so polling costs no
+// allocation for its schedule.
 func (d *deviceActor) arm(delay time.Duration) {
-	tick := &pollTick{owner: d}
-	sys, self := d.sys, d.self
-	d.timer = time.AfterFunc(delay, func() { sys.Root.Send(self, tick) })
+	if d.timer == nil {
+		tick := &pollTick{owner: d}
+		sys, self := d.sys, d.self
+		d.timer = time.AfterFunc(delay, func() { sys.Root.Send(self, tick) })
+		return
+	}
+	d.timer.Reset(delay)
+}
+
+// pollSlots is how many start times a poll period offers. Devices polling
+// at the same period start in one of these slots, not at a random
+// instant, so the polls of one slot share one journal commit, one platform
+// message and its PUBACK, and one ack: at low rates each poll otherwise
+// pays for all of that alone. A poll's latency (from its start) does not
+// change; only when it starts does.
+const (
+	pollSlots   = 10
+	maxSlotSize = 100 * time.Millisecond
+)
+
+// firstPoll is the delay to a device's first poll: a random slot of the
+// first period (upstream #799: a thousand devices must not all poll in
+// the same millisecond), on a grid of slot size aligned to the wall clock,
+// so every device of the same period lands on the same few instants.
+func firstPoll(now time.Time, period time.Duration, pick func(n int64) int64) time.Duration {
+	p := min(period, time.Second)
+	if p <= 0 {
+		return 0
+	}
+	slot := min(p/pollSlots, maxSlotSize)
+	if slot < time.Millisecond {
+		return time.Duration(pick(int64(p)))
+	}
+	n := int64(p / slot)
+	delay := time.Duration(pick(n)) * slot
+	// Align to the grid: wall-clock multiples of the slot size.
+	return delay + (slot-time.Duration(now.UnixNano())%slot)%slot
 }
 
 func (d *deviceActor) poll(ctx actor.Context) {

@@ -12,6 +12,7 @@
 //	go run ./tests/bench -profile localapi-peak       # 10 local-API connections as fast as acknowledged
 //	go run ./tests/bench -profile localapi-http       # 8 keep-alive HTTP clients as fast as answered 200
 //	go run ./tests/bench -profile modbus-forward      # 1,000 events/s Modbus → forward → Modbus: latency and CPU
+//	go run ./tests/bench -profile scale -devices 100 -cpuprofile cpu.pprof -memprofile mem.pprof
 package main
 
 import (
@@ -100,6 +101,11 @@ var profiles = map[string]profile{
 // automationOn runs a task on every value (-automation).
 var automationOn bool
 
+// cpuProfile and memProfile are files the gateway writes its CPU profile
+// (from start to stop) and heap profile (at stop, with the allocations
+// since start) to; "" for none.
+var cpuProfile, memProfile string
+
 // mqttRate is the mqtt profile's offered load in messages/s; with
 // mqttBacklog > 0 the profile instead measures how fast the gateway drains
 // that many messages queued for it on the device broker.
@@ -124,6 +130,8 @@ func main() {
 	flag.IntVar(&mqttRate, "rate", 60000, "mqtt profile: offered 10-value JSON messages per second")
 	flag.IntVar(&mqttBacklog, "backlog", 0, "mqtt profile: instead of -rate, queue this many messages for the gateway's offline session, then time the drain (no publisher competes for the CPU)")
 	flag.IntVar(&fwdRepeat, "repeat", 1, "modbus-forward profile: rounds of its three runs, interleaved")
+	flag.StringVar(&cpuProfile, "cpuprofile", "", "write the gateway's CPU profile (whole run, warm-up included) to this file")
+	flag.StringVar(&memProfile, "memprofile", "", "write the gateway's heap profile (alloc_objects/alloc_space since start) to this file at stop")
 	devices := flag.Int("devices", 0, "scale profile: poll this many devices instead of 1000 (the README's 10 / 100 / 1000 device sizing); localapi-http: this many clients instead of 8")
 	flag.Parse()
 	names := []string{*name}
@@ -385,6 +393,15 @@ func runProfile(name string, p profile, d time.Duration, storage string) error {
 	gw := exec.Command(bin, "run", "-c", filepath.Join(dir, "tb_gateway.json"), "--log-level", "error")
 	gw.Stderr = os.Stderr
 	gw.Env = os.Environ()
+	for env, path := range map[string]string{"IOTGW_CPUPROFILE": cpuProfile, "IOTGW_MEMPROFILE": memProfile} {
+		if path != "" {
+			abs, err := filepath.Abs(path)
+			if err != nil {
+				return err
+			}
+			gw.Env = append(gw.Env, env+"="+abs)
+		}
+	}
 	if load != nil && mqttBacklog > 0 {
 		st2.countOnly = true
 		return drain(ctx, gw, load, st2, name, storage)
