@@ -75,11 +75,12 @@ type Trigger struct {
 	Cron     cron.Schedule // cron with seconds
 	CronText string
 	Location *time.Location
-	Missed   string // MissedSkip or MissedRunOnce (clock triggers)
+	Sun      *SunSchedule // sunrise or sunset (sun.go)
+	Missed   string       // MissedSkip or MissedRunOnce (clock triggers)
 }
 
 // Clock reports whether the trigger is a clock (interval or cron).
-func (t Trigger) Clock() bool { return t.Every > 0 || t.Cron != nil }
+func (t Trigger) Clock() bool { return t.Every > 0 || t.Cron != nil || t.Sun != nil }
 
 // Task calls its actions when triggered and its condition holds (for For,
 // when set).
@@ -170,9 +171,11 @@ func Parse(path string, raw []byte) (*Config, *spec.Problems) {
 		o.Done()
 		cfg.Forwards = append(cfg.Forwards, f)
 	}
+	site := root.Obj("location")
 	for _, o := range root.List("tasks") {
 		cfg.Tasks = append(cfg.Tasks, parseTask(o, unique(o, "task")))
 	}
+	placeSun(cfg.Tasks, site, ps, name)
 	root.Done()
 	return cfg, ps
 }
@@ -216,7 +219,7 @@ func parseTask(o *spec.Obj, name string) *Task {
 	}
 	tr := o.Obj("trigger")
 	if tr == nil {
-		o.Errorf("trigger", "is required (event, every or cron)")
+		o.Errorf("trigger", "is required (event, every, cron or sun)")
 	} else {
 		t.Trigger = parseTrigger(tr)
 	}
@@ -273,9 +276,13 @@ func parseTrigger(o *spec.Obj) Trigger {
 			t.Cron = sched
 		}
 	}
+	if o.Has("sun") {
+		set++
+		t.Sun = parseSun(o)
+	}
 	t.Missed = o.Enum("missed", MissedSkip, MissedSkip, MissedRunOnce)
 	if set != 1 {
-		o.Errorf("", "want exactly one of event, every and cron")
+		o.Errorf("", "want exactly one of event, every, cron and sun")
 	}
 	o.Done()
 	return t

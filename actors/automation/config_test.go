@@ -93,7 +93,7 @@ tasks:
 		`automation.yaml:8: tasks[0].name: "f" is already the name of forward forwards[0]`,
 		`automation.yaml:9: tasks[0].trigger.event: bad topic pattern "devices/x/y"`,
 		`automation.yaml:9: tasks[0].trigger.cron: "61 * * * * *"`,
-		`automation.yaml:9: tasks[0].trigger: want exactly one of event, every and cron`,
+		`automation.yaml:9: tasks[0].trigger: want exactly one of event, every, cron and sun`,
 		`automation.yaml:10: tasks[0].condition: `,
 		`automation.yaml:12: tasks[0].actions[0].handler: "webhok" is not a handler (did you mean "webhook"?)`,
 		`automation.yaml:13: tasks[0].actions[1]: params.value: {{nope}} names no variable`,

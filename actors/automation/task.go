@@ -335,6 +335,9 @@ func idempotencyKey(task, source string, at time.Time, action int) string {
 // nextRun is the trigger's first run after t.
 func (a *taskActor) nextRun(t time.Time) time.Time {
 	tr := a.t.Trigger
+	if tr.Sun != nil {
+		return tr.Sun.Next(t, a.log)
+	}
 	if tr.Cron != nil {
 		return tr.Cron.Next(t.In(tr.Location))
 	}
