@@ -56,6 +56,23 @@ func (e *Engine) WatchFile(path string, every time.Duration, done func(error)) (
 		}
 		e.fileMu.Unlock()
 	}
+	return PollFile(path, every, func(raw []byte, sum [32]byte) bool {
+		e.fileMu.Lock()
+		same := sum == e.fileSum
+		e.fileMu.Unlock()
+		if !same {
+			done(e.ReloadFile(path))
+		}
+		return true
+	})
+}
+
+// PollFile reads path every every and calls changed with content that has
+// stayed the same for two polls in a row (an editor or copy writing in
+// place is not caught halfway); the caller skips content it has seen. A
+// missing or unreadable file is skipped (an editor's rename).
+// Polling ends when changed returns false or stop is called.
+func PollFile(path string, every time.Duration, changed func(raw []byte, sum [32]byte) bool) (stop func()) {
 	quit := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -72,22 +89,16 @@ func (e *Engine) WatchFile(path string, every time.Duration, done func(error)) (
 			}
 			raw, err := os.ReadFile(path)
 			if err != nil {
-				continue // gone or unreadable for a moment (an editor's rename): the running one stays
-			}
-			sum := sha256.Sum256(raw)
-			e.fileMu.Lock()
-			same := sum == e.fileSum
-			e.fileMu.Unlock()
-			if same {
 				continue
 			}
-			// Reloaded once two polls in a row read the same new content:
-			// an editor or copy writing in place is not caught halfway.
+			sum := sha256.Sum256(raw)
 			if sum != pending {
 				pending = sum
 				continue
 			}
-			done(e.ReloadFile(path))
+			if !changed(raw, sum) {
+				return
+			}
 		}
 	}()
 	return func() { close(quit); wg.Wait() }

@@ -120,44 +120,17 @@ func awaitAutomation(gw *actors.Gateway, path string, log zerolog.Logger) (stop 
 		}
 		return true, nil
 	})
-	quit := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		t := time.NewTicker(watchEvery)
-		defer t.Stop()
-		var pending [32]byte
-		for {
-			select {
-			case <-quit:
-				return
-			case <-t.C:
-			}
-			raw, err := os.ReadFile(path)
-			if err != nil {
-				continue // not there yet
-			}
-			// As the engine's watch: content is tried once it has stayed
-			// the same for one check, not halfway through a write.
-			if sum := sha256.Sum256(raw); sum != pending {
-				pending = sum
-				continue
-			}
-			if changed, err := try(raw); changed && err != nil {
-				log.Error().Msg(err.Error())
-			}
-			mu.Lock()
-			started := running != nil
-			mu.Unlock()
-			if started {
-				return // the engine watches the file from here on
-			}
+	stopPoll := automation.PollFile(path, watchEvery, func(raw []byte, _ [32]byte) bool {
+		changed, err := try(raw)
+		if changed && err != nil {
+			log.Error().Msg(err.Error())
 		}
-	}()
+		mu.Lock()
+		defer mu.Unlock()
+		return running == nil // once started, the engine watches the file
+	})
 	return func() {
-		close(quit)
-		wg.Wait()
+		stopPoll()
 		mu.Lock()
 		stopped = true
 		stop := running
