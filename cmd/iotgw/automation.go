@@ -63,11 +63,9 @@ func startAutomation(gw *actors.Gateway, mainPath string, log zerolog.Logger) (s
 		}
 	}
 	if err == nil && cfg != nil {
-		stop, err := runAutomation(gw, cfg, path, log)
-		if err == nil {
+		if stop, err = runAutomation(gw, cfg, path, log); err == nil {
 			return stop, nil
 		}
-		return awaitAutomation(gw, path, log), err
 	}
 	return awaitAutomation(gw, path, log), err
 }
@@ -106,19 +104,11 @@ func awaitAutomation(gw *actors.Gateway, path string, log zerolog.Logger) (stop 
 		return true, nil
 	}
 	gw.SetAutomationRemote(func(text []byte) (bool, error) {
-		if _, ps := automation.Parse(path, text); ps.Err() != nil {
-			return true, fmt.Errorf("automation not applied:\n%w", ps.Err())
+		if err := storeAutomation(path, text); err != nil {
+			return true, fmt.Errorf("automation not applied:\n%w", err)
 		}
-		if err := backupAutomation(path, time.Now()); err != nil {
-			return true, fmt.Errorf("automation not applied: backing up %s: %w", path, err)
-		}
-		if err := atomicfile.Write(path, text, 0o600); err != nil {
-			return true, fmt.Errorf("automation not applied: %w", err)
-		}
-		if _, err := try(text); err != nil {
-			return true, err
-		}
-		return true, nil
+		_, err := try(text)
+		return true, err
 	})
 	stopPoll := automation.PollFile(path, watchEvery, func(raw []byte, _ [32]byte) bool {
 		changed, err := try(raw)
@@ -201,16 +191,22 @@ func applyRemoteAutomation(eng *automation.Engine, path string, text []byte) (bo
 	if cur, err := os.ReadFile(path); err == nil && bytes.Equal(cur, text) {
 		return false, nil
 	}
-	if _, ps := automation.Parse(path, text); ps.Err() != nil {
-		return true, fmt.Errorf("automation not applied; the running automation stays:\n%w", ps.Err())
-	}
-	if err := backupAutomation(path, time.Now()); err != nil {
-		return true, fmt.Errorf("automation not applied: backing up %s: %w", path, err)
-	}
-	if err := atomicfile.Write(path, text, 0o600); err != nil {
-		return true, fmt.Errorf("automation not applied: %w", err)
+	if err := storeAutomation(path, text); err != nil {
+		return true, fmt.Errorf("automation not applied; the running automation stays:\n%w", err)
 	}
 	return true, eng.ReloadFile(path)
+}
+
+// storeAutomation validates text as an automation file and writes it to
+// path, the previous file kept by backupAutomation.
+func storeAutomation(path string, text []byte) error {
+	if _, ps := automation.Parse(path, text); ps.Err() != nil {
+		return ps.Err()
+	}
+	if err := backupAutomation(path, time.Now()); err != nil {
+		return fmt.Errorf("backing up %s: %w", path, err)
+	}
+	return atomicfile.Write(path, text, 0o600)
 }
 
 // backupAutomation keeps path's current content as

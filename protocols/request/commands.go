@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"net/url"
 	"strconv"
 	"strings"
@@ -416,30 +415,15 @@ func (c *Connector) send(ctx context.Context, d *downlink, env map[string]any, c
 // stopping at the first that fails. Each takes the entry's httpMethod,
 // headers and timeout unless the script gives "method" or "headers".
 func (c *Connector) sendScript(ctx context.Context, d *downlink, cmd script.Command) (int, []byte, json.RawMessage, error) {
-	outs, err := d.script.DownlinkFor(cmd, script.HTTPKeys)
+	outs, err := d.script.HTTPRequests(cmd, d.http.Method, d.http.Headers)
 	if err != nil {
 		return 0, nil, nil, fmt.Errorf("%s: %w", d.path, err)
-	}
-	if len(outs) == 0 {
-		return 0, nil, nil, fmt.Errorf("%s: %s: downlink returned no request to send", d.path, d.script.File)
 	}
 	var status int
 	var ans []byte
 	for _, o := range outs {
-		if o.URL == "" {
-			return 0, nil, nil, fmt.Errorf("%s: %s: downlink returned no \"url\"", d.path, d.script.File)
-		}
 		h := d.http
-		if o.Method != "" {
-			h.Method = o.Method
-		}
-		if len(o.Headers) > 0 {
-			h.Headers = maps.Clone(h.Headers)
-			if h.Headers == nil {
-				h.Headers = map[string]string{}
-			}
-			maps.Copy(h.Headers, o.Headers)
-		}
+		h.Method, h.Headers = o.Method, o.Headers
 		if status, ans, err = c.try(ctx, d, o.URL, h, o.Payload); err != nil {
 			return status, ans, nil, err
 		}

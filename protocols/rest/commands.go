@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"net/http"
 	"strconv"
 	"strings"
@@ -129,30 +128,15 @@ func (c *Connector) send(ctx context.Context, o *outRule, env map[string]any, cm
 		rep, err := c.sendTemplate(ctx, o, env)
 		return rep, nil, err
 	}
-	outs, err := o.script.DownlinkFor(cmd, script.HTTPKeys)
+	outs, err := o.script.HTTPRequests(cmd, o.g.Method, o.g.Headers)
 	if err != nil {
 		return reply{}, nil, fmt.Errorf("%s: %w", o.g.Path, err)
 	}
-	if len(outs) == 0 {
-		return reply{}, nil, fmt.Errorf("%s: %s: downlink returned no request to send", o.g.Path, o.script.File)
-	}
 	var rep reply
 	for _, out := range outs {
-		if out.URL == "" {
-			return reply{}, nil, fmt.Errorf("%s: %s: downlink returned no \"url\"", o.g.Path, o.script.File)
-		}
 		req := *o
 		g := *o.g
-		if out.Method != "" {
-			g.Method = out.Method
-		}
-		if len(out.Headers) > 0 {
-			g.Headers = maps.Clone(g.Headers)
-			if g.Headers == nil {
-				g.Headers = map[string]string{}
-			}
-			maps.Copy(g.Headers, out.Headers)
-		}
+		g.Method, g.Headers = out.Method, out.Headers
 		req.g = &g
 		if rep, err = c.try(ctx, &req, withScheme(out.URL), string(out.Payload)); err != nil {
 			return reply{}, nil, err

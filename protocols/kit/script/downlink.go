@@ -134,6 +134,37 @@ func (s *Script) DownlinkFor(c Command, keys Keys) ([]Output, error) {
 	return outs, nil
 }
 
+// HTTPRequests runs downlink for an HTTP connector: the requests to send,
+// in order, each with a "url" and with method and headers resolved against
+// the entry's (method when the script gives none; the script's headers
+// added to and over the entry's, which are not changed).
+func (s *Script) HTTPRequests(c Command, method string, headers map[string]string) ([]Output, error) {
+	outs, err := s.DownlinkFor(c, HTTPKeys)
+	if err != nil {
+		return nil, err
+	}
+	if len(outs) == 0 {
+		return nil, fmt.Errorf("%s: downlink returned no request to send", s.File)
+	}
+	for i := range outs {
+		o := &outs[i]
+		if o.URL == "" {
+			return nil, fmt.Errorf("%s: downlink returned no \"url\"", s.File)
+		}
+		if o.Method == "" {
+			o.Method = method
+		}
+		if len(o.Headers) == 0 {
+			o.Headers = headers
+		} else if len(headers) > 0 {
+			merged := maps.Clone(headers)
+			maps.Copy(merged, o.Headers)
+			o.Headers = merged
+		}
+	}
+	return outs, nil
+}
+
 // DefaultReply is an RPC's answer when no output gives "reply".
 var DefaultReply = json.RawMessage(`{"success":true}`)
 
