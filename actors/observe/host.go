@@ -59,19 +59,29 @@ func RSS() uint64 {
 
 // PeakRSS is the peak resident set size (VmHWM) of process pid in bytes;
 // pid 0 is this process.
-func PeakRSS(pid int) int64 {
+func PeakRSS(pid int) int64 { return statusKB(pid, "VmHWM:") << 10 }
+
+// ProcessRSS is the resident set size (VmRSS) of process pid in bytes and
+// its file-backed part (RssFile: mapped code and data); pid 0 is this
+// process.
+func ProcessRSS(pid int) (rss, file int64) {
+	return statusKB(pid, "VmRSS:") << 10, statusKB(pid, "RssFile:") << 10
+}
+
+// statusKB reads a "Name:  N kB" line of /proc/<pid>/status; 0 when absent.
+func statusKB(pid int, name string) int64 {
 	raw, err := os.ReadFile(procPath(pid, "status"))
 	if err != nil {
 		return 0
 	}
 	for _, line := range strings.Split(string(raw), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+		if rest, ok := strings.CutPrefix(line, name); ok {
 			f := strings.Fields(rest)
 			if len(f) == 0 {
 				return 0
 			}
 			kb, _ := strconv.ParseInt(f[0], 10, 64)
-			return kb << 10
+			return kb
 		}
 	}
 	return 0

@@ -14,6 +14,9 @@ func TestHostFiguresOnLinux(t *testing.T) {
 	if m := ReadMemory(); m.Total == 0 || m.Available > m.Total {
 		t.Fatalf("memory %+v", m)
 	}
+	if rss, file := ProcessRSS(0); rss == 0 || file == 0 || file > rss {
+		t.Fatalf("rss %d, of it file-backed %d", rss, file)
+	}
 	if RSS() == 0 || PeakRSS(0) == 0 || PeakRSS(os.Getpid()) == 0 {
 		t.Fatalf("rss %d, peak %d", RSS(), PeakRSS(0))
 	}

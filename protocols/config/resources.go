@@ -7,6 +7,11 @@ type Resources struct {
 	// MemoryLimitMB is the Go runtime's soft memory limit in MiB; 0 leaves it to GOMEMLIMIT
 	// or, without that, to 90 % of the cgroup (container, systemd MemoryMax) limit.
 	MemoryLimitMB int64
+	// KeepStartupPages keeps the binary's start-up code and data mapped:
+	// by default, once start-up has settled, those read-only pages are
+	// handed back to the kernel (most of the binary is touched only while
+	// starting, and stays resident otherwise).
+	KeepStartupPages bool
 }
 
 func parseResources(root *spec.Obj) Resources {
@@ -17,6 +22,7 @@ func parseResources(root *spec.Obj) Resources {
 		if r.MemoryLimitMB > 0 && r.MemoryLimitMB < 16 {
 			o.Errorf("memoryLimitMB", "%d is below the 16 MiB the gateway needs", r.MemoryLimitMB)
 		}
+		r.KeepStartupPages = o.Bool("keepStartupPages", false)
 		o.Done()
 	}
 	return r

@@ -18,6 +18,7 @@ func TestResources(t *testing.T) {
 		{`, "resources": {"memoryLimitMB": 8}`, 0, "resources.memoryLimitMB: 8 is below"},
 		{`, "resources": {"memoryLimitMB": "lots"}`, 0, "resources.memoryLimitMB"},
 		{`, "resources": {"memoryLimitMb": 96}`, 0, "memoryLimitMb"},
+		{`, "resources": {"keepStartupPages": "yes"}`, 0, "resources.keepStartupPages"},
 	} {
 		dir := t.TempDir()
 		path := filepath.Join(dir, "tb_gateway.json")

@@ -101,6 +101,9 @@ var profiles = map[string]profile{
 // automationOn runs a task on every value (-automation).
 var automationOn bool
 
+// keepStartupPages sets the gateway's resources.keepStartupPages.
+var keepStartupPages bool
+
 // cpuProfile and memProfile are files the gateway writes its CPU profile
 // (from start to stop) and heap profile (at stop, with the allocations
 // since start) to; "" for none.
@@ -130,6 +133,7 @@ func main() {
 	flag.IntVar(&mqttRate, "rate", 60000, "mqtt profile: offered 10-value JSON messages per second")
 	flag.IntVar(&mqttBacklog, "backlog", 0, "mqtt profile: instead of -rate, queue this many messages for the gateway's offline session, then time the drain (no publisher competes for the CPU)")
 	flag.IntVar(&fwdRepeat, "repeat", 1, "modbus-forward profile: rounds of its three runs, interleaved")
+	flag.BoolVar(&keepStartupPages, "keep-startup-pages", false, "run the gateway with resources.keepStartupPages (RSS as before the start-up pages were released)")
 	flag.StringVar(&cpuProfile, "cpuprofile", "", "write the gateway's CPU profile (whole run, warm-up included) to this file")
 	flag.StringVar(&memProfile, "memprofile", "", "write the gateway's heap profile (alloc_objects/alloc_space since start) to this file at stop")
 	devices := flag.Int("devices", 0, "scale profile: poll this many devices instead of 1000 (the README's 10 / 100 / 1000 device sizing); localapi-http: this many clients instead of 8")
@@ -339,7 +343,7 @@ func runProfile(name string, p profile, d time.Duration, storage string) error {
 		metricsURL = fmt.Sprintf("http://127.0.0.1:%d/metrics", hp)
 	}
 	main := fmt.Sprintf(`{"thingsboard": {"host": "127.0.0.1", "port": %d, "security": {"accessToken": "bench"}},
-  "storage": %s, "connectors": [%s]%s%s}`, port, st, connector, httpSection, localSection)
+  "storage": %s, "connectors": [%s]%s%s, "resources": {"keepStartupPages": %v}}`, port, st, connector, httpSection, localSection, keepStartupPages)
 	if err := os.WriteFile(filepath.Join(dir, "tb_gateway.json"), []byte(main), 0o600); err != nil {
 		return err
 	}
@@ -352,8 +356,8 @@ func runProfile(name string, p profile, d time.Duration, storage string) error {
 	}
 
 	bin := filepath.Join(dir, "iotgw")
-	if out, err := exec.Command("go", "build", "-o", bin, "./cmd/iotgw").CombinedOutput(); err != nil {
-		return fmt.Errorf("build: %v\n%s", err, out)
+	if err := buildGateway(bin); err != nil {
+		return err
 	}
 
 	st2 := &stats{}
@@ -430,8 +434,10 @@ func runProfile(name string, p profile, d time.Duration, storage string) error {
 	} else {
 		fmt.Printf("== %s: %d devices × %d values every %s, storage %s, %s, metrics %v, automation %v\n", name, p.sims*p.devicesPerSim, p.registers, p.poll, storage, d, metricsOn, automationOn)
 	}
-	// Warm up: let every device connect and the first polls drain.
-	time.Sleep(5 * time.Second)
+	// Warm up: let every device connect, the first polls drain and the
+	// gateway release its start-up pages (10 s after it started), so the
+	// window sees the steady state.
+	time.Sleep(12 * time.Second)
 	var sent0, localSent0 uint64
 	if load != nil {
 		sent0 = load.sent.Load()
@@ -448,8 +454,11 @@ func runProfile(name string, p profile, d time.Duration, storage string) error {
 	if metricsOn {
 		go scrapeLoop(metricsURL, stopScrape, scraped)
 	}
+	rssDone := make(chan rssStats, 1)
+	go sampleRSS(gw.Process.Pid, stopScrape, rssDone)
 	time.Sleep(d)
 	close(stopScrape)
+	rs := <-rssDone
 	st2.mu.Lock()
 	st2.counting = false
 	values, msgs, lat := st2.values, st2.messages, append([]time.Duration(nil), st2.latencies...)
@@ -485,7 +494,8 @@ func runProfile(name string, p profile, d time.Duration, storage string) error {
 	fmt.Printf("delivered    %.0f values/s (%d values in %d messages, PUBACKed and received)\n", float64(values)/elapsed.Seconds(), values, msgs)
 	fmt.Printf("latency      p50 %s  p99 %s (poll start or publish → received from the broker)\n", pct(0.50).Round(time.Millisecond), pct(0.99).Round(time.Millisecond))
 	fmt.Printf("gateway CPU  %.2f s in %.0f s = %.1f %% of one core\n", cpu.Seconds(), elapsed.Seconds(), 100*cpu.Seconds()/elapsed.Seconds())
-	fmt.Printf("gateway RSS  peak %.1f MB\n", float64(rss)/(1<<20))
+	fmt.Printf("gateway RSS  average %.1f MB (of it code and data mapped from the binary %.1f MB), end %.1f MB, peak %.1f MB (start-up included)\n",
+		rs.avg/(1<<20), rs.avgFile/(1<<20), float64(rs.last)/(1<<20), float64(rss)/(1<<20))
 	if metricsOn {
 		sc := <-scraped
 		fmt.Printf("metrics      %d scrapes of /metrics (every %s), %.1f KB each\n", sc[0], scrapeEvery, float64(sc[1])/1024)

@@ -171,8 +171,8 @@ func runModbusForward(d time.Duration) error {
 		return err
 	}
 	bin := filepath.Join(dir, "iotgw")
-	if out, err := exec.Command("go", "build", "-o", bin, "./cmd/iotgw").CombinedOutput(); err != nil {
-		return fmt.Errorf("build: %v\n%s", err, out)
+	if err := buildGateway(bin); err != nil {
+		return err
 	}
 	fmt.Printf("== modbus-forward: %d source units polled every %s (a new value each read) → %d forwards → %d target units; %s per run\n",
 		fwdUnits, fwdPoll, fwdUnits, fwdUnits, d)
