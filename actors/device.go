@@ -33,6 +33,8 @@ type deviceEnv struct {
 	syncShared func(device string, keys []string)
 	// bus gets every emitted value and lifecycle event (nil: none).
 	bus *bus.Bus
+	// polls counts polls in flight for the journal's early commit (nil: none).
+	polls *pollGate
 }
 
 // connectorType is the configured type of the named connector, "" when
@@ -63,6 +65,8 @@ type deviceActor struct {
 	self      *actor.PID
 	sys       *actor.ActorSystem
 	timer     *time.Timer
+	pollCtx   pollContext // reusable poll deadline (protocols.ReusableContextPoller)
+	expectAt  int64       // the armed poll's instant, registered with env.polls; 0: none
 	next      time.Time
 	tel, attr *report.Filter
 	connected bool
@@ -148,6 +152,10 @@ func (d *deviceActor) Receive(ctx actor.Context) {
 	case *actor.Stopping, *actor.Restarting:
 		if d.timer != nil {
 			d.timer.Stop()
+		}
+		if d.expectAt != 0 {
+			d.env.polls.drop(d.expectAt)
+			d.expectAt = 0
 		}
 		if d.stopTick != nil {
 			d.stopTick()

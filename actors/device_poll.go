@@ -2,6 +2,8 @@ package actors
 
 import (
 	"context"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -17,7 +19,13 @@ type pollTick struct{ owner *deviceActor }
 // arm schedules the next poll tick. One timer and one tick per actor
 // serve every poll (Reset re-arms the fired timer), so polling costs no
 // allocation for its schedule.
+// The poll is registered with the journal's pollGate under d.next.
 func (d *deviceActor) arm(delay time.Duration) {
+	if d.expectAt != 0 {
+		d.env.polls.drop(d.expectAt)
+	}
+	d.expectAt = d.next.UnixNano()
+	d.env.polls.expect(d.expectAt)
 	if d.timer == nil {
 		tick := &pollTick{owner: d}
 		sys, self := d.sys, d.self
@@ -57,11 +65,119 @@ func firstPoll(now time.Time, period time.Duration, pick func(n int64) int64) ti
 	return delay + (slot-time.Duration(now.UnixNano())%slot)%slot
 }
 
+// pollGate tells the journal when a slot's polls are all in, so it commits
+// then instead of waiting out its linger (and, for a slot whose polls take
+// longer than one linger, such as a hundred devices behind five serialised
+// Modbus links, a second one). Devices register each poll when they arm its
+// timer, under its scheduled instant (the slots are wall-clock instants, so
+// the devices of a slot share one); the device whose poll ends the last one
+// due sends the journal slotPolled.
+//
+// The last one due: no poll registered for an instant up to lookahead (the
+// journal's linger) from now is outstanding. A slot due within the linger
+// would share its commit anyway (fast polling), and such polls keep the
+// linger's batching. A poll outstanding for longer than staleAfter (a
+// silent slave waiting out its timeout) no longer holds the others back.
+type pollGate struct {
+	mu        sync.Mutex
+	lookahead time.Duration
+	due       map[int64]int32 // scheduled instant (unix ns) → polls registered, not ended
+}
+
+const (
+	staleAfter  = time.Second
+	forgetAfter = time.Minute // an instant no poll will end any more (a lost tick)
+)
+
+func (g *pollGate) setLookahead(d time.Duration) {
+	g.mu.Lock()
+	g.lookahead = d
+	g.mu.Unlock()
+}
+
+// expect registers a poll scheduled at the instant at.
+func (g *pollGate) expect(at int64) {
+	if g == nil {
+		return
+	}
+	g.mu.Lock()
+	if g.due == nil {
+		g.due = map[int64]int32{}
+	}
+	g.due[at]++
+	g.mu.Unlock()
+}
+
+// drop forgets a registered poll that will not run (its actor stopped).
+func (g *pollGate) drop(at int64) {
+	if g == nil {
+		return
+	}
+	g.mu.Lock()
+	g.remove(at)
+	g.mu.Unlock()
+}
+
+func (g *pollGate) remove(at int64) {
+	if n := g.due[at]; n > 1 {
+		g.due[at] = n - 1
+	} else {
+		delete(g.due, at)
+	}
+}
+
+// end unregisters a poll that ended and reports whether it was the last one
+// due (see pollGate).
+func (g *pollGate) end(at int64, now time.Time) bool {
+	if g == nil {
+		return false
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.remove(at)
+	if g.due[at] > 0 {
+		return false
+	}
+	horizon := now.Add(g.lookahead).UnixNano()
+	stale, forget := now.Add(-staleAfter).UnixNano(), now.Add(-forgetAfter).UnixNano()
+	last := true
+	for k := range g.due {
+		switch {
+		case k < forget:
+			delete(g.due, k)
+		case k > stale && k <= horizon:
+			last = false
+		}
+	}
+	return last
+}
+
+// pollEnded runs after the poll's events were handed to the journal (or
+// after a panic), so slotPolled arrives behind every append of the slot.
+func (d *deviceActor) pollEnded(ctx actor.Context, at int64) {
+	if at != 0 && d.env.polls.end(at, time.Now()) {
+		ctx.Send(d.journal, slotPolledMsg)
+	}
+}
+
 func (d *deviceActor) poll(ctx actor.Context) {
+	// schedule registers the next poll before this one ends.
+	at := d.expectAt
+	d.expectAt = 0
+	defer d.pollEnded(ctx, at)
 	started := time.Now()
-	pctx, cancel := context.WithTimeout(context.Background(), max(d.info.PollPeriod, 5*time.Second))
-	reading, err := d.dev.Poll(pctx)
-	cancel()
+	timeout := max(d.info.PollPeriod, 5*time.Second)
+	var reading protocols.Reading
+	var err error
+	if _, ok := d.dev.(protocols.ReusableContextPoller); ok {
+		pc := d.pollCtx.start(started, timeout)
+		reading, err = d.dev.Poll(pc)
+		d.pollCtx.stop()
+	} else {
+		pctx, cancel := context.WithTimeout(context.Background(), timeout)
+		reading, err = d.dev.Poll(pctx)
+		cancel()
+	}
 	now := time.Now()
 	d.counters.Polls.Add(1)
 	d.cc.Polls.Add(1)
@@ -128,3 +244,87 @@ func (d *deviceActor) schedule(now time.Time) {
 	}
 	d.arm(d.next.Sub(now))
 }
+
+// pollContext is a device's reusable poll deadline, for drivers that only
+// read a context's deadline, Done and Err on the polling goroutine
+// (protocols.ReusableContextPoller). context.WithTimeout costs a context, a
+// timer and, once Done is asked, a channel per poll; this costs nothing while
+// no one waits on Done, and a timer re-armed in place when someone does.
+// Everything but the expiry runs on the device actor's goroutine.
+type pollContext struct {
+	cur *pollDeadline
+}
+
+// start arms the deadline for one poll; stop must follow when Poll returns.
+func (p *pollContext) start(now time.Time, timeout time.Duration) *pollDeadline {
+	c := p.cur
+	if c != nil && c.armed && !c.timer.Stop() {
+		c = nil // a poll that panicked left its timer running, and it fired
+	}
+	if c == nil || c.expired.Load() {
+		// A deadline that fired closed its channel for good.
+		c = &pollDeadline{done: make(chan struct{})}
+		p.cur = c
+	}
+	c.deadline = now.Add(timeout)
+	c.armed = false
+	return c
+}
+
+func (p *pollContext) stop() {
+	c := p.cur
+	if !c.armed {
+		return
+	}
+	c.armed = false
+	if !c.timer.Stop() {
+		// It fired, or is firing: its channel is (about to be) closed,
+		// so the next poll gets a fresh one.
+		p.cur = nil
+	}
+}
+
+// pollDeadline is the context.Context a poll sees.
+type pollDeadline struct {
+	deadline time.Time
+	armed    bool // the timer runs for this poll: Done was asked for
+	timer    *time.Timer
+	done     chan struct{}
+	expired  atomic.Bool // done is closed; set before closing it
+}
+
+func (c *pollDeadline) Deadline() (time.Time, bool) { return c.deadline, true }
+
+// Done arms the timer on first use in a poll: most polls never wait on it.
+func (c *pollDeadline) Done() <-chan struct{} {
+	if !c.armed && !c.expired.Load() {
+		c.armed = true
+		left := time.Until(c.deadline)
+		if c.timer == nil {
+			c.timer = time.AfterFunc(left, c.expire)
+		} else {
+			c.timer.Reset(left)
+		}
+	}
+	return c.done
+}
+
+func (c *pollDeadline) expire() {
+	c.expired.Store(true)
+	close(c.done)
+}
+
+// Err follows the clock while no timer runs, closing Done itself at the
+// deadline, so that Err and Done never disagree.
+func (c *pollDeadline) Err() error {
+	if c.expired.Load() {
+		return context.DeadlineExceeded
+	}
+	if !c.armed && !time.Now().Before(c.deadline) {
+		c.expire()
+		return context.DeadlineExceeded
+	}
+	return nil
+}
+
+func (*pollDeadline) Value(any) any { return nil }

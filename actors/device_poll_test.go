@@ -1,6 +1,8 @@
 package actors
 
 import (
+	"context"
+	"errors"
 	"testing"
 	"time"
 )
@@ -47,4 +49,75 @@ func TestFirstPollSlots(t *testing.T) {
 	if d := firstPoll(now, 0, func(int64) int64 { t.Fatal("no period, no pick"); return 0 }); d != 0 {
 		t.Errorf("no period: delay %s", d)
 	}
+}
+
+// TestPollDeadline: the reusable poll context keeps WithTimeout's semantics
+// (Done closes and Err says DeadlineExceeded at the deadline, never before)
+// and costs no allocation per poll once made, whether or not Done is asked.
+func TestPollDeadline(t *testing.T) {
+	var p pollContext
+	c := p.start(time.Now(), time.Hour)
+	if dl, ok := c.Deadline(); !ok || time.Until(dl) < 59*time.Minute {
+		t.Fatalf("deadline %v %v", dl, ok)
+	}
+	select {
+	case <-c.Done():
+		t.Fatal("Done closed before the deadline")
+	default:
+	}
+	if c.Err() != nil || c.Value("k") != nil {
+		t.Fatalf("Err %v Value %v before the deadline", c.Err(), c.Value("k"))
+	}
+	p.stop()
+
+	if n := testing.AllocsPerRun(100, func() {
+		c := p.start(time.Now(), time.Hour)
+		_ = c.Err()
+		select {
+		case <-c.Done():
+		default:
+		}
+		p.stop()
+	}); n != 0 {
+		t.Fatalf("%v allocations per poll, want 0", n)
+	}
+
+	// The timer closes Done at the deadline.
+	c = p.start(time.Now(), 20*time.Millisecond)
+	select {
+	case <-c.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("Done not closed after the deadline")
+	}
+	if !errors.Is(c.Err(), context.DeadlineExceeded) {
+		t.Fatalf("Err %v after Done", c.Err())
+	}
+	p.stop()
+	// The next poll gets an open channel again.
+	c2 := p.start(time.Now(), time.Hour)
+	if c2 == c || c2.Err() != nil {
+		t.Fatal("a fired deadline was reused")
+	}
+	select {
+	case <-c2.Done():
+		t.Fatal("the next poll's Done is closed")
+	default:
+	}
+	p.stop()
+
+	// Without a timer, Err follows the clock and closes Done with it.
+	c = p.start(time.Now().Add(-2*time.Second), time.Second)
+	if !errors.Is(c.Err(), context.DeadlineExceeded) {
+		t.Fatalf("Err %v past the deadline", c.Err())
+	}
+	select {
+	case <-c.Done():
+	default:
+		t.Fatal("Err said expired but Done is open")
+	}
+	p.stop()
+	if c3 := p.start(time.Now(), time.Hour); c3 == c || c3.Err() != nil {
+		t.Fatal("an expired deadline was reused")
+	}
+	p.stop()
 }

@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -57,6 +58,7 @@ type Gateway struct {
 	sys      *actor.ActorSystem
 	counters *Counters
 	j        persistence.Journal
+	polls    pollGate // polls in flight, for the journal's early commit
 
 	root, journal, uplink, registry *actor.PID
 	watchdogStop                    chan struct{}
@@ -390,6 +392,7 @@ func (g *Gateway) startTree(fresh bool) error {
 		// A restarted registry starts from the last saved state.
 		return &registryActor{renames: g.renames, connector: g.connectorPID, uplink: uplinkPID, path: registryFile, log: regLog, saved: saved}
 	}, WithMailbox(deviceMailbox))))
+	g.polls.setLookahead(cmp.Or(g.conf().Storage.CommitInterval, defaultLinger))
 	env := &connectorEnv{
 		devices: &deviceEnv{
 			journal: g.journal, registry: g.registry, counters: g.counters,
@@ -397,7 +400,8 @@ func (g *Gateway) startTree(fresh bool) error {
 			syncShared: func(device string, keys []string) {
 				g.goSafe("shared attribute sync", func() { g.syncSharedAttributes(device, keys) })
 			},
-			bus: g.bus,
+			bus:   g.bus,
+			polls: &g.polls,
 		},
 		props:             g.props,
 		goSafe:            g.goSafe,

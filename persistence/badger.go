@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	badger "github.com/dgraph-io/badger/v4"
@@ -78,6 +80,16 @@ type Badger struct {
 	closed bool
 	dl     dropLog    // only touched under wmu
 	disk   *diskGuard // only touched under wmu
+
+	// A deferred acknowledgement (AckDeferred) not yet on disk: the ledger already moved the
+	// cursor to ackTo, and ackDels are the segments it fully covers. The next write that
+	// persists a cursor (Append, FlushAcks, Ack, a bound drop, Close) carries it. Under wmu.
+	ackPending bool
+	ackTo      uint64
+	ackDels    []uint64
+	ackBuf     []byte // keys of a folded ack, alive until its transaction commits
+
+	commits atomic.Uint64 // write transactions committed since open
 
 	stopGC chan struct{}
 	gcDone chan struct{}
@@ -219,7 +231,7 @@ func (b *Badger) recover() error {
 		newCursor = h.firstSeq - 1
 	}
 	if newCursor != cursor {
-		if err := b.db.Update(func(txn *badger.Txn) error {
+		if err := b.update(func(txn *badger.Txn) error {
 			return txn.Set(cursorKey, binary.BigEndian.AppendUint64(nil, newCursor))
 		}); err != nil {
 			return fmt.Errorf("persistence: recover journal: %w", err)
@@ -347,7 +359,7 @@ func (b *Badger) dropCorrupt(cs []corruptSeg, upTo uint64) {
 	if len(gone) == 0 {
 		return
 	}
-	err := b.db.Update(func(txn *badger.Txn) error {
+	err := b.update(func(txn *badger.Txn) error {
 		for _, c := range gone {
 			if err := txn.Delete(c.key); err != nil {
 				return err
@@ -422,6 +434,15 @@ func (b *Badger) resync() {
 	b.mu.Unlock()
 }
 
+// update runs fn in one write transaction and counts its commit.
+func (b *Badger) update(fn func(txn *badger.Txn) error) error {
+	if err := b.db.Update(fn); err != nil {
+		return err
+	}
+	b.commits.Add(1)
+	return nil
+}
+
 func getUint64(txn *badger.Txn, key []byte) (uint64, error) {
 	item, err := txn.Get(key)
 	if errors.Is(err, badger.ErrKeyNotFound) {
@@ -454,6 +475,9 @@ func (b *Badger) Dir() string { return b.dir }
 //
 // Below the disk reserve (Limits.MinFreeBytes), or after a write reported no space, the batch
 // is refused with ErrDiskFull before anything is written (see diskguard.go).
+//
+// A deferred acknowledgement (AckDeferred) is written in the first transaction too, so the
+// append and the ack cost one commit. It stays pending if that transaction fails.
 func (b *Badger) Append(data [][]byte) (first, last uint64, err error) {
 	if len(data) == 0 {
 		return 0, 0, nil
@@ -484,6 +508,14 @@ func (b *Badger) Append(data [][]byte) (first, last uint64, err error) {
 		return 0, 0, err
 	}
 	buf := make([]byte, 0, total)
+	// A huge deferred ack (many segments) goes on its own, ahead: it must not push the first
+	// transaction over badger's limit.
+	if b.ackPending && len(b.ackDels) > maxFoldDels {
+		if err := b.flushAcks(); err != nil {
+			b.log.Error().Err(err).Msg("journal ack write failed; it stays pending")
+		}
+	}
+	ackInTxn := false
 
 	committed, committedBytes := 0, uint64(0) // records in already committed transactions
 	pending, pendingBytes := 0, uint64(0)
@@ -500,6 +532,11 @@ func (b *Badger) Append(data [][]byte) (first, last uint64, err error) {
 		if err := txn.Commit(); err != nil {
 			return err
 		}
+		b.commits.Add(1)
+		if ackInTxn {
+			ackInTxn = false
+			b.ackWritten()
+		}
 		committed += pending
 		committedBytes += pendingBytes
 		for _, end := range ends[len(committedSegs) : len(committedSegs)+pendingSegs] {
@@ -512,6 +549,10 @@ func (b *Badger) Append(data [][]byte) (first, last uint64, err error) {
 	// Claim the whole range up front, in the first transaction: if only part of the batch
 	// survives a crash, the unwritten seqs stay claimed and are never reused.
 	err = txn.Set(lastKey, binary.BigEndian.AppendUint64(nil, last))
+	if err == nil && b.ackPending {
+		err = b.setAck(txn)
+		ackInTxn = err == nil
+	}
 	start := 0
 	for i := 0; err == nil && i < len(ends); i++ {
 		end := ends[i]
@@ -577,6 +618,40 @@ func (b *Badger) Append(data [][]byte) (first, last uint64, err error) {
 	return first, last, nil
 }
 
+// maxFoldDels bounds the segment deletions a deferred ack adds to an Append's first
+// transaction: about 50 bytes of badger's batch limit each.
+const maxFoldDels = 256
+
+// setAck adds the pending deferred ack to txn: its segment deletions, then the cursor, in one
+// transaction so neither can land without the other. Caller holds wmu.
+func (b *Badger) setAck(txn *badger.Txn) error {
+	// Keys must stay untouched until the commit; the next use of ackBuf comes after it.
+	need := segKeyLen*len(b.ackDels) + 8
+	if cap(b.ackBuf) < need {
+		b.ackBuf = make([]byte, 0, need)
+	}
+	buf := b.ackBuf[:0]
+	for _, last := range b.ackDels {
+		off := len(buf)
+		buf = appendSegKey(buf, last)
+		if err := txn.Delete(buf[off:len(buf):len(buf)]); err != nil {
+			return err
+		}
+	}
+	off := len(buf)
+	buf = binary.BigEndian.AppendUint64(buf, b.ackTo)
+	return txn.Set(cursorKey, buf[off:len(buf):len(buf)])
+}
+
+// ackWritten notes that the pending deferred ack is on disk. Caller holds wmu.
+func (b *Badger) ackWritten() {
+	b.ackPending = false
+	b.ackDels = b.ackDels[:0]
+	if cap(b.ackDels) > 4*maxFoldDels {
+		b.ackDels = nil // an outage's drain must not pin its list
+	}
+}
+
 // refuse counts events Append did not store for lack of disk space. Caller holds wmu.
 func (b *Badger) refuse(events int) {
 	b.mu.Lock()
@@ -588,7 +663,7 @@ func (b *Badger) refuse(events int) {
 // deleteSegs removes the segments whose last seqs are lasts, in one transaction: they are the
 // few segments of one failed Append.
 func (b *Badger) deleteSegs(lasts []uint64) error {
-	return b.db.Update(func(txn *badger.Txn) error {
+	return b.update(func(txn *badger.Txn) error {
 		for _, last := range lasts {
 			if err := txn.Delete(segKey(last)); err != nil {
 				return err
@@ -672,9 +747,37 @@ func readChunk(need, maxBytes int) int {
 	return max(c, need)
 }
 
-// Ack deletes the segments holding only records <= upTo and persists the cursor (upTo). A
-// segment straddling upTo stays until a later Ack covers it: the cursor hides its prefix.
-func (b *Badger) Ack(upTo uint64) error {
+// Ack deletes the segments holding only records <= upTo and persists the cursor (upTo), with
+// any deferred ack still pending, in one write. A segment straddling upTo stays until a later
+// Ack covers it: the cursor hides its prefix.
+func (b *Badger) Ack(upTo uint64) error { return b.ack(upTo, true) }
+
+// AckDeferred acknowledges like Ack but leaves the write to the next Append, FlushAcks, Ack,
+// bound drop or Close (see DeferredAcker).
+func (b *Badger) AckDeferred(upTo uint64) error { return b.ack(upTo, false) }
+
+// FlushAcks writes a pending deferred ack now.
+func (b *Badger) FlushAcks() error {
+	b.wmu.Lock()
+	defer b.wmu.Unlock()
+	if b.closed {
+		return ErrClosed
+	}
+	return b.flushAcks()
+}
+
+// flushAcks writes the pending deferred ack in a transaction of its own. Caller holds wmu.
+func (b *Badger) flushAcks() error {
+	if !b.ackPending {
+		return nil
+	}
+	if err := b.deleteThrough(nil, b.ackTo); err != nil {
+		return fmt.Errorf("persistence: write ack %d: %w", b.ackTo, err)
+	}
+	return nil
+}
+
+func (b *Badger) ack(upTo uint64, write bool) error {
 	b.wmu.Lock()
 	defer b.wmu.Unlock()
 	if b.closed {
@@ -682,15 +785,24 @@ func (b *Badger) Ack(upTo uint64) error {
 	}
 	upTo = min(upTo, b.l.last)
 	if upTo <= b.l.cursor {
+		if write {
+			// The cursor may be ahead in memory only: Ack promises it on disk.
+			return b.flushAcks()
+		}
 		return nil
 	}
 	n, bytes, head, dels, corrupt, err := b.scanThrough(upTo)
 	if err != nil {
 		return fmt.Errorf("persistence: ack %d: %w", upTo, err)
 	}
-	if err := b.deleteThrough(dels, upTo); err != nil {
-		b.resync()
-		return fmt.Errorf("persistence: ack %d: %w", upTo, err)
+	if write {
+		if err := b.deleteThrough(dels, upTo); err != nil {
+			b.resync()
+			return fmt.Errorf("persistence: ack %d: %w", upTo, err)
+		}
+	} else {
+		b.ackDels = append(b.ackDels, dels...)
+		b.ackTo, b.ackPending = upTo, true
 	}
 	b.mu.Lock()
 	b.l.removed(upTo, n, bytes, head)
@@ -728,8 +840,15 @@ func (b *Badger) scanThrough(upTo uint64) (n, bytes uint64, head int64, dels []u
 // deleteThrough deletes the segments whose last seqs are dels and then writes the cursor upTo,
 // in as few transactions as badger allows, committed in order. The cursor goes last so that a
 // crash part-way leaves the cursor behind, never ahead of, the deletions: segments below a
-// persisted cursor are never visited again, so they would leak on disk forever.
+// persisted cursor are never visited again, so they would leak on disk forever. For the same
+// reason a pending deferred ack (whose segments sit below every later cursor) is written with
+// it. Caller holds wmu.
 func (b *Badger) deleteThrough(dels []uint64, upTo uint64) error {
+	folded := b.ackPending
+	if folded {
+		dels = append(slices.Clip(b.ackDels), dels...)
+		upTo = max(upTo, b.ackTo)
+	}
 	txn := b.db.NewTransaction(true)
 	defer func() { txn.Discard() }()
 	set := func(op func() error) error {
@@ -738,6 +857,7 @@ func (b *Badger) deleteThrough(dels []uint64, upTo uint64) error {
 			if err = txn.Commit(); err != nil {
 				return err
 			}
+			b.commits.Add(1)
 			txn = b.db.NewTransaction(true)
 			err = op()
 		}
@@ -757,7 +877,14 @@ func (b *Badger) deleteThrough(dels []uint64, upTo uint64) error {
 	if err := set(func() error { return txn.Set(cursorKey, cur) }); err != nil {
 		return err
 	}
-	return txn.Commit()
+	if err := txn.Commit(); err != nil {
+		return err
+	}
+	b.commits.Add(1)
+	if folded {
+		b.ackWritten()
+	}
+	return nil
 }
 
 // Enforce applies the bounds now; the owner calls it periodically so that the age bound also
@@ -857,6 +984,7 @@ func (b *Badger) Stats() Stats {
 	s := b.l.stats(b.now())
 	b.mu.RUnlock()
 	s.DiskBytes = dirUsage(b.dir)
+	s.Commits = b.commits.Load()
 	return s
 }
 
@@ -875,6 +1003,9 @@ func (b *Badger) Close() error {
 	b.mu.Lock()
 	b.closed = true
 	b.mu.Unlock()
+	if err := b.flushAcks(); err != nil {
+		b.log.Error().Err(err).Msg("journal ack write at close failed; the acknowledged records will be sent again")
+	}
 	b.dl.flush(&b.l, b.now(), true)
 	b.disk.flush(b.now(), true)
 	if err := b.db.Close(); err != nil {

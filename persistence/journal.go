@@ -47,6 +47,20 @@ type Journal interface {
 	Close() error
 }
 
+// DeferredAcker is implemented by journals whose Ack costs a write of its own (Badger: one
+// transaction, so one sync with SyncWrites). AckDeferred acknowledges at once in memory: Read,
+// Cursor and Stats stop seeing the records, as after Ack. Only their deletion on disk (and the
+// persisted cursor) waits: the next Append writes it in its own transaction, so a steady
+// stream of appends and acks costs one write each, not two. Until it is written a crash
+// brings the records back and they are delivered again (at-least-once, the same as a crash
+// between a PUBACK and its Ack). The owner bounds that window by calling FlushAcks when no
+// Append came for a while, and Close writes what is pending.
+type DeferredAcker interface {
+	AckDeferred(upTo uint64) error
+	// FlushAcks writes a deferred acknowledgement now; with none pending it writes nothing.
+	FlushAcks() error
+}
+
 // Enforcer is implemented by both journals. Bounds are checked on every Append, but an idle
 // journal would otherwise keep expired records forever, so the owner calls Enforce on a timer.
 type Enforcer interface {
@@ -62,6 +76,9 @@ type Stats struct {
 	Dropped         uint64            // total dropped by bounds
 	DroppedByCause  map[string]uint64 // "max_bytes", "max_age", "max_records", "corrupt" (Badger: damaged segments skipped), "disk_full" (Badger: appends refused)
 	DiskBytes       int64             // on-disk size (badger) or 0
+	// Commits counts the write transactions committed since open (Badger; 0 for memory):
+	// appends, acks, drops. With SyncWrites each one is a sync.
+	Commits uint64
 }
 
 // Limits bound what the journal holds. When exceeded the oldest records are dropped.

@@ -94,6 +94,18 @@ type Device interface {
 	Close() error
 }
 
+// ReusableContextPoller is a Device whose Poll needs only the deadline, Done
+// and Err of its context, and uses them only on the calling goroutine and
+// only until Poll returns: it keeps no reference to the context, hands it to
+// no other goroutine (no watcher, no context.AfterFunc) and derives no
+// context from it. The device actor then passes one reusable context per
+// device instead of allocating a context and its timer for every poll, which
+// at low rates is a visible share of a poll's cost.
+type ReusableContextPoller interface {
+	Device
+	PollContextReusable()
+}
+
 // Factory builds a connector from its config.
 type Factory func(cfg ConnectorConfig) (Connector, error)
 

@@ -116,6 +116,12 @@ type link struct {
 }
 
 func (l *link) lock(ctx context.Context) error {
+	// A free link needs no look at ctx: its Done may cost a timer.
+	select {
+	case l.sem <- struct{}{}:
+		return nil
+	default:
+	}
 	select {
 	case l.sem <- struct{}{}:
 		return nil
@@ -596,6 +602,15 @@ func (d *Device) Poll(ctx context.Context) (protocols.Reading, error) {
 	}
 	return protocols.Reading{Telemetry: tele, Attributes: attrs}, errors.Join(errs...)
 }
+
+// PollContextReusable says Poll uses its context only for its deadline, on
+// the calling goroutine and until it returns (see
+// protocols.ReusableContextPoller): the link queue, the delay between
+// requests and the check between requests. The library bounds each request
+// with its own socket deadline (the slave's timeout).
+func (d *Device) PollContextReusable() {}
+
+var _ protocols.ReusableContextPoller = (*Device)(nil)
 
 func keep(dps []protocols.Datapoint, ok []bool) []protocols.Datapoint {
 	out := dps[:0]
