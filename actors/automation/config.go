@@ -92,7 +92,10 @@ type Task struct {
 	Condition *pyexpr.Expr   // nil: always
 	For       time.Duration
 	Actions   []ActionSpec
-	stateDef  string // what its saved state belongs to (state.go)
+	// UsesPrevious: the condition, a template or a handler reads
+	// "previous", so the task keeps each triggering key's last value.
+	UsesPrevious bool
+	stateDef     string // what its saved state belongs to (state.go)
 }
 
 // ActionSpec is one handler call of a task.
@@ -102,7 +105,7 @@ type ActionSpec struct {
 }
 
 // eventVars are the names a task or forward gets from the event.
-var eventVars = []string{"value", "device", "key", "ts", "event", "task"}
+var eventVars = handler.EventVars
 
 // Load reads path (automation.yaml). A missing file is (nil, nil):
 // automation is off. Every problem is reported with its path.
@@ -173,7 +176,7 @@ func Parse(path string, raw []byte) (*Config, *spec.Problems) {
 	}
 	site := root.Obj("location")
 	for _, o := range root.List("tasks") {
-		cfg.Tasks = append(cfg.Tasks, parseTask(o, unique(o, "task")))
+		cfg.Tasks = append(cfg.Tasks, parseTask(o, unique(o, "task"), filepath.Dir(path)))
 	}
 	placeSun(cfg.Tasks, site, ps, name)
 	root.Done()
@@ -204,7 +207,8 @@ func parseQueue(o *spec.Obj, root *spec.Obj, path string) QueueConfig {
 	return q
 }
 
-func parseTask(o *spec.Obj, name string) *Task {
+// dir is the file's directory, where relative file params are read.
+func parseTask(o *spec.Obj, name, dir string) *Task {
 	t := &Task{Name: name, Enabled: o.Bool("enabled", true), Vars: map[string]Ref{}, stateDef: stateDef(o.Raw())}
 	known := append([]string(nil), eventVars...)
 	if v := o.Obj("vars"); v != nil {
@@ -232,7 +236,19 @@ func parseTask(o *spec.Obj, name string) *Task {
 		o.Errorf("actions", "is required: at least one action")
 	}
 	for _, a := range acts {
-		t.Actions = append(t.Actions, parseAction(a, known))
+		t.Actions = append(t.Actions, parseAction(a, known, dir))
+	}
+	t.UsesPrevious = t.Condition != nil && contains(t.Condition.Names(), "previous")
+	for _, a := range t.Actions {
+		f, ok := handler.Lookup(a.Handler)
+		if ok {
+			if r, ok := f(handler.Env{}).(handler.EventReader); ok && r.ReadsEvent() {
+				t.UsesPrevious = true
+			}
+		}
+		if mentions(a.Params, "previous") {
+			t.UsesPrevious = true
+		}
 	}
 	o.Done()
 	return t
@@ -293,7 +309,7 @@ func parseTrigger(o *spec.Obj) Trigger {
 // a CRON_TZ= prefix.
 var cronParser = cron.NewParser(cron.Second | cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
 
-func parseAction(o *spec.Obj, vars []string) ActionSpec {
+func parseAction(o *spec.Obj, vars []string, dir string) ActionSpec {
 	a := ActionSpec{Handler: o.RequiredStr("handler")}
 	if p := o.Obj("params"); p != nil {
 		a.Params = p.Raw()
@@ -311,7 +327,7 @@ func parseAction(o *spec.Obj, vars []string) ActionSpec {
 			}
 			o.Errorf("handler", "%q is not a handler%s; known: %s", a.Handler, hint, strings.Join(handler.Names(), ", "))
 		} else {
-			for _, err := range f(handler.Env{}).Validate(a.Params) {
+			for _, err := range f(handler.Env{Dir: dir}).Validate(a.Params) {
 				o.Errorf("", "%v", err)
 			}
 		}
@@ -321,6 +337,31 @@ func parseAction(o *spec.Obj, vars []string) ActionSpec {
 	}
 	o.Done()
 	return a
+}
+
+// mentions reports whether a param of v holds a {{name}} placeholder.
+func mentions(v any, name string) bool {
+	switch x := v.(type) {
+	case string:
+		for _, m := range placeholder.FindAllStringSubmatch(x, -1) {
+			if m[1] == name {
+				return true
+			}
+		}
+	case map[string]any:
+		for _, e := range x {
+			if mentions(e, name) {
+				return true
+			}
+		}
+	case []any:
+		for _, e := range x {
+			if mentions(e, name) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func parseRef(o *spec.Obj, key string) Ref {

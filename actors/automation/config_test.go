@@ -1,6 +1,8 @@
 package automation
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -120,4 +122,36 @@ func FuzzParse(f *testing.F) {
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		_, _ = Parse("automation.yaml", raw)
 	})
+}
+
+// A script action's file is read next to automation.yaml and compiled when
+// the file is checked: a script error is a problem with its own file:line
+// under the action's path and line.
+func TestParseScriptAction(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "bad.star"), []byte("def run(event):\n    return nope\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "good.star"), []byte("def run(event):\n    return None\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	src := `
+tasks:
+  - name: s
+    trigger: {event: device/a/b}
+    actions:
+      - handler: script
+        params: {file: good.star}
+      - handler: script
+        params: {file: bad.star}
+`
+	_, ps := Parse(filepath.Join(dir, FileName), []byte(src))
+	err := ps.Err()
+	if err == nil {
+		t.Fatal("bad script accepted")
+	}
+	want := "automation.yaml:8: tasks[0].actions[1]: params.file: " + filepath.Join(dir, "bad.star") + ":2:12: undefined: nope"
+	if !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "actions[0]") {
+		t.Fatalf("got %v, want %s", err, want)
+	}
 }

@@ -1,10 +1,15 @@
 package automation
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/rs/zerolog"
@@ -40,6 +45,7 @@ type Engine struct {
 	store    persistence.Store
 	handlers map[string]handler.Handler
 	queue    *actor.PID
+	qa       *queueActor
 	qstats   *QueueStats
 	board    *statusBoard
 
@@ -78,12 +84,6 @@ func Start(cfg *Config, deps Deps) (*Engine, error) {
 			e.store = s
 		}
 	}
-	env := deps.Env
-	env.Log = e.log
-	for _, name := range handler.Names() {
-		f, _ := handler.Lookup(name)
-		e.handlers[name] = f(env)
-	}
 	qa := &queueActor{cfg: cfg.Queue, store: e.store, handlers: e.handlers, clock: deps.Clock, stats: e.qstats,
 		log: e.log.With().Str("actor", "automation-queue").Logger(),
 		onResult: func(task string, err error) {
@@ -91,16 +91,78 @@ func Start(cfg *Config, deps Deps) (*Engine, error) {
 				e.board.get(task).fail(deps.Clock.Now(), err)
 			}
 		}}
+	e.qa = qa
+	env := deps.Env
+	env.Log = e.log
+	env.Dir = filepath.Dir(cfg.File)
+	env.Enqueue = func(ctx context.Context, parent handler.Action, reqs []handler.Request) error {
+		return e.enqueueFor(ctx, parent, reqs)
+	}
+	for _, name := range handler.Names() {
+		f, _ := handler.Lookup(name)
+		e.handlers[name] = f(env)
+	}
 	pid, err := deps.System.Root.SpawnNamed(e.props(func() actor.Actor { return qa }, nil), "automation/queue")
 	if err != nil {
 		_ = e.closeStore()
 		return nil, fmt.Errorf("automation queue: %w", err)
 	}
 	e.queue = pid
+	qa.pid.Store(pid)
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.startAll(cfg)
 	return e, nil
+}
+
+// enqueueFor is Env.Enqueue: it checks each request as parseAction checks
+// a task's action, queues the good ones under parent's task and waits until
+// they are stored. A handler cannot queue a script: a script returning
+// itself would loop through the queue for ever.
+func (e *Engine) enqueueFor(ctx context.Context, parent handler.Action, reqs []handler.Request) error {
+	now := e.deps.Clock.Now()
+	var errs []error
+	items := make([]*queued, 0, len(reqs))
+	for i, r := range reqs {
+		h, ok := e.handlers[r.Handler]
+		switch {
+		case r.Handler == "script":
+			errs = append(errs, fmt.Errorf("actions[%d]: a script cannot queue another script", i))
+			continue
+		case !ok:
+			errs = append(errs, fmt.Errorf("actions[%d]: %q is not a handler; known: %s", i, r.Handler, strings.Join(handler.Names(), ", ")))
+			continue
+		}
+		params := r.Params
+		if params == nil {
+			params = map[string]any{}
+		}
+		if bad := h.Validate(params); len(bad) > 0 {
+			errs = append(errs, fmt.Errorf("actions[%d] (%s): %w", i, r.Handler, errors.Join(bad...)))
+			continue
+		}
+		items = append(items, &queued{Key: idempotencyKey(parent.Key, strconv.FormatUint(parent.Seq, 10), time.Time{}, i), Task: parent.Task,
+			Handler: r.Handler, Params: params, Created: now, Next: now})
+	}
+	if len(items) > 0 {
+		// A queue that cannot take them is worth a retry of the parent (the
+		// bad requests will be named then); bad requests are not.
+		pid := e.qa.pid.Load()
+		if pid == nil {
+			return errors.New("the action queue is not running")
+		}
+		done := make(chan struct{})
+		e.deps.System.Root.Send(pid, &enqueue{items: items, done: done, once: true})
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return fmt.Errorf("queueing %d actions: %w", len(items), ctx.Err())
+		}
+	}
+	if len(errs) > 0 {
+		return handler.Permanent(errors.Join(errs...))
+	}
+	return nil
 }
 
 func (e *Engine) props(producer actor.Producer, drops *bus.DropCounter) *actor.Props {

@@ -37,6 +37,7 @@ type queued struct {
 	Attempts  int            `json:"attempts"`
 	Next      time.Time      `json:"next"`
 	LastError string         `json:"lastError,omitempty"`
+	Event     map[string]any `json:"event,omitempty"`
 	running   bool
 }
 
@@ -48,7 +49,16 @@ type QueueStats struct {
 
 // enqueue asks the queue to store and run actions. Control: an action must
 // not be dropped behind a burst.
-type enqueue struct{ items []*queued }
+// done, when set, is closed once the items are stored (Env.Enqueue waits
+// for it, so a parent action is deleted only after what it queued is kept).
+// With once, an item whose key is already pending is not queued again
+// (what a handler queues: a parent run twice gives the same keys; a task's
+// own keys may repeat for distinct events with the same timestamp).
+type enqueue struct {
+	items []*queued
+	done  chan struct{}
+	once  bool
+}
 
 func (*enqueue) ControlMessage() {}
 
@@ -74,8 +84,10 @@ type queueActor struct {
 	log      zerolog.Logger
 	stats    *QueueStats
 	onResult func(task string, err error) // task status
+	pid      atomic.Pointer[actor.PID]    // self, for Env.Enqueue from handlers
 
 	pending map[uint64]*queued
+	keys    map[string]int // idempotency keys of pending, counted
 	running int
 	stop    func() bool
 	self    *actor.PID
@@ -88,12 +100,16 @@ func (q *queueActor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		q.self, q.sys = ctx.Self(), ctx.ActorSystem()
+		q.pid.Store(q.self)
 		q.ctx, q.cancel = context.WithCancel(context.Background())
 		q.load()
 		q.dispatch()
 	case *enqueue:
 		for _, it := range m.items {
-			q.add(it)
+			q.add(it, m.once)
+		}
+		if m.done != nil {
+			close(m.done)
 		}
 		q.dispatch()
 	case *queueWake:
@@ -113,6 +129,7 @@ func (q *queueActor) Receive(ctx actor.Context) {
 // load takes up what a previous run left in the store.
 func (q *queueActor) load() {
 	q.pending = map[uint64]*queued{}
+	q.keys = map[string]int{}
 	err := q.store.Scan([]byte(queuePrefix), func(_, v []byte) error {
 		var it queued
 		if err := json.Unmarshal(v, &it); err != nil {
@@ -121,6 +138,7 @@ func (q *queueActor) load() {
 			return nil
 		}
 		q.pending[it.Seq] = &it
+		q.keys[it.Key]++
 		return nil
 	})
 	if err != nil {
@@ -132,7 +150,13 @@ func (q *queueActor) load() {
 	}
 }
 
-func (q *queueActor) add(it *queued) {
+func (q *queueActor) add(it *queued, once bool) {
+	if once && q.keys[it.Key] > 0 {
+		// The same action again: a parent action that ran twice (a restart
+		// between its queueing and its end) queues the same keys.
+		q.log.Debug().Str("task", it.Task).Str("key", it.Key).Msg("action already queued; not queued twice")
+		return
+	}
 	if len(q.pending) >= maxQueued {
 		q.stats.Dropped.Add(1)
 		q.log.Error().Str("task", it.Task).Str("handler", it.Handler).Int("queued", len(q.pending)).Msg("action queue full; action dropped")
@@ -151,6 +175,7 @@ func (q *queueActor) add(it *queued) {
 		}
 	}
 	q.pending[it.Seq] = it
+	q.keys[it.Key]++
 	q.stats.Queued.Add(1)
 	q.stats.Depth.Store(int64(len(q.pending)))
 }
@@ -165,6 +190,9 @@ func (q *queueActor) save(it *queued) error {
 
 func (q *queueActor) remove(it *queued) {
 	delete(q.pending, it.Seq)
+	if q.keys[it.Key]--; q.keys[it.Key] <= 0 {
+		delete(q.keys, it.Key)
+	}
 	q.stats.Depth.Store(int64(len(q.pending)))
 	if err := q.store.Delete(persistence.SeqKey(queuePrefix, it.Seq)); err != nil {
 		q.log.Error().Err(err).Str("task", it.Task).Msg("cannot delete a finished action; it may run again after a restart")
@@ -211,7 +239,7 @@ func (q *queueActor) start(it *queued) {
 	q.running++
 	h := q.handlers[it.Handler]
 	sys, self, ctx := q.sys, q.self, q.ctx
-	a := handler.Action{Key: it.Key, Task: it.Task, Params: it.Params, Attempt: it.Attempts}
+	a := handler.Action{Key: it.Key, Task: it.Task, Params: it.Params, Attempt: it.Attempts, Event: it.Event, Seq: it.Seq}
 	go func() {
 		var err error
 		if h == nil {

@@ -22,9 +22,10 @@ const (
 const maxSunOffset = 12 * time.Hour
 
 // SunSchedule runs at sunrise or sunset (plus Offset) at a place. The times
-// come from NOAA's solar calculator equations (the ones behind
+// come from NOAA's solar position equations (the ones behind
 // gml.noaa.gov/grad/solcalc), good to about a minute between the polar
-// circles and a few minutes near them.
+// circles and a few minutes near them; at the poles, where the sun skims
+// the horizon for days, the day and hour of the first crossing.
 type SunSchedule struct {
 	Event     string        // Sunrise or Sunset
 	Offset    time.Duration // added to the event: "-30m" is half an hour before
@@ -47,8 +48,8 @@ func (s *SunSchedule) Next(t time.Time, log zerolog.Logger) time.Time {
 	// put a UTC day's event on the neighbouring date.
 	for i := -1; i <= 370; i++ {
 		d := day.AddDate(0, 0, i)
-		at, ok := sunEvent(d, rise, s.Latitude, s.Longitude)
-		if !ok {
+		events := sunEvents(d, rise, s.Latitude, s.Longitude)
+		if len(events) == 0 {
 			if i >= 0 {
 				if gapFrom.IsZero() {
 					gapFrom = d
@@ -57,14 +58,16 @@ func (s *SunSchedule) Next(t time.Time, log zerolog.Logger) time.Time {
 			}
 			continue
 		}
-		at = at.Add(s.Offset)
-		if !at.After(t) {
-			continue
+		for _, at := range events {
+			at = at.Add(s.Offset)
+			if !at.After(t) {
+				continue
+			}
+			if !gapFrom.IsZero() {
+				s.logGap(log, gapFrom, gapTo, at)
+			}
+			return at
 		}
-		if !gapFrom.IsZero() {
-			s.logGap(log, gapFrom, gapTo, at)
-		}
-		return at
 	}
 	s.logGap(log, day, day.AddDate(1, 0, 0), time.Time{})
 	return time.Time{}
@@ -85,41 +88,70 @@ func (s *SunSchedule) logGap(log zerolog.Logger, from, to, next time.Time) {
 	ev.Msg("no sun event on these days at this place (polar day or night): schedule skips them")
 }
 
-// sunEvent is the UTC time of sunrise (rise) or sunset on the UTC date of
-// day (00:00 UTC) at lat/lon; false when the sun stays above or below the
-// horizon all day.
-func sunEvent(day time.Time, rise bool, lat, lon float64) (time.Time, bool) {
+// sunEvents are the UTC times of sunrise (rise) or sunset on the UTC date
+// of day (00:00 UTC) at lat/lon, in order: none when the sun does not
+// cross the horizon that way that day (polar day or night), one on most
+// days, more where the sun skims the horizon near the poles.
+//
+// NOAA's calculator solves the hour angle of the event from the
+// declination at one moment; near the poles a small error in that
+// declination moves the answer by hours or loses it (it found nothing at
+// +-89.9 degrees). So the events are found as the crossings themselves, on
+// the same solar position: each lies in its own day, found once.
+func sunEvents(day time.Time, rise bool, lat, lon float64) []time.Time {
 	jd := float64(day.Unix())/86400 + 2440587.5
-	// Twice, as NOAA does: the second pass takes the sun's position at the
-	// first estimate rather than at midnight.
-	m, ok := sunEventMinutes(jd, rise, lat, lon)
-	if !ok {
-		return time.Time{}, false
+	var out []time.Time
+	for _, m := range sunCrossings(jd, rise, lat, lon) {
+		out = append(out, day.Add(time.Duration(m*float64(time.Minute))).Round(time.Second))
 	}
-	m, ok = sunEventMinutes(jd+m/1440, rise, lat, lon)
-	if !ok {
-		return time.Time{}, false
-	}
-	return day.Add(time.Duration(m * float64(time.Minute))).Round(time.Second), true
+	return out
 }
 
-// sunEventMinutes is the event's time in minutes after 00:00 UTC of the
-// date of jd.
-func sunEventMinutes(jd float64, rise bool, lat, lon float64) (float64, bool) {
-	t := (jd - 2451545.0) / 36525.0 // Julian centuries since J2000
-	eqTime, decl := solarPosition(t)
+// horizon is the sun's centre's altitude at sunrise and sunset: its upper
+// limb on the horizon, refraction included.
+const horizon = -0.833
+
+// crossingStep is how finely sunCrossing samples a day.
+const crossingStep = 10.0 // minutes
+
+// sunCrossings are the times on the UTC date of jd (minutes after 00:00
+// UTC) the sun's altitude crosses the horizon upwards (rise) or downwards:
+// sampled every crossingStep minutes, then bisected to a second. Away from
+// the poles the sun crosses the horizon far faster than a 10-minute sample
+// could miss.
+func sunCrossings(jd float64, rise bool, lat, lon float64) []float64 {
+	var out []float64
+	prev := sunAltitude(jd, lat, lon) - horizon
+	for m := crossingStep; m <= 1440; m += crossingStep {
+		cur := sunAltitude(jd+m/1440, lat, lon) - horizon
+		if (rise && prev < 0 && cur >= 0) || (!rise && prev >= 0 && cur < 0) {
+			lo, hi := m-crossingStep, m
+			for hi-lo > 1.0/60 {
+				mid := (lo + hi) / 2
+				above := sunAltitude(jd+mid/1440, lat, lon) >= horizon
+				if above == rise {
+					hi = mid
+				} else {
+					lo = mid
+				}
+			}
+			if hi < 1440 {
+				out = append(out, hi)
+			}
+		}
+		prev = cur
+	}
+	return out
+}
+
+// sunAltitude is the sun's altitude in degrees at jd (a Julian date with
+// its fraction of the day) at lat/lon.
+func sunAltitude(jd, lat, lon float64) float64 {
+	eqTime, decl := solarPosition((jd - 2451545.0) / 36525.0)
+	minutes := math.Mod((jd-0.5)-math.Floor(jd-0.5), 1) * 1440 // since 00:00 UTC
+	ha := (minutes+eqTime+4*lon)/4 - 180                       // hour angle, degrees
 	latR, declR := rad(lat), rad(decl)
-	// Hour angle of the sun's upper limb at the horizon, refraction
-	// included (90.833 degrees from the zenith).
-	arg := math.Cos(rad(90.833))/(math.Cos(latR)*math.Cos(declR)) - math.Tan(latR)*math.Tan(declR)
-	if math.IsNaN(arg) || arg > 1 || arg < -1 {
-		return 0, false
-	}
-	ha := deg(math.Acos(arg))
-	if !rise {
-		ha = -ha
-	}
-	return 720 - 4*(lon+ha) - eqTime, true
+	return deg(math.Asin(math.Sin(latR)*math.Sin(declR) + math.Cos(latR)*math.Cos(declR)*math.Cos(rad(ha))))
 }
 
 // solarPosition is the equation of time (minutes) and the sun's

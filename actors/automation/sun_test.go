@@ -1,6 +1,8 @@
 package automation
 
 import (
+	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -106,4 +108,85 @@ func TestSunTriggerConfigErrors(t *testing.T) {
 	if err := ps.Err(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// Near the poles the sun rises and sets about once a year (a few times
+// when it skims the horizon): a schedule walked across a year finds each
+// event strictly later than the last, never loops or panics, and logs each
+// polar stretch once. The hour-angle formula alone found none at +-89.9.
+func TestSunNearThePoles(t *testing.T) {
+	for _, lat := range []float64{-89.9, 89.9, -90, 90} {
+		for _, lon := range []float64{0, 179.9, -179.9} {
+			for _, ev := range []string{Sunrise, Sunset} {
+				name := fmt.Sprintf("%s at %v,%v", ev, lat, lon)
+				var log strings.Builder
+				l := zerolog.New(&log)
+				s := &SunSchedule{Event: ev, Latitude: lat, Longitude: lon}
+				at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+				end := at.AddDate(1, 0, 0)
+				var got []time.Time
+				for range 800 {
+					next := s.Next(at, l)
+					if next.IsZero() {
+						break
+					}
+					if !next.After(at) || next.Sub(at) > 371*24*time.Hour {
+						t.Fatalf("%s: after %s got %s", name, at, next)
+					}
+					at = next
+					if at.After(end) {
+						break
+					}
+					got = append(got, at)
+				}
+				if len(got) >= 800 {
+					t.Fatalf("%s: no end to the events", name)
+				}
+				// The polar sunrise and sunset come near the equinoxes: the
+				// north's sunrise and the south's sunset in March, the others
+				// in September (the sun's centre 0.833 degrees below the
+				// horizon, so a few days off the equinox). Where the sun
+				// skims the horizon it may cross it a few times then.
+				month := time.September
+				if (lat > 0) == (ev == Sunrise) {
+					month = time.March
+				}
+				main := time.Date(2026, month, 15, 0, 0, 0, 0, time.UTC)
+				found := false
+				for _, e := range got {
+					found = found || !e.Before(main) && e.Before(main.AddDate(0, 0, 15))
+					if (e.Month() != time.March && e.Month() != time.September) || e.Day() < 10 {
+						t.Errorf("%s: an event on %s, far from an equinox", name, e)
+					}
+				}
+				if !found {
+					t.Errorf("%s: events %v, want one between %s and %s", name, got, main.Format(time.DateOnly), main.AddDate(0, 0, 15).Format(time.DateOnly))
+				}
+				// Each stretch without the event is logged once.
+				lines := strings.Split(strings.TrimSpace(log.String()), "\n")
+				seen := map[string]bool{}
+				for _, line := range lines {
+					if line == "" {
+						continue
+					}
+					var rec struct{ From, To string }
+					if err := json.Unmarshal([]byte(line), &rec); err != nil {
+						t.Fatal(err)
+					}
+					if seen[rec.From] {
+						t.Errorf("%s: stretch from %s logged twice", name, rec.From)
+					}
+					seen[rec.From] = true
+				}
+				t.Logf("%s: %d events in 2026 (first %v), %d stretches logged", name, len(got), first(got), len(seen))
+			}
+		}
+	}
+}
+
+func first(ts []time.Time) string {
+	if len(ts) == 0 {
+		return "-"
+	}
+	return ts[0].Format(time.RFC3339)
 }

@@ -64,6 +64,9 @@ type taskActor struct {
 	varRefs    map[Ref]bool
 	varDevices map[string]bool
 	lastAt     time.Time // last clock run
+	// prev is the last value of each triggering device key: the next
+	// event's "previous" (not kept across restarts).
+	prev map[prevKey]protocols.Value
 	// Persisted state (state.go): last fired, and what awaits writing.
 	lastRun   time.Time
 	dirtyEp   map[string]bool
@@ -86,6 +89,8 @@ type episode struct {
 type trigger struct {
 	value    protocols.Value
 	hasValue bool
+	previous protocols.Value // the key's value before this one
+	hasPrev  bool
 	device   string
 	key      string
 	event    string
@@ -106,6 +111,7 @@ func (a *taskActor) Receive(ctx actor.Context) {
 		a.self, a.sys = ctx.Self(), ctx.ActorSystem()
 		a.last = map[Ref]protocols.Value{}
 		a.episodes = map[string]*episode{}
+		a.prev = map[prevKey]protocols.Value{}
 		a.varRefs, a.varDevices = map[Ref]bool{}, map[string]bool{}
 		for _, r := range a.t.Vars {
 			a.varRefs[r], a.varDevices[r.Device] = true, true
@@ -128,7 +134,17 @@ func (a *taskActor) Receive(ctx actor.Context) {
 		if p := a.t.Trigger.Event; p != nil {
 			for _, dp := range m.Values {
 				if p.Match(bus.ClassDevice, m.Device, dp.Key) {
-					a.consider(&trigger{value: dp.Value, hasValue: true, device: m.Device, key: dp.Key, event: "value", ts: m.Ts})
+					if !a.t.UsesPrevious {
+						a.consider(&trigger{value: dp.Value, hasValue: true, device: m.Device, key: dp.Key, event: "value", ts: m.Ts})
+						continue
+					}
+					pk := prevKey{m.Device, dp.Key}
+					prev, hasPrev := a.prev[pk]
+					a.consider(&trigger{value: dp.Value, hasValue: true, previous: prev, hasPrev: hasPrev,
+						device: m.Device, key: dp.Key, event: "value", ts: m.Ts})
+					if hasPrev || len(a.prev) < maxEpisodes {
+						a.prev[pk] = dp.Value
+					}
 				}
 			}
 		}
@@ -240,6 +256,8 @@ func (a *taskActor) lookup(ev *trigger, name string) (protocols.Value, bool) {
 	switch name {
 	case "value":
 		return ev.value, ev.hasValue
+	case "previous":
+		return ev.previous, ev.hasPrev
 	case "device":
 		return protocols.String(ev.device), ev.device != ""
 	case "key":
@@ -259,6 +277,9 @@ func (a *taskActor) lookup(ev *trigger, name string) (protocols.Value, bool) {
 	return v, ok
 }
 
+// prevKey is a triggering device key, for "previous".
+type prevKey struct{ device, key string }
+
 // maxEpisodes bounds the sources a wildcard task tracks at once.
 const maxEpisodes = 10000
 
@@ -277,6 +298,11 @@ func (a *taskActor) holds(ev *trigger) (bool, error) {
 	for i, n := range names {
 		v, ok := a.lookup(ev, n)
 		if !ok {
+			if n == "previous" {
+				// A key's first value has none: not an error, just not a
+				// change to compare yet.
+				return false, nil
+			}
 			if ref, isVar := a.t.Vars[n]; isVar {
 				return false, fmt.Errorf("no value yet for %s (%s)", n, ref)
 			}
@@ -309,9 +335,11 @@ func (a *taskActor) fire(ev *trigger, at time.Time) {
 	a.st.ran(now)
 	a.lastRun, a.dirtyVars = now, true
 	vars := map[string]protocols.Value{}
-	for _, n := range append([]string{"value", "device", "key", "ts", "event", "task"}, sortedKeys(a.t.Vars)...) {
+	event := map[string]any{}
+	for _, n := range append(append([]string(nil), eventVars...), sortedKeys(a.t.Vars)...) {
 		if v, ok := a.lookup(ev, n); ok {
 			vars[n] = v
+			event[n] = eventValue(v)
 		}
 	}
 	source := ev.source()
@@ -320,7 +348,7 @@ func (a *taskActor) fire(ev *trigger, at time.Time) {
 		params, _ := render(act.Params, vars).(map[string]any)
 		items = append(items, &queued{
 			Key: idempotencyKey(a.t.Name, source, at, i), Task: a.t.Name, Handler: act.Handler,
-			Params: params, Created: now, Next: now,
+			Params: params, Created: now, Next: now, Event: event,
 		})
 	}
 	a.sys.Root.Send(a.queue, &enqueue{items: items})

@@ -1,6 +1,7 @@
 package automation
 
 import (
+	"encoding/json"
 	"fmt"
 	"regexp"
 	"sort"
@@ -91,6 +92,20 @@ func goValue(v protocols.Value) any {
 		return rawJSON(v.S)
 	}
 	return nil
+}
+
+// eventValue is v as handlers get it in Action.Event: a JSON value
+// decoded (as the queue's JSON round trip would give it back after a
+// restart), the others as goValue.
+func eventValue(v protocols.Value) any {
+	if v.Kind == protocols.KindJSON {
+		var x any
+		if json.Unmarshal([]byte(v.S), &x) == nil {
+			return x
+		}
+		return v.S
+	}
+	return goValue(v)
 }
 
 // rawJSON keeps a JSON value's text through encoding/json.

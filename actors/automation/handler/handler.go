@@ -32,6 +32,28 @@ type Action struct {
 	Task    string
 	Params  map[string]any // templates already rendered
 	Attempt int            // 1 for the first try
+	// Seq is the action's place in the queue: unique among queued actions
+	// and kept across restarts, where Key may repeat for distinct events
+	// of one source within a millisecond.
+	Seq uint64
+	// Event holds the trigger's variables, as templates see them: value,
+	// device, key, ts, event, task, previous and the task's vars (a
+	// variable without a value is absent). Nil for an action that a
+	// handler queued (Env.Enqueue).
+	Event map[string]any
+}
+
+// EventVars are the names Action.Event (and conditions and templates) take
+// from the trigger; the task's vars come beside them. previous is the
+// triggering key's value before this one (absent for the key's first
+// value, for lifecycle events and clock ticks).
+var EventVars = []string{"value", "device", "key", "ts", "event", "task", "previous"}
+
+// Request is an action a handler asks the queue to run (what a script
+// returns): a handler's name and its params, final (not templates).
+type Request struct {
+	Handler string
+	Params  map[string]any
 }
 
 // Handler performs actions of one kind.
@@ -43,6 +65,11 @@ type Handler interface {
 	// with backoff unless it wraps ErrPermanent.
 	Run(ctx context.Context, a Action) error
 }
+
+// EventReader is a handler that reads Action.Event beyond its templated
+// params (a script): its tasks keep what the event needs, such as each
+// key's previous value, which other tasks skip.
+type EventReader interface{ ReadsEvent() bool }
 
 // Closer is a handler that holds resources (connections) to release.
 type Closer interface{ Close() error }
@@ -59,7 +86,20 @@ type Env struct {
 	// Journal appends events of the gateway device itself (Device "") to
 	// the journal; done learns when they are committed.
 	Journal func(events []protocols.Event, done func(error))
-	Log     zerolog.Logger
+	// Enqueue hands actions to the durable queue on behalf of parent: they
+	// belong to its task, and their idempotency keys derive from parent's
+	// key, its Seq and their place, so a parent run twice (a restart before
+	// it was done) queues the same keys, which are not queued twice. It
+	// returns once they are stored. A request naming an unknown handler,
+	// or params its handler refuses, is not queued: the error (wrapping
+	// ErrPermanent) names each (actions[i]: ...), and the others are queued
+	// all the same. An error without ErrPermanent (the queue is stopping)
+	// is worth retrying the parent.
+	Enqueue func(ctx context.Context, parent Action, reqs []Request) error
+	// Dir is the automation file's directory: a relative file param
+	// (a script) is read from there.
+	Dir string
+	Log zerolog.Logger
 }
 
 // Factory builds a handler.

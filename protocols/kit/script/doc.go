@@ -59,6 +59,13 @@
 // pack_float(x, size=4, order="big") and hex(b). print goes to the
 // gateway's debug log (to stderr under `iotgw convert`).
 //
+// # Other entry points
+//
+// A script loaded with Options.Func names its own entry point, a function
+// of one parameter, and may define neither uplink nor downlink: the
+// automation script handler loads def run(event): this way. Call runs it
+// with a read-only struct and returns what it returned as JSON.
+//
 // # Limits
 //
 // Scripts are compiled once, when the connector loads; a syntax or name

@@ -101,6 +101,10 @@ type Options struct {
 	MaxSteps uint64
 	// Print receives the script's print() lines; nil discards them.
 	Print func(file, msg string)
+	// Func, when set, names the entry point the script must define (a
+	// function of one parameter, run with Call) in place of uplink or
+	// downlink: automation scripts define run(event), not converters.
+	Func string
 }
 
 // Script is a loaded script, safe for concurrent use.
@@ -109,6 +113,7 @@ type Script struct {
 	uplink   *starlark.Function
 	downlink *starlark.Function
 	config   starlark.Value
+	globals  starlark.StringDict // frozen top level, for Call
 	pool     sync.Pool
 
 	calls, failures, stopped atomic.Uint64
@@ -217,6 +222,12 @@ func Compile(file string, src []byte, opts Options) (*Script, error) {
 		return nil, &CompileError{File: file, Line: re.Line, Col: re.Col, Msg: "at load: " + re.Msg}
 	}
 	globals.Freeze()
+	s.globals = globals
+	if opts.Func != "" {
+		if _, err := s.entry(opts.Func); err != nil {
+			return nil, &CompileError{File: file, Line: err.Line, Col: err.Col, Msg: err.Msg}
+		}
+	}
 	for _, name := range []string{FuncUplink, FuncDownlink} {
 		v, ok := globals[name]
 		if !ok {
@@ -236,7 +247,7 @@ func Compile(file string, src []byte, opts Options) (*Script, error) {
 			s.downlink = fn
 		}
 	}
-	if s.uplink == nil && s.downlink == nil {
+	if s.uplink == nil && s.downlink == nil && opts.Func == "" {
 		return nil, &CompileError{File: file, Msg: "defines neither uplink(msg) nor downlink(cmd)"}
 	}
 	s.config = starlark.None

@@ -8,5 +8,6 @@ import (
 	_ "github.com/industryos/gateway/actors/automation/handlers/email"
 	_ "github.com/industryos/gateway/actors/automation/handlers/mqttpublish"
 	_ "github.com/industryos/gateway/actors/automation/handlers/platform"
+	_ "github.com/industryos/gateway/actors/automation/handlers/script"
 	_ "github.com/industryos/gateway/actors/automation/handlers/webhook"
 )

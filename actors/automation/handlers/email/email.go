@@ -6,25 +6,33 @@
 //     host: smtp.example.com
 //     port: 587                    # default 587 (starttls), 465 (tls), 25 (none)
 //     tls: starttls                # starttls (default), tls (implicit) or none
+//     caFile: certs/smtp-ca.pem    # optional: PEM bundle trusted for the server (relative to automation.yaml)
 //     username: alarms@example.com
-//     passwordEnv: SMTP_PASSWORD   # or password: ... (never logged)
+//     passwordEnv: SMTP_PASSWORD   # or passwordFile: /run/secrets/smtp (never logged)
 //     from: alarms@example.com
 //     to: [ops@example.com]
 //     subject: "{{device}} at {{value}}"
 //     body: "{{device}}.{{key}} is {{value}}"
 //
-// Certificates are verified; a failure (refused connection or login) is
-// retried by the action queue.
+// Certificates are verified (against caFile when given, else the system's
+// roots). A literal password param is refused: params are stored in the
+// durable queue, so they name where the password is (an environment
+// variable or a file), read at each attempt. A refused connection or a
+// temporary (4xx) answer is retried by the action queue; a permanent (5xx)
+// answer, a refused login included, fails the action at once.
 package email
 
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
 	"net/smtp"
+	"net/textproto"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -43,11 +51,14 @@ type Handler struct{ env handler.Env }
 // New builds the handler.
 func New(env handler.Env) handler.Handler { return &Handler{env: env} }
 
-var params = []string{"host", "port", "tls", "username", "password", "passwordEnv", "from", "to", "subject", "body"}
+var params = []string{"host", "port", "tls", "caFile", "username", "passwordEnv", "passwordFile", "from", "to", "subject", "body"}
 
 // Validate checks the server, the addresses and the templates' presence.
 func (h *Handler) Validate(p map[string]any) []error {
-	errs := handler.Known(p, params...)
+	errs := handler.Known(p, append(params[:len(params):len(params)], "password")...)
+	if _, ok := p["password"]; ok {
+		errs = append(errs, errors.New("params.password: a literal password would be stored with each queued action; use passwordEnv (an environment variable) or passwordFile"))
+	}
 	for _, k := range []string{"host", "from"} {
 		if _, err := handler.String(p, k); err != nil {
 			errs = append(errs, err)
@@ -62,7 +73,66 @@ func (h *Handler) Validate(p map[string]any) []error {
 	if _, err := port(p); err != nil {
 		errs = append(errs, err)
 	}
+	if _, err := h.roots(p); err != nil {
+		errs = append(errs, err)
+	}
+	if _, hasEnv := p["passwordEnv"]; hasEnv {
+		if _, hasFile := p["passwordFile"]; hasFile {
+			errs = append(errs, errors.New("params: passwordEnv and passwordFile both given; want one"))
+		}
+	}
 	return errs
+}
+
+// roots reads caFile: nil (the system's roots) when not given.
+func (h *Handler) roots(p map[string]any) (*x509.CertPool, error) {
+	ref, err := handler.OptString(p, "caFile", "")
+	if err != nil || ref == "" {
+		return nil, err
+	}
+	path := ref
+	if !filepath.IsAbs(path) && h.env.Dir != "" {
+		path = filepath.Join(h.env.Dir, path)
+	}
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("params.caFile: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("params.caFile: %s holds no PEM certificate", path)
+	}
+	return pool, nil
+}
+
+// password reads passwordEnv or passwordFile ("" without either).
+func (h *Handler) password(p map[string]any) (string, error) {
+	if env, _ := handler.OptString(p, "passwordEnv", ""); env != "" {
+		return os.Getenv(env), nil
+	}
+	ref, _ := handler.OptString(p, "passwordFile", "")
+	if ref == "" {
+		return "", nil
+	}
+	if !filepath.IsAbs(ref) && h.env.Dir != "" {
+		ref = filepath.Join(h.env.Dir, ref)
+	}
+	b, err := os.ReadFile(ref)
+	if err != nil {
+		return "", fmt.Errorf("params.passwordFile: %w", err)
+	}
+	return strings.TrimRight(string(b), "\r\n"), nil
+}
+
+// fail wraps an SMTP error with the server and the step; a permanent (5xx)
+// reply, such as a refused login, is not worth retrying.
+func fail(addr, step string, err error) error {
+	err = fmt.Errorf("smtp %s: %s: %w", addr, step, err)
+	var te *textproto.Error
+	if errors.As(err, &te) && te.Code >= 500 && te.Code < 600 {
+		return handler.Permanent(err)
+	}
+	return err
 }
 
 func recipients(p map[string]any) ([]string, error) {
@@ -111,9 +181,13 @@ func (h *Handler) Run(ctx context.Context, a handler.Action) error {
 	mode, _ := handler.OptString(a.Params, "tls", "starttls")
 	prt, _ := port(a.Params)
 	user, _ := handler.OptString(a.Params, "username", "")
-	pass, _ := handler.OptString(a.Params, "password", "")
-	if env, _ := handler.OptString(a.Params, "passwordEnv", ""); env != "" {
-		pass = os.Getenv(env)
+	pass, err := h.password(a.Params)
+	if err != nil {
+		return err
+	}
+	roots, err := h.roots(a.Params)
+	if err != nil {
+		return err
 	}
 	subject := fmt.Sprint(orEmpty(a.Params["subject"]))
 	body := fmt.Sprint(orEmpty(a.Params["body"]))
@@ -121,8 +195,7 @@ func (h *Handler) Run(ctx context.Context, a handler.Action) error {
 	addr := net.JoinHostPort(host, strconv.Itoa(prt))
 	d := net.Dialer{Timeout: 15 * time.Second}
 	var conn net.Conn
-	var err error
-	tcfg := &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
+	tcfg := &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12, RootCAs: roots}
 	if mode == "tls" {
 		conn, err = (&tls.Dialer{NetDialer: &d, Config: tcfg}).DialContext(ctx, "tcp", addr)
 	} else {
@@ -137,41 +210,41 @@ func (h *Handler) Run(ctx context.Context, a handler.Action) error {
 	c, err := smtp.NewClient(conn, host)
 	if err != nil {
 		conn.Close()
-		return fmt.Errorf("smtp %s: %w", addr, err)
+		return fail(addr, "greeting", err)
 	}
 	defer c.Close()
 	if mode == "starttls" {
 		if err := c.StartTLS(tcfg); err != nil {
-			return fmt.Errorf("smtp %s: STARTTLS: %w", addr, err)
+			return fail(addr, "STARTTLS", err)
 		}
 	}
 	if user != "" {
 		// PlainAuth refuses to send the password over plain text except to
 		// localhost; the password appears in no error or log.
 		if err := c.Auth(smtp.PlainAuth("", user, pass, host)); err != nil {
-			return fmt.Errorf("smtp %s: login as %s: %w", addr, user, err)
+			return fail(addr, "login as "+user, err)
 		}
 	}
 	msg := "From: " + from + "\r\nTo: " + strings.Join(to, ", ") + "\r\nSubject: " + oneLine(subject) +
 		"\r\nMessage-ID: <" + a.Key + "@iotgw>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n" +
 		strings.ReplaceAll(body, "\n", "\r\n") + "\r\n"
 	if err := c.Mail(from); err != nil {
-		return fmt.Errorf("smtp %s: MAIL FROM: %w", addr, err)
+		return fail(addr, "MAIL FROM", err)
 	}
 	for _, r := range to {
 		if err := c.Rcpt(r); err != nil {
-			return fmt.Errorf("smtp %s: RCPT TO %s: %w", addr, r, err)
+			return fail(addr, "RCPT TO "+r, err)
 		}
 	}
 	w, err := c.Data()
 	if err != nil {
-		return fmt.Errorf("smtp %s: DATA: %w", addr, err)
+		return fail(addr, "DATA", err)
 	}
 	if _, err := w.Write([]byte(msg)); err != nil {
 		return fmt.Errorf("smtp %s: DATA: %w", addr, err)
 	}
 	if err := w.Close(); err != nil {
-		return fmt.Errorf("smtp %s: DATA: %w", addr, err)
+		return fail(addr, "DATA", err)
 	}
 	return c.Quit()
 }
