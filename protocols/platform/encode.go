@@ -156,6 +156,10 @@ type packer struct {
 	items  []item
 	keyIdx map[itemKey]int32
 	names  []byte // escaped device names, referenced by devState
+	// known is kept across batches: per device, the last key list found
+	// free of repeats (see uniqueKeys); seen is its scratch set.
+	known map[string][]string
+	seen  map[string]struct{}
 }
 
 type devState struct {
@@ -293,6 +297,60 @@ func (p *packer) add(owner int32, l *list, events []protocols.Event, ev, val int
 	l.n++
 }
 
+// maxKnownLayouts bounds packer.known.
+const maxKnownLayouts = 4096
+
+// uniqueKeys reports whether no key repeats in vals. A device's polls
+// carry the same keys poll after poll, so the answer is remembered per
+// device as the key list it was checked for: the next event with that
+// list costs a comparison of strings that are mostly the same (interned)
+// ones, where merging value by value costs two map operations each, which
+// was a fifth of the gateway's CPU at 100 values per poll.
+func (p *packer) uniqueKeys(device string, vals []protocols.Datapoint) bool {
+	if ks, ok := p.known[device]; ok && len(ks) == len(vals) {
+		same := true
+		for i := range ks {
+			if ks[i] != vals[i].Key {
+				same = false
+				break
+			}
+		}
+		if same {
+			return true
+		}
+	}
+	if p.seen == nil {
+		p.seen = make(map[string]struct{}, len(vals))
+	}
+	clear(p.seen)
+	for i := range vals {
+		p.seen[vals[i].Key] = struct{}{}
+	}
+	if len(p.seen) != len(vals) {
+		return false
+	}
+	if p.known == nil || len(p.known) >= maxKnownLayouts {
+		p.known = make(map[string][]string)
+	}
+	ks := p.known[device][:0] // reused when a device's key list varies
+	for i := range vals {
+		ks = append(ks, vals[i].Key)
+	}
+	p.known[device] = ks
+	return true
+}
+
+// appendAll adds the n values of events[ev] to the empty list l without
+// looking for repeated keys (the caller checked there are none).
+func (p *packer) appendAll(l *list, ev int32, n int) {
+	first := int32(len(p.items))
+	for vi := range n {
+		p.items = append(p.items, item{ev: ev, val: int32(vi), next: first + int32(vi) + 1})
+	}
+	p.items[len(p.items)-1].next = -1
+	l.head, l.tail, l.n = first, int32(len(p.items)-1), int32(n)
+}
+
 func (p *packer) collect(events []protocols.Event) {
 	for ei := range events {
 		e := &events[ei]
@@ -319,6 +377,10 @@ func (p *packer) collect(events []protocols.Event) {
 				continue
 			}
 			g := p.group(d, e.Ts)
+			if l := &p.groups[g].items; l.n == 0 && len(e.Values) > linearKeys && p.uniqueKeys(e.Device, e.Values) {
+				p.appendAll(l, int32(ei), len(e.Values))
+				continue
+			}
 			for vi := range e.Values {
 				p.add(g, &p.groups[g].items, events, int32(ei), int32(vi))
 			}
