@@ -43,11 +43,11 @@ func newAccount(registers int) *account {
 	return &account{seqKey: fmt.Sprintf("r%d", registers-1), devs: map[string]*devAccount{}}
 }
 
-func (a *account) entry(device string, seqRaw []byte, at time.Time) {
-	d := a.devs[device]
+func (a *account) entry(device []byte, seqRaw []byte, at time.Time) {
+	d := a.devs[string(device)]
 	if d == nil {
 		d = &devAccount{last: -1}
-		a.devs[device] = d
+		a.devs[string(device)] = d
 	}
 	seq, err := strconv.Atoi(string(seqRaw))
 	if err != nil {

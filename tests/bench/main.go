@@ -229,6 +229,15 @@ type stats struct {
 	countOnly   bool
 	first, last time.Time
 	acct        *account // -account: every delivered poll, counting or not
+	scratch     []scanned
+}
+
+// scanned is one telemetry entry found by scanTelemetry.
+type scanned struct {
+	dev []byte
+	ts  int64
+	n   int
+	seq []byte
 }
 
 func (s *stats) onMessage(payload []byte, now time.Time) {
@@ -251,6 +260,32 @@ func (s *stats) onMessage(payload []byte, now time.Time) {
 		s.mu.Unlock()
 		return
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	seqKey := ""
+	if s.acct != nil {
+		seqKey = s.acct.seqKey
+	}
+	// Entries are applied only once the whole payload scanned, so a
+	// payload the scanner refuses is counted once, by encoding/json.
+	s.scratch = s.scratch[:0]
+	if scanTelemetry(payload, seqKey, func(dev []byte, ts int64, n int, seq []byte) {
+		s.scratch = append(s.scratch, scanned{dev, ts, n, seq})
+	}) {
+		for _, e := range s.scratch {
+			if s.acct != nil {
+				s.acct.entry(e.dev, e.seq, now)
+			}
+			if s.counting {
+				s.values += uint64(e.n)
+				s.latencies = append(s.latencies, now.Sub(time.UnixMilli(e.ts)))
+			}
+		}
+		if s.counting && len(s.scratch) > 0 {
+			s.messages++
+		}
+		return
+	}
 	var body map[string][]struct {
 		Ts     int64                      `json:"ts"`
 		Values map[string]json.RawMessage `json:"values"`
@@ -258,12 +293,10 @@ func (s *stats) onMessage(payload []byte, now time.Time) {
 	if json.Unmarshal(payload, &body) != nil {
 		return
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.acct != nil {
 		for dev, entries := range body {
 			for _, e := range entries {
-				s.acct.entry(dev, e.Values[s.acct.seqKey], now)
+				s.acct.entry([]byte(dev), e.Values[s.acct.seqKey], now)
 			}
 		}
 	}
