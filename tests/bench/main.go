@@ -8,6 +8,7 @@
 //	go run ./tests/bench -profile throughput -metrics  # with /metrics on, scraped every -scrape
 //	go run ./tests/bench -profile throughput -account  # served-vs-delivered per device, poll by poll
 //	go run ./tests/bench -profile mqtt -rate 60000     # 10-value JSON messages/s on an external broker
+//	go run ./tests/bench -profile mqtt -backlog 100000 -paho-patched  # the same drain with the patched paho
 //	go run ./tests/bench -profile scale -automation   # with a task evaluating every value on the bus
 //	go run ./tests/bench -profile localapi            # 1000 devices on the local device API, 10 values every 1 s
 //	go run ./tests/bench -profile localapi-peak       # 10 local-API connections as fast as acknowledged
@@ -142,6 +143,7 @@ func main() {
 	flag.BoolVar(&keepStartupPages, "keep-startup-pages", false, "run the gateway with resources.keepStartupPages (RSS as before the start-up pages were released)")
 	flag.BoolVar(&accountOn, "account", false, "poll profiles: number every served read in the simulators and check at the end, per device, that each one was delivered or counted as a timeout/I-O poll error (turns the http endpoint on)")
 	flag.StringVar(&cpuProfile, "cpuprofile", "", "write the gateway's CPU profile (whole run, warm-up included) to this file")
+	flag.BoolVar(&pahoPatched, "paho-patched", false, "build the gateway with the patched paho.golang copy in tests/bench/pahopatch (benchmark only)")
 	flag.StringVar(&benchProfile, "benchcpuprofile", "", "write the bench process's own CPU profile (simulators, publishers, subscriber; measurement window only) to this file")
 	flag.StringVar(&memProfile, "memprofile", "", "write the gateway's heap profile (alloc_objects/alloc_space since start) to this file at stop")
 	devices := flag.Int("devices", 0, "scale profile: poll this many devices instead of 1000 (the README's 10 / 100 / 1000 device sizing); localapi-http: this many clients instead of 8")
@@ -408,7 +410,16 @@ func runProfile(name string, p profile, d time.Duration, storage string) error {
 	}
 
 	bin := filepath.Join(dir, "iotgw")
-	if err := buildGateway(bin); err != nil {
+	var extra []string
+	if pahoPatched {
+		modfile, err := pahoModfile(dir)
+		if err != nil {
+			return err
+		}
+		extra = append(extra, "-modfile", modfile)
+		fmt.Println("paho         gateway built with the patched paho.golang (tests/bench/pahopatch)")
+	}
+	if err := buildGateway(bin, extra...); err != nil {
 		return err
 	}
 

@@ -298,31 +298,47 @@ func ReadPacket(r io.Reader) (*ControlPacket, error) {
 		cp.Content.(*Publish).Duplicate = cp.Flags&(1<<3) != 0
 		cp.Content.(*Publish).Retain = cp.Flags&1 != 0
 	}
-	vbi, err := getVBI(r)
-	if err != nil {
-		return nil, err
-	}
-	cp.remainingLength, err = decodeVBI(vbi)
+	cp.remainingLength, err = readVBI(r)
 	if err != nil {
 		return nil, err
 	}
 
-	var content bytes.Buffer
-	content.Grow(cp.remainingLength)
-
-	n, err := io.CopyN(&content, r, int64(cp.remainingLength))
-	if err != nil {
+	// One allocation of exactly the packet's size, filled by io.ReadFull.
+	// (io.CopyN into a bytes.Buffer grew the buffer past the Grow above:
+	// bytes.Buffer.ReadFrom asks for MinRead spare bytes before each read,
+	// including the final one that only sees EOF, so every packet was
+	// allocated and copied about twice.)
+	content := make([]byte, cp.remainingLength)
+	if _, err := io.ReadFull(r, content); err != nil {
+		if err == io.ErrUnexpectedEOF {
+			return nil, fmt.Errorf("failed to read packet, expected %d bytes: %w", cp.remainingLength, err)
+		}
 		return nil, err
 	}
-
-	if n != int64(cp.remainingLength) {
-		return nil, fmt.Errorf("failed to read packet, expected %d bytes, read %d", cp.remainingLength, n)
-	}
-	err = cp.Content.Unpack(&content)
+	err = cp.Content.Unpack(bytes.NewBuffer(content))
 	if err != nil {
 		return nil, err
 	}
 	return cp, nil
+}
+
+// readVBI reads and decodes a variable byte integer without the
+// intermediate buffer getVBI and decodeVBI use.
+func readVBI(r io.Reader) (int, error) {
+	var digit [1]byte
+	var vbi uint32
+	for shift := uint32(0); ; shift += 7 {
+		if shift > 21 {
+			return 0, fmt.Errorf("malformed variable byte integer")
+		}
+		if _, err := io.ReadFull(r, digit[:]); err != nil {
+			return 0, err
+		}
+		vbi |= uint32(digit[0]&127) << shift
+		if digit[0]&128 == 0 {
+			return int(vbi), nil
+		}
+	}
 }
 
 // WriteTo writes a packet to an io.Writer, handling packing all the parts of
@@ -503,16 +519,21 @@ func readBinary(b *bytes.Buffer) ([]byte, error) {
 		return nil, err
 	}
 
-	var s bytes.Buffer
-	s.Grow(int(size))
-	if _, err := io.CopyN(&s, b, int64(size)); err != nil {
-		return nil, err
+	// A copy of exactly size bytes (io.CopyN into a bytes.Buffer grew it
+	// to at least 512 bytes for every topic and property).
+	if int(size) > b.Len() {
+		return nil, io.EOF
 	}
-
-	return s.Bytes(), nil
+	return append([]byte(nil), b.Next(int(size))...), nil
 }
 
 func readString(b *bytes.Buffer) (string, error) {
-	s, err := readBinary(b)
-	return string(s), err
+	size, err := readUint16(b)
+	if err != nil {
+		return "", err
+	}
+	if int(size) > b.Len() {
+		return "", io.EOF
+	}
+	return string(b.Next(int(size))), nil
 }

@@ -19,7 +19,6 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"io/ioutil"
 	"net"
 )
 
@@ -67,10 +66,9 @@ func (p *Publish) Unpack(r *bytes.Buffer) error {
 		return err
 	}
 
-	p.Payload, err = ioutil.ReadAll(r)
-	if err != nil {
-		return err
-	}
+	// The rest of the packet's own buffer (ReadPacket allocates one per
+	// packet), not a copy grown by ioutil.ReadAll.
+	p.Payload = r.Next(r.Len())
 
 	return nil
 }
