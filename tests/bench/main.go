@@ -147,6 +147,7 @@ func main() {
 	flag.StringVar(&benchProfile, "benchcpuprofile", "", "write the bench process's own CPU profile (simulators, publishers, subscriber; measurement window only) to this file")
 	flag.StringVar(&memProfile, "memprofile", "", "write the gateway's heap profile (alloc_objects/alloc_space since start) to this file at stop")
 	devices := flag.Int("devices", 0, "scale profile: poll this many devices instead of 1000 (the README's 10 / 100 / 1000 device sizing); localapi-http: this many clients instead of 8")
+	registers := flag.Int("registers", 0, "scale and throughput profiles: values (registers) per device instead of the profile's 10 or 100")
 	flag.Parse()
 	names := []string{*name}
 	if *name == "all" {
@@ -167,6 +168,9 @@ func main() {
 		}
 		if *devices > 0 && n == "scale" {
 			p = p.withDevices(*devices)
+		}
+		if *registers > 0 && !p.mqtt && !p.localAPI {
+			p.registers = *registers
 		}
 		if *devices > 0 && n == "localapi-http" {
 			p.devicesPerSim = *devices
