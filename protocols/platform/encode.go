@@ -110,7 +110,7 @@ func Pack(events []protocols.Event, maxPayload int, dst []Message) []Message {
 // message (maxValues <= 0: no limit), so no message carries more than the
 // platform's data-point rate limit could ever admit.
 func PackLimited(events []protocols.Event, maxPayload, maxValues int, dst []Message) []Message {
-	p := packers.Get().(*packer)
+	p := packers.get()
 	p.collect(events)
 	w := writer{dst: dst, max: maxPayload, maxN: maxValues}
 	for i := range p.devs {
@@ -132,19 +132,51 @@ func PackLimited(events []protocols.Event, maxPayload, maxValues int, dst []Mess
 		}
 	}
 	p.reset()
-	packers.Put(p)
+	packers.put(p)
 	return w.dst
 }
 
-// packers keeps the index maps and scratch slices warm between batches so
-// the hot path stays allocation-free.
-var packers = sync.Pool{New: func() any {
+// packers keeps the index maps, scratch slices and known key lists warm
+// between batches so the hot path stays allocation-free. A few packers
+// are kept for good rather than in a sync.Pool: at the throughput peak the
+// gateway collects garbage dozens of times a second, each collection
+// emptied the pool, and every batch then regrew its slices and maps and
+// re-checked every device's keys.
+var packers packerList
+
+// maxIdlePackers bounds the packers kept: one per concurrent packing
+// goroutine is enough (the uplink packs on one).
+const maxIdlePackers = 4
+
+type packerList struct {
+	mu   sync.Mutex
+	idle []*packer
+}
+
+func (l *packerList) get() *packer {
+	l.mu.Lock()
+	if n := len(l.idle); n > 0 {
+		p := l.idle[n-1]
+		l.idle[n-1] = nil
+		l.idle = l.idle[:n-1]
+		l.mu.Unlock()
+		return p
+	}
+	l.mu.Unlock()
 	return &packer{
 		devIdx: make(map[string]int32),
 		grpIdx: make(map[grpKey]int32),
 		keyIdx: make(map[itemKey]int32),
 	}
-}}
+}
+
+func (l *packerList) put(p *packer) {
+	l.mu.Lock()
+	if len(l.idle) < maxIdlePackers {
+		l.idle = append(l.idle, p)
+	}
+	l.mu.Unlock()
+}
 
 // Items and groups form singly linked lists through int32 indexes into
 // reused slices: grouping then needs no per-device or per-ts allocation.

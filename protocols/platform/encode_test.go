@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -566,6 +567,24 @@ func TestPackAllocations(t *testing.T) {
 	// sync.Pool may be emptied by a GC during the run; allow for that.
 	if allocs > 2 {
 		t.Errorf("Pack with reused dst: %.1f allocs/op, want ~0", allocs)
+	}
+}
+
+// The packer's warm state must survive garbage collections, which at the
+// throughput peak come dozens of times a second.
+func TestPackStaysWarmAcrossGC(t *testing.T) {
+	var evs []protocols.Event
+	for d := range 50 {
+		evs = append(evs, manyKeys(fmt.Sprintf("device-%03d", d), 1700000000000, 100, d, nil))
+	}
+	dst := Pack(evs, DefaultMaxPayload, nil)
+	allocs := testing.AllocsPerRun(20, func() {
+		runtime.GC()
+		runtime.GC()
+		dst = Pack(evs, DefaultMaxPayload, dst[:0])
+	})
+	if allocs > 0 {
+		t.Errorf("Pack after two collections: %.1f allocs/op, want 0", allocs)
 	}
 }
 
