@@ -112,7 +112,7 @@ func Pack(events []protocols.Event, maxPayload int, dst []Message) []Message {
 func PackLimited(events []protocols.Event, maxPayload, maxValues int, dst []Message) []Message {
 	p := packers.get()
 	p.collect(events)
-	w := writer{dst: dst, max: maxPayload, maxN: maxValues}
+	w := writer{dst: dst, max: maxPayload, maxN: maxValues, hint: p.sizeHint}
 	for i := range p.devs {
 		if ds := &p.devs[i]; ds.connect {
 			w.begin(TopicConnect)
@@ -131,6 +131,7 @@ func PackLimited(events []protocols.Event, maxPayload, maxValues int, dst []Mess
 			w.end()
 		}
 	}
+	p.sizeHint = min(w.largest, maxSizeHint)
 	p.reset()
 	packers.put(p)
 	return w.dst
@@ -192,6 +193,8 @@ type packer struct {
 	// free of repeats (see uniqueKeys); seen is its scratch set.
 	known map[string][]string
 	seen  map[string]struct{}
+	// sizeHint is the largest payload of the previous batch (writer.hint).
+	sizeHint int
 }
 
 type devState struct {
@@ -429,7 +432,15 @@ type writer struct {
 	buf   []byte
 	n     int // values in the open message
 	open  bool
+	// hint is the largest payload of the packer's previous batch: a new
+	// buffer starts that large, so at high rates a full message is one
+	// allocation rather than a series doubling from 512 bytes (which was
+	// a seventh of the gateway's allocated bytes at the throughput peak).
+	hint, largest int
 }
+
+// maxSizeHint bounds writer.hint when messages have no size limit.
+const maxSizeHint = 1 << 20
 
 func (w *writer) begin(topic string) {
 	w.topic, w.n, w.open = topic, 0, true
@@ -439,15 +450,18 @@ func (w *writer) begin(topic string) {
 		w.buf = nil
 	}
 	if w.buf == nil {
-		c := 512
-		if w.max > 0 && w.max < c {
-			c = w.max
+		c := max(512, w.hint+w.hint/8)
+		if w.max > 0 {
+			// Room for the datapoint that is appended past the limit
+			// and then moved to the next message.
+			c = min(c, w.max+512)
 		}
 		w.buf = make([]byte, 0, c)
 	}
 }
 
 func (w *writer) end() {
+	w.largest = max(w.largest, len(w.buf))
 	w.dst = append(w.dst, Message{Topic: w.topic, Payload: w.buf, Values: w.n})
 	w.buf, w.open = nil, false
 }

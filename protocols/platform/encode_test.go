@@ -588,6 +588,27 @@ func TestPackStaysWarmAcrossGC(t *testing.T) {
 	}
 }
 
+// With fresh payload buffers (dst nil, as the uplink packs while earlier
+// payloads are in flight), a full message costs one allocation once a
+// batch has shown the size, not a series doubling from 512 bytes.
+func TestPackSizesBuffersFromThePreviousBatch(t *testing.T) {
+	var evs []protocols.Event
+	for d := range 200 {
+		evs = append(evs, manyKeys(fmt.Sprintf("device-%03d", d), 1700000000000, 100, d, nil))
+	}
+	msgs := Pack(evs, DefaultMaxPayload, nil)
+	if len(msgs) < 4 {
+		t.Fatalf("%d messages, want several full ones", len(msgs))
+	}
+	allocs := testing.AllocsPerRun(20, func() {
+		msgs = Pack(evs, DefaultMaxPayload, nil)
+	})
+	// One buffer per message plus the doublings of the dst slice.
+	if want := float64(len(msgs) + 8); allocs > want {
+		t.Errorf("%.1f allocs for %d messages, want at most %.0f", allocs, len(msgs), want)
+	}
+}
+
 func benchEvents(devices, perDevice int) []protocols.Event {
 	var evs []protocols.Event
 	ts := int64(1700000000000)
