@@ -147,6 +147,7 @@ func main() {
 	flag.StringVar(&benchProfile, "benchcpuprofile", "", "write the bench process's own CPU profile (simulators, publishers, subscriber; measurement window only) to this file")
 	flag.StringVar(&memProfile, "memprofile", "", "write the gateway's heap profile (alloc_objects/alloc_space since start) to this file at stop")
 	devices := flag.Int("devices", 0, "scale profile: poll this many devices instead of 1000 (the README's 10 / 100 / 1000 device sizing); localapi-http: this many clients instead of 8")
+	ports := flag.Int("ports", 0, "scale and throughput profiles: spread the devices over this many simulator ports (one gateway connection each) instead of the profile's 5 or 8")
 	registers := flag.Int("registers", 0, "scale and throughput profiles: values (registers) per device instead of the profile's 10 or 100")
 	flag.Parse()
 	names := []string{*name}
@@ -168,6 +169,13 @@ func main() {
 		}
 		if *devices > 0 && n == "scale" {
 			p = p.withDevices(*devices)
+		}
+		if *ports > 0 && !p.mqtt && !p.localAPI {
+			// Same devices over more (or fewer) simulator ports: the
+			// gateway keeps one Modbus connection per port.
+			n := p.sims * p.devicesPerSim
+			p.sims = *ports
+			p.devicesPerSim = (n + *ports - 1) / *ports
 		}
 		if *registers > 0 && !p.mqtt && !p.localAPI {
 			p.registers = *registers
