@@ -12,8 +12,10 @@ import (
 // buildGateway builds cmd/iotgw into bin the way a release is built (static,
 // stripped), so CPU and RSS are those of the binary users run: a cgo build
 // links libc and maps more code.
-func buildGateway(bin string) error {
-	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, "./cmd/iotgw")
+// extra are further build flags (the bench's -paho-patched -modfile).
+func buildGateway(bin string, extra ...string) error {
+	args := append([]string{"build", "-trimpath", "-ldflags", "-s -w", "-o", bin}, extra...)
+	cmd := exec.Command("go", append(args, "./cmd/iotgw")...)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("build: %v\n%s", err, out)

@@ -6,7 +6,9 @@
 //	go run ./tests/bench -profile scale       # 1000 devices × 10 values every 1 s
 //	go run ./tests/bench -profile throughput  # as many values/s as the gateway takes
 //	go run ./tests/bench -profile throughput -metrics  # with /metrics on, scraped every -scrape
+//	go run ./tests/bench -profile throughput -account  # served-vs-delivered per device, poll by poll
 //	go run ./tests/bench -profile mqtt -rate 60000     # 10-value JSON messages/s on an external broker
+//	go run ./tests/bench -profile mqtt -backlog 100000 -paho-patched  # the same drain with the patched paho
 //	go run ./tests/bench -profile scale -automation   # with a task evaluating every value on the bus
 //	go run ./tests/bench -profile localapi            # 1000 devices on the local device API, 10 values every 1 s
 //	go run ./tests/bench -profile localapi-peak       # 10 local-API connections as fast as acknowledged
@@ -27,6 +29,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"sort"
 	"strings"
 	"sync"
@@ -109,6 +112,10 @@ var keepStartupPages bool
 // since start) to; "" for none.
 var cpuProfile, memProfile string
 
+// benchProfile is a file for the bench process's own CPU profile over the
+// measurement window (simulators, publishers, subscriber); "" for none.
+var benchProfile string
+
 // mqttRate is the mqtt profile's offered load in messages/s; with
 // mqttBacklog > 0 the profile instead measures how fast the gateway drains
 // that many messages queued for it on the device broker.
@@ -134,9 +141,14 @@ func main() {
 	flag.IntVar(&mqttBacklog, "backlog", 0, "mqtt profile: instead of -rate, queue this many messages for the gateway's offline session, then time the drain (no publisher competes for the CPU)")
 	flag.IntVar(&fwdRepeat, "repeat", 1, "modbus-forward profile: rounds of its three runs, interleaved")
 	flag.BoolVar(&keepStartupPages, "keep-startup-pages", false, "run the gateway with resources.keepStartupPages (RSS as before the start-up pages were released)")
+	flag.BoolVar(&accountOn, "account", false, "poll profiles: number every served read in the simulators and check at the end, per device, that each one was delivered or counted as a timeout/I-O poll error (turns the http endpoint on)")
 	flag.StringVar(&cpuProfile, "cpuprofile", "", "write the gateway's CPU profile (whole run, warm-up included) to this file")
+	flag.BoolVar(&pahoPatched, "paho-patched", false, "build the gateway with the patched paho.golang copy in tests/bench/pahopatch (benchmark only)")
+	flag.StringVar(&benchProfile, "benchcpuprofile", "", "write the bench process's own CPU profile (simulators, publishers, subscriber; measurement window only) to this file")
 	flag.StringVar(&memProfile, "memprofile", "", "write the gateway's heap profile (alloc_objects/alloc_space since start) to this file at stop")
 	devices := flag.Int("devices", 0, "scale profile: poll this many devices instead of 1000 (the README's 10 / 100 / 1000 device sizing); localapi-http: this many clients instead of 8")
+	ports := flag.Int("ports", 0, "scale and throughput profiles: spread the devices over this many simulator ports (one gateway connection each) instead of the profile's 5 or 8")
+	registers := flag.Int("registers", 0, "scale and throughput profiles: values (registers) per device instead of the profile's 10 or 100")
 	flag.Parse()
 	names := []string{*name}
 	if *name == "all" {
@@ -157,6 +169,16 @@ func main() {
 		}
 		if *devices > 0 && n == "scale" {
 			p = p.withDevices(*devices)
+		}
+		if *ports > 0 && !p.mqtt && !p.localAPI {
+			// Same devices over more (or fewer) simulator ports: the
+			// gateway keeps one Modbus connection per port.
+			n := p.sims * p.devicesPerSim
+			p.sims = *ports
+			p.devicesPerSim = (n + *ports - 1) / *ports
+		}
+		if *registers > 0 && !p.mqtt && !p.localAPI {
+			p.registers = *registers
 		}
 		if *devices > 0 && n == "localapi-http" {
 			p.devicesPerSim = *devices
@@ -220,6 +242,16 @@ type stats struct {
 	// would take CPU from the gateway on a two-core machine.
 	countOnly   bool
 	first, last time.Time
+	acct        *account // -account: every delivered poll, counting or not
+	scratch     []scanned
+}
+
+// scanned is one telemetry entry found by scanTelemetry.
+type scanned struct {
+	dev []byte
+	ts  int64
+	n   int
+	seq []byte
 }
 
 func (s *stats) onMessage(payload []byte, now time.Time) {
@@ -242,6 +274,32 @@ func (s *stats) onMessage(payload []byte, now time.Time) {
 		s.mu.Unlock()
 		return
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	seqKey := ""
+	if s.acct != nil {
+		seqKey = s.acct.seqKey
+	}
+	// Entries are applied only once the whole payload scanned, so a
+	// payload the scanner refuses is counted once, by encoding/json.
+	s.scratch = s.scratch[:0]
+	if scanTelemetry(payload, seqKey, func(dev []byte, ts int64, n int, seq []byte) {
+		s.scratch = append(s.scratch, scanned{dev, ts, n, seq})
+	}) {
+		for _, e := range s.scratch {
+			if s.acct != nil {
+				s.acct.entry(e.dev, e.seq, now)
+			}
+			if s.counting {
+				s.values += uint64(e.n)
+				s.latencies = append(s.latencies, now.Sub(time.UnixMilli(e.ts)))
+			}
+		}
+		if s.counting && len(s.scratch) > 0 {
+			s.messages++
+		}
+		return
+	}
 	var body map[string][]struct {
 		Ts     int64                      `json:"ts"`
 		Values map[string]json.RawMessage `json:"values"`
@@ -249,8 +307,13 @@ func (s *stats) onMessage(payload []byte, now time.Time) {
 	if json.Unmarshal(payload, &body) != nil {
 		return
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	if s.acct != nil {
+		for dev, entries := range body {
+			for _, e := range entries {
+				s.acct.entry([]byte(dev), e.Values[s.acct.seqKey], now)
+			}
+		}
+	}
 	if !s.counting {
 		return
 	}
@@ -306,12 +369,15 @@ func runProfile(name string, p profile, d time.Duration, storage string) error {
 		}
 	}
 	var slaves []json.RawMessage
+	var sims []*sim.Sim
+	accounting := accountOn && !p.mqtt && !p.localAPI
 	for i := 0; i < p.sims; i++ {
-		s, err := sim.Start(sim.Options{Addr: "127.0.0.1:0", Devices: p.devicesPerSim, Registers: p.registers, Animate: true, Tick: time.Second})
+		s, err := sim.Start(sim.Options{Addr: "127.0.0.1:0", Devices: p.devicesPerSim, Registers: p.registers, Animate: true, Tick: time.Second, Sequence: accounting})
 		if err != nil {
 			return err
 		}
 		defer s.Close()
+		sims = append(sims, s)
 		raw := strings.ReplaceAll(string(sim.GatewayConfig(s.Addr(), p.devicesPerSim, p.registers, p.poll)), "sim-dev-", fmt.Sprintf("sim%d-dev-", i))
 		var f struct {
 			Master struct {
@@ -334,7 +400,7 @@ func runProfile(name string, p profile, d time.Duration, storage string) error {
 		st = `{"type": "file", "data_folder_path": "journal", "max_file_count": 1000, "max_records_per_file": 100000}`
 	}
 	httpSection, metricsURL := "", ""
-	if metricsOn {
+	if metricsOn || accounting {
 		hp, err := freePort()
 		if err != nil {
 			return err
@@ -356,11 +422,27 @@ func runProfile(name string, p profile, d time.Duration, storage string) error {
 	}
 
 	bin := filepath.Join(dir, "iotgw")
-	if err := buildGateway(bin); err != nil {
+	var extra []string
+	if pahoPatched {
+		modfile, err := pahoModfile(dir)
+		if err != nil {
+			return err
+		}
+		extra = append(extra, "-modfile", modfile)
+		fmt.Println("paho         gateway built with the patched paho.golang (tests/bench/pahopatch)")
+	}
+	if err := buildGateway(bin, extra...); err != nil {
 		return err
 	}
 
 	st2 := &stats{}
+	subQoS := byte(0)
+	if accounting {
+		st2.acct = newAccount(p.registers)
+		// QoS 1 so the broker never drops a message for a subscriber
+		// that falls behind: a loss must be the gateway's.
+		subQoS = 1
+	}
 	u, _ := url.Parse(fmt.Sprintf("mqtt://127.0.0.1:%d", port))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -368,7 +450,7 @@ func runProfile(name string, p profile, d time.Duration, storage string) error {
 		ServerUrls: []*url.URL{u}, KeepAlive: 30,
 		OnConnectionUp: func(cm *autopaho.ConnectionManager, _ *paho.Connack) {
 			_, _ = cm.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{
-				{Topic: "v1/gateway/telemetry", QoS: 0}, {Topic: "v1/devices/me/rpc/request/+", QoS: 1}}})
+				{Topic: "v1/gateway/telemetry", QoS: subQoS}, {Topic: "v1/devices/me/rpc/request/+", QoS: 1}}})
 		},
 		ClientConfig: paho.ClientConfig{ClientID: "bench-sub", OnPublishReceived: []func(paho.PublishReceived) (bool, error){
 			func(pr paho.PublishReceived) (bool, error) {
@@ -446,6 +528,17 @@ func runProfile(name string, p profile, d time.Duration, storage string) error {
 		localSent0 = local.sent.Load()
 	}
 	cpu0 := observe.ProcessCPU(gw.Process.Pid)
+	self0, mq0 := observe.ProcessCPU(0), observe.ProcessCPU(mq.Process.Pid)
+	if benchProfile != "" {
+		f, err := os.Create(benchProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+	}
 	st2.mu.Lock()
 	st2.counting = true
 	st2.mu.Unlock()
@@ -465,6 +558,10 @@ func runProfile(name string, p profile, d time.Duration, storage string) error {
 	st2.mu.Unlock()
 	elapsed := time.Since(start)
 	cpu := observe.ProcessCPU(gw.Process.Pid) - cpu0
+	selfCPU, mqCPU := observe.ProcessCPU(0)-self0, observe.ProcessCPU(mq.Process.Pid)-mq0
+	if benchProfile != "" {
+		pprof.StopCPUProfile()
+	}
 	if load != nil {
 		offered = float64(load.sent.Load()-sent0) * float64(p.registers) / elapsed.Seconds()
 		fmt.Printf("published    %.0f messages/s acknowledged by the device broker\n", offered/float64(p.registers))
@@ -480,6 +577,10 @@ func runProfile(name string, p profile, d time.Duration, storage string) error {
 		}
 	}
 	rss := observe.PeakRSS(gw.Process.Pid)
+	var acctErr error
+	if accounting {
+		acctErr = settle(sims, p.devicesPerSim, st2, metricsURL)
+	}
 	_ = gw.Process.Signal(syscall.SIGTERM)
 	_ = gw.Wait()
 
@@ -496,9 +597,11 @@ func runProfile(name string, p profile, d time.Duration, storage string) error {
 	fmt.Printf("gateway CPU  %.2f s in %.0f s = %.1f %% of one core\n", cpu.Seconds(), elapsed.Seconds(), 100*cpu.Seconds()/elapsed.Seconds())
 	fmt.Printf("gateway RSS  average %.1f MB (of it code and data mapped from the binary %.1f MB), end %.1f MB, peak %.1f MB (start-up included)\n",
 		rs.avg/(1<<20), rs.avgFile/(1<<20), float64(rs.last)/(1<<20), float64(rss)/(1<<20))
+	fmt.Printf("peers CPU    bench process (simulators, publishers, subscriber) %.1f %%, platform mosquitto %.1f %% of one core\n",
+		100*selfCPU.Seconds()/elapsed.Seconds(), 100*mqCPU.Seconds()/elapsed.Seconds())
 	if metricsOn {
 		sc := <-scraped
 		fmt.Printf("metrics      %d scrapes of /metrics (every %s), %.1f KB each\n", sc[0], scrapeEvery, float64(sc[1])/1024)
 	}
-	return nil
+	return acctErr
 }

@@ -41,6 +41,11 @@ type Options struct {
 	Animate bool
 	// Tick is the animation period; default 100 ms.
 	Tick time.Duration
+	// Sequence makes the last register of every unit (holding and input,
+	// unless pinned) read the number of register reads that unit served
+	// before this one, modulo 65536, so a reader downstream can tell which
+	// reads it never saw (see Served).
+	Sequence bool
 }
 
 // Value is the content of register reg of unit at tick: the unit in the
@@ -57,6 +62,7 @@ func TickOf(unit uint8, reg0 uint16) uint64 {
 }
 
 type unit struct {
+	served uint64 // register reads answered with data; guarded by Sim.mu
 	regs   []uint16
 	pinned []bool
 	coils  []bool
@@ -270,15 +276,31 @@ func (s *Sim) SetFailing(id uint8, on bool) {
 func (s *Sim) readLocked(id uint8, u *unit, addr, n int) []uint16 {
 	out := make([]uint16, n)
 	tick := s.Tick()
+	last := len(u.regs) - 1
 	for i := range out {
 		a := addr + i
-		if s.opts.Animate && !u.pinned[a] {
+		switch {
+		case s.opts.Sequence && a == last && !u.pinned[a]:
+			out[i] = uint16(u.served)
+		case s.opts.Animate && !u.pinned[a]:
 			out[i] = Value(id, uint16(a), tick)
-		} else {
+		default:
 			out[i] = u.regs[a]
 		}
 	}
 	return out
+}
+
+// Served is the number of register reads (holding or input) unit answered
+// with data; a read that failed or timed out on the client's side still
+// counts, since the simulator cannot know.
+func (s *Sim) Served(id uint8) uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if u := s.unit(id); u != nil {
+		return u.served
+	}
+	return 0
 }
 
 // enter counts the request, waits while silent and finds the unit.
@@ -376,7 +398,9 @@ func (h *handler) HandleHoldingRegisters(req *modbus.HoldingRegistersRequest) ([
 		}
 		return nil, nil
 	}
-	return s.readLocked(req.UnitId, u, int(req.Addr), int(req.Quantity)), nil
+	out := s.readLocked(req.UnitId, u, int(req.Addr), int(req.Quantity))
+	u.served++
+	return out, nil
 }
 
 // HandleInputRegisters implements modbus.RequestHandler.
@@ -391,7 +415,9 @@ func (h *handler) HandleInputRegisters(req *modbus.InputRegistersRequest) ([]uin
 	if !inRange(req.Addr, req.Quantity, len(u.regs)) {
 		return nil, modbus.ErrIllegalDataAddress
 	}
-	return s.readLocked(req.UnitId, u, int(req.Addr), int(req.Quantity)), nil
+	out := s.readLocked(req.UnitId, u, int(req.Addr), int(req.Quantity))
+	u.served++
+	return out, nil
 }
 
 // handler keeps the request handlers out of Sim's API.

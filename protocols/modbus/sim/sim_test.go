@@ -191,3 +191,33 @@ func TestOptions(t *testing.T) {
 		t.Error("second sim on a used port")
 	}
 }
+
+func TestSequenceCountsServedReads(t *testing.T) {
+	s := start(t, Options{Devices: 2, Registers: 4, Sequence: true})
+	c := client(t, s, time.Second)
+	_ = c.SetUnitId(2)
+	for want := uint16(0); want < 3; want++ {
+		regs, err := c.ReadRegisters(0, 4, modbus.HOLDING_REGISTER)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if regs[3] != want || regs[2] != Value(2, 2, 0) {
+			t.Fatalf("read %d: registers %v, want sequence %d in the last one", want, regs, want)
+		}
+	}
+	if regs, err := c.ReadRegisters(3, 1, modbus.INPUT_REGISTER); err != nil || regs[0] != 3 {
+		t.Fatalf("input register mirror: %v, %v", regs, err)
+	}
+	if s.Served(2) != 4 || s.Served(1) != 0 {
+		t.Fatalf("served %d and %d, want 4 and 0", s.Served(2), s.Served(1))
+	}
+	// A failing unit serves nothing.
+	s.SetFailing(1, true)
+	_ = c.SetUnitId(1)
+	if _, err := c.ReadRegisters(0, 4, modbus.HOLDING_REGISTER); err == nil {
+		t.Fatal("failing unit answered")
+	}
+	if s.Served(1) != 0 {
+		t.Fatalf("failing unit served %d", s.Served(1))
+	}
+}
