@@ -84,6 +84,7 @@ type uplinkActor struct {
 	jobs      chan job
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
+	sendMu    sync.Mutex // see worker
 	stopTick  func()
 	connected bool
 	resetting bool
@@ -200,10 +201,20 @@ func (u *uplinkActor) stop() {
 
 // worker publishes one message at a time; several workers give several
 // messages in flight, bounded further by the broker's Receive Maximum inside paho.
+// Messages go on the wire in the journal's order: a worker holds sendMu from
+// taking its job until its PUBLISH is written, so a device's attributes or
+// its disconnect never overtake its earlier messages. The workers still wait
+// for their PUBACKs side by side.
 func (u *uplinkActor) worker(ctx context.Context, sys *actor.ActorSystem, self *actor.PID) {
 	defer u.wg.Done()
-	for jb := range u.jobs {
-		start, err := u.publish(ctx, jb.msg)
+	for {
+		u.sendMu.Lock()
+		jb, ok := <-u.jobs
+		if !ok {
+			u.sendMu.Unlock()
+			return
+		}
+		start, err := u.publish(ctx, jb.msg, u.sendMu.Unlock)
 		sys.Root.Send(self, &publishDone{c: jb.c, msg: jb.msg, err: err, start: start})
 	}
 }
@@ -217,7 +228,14 @@ const maxQuotaRetries = 5
 // data waits in the journal), then publishes; a refusal for quota makes the
 // limiters wait out the window and the message is sent again. start is when
 // the last attempt was handed to the client, after any rate-limit wait.
-func (u *uplinkActor) publish(ctx context.Context, m platform.Message) (start time.Time, err error) {
+// sent is called once, when the first attempt is written or has failed
+// before that (a resend after a quota refusal may go out of order).
+func (u *uplinkActor) publish(ctx context.Context, m platform.Message, sent func()) (start time.Time, err error) {
+	defer func() {
+		if sent != nil {
+			sent()
+		}
+	}()
 	for tries := 1; ; tries++ {
 		if err := ctx.Err(); err != nil {
 			return time.Now(), err
@@ -227,7 +245,13 @@ func (u *uplinkActor) publish(ctx context.Context, m platform.Message) (start ti
 		}
 		start = time.Now()
 		pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		err = u.client.Publish(pctx, m.Topic, m.Payload, u.qos)
+		if sent != nil {
+			first := sent
+			sent = nil
+			err = u.client.PublishThen(pctx, m.Topic, m.Payload, u.qos, first)
+		} else {
+			err = u.client.Publish(pctx, m.Topic, m.Payload, u.qos)
+		}
 		cancel()
 		var qe *platform.QuotaError
 		if !errors.As(err, &qe) || ctx.Err() != nil {

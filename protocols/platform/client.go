@@ -125,6 +125,7 @@ type Client struct {
 	backoff    *reconnector
 
 	cm        atomic.Pointer[autopaho.ConnectionManager]
+	sent      atomic.Pointer[sentHook] // see PublishThen
 	connected atomic.Bool
 	reqSeq    atomic.Uint64
 
@@ -253,7 +254,7 @@ func (c *Client) connectLocked(ctx context.Context) error {
 			if err != nil {
 				return nil, err
 			}
-			return pahoconn.Wrap(conn), nil
+			return pahoconn.WrapNotify(conn, c.publishWritten), nil
 		},
 		ConnectPacketBuilder: func(cp *paho.Connect, _ *url.URL) (*paho.Connect, error) {
 			if cp.Properties == nil {
@@ -412,6 +413,38 @@ func (c *Client) Admit(ctx context.Context, topic string, values int) (time.Dura
 // QoS 0 returns once the message is written to the socket: no delivery
 // guarantee at all.
 func (c *Client) Publish(ctx context.Context, topic string, payload []byte, qos byte) error {
+	return c.publish(ctx, topic, payload, qos)
+}
+
+// PublishThen is Publish, and calls sent exactly once: as soon as the
+// PUBLISH is on the connection, or when it returns without having written
+// it. A publisher that keeps its messages in order starts the next one at
+// sent instead of waiting for this one's PUBACK. At most one PublishThen may
+// be waiting for its write at a time (the caller serialises them until
+// sent); another PUBLISH written meanwhile, such as an RPC answer, may call
+// sent early.
+func (c *Client) PublishThen(ctx context.Context, topic string, payload []byte, qos byte, sent func()) error {
+	h := &sentHook{fn: sent}
+	c.sent.Store(h)
+	err := c.publish(ctx, topic, payload, qos)
+	if c.sent.CompareAndSwap(h, nil) {
+		sent()
+	}
+	return err
+}
+
+// sentHook is the pending PublishThen's callback; whoever takes it from
+// Client.sent calls it.
+type sentHook struct{ fn func() }
+
+// publishWritten runs after each PUBLISH the connection writes.
+func (c *Client) publishWritten() {
+	if h := c.sent.Swap(nil); h != nil {
+		h.fn()
+	}
+}
+
+func (c *Client) publish(ctx context.Context, topic string, payload []byte, qos byte) error {
 	if qos > 1 {
 		return fmt.Errorf("platform: QoS %d not supported", qos)
 	}

@@ -20,6 +20,14 @@ func Wrap(c net.Conn) net.Conn {
 	return &pahoConn{Conn: c, r: bufio.NewReaderSize(c, 32<<10)}
 }
 
+// WrapNotify is Wrap, and calls published after each PUBLISH packet has been
+// written, outside the connection's lock: a publisher that must keep its
+// messages in order learns when the next one may go (paho's Publish returns
+// only at the acknowledgement).
+func WrapNotify(c net.Conn, published func()) net.Conn {
+	return &pahoConn{Conn: c, r: bufio.NewReaderSize(c, 32<<10), published: published}
+}
+
 // maxGather bounds what a packet's pieces are gathered into; a larger piece
 // is written as it comes (after what is gathered), since one more syscall is
 // cheap next to its copy.
@@ -34,6 +42,9 @@ type pahoConn struct {
 	mu      sync.Mutex
 	pending []byte // this packet's pieces, sent at Unlock
 	err     error  // the first failed send; later writes return it
+
+	published func() // see WrapNotify; nil for none
+	header    byte   // the first byte of the packet being written, 0 before it
 }
 
 func (c *pahoConn) Read(b []byte) (int, error) { return c.r.Read(b) }
@@ -43,6 +54,9 @@ func (c *pahoConn) Lock() { c.mu.Lock() }
 func (c *pahoConn) Write(b []byte) (int, error) {
 	if c.err != nil {
 		return 0, c.err
+	}
+	if c.header == 0 && len(b) > 0 {
+		c.header = b[0]
 	}
 	if len(c.pending)+len(b) <= maxGather {
 		c.pending = append(c.pending, b...)
@@ -63,8 +77,14 @@ func (c *pahoConn) Write(b []byte) (int, error) {
 // the session goes down, and a QoS 1 publish waiting for its PUBACK returns
 // an error, so nothing is taken as delivered.
 func (c *pahoConn) Unlock() {
+	// MQTT packet type 3, in the fixed header's high nibble, is PUBLISH.
+	isPublish := c.header>>4 == 3
+	c.header = 0
 	_ = c.flush()
 	c.mu.Unlock()
+	if isPublish && c.published != nil {
+		c.published()
+	}
 }
 
 func (c *pahoConn) flush() error {

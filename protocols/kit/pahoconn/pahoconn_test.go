@@ -113,3 +113,28 @@ func TestPahoConnSendFailure(t *testing.T) {
 		t.Fatalf("write after a failed send: %v, want %v", err, broken)
 	}
 }
+
+// TestWrapNotifyPublishOnly: the hook runs once per PUBLISH written, small
+// or larger than what is gathered, and not for other packets.
+func TestWrapNotifyPublishOnly(t *testing.T) {
+	rc := &recordConn{}
+	n := 0
+	c := WrapNotify(rc, func() { n++ })
+	if _, err := (&packets.Puback{PacketID: 3, Properties: &packets.Properties{}}).WriteTo(c); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := (&packets.Pingreq{}).WriteTo(c); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Fatalf("hook ran %d times for a PUBACK and a PINGREQ", n)
+	}
+	for i, size := range []int{10, maxGather + 1} {
+		if _, err := publishPacket(bytes.Repeat([]byte{'x'}, size)).WriteTo(c); err != nil {
+			t.Fatal(err)
+		}
+		if n != i+1 {
+			t.Fatalf("after %d publishes the hook ran %d times", i+1, n)
+		}
+	}
+}
