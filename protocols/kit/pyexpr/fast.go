@@ -181,6 +181,12 @@ func (n *node) eval(args []Arg) (num, bool) {
 			return num{k: kFloat, f: v.Value.F}, true
 		case protocols.KindBool:
 			return num{k: kBool, i: v.Value.I}, true
+		case protocols.KindUint:
+			// Unsigned register values: Python has one int type, so they
+			// compare like ints; above int64 Starlark's big ints take over.
+			if v.Value.U <= math.MaxInt64 {
+				return num{k: kInt, i: int64(v.Value.U)}, true
+			}
 		}
 		return num{}, false
 	case opLit:

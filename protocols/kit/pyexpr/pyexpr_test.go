@@ -227,7 +227,7 @@ func TestFastMatchesStarlark(t *testing.T) {
 	ops := []string{"+", "-", "*", "/", "//", "%", "&", "|", "^", "<<", ">>", "==", "!=", "<", "<=", ">", ">=", "and", "or"}
 	vals := []protocols.Value{protocols.Int(0), protocols.Int(7), protocols.Int(-7), protocols.Int(3), protocols.Int(-1),
 		protocols.Int(1 << 62), protocols.Int(-1 << 63), protocols.Float(2.5), protocols.Float(-0.5), protocols.Float(0),
-		protocols.Bool(true), protocols.Int(64)}
+		protocols.Bool(true), protocols.Int(64), protocols.Uint(65535), protocols.Uint(1 << 63), protocols.Uint(0)}
 	for _, o := range ops {
 		e, err := Compile("value "+o+" can_data", Options{Vars: []string{"value", "can_data"}})
 		if err != nil {
@@ -249,6 +249,21 @@ func TestFastMatchesStarlark(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// Unsigned register values (Modbus) stay on the fast path: an automation
+// condition over them runs for every polled value.
+func TestFastTakesUnsigned(t *testing.T) {
+	e, err := Compile("value > 1000000", Options{Vars: []string{"value"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, ok := e.fast.evalTop([]Arg{{Value: protocols.Uint(65535)}}); !ok || v.Kind != protocols.KindBool || v.I != 0 {
+		t.Fatalf("65535 > 1000000: %v, fast path %v", v, ok)
+	}
+	if _, ok := e.fast.evalTop([]Arg{{Value: protocols.Uint(1 << 63)}}); ok {
+		t.Fatal("a uint above int64 took the fast path")
 	}
 }
 
