@@ -40,17 +40,7 @@ func StartPySlave(t testing.TB, kind, framing, where, units string) *PySlave {
 	cmd := exec.Command(SystemPython, script("pyslave.py"), kind, framing, where, units)
 	cmd.Env = append(os.Environ(), "PYSLAVE_DEBUG="+os.Getenv("PYSLAVE_DEBUG"))
 	cmd.Stderr = &logWriter{t: t, prefix: "pyslave: "}
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	in, out := startWithPipes(t, cmd)
 	s := &PySlave{t: t, in: in, lines: make(chan string, 16)}
 	t.Cleanup(func() { _ = in.Close(); _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	go func() {
@@ -127,4 +117,22 @@ type logWriter struct {
 func (w *logWriter) Write(p []byte) (int, error) {
 	w.t.Log(w.prefix + strings.TrimRight(string(p), "\n"))
 	return len(p), nil
+}
+
+// startWithPipes starts a peer process that the test drives through its
+// stdin and reads lines from on its stdout.
+func startWithPipes(t testing.TB, cmd *exec.Cmd) (stdin io.WriteCloser, stdout io.ReadCloser) {
+	t.Helper()
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return in, out
 }

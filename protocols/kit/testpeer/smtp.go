@@ -58,17 +58,7 @@ func StartSMTP(t testing.TB, o SMTPOptions) *SMTP {
 	}
 	cmd := exec.Command(SystemPython, args...)
 	cmd.Stderr = &logWriter{t: t, prefix: "smtpd: "}
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	in, out := startWithPipes(t, cmd)
 	done := false
 	s.stop = func() {
 		if !done {
