@@ -370,6 +370,23 @@ tasks:
 	}
 }
 
+// Two values of one key in the same millisecond fire two actions with
+// different idempotency keys: the receiver must not drop the second.
+func TestSameMillisecondValuesGetTheirOwnKeys(t *testing.T) {
+	rec.reset(0)
+	r := start(t, `
+tasks:
+  - {name: each, trigger: {event: device/a/t}, actions: [{handler: test_record, params: {v: "{{value}}"}}]}
+`, nil, nil)
+	for _, v := range []int64{1, 2} {
+		r.bus.PublishValues("a", "c", false, 1000, []protocols.Datapoint{{Key: "t", Value: protocols.Int(v)}})
+	}
+	waitFor(t, "two actions", func() bool { return len(rec.actions()) == 2 })
+	if got := rec.actions(); got[0].Key == got[1].Key {
+		t.Fatalf("both values' actions have the key %s", got[0].Key)
+	}
+}
+
 // An event task without a condition fires on every event, not once per
 // source: there is nothing that could turn false and re-arm it.
 func TestEventTaskWithoutConditionFiresEveryTime(t *testing.T) {

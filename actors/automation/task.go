@@ -342,7 +342,13 @@ func (a *taskActor) fire(ev *trigger, at time.Time) {
 			event[n] = eventValue(v)
 		}
 	}
+	// The value is part of the key: two values of one key in the same
+	// millisecond are two events, and a receiver must not drop the second
+	// as a duplicate. The same event fired again (after a restart) keeps it.
 	source := ev.source()
+	if ev.hasValue {
+		source += "\x00" + ev.value.String()
+	}
 	items := make([]*queued, 0, len(a.t.Actions))
 	for i, act := range a.t.Actions {
 		params, _ := render(act.Params, vars).(map[string]any)
