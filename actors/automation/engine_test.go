@@ -56,6 +56,18 @@ func (r *recorder) actions() []handler.Action {
 	return append([]handler.Action(nil), r.got...)
 }
 
+// of is what actions() holds for one task: an engine of an earlier test,
+// still stopping, may record an action after reset.
+func (r *recorder) of(task string) []handler.Action {
+	var out []handler.Action
+	for _, a := range r.actions() {
+		if a.Task == task {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
 func (r *recorder) reset(fail int) {
 	r.mu.Lock()
 	r.got, r.fail = nil, fail

@@ -59,13 +59,13 @@ tasks:
 	r, store = restart(r, store, task("5m"))
 	waitFor(t, "the restored for-duration timer", func() bool { return clock.Pending() == 1 })
 	clock.Advance(59 * time.Second)
-	if n := len(rec.actions()); n != 0 {
-		t.Fatalf("%d actions before the 5 minutes were up", n)
+	if n := len(rec.of("hot")); n != 0 {
+		t.Fatalf("%d actions before the 5 minutes were up: %+v", n, rec.actions())
 	}
 	clock.Advance(time.Second)
-	waitFor(t, "the action 1 minute after the restart", func() bool { return len(rec.actions()) == 1 })
-	if v := rec.actions()[0].Params["t"]; v != int64(85) {
-		t.Fatalf("action params %v", rec.actions()[0].Params)
+	waitFor(t, "the action 1 minute after the restart", func() bool { return len(rec.of("hot")) == 1 })
+	if v := rec.of("hot")[0].Params["t"]; v != int64(85) {
+		t.Fatalf("action params %v", rec.of("hot")[0].Params)
 	}
 	firedAt := t0.Add(5 * time.Minute)
 
@@ -75,8 +75,8 @@ tasks:
 	waitFor(t, "the last run restored", func() bool { return r.eng.Status()[0].LastRun.Equal(firedAt) })
 	r.publish("boiler", "temperature", protocols.Int(86))
 	waitFor(t, "the value considered", func() bool { return r.eng.Status()[0].Checks == 1 })
-	if clock.Pending() != 0 || len(rec.actions()) != 1 {
-		t.Fatalf("after the second restart: %d timers, %d actions", clock.Pending(), len(rec.actions()))
+	if clock.Pending() != 0 || len(rec.of("hot")) != 1 {
+		t.Fatalf("after the second restart: %d timers, actions %+v", clock.Pending(), rec.actions())
 	}
 	r.publish("boiler", "temperature", protocols.Int(70))
 	r.publish("boiler", "temperature", protocols.Int(90))
