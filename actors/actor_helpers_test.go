@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"context"
 	"io"
 	"log/slog"
 	"testing"
@@ -86,4 +87,19 @@ func testDeviceEnv(journal, registry *actor.PID) *deviceEnv {
 		conf:              func() *config.Gateway { return cfg },
 		syncShared:        func(string, []string) {},
 	}
+}
+
+// startGateway starts the tree and stops it when the test ends.
+func startGateway(t *testing.T, opts Options) *Gateway {
+	t.Helper()
+	gw, err := Start(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = gw.Stop(ctx)
+	})
+	return gw
 }

@@ -1,7 +1,6 @@
 package actors
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"sync"
@@ -64,15 +63,7 @@ func TestUplinkKeepsWireOrder(t *testing.T) {
 	}
 	cfg := testConfig(t, b.Addr(), &counterDevice{})
 	cfg.Storage.ReadBatch = 1 // one record per chunk: many messages in flight at once
-	gw, err := Start(Options{Config: cfg, Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel), Journal: j})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = gw.Stop(ctx)
-	}()
+	startGateway(t, Options{Config: cfg, Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel), Journal: j})
 	testpeer.Eventually(t, 60*time.Second, fmt.Sprintf("%d attribute updates at the broker", n), func() error {
 		hook.mu.Lock()
 		defer hook.mu.Unlock()

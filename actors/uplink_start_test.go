@@ -2,7 +2,6 @@ package actors
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"strings"
 	"sync"
@@ -42,15 +41,7 @@ func TestUplinkThatCannotStartIsOneLine(t *testing.T) {
 	cfg.ThingsBoard.Security = config.Security{}
 	var logs syncBuffer
 	j := persistence.OpenMemory(persistence.Options{})
-	gw, err := Start(Options{Config: cfg, Logger: zerolog.New(&logs), Journal: j})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = gw.Stop(ctx)
-	}()
+	startGateway(t, Options{Config: cfg, Logger: zerolog.New(&logs), Journal: j})
 	testpeer.Eventually(t, 10*time.Second, "20 journaled records", func() error {
 		if j.LastSeq() < 20 {
 			return fmt.Errorf("only %d records journaled", j.LastSeq())

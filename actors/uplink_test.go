@@ -83,15 +83,7 @@ func TestAckOnlyAfterPuback(t *testing.T) {
 		}
 	}()
 	j := persistence.OpenMemory(persistence.Options{})
-	gw, err := Start(Options{Config: testConfig(t, b.Addr(), &counterDevice{}), Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel), Journal: j})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = gw.Stop(ctx)
-	}()
+	gw := startGateway(t, Options{Config: testConfig(t, b.Addr(), &counterDevice{}), Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel), Journal: j})
 	select {
 	case <-hook.seen:
 	case <-time.After(20 * time.Second):

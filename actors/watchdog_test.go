@@ -1,7 +1,6 @@
 package actors
 
 import (
-	"context"
 	"testing"
 	"time"
 
@@ -17,21 +16,13 @@ import (
 func TestWatchdog(t *testing.T) {
 	b := testpeer.StartMochi(t, testpeer.AllowAll())
 	alive := make(chan struct{}, 1000)
-	gw, err := Start(Options{
+	gw := startGateway(t, Options{
 		Config:     testConfig(t, b.Addr(), &counterDevice{}),
 		Logger:     zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.ErrorLevel),
 		Journal:    persistence.OpenMemory(persistence.Options{}),
 		Alive:      func() { alive <- struct{}{} },
 		AliveEvery: 20 * time.Millisecond,
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = gw.Stop(ctx)
-	}()
 	for range 3 {
 		select {
 		case <-alive:
