@@ -124,8 +124,13 @@ type Client struct {
 	url        *url.URL
 	backoff    *reconnector
 
-	cm        atomic.Pointer[autopaho.ConnectionManager]
-	sent      atomic.Pointer[sentHook] // see PublishThen
+	cm atomic.Pointer[autopaho.ConnectionManager]
+	// writing is a one-slot semaphore held by a publish from just before it
+	// is handed to paho until its PUBLISH is on the connection: with one
+	// PUBLISH being written at a time, the connection's "a PUBLISH was
+	// written" belongs to its holder, whose hook is sent.
+	writing   chan struct{}
+	sent      atomic.Pointer[sentHook]
 	connected atomic.Bool
 	reqSeq    atomic.Uint64
 
@@ -190,6 +195,7 @@ func New(cfg Config, opts Options) (*Client, error) {
 		backoff:    newReconnector(cfg.ReconnectMin, cfg.ReconnectMax),
 		limits:     effectiveLimits(cfg.MaxPayload, cfg.Host, linkLimits{}, nil),
 		finished:   make(chan struct{}),
+		writing:    make(chan struct{}, 1),
 	}
 	c.throttle = newThrottle(c.log)
 	c.throttle.set(c.limits)
@@ -413,38 +419,61 @@ func (c *Client) Admit(ctx context.Context, topic string, values int) (time.Dura
 // QoS 0 returns once the message is written to the socket: no delivery
 // guarantee at all.
 func (c *Client) Publish(ctx context.Context, topic string, payload []byte, qos byte) error {
-	return c.publish(ctx, topic, payload, qos)
+	return c.publish(ctx, topic, payload, qos, nil)
 }
 
 // PublishThen is Publish, and calls sent exactly once: as soon as the
 // PUBLISH is on the connection, or when it returns without having written
 // it. A publisher that keeps its messages in order starts the next one at
-// sent instead of waiting for this one's PUBACK. At most one PublishThen may
-// be waiting for its write at a time (the caller serialises them until
-// sent); another PUBLISH written meanwhile, such as an RPC answer, may call
-// sent early.
+// sent instead of waiting for this one's PUBACK: PUBLISH packets of this
+// client are written one at a time, in the order their calls got the turn.
 func (c *Client) PublishThen(ctx context.Context, topic string, payload []byte, qos byte, sent func()) error {
-	h := &sentHook{fn: sent}
-	c.sent.Store(h)
-	err := c.publish(ctx, topic, payload, qos)
-	if c.sent.CompareAndSwap(h, nil) {
-		sent()
-	}
-	return err
+	return c.publish(ctx, topic, payload, qos, sent)
 }
 
-// sentHook is the pending PublishThen's callback; whoever takes it from
-// Client.sent calls it.
-type sentHook struct{ fn func() }
+// sentHook is the writing publish's callback; whoever takes it from
+// Client.sent calls it, once.
+type sentHook struct {
+	c  *Client
+	fn func() // nil for none
+}
 
-// publishWritten runs after each PUBLISH the connection writes.
-func (c *Client) publishWritten() {
-	if h := c.sent.Swap(nil); h != nil {
+func (h *sentHook) done() {
+	<-h.c.writing
+	if h.fn != nil {
 		h.fn()
 	}
 }
 
-func (c *Client) publish(ctx context.Context, topic string, payload []byte, qos byte) error {
+// publishWritten runs after each PUBLISH the connection writes. One that
+// paho resends by itself after a reconnect may release the holder early.
+func (c *Client) publishWritten() {
+	if h := c.sent.Swap(nil); h != nil {
+		h.done()
+	}
+}
+
+func (c *Client) publish(ctx context.Context, topic string, payload []byte, qos byte, sent func()) error {
+	if err := c.admissible(ctx, topic, len(payload), qos); err != nil {
+		if sent != nil {
+			sent()
+		}
+		return err
+	}
+	h := &sentHook{c: c, fn: sent}
+	c.sent.Store(h)
+	c.inflight.Add(1)
+	pr, err := c.cm.Load().Publish(ctx, &paho.Publish{Topic: topic, QoS: qos, Payload: payload})
+	c.inflight.Add(-1)
+	if c.sent.CompareAndSwap(h, nil) {
+		h.done() // returned without writing
+	}
+	return c.published(topic, len(payload), pr, err)
+}
+
+// admissible checks what makes a publish fail before it is written, then
+// takes the writing turn (see Client.writing).
+func (c *Client) admissible(ctx context.Context, topic string, size int, qos byte) error {
 	if qos > 1 {
 		return fmt.Errorf("platform: QoS %d not supported", qos)
 	}
@@ -460,19 +489,26 @@ func (c *Client) publish(ctx context.Context, topic string, payload []byte, qos 
 	c.mu.Lock()
 	maxPacket := c.link.maxPacket
 	c.mu.Unlock()
-	if maxPacket > 0 && publishPacketSize(topic, len(payload)) > maxPacket {
+	if maxPacket > 0 && publishPacketSize(topic, size) > maxPacket {
 		c.pubErrors.Add(1)
 		c.rejected.Add(1)
 		return &RejectedError{Topic: topic, Reason: reasonPacketTooLarge,
-			Detail: fmt.Sprintf("%d byte payload exceeds the broker's maximum packet size %d", len(payload), maxPacket)}
+			Detail: fmt.Sprintf("%d byte payload exceeds the broker's maximum packet size %d", size, maxPacket)}
 	}
-	cm := c.cm.Load()
-	c.inflight.Add(1)
-	pr, err := cm.Publish(ctx, &paho.Publish{Topic: topic, QoS: qos, Payload: payload})
-	c.inflight.Add(-1)
+	select {
+	case c.writing <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// published accounts for a publish's outcome and maps it to the errors
+// Publish documents.
+func (c *Client) published(topic string, size int, pr *paho.PublishResponse, err error) error {
 	if err == nil {
 		c.publishes.Add(1)
-		c.bytesSent.Add(uint64(len(payload)))
+		c.bytesSent.Add(uint64(size))
 		c.throttle.succeeded(topic)
 		return nil
 	}
