@@ -336,6 +336,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 	}
 	log.Info().Str("version", bv.Version).Str("commit", bv.Commit).Str("config", *path).Int("connectors", len(cfg.Connectors)).Msg("gateway started")
 	defer releaseStartupPagesLater(cfg.Resources.KeepStartupPages, log)()
+	defer governProcs(cfg.Resources.MaxProcs, log)()
 	stopAutomation, err := startAutomation(gw, *path, log)
 	if err != nil {
 		// Data collection must not stop for a broken automation file: log

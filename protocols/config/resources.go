@@ -12,6 +12,10 @@ type Resources struct {
 	// handed back to the kernel (most of the binary is touched only while
 	// starting, and stays resident otherwise).
 	KeepStartupPages bool
+	// MaxProcs fixes the scheduler's processor count (GOMAXPROCS). 0, the
+	// default, runs on one processor while the load fits in it and on every
+	// CPU the process may use when it does not (see cmd/iotgw).
+	MaxProcs int
 }
 
 func parseResources(root *spec.Obj) Resources {
@@ -23,6 +27,7 @@ func parseResources(root *spec.Obj) Resources {
 			o.Errorf("memoryLimitMB", "%d is below the 16 MiB the gateway needs", r.MemoryLimitMB)
 		}
 		r.KeepStartupPages = o.Bool("keepStartupPages", false)
+		r.MaxProcs = int(o.IntRange("maxProcs", 0, 0, 1024))
 		o.Done()
 	}
 	return r

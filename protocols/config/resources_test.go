@@ -19,6 +19,8 @@ func TestResources(t *testing.T) {
 		{`, "resources": {"memoryLimitMB": "lots"}`, 0, "resources.memoryLimitMB"},
 		{`, "resources": {"memoryLimitMb": 96}`, 0, "memoryLimitMb"},
 		{`, "resources": {"keepStartupPages": "yes"}`, 0, "resources.keepStartupPages"},
+		{`, "resources": {"maxProcs": -1}`, 0, "resources.maxProcs: -1 is out of range"},
+		{`, "resources": {"maxProcs": 2}`, 0, ""},
 	} {
 		dir := t.TempDir()
 		path := filepath.Join(dir, "tb_gateway.json")
@@ -37,6 +39,8 @@ func TestResources(t *testing.T) {
 				t.Errorf("%s: %v", c.section, err)
 			} else if cfg.Resources.MemoryLimitMB != c.want {
 				t.Errorf("%s: %d", c.section, cfg.Resources.MemoryLimitMB)
+			} else if strings.Contains(c.section, "maxProcs") && cfg.Resources.MaxProcs != 2 {
+				t.Errorf("%s: maxProcs %d", c.section, cfg.Resources.MaxProcs)
 			}
 			continue
 		}

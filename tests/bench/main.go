@@ -107,6 +107,9 @@ var automationOn bool
 // keepStartupPages sets the gateway's resources.keepStartupPages.
 var keepStartupPages bool
 
+// maxProcs sets the gateway's resources.maxProcs.
+var maxProcs int
+
 // cpuProfile and memProfile are files the gateway writes its CPU profile
 // (from start to stop) and heap profile (at stop, with the allocations
 // since start) to; "" for none.
@@ -140,6 +143,7 @@ func main() {
 	flag.IntVar(&mqttRate, "rate", 60000, "mqtt profile: offered 10-value JSON messages per second")
 	flag.IntVar(&mqttBacklog, "backlog", 0, "mqtt profile: instead of -rate, queue this many messages for the gateway's offline session, then time the drain (no publisher competes for the CPU)")
 	flag.IntVar(&fwdRepeat, "repeat", 1, "modbus-forward profile: rounds of its three runs, interleaved")
+	flag.IntVar(&maxProcs, "max-procs", 0, "run the gateway with resources.maxProcs (0: its load-governed default)")
 	flag.BoolVar(&keepStartupPages, "keep-startup-pages", false, "run the gateway with resources.keepStartupPages (RSS as before the start-up pages were released)")
 	flag.BoolVar(&accountOn, "account", false, "poll profiles: number every served read in the simulators and check at the end, per device, that each one was delivered or counted as a timeout/I-O poll error (turns the http endpoint on)")
 	flag.StringVar(&cpuProfile, "cpuprofile", "", "write the gateway's CPU profile (whole run, warm-up included) to this file")
@@ -409,7 +413,7 @@ func runProfile(name string, p profile, d time.Duration, storage string) error {
 		metricsURL = fmt.Sprintf("http://127.0.0.1:%d/metrics", hp)
 	}
 	main := fmt.Sprintf(`{"thingsboard": {"host": "127.0.0.1", "port": %d, "security": {"accessToken": "bench"}},
-  "storage": %s, "connectors": [%s]%s%s, "resources": {"keepStartupPages": %v}}`, port, st, connector, httpSection, localSection, keepStartupPages)
+  "storage": %s, "connectors": [%s]%s%s, "resources": {"keepStartupPages": %v, "maxProcs": %d}}`, port, st, connector, httpSection, localSection, keepStartupPages, maxProcs)
 	if err := os.WriteFile(filepath.Join(dir, "tb_gateway.json"), []byte(main), 0o600); err != nil {
 		return err
 	}
