@@ -5,6 +5,8 @@
 //
 //	go run ./tests/bench -profile scale       # 1000 devices × 10 values every 1 s
 //	go run ./tests/bench -profile throughput  # as many values/s as the gateway takes
+//	go run ./tests/bench -profile idle        # no devices, the platform connected
+//	go run ./tests/bench -profile scale -devices 100 -poll 100ms  # the side-by-side row at 10 polls/s per device
 //	go run ./tests/bench -profile throughput -metrics  # with /metrics on, scraped every -scrape
 //	go run ./tests/bench -profile throughput -account  # served-vs-delivered per device, poll by poll
 //	go run ./tests/bench -profile mqtt -rate 60000     # 10-value JSON messages/s on an external broker
@@ -91,6 +93,8 @@ type profile struct {
 var profiles = map[string]profile{
 	"scale":      {sims: 5, devicesPerSim: 200, registers: 10, poll: time.Second},
 	"throughput": {sims: 8, devicesPerSim: 25, registers: 100, poll: 20 * time.Millisecond},
+	// idle: no devices, the platform connected: what the gateway costs doing nothing.
+	"idle": {registers: 10, poll: time.Second},
 	"mqtt":       {devicesPerSim: 100, registers: 10, mqtt: true},
 	"localapi":   {devicesPerSim: 1000, registers: 10, poll: time.Second, localAPI: true},
 	// localapi-peak: 10 device connections publishing as fast as the
@@ -134,7 +138,7 @@ func (p profile) withDevices(n int) profile {
 }
 
 func main() {
-	name := flag.String("profile", "all", "scale, throughput, mqtt, localapi, localapi-peak, localapi-http, modbus-forward or all")
+	name := flag.String("profile", "all", "scale, throughput, idle, mqtt, localapi, localapi-peak, localapi-http, modbus-forward or all")
 	duration := flag.Duration("duration", 60*time.Second, "measurement time per profile")
 	storage := flag.String("storage", "file", "gateway storage type: file (Badger) or memory")
 	flag.BoolVar(&metricsOn, "metrics", false, "enable the gateway's http endpoint (metrics and their middleware)")
@@ -152,6 +156,7 @@ func main() {
 	flag.StringVar(&memProfile, "memprofile", "", "write the gateway's heap profile (alloc_objects/alloc_space since start) to this file at stop")
 	devices := flag.Int("devices", 0, "scale profile: poll this many devices instead of 1000 (the README's 10 / 100 / 1000 device sizing); localapi-http: this many clients instead of 8")
 	ports := flag.Int("ports", 0, "scale and throughput profiles: spread the devices over this many simulator ports (one gateway connection each) instead of the profile's 5 or 8")
+	poll := flag.Duration("poll", 0, "scale and throughput profiles: poll every device this often instead of the profile's 1 s or 20 ms")
 	registers := flag.Int("registers", 0, "scale and throughput profiles: values (registers) per device instead of the profile's 10 or 100")
 	flag.Parse()
 	names := []string{*name}
@@ -168,7 +173,7 @@ func main() {
 		}
 		p, ok := profiles[n]
 		if !ok {
-			fmt.Fprintf(os.Stderr, "bench: unknown profile %q (want scale, throughput, mqtt, localapi, localapi-peak, localapi-http, modbus-forward or all)\n", n)
+			fmt.Fprintf(os.Stderr, "bench: unknown profile %q (want scale, throughput, idle, mqtt, localapi, localapi-peak, localapi-http, modbus-forward or all)\n", n)
 			os.Exit(2)
 		}
 		if *devices > 0 && n == "scale" {
@@ -183,6 +188,9 @@ func main() {
 		}
 		if *registers > 0 && !p.mqtt && !p.localAPI {
 			p.registers = *registers
+		}
+		if *poll > 0 && !p.mqtt && !p.localAPI {
+			p.poll = *poll
 		}
 		if *devices > 0 && n == "localapi-http" {
 			p.devicesPerSim = *devices
