@@ -94,9 +94,9 @@ var profiles = map[string]profile{
 	"scale":      {sims: 5, devicesPerSim: 200, registers: 10, poll: time.Second},
 	"throughput": {sims: 8, devicesPerSim: 25, registers: 100, poll: 20 * time.Millisecond},
 	// idle: no devices, the platform connected: what the gateway costs doing nothing.
-	"idle": {registers: 10, poll: time.Second},
-	"mqtt":       {devicesPerSim: 100, registers: 10, mqtt: true},
-	"localapi":   {devicesPerSim: 1000, registers: 10, poll: time.Second, localAPI: true},
+	"idle":     {registers: 10, poll: time.Second},
+	"mqtt":     {devicesPerSim: 100, registers: 10, mqtt: true},
+	"localapi": {devicesPerSim: 1000, registers: 10, poll: time.Second, localAPI: true},
 	// localapi-peak: 10 device connections publishing as fast as the
 	// gateway acknowledges (256 in flight each).
 	"localapi-peak": {devicesPerSim: 10, registers: 10, localAPI: true},
