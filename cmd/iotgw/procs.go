@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/industryos/gateway/actors/observe"
 )
 
 // The scheduler's processor count (GOMAXPROCS) costs CPU of its own at low
@@ -60,8 +62,8 @@ func governProcs(configured int, log zerolog.Logger) (stop func()) {
 	}
 	g := &procGovernor{max: runtime.GOMAXPROCS(0)}
 	g.cur = g.max
-	last, ok := processCPU()
-	if g.max < 2 || !ok {
+	last := observe.ProcessCPU(0)
+	if g.max < 2 || last == 0 { // one CPU, or no /proc to measure with
 		return func() {}
 	}
 	log.Debug().Int("max", g.max).Msg("processors governed by load (resources.maxProcs fixes them)")
@@ -75,7 +77,7 @@ func governProcs(configured int, log zerolog.Logger) (stop func()) {
 			case <-done:
 				return
 			case now := <-t.C:
-				cpu, _ := processCPU()
+				cpu := observe.ProcessCPU(0)
 				busy := (cpu - last).Seconds() / now.Sub(lastAt).Seconds()
 				last, lastAt = cpu, now
 				if prev := g.cur; g.next(busy) != prev {

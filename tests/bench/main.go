@@ -137,8 +137,11 @@ func (p profile) withDevices(n int) profile {
 	return p
 }
 
+// profileNames is what -profile takes.
+const profileNames = "scale, throughput, idle, mqtt, localapi, localapi-peak, localapi-http, modbus-forward or all"
+
 func main() {
-	name := flag.String("profile", "all", "scale, throughput, idle, mqtt, localapi, localapi-peak, localapi-http, modbus-forward or all")
+	name := flag.String("profile", "all", profileNames)
 	duration := flag.Duration("duration", 60*time.Second, "measurement time per profile")
 	storage := flag.String("storage", "file", "gateway storage type: file (Badger) or memory")
 	flag.BoolVar(&metricsOn, "metrics", false, "enable the gateway's http endpoint (metrics and their middleware)")
@@ -173,7 +176,7 @@ func main() {
 		}
 		p, ok := profiles[n]
 		if !ok {
-			fmt.Fprintf(os.Stderr, "bench: unknown profile %q (want scale, throughput, idle, mqtt, localapi, localapi-peak, localapi-http, modbus-forward or all)\n", n)
+			fmt.Fprintf(os.Stderr, "bench: unknown profile %q (want %s)\n", n, profileNames)
 			os.Exit(2)
 		}
 		if *devices > 0 && n == "scale" {
