@@ -189,6 +189,8 @@ tasks:
 	r.publish("boiler", "temperature", protocols.Int(70))
 	r.publish("boiler", "temperature", protocols.Int(95))
 	waitFor(t, "the three values considered", func() bool { return r.eng.Status()[0].Checks == 5 })
+	// A check is counted before the new episode arms its timer.
+	waitFor(t, "the new episode's timer", func() bool { return clock.Pending() == 1 })
 	clock.Advance(30 * time.Second)
 	waitFor(t, "the second action", func() bool { return len(rec.actions()) == 2 })
 	if rec.actions()[1].Key == a.Key {
