@@ -72,6 +72,7 @@ type deviceActor struct {
 	connected bool
 	lastData  time.Time
 	failures  int
+	overran   bool // a poll has run a whole period late (logged once per incarnation)
 	backoff   *supervisor.Backoff
 	errLog    ratelimit.Lines
 	scratch   []protocols.Datapoint

@@ -224,8 +224,8 @@ func (d *deviceActor) poll(ctx actor.Context) {
 	d.schedule(now)
 }
 
-// schedule keeps a fixed rate while the device answers (missed ticks are
-// skipped, not bunched) and backs off while it does not.
+// schedule keeps a fixed rate while the device answers and backs off while
+// it does not.
 func (d *deviceActor) schedule(now time.Time) {
 	period := d.info.PollPeriod
 	if period <= 0 {
@@ -237,12 +237,40 @@ func (d *deviceActor) schedule(now time.Time) {
 		d.arm(delay)
 		return
 	}
-	d.next = d.next.Add(period)
-	if d.next.Before(now) {
-		missed := now.Sub(d.next)/period + 1
-		d.next = d.next.Add(missed * period)
+	var skipped int64
+	d.next, skipped = nextTick(d.next, now, period, d.failures == 0)
+	if skipped > 0 {
+		d.obs.Skipped(int(skipped))
+		if !d.overran {
+			d.overran = true
+			d.log.Warn().Dur("period", period).Int64("skipped", skipped).
+				Msg("a poll ran a whole period past its tick; ticks are skipped while that lasts (counted in iotgw_device_polls_skipped_total)")
+		}
 	}
-	d.arm(d.next.Sub(now))
+	d.arm(max(d.next.Sub(now), 0))
+}
+
+// nextTick is the poll tick after prev on prev's grid. With catchUp it is
+// what a time.Ticker read late delivers: a poll that ran past the next tick
+// is followed at once by that tick's poll (a sample taken a little late is
+// better than a gap in the series), and only the ticks before it, which a
+// poll longer than a whole period ran past, are skipped. A device is still
+// never polled more often than its period, and a brief stall (a GC, a slow
+// round trip on a busy link) costs no samples. Without catchUp (the last
+// poll failed) every tick already passed is skipped: a device that has just
+// timed out is not asked again at once.
+func nextTick(prev, now time.Time, period time.Duration, catchUp bool) (next time.Time, skipped int64) {
+	next = prev.Add(period)
+	late := now.Sub(next)
+	switch {
+	case late <= 0:
+		return next, 0
+	case catchUp:
+		skipped = int64(late / period)
+	default:
+		skipped = int64(late/period) + 1
+	}
+	return next.Add(time.Duration(skipped) * period), skipped
 }
 
 // pollContext is a device's reusable poll deadline, for drivers that only

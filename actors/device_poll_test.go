@@ -51,6 +51,38 @@ func TestFirstPollSlots(t *testing.T) {
 	}
 }
 
+// TestNextTick: polls stay on their grid; a poll that ran past the next tick
+// is followed at once by that tick's poll while the device answers, and
+// only ticks a whole period or more behind are skipped; after a failed poll
+// every passed tick is skipped.
+func TestNextTick(t *testing.T) {
+	t0 := time.Unix(1_700_000_000, 0)
+	p := 20 * time.Millisecond
+	ms := func(n int) time.Time { return t0.Add(time.Duration(n) * time.Millisecond) }
+	for _, tc := range []struct {
+		name    string
+		now     time.Time
+		catchUp bool
+		next    time.Time
+		skipped int64
+	}{
+		{"on time", ms(3), true, ms(20), 0},
+		{"ends at the next tick", ms(20), true, ms(20), 0},
+		{"ran past the next tick: it runs now", ms(27), true, ms(20), 0},
+		{"ran past two ticks: the later runs now", ms(47), true, ms(40), 1},
+		{"ran past five ticks", ms(105), true, ms(100), 4},
+		{"failed, on time", ms(3), false, ms(20), 0},
+		{"failed, ran past the next tick", ms(27), false, ms(40), 1},
+		{"failed, ran past five ticks", ms(105), false, ms(120), 5},
+	} {
+		next, skipped := nextTick(t0, tc.now, p, tc.catchUp)
+		if !next.Equal(tc.next) || skipped != tc.skipped {
+			t.Errorf("%s: next %s skipped %d, want %s and %d", tc.name,
+				next.Sub(t0), skipped, tc.next.Sub(t0), tc.skipped)
+		}
+	}
+}
+
 // TestPollDeadline: the reusable poll context keeps WithTimeout's semantics
 // (Done closes and Err says DeadlineExceeded at the deadline, never before)
 // and costs no allocation per poll once made, whether or not Done is asked.

@@ -20,8 +20,13 @@ func TestDeviceMetrics(t *testing.T) {
 	d.Polled(1.5, 0, fmt.Errorf("slave 1: %w", protocols.ErrTimeout), 1700000001)
 	d.Polled(0.003, 4, fmt.Errorf("read 2: %w", protocols.ErrException), 1700000002)
 	d.Polled(0.001, 0, errors.New("strange"), 1700000003)
+	d.Skipped(0)
+	d.Skipped(3)
 	reg := m.Registry()
 	dl := map[string]string{"connector": "bus", "device": "plc"}
+	if v := mustSample(t, reg, "iotgw_device_polls_skipped_total", dl); v != 3 {
+		t.Errorf("skipped ticks %v", v)
+	}
 	if v := mustSample(t, reg, "iotgw_device_polls_total", dl); v != 4 {
 		t.Errorf("polls %v", v)
 	}

@@ -49,6 +49,7 @@ type Metrics struct {
 	actors   map[string]*actorEntry
 
 	devPolls   *prometheus.CounterVec
+	devSkipped *prometheus.CounterVec
 	devErrors  *prometheus.CounterVec
 	devLatency *prometheus.HistogramVec
 	devValues  *prometheus.CounterVec
@@ -77,6 +78,8 @@ func New(opts Options) *Metrics {
 		devices: map[[2]string]*Device{},
 		devPolls: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Name: "device_polls_total",
 			Help: "Polls of a device, failed ones included."}, deviceLabels),
+		devSkipped: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Name: "device_polls_skipped_total",
+			Help: "Poll ticks skipped because the previous poll ran past them (the device, its link or the gateway is slower than the poll period)."}, deviceLabels),
 		devErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Name: "device_poll_errors_total",
 			Help: "Failed polls by kind: timeout, exception (the device answered with an error), io, other."},
 			append(append([]string{}, deviceLabels...), "kind")),
@@ -92,7 +95,7 @@ func New(opts Options) *Metrics {
 			Help: "Time from handing a journaled message to the MQTT client to its PUBACK.", Buckets: prometheus.ExponentialBuckets(0.0005, 3, 11)}),
 	}
 	m.reg.MustRegister((*actorCollector)(m), (*connectorCollector)(m),
-		m.devPolls, m.devErrors, m.devLatency, m.devValues, m.devLast, m.commit, m.puback)
+		m.devPolls, m.devSkipped, m.devErrors, m.devLatency, m.devValues, m.devLast, m.commit, m.puback)
 	if opts.Journal != nil {
 		m.reg.MustRegister(&journalCollector{get: opts.Journal})
 	}
@@ -128,6 +131,7 @@ func (m *Metrics) ObservePuback(seconds float64) {
 // Device is the per-device instrument set; get it once per device actor.
 type Device struct {
 	polls, values prometheus.Counter
+	skipped       prometheus.Counter
 	errs          map[string]prometheus.Counter
 	latency       prometheus.Observer
 	last          prometheus.Gauge
@@ -148,6 +152,7 @@ func (m *Metrics) Device(connector, device string) *Device {
 	d := &Device{
 		polls:   m.devPolls.WithLabelValues(connector, device),
 		values:  m.devValues.WithLabelValues(connector, device),
+		skipped: m.devSkipped.WithLabelValues(connector, device),
 		latency: m.devLatency.WithLabelValues(connector, device),
 		last:    m.devLast.WithLabelValues(connector, device),
 		errs:    map[string]prometheus.Counter{},
@@ -158,6 +163,14 @@ func (m *Metrics) Device(connector, device string) *Device {
 	}
 	m.devices[k] = d
 	return d
+}
+
+// Skipped records poll ticks that did not run because the previous poll
+// ended after them. Safe on a nil *Device.
+func (d *Device) Skipped(n int) {
+	if d != nil && n > 0 {
+		d.skipped.Add(float64(n))
+	}
 }
 
 // Polled records one poll: its duration, the values it read (a failed poll

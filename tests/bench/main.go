@@ -33,6 +33,7 @@ import (
 	"path/filepath"
 	"runtime/pprof"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -54,32 +55,64 @@ var (
 // scrapeLoop fetches /metrics every scrapeEvery, as a Prometheus server
 // would (gzip included), until stop is closed; it reports the scrapes and
 // the last body's size.
-func scrapeLoop(url string, stop <-chan struct{}, done chan<- [2]int) {
-	n, size := 0, 0
-	if scrapeEvery <= 0 {
-		<-stop
-		done <- [2]int{0, 0}
-		return
+func scrapeLoop(url string, stop <-chan struct{}, done chan<- scrapeResult) {
+	var r scrapeResult
+	fetch := func() []byte {
+		resp, err := http.Get(url)
+		if err != nil {
+			return nil
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 {
+			return nil
+		}
+		return b
 	}
-	t := time.NewTicker(scrapeEvery)
-	defer t.Stop()
+	var tick <-chan time.Time
+	if scrapeEvery > 0 {
+		t := time.NewTicker(scrapeEvery)
+		defer t.Stop()
+		tick = t.C
+	}
 	for {
 		select {
 		case <-stop:
-			done <- [2]int{n, size}
+			// One last scrape for the totals, not counted as a Prometheus one.
+			last := fetch()
+			r.polls, r.skipped = sumSamples(last, "iotgw_device_polls_total"), sumSamples(last, "iotgw_device_polls_skipped_total")
+			done <- r
 			return
-		case <-t.C:
+		case <-tick:
 		}
-		resp, err := http.Get(url)
-		if err != nil {
-			continue
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode == 200 {
-			n, size = n+1, len(b)
+		if b := fetch(); b != nil {
+			r.n, r.size = r.n+1, len(b)
 		}
 	}
+}
+
+// scrapeResult is what scrapeLoop saw: its scrapes and, at the end, the
+// gateway's poll totals.
+type scrapeResult struct {
+	n, size        int
+	polls, skipped float64
+}
+
+// sumSamples adds up the samples of one metric in a text exposition.
+func sumSamples(body []byte, name string) float64 {
+	var sum float64
+	for _, line := range strings.Split(string(body), "\n") {
+		rest, ok := strings.CutPrefix(line, name)
+		if !ok || (rest != "" && rest[0] != '{' && rest[0] != ' ') {
+			continue
+		}
+		if i := strings.LastIndexByte(rest, ' '); i >= 0 {
+			if v, err := strconv.ParseFloat(rest[i+1:], 64); err == nil {
+				sum += v
+			}
+		}
+	}
+	return sum
 }
 
 type profile struct {
@@ -558,7 +591,7 @@ func runProfile(name string, p profile, d time.Duration, storage string) error {
 	st2.counting = true
 	st2.mu.Unlock()
 	start := time.Now()
-	stopScrape, scraped := make(chan struct{}), make(chan [2]int, 1)
+	stopScrape, scraped := make(chan struct{}), make(chan scrapeResult, 1)
 	if metricsOn {
 		go scrapeLoop(metricsURL, stopScrape, scraped)
 	}
@@ -616,7 +649,8 @@ func runProfile(name string, p profile, d time.Duration, storage string) error {
 		100*selfCPU.Seconds()/elapsed.Seconds(), 100*mqCPU.Seconds()/elapsed.Seconds())
 	if metricsOn {
 		sc := <-scraped
-		fmt.Printf("metrics      %d scrapes of /metrics (every %s), %.1f KB each\n", sc[0], scrapeEvery, float64(sc[1])/1024)
+		fmt.Printf("metrics      %d scrapes of /metrics (every %s), %.1f KB each; since start %.0f polls, %.0f poll ticks skipped (a poll overran them)\n",
+			sc.n, scrapeEvery, float64(sc.size)/1024, sc.polls, sc.skipped)
 	}
 	return acctErr
 }
