@@ -45,9 +45,10 @@ usage:
 
 func main() {
 	// Edge boxes are short of memory, not of cycles at our load: a tighter GC
-	// target keeps RSS near the live heap. GOGC and GOMEMLIMIT still override.
+	// target keeps RSS near the live heap (procs.go relaxes it while the
+	// gateway is busy). GOGC and GOMEMLIMIT still override.
 	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(50)
+		debug.SetGCPercent(gcQuietPercent)
 	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }

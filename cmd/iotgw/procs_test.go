@@ -9,29 +9,36 @@ import (
 
 func TestProcGovernor(t *testing.T) {
 	g := &procGovernor{max: 4, cur: 4}
-	step := func(busy float64, want int) {
+	step := func(busy float64, want, wantGC int) {
 		t.Helper()
 		if got := g.next(busy); got != want {
 			t.Fatalf("at %.2f cores busy: %d processors, want %d", busy, got, want)
 		}
+		if got := g.gcPercent(); got != wantGC {
+			t.Fatalf("at %.2f cores busy: GC target %d%%, want %d%%", busy, got, wantGC)
+		}
 	}
 	// Start-up is wide; quiet must last procsQuietFor samples in a row.
+	// The GC target stays tight until a sample is busy.
 	for i := 1; i < procsQuietFor; i++ {
-		step(0.05, 4)
+		step(0.05, 4, gcQuietPercent)
 	}
-	step(0.5, 4) // a busy sample restarts the count
+	step(0.5, 4, gcQuietPercent) // a sample over procsQuiet restarts the count
 	for i := 1; i < procsQuietFor; i++ {
-		step(0.05, 4)
+		step(0.05, 4, gcQuietPercent)
 	}
-	step(0.05, 1)
-	step(procsBusy-0.01, 1)
-	step(procsBusy, 4)
-	step(1.5, 4)
-	step(procsQuiet, 4) // at the threshold is not quiet
+	step(0.05, 1, gcQuietPercent)
+	step(procsBusy-0.01, 1, gcQuietPercent)
+	step(procsBusy, 4, gcBusyPercent)
+	step(1.5, 4, gcBusyPercent)
+	step(procsQuiet, 4, gcBusyPercent) // at the threshold is not quiet
 	for i := 1; i < procsQuietFor; i++ {
-		step(0.1, 4)
+		step(0.1, 4, gcBusyPercent)
 	}
-	step(0.1, 1)
+	step(0.1, 1, gcQuietPercent)
+	// Busy from the start (widened already): the GC target relaxes too.
+	g = &procGovernor{max: 2, cur: 2}
+	step(1.2, 2, gcBusyPercent)
 }
 
 func TestGovernProcsFixed(t *testing.T) {
