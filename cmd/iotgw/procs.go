@@ -29,7 +29,7 @@ const (
 // half keeps RSS near the live heap. Busy (a sample at procsBusy or more,
 // until the governor narrows again), cycles are: at a million values/s
 // marking the heap took an eighth of the gateway's CPU with gcQuietPercent
-// and half of that with gcBusyPercent, for about 17 MB more heap.
+// and half of that with gcBusyPercent, for about 15 MB more RSS.
 // GOGC and GOMEMLIMIT in the environment still override.
 const (
 	gcQuietPercent = 50
@@ -119,5 +119,10 @@ func governProcs(configured int, log zerolog.Logger) (stop func()) {
 			}
 		}
 	}()
-	return func() { close(done) }
+	return func() {
+		close(done)
+		if governGC {
+			debug.SetGCPercent(gcQuietPercent)
+		}
+	}
 }
