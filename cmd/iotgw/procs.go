@@ -94,8 +94,9 @@ func governProcs(configured int, log zerolog.Logger) (stop func()) {
 	}
 	log.Debug().Int("max", g.max).Msg("processors governed by load (resources.maxProcs fixes them)")
 	governGC := os.Getenv("GOGC") == ""
-	done := make(chan struct{})
+	done, exited := make(chan struct{}), make(chan struct{})
 	go func() {
+		defer close(exited)
 		t := time.NewTicker(procsSample)
 		defer t.Stop()
 		lastAt := time.Now()
@@ -121,6 +122,7 @@ func governProcs(configured int, log zerolog.Logger) (stop func()) {
 	}()
 	return func() {
 		close(done)
+		<-exited
 		if governGC {
 			debug.SetGCPercent(gcQuietPercent)
 		}
