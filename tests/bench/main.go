@@ -61,11 +61,13 @@ func scrapeLoop(url string, stop <-chan struct{}, done chan<- scrapeResult) {
 	fetch := func() []byte {
 		resp, err := http.Get(url)
 		if err != nil {
+			fmt.Fprintf(os.Stderr, "bench: scrape %s: %v\n", url, err)
 			return nil
 		}
 		defer resp.Body.Close()
 		b, _ := io.ReadAll(resp.Body)
 		if resp.StatusCode != 200 {
+			fmt.Fprintf(os.Stderr, "bench: scrape %s: status %d: %.300s\n", url, resp.StatusCode, b)
 			return nil
 		}
 		return b
@@ -81,6 +83,11 @@ func scrapeLoop(url string, stop <-chan struct{}, done chan<- scrapeResult) {
 		case <-stop:
 			// One last scrape for the totals, not counted as a Prometheus one.
 			last := fetch()
+			if metricsDump != "" && last != nil {
+				if err := os.WriteFile(metricsDump, last, 0o644); err != nil {
+					fmt.Fprintf(os.Stderr, "bench: -metrics-dump: %v\n", err)
+				}
+			}
 			r.polls, r.skipped = sumSamples(last, "iotgw_device_polls_total"), sumSamples(last, "iotgw_device_polls_skipped_total")
 			done <- r
 			return
@@ -153,6 +160,13 @@ var maxProcs int
 // since start) to; "" for none.
 var cpuProfile, memProfile string
 
+// gatewayEnv is extra NAME=value settings for the gateway process alone
+// (GOGC, GOMEMLIMIT, GODEBUG=gctrace=1), space separated.
+var gatewayEnv string
+
+// metricsDump is a file the last /metrics scrape is written to; "" for none.
+var metricsDump string
+
 // benchProfile is a file for the bench process's own CPU profile over the
 // measurement window (simulators, publishers, subscriber); "" for none.
 var benchProfile string
@@ -190,6 +204,8 @@ func main() {
 	flag.StringVar(&cpuProfile, "cpuprofile", "", "write the gateway's CPU profile (whole run, warm-up included) to this file")
 	flag.BoolVar(&pahoPatched, "paho-patched", false, "build the gateway with the patched paho.golang copy in tests/bench/pahopatch (benchmark only)")
 	flag.StringVar(&benchProfile, "benchcpuprofile", "", "write the bench process's own CPU profile (simulators, publishers, subscriber; measurement window only) to this file")
+	flag.StringVar(&gatewayEnv, "gateway-env", "", "extra environment for the gateway process only, space separated NAME=value (e.g. \"GOGC=25 GODEBUG=gctrace=1\")")
+	flag.StringVar(&metricsDump, "metrics-dump", "", "with -metrics: write the last /metrics scrape (taken at the end of the measurement) to this file")
 	flag.StringVar(&memProfile, "memprofile", "", "write the gateway's heap profile (alloc_objects/alloc_space since start) to this file at stop")
 	devices := flag.Int("devices", 0, "scale profile: poll this many devices instead of 1000 (the README's 10 / 100 / 1000 device sizing); localapi-http: this many clients instead of 8")
 	ports := flag.Int("ports", 0, "scale and throughput profiles: spread the devices over this many simulator ports (one gateway connection each) instead of the profile's 5 or 8")
@@ -454,7 +470,9 @@ func runProfile(name string, p profile, d time.Duration, storage string) error {
 		if err != nil {
 			return err
 		}
-		httpSection = fmt.Sprintf(`, "http": {"enabled": true, "address": "127.0.0.1:%d"}`, hp)
+		// pprof on: a runtime trace of the loaded gateway (/debug/pprof/trace)
+		// is how the scheduler and link waits at the peak were read.
+		httpSection = fmt.Sprintf(`, "http": {"enabled": true, "pprof": true, "address": "127.0.0.1:%d"}`, hp)
 		metricsURL = fmt.Sprintf("http://127.0.0.1:%d/metrics", hp)
 	}
 	main := fmt.Sprintf(`{"thingsboard": {"host": "127.0.0.1", "port": %d, "security": {"accessToken": "bench"}},
@@ -528,6 +546,7 @@ func runProfile(name string, p profile, d time.Duration, storage string) error {
 	gw := exec.Command(bin, "run", "-c", filepath.Join(dir, "tb_gateway.json"), "--log-level", "error")
 	gw.Stderr = os.Stderr
 	gw.Env = os.Environ()
+	gw.Env = append(gw.Env, strings.Fields(gatewayEnv)...)
 	for env, path := range map[string]string{"IOTGW_CPUPROFILE": cpuProfile, "IOTGW_MEMPROFILE": memProfile} {
 		if path != "" {
 			abs, err := filepath.Abs(path)
