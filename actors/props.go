@@ -80,9 +80,16 @@ func (k *propsKit) props(producer actor.Producer, opts ...PropsOption) *actor.Pr
 	if k.dispatcher != nil {
 		po = append(po, actor.WithDispatcher(k.dispatcher))
 	}
-	po = append(po, actor.WithReceiverMiddleware(supervisor.PanicLoggerFor(panicLog)))
-	if k.metrics != nil {
-		po = append(po, actor.WithReceiverMiddleware(k.metrics.ActorMiddleware(st)))
+	// Panic logging and metering wrap the actor rather than its receive:
+	// receiver middleware costs an envelope allocation per message.
+	meter := k.metrics.ActorMeter(st)
+	inner := producer
+	producer = func() actor.Actor {
+		a := inner()
+		if meter != nil {
+			a = meter.Wrap(a)
+		}
+		return supervisor.LogPanics(panicLog, a)
 	}
 	if spec.supervisor != nil {
 		po = append(po, actor.WithSupervisor(spec.supervisor))

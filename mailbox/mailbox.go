@@ -150,6 +150,9 @@ type mailbox struct {
 
 	invoker    actor.MessageInvoker
 	dispatcher actor.Dispatcher
+	// process is processMessages as a func value made once: a method value
+	// taken at every schedule is an allocation per scheduling.
+	process func()
 }
 
 var _ actor.Mailbox = (*mailbox)(nil)
@@ -157,6 +160,7 @@ var _ actor.Mailbox = (*mailbox)(nil)
 func newMailbox(cfg config) *mailbox {
 	m := &mailbox{cfg: cfg}
 	m.data.limit = cfg.capacity
+	m.process = m.processMessages
 	return m
 }
 
@@ -254,7 +258,7 @@ func (m *mailbox) UserMessageCount() int { return int(m.user.Load()) }
 func (m *mailbox) schedule() {
 	if m.status.CompareAndSwap(idle, running) {
 		m.cfg.stats.scheduled.Add(1)
-		m.dispatcher.Schedule(m.processMessages)
+		m.dispatcher.Schedule(m.process)
 	}
 }
 

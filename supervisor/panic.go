@@ -24,33 +24,53 @@ func PanicLogger(log zerolog.Logger) actor.ReceiverMiddleware {
 func PanicLoggerFor(logFor func(actorID string) zerolog.Logger) actor.ReceiverMiddleware {
 	return func(next actor.ReceiverFunc) actor.ReceiverFunc {
 		return func(c actor.ReceiverContext, env *actor.MessageEnvelope) {
-			defer func() {
-				r := recover()
-				if r == nil {
-					return
-				}
-				var id string
-				if self := c.Self(); self != nil {
-					id = self.Id
-				}
-				log := logFor(id)
-				ev := log.Error()
-				if err, ok := r.(error); ok {
-					ev = ev.Err(err)
-				} else {
-					ev = ev.Str("panic", fmt.Sprint(r))
-				}
-				var msg any
-				if env != nil {
-					msg = env.Message
-				}
-				ev.Str("actor", id).
-					Str("message_type", fmt.Sprintf("%T", msg)).
-					Str("stack", string(debug.Stack())).
-					Msg("actor panic")
-				panic(r)
-			}()
+			var msg any
+			if env != nil {
+				msg = env.Message
+			}
+			defer logPanic(logFor, c.Self(), msg)
 			next(c, env)
 		}
 	}
+}
+
+// LogPanics wraps an actor the way PanicLoggerFor wraps its receive. Any
+// receiver middleware makes protoactor allocate an envelope for every
+// message the actor gets; a wrapping actor costs nothing per message.
+func LogPanics(logFor func(actorID string) zerolog.Logger, inner actor.Actor) actor.Actor {
+	return &panicLogged{logFor: logFor, inner: inner}
+}
+
+type panicLogged struct {
+	logFor func(actorID string) zerolog.Logger
+	inner  actor.Actor
+}
+
+func (p *panicLogged) Receive(c actor.Context) {
+	defer logPanic(p.logFor, c.Self(), c.Message())
+	p.inner.Receive(c)
+}
+
+// logPanic is deferred by itself, so that its recover sees the panic.
+func logPanic(logFor func(actorID string) zerolog.Logger, self *actor.PID, msg any) {
+	r := recover()
+	if r == nil {
+		return
+	}
+	var id string
+	if self != nil {
+		id = self.Id
+	}
+	log := logFor(id)
+	ev := log.Error()
+	if err, ok := r.(error); ok {
+		ev = ev.Err(err)
+	} else {
+		ev = ev.Str("panic", fmt.Sprint(r))
+	}
+	ev.Str("actor", id).
+		Str("message_type", fmt.Sprintf("%T", msg)).
+		Str("stack", string(debug.Stack())).
+		Msg("actor panic")
+	panic(r)
 }

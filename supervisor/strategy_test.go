@@ -463,14 +463,31 @@ func (b *syncBuffer) String() string {
 }
 
 func TestPanicLoggerLogsEachPanicOnceWithStack(t *testing.T) {
+	receive := func(started chan<- struct{}) actor.ReceiveFunc {
+		return crasher(func() any { return errors.New("sensor exploded") }, started, nil)
+	}
+	t.Run("middleware", func(t *testing.T) {
+		testPanicLogged(t, func(logs *syncBuffer, started chan<- struct{}, s actor.SupervisorStrategy) *actor.Props {
+			return actor.PropsFromFunc(receive(started), actor.WithGuardian(s),
+				actor.WithReceiverMiddleware(PanicLogger(zerolog.New(logs))))
+		})
+	})
+	t.Run("wrapper", func(t *testing.T) {
+		testPanicLogged(t, func(logs *syncBuffer, started chan<- struct{}, s actor.SupervisorStrategy) *actor.Props {
+			log := zerolog.New(logs)
+			return actor.PropsFromProducer(func() actor.Actor {
+				return LogPanics(func(string) zerolog.Logger { return log }, receive(started))
+			}, actor.WithGuardian(s))
+		})
+	})
+}
+
+func testPanicLogged(t *testing.T, props func(*syncBuffer, chan<- struct{}, actor.SupervisorStrategy) *actor.Props) {
 	sys := newSystem(t)
 	var logs syncBuffer
 	started := make(chan struct{}, 8)
 	s := NewStrategy(WithBackoff(time.Millisecond, time.Millisecond))
-	pid, err := sys.Root.SpawnNamed(actor.PropsFromFunc(
-		crasher(func() any { return errors.New("sensor exploded") }, started, nil),
-		actor.WithGuardian(s),
-		actor.WithReceiverMiddleware(PanicLogger(zerolog.New(&logs)))), "plc-7")
+	pid, err := sys.Root.SpawnNamed(props(&logs, started, s), "plc-7")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -170,9 +170,11 @@ func (e *Engine) props(producer actor.Producer, drops *bus.DropCounter) *actor.P
 		drops = new(bus.DropCounter)
 	}
 	log := e.log
-	return actor.PropsFromProducer(producer,
-		actor.WithMailbox(bus.SubscriberMailbox(subscriberMailbox, drops)),
-		actor.WithReceiverMiddleware(supervisor.PanicLoggerFor(func(string) zerolog.Logger { return log })))
+	logFor := func(string) zerolog.Logger { return log }
+	// A wrapping actor, not receiver middleware: a task sees every value on
+	// its topics, and middleware costs an envelope per message.
+	return actor.PropsFromProducer(func() actor.Actor { return supervisor.LogPanics(logFor, producer()) },
+		actor.WithMailbox(bus.SubscriberMailbox(subscriberMailbox, drops)))
 }
 
 // startAll spawns an actor per forward and enabled task and subscribes it.

@@ -80,43 +80,95 @@ var stoppedType = reflect.TypeOf((*actor.Stopped)(nil))
 // message would cost a cheap actor a third of its throughput.
 const sampleEvery = 64
 
-// ActorMiddleware returns receive middleware that counts messages by type and
-// times Receive. Give each actor's props its own call together with the
-// mailbox.Stats its mailbox counts into (mailbox.WithStats): the actor's
-// name is learnt from its first message and the pair is registered then.
-// Install it inside supervisor.PanicLogger. Returns nil on a nil *Metrics.
+// ActorMeter counts an actor's messages by type and times its Receive. Make
+// one per actor's props, with the mailbox.Stats its mailbox counts into
+// (mailbox.WithStats): the actor's name is learnt from its first message and
+// the pair is registered then. Wrap every incarnation's actor with Wrap, inside
+// supervisor.LogPanics.
 //
 // Every message is counted. Time in Receive is sampled: an actor's first
 // message in each 100 ms tick and one in 64 of each message type are timed,
 // so a quiet actor has all its messages timed and a busy one pays for the
 // clock on a small fraction.
-func (m *Metrics) ActorMiddleware(st *mailbox.Stats) actor.ReceiverMiddleware {
+type ActorMeter struct {
+	m     *Metrics
+	st    *mailbox.Stats
+	bound atomic.Pointer[actorEntry]
+}
+
+// ActorMeter returns a meter for one actor's props; nil on a nil *Metrics.
+func (m *Metrics) ActorMeter(st *mailbox.Stats) *ActorMeter {
 	if m == nil {
 		return nil
 	}
 	startTicker()
-	var bound atomic.Pointer[actorEntry]
+	return &ActorMeter{m: m, st: st}
+}
+
+// Wrap returns inner with its messages metered. A wrapping actor, not
+// receiver middleware: protoactor allocates an envelope for every message a
+// middleware sees.
+func (a *ActorMeter) Wrap(inner actor.Actor) actor.Actor { return &metered{a: a, inner: inner} }
+
+// ActorMiddleware is the meter as receive middleware, for props that have
+// middleware anyway. Install it inside supervisor.PanicLogger. Returns nil
+// on a nil *Metrics.
+func (m *Metrics) ActorMiddleware(st *mailbox.Stats) actor.ReceiverMiddleware {
+	a := m.ActorMeter(st)
+	if a == nil {
+		return nil
+	}
 	return func(next actor.ReceiverFunc) actor.ReceiverFunc {
 		return func(c actor.ReceiverContext, env *actor.MessageEnvelope) {
-			e := bound.Load()
-			if e == nil {
-				e = m.bind(c.Self(), st)
-				bound.Store(e)
-			}
-			tc := e.typeOf(env.Message)
-			n := tc.n.Add(1)
-			if now := coarseTick.Load(); n%sampleEvery == 1 || e.tick.Load() != now {
-				e.tick.Store(now)
+			e, tc, timed := a.begin(c.Self(), env.Message)
+			if !timed {
+				next(c, env)
+			} else {
 				start := time.Now()
 				next(c, env)
 				e.hist.observe(time.Since(start))
-			} else {
-				next(c, env)
 			}
-			if tc.stopped {
-				e.alive.Store(false)
-			}
+			a.end(e, tc)
 		}
+	}
+}
+
+type metered struct {
+	a     *ActorMeter
+	inner actor.Actor
+}
+
+func (w *metered) Receive(c actor.Context) {
+	e, tc, timed := w.a.begin(c.Self(), c.Message())
+	if !timed {
+		w.inner.Receive(c)
+	} else {
+		start := time.Now()
+		w.inner.Receive(c)
+		e.hist.observe(time.Since(start))
+	}
+	w.a.end(e, tc)
+}
+
+// begin counts msg and says whether its Receive is to be timed.
+func (a *ActorMeter) begin(self *actor.PID, msg any) (*actorEntry, *typeCounter, bool) {
+	e := a.bound.Load()
+	if e == nil {
+		e = a.m.bind(self, a.st)
+		a.bound.Store(e)
+	}
+	tc := e.typeOf(msg)
+	n := tc.n.Add(1)
+	if now := coarseTick.Load(); n%sampleEvery == 1 || e.tick.Load() != now {
+		e.tick.Store(now)
+		return e, tc, true
+	}
+	return e, tc, false
+}
+
+func (a *ActorMeter) end(e *actorEntry, tc *typeCounter) {
+	if tc.stopped {
+		e.alive.Store(false)
 	}
 }
 
