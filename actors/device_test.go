@@ -110,3 +110,55 @@ func TestDeviceCommandReply(t *testing.T) {
 		t.Fatal("attribute update not applied")
 	}
 }
+
+// sliceDevice hands every polled reading's telemetry slice to polled.
+type sliceDevice struct {
+	counterDevice
+	polled chan []protocols.Datapoint
+}
+
+func (d *sliceDevice) Poll(ctx context.Context) (protocols.Reading, error) {
+	r, err := d.counterDevice.Poll(ctx)
+	select {
+	case d.polled <- r.Telemetry:
+	default:
+	}
+	return r, err
+}
+
+type ownedSliceDevice struct{ *sliceDevice }
+
+func (*ownedSliceDevice) PollReadingOwned() {}
+
+// TestDevicePollFiltersOwnedReadingInPlace: a driver that hands its reading
+// over (protocols.OwnedReadingPoller) has it filtered in place, with no copy
+// per poll; any other driver's reading is copied, since the driver may reuse
+// its slices for the next poll.
+func TestDevicePollFiltersOwnedReadingInPlace(t *testing.T) {
+	for _, owned := range []bool{false, true} {
+		sys := bareSystem(t)
+		journal, journaled := spawnProbe(t, sys, "journal", nil)
+		registry, _ := spawnProbe(t, sys, "registry", nil)
+		env := testDeviceEnv(journal, registry)
+		sd := &sliceDevice{polled: make(chan []protocols.Datapoint, 64)}
+		var dev protocols.Device = sd
+		if owned {
+			dev = &ownedSliceDevice{sd}
+		}
+		sys.Root.Spawn((&propsKit{}).props(func() actor.Actor {
+			return newDeviceActor(dev, protocols.DeviceInfo{}, nil, "conn", env, zerolog.Nop())
+		}))
+		ev := waitFor(t, journaled, func(m *AppendEvents) bool {
+			return len(m.Events) == 1 && m.Events[0].Kind == protocols.EventTelemetry
+		}).Events[0]
+		same := false
+		for len(sd.polled) > 0 {
+			if s := <-sd.polled; &s[0] == &ev.Values[0] {
+				same = true
+			}
+		}
+		if same != owned {
+			t.Errorf("owned %v: event shares the driver's slice: %v", owned, same)
+		}
+	}
+}

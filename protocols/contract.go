@@ -106,6 +106,15 @@ type ReusableContextPoller interface {
 	PollContextReusable()
 }
 
+// OwnedReadingPoller is a Device whose Poll returns a Reading with slices
+// made for that call, which it never reads or writes again. The device actor
+// then filters the reading in place (report strategies) instead of copying
+// every datapoint of every poll first.
+type OwnedReadingPoller interface {
+	Device
+	PollReadingOwned()
+}
+
 // Factory builds a connector from its config.
 type Factory func(cfg ConnectorConfig) (Connector, error)
 

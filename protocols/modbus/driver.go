@@ -612,6 +612,12 @@ func (d *Device) PollContextReusable() {}
 
 var _ protocols.ReusableContextPoller = (*Device)(nil)
 
+// PollReadingOwned says Poll's Reading is the caller's (see
+// protocols.OwnedReadingPoller): its slices are made per call.
+func (d *Device) PollReadingOwned() {}
+
+var _ protocols.OwnedReadingPoller = (*Device)(nil)
+
 func keep(dps []protocols.Datapoint, ok []bool) []protocols.Datapoint {
 	out := dps[:0]
 	for i, dp := range dps {
