@@ -275,6 +275,12 @@ func (d *Device) Poll(ctx context.Context) (protocols.Reading, error) {
 	return r, errors.Join(errs...)
 }
 
+// PollReadingOwned says Poll's Reading is the caller's (see
+// protocols.OwnedReadingPoller): its slices are made per call.
+func (d *Device) PollReadingOwned() {}
+
+var _ protocols.OwnedReadingPoller = (*Device)(nil)
+
 // ReadKey runs one key's method and converts its result.
 func (d *Device) ReadKey(ctx context.Context, k *KeyConfig) (protocols.Value, error) {
 	pdus, err := d.read(ctx, k)

@@ -82,6 +82,11 @@ func (d *device) Poll(ctx context.Context) (protocols.Reading, error) {
 	return Convert(d.cfg, f.read())
 }
 
+// PollReadingOwned says Poll's Reading is the caller's: Convert makes its
+// slices per call. Declare it only if that holds (protocols.OwnedReadingPoller);
+// the device actor then filters the reading in place instead of copying it.
+func (d *device) PollReadingOwned() {}
+
 func (d *device) Close() error {
 	d.fake = nil
 	return nil
