@@ -51,16 +51,19 @@ func (e *deviceEnv) connectorType(name string) string {
 // deviceActor polls one device on its own schedule. A slow or dead device only
 // ever delays itself: each device has its own actor, timer and backoff.
 type deviceActor struct {
-	dev       protocols.Device // nil for a device a push source reports
-	cmd       protocols.Commander
-	info      protocols.DeviceInfo
-	connector string
-	env       *deviceEnv
-	cc        *ConnectorCounters
-	journal   *actor.PID
-	registry  *actor.PID
-	log       zerolog.Logger
-	counters  *Counters
+	dev protocols.Device // nil for a device a push source reports
+	// ownedReading: dev hands its polled readings over, so they are filtered
+	// in place (protocols.OwnedReadingPoller).
+	ownedReading bool
+	cmd          protocols.Commander
+	info         protocols.DeviceInfo
+	connector    string
+	env          *deviceEnv
+	cc           *ConnectorCounters
+	journal      *actor.PID
+	registry     *actor.PID
+	log          zerolog.Logger
+	counters     *Counters
 
 	self      *actor.PID
 	sys       *actor.ActorSystem
@@ -94,7 +97,7 @@ func newDeviceActor(dev protocols.Device, info protocols.DeviceInfo, cmd protoco
 		retry = time.Second
 	}
 	maxDelay := max(30*time.Second, info.PollPeriod)
-	return &deviceActor{
+	d := &deviceActor{
 		dev: dev, cmd: cmd, info: info, connector: connector, env: env, cc: env.connectorCounters(connector),
 		journal: env.journal, registry: env.registry, counters: env.counters,
 		log:     log.With().Str("device", info.Name).Logger(),
@@ -104,6 +107,8 @@ func newDeviceActor(dev protocols.Device, info protocols.DeviceInfo, cmd protoco
 		// data a source pushes to it.
 		reportSet: dev != nil,
 	}
+	_, d.ownedReading = dev.(protocols.OwnedReadingPoller)
+	return d
 }
 
 func (d *deviceActor) Receive(ctx actor.Context) {

@@ -183,10 +183,9 @@ func (d *deviceActor) poll(ctx actor.Context) {
 	d.cc.Polls.Add(1)
 	d.obs.Polled(now.Sub(started).Seconds(), len(reading.Telemetry)+len(reading.Attributes), err, float64(now.UnixNano())/1e9)
 	var events []protocols.Event
-	_, owned := d.dev.(protocols.OwnedReadingPoller)
 	if err != nil && d.connected && len(reading.Telemetry)+len(reading.Attributes) > 0 {
 		// Keys read before an exception or a timeout are real values.
-		events = d.emit(now, started, reading, events, owned)
+		events = d.emit(now, started, reading, events, d.ownedReading)
 	}
 	if err != nil {
 		d.counters.PollErrors.Add(1)
@@ -218,7 +217,7 @@ func (d *deviceActor) poll(ctx actor.Context) {
 		if !d.connected {
 			events = d.connect(ctx, now, events)
 		}
-		events = d.emit(now, started, reading, events, owned)
+		events = d.emit(now, started, reading, events, d.ownedReading)
 	}
 	events = d.due(now, events)
 	d.deliver(ctx, events, nil)

@@ -110,29 +110,6 @@ func (m *Metrics) ActorMeter(st *mailbox.Stats) *ActorMeter {
 // middleware sees.
 func (a *ActorMeter) Wrap(inner actor.Actor) actor.Actor { return &metered{a: a, inner: inner} }
 
-// ActorMiddleware is the meter as receive middleware, for props that have
-// middleware anyway. Install it inside supervisor.PanicLogger. Returns nil
-// on a nil *Metrics.
-func (m *Metrics) ActorMiddleware(st *mailbox.Stats) actor.ReceiverMiddleware {
-	a := m.ActorMeter(st)
-	if a == nil {
-		return nil
-	}
-	return func(next actor.ReceiverFunc) actor.ReceiverFunc {
-		return func(c actor.ReceiverContext, env *actor.MessageEnvelope) {
-			e, tc, timed := a.begin(c.Self(), env.Message)
-			if !timed {
-				next(c, env)
-			} else {
-				start := time.Now()
-				next(c, env)
-				e.hist.observe(time.Since(start))
-			}
-			a.end(e, tc)
-		}
-	}
-}
-
 type metered struct {
 	a     *ActorMeter
 	inner actor.Actor
@@ -147,7 +124,9 @@ func (w *metered) Receive(c actor.Context) {
 		w.inner.Receive(c)
 		e.hist.observe(time.Since(start))
 	}
-	w.a.end(e, tc)
+	if tc.stopped {
+		e.alive.Store(false)
+	}
 }
 
 // begin counts msg and says whether its Receive is to be timed.
@@ -164,12 +143,6 @@ func (a *ActorMeter) begin(self *actor.PID, msg any) (*actorEntry, *typeCounter,
 		return e, tc, true
 	}
 	return e, tc, false
-}
-
-func (a *ActorMeter) end(e *actorEntry, tc *typeCounter) {
-	if tc.stopped {
-		e.alive.Store(false)
-	}
 }
 
 func (e *actorEntry) typeOf(msg any) *typeCounter {

@@ -36,10 +36,12 @@ type block struct{ started, release chan struct{} }
 func spawnObserved(t *testing.T, sys *actor.ActorSystem, m *Metrics, name string, capacity int, recv actor.ReceiveFunc) *actor.PID {
 	t.Helper()
 	st := new(mailbox.Stats)
-	props := actor.PropsFromFunc(recv,
+	meter := m.ActorMeter(st)
+	props := actor.PropsFromProducer(func() actor.Actor {
+		return supervisor.LogPanics(func(string) zerolog.Logger { return zerolog.Nop() }, meter.Wrap(recv))
+	},
 		actor.WithMailbox(mailbox.Producer(mailbox.WithCapacity(capacity), mailbox.WithStats(st))),
-		actor.WithDispatcher(mailbox.NewPooledDispatcher(300, time.Minute)),
-		actor.WithReceiverMiddleware(supervisor.PanicLogger(zerolog.Nop()), m.ActorMiddleware(st)))
+		actor.WithDispatcher(mailbox.NewPooledDispatcher(300, time.Minute)))
 	pid, err := sys.Root.SpawnNamed(props, name)
 	if err != nil {
 		t.Fatal(err)
@@ -166,8 +168,8 @@ func TestActorLabelsShared(t *testing.T) {
 
 func TestNilMetricsRecordNothing(t *testing.T) {
 	var m *Metrics
-	if m.ActorMiddleware(new(mailbox.Stats)) != nil {
-		t.Error("nil metrics must not add middleware")
+	if m.ActorMeter(new(mailbox.Stats)) != nil {
+		t.Error("nil metrics must not add a meter")
 	}
 	m.ActorRestarted("x")
 	m.ObservePuback(1)

@@ -54,20 +54,24 @@ func benchActors(b *testing.B, actors int, work time.Duration, withMetrics bool)
 	pids := make([]*actor.PID, actors)
 	for i := range pids {
 		st := new(mailbox.Stats)
-		opts := []actor.PropsOption{
-			actor.WithMailbox(mailbox.Producer(mailbox.WithCapacity(1<<16), mailbox.WithStats(st))),
-			actor.WithDispatcher(disp),
-			actor.WithReceiverMiddleware(supervisor.PanicLogger(zerolog.Nop())),
-		}
+		var meter *ActorMeter
 		if withMetrics {
-			opts = append(opts, actor.WithReceiverMiddleware(m.ActorMiddleware(st)))
+			meter = m.ActorMeter(st)
 		}
-		pid, err := sys.Root.SpawnNamed(actor.PropsFromFunc(func(c actor.Context) {
-			if _, ok := c.Message().(*benchMsg); ok {
-				spin(work)
-				done.Add(1)
+		pid, err := sys.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor {
+			var a actor.Actor = actor.ReceiveFunc(func(c actor.Context) {
+				if _, ok := c.Message().(*benchMsg); ok {
+					spin(work)
+					done.Add(1)
+				}
+			})
+			if meter != nil {
+				a = meter.Wrap(a)
 			}
-		}, opts...), fmt.Sprintf("gateway/connector/bench/device/d%d", i))
+			return supervisor.LogPanics(func(string) zerolog.Logger { return zerolog.Nop() }, a)
+		},
+			actor.WithMailbox(mailbox.Producer(mailbox.WithCapacity(1<<16), mailbox.WithStats(st))),
+			actor.WithDispatcher(disp)), fmt.Sprintf("gateway/connector/bench/device/d%d", i))
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -545,8 +545,7 @@ func runProfile(name string, p profile, d time.Duration, storage string) error {
 
 	gw := exec.Command(bin, "run", "-c", filepath.Join(dir, "tb_gateway.json"), "--log-level", "error")
 	gw.Stderr = os.Stderr
-	gw.Env = os.Environ()
-	gw.Env = append(gw.Env, strings.Fields(gatewayEnv)...)
+	gw.Env = append(os.Environ(), strings.Fields(gatewayEnv)...)
 	for env, path := range map[string]string{"IOTGW_CPUPROFILE": cpuProfile, "IOTGW_MEMPROFILE": memProfile} {
 		if path != "" {
 			abs, err := filepath.Abs(path)
