@@ -650,6 +650,12 @@ func runProfile(name string, p profile, d time.Duration, storage string) error {
 	if accounting {
 		acctErr = settle(sims, p.devicesPerSim, st2, metricsURL)
 	}
+	// The last scrape must finish before the gateway is stopped, or it races
+	// the shutdown and reports nothing.
+	var sc scrapeResult
+	if metricsOn {
+		sc = <-scraped
+	}
 	_ = gw.Process.Signal(syscall.SIGTERM)
 	_ = gw.Wait()
 
@@ -673,7 +679,6 @@ func runProfile(name string, p profile, d time.Duration, storage string) error {
 	// the machine's, not the gateway's, limit.
 	fmt.Printf("machine CPU  %.0f %% of its %d cores busy\n", machineBusy, runtime.NumCPU())
 	if metricsOn {
-		sc := <-scraped
 		fmt.Printf("metrics      %d scrapes of /metrics (every %s), %.1f KB each; since start %.0f polls, %.0f poll ticks skipped (a poll overran them)\n",
 			sc.n, scrapeEvery, float64(sc.size)/1024, sc.polls, sc.skipped)
 	}
