@@ -44,6 +44,9 @@ usage:
 `
 
 func main() {
+	if len(os.Args) > 1 && (os.Args[1] == "run" || os.Args[1] == "demo") {
+		keepSysmonAwake()
+	}
 	// Edge boxes are short of memory, not of cycles at our load: a tighter GC
 	// target keeps RSS near the live heap (procs.go relaxes it while the
 	// gateway is busy). GOGC and GOMEMLIMIT still override.
