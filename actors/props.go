@@ -84,13 +84,7 @@ func (k *propsKit) props(producer actor.Producer, opts ...PropsOption) *actor.Pr
 	// receiver middleware costs an envelope allocation per message.
 	meter := k.metrics.ActorMeter(st)
 	inner := producer
-	producer = func() actor.Actor {
-		a := inner()
-		if meter != nil {
-			a = meter.Wrap(a)
-		}
-		return supervisor.LogPanics(panicLog, a)
-	}
+	producer = func() actor.Actor { return supervisor.LogPanics(panicLog, meter.Wrap(inner())) }
 	if spec.supervisor != nil {
 		po = append(po, actor.WithSupervisor(spec.supervisor))
 	}

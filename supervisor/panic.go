@@ -8,35 +8,16 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// PanicLogger returns receive middleware that logs a panic in the actor at Error level, with
-// the actor's id, the message type and the stack, and then panics again with the same value
-// so that supervision (and the decider, which inspects that value) proceeds as usual.
-// protoactor recovers panics in the mailbox, where the stack is already gone, and logs only
-// the panic value; this middleware runs while the panicking frames are still on the stack.
+// LogPanics wraps an actor so that a panic in it is logged at Error level, with the actor's
+// id, the message type and the stack, and then raised again with the same value so that
+// supervision (and the decider, which inspects that value) proceeds as usual. protoactor
+// recovers panics in the mailbox, where the stack is already gone, and logs only the panic
+// value; the wrapper's deferred recover runs while the panicking frames are still on the
+// stack. logFor picks the logger by the actor's PID id, so the line can carry the actor's
+// own fields (its connector and device).
 //
-// Install it first (outermost) so that panics in later middleware are covered too.
-func PanicLogger(log zerolog.Logger) actor.ReceiverMiddleware {
-	return PanicLoggerFor(func(string) zerolog.Logger { return log })
-}
-
-// PanicLoggerFor is PanicLogger with the logger chosen by the actor's PID id when a panic
-// happens, so the line can carry the actor's own fields (its connector and device).
-func PanicLoggerFor(logFor func(actorID string) zerolog.Logger) actor.ReceiverMiddleware {
-	return func(next actor.ReceiverFunc) actor.ReceiverFunc {
-		return func(c actor.ReceiverContext, env *actor.MessageEnvelope) {
-			var msg any
-			if env != nil {
-				msg = env.Message
-			}
-			defer logPanic(logFor, c.Self(), msg)
-			next(c, env)
-		}
-	}
-}
-
-// LogPanics wraps an actor the way PanicLoggerFor wraps its receive. Any
-// receiver middleware makes protoactor allocate an envelope for every
-// message the actor gets; a wrapping actor costs nothing per message.
+// A wrapping actor rather than receiver middleware: any middleware makes protoactor
+// allocate an envelope for every message the actor gets.
 func LogPanics(logFor func(actorID string) zerolog.Logger, inner actor.Actor) actor.Actor {
 	return &panicLogged{logFor: logFor, inner: inner}
 }

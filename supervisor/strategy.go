@@ -2,7 +2,7 @@
 // one-for-one strategy that restarts failed children after a capped, jittered exponential
 // backoff, marks crash-looping children unhealthy instead of giving up on them, stops
 // children that failed because of bad configuration, and reports every decision as an
-// Event. PanicLogger adds the stack trace that protoactor does not log.
+// Event. LogPanics adds the stack trace that protoactor does not log.
 package supervisor
 
 import (

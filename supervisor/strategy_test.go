@@ -204,9 +204,11 @@ func TestStrategyStopsChildOnConfigError(t *testing.T) {
 	f := &family{children: make(chan []*actor.PID, 1), terminated: make(chan *actor.PID, 4)}
 	cause := errors.New(`unknown register type "float128"`)
 	parent := sys.Root.Spawn(parentProps(s, f, map[string]*actor.Props{
-		// PanicLogger re-panics with the original value, so the decider still sees ErrConfig.
-		"bad": actor.PropsFromFunc(crasher(func() any { return ConfigError(cause) }, started, nil),
-			actor.WithReceiverMiddleware(PanicLogger(zerolog.New(&logs)))),
+		// LogPanics re-panics with the original value, so the decider still sees ErrConfig.
+		"bad": actor.PropsFromProducer(func() actor.Actor {
+			log := zerolog.New(&logs)
+			return LogPanics(func(string) zerolog.Logger { return log }, crasher(func() any { return ConfigError(cause) }, started, nil))
+		}),
 	}))
 	defer stop(sys, parent)
 	bad := recv(t, f.children, "children")[0]
@@ -462,32 +464,16 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-func TestPanicLoggerLogsEachPanicOnceWithStack(t *testing.T) {
-	receive := func(started chan<- struct{}) actor.ReceiveFunc {
-		return crasher(func() any { return errors.New("sensor exploded") }, started, nil)
-	}
-	t.Run("middleware", func(t *testing.T) {
-		testPanicLogged(t, func(logs *syncBuffer, started chan<- struct{}, s actor.SupervisorStrategy) *actor.Props {
-			return actor.PropsFromFunc(receive(started), actor.WithGuardian(s),
-				actor.WithReceiverMiddleware(PanicLogger(zerolog.New(logs))))
-		})
-	})
-	t.Run("wrapper", func(t *testing.T) {
-		testPanicLogged(t, func(logs *syncBuffer, started chan<- struct{}, s actor.SupervisorStrategy) *actor.Props {
-			log := zerolog.New(logs)
-			return actor.PropsFromProducer(func() actor.Actor {
-				return LogPanics(func(string) zerolog.Logger { return log }, receive(started))
-			}, actor.WithGuardian(s))
-		})
-	})
-}
-
-func testPanicLogged(t *testing.T, props func(*syncBuffer, chan<- struct{}, actor.SupervisorStrategy) *actor.Props) {
+func TestLogPanicsLogsEachPanicOnceWithStack(t *testing.T) {
 	sys := newSystem(t)
 	var logs syncBuffer
 	started := make(chan struct{}, 8)
 	s := NewStrategy(WithBackoff(time.Millisecond, time.Millisecond))
-	pid, err := sys.Root.SpawnNamed(props(&logs, started, s), "plc-7")
+	log := zerolog.New(&logs)
+	pid, err := sys.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor {
+		return LogPanics(func(string) zerolog.Logger { return log },
+			crasher(func() any { return errors.New("sensor exploded") }, started, nil))
+	}, actor.WithGuardian(s)), "plc-7")
 	if err != nil {
 		t.Fatal(err)
 	}

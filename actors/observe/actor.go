@@ -105,10 +105,15 @@ func (m *Metrics) ActorMeter(st *mailbox.Stats) *ActorMeter {
 	return &ActorMeter{m: m, st: st}
 }
 
-// Wrap returns inner with its messages metered. A wrapping actor, not
-// receiver middleware: protoactor allocates an envelope for every message a
-// middleware sees.
-func (a *ActorMeter) Wrap(inner actor.Actor) actor.Actor { return &metered{a: a, inner: inner} }
+// Wrap returns inner with its messages metered; inner itself on a nil
+// *ActorMeter (metrics off). A wrapping actor, not receiver middleware:
+// protoactor allocates an envelope for every message a middleware sees.
+func (a *ActorMeter) Wrap(inner actor.Actor) actor.Actor {
+	if a == nil {
+		return inner
+	}
+	return &metered{a: a, inner: inner}
+}
 
 type metered struct {
 	a     *ActorMeter
@@ -117,12 +122,12 @@ type metered struct {
 
 func (w *metered) Receive(c actor.Context) {
 	e, tc, timed := w.a.begin(c.Self(), c.Message())
-	if !timed {
-		w.inner.Receive(c)
-	} else {
+	if timed {
 		start := time.Now()
 		w.inner.Receive(c)
 		e.hist.observe(time.Since(start))
+	} else {
+		w.inner.Receive(c)
 	}
 	if tc.stopped {
 		e.alive.Store(false)

@@ -54,21 +54,14 @@ func benchActors(b *testing.B, actors int, work time.Duration, withMetrics bool)
 	pids := make([]*actor.PID, actors)
 	for i := range pids {
 		st := new(mailbox.Stats)
-		var meter *ActorMeter
-		if withMetrics {
-			meter = m.ActorMeter(st)
-		}
+		meter := m.ActorMeter(st) // nil without metrics: Wrap then adds nothing
 		pid, err := sys.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor {
-			var a actor.Actor = actor.ReceiveFunc(func(c actor.Context) {
+			return supervisor.LogPanics(func(string) zerolog.Logger { return zerolog.Nop() }, meter.Wrap(actor.ReceiveFunc(func(c actor.Context) {
 				if _, ok := c.Message().(*benchMsg); ok {
 					spin(work)
 					done.Add(1)
 				}
-			})
-			if meter != nil {
-				a = meter.Wrap(a)
-			}
-			return supervisor.LogPanics(func(string) zerolog.Logger { return zerolog.Nop() }, a)
+			})))
 		},
 			actor.WithMailbox(mailbox.Producer(mailbox.WithCapacity(1<<16), mailbox.WithStats(st))),
 			actor.WithDispatcher(disp)), fmt.Sprintf("gateway/connector/bench/device/d%d", i))
