@@ -2,6 +2,10 @@ module github.com/industryos/gateway
 
 go 1.26.0
 
+// The toolchain releases and the bench are built with; GOTOOLCHAIN=auto (Go's
+// default) fetches it from the module proxy. 1.26 still builds the module.
+toolchain go1.27.3
+
 require (
 	github.com/KimMachineGun/automemlimit v1.0.2
 	github.com/asynkron/protoactor-go v0.0.0-20240822202345-3c0e61ca19c9

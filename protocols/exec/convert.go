@@ -34,10 +34,35 @@ func malformed(format string, a ...any) error {
 	return fmt.Errorf("%w: %s", ErrMalformed, fmt.Sprintf(format, a...))
 }
 
+// jsonKind names what a valid JSON text that is no object is ("" when line is
+// not valid JSON): the program's author needs that, not the decoder's Go types.
+func jsonKind(line []byte) string {
+	t := bytes.TrimSpace(line)
+	if len(t) == 0 || !json.Valid(t) {
+		return ""
+	}
+	switch t[0] {
+	case '[':
+		return "an array"
+	case '"':
+		return "a string"
+	case 't', 'f':
+		return "a boolean"
+	case 'n':
+		return "null"
+	case '{':
+		return ""
+	}
+	return "a number"
+}
+
 // ParseLine reads one stdout line. Errors match ErrMalformed.
 func ParseLine(line []byte) (Record, error) {
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(line, &m); err != nil {
+		if kind := jsonKind(line); kind != "" {
+			return Record{}, malformed("not a JSON object but %s", kind)
+		}
 		return Record{}, malformed("not a JSON object: %v", err)
 	}
 	r := Record{Profile: "default"}

@@ -12,11 +12,15 @@ import (
 // buildGateway builds cmd/iotgw into bin the way a release is built (static,
 // stripped), so CPU and RSS are those of the binary users run: a cgo build
 // links libc and maps more code.
+// It uses go.mod's toolchain, as a release does, unless GOTOOLCHAIN is set.
 // extra are further build flags (the bench's -paho-patched -modfile).
 func buildGateway(bin string, extra ...string) error {
 	args := append([]string{"build", "-trimpath", "-ldflags", "-s -w", "-o", bin}, extra...)
 	cmd := exec.Command("go", append(args, "./cmd/iotgw")...)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if os.Getenv("GOTOOLCHAIN") == "" {
+		cmd.Env = append(cmd.Env, "GOTOOLCHAIN=auto")
+	}
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("build: %v\n%s", err, out)
 	}

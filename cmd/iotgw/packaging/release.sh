@@ -20,6 +20,9 @@ if [ -z "${VERSION:-}" ]; then
 		VERSION="v0.0.0-$(TZ=UTC git log -1 --format=%cd --date=format-local:%Y%m%d%H%M%S HEAD)-${commit:0:12}$dirty"
 	fi
 fi
+# Releases are built with go.mod's toolchain line even where the Go installation
+# defaults to its own (GOTOOLCHAIN=local); an explicit GOTOOLCHAIN wins.
+export GOTOOLCHAIN="${GOTOOLCHAIN:-auto}"
 export SOURCE_DATE_EPOCH=$(git log -1 --format=%ct HEAD) # file times in the .deb
 ldflags="-s -w -buildid= -X main.version=$VERSION -X main.commit=$commit -X main.date=$date"
 

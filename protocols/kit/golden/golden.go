@@ -8,6 +8,7 @@ package golden
 
 import (
 	"bytes"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
@@ -114,7 +115,10 @@ type dumper struct {
 
 const module = "github.com/industryos/gateway"
 
-var durationType = reflect.TypeOf(time.Duration(0))
+var (
+	durationType = reflect.TypeOf(time.Duration(0))
+	rawJSONType  = reflect.TypeOf(json.RawMessage(nil))
+)
 
 func (d *dumper) indent(n int) { d.b.WriteString(strings.Repeat("  ", n)) }
 
@@ -130,6 +134,12 @@ func (d *dumper) value(v reflect.Value, depth int) {
 	if v.Kind() == reflect.Struct && v.Type().Implements(appenderType) && v.CanInterface() {
 		j := v.Interface().(jsonAppender)
 		d.b.Write(j.AppendJSON(nil))
+		return
+	}
+	if v.Type() == rawJSONType {
+		// Its text, the same with every Go release (from 1.27 the type has a
+		// String method, before it printed as hex).
+		d.b.WriteString(strconv.Quote(string(v.Bytes())))
 		return
 	}
 	if s, ok := foreignString(v); ok {
