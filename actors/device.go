@@ -234,6 +234,13 @@ func (d *deviceActor) due(now time.Time, events []protocols.Event) []protocols.E
 // deliver hands events to the journal; done (may be nil) learns when they
 // are committed, or at once when there is nothing to commit.
 func (d *deviceActor) deliver(ctx actor.Context, events []protocols.Event, done func(error)) {
+	d.deliverRecycling(ctx, events, done, false)
+}
+
+// deliverRecycling is deliver for events whose Values arrays nothing else
+// holds (a poll's: the driver's handed-over reading, or the report filter's
+// fresh copies): unless bus subscribers share them, the journal reuses them.
+func (d *deviceActor) deliverRecycling(ctx actor.Context, events []protocols.Event, done func(error), owned bool) {
 	if len(events) == 0 {
 		if done != nil {
 			done(nil)
@@ -250,10 +257,12 @@ func (d *deviceActor) deliver(ctx actor.Context, events []protocols.Event, done 
 		}
 	}
 	d.cc.EventsPushed.Add(uint64(len(events)))
+	recycle := owned
 	if d.env.bus.Active() {
 		d.publish(events)
+		recycle = false
 	}
-	ctx.Send(d.journal, &AppendEvents{Events: events, Done: done})
+	ctx.Send(d.journal, &AppendEvents{Events: events, Done: done, Recycle: recycle})
 }
 
 // publish puts what the journal is about to get on the bus: values and
@@ -275,7 +284,9 @@ func (d *deviceActor) publish(events []protocols.Event) {
 // emit turns a reading into events. owned says the reading's slices are
 // the actor's to keep (a Push hands them over), so filtering happens in
 // place; a polled device may reuse its slices for the next poll.
-func (d *deviceActor) emit(now, started time.Time, reading protocols.Reading, events []protocols.Event, owned bool) []protocols.Event {
+// pooled says the reading's arrays are a poller's (OwnedReadingPoller: one
+// array each, nothing else holds them), so one the filters empty is recycled.
+func (d *deviceActor) emit(now, started time.Time, reading protocols.Reading, events []protocols.Event, owned, pooled bool) []protocols.Event {
 	d.counters.ValuesPolled.Add(uint64(len(reading.Telemetry) + len(reading.Attributes)))
 	var attrDst, telDst []protocols.Datapoint
 	if owned {
@@ -283,9 +294,13 @@ func (d *deviceActor) emit(now, started time.Time, reading protocols.Reading, ev
 	}
 	if attrs := d.attr.Apply(now, reading.Attributes, attrDst); len(attrs) > 0 {
 		events = append(events, protocols.Event{Kind: protocols.EventAttributes, Device: d.info.Name, Ts: now.UnixMilli(), Values: attrs})
+	} else if pooled {
+		protocols.RecycleDatapoints(reading.Attributes) // nothing passed: no event holds it
 	}
 	if tel := d.tel.Apply(now, reading.Telemetry, telDst); len(tel) > 0 {
 		events = append(events, protocols.Event{Kind: protocols.EventTelemetry, Device: d.info.Name, Ts: started.UnixMilli(), Values: tel})
+	} else if pooled {
+		protocols.RecycleDatapoints(reading.Telemetry)
 	}
 	return events
 }

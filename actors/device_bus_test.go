@@ -35,3 +35,35 @@ func TestDevicePublishesOnBus(t *testing.T) {
 		t.Fatalf("values %+v", v)
 	}
 }
+
+// TestDeviceRecyclesPolledValuesUnlessShared: a poll's events go to the
+// journal for recycling, except while bus subscribers share their value
+// arrays: a subscriber's values must not be cleared and reused under it.
+func TestDeviceRecyclesPolledValuesUnlessShared(t *testing.T) {
+	for _, shared := range []bool{false, true} {
+		sys := bareSystem(t)
+		journal, journaled := spawnProbe(t, sys, "journal", nil)
+		registry, _ := spawnProbe(t, sys, "registry", nil)
+		env := testDeviceEnv(journal, registry)
+		if shared {
+			sub, _ := spawnProbe(t, sys, "subscriber", nil)
+			env.bus = bus.New(sys)
+			values, _ := bus.ParsePattern("device/#")
+			env.bus.Subscribe(sub, nil, values)
+		}
+		sys.Root.Spawn((&propsKit{}).props(func() actor.Actor {
+			return newDeviceActor(&counterDevice{}, protocols.DeviceInfo{}, nil, "conn", env, zerolog.Nop())
+		}))
+		m := waitFor(t, journaled, func(m *AppendEvents) bool {
+			for _, e := range m.Events {
+				if e.Kind == protocols.EventTelemetry {
+					return true
+				}
+			}
+			return false
+		})
+		if m.Recycle == shared {
+			t.Errorf("bus subscribers %v: Recycle %v", shared, m.Recycle)
+		}
+	}
+}

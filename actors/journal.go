@@ -9,6 +9,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/industryos/gateway/persistence"
+	"github.com/industryos/gateway/protocols"
 	"github.com/industryos/gateway/protocols/kit/ratelimit"
 )
 
@@ -94,6 +95,10 @@ func (a *journalActor) Receive(ctx actor.Context) {
 			start := len(a.buf)
 			a.buf = m.Events[i].AppendBinary(a.buf)
 			a.pending = append(a.pending, a.buf[start:len(a.buf):len(a.buf)])
+			if m.Recycle {
+				protocols.RecycleDatapoints(m.Events[i].Values)
+				m.Events[i].Values = nil
+			}
 		}
 		if m.Done != nil {
 			a.dones = append(a.dones, m.Done)

@@ -237,3 +237,44 @@ func TestPollGate(t *testing.T) {
 		t.Fatal("a nil gate reported a slot")
 	}
 }
+
+// TestJournalRecyclesEncodedValues: with Recycle the journal hands each
+// event's value array back once encoded (it is cleared for its next poll);
+// what was committed is the values as they were. Without Recycle the
+// sender's arrays are left alone.
+func TestJournalRecyclesEncodedValues(t *testing.T) {
+	for _, recycle := range []bool{false, true} {
+		mem := persistence.OpenMemory(persistence.Options{})
+		sys, pid := spawnJournal(t, mem, 0, 0)
+		vals := protocols.MakeDatapoints(3)
+		for i := range vals {
+			vals[i] = protocols.Datapoint{Key: fmt.Sprintf("k%d", i), Value: protocols.Int(int64(i + 7))}
+		}
+		done := make(chan error, 1)
+		sys.Root.Send(pid, &AppendEvents{Events: []protocols.Event{{Kind: protocols.EventTelemetry, Device: "d", Ts: 1, Values: vals}},
+			Done: func(err error) { done <- err }, Recycle: recycle})
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("append not committed")
+		}
+		sys.Root.Stop(pid)
+		if cleared := vals[0] == (protocols.Datapoint{}); cleared != recycle {
+			t.Errorf("recycle %v: the sender's array was cleared: %v", recycle, cleared)
+		}
+		recs, err := mem.Read(0, 10, 1<<20)
+		if err != nil || len(recs) != 1 {
+			t.Fatalf("recycle %v: read %d records, %v", recycle, len(recs), err)
+		}
+		ev, err := protocols.DecodeEvent(recs[0].Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ev.Values) != 3 || ev.Values[2].Key != "k2" || ev.Values[2].Value != protocols.Int(9) {
+			t.Errorf("recycle %v: committed %+v", recycle, ev.Values)
+		}
+	}
+}

@@ -17,6 +17,10 @@ type AppendEvents struct {
 	// Done, when set, is called once the events are committed (nil) or
 	// lost (the error; the loss is counted and logged). It must not block.
 	Done func(error)
+	// Recycle: every event's Values array is the journal's alone (no bus
+	// subscriber shares it, no sender keeps it), so the journal hands it
+	// to protocols.RecycleDatapoints once encoded.
+	Recycle bool
 }
 
 // errMailboxFull is what Done learns when a full mailbox dropped the message.

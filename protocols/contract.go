@@ -107,9 +107,12 @@ type ReusableContextPoller interface {
 }
 
 // OwnedReadingPoller is a Device whose Poll returns a Reading with slices
-// made for that call, which it never reads or writes again. The device actor
-// then filters the reading in place (report strategies) instead of copying
-// every datapoint of every poll first.
+// made for that call, which it never reads or writes again, Telemetry and
+// Attributes in arrays of their own (not one array sliced in two). The
+// device actor then filters the reading in place (report strategies)
+// instead of copying every datapoint of every poll first, and the journal
+// recycles both arrays once it has encoded them (RecycleDatapoints), so
+// such a driver should take them from MakeDatapoints.
 type OwnedReadingPoller interface {
 	Device
 	PollReadingOwned()

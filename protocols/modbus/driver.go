@@ -528,8 +528,8 @@ func (d *Device) Poll(ctx context.Context) (protocols.Reading, error) {
 	if err != nil {
 		return protocols.Reading{}, err
 	}
-	attrs := make([]protocols.Datapoint, len(d.cfg.Attributes))
-	tele := make([]protocols.Datapoint, len(d.cfg.Timeseries))
+	attrs := protocols.MakeDatapoints(len(d.cfg.Attributes))
+	tele := protocols.MakeDatapoints(len(d.cfg.Timeseries))
 	var got [2][]bool // attrs, tele; allocated on the first failure
 	var errs []error
 	fail := func(reqs []request) {
