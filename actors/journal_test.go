@@ -85,9 +85,16 @@ func spawnJournal(t *testing.T, j persistence.Journal, linger, ackDelay time.Dur
 // appendOne sends one event and waits for its commit.
 func appendOne(t *testing.T, sys *actor.ActorSystem, pid *actor.PID) {
 	t.Helper()
+	appendWait(t, sys, pid, &AppendEvents{Events: []protocols.Event{{Kind: protocols.EventTelemetry, Device: "d", Ts: 1,
+		Values: []protocols.Datapoint{{Key: "k", Value: protocols.Int(1)}}}}})
+}
+
+// appendWait sends m and waits for its commit.
+func appendWait(t *testing.T, sys *actor.ActorSystem, pid *actor.PID, m *AppendEvents) {
+	t.Helper()
 	done := make(chan error, 1)
-	sys.Root.Send(pid, &AppendEvents{Events: []protocols.Event{{Kind: protocols.EventTelemetry, Device: "d", Ts: 1,
-		Values: []protocols.Datapoint{{Key: "k", Value: protocols.Int(1)}}}}, Done: func(err error) { done <- err }})
+	m.Done = func(err error) { done <- err }
+	sys.Root.Send(pid, m)
 	select {
 	case err := <-done:
 		if err != nil {
@@ -250,17 +257,8 @@ func TestJournalRecyclesEncodedValues(t *testing.T) {
 		for i := range vals {
 			vals[i] = protocols.Datapoint{Key: fmt.Sprintf("k%d", i), Value: protocols.Int(int64(i + 7))}
 		}
-		done := make(chan error, 1)
-		sys.Root.Send(pid, &AppendEvents{Events: []protocols.Event{{Kind: protocols.EventTelemetry, Device: "d", Ts: 1, Values: vals}},
-			Done: func(err error) { done <- err }, Recycle: recycle})
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Fatal(err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Fatal("append not committed")
-		}
+		appendWait(t, sys, pid, &AppendEvents{Events: []protocols.Event{{Kind: protocols.EventTelemetry, Device: "d", Ts: 1, Values: vals}},
+			Recycle: recycle})
 		sys.Root.Stop(pid)
 		if cleared := vals[0] == (protocols.Datapoint{}); cleared != recycle {
 			t.Errorf("recycle %v: the sender's array was cleared: %v", recycle, cleared)
