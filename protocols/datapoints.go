@@ -49,9 +49,10 @@ func RecycleDatapoints(s []Datapoint) {
 	if c > maxPooledClass {
 		return
 	}
-	full := s[:1<<c]
+	full := s[:n]
 	// Zeroed here, not on reuse: a pooled array must not keep keys and
-	// string values alive.
+	// string values alive (all of it: a driver's own array may be longer
+	// than its class).
 	clear(full)
 	datapointPools[c].Put(&full[0])
 }

@@ -9,6 +9,17 @@ func TestMakeDatapoints(t *testing.T) {
 	if s := MakeDatapoints(0); s != nil {
 		t.Fatalf("0: %v", s)
 	}
+	// A driver's own array (append-grown, any capacity) is cleared whole.
+	own := make([]Datapoint, 5)
+	for i := range own {
+		own[i] = Datapoint{Key: "k", Value: String("pinned")}
+	}
+	RecycleDatapoints(own[:2])
+	for i := range own {
+		if own[i] != (Datapoint{}) {
+			t.Fatalf("a 5-element array: element %d is %+v after recycling, want cleared", i, own[i])
+		}
+	}
 	for _, n := range []int{1, 2, 3, 10, 100, 128, 129, 4096, 4097} {
 		s := MakeDatapoints(n)
 		if len(s) != n || cap(s) < n {
