@@ -370,6 +370,9 @@ func (u *uplinkActor) done(ctx actor.Context, m *publishDone) {
 		u.metrics.ObservePuback(time.Since(m.start).Seconds())
 		u.counters.MessagesSent.Add(1)
 		u.counters.ValuesDelivered.Add(uint64(m.msg.Values))
+		// PUBACKed: the session no longer holds the packet. A failed
+		// publish's payload may still be resent from it, so only this one.
+		platform.RecyclePayload(m.msg.Payload)
 	case errors.As(m.err, &rej):
 		// The platform will never take this message; retrying would block
 		// the journal forever, so it is counted and logged as a drop.

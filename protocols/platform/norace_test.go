@@ -1,5 +1,5 @@
 //go:build !race
 
-package protocols
+package platform
 
 const raceEnabled = false

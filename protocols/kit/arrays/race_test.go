@@ -1,0 +1,5 @@
+//go:build race
+
+package arrays
+
+const raceEnabled = true
