@@ -52,18 +52,19 @@ func (e *deviceEnv) connectorType(name string) string {
 // ever delays itself: each device has its own actor, timer and backoff.
 type deviceActor struct {
 	dev protocols.Device // nil for a device a push source reports
-	// ownedReading: dev hands its polled readings over, so they are filtered
-	// in place (protocols.OwnedReadingPoller).
-	ownedReading bool
-	cmd          protocols.Commander
-	info         protocols.DeviceInfo
-	connector    string
-	env          *deviceEnv
-	cc           *ConnectorCounters
-	journal      *actor.PID
-	registry     *actor.PID
-	log          zerolog.Logger
-	counters     *Counters
+	// polled is who owns dev's polled readings: the driver (they are
+	// copied), or the actor (protocols.OwnedReadingPoller: filtered in
+	// place, their arrays recycled).
+	polled    readingOwner
+	cmd       protocols.Commander
+	info      protocols.DeviceInfo
+	connector string
+	env       *deviceEnv
+	cc        *ConnectorCounters
+	journal   *actor.PID
+	registry  *actor.PID
+	log       zerolog.Logger
+	counters  *Counters
 
 	self      *actor.PID
 	sys       *actor.ActorSystem
@@ -107,7 +108,9 @@ func newDeviceActor(dev protocols.Device, info protocols.DeviceInfo, cmd protoco
 		// data a source pushes to it.
 		reportSet: dev != nil,
 	}
-	_, d.ownedReading = dev.(protocols.OwnedReadingPoller)
+	if _, ok := dev.(protocols.OwnedReadingPoller); ok {
+		d.polled = pooledReading
+	}
 	return d
 }
 
@@ -281,15 +284,29 @@ func (d *deviceActor) publish(events []protocols.Event) {
 	}
 }
 
-// emit turns a reading into events. owned says the reading's slices are
-// the actor's to keep (a Push hands them over), so filtering happens in
-// place; a polled device may reuse its slices for the next poll.
-// pooled says the reading's arrays are a poller's (OwnedReadingPoller: one
-// array each, nothing else holds them), so one the filters empty is recycled.
-func (d *deviceActor) emit(now, started time.Time, reading protocols.Reading, events []protocols.Event, owned, pooled bool) []protocols.Event {
+// readingOwner says whose a reading's slices are once it reaches emit.
+type readingOwner uint8
+
+const (
+	// driverReading: the driver may reuse the slices for its next poll, so
+	// the report filter copies what passes.
+	driverReading readingOwner = iota
+	// handedReading: the actor's to keep (a push hands them over), so
+	// filtering happens in place.
+	handedReading
+	// pooledReading: handed over, one array each that nothing else holds
+	// (protocols.OwnedReadingPoller), so an array the filter empties is
+	// recycled at once.
+	pooledReading
+)
+
+// emit turns a reading into events, filtering it in place unless the
+// driver still owns its slices.
+func (d *deviceActor) emit(now, started time.Time, reading protocols.Reading, events []protocols.Event, owner readingOwner) []protocols.Event {
 	d.counters.ValuesPolled.Add(uint64(len(reading.Telemetry) + len(reading.Attributes)))
 	var attrDst, telDst []protocols.Datapoint
-	if owned {
+	pooled := owner == pooledReading
+	if owner != driverReading {
 		attrDst, telDst = reading.Attributes[:0], reading.Telemetry[:0]
 	}
 	if attrs := d.attr.Apply(now, reading.Attributes, attrDst); len(attrs) > 0 {

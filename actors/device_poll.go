@@ -185,7 +185,7 @@ func (d *deviceActor) poll(ctx actor.Context) {
 	var events []protocols.Event
 	if err != nil && d.connected && len(reading.Telemetry)+len(reading.Attributes) > 0 {
 		// Keys read before an exception or a timeout are real values.
-		events = d.emit(now, started, reading, events, d.ownedReading, d.ownedReading)
+		events = d.emit(now, started, reading, events, d.polled)
 	}
 	if err != nil {
 		d.counters.PollErrors.Add(1)
@@ -217,7 +217,7 @@ func (d *deviceActor) poll(ctx actor.Context) {
 		if !d.connected {
 			events = d.connect(ctx, now, events)
 		}
-		events = d.emit(now, started, reading, events, d.ownedReading, d.ownedReading)
+		events = d.emit(now, started, reading, events, d.polled)
 	}
 	events = d.due(now, events)
 	d.deliverRecycling(ctx, events, nil, true)

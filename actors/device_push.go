@@ -103,7 +103,7 @@ func (d *deviceActor) pushed(ctx actor.Context, m *pushData) {
 	if !d.connected {
 		events = d.connect(ctx, now, events)
 	}
-	events = d.emit(now, ts, m.p.Reading, events, true, false)
+	events = d.emit(now, ts, m.p.Reading, events, handedReading)
 	d.deliver(ctx, events, m.done)
 }
 

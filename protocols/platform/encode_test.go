@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/industryos/gateway/protocols"
+	"github.com/industryos/gateway/protocols/kit/race"
 )
 
 func tele(dev string, ts int64, kv ...any) protocols.Event {
@@ -814,7 +815,7 @@ func TestPackReusesRecycledPayloads(t *testing.T) {
 			t.Fatalf("message %d differs when packed into a recycled buffer", i)
 		}
 	}
-	if raceEnabled {
+	if race.Enabled {
 		return // sync.Pool drops items at random under -race
 	}
 	allocs := testing.AllocsPerRun(20, func() {

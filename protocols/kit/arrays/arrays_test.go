@@ -1,6 +1,10 @@
 package arrays
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/industryos/gateway/protocols/kit/race"
+)
 
 // TestPool: slices come zeroed, as long as asked, with a power-of-two
 // capacity up to the largest class; a recycled array is cleared over its
@@ -44,7 +48,7 @@ func TestPool(t *testing.T) {
 // TestPoolReuses: a warm Make and Recycle allocate nothing (sync.Pool
 // drops items at random under -race).
 func TestPoolReuses(t *testing.T) {
-	if raceEnabled {
+	if race.Enabled {
 		t.Skip("sync.Pool drops items at random under -race")
 	}
 	var p Pool[byte]

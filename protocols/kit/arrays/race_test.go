@@ -1,5 +1,0 @@
-//go:build race
-
-package arrays
-
-const raceEnabled = true

@@ -1,0 +1,6 @@
+//go:build race
+
+package race
+
+// Enabled: this build has the race detector (-race).
+const Enabled = true
