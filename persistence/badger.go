@@ -91,6 +91,11 @@ type Badger struct {
 
 	commits atomic.Uint64 // write transactions committed since open
 
+	// tail holds the latest committed records, ending at l.last (tail.go). Written under wmu
+	// and mu; Read takes the slice under mu and uses it after.
+	tail      tailView
+	tailBytes int
+
 	stopGC chan struct{}
 	gcDone chan struct{}
 }
@@ -496,6 +501,8 @@ func (b *Badger) Append(data [][]byte) (first, last uint64, err error) {
 	// so the batch costs one allocation. ends are the segment boundaries.
 	var endsBuf [8]int
 	ends := endsBuf[:0]
+	var valsBuf [8][]byte
+	vals := valsBuf[:0] // the segment values, for the tail
 	total := 0
 	for start := 0; start < len(data); {
 		end, recBytes := segmentEnd(data, start)
@@ -562,6 +569,7 @@ func (b *Badger) Append(data [][]byte) (first, last uint64, err error) {
 		off = len(buf)
 		buf = appendSegValue(buf, ts, data[start:end])
 		v := buf[off:len(buf):len(buf)]
+		vals = append(vals, v)
 		err = txn.Set(k, v)
 		if errors.Is(err, badger.ErrTxnTooBig) {
 			if err = commit(); err == nil {
@@ -601,6 +609,9 @@ func (b *Badger) Append(data [][]byte) (first, last uint64, err error) {
 		b.mu.Lock()
 		b.l.last = last
 		b.l.added(uint64(committed), committedBytes, ts)
+		if err == nil {
+			b.addTail(first, ends, vals, int(committedBytes))
+		}
 		b.mu.Unlock()
 	}
 	if err != nil {
@@ -680,7 +691,7 @@ func (b *Badger) Read(after uint64, maxRecords, maxBytes int) ([]Record, error) 
 	b.closeMu.RLock()
 	defer b.closeMu.RUnlock()
 	b.mu.RLock()
-	closed, cursor, lastSeq := b.closed, b.l.cursor, b.l.last
+	closed, cursor, lastSeq, tail := b.closed, b.l.cursor, b.l.last, b.tail
 	b.mu.RUnlock()
 	if closed {
 		return nil, ErrClosed
@@ -688,6 +699,9 @@ func (b *Badger) Read(after uint64, maxRecords, maxBytes int) ([]Record, error) 
 	after = max(after, cursor)
 	if after >= lastSeq {
 		return nil, nil
+	}
+	if t, ok := tail.from(after+1, lastSeq); ok {
+		return t.read(maxRecords, maxBytes), nil
 	}
 	var out []Record
 	var arena []byte
@@ -807,6 +821,7 @@ func (b *Badger) ack(upTo uint64, write bool) error {
 	b.mu.Lock()
 	b.l.removed(upTo, n, bytes, head)
 	b.l.acked += n
+	b.trimTail(upTo)
 	b.mu.Unlock()
 	b.dropCorrupt(corrupt, upTo)
 	return nil
@@ -814,8 +829,13 @@ func (b *Badger) ack(upTo uint64, write bool) error {
 
 // scanThrough counts the held records in (cursor, upTo], returns the Time of the first record
 // after upTo, which becomes the oldest, and the last seqs of the segments that upTo fully
-// covers. Segments are inline in the LSM, so this walks the LSM only.
+// covers. The tail answers when it holds every record after the cursor; otherwise this walks
+// the LSM (segments are inline in it). Caller holds wmu.
 func (b *Badger) scanThrough(upTo uint64) (n, bytes uint64, head int64, dels []uint64, corrupt []corruptSeg, err error) {
+	if t, ok := b.tail.from(b.l.cursor+1, b.l.last); ok {
+		n, bytes, head, dels = t.through(upTo)
+		return n, bytes, head, dels, nil, nil
+	}
 	err = b.db.View(func(txn *badger.Txn) error {
 		w := newRecWalker(txn, b.l.cursor)
 		defer w.close()
@@ -928,6 +948,7 @@ func (b *Badger) enforce(now time.Time) error {
 	}
 	b.mu.Lock()
 	b.l.applyDrops(p)
+	b.trimTail(b.l.cursor)
 	b.mu.Unlock()
 	b.dl.note(p, &b.l, now)
 	b.dropCorrupt(corrupt, p.upTo)
@@ -1002,6 +1023,7 @@ func (b *Badger) Close() error {
 	defer b.closeMu.Unlock()
 	b.mu.Lock()
 	b.closed = true
+	b.tail, b.tailBytes = nil, 0
 	b.mu.Unlock()
 	if err := b.flushAcks(); err != nil {
 		b.log.Error().Err(err).Msg("journal ack write at close failed; the acknowledged records will be sent again")

@@ -578,3 +578,16 @@ func TestBadgerConformance(t *testing.T) {
 		return j
 	})
 }
+
+// TestBadgerConformanceFromDisk runs the contract with every read and ack going to badger, as
+// they do for records older than the in-memory tail (a backlog, a restart).
+func TestBadgerConformanceFromDisk(t *testing.T) {
+	runConformance(t, func(t *testing.T, opts Options) Journal {
+		opts.noTail = true
+		j, err := OpenBadger(t.TempDir(), opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return j
+	})
+}

@@ -109,6 +109,7 @@ type Options struct {
 	freeSpace    func(dir string) (uint64, error) // nil = the filesystem's free space (statfs)
 	beforeCommit func() error                     // runs before each commit of Append; an error fails the commit
 	diskEvery    time.Duration                    // free-space check interval; 0 = diskCheckEvery
+	noTail       bool                             // Badger reads and acks from disk only (tail.go)
 }
 
 func (o Options) clock() func() time.Time {
