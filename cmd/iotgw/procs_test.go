@@ -8,7 +8,7 @@ import (
 )
 
 func TestProcGovernor(t *testing.T) {
-	g := &procGovernor{max: 4, cur: 4}
+	g := newProcGovernor(4)
 	step := func(busy float64, want, wantGC int) {
 		t.Helper()
 		if got := g.next(busy); got != want {
@@ -18,9 +18,18 @@ func TestProcGovernor(t *testing.T) {
 			t.Fatalf("at %.2f cores busy: GC target %d%%, want %d%%", busy, got, wantGC)
 		}
 	}
-	// Start-up is wide; quiet must last procsQuietFor samples in a row.
-	// The GC target stays tight until a sample is busy.
-	for i := 1; i < procsQuietFor; i++ {
+	// Start-up is wide and busy. The GC target tightens after gcQuietFor
+	// quiet samples in a row; the processors narrow after procsQuietFor.
+	if g.cur != 4 || g.gcPercent() != gcBusyPercent {
+		t.Fatalf("start-up: %d processors, GC target %d%%; want 4 and %d%%", g.cur, g.gcPercent(), gcBusyPercent)
+	}
+	step(0.05, 4, gcBusyPercent)
+	step(0.5, 4, gcBusyPercent) // between the thresholds: neither busy nor quiet
+	for i := 1; i < gcQuietFor; i++ {
+		step(0.05, 4, gcBusyPercent)
+	}
+	step(0.05, 4, gcQuietPercent)
+	for i := gcQuietFor + 1; i < procsQuietFor; i++ {
 		step(0.05, 4, gcQuietPercent)
 	}
 	step(0.5, 4, gcQuietPercent) // a sample over procsQuiet restarts the count
@@ -32,13 +41,18 @@ func TestProcGovernor(t *testing.T) {
 	step(procsBusy, 4, gcBusyPercent)
 	step(1.5, 4, gcBusyPercent)
 	step(procsQuiet, 4, gcBusyPercent) // at the threshold is not quiet
-	for i := 1; i < procsQuietFor; i++ {
+	for i := 1; i < gcQuietFor; i++ {
 		step(0.1, 4, gcBusyPercent)
 	}
+	step(0.1, 4, gcQuietPercent)
+	for i := gcQuietFor + 1; i < procsQuietFor; i++ {
+		step(0.1, 4, gcQuietPercent)
+	}
 	step(0.1, 1, gcQuietPercent)
-	// Busy from the start (widened already): the GC target relaxes too.
-	g = &procGovernor{max: 2, cur: 2}
+	// Busy from the start: it stays wide and relaxed.
+	g = newProcGovernor(2)
 	step(1.2, 2, gcBusyPercent)
+	step(0.4, 2, gcBusyPercent)
 }
 
 func TestGovernProcsFixed(t *testing.T) {
