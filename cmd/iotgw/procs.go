@@ -43,6 +43,10 @@ const (
 	gcQuietPercent = 50
 	gcBusyPercent  = 100
 	gcQuietFor     = 2 // samples
+	// gcFreeEvery spaces the forced returns of the heap to the kernel: a load
+	// that alternates busy and quiet seconds would otherwise pay a collection
+	// and the page faults of regrowing the heap every few seconds.
+	gcFreeEvery = time.Minute
 )
 
 // procGovernor decides the processor count and the GC target from the
@@ -124,6 +128,7 @@ func governProcs(configured int, log zerolog.Logger) (stop func()) {
 		t := time.NewTicker(procsSample)
 		defer t.Stop()
 		lastAt := time.Now()
+		var freed time.Time // last debug.FreeOSMemory
 		for {
 			select {
 			case <-done:
@@ -139,8 +144,9 @@ func governProcs(configured int, log zerolog.Logger) (stop func()) {
 				}
 				if gc := g.gcPercent(); gc != prevGC && governGC {
 					debug.SetGCPercent(gc)
-					if gc < prevGC {
+					if gc < prevGC && (freed.IsZero() || now.Sub(freed) >= gcFreeEvery) {
 						debug.FreeOSMemory()
+						freed = now
 					}
 					log.Debug().Int("gcPercent", gc).Float64("cores_busy", busy).Msg("GC target changed")
 				}
