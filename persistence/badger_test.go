@@ -214,12 +214,12 @@ func countKeys(t testing.TB, db *badger.DB, prefix []byte) int {
 	return n
 }
 
-// TestBadgerLargeBatches pushes an Append past badger's per-transaction limit (15% of the 3 MB
+// TestBadgerLargeBatches pushes an Append past badger's per-transaction limit (15% of the
 // memtable) so the chunked path runs, and acks across many segments.
 func TestBadgerLargeBatches(t *testing.T) {
 	dir := t.TempDir()
 	j := openBadger(t, dir, Options{})
-	// About 470 KB of segments fit in one transaction.
+	// About 310 KB of segments fit in one transaction (470 KB with 32-bit int).
 	const n, size = 12_000, 200 // ~2.4 MB in one Append: several transactions
 	first, last := mustAppend(t, j, batch(1, n, size))
 	if first != 1 || last != n {

@@ -40,7 +40,7 @@ const (
 // box has to spare, from its first seconds.
 // GOGC and GOMEMLIMIT in the environment still override.
 const (
-	gcQuietPercent = 50
+	gcQuietPercent = 25
 	gcBusyPercent  = 100
 	gcQuietFor     = 2 // samples
 	// gcFreeEvery spaces the forced returns of the heap to the kernel: a load

@@ -441,8 +441,8 @@ func parseStorage(root *spec.Obj, dir string) Storage {
 	linger := int64(5)
 	if s.Durable {
 		// 64 MB covers what badger may write after the last accepted event: the
-		// rest of a write-ahead log (2 × 3 MB), a value-log file (2 × 16 MB) and
-		// the tables of a flush and a compaction.
+		// rest of a write-ahead log (2 × the memtable, at most 2 × 3 MB), a
+		// value-log file (2 × 16 MB) and the tables of a flush and a compaction.
 		s.MinFreeBytes = o.IntRange("min_free_mb", 64, 0, 1<<30) << 20
 		s.SyncWrites = o.Bool("sync_writes", true)
 		if s.SyncWrites {
