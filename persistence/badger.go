@@ -625,7 +625,7 @@ func (b *Badger) Append(data [][]byte) (first, last uint64, err error) {
 		b.l.last = last
 		b.l.added(uint64(committed), committedBytes, ts)
 		if err == nil {
-			b.addTail(first, ends, vals, int(committedBytes))
+			b.addTail(first, ts, data, ends, vals, int(committedBytes))
 		}
 		b.mu.Unlock()
 	}

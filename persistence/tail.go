@@ -74,20 +74,21 @@ func (t tailView) through(upTo uint64) (n, bytes uint64, head int64, dels []uint
 	return n, bytes, 0, dels
 }
 
-// addTail appends the records of a committed Append: first is its first seq, ends and vals
-// its segments' end indices in the batch and their values, size the bytes of its records.
-// Caller holds wmu and mu.
+// addTail appends the records of a committed Append: first is its first seq, ts their Time,
+// data the batch, ends its segments' end indices in it and vals their encoded values, size
+// the bytes of its records. Each record's Data is located in its segment value from the
+// lengths in data (appendSegValue's layout), not decoded again. The cursor never moves without
+// a trimTail, so the tail holds no acknowledged records here. Caller holds wmu and mu.
 //
 // Readers use a tail slice after unlocking, so nothing here writes below the length of a
 // slice already published: the tail is resliced or replaced, and appends go past its end.
-func (b *Badger) addTail(first uint64, ends []int, vals [][]byte, size int) {
+func (b *Badger) addTail(first uint64, ts int64, data [][]byte, ends []int, vals [][]byte, size int) {
 	if b.opts.noTail {
 		return
 	}
 	if n := len(b.tail); n > 0 && b.tail[n-1].Seq+1 != first {
 		b.tail, b.tailBytes = nil, 0 // a failed Append left a gap
 	}
-	b.trimTail(b.l.cursor)
 	if size > tailMaxBytes {
 		b.tail, b.tailBytes = nil, 0
 		return
@@ -96,29 +97,25 @@ func (b *Badger) addTail(first uint64, ends []int, vals [][]byte, size int) {
 		b.tailBytes -= len(b.tail[0].Data)
 		b.tail = b.tail[1:]
 	}
-	for i, v := range vals {
-		s, err := decodeSegment(first+uint64(ends[i]-1), v)
-		for err == nil {
-			var seq uint64
-			var d []byte
-			var more bool
-			if seq, d, more, err = s.next(); !more {
-				break
-			}
-			b.tail = append(b.tail, tailRec{Record: Record{Seq: seq, Time: s.ts, Data: d}, segEnd: seq == s.last})
+	start := 0
+	for i, end := range ends {
+		v := vals[i]
+		off := timeLen + uvarintLen(uint64(end-start))
+		for j := start; j < end; j++ {
+			off += uvarintLen(uint64(len(data[j])))
+			next := off + len(data[j])
+			b.tail = append(b.tail, tailRec{
+				Record: Record{Seq: first + uint64(j), Time: ts, Data: v[off:next:next]},
+				segEnd: j == end-1,
+			})
+			off = next
 		}
-		if err != nil {
-			// appendSegValue wrote it just before: this cannot happen, but a tail that
-			// disagreed with the disk must not exist.
-			b.tail, b.tailBytes = nil, 0
-			return
-		}
+		start = end
 	}
 	b.tailBytes += size
 }
 
-// trimTail drops the records through upTo: acknowledged or dropped. Caller holds mu for
-// writing (or wmu alone before publishing).
+// trimTail drops the records through upTo: acknowledged or dropped. Caller holds wmu and mu.
 func (b *Badger) trimTail(upTo uint64) {
 	i := 0
 	for i < len(b.tail) && b.tail[i].Seq <= upTo {

@@ -25,8 +25,8 @@ const (
 )
 
 // The garbage collector's target follows the same load. Quiet, memory is
-// what an edge box is short of: a collection when the heap has grown by
-// half keeps RSS near the live heap. Busy (from a sample at procsBusy or
+// what an edge box is short of: a collection when the heap has grown by a
+// quarter keeps RSS near the live heap. Busy (from a sample at procsBusy or
 // more until gcQuietFor samples in a row are quiet), cycles are: at a
 // million values/s marking the heap took an eighth of the gateway's CPU
 // with gcQuietPercent and half of that with gcBusyPercent, for about 15 MB
