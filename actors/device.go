@@ -35,6 +35,8 @@ type deviceEnv struct {
 	bus *bus.Bus
 	// polls counts polls in flight for the journal's early commit (nil: none).
 	polls *pollGate
+	// slots places polled devices in their period's slots (nil: at random).
+	slots *slotPlan
 }
 
 // connectorType is the configured type of the named connector, "" when
@@ -66,24 +68,29 @@ type deviceActor struct {
 	log       zerolog.Logger
 	counters  *Counters
 
-	self      *actor.PID
-	sys       *actor.ActorSystem
-	timer     *time.Timer
-	pollCtx   pollContext // reusable poll deadline (protocols.ReusableContextPoller)
-	expectAt  int64       // the armed poll's instant, registered with env.polls; 0: none
-	next      time.Time
-	tel, attr *report.Filter
-	connected bool
-	lastData  time.Time
-	failures  int
-	overran   bool // a poll has run a whole period late (logged once per incarnation)
-	backoff   *supervisor.Backoff
-	errLog    ratelimit.Lines
-	scratch   []protocols.Datapoint
-	obs       *observe.Device // nil when metrics are off
-	filtered  bool
-	stopTick  func()
-	reportSet bool // strategies known: always for polled devices; pushed ones may take them from their first data
+	self     *actor.PID
+	sys      *actor.ActorSystem
+	timer    *time.Timer
+	pollCtx  pollContext // reusable poll deadline (protocols.ReusableContextPoller)
+	expectAt int64       // the armed poll's instant, registered with env.polls; 0: none
+	// slot is the device's slot of slotPeriod's grid, taken from env.slots
+	// for slotLink (-1: none held).
+	slot       int
+	slotPeriod time.Duration
+	slotLink   string
+	next       time.Time
+	tel, attr  *report.Filter
+	connected  bool
+	lastData   time.Time
+	failures   int
+	overran    bool // a poll has run a whole period late (logged once per incarnation)
+	backoff    *supervisor.Backoff
+	errLog     ratelimit.Lines
+	scratch    []protocols.Datapoint
+	obs        *observe.Device // nil when metrics are off
+	filtered   bool
+	stopTick   func()
+	reportSet  bool // strategies known: always for polled devices; pushed ones may take them from their first data
 }
 
 // newDeviceActor builds the actor of a polled device (dev set) or of a pushed
@@ -107,6 +114,7 @@ func newDeviceActor(dev protocols.Device, info protocols.DeviceInfo, cmd protoco
 		// A polled device's strategies come from its config, never from
 		// data a source pushes to it.
 		reportSet: dev != nil,
+		slot:      -1,
 	}
 	if _, ok := dev.(protocols.OwnedReadingPoller); ok {
 		d.polled = pooledReading
@@ -139,9 +147,14 @@ func (d *deviceActor) Receive(ctx actor.Context) {
 			d.startPushed(ctx)
 			return
 		}
-		// Stagger the first poll over a few slots (see firstPoll).
+		// Start in a slot of the period (see slotFill).
+		d.slotPeriod = d.info.PollPeriod
+		if l, ok := d.dev.(protocols.LinkedDevice); ok {
+			d.slotLink = l.Link()
+		}
+		d.slot = d.env.slots.take(d.slotPeriod, d.slotLink, rand.Int64N)
 		now := time.Now()
-		stagger := firstPoll(now, d.info.PollPeriod, rand.Int64N)
+		stagger := firstPoll(now, d.info.PollPeriod, d.slot, rand.Int64N)
 		d.next = now.Add(stagger)
 		d.arm(stagger)
 		ctx.Send(d.registry, &deviceUp{name: d.info.Name, connector: d.connector, pid: ctx.Self()})
@@ -166,6 +179,8 @@ func (d *deviceActor) Receive(ctx actor.Context) {
 			d.env.polls.drop(d.expectAt)
 			d.expectAt = 0
 		}
+		d.env.slots.release(d.slotPeriod, d.slotLink, d.slot)
+		d.slot = -1
 		if d.stopTick != nil {
 			d.stopTick()
 		}

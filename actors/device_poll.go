@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"cmp"
 	"context"
 	"sync"
 	"sync/atomic"
@@ -46,23 +47,148 @@ const (
 	maxSlotSize = 100 * time.Millisecond
 )
 
-// firstPoll is the delay to a device's first poll: a random slot of the
-// first period (upstream #799: a thousand devices must not all poll in
-// the same millisecond), on a grid of slot size aligned to the wall clock,
-// so every device of the same period lands on the same few instants.
-func firstPoll(now time.Time, period time.Duration, pick func(n int64) int64) time.Duration {
+// slotFill is how many devices slotPlan puts in a slot before it opens
+// another. The slots of a period are there to spread a large site's polls
+// (upstream #799: a thousand devices must not all poll in the same
+// millisecond), not a small one's: 100 devices spread over all ten slots
+// made ten commits (two syncs each) and ten platform messages a second
+// where two do, and those were two fifths of the gateway's CPU. A slot's
+// polls queue behind each other on a shared link, so a fuller slot adds
+// that queue to its latency: with 32, 100 devices on five links wait at
+// most about seven polls' round trips.
+const slotFill = 32
+
+// slotGrid is a poll period's slots: their size and count. They are
+// wall-clock multiples of size, n of them to a cycle of at most one second
+// (a device polled every 5 s starts in the first second of its period). n
+// is 0 below a millisecond per slot: such devices start at any instant.
+func slotGrid(period time.Duration) (size time.Duration, n int) {
 	p := min(period, time.Second)
 	if p <= 0 {
+		return 0, 0
+	}
+	size = min(p/pollSlots, maxSlotSize)
+	if size < time.Millisecond {
+		return 0, 0
+	}
+	return size, int(p / size)
+}
+
+// firstPoll is the delay from now to the first poll of a device in slot of
+// its period's grid: the next wall-clock instant m*size with m ≡ slot
+// (mod n), so every device of the slot polls at the same instants. Without
+// a grid (slot < 0, or none for the period) it is any instant of the first
+// period, by pick.
+func firstPoll(now time.Time, period time.Duration, slot int, pick func(n int64) int64) time.Duration {
+	size, n := slotGrid(period)
+	if n == 0 || slot < 0 {
+		if p := min(period, time.Second); p > 0 {
+			return time.Duration(pick(int64(p)))
+		}
 		return 0
 	}
-	slot := min(p/pollSlots, maxSlotSize)
-	if slot < time.Millisecond {
-		return time.Duration(pick(int64(p)))
+	t, sz := now.UnixNano(), int64(size)
+	m := (t + sz - 1) / sz // the first grid instant at or after now
+	m += (int64(slot%n) - m%int64(n) + int64(n)) % int64(n)
+	return time.Duration(m*sz - t)
+}
+
+// linkFill is how many devices of one slow line (protocols.LinkedDevice)
+// slotPlan puts in a slot before it takes another for that line: their
+// polls queue on it, so a slot that took a whole RS-485 line at 9600 baud
+// (about 40 ms a round trip) would make its last device wait over a
+// second and stamp its values that long before they were read. Four wait
+// at most about 120 ms.
+const linkFill = 4
+
+// slotPlan places each polled device in a slot of its period (see
+// slotFill and linkFill): in the fullest slot that still has room for it,
+// else in the least loaded one, at random among equals, so that gateways
+// started together do not all poll at the same instants.
+type slotPlan struct {
+	mu   sync.Mutex
+	used map[time.Duration]*periodSlots
+}
+
+// periodSlots counts the devices in each slot of one period.
+type periodSlots struct {
+	devices []int32
+	links   map[string][]int32 // link → its devices per slot
+}
+
+// take places a device polling every period on link ("": a link of its
+// own) and returns its slot, -1 for a period without a grid. A nil plan
+// picks at random.
+func (s *slotPlan) take(period time.Duration, link string, pick func(n int64) int64) int {
+	_, n := slotGrid(period)
+	if n == 0 {
+		return -1
 	}
-	n := int64(p / slot)
-	delay := time.Duration(pick(n)) * slot
-	// Align to the grid: wall-clock multiples of the slot size.
-	return delay + (slot-time.Duration(now.UnixNano())%slot)%slot
+	if s == nil {
+		return int(pick(int64(n)))
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.used == nil {
+		s.used = map[time.Duration]*periodSlots{}
+	}
+	ps := s.used[period]
+	if ps == nil {
+		ps = &periodSlots{devices: make([]int32, n), links: map[string][]int32{}}
+		s.used[period] = ps
+	}
+	onLink := make([]int32, n) // a link of its own: nothing queues with it
+	if link != "" {
+		if ps.links[link] == nil {
+			ps.links[link] = make([]int32, n)
+		}
+		onLink = ps.links[link]
+	}
+	best := -1
+	for i, c := range ps.devices {
+		if c > 0 && c < slotFill && onLink[i] < linkFill && (best < 0 || c > ps.devices[best]) {
+			best = i
+		}
+	}
+	if best < 0 {
+		// None open with room: the least loaded, first by the link's own
+		// devices, at random among equals.
+		less := func(i, j int) int {
+			return cmp.Or(cmp.Compare(onLink[i], onLink[j]), cmp.Compare(ps.devices[i], ps.devices[j]))
+		}
+		var ties []int
+		for i := range ps.devices {
+			switch {
+			case len(ties) == 0 || less(i, ties[0]) < 0:
+				ties = append(ties[:0], i)
+			case less(i, ties[0]) == 0:
+				ties = append(ties, i)
+			}
+		}
+		best = ties[pick(int64(len(ties)))]
+	}
+	ps.devices[best]++
+	onLink[best]++
+	return best
+}
+
+// release gives back a slot that take returned for period and link.
+func (s *slotPlan) release(period time.Duration, link string, slot int) {
+	if s == nil || slot < 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ps := s.used[period]
+	if ps == nil || slot >= len(ps.devices) {
+		return
+	}
+	if ps.devices[slot] > 0 {
+		ps.devices[slot]--
+	}
+	if l := ps.links[link]; l != nil && l[slot] > 0 {
+		l[slot]--
+	}
 }
 
 // pollGate tells the journal when a slot's polls are all in, so it commits

@@ -3,51 +3,145 @@ package actors
 import (
 	"context"
 	"errors"
+	"fmt"
+	"maps"
+	"slices"
 	"testing"
 	"time"
 )
 
 // TestFirstPollSlots checks that first polls land on a few wall-clock
 // instants (so their journal commits and platform messages are shared)
-// while still spread over the first period.
+// while still spread over the first period, and that the devices of one
+// slot share its instants whenever they start.
 func TestFirstPollSlots(t *testing.T) {
 	now := time.Unix(1_700_000_000, 123_456_789)
+	noPick := func(int64) int64 { t.Fatal("a slotted first poll needs no pick"); return 0 }
 	for _, tc := range []struct {
 		period, slot time.Duration
-		slots        int64
+		slots        int
 	}{
 		{time.Second, 100 * time.Millisecond, 10},
 		{5 * time.Second, 100 * time.Millisecond, 10}, // spread over at most 1 s, as before
 		{200 * time.Millisecond, 20 * time.Millisecond, 10},
 	} {
+		cycle := min(tc.period, time.Second)
+		if size, n := slotGrid(tc.period); size != tc.slot || n != tc.slots {
+			t.Errorf("period %s: grid %d × %s, want %d × %s", tc.period, n, size, tc.slots, tc.slot)
+		}
 		seen := map[time.Duration]bool{}
 		for i := range tc.slots + 3 {
-			pick := func(n int64) int64 {
-				if n != tc.slots {
-					t.Fatalf("period %s: %d slots offered, want %d", tc.period, n, tc.slots)
-				}
-				return i % n
-			}
-			d := firstPoll(now, tc.period, pick)
+			d := firstPoll(now, tc.period, i, noPick)
 			at := now.Add(d)
 			if at.UnixNano()%int64(tc.slot) != 0 {
 				t.Errorf("period %s: first poll at %s is off the %s grid", tc.period, at.Format(time.RFC3339Nano), tc.slot)
 			}
-			if d < 0 || d >= min(tc.period, time.Second)+tc.slot {
-				t.Errorf("period %s: delay %s outside the first period", tc.period, d)
+			if d < 0 || d >= cycle {
+				t.Errorf("period %s: delay %s outside the first cycle", tc.period, d)
 			}
 			seen[d] = true
+			// A device of the same slot started later, up to a cycle on,
+			// first polls a whole number of cycles after this one.
+			for _, later := range []time.Duration{time.Millisecond, tc.slot, cycle - time.Nanosecond} {
+				at2 := now.Add(later).Add(firstPoll(now.Add(later), tc.period, i, noPick))
+				if gap := at2.Sub(at); gap < 0 || gap%cycle != 0 {
+					t.Errorf("period %s slot %d: started %s later, it first polls %s after the first device (not on its instants)", tc.period, i, later, gap)
+				}
+			}
 		}
-		if int64(len(seen)) != tc.slots {
+		if len(seen) != tc.slots {
 			t.Errorf("period %s: %d distinct start times, want %d", tc.period, len(seen), tc.slots)
 		}
 	}
 	// Below a millisecond per slot the grid is not worth it: any instant.
-	if d := firstPoll(now, 5*time.Millisecond, func(n int64) int64 { return n - 1 }); d != 5*time.Millisecond-1 {
+	if d := firstPoll(now, 5*time.Millisecond, -1, func(n int64) int64 { return n - 1 }); d != 5*time.Millisecond-1 {
 		t.Errorf("5 ms period: delay %s", d)
 	}
-	if d := firstPoll(now, 0, func(int64) int64 { t.Fatal("no period, no pick"); return 0 }); d != 0 {
+	if d := firstPoll(now, 0, -1, func(int64) int64 { t.Fatal("no period, no pick"); return 0 }); d != 0 {
 		t.Errorf("no period: delay %s", d)
+	}
+}
+
+// TestSlotPlan: a slot fills to slotFill before the next opens, the next
+// one is any of the empty ones, past slotFill everywhere each device goes
+// to the least loaded slot, and released places are taken again.
+func TestSlotPlan(t *testing.T) {
+	var s slotPlan
+	first := func(int64) int64 { return 0 }
+	last := func(n int64) int64 { return n - 1 }
+	var taken []int
+	for range 100 {
+		taken = append(taken, s.take(time.Second, "", last))
+	}
+	// The first slot is the last of the ten empty ones (pick), then the
+	// last of the nine left, and so on.
+	got := map[int]int32{}
+	for i, c := range s.used[time.Second].devices {
+		if c > 0 {
+			got[i] = c
+		}
+	}
+	if want := map[int]int32{9: 32, 8: 32, 7: 32, 6: 4}; !maps.Equal(got, want) {
+		t.Fatalf("100 devices: %v, want %v", got, want)
+	}
+	for range 330 - 100 {
+		s.take(time.Second, "", first)
+	}
+	for i, c := range s.used[time.Second].devices {
+		if c != 33 {
+			t.Fatalf("330 devices: slot %d holds %d, want 33 everywhere: %v", i, c, s.used[time.Second].devices)
+		}
+	}
+	// Another period has slots of its own.
+	if got := s.take(5*time.Second, "", first); got != 0 || s.used[5*time.Second].devices[0] != 1 {
+		t.Errorf("5 s period: slot %d, %v", got, s.used[5*time.Second].devices)
+	}
+	// A released place is taken again.
+	s.release(time.Second, "", taken[0])
+	if got := s.take(time.Second, "", first); got != taken[0] {
+		t.Errorf("after a release from slot %d: took %d", taken[0], got)
+	}
+	// No grid, no slot; a nil plan picks.
+	if got := s.take(5*time.Millisecond, "", first); got != -1 {
+		t.Errorf("5 ms period: slot %d, want -1", got)
+	}
+	var none *slotPlan
+	if got := none.take(time.Second, "", last); got != 9 {
+		t.Errorf("nil plan: slot %d, want the pick's 9", got)
+	}
+	none.release(time.Second, "", 9)
+	s.release(time.Second, "", -1)
+}
+
+// TestSlotPlanLinks: the devices of one link spread over slots linkFill at
+// a time while the slots still fill: five links of 20 devices take five
+// slots, none with more than linkFill of one link, and a released place
+// of a link goes back to its slot.
+func TestSlotPlanLinks(t *testing.T) {
+	var s slotPlan
+	first := func(int64) int64 { return 0 }
+	perLink := map[string][]int{}
+	for l := range 5 {
+		link := fmt.Sprintf("rtu:///dev/ttyUSB%d", l)
+		for range 20 {
+			perLink[link] = append(perLink[link], s.take(time.Second, link, first))
+		}
+	}
+	ps := s.used[time.Second]
+	if want := []int32{20, 20, 20, 20, 20, 0, 0, 0, 0, 0}; !slices.Equal(ps.devices, want) {
+		t.Errorf("slots %v, want %v", ps.devices, want)
+	}
+	for link, slots := range ps.links {
+		for i, c := range slots {
+			if c > linkFill {
+				t.Errorf("%s: %d devices in slot %d, more than %d", link, c, i, linkFill)
+			}
+		}
+	}
+	link := "rtu:///dev/ttyUSB4"
+	s.release(time.Second, link, perLink[link][19])
+	if got := s.take(time.Second, link, first); got != perLink[link][19] {
+		t.Errorf("after a release from slot %d: took %d", perLink[link][19], got)
 	}
 }
 

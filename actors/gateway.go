@@ -59,6 +59,7 @@ type Gateway struct {
 	counters *Counters
 	j        persistence.Journal
 	polls    pollGate // polls in flight, for the journal's early commit
+	slots    slotPlan // devices per poll slot
 
 	root, journal, uplink, registry *actor.PID
 	watchdogStop                    chan struct{}
@@ -402,6 +403,7 @@ func (g *Gateway) startTree(fresh bool) error {
 			},
 			bus:   g.bus,
 			polls: &g.polls,
+			slots: &g.slots,
 		},
 		props:             g.props,
 		goSafe:            g.goSafe,

@@ -118,6 +118,17 @@ type OwnedReadingPoller interface {
 	PollReadingOwned()
 }
 
+// LinkedDevice is a Device whose polls queue on a slow line it shares with
+// other devices: Modbus slaves on one serial line, where a round trip takes
+// tens of milliseconds. Link names the line ("": none), the same for every
+// device on it. The device actors then start only a few of one line's
+// devices at the same instant, so the last of them does not wait out all
+// the others and stamp its values that long before they were read.
+type LinkedDevice interface {
+	Device
+	Link() string
+}
+
 // Factory builds a connector from its config.
 type Factory func(cfg ConnectorConfig) (Connector, error)
 

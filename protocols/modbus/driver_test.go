@@ -411,3 +411,22 @@ func BenchmarkPoll(b *testing.B) {
 		})
 	}
 }
+
+// TestLinkIsTheSerialLine: only a serial slave names a line for the poll
+// slots (protocols.LinkedDevice); a network one queues on nothing slow.
+func TestLinkIsTheSerialLine(t *testing.T) {
+	var _ protocols.LinkedDevice = (*Device)(nil)
+	for _, tc := range []struct {
+		cfg  SlaveConfig
+		want string
+	}{
+		{SlaveConfig{Type: "serial", Device: "/dev/ttyUSB0"}, "rtu:///dev/ttyUSB0"},
+		{SlaveConfig{Type: "tcp", Host: "10.0.0.5", Port: 502}, ""},
+		{SlaveConfig{Type: "tcp", Method: "rtu", Host: "10.0.0.5", Port: 4001}, ""},
+		{SlaveConfig{Type: "udp", Host: "10.0.0.5", Port: 502}, ""},
+	} {
+		if got := (&Device{cfg: &tc.cfg}).Link(); got != tc.want {
+			t.Errorf("%s %s: link %q, want %q", tc.cfg.Type, tc.cfg.Endpoint(), got, tc.want)
+		}
+	}
+}
