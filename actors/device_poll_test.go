@@ -75,13 +75,16 @@ func TestSlotPlan(t *testing.T) {
 	}
 	// The first slot is the last of the ten empty ones (pick), then the
 	// last of the nine left, and so on.
-	got := map[int]int32{}
+	got, want := map[int]int32{}, map[int]int32{}
 	for i, c := range s.used[time.Second].devices {
 		if c > 0 {
 			got[i] = c
 		}
 	}
-	if want := map[int]int32{9: 32, 8: 32, 7: 32, 6: 4}; !maps.Equal(got, want) {
+	for i, left := 9, 100; left > 0; i, left = i-1, left-slotFill {
+		want[i] = int32(min(left, slotFill))
+	}
+	if !maps.Equal(got, want) {
 		t.Fatalf("100 devices: %v, want %v", got, want)
 	}
 	for range 330 - 100 {

@@ -424,10 +424,9 @@ func (d *Device) Config() *SlaveConfig { return d.cfg }
 
 // Link is the slave's serial line (protocols.LinkedDevice). A TCP or UDP
 // link is not one: its round trips take a fraction of a millisecond on a
-// LAN, so a slot's queue on it is short (32 slaves behind one Modbus TCP
-// gateway in the bench: a p99 of 20–32 ms from the poll's start with sync
-// commits). A serial gateway behind TCP (rtuovertcp) is slow like a line but
-// cannot be told from a fast one by its config.
+// LAN, so a slot's queue on it is short. A serial gateway behind TCP
+// (rtuovertcp) is slow like a line but cannot be told from a fast one by
+// its config.
 func (d *Device) Link() string {
 	if d.cfg.Type == "serial" {
 		return d.cfg.Endpoint()
