@@ -65,8 +65,12 @@ type deviceActor struct {
 	cc        *ConnectorCounters
 	journal   *actor.PID
 	registry  *actor.PID
-	log       zerolog.Logger
-	counters  *Counters
+	// log is built from baseLog on first use (logger): a device's own
+	// context costs 512 bytes (zerolog's With), half a megabyte at 1000
+	// devices, and most devices never log.
+	baseLog  zerolog.Logger
+	log      *zerolog.Logger
+	counters *Counters
 
 	self     *actor.PID
 	sys      *actor.ActorSystem
@@ -108,7 +112,7 @@ func newDeviceActor(dev protocols.Device, info protocols.DeviceInfo, cmd protoco
 	d := &deviceActor{
 		dev: dev, cmd: cmd, info: info, connector: connector, env: env, cc: env.connectorCounters(connector),
 		journal: env.journal, registry: env.registry, counters: env.counters,
-		log:     log.With().Str("device", info.Name).Logger(),
+		baseLog: log,
 		backoff: supervisor.NewBackoff(retry, maxDelay, 2),
 		obs:     env.metrics.Device(connector, info.Name),
 		// A polled device's strategies come from its config, never from
@@ -132,9 +136,9 @@ func (d *deviceActor) Receive(ctx actor.Context) {
 			// dropped anyway, and an unreachable one would only cost timeouts.
 			d.filtered = true
 			if err != nil {
-				d.log.Warn().Err(err).Msg("deviceFiltering could not decide; device excluded, not polled, its data dropped")
+				d.logger().Warn().Err(err).Msg("deviceFiltering could not decide; device excluded, not polled, its data dropped")
 			} else {
-				d.log.Info().Msg("device excluded by deviceFiltering; not polled, its data dropped")
+				d.logger().Info().Msg("device excluded by deviceFiltering; not polled, its data dropped")
 			}
 			if d.dev == nil {
 				ctx.Send(d.registry, &deviceUp{name: d.info.Name, connector: d.connector, pid: ctx.Self()})
@@ -335,4 +339,14 @@ func (d *deviceActor) emit(now, started time.Time, reading protocols.Reading, ev
 		protocols.RecycleDatapoints(reading.Telemetry)
 	}
 	return events
+}
+
+// logger is the device's logger, with its name. Only the actor's own
+// goroutine logs.
+func (d *deviceActor) logger() *zerolog.Logger {
+	if d.log == nil {
+		l := d.baseLog.With().Str("device", d.info.Name).Logger()
+		d.log = &l
+	}
+	return d.log
 }

@@ -16,7 +16,7 @@ func (d *deviceActor) runCommand(ctx actor.Context, msg any) {
 		if time.Now().After(m.deadline) {
 			// The caller already answered with a timeout; a late write
 			// would surprise the operator more than a missing one.
-			d.log.Warn().Str("method", m.req.Method).Msg("rpc expired before the device was free; not executed")
+			d.logger().Warn().Str("method", m.req.Method).Msg("rpc expired before the device was free; not executed")
 			return
 		}
 		if !ok {
@@ -27,7 +27,7 @@ func (d *deviceActor) runCommand(ctx actor.Context, msg any) {
 		data, err := cmd.RPC(c, m.req)
 		cancel()
 		if err != nil {
-			d.log.Warn().Err(err).Str("method", m.req.Method).Int64("id", m.req.ID).Msg("rpc failed")
+			d.logger().Warn().Err(err).Str("method", m.req.Method).Int64("id", m.req.ID).Msg("rpc failed")
 		}
 		ctx.Respond(&rpcResult{data: data, err: err})
 	case *routeAttributes:
@@ -39,7 +39,7 @@ func (d *deviceActor) runCommand(ctx actor.Context, msg any) {
 			}
 		}
 		if !ok {
-			d.log.Warn().Msg("attribute update for a device that takes no writes; ignored")
+			d.logger().Warn().Msg("attribute update for a device that takes no writes; ignored")
 			reply(nil, fmt.Errorf("device %q takes no writes", d.info.Name))
 			return
 		}
@@ -47,10 +47,10 @@ func (d *deviceActor) runCommand(ctx actor.Context, msg any) {
 		ignored, err := cmd.UpdateAttributes(c, m.upd.Values)
 		cancel()
 		if err != nil {
-			d.log.Warn().Err(err).Msg("attribute update failed")
+			d.logger().Warn().Err(err).Msg("attribute update failed")
 		}
 		if len(ignored) > 0 {
-			d.log.Debug().Strs("keys", ignored).Msg("attribute keys not declared in attributeUpdates; ignored")
+			d.logger().Debug().Strs("keys", ignored).Msg("attribute keys not declared in attributeUpdates; ignored")
 		}
 		reply(ignored, err)
 	}

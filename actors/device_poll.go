@@ -325,17 +325,17 @@ func (d *deviceActor) poll(ctx actor.Context) {
 			d.errLog.Reset()
 		}
 		if ok, suppressed := d.errLog.Allow(now); ok {
-			d.log.Warn().Err(err).Int("failures", d.failures).Int("suppressed", suppressed).Msg("poll failed")
+			d.logger().Warn().Err(err).Int("failures", d.failures).Int("suppressed", suppressed).Msg("poll failed")
 		}
 		act := d.env.conf().Activity
 		idle := act.Enabled && now.Sub(d.lastData) > act.Timeout
 		if d.connected && (idle || d.info.ConnectAttemptCount > 0 && d.failures >= d.info.ConnectAttemptCount) {
-			d.log.Warn().Int("failures", d.failures).Bool("inactive", idle).Msg("device unreachable; disconnecting it from the platform")
+			d.logger().Warn().Int("failures", d.failures).Bool("inactive", idle).Msg("device unreachable; disconnecting it from the platform")
 			events = d.disconnect(ctx, now, events)
 		}
 	} else {
 		if d.failures > 0 {
-			d.log.Info().Int("failures", d.failures).Msg("device answers again")
+			d.logger().Info().Int("failures", d.failures).Msg("device answers again")
 			d.errLog.Reset()
 		}
 		d.failures = 0
@@ -369,7 +369,7 @@ func (d *deviceActor) schedule(now time.Time) {
 		d.obs.Skipped(int(skipped))
 		if !d.overran {
 			d.overran = true
-			d.log.Warn().Dur("period", period).Int64("skipped", skipped).
+			d.logger().Warn().Dur("period", period).Int64("skipped", skipped).
 				Msg("a poll ran a whole period past its tick; ticks are skipped while that lasts (counted in iotgw_device_polls_skipped_total)")
 		}
 	}

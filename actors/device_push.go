@@ -133,7 +133,7 @@ func (d *deviceActor) pushControl(ctx actor.Context, msg any) {
 		}
 		events = d.due(now, events)
 		if act := d.env.conf().Activity; act.Enabled && d.connected && now.Sub(d.lastData) > act.Timeout {
-			d.log.Info().Dur("idle", now.Sub(d.lastData)).Msg("no data within the inactivity timeout; disconnecting the device from the platform")
+			d.logger().Info().Dur("idle", now.Sub(d.lastData)).Msg("no data within the inactivity timeout; disconnecting the device from the platform")
 			events = d.disconnect(ctx, now, events)
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -159,6 +160,26 @@ func TestDevicePollFiltersOwnedReadingInPlace(t *testing.T) {
 		}
 		if same != owned {
 			t.Errorf("owned %v: event shares the driver's slice: %v", owned, same)
+		}
+	}
+}
+
+// TestDeviceLoggerOnFirstUse: a device's log lines name it, and its logger
+// (a 512-byte context of its own) is only built when it first logs.
+func TestDeviceLoggerOnFirstUse(t *testing.T) {
+	var buf strings.Builder
+	d := newDeviceActor(nil, protocols.DeviceInfo{Name: "boiler-1"}, nil, "plant", testDeviceEnv(nil, nil),
+		zerolog.New(&buf).With().Str("connector", "plant").Logger())
+	if d.log != nil {
+		t.Fatal("the logger was built before the device logged")
+	}
+	d.logger().Warn().Msg("poll failed")
+	if l := d.logger(); l != d.log {
+		t.Error("a second logger was built")
+	}
+	for _, want := range []string{`"device":"boiler-1"`, `"connector":"plant"`, `"message":"poll failed"`} {
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("log line %q lacks %s", buf.String(), want)
 		}
 	}
 }
