@@ -77,24 +77,22 @@ type deviceActor struct {
 	timer    *time.Timer
 	pollCtx  pollContext // reusable poll deadline (protocols.ReusableContextPoller)
 	expectAt int64       // the armed poll's instant, registered with env.polls; 0: none
-	// slot is the device's slot of slotPeriod's grid, taken from env.slots
-	// for slotLink (-1: none held).
-	slot       int
-	slotPeriod time.Duration
-	slotLink   string
-	next       time.Time
-	tel, attr  *report.Filter
-	connected  bool
-	lastData   time.Time
-	failures   int
-	overran    bool // a poll has run a whole period late (logged once per incarnation)
-	backoff    *supervisor.Backoff
-	errLog     ratelimit.Lines
-	scratch    []protocols.Datapoint
-	obs        *observe.Device // nil when metrics are off
-	filtered   bool
-	stopTick   func()
-	reportSet  bool // strategies known: always for polled devices; pushed ones may take them from their first data
+	// slot is the device's slot of its poll period's grid, taken from
+	// env.slots (-1: none held).
+	slot      int
+	next      time.Time
+	tel, attr *report.Filter
+	connected bool
+	lastData  time.Time
+	failures  int
+	overran   bool // a poll has run a whole period late (logged once per incarnation)
+	backoff   *supervisor.Backoff
+	errLog    ratelimit.Lines
+	scratch   []protocols.Datapoint
+	obs       *observe.Device // nil when metrics are off
+	filtered  bool
+	stopTick  func()
+	reportSet bool // strategies known: always for polled devices; pushed ones may take them from their first data
 }
 
 // newDeviceActor builds the actor of a polled device (dev set) or of a pushed
@@ -152,11 +150,7 @@ func (d *deviceActor) Receive(ctx actor.Context) {
 			return
 		}
 		// Start in a slot of the period (see slotFill).
-		d.slotPeriod = d.info.PollPeriod
-		if l, ok := d.dev.(protocols.LinkedDevice); ok {
-			d.slotLink = l.Link()
-		}
-		d.slot = d.env.slots.take(d.slotPeriod, d.slotLink, rand.Int64N)
+		d.slot = d.env.slots.take(d.info.PollPeriod, d.link(), rand.Int64N)
 		now := time.Now()
 		stagger := firstPoll(now, d.info.PollPeriod, d.slot, rand.Int64N)
 		d.next = now.Add(stagger)
@@ -183,7 +177,7 @@ func (d *deviceActor) Receive(ctx actor.Context) {
 			d.env.polls.drop(d.expectAt)
 			d.expectAt = 0
 		}
-		d.env.slots.release(d.slotPeriod, d.slotLink, d.slot)
+		d.env.slots.release(d.info.PollPeriod, d.link(), d.slot)
 		d.slot = -1
 		if d.stopTick != nil {
 			d.stopTick()
@@ -349,4 +343,13 @@ func (d *deviceActor) logger() *zerolog.Logger {
 		d.log = &l
 	}
 	return d.log
+}
+
+// link is the slow line the device's polls queue on ("": none; see
+// protocols.LinkedDevice).
+func (d *deviceActor) link() string {
+	if l, ok := d.dev.(protocols.LinkedDevice); ok {
+		return l.Link()
+	}
+	return ""
 }
