@@ -78,6 +78,10 @@ type SlaveConfig struct {
 	Timeseries       []*KeyConfig
 	AttributeUpdates []*KeyConfig
 	RPC              []*KeyConfig
+
+	// reads is the read plan shared with the slaves of the same keys
+	// (keyTables); nil gives the slave a plan of its own.
+	reads *sharedPlan
 }
 
 // KeyConfig is one attributes/timeseries/attributeUpdates/rpc entry. It
@@ -149,8 +153,10 @@ func Parse(root *spec.Obj, global protocols.ReportStrategy) *Config {
 	} else if len(slaves) == 0 {
 		master.Warnf("slaves", "no slaves configured, the connector has no devices")
 	}
+	shared := newKeyTables()
 	for _, so := range slaves {
 		s := parseSlave(so, inherited)
+		shared.share(s)
 		if s.DeviceName != "" {
 			if prev, dup := names[s.DeviceName]; dup {
 				so.Errorf("deviceName", "%q is already used by %s", s.DeviceName, prev)

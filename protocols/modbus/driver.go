@@ -367,7 +367,7 @@ func newDevice(s *SlaveConfig, p *pool) *Device {
 			}
 		}
 	}
-	d.plan = buildPlan(s)
+	d.plan = s.plan()
 	return d
 }
 
