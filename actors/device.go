@@ -79,7 +79,10 @@ type deviceActor struct {
 	expectAt int64       // the armed poll's instant, registered with env.polls; 0: none
 	// slot is the device's slot of its poll period's grid, taken from
 	// env.slots (-1: none held).
-	slot      int
+	slot int
+	// overruns counts the polls in a row that ended past their slot
+	// (moveSlot).
+	overruns  int
 	next      time.Time
 	tel, attr *report.Filter
 	connected bool
@@ -150,7 +153,8 @@ func (d *deviceActor) Receive(ctx actor.Context) {
 			return
 		}
 		// Start in a slot of the period (see slotFill).
-		d.slot = d.env.slots.take(d.info.PollPeriod, d.link(), rand.Int64N)
+		link, slow := d.link()
+		d.slot = d.env.slots.take(d.info.PollPeriod, link, slow, rand.Int64N)
 		now := time.Now()
 		stagger := firstPoll(now, d.info.PollPeriod, d.slot, rand.Int64N)
 		d.next = now.Add(stagger)
@@ -177,7 +181,8 @@ func (d *deviceActor) Receive(ctx actor.Context) {
 			d.env.polls.drop(d.expectAt)
 			d.expectAt = 0
 		}
-		d.env.slots.release(d.info.PollPeriod, d.link(), d.slot)
+		link, _ := d.link()
+		d.env.slots.release(d.info.PollPeriod, link, d.slot)
 		d.slot = -1
 		if d.stopTick != nil {
 			d.stopTick()
@@ -345,11 +350,11 @@ func (d *deviceActor) logger() *zerolog.Logger {
 	return d.log
 }
 
-// link is the slow line the device's polls queue on ("": none; see
-// protocols.LinkedDevice).
-func (d *deviceActor) link() string {
+// link is the link the device's polls queue on ("": none) and whether it
+// is known to be slow (see protocols.LinkedDevice).
+func (d *deviceActor) link() (string, bool) {
 	if l, ok := d.dev.(protocols.LinkedDevice); ok {
 		return l.Link()
 	}
-	return ""
+	return "", false
 }

@@ -3,6 +3,7 @@ package actors
 import (
 	"cmp"
 	"context"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -93,13 +94,31 @@ func firstPoll(now time.Time, period time.Duration, slot int, pick func(n int64)
 	return time.Duration(m*sz - t)
 }
 
-// linkFill is how many devices of one slow line (protocols.LinkedDevice)
-// slotPlan puts in a slot before it takes another for that line: their
-// polls queue on it, so a slot that took a whole RS-485 line at 9600 baud
-// (about 40 ms a round trip) would make its last device wait over a
-// second and stamp its values that long before they were read. Four wait
-// at most about 120 ms.
+// linkFill is how many devices of a link known to be slow
+// (protocols.LinkedDevice) slotPlan puts in a slot before it takes another
+// for that link: their polls queue on it, so a slot that took a whole
+// RS-485 line at 9600 baud (about 40 ms a round trip) would make its last
+// device wait over a second and stamp its values that long before they
+// were read. Four wait at most about 120 ms. A link whose polls overrun
+// their slot anyway gets fewer (slotPlan.overran).
 const linkFill = 4
+
+// minOverrun is the shortest time from a slot's instant to the end of a
+// poll that counts as running past the slot (see overrunAfter).
+const minOverrun = 50 * time.Millisecond
+
+// overrunAfter is how long after its slot's instant a poll may end before
+// it ran past the slot: the slot's size, so a link's queue is over before
+// the next slot's polls join it, but at least minOverrun, which stamps a
+// value early by no more than a short period tolerates and keeps a busy
+// machine's scheduling delays at 100 ms periods from counting. 0: no grid.
+func overrunAfter(period time.Duration) time.Duration {
+	size, n := slotGrid(period)
+	if n == 0 {
+		return 0
+	}
+	return max(size, minOverrun)
+}
 
 // slotPlan places each polled device in a slot of its period (see
 // slotFill and linkFill): in the fullest slot that still has room for it,
@@ -113,13 +132,68 @@ type slotPlan struct {
 // periodSlots counts the devices in each slot of one period.
 type periodSlots struct {
 	devices []int32
-	links   map[string][]int32 // link → its devices per slot
+	links   map[string]*linkSlots
+}
+
+// linkSlots is one link's share of a period's slots.
+type linkSlots struct {
+	devices []int32 // per slot
+	// fill is how many of the link's devices a slot takes: slotFill,
+	// linkFill for a slow link, fewer once its polls ran past a slot.
+	fill int32
+	// at and left are, per slot, the instant of the last poll that ran
+	// past it and how many devices moved out of it after that poll
+	// (overran); nil until one did.
+	at   []int64
+	left []int32
+}
+
+// period returns the counts of period's slots, n of them.
+func (s *slotPlan) period(period time.Duration, n int) *periodSlots {
+	if s.used == nil {
+		s.used = map[time.Duration]*periodSlots{}
+	}
+	ps := s.used[period]
+	if ps == nil {
+		ps = &periodSlots{devices: make([]int32, n), links: map[string]*linkSlots{}}
+		s.used[period] = ps
+	}
+	return ps
+}
+
+// link returns the link's counts; a device with no link ("") has a
+// throwaway one, since nothing queues with it.
+func (ps *periodSlots) link(name string, slow bool) *linkSlots {
+	if name == "" {
+		return &linkSlots{devices: make([]int32, len(ps.devices)), fill: slotFill}
+	}
+	l := ps.links[name]
+	if l == nil {
+		l = &linkSlots{devices: make([]int32, len(ps.devices)), fill: slotFill}
+		if slow {
+			l.fill = linkFill
+		}
+		ps.links[name] = l
+	}
+	return l
+}
+
+// open is the fullest slot, other than skip, that still has room for one
+// more device of l; -1 when none has.
+func (ps *periodSlots) open(l *linkSlots, skip int) int {
+	best := -1
+	for i, c := range ps.devices {
+		if i != skip && c > 0 && c < slotFill && l.devices[i] < l.fill && (best < 0 || c > ps.devices[best]) {
+			best = i
+		}
+	}
+	return best
 }
 
 // take places a device polling every period on link ("": a link of its
-// own) and returns its slot, -1 for a period without a grid. A nil plan
-// picks at random.
-func (s *slotPlan) take(period time.Duration, link string, pick func(n int64) int64) int {
+// own; slow: known to be slow, see protocols.LinkedDevice) and returns its
+// slot, -1 for a period without a grid. A nil plan picks at random.
+func (s *slotPlan) take(period time.Duration, link string, slow bool, pick func(n int64) int64) int {
 	_, n := slotGrid(period)
 	if n == 0 {
 		return -1
@@ -129,32 +203,14 @@ func (s *slotPlan) take(period time.Duration, link string, pick func(n int64) in
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.used == nil {
-		s.used = map[time.Duration]*periodSlots{}
-	}
-	ps := s.used[period]
-	if ps == nil {
-		ps = &periodSlots{devices: make([]int32, n), links: map[string][]int32{}}
-		s.used[period] = ps
-	}
-	onLink := make([]int32, n) // a link of its own: nothing queues with it
-	if link != "" {
-		if ps.links[link] == nil {
-			ps.links[link] = make([]int32, n)
-		}
-		onLink = ps.links[link]
-	}
-	best := -1
-	for i, c := range ps.devices {
-		if c > 0 && c < slotFill && onLink[i] < linkFill && (best < 0 || c > ps.devices[best]) {
-			best = i
-		}
-	}
+	ps := s.period(period, n)
+	l := ps.link(link, slow)
+	best := ps.open(l, -1)
 	if best < 0 {
 		// None open with room: the least loaded, first by the link's own
 		// devices, at random among equals.
 		less := func(i, j int) int {
-			return cmp.Or(cmp.Compare(onLink[i], onLink[j]), cmp.Compare(ps.devices[i], ps.devices[j]))
+			return cmp.Or(cmp.Compare(l.devices[i], l.devices[j]), cmp.Compare(ps.devices[i], ps.devices[j]))
 		}
 		var ties []int
 		for i := range ps.devices {
@@ -168,8 +224,63 @@ func (s *slotPlan) take(period time.Duration, link string, pick func(n int64) in
 		best = ties[pick(int64(len(ties)))]
 	}
 	ps.devices[best]++
-	onLink[best]++
+	l.devices[best]++
 	return best
+}
+
+// overran says that a device of link in slot polled for took from the
+// slot's instant at to its end, past the slot (overrunAfter), and not for
+// the first time. The link serves fewer of its devices in one slot than
+// the slot holds: its fill drops to what would have ended in time (the
+// device waited for at most the devices the slot held at that instant, so
+// the link took at least took divided by their count for each) and the
+// device moves to the fullest slot with room for it on the link. ok is
+// false when no slot has room (the link is busy for the whole period, or
+// the device's poll alone is that long): the device stays.
+func (s *slotPlan) overran(period time.Duration, link string, slot int, at int64, took time.Duration) (to int, ok bool) {
+	limit := overrunAfter(period)
+	if s == nil || link == "" || slot < 0 || limit == 0 || took <= limit {
+		return slot, false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ps := s.used[period]
+	if ps == nil || ps.links[link] == nil || slot >= len(ps.devices) {
+		return slot, false
+	}
+	l := ps.links[link]
+	if l.at == nil {
+		l.at, l.left = make([]int64, len(ps.devices)), make([]int32, len(ps.devices))
+	}
+	if l.at[slot] != at {
+		// The devices that moved out of the slot earlier were in its queue
+		// at that instant only.
+		l.at[slot], l.left[slot] = at, 0
+	}
+	here := l.devices[slot]
+	queued := int64(here + l.left[slot])
+	l.fill = max(1, min(l.fill, int32(queued*int64(limit)/int64(took))))
+	if here <= l.fill {
+		return slot, false
+	}
+	to = ps.open(l, slot)
+	if to < 0 {
+		// No open slot: any with room for the link, the least loaded.
+		for i, c := range l.devices {
+			if i != slot && c < l.fill && (to < 0 || ps.devices[i] < ps.devices[to]) {
+				to = i
+			}
+		}
+		if to < 0 {
+			return slot, false
+		}
+	}
+	ps.devices[slot]--
+	l.devices[slot]--
+	l.left[slot]++
+	ps.devices[to]++
+	l.devices[to]++
+	return to, true
 }
 
 // release gives back a slot that take returned for period and link.
@@ -186,8 +297,8 @@ func (s *slotPlan) release(period time.Duration, link string, slot int) {
 	if ps.devices[slot] > 0 {
 		ps.devices[slot]--
 	}
-	if l := ps.links[link]; l != nil && l[slot] > 0 {
-		l[slot]--
+	if l := ps.links[link]; l != nil && l.devices[slot] > 0 {
+		l.devices[slot]--
 	}
 }
 
@@ -348,6 +459,37 @@ func (d *deviceActor) poll(ctx actor.Context) {
 	events = d.due(now, events)
 	d.deliverRecycling(ctx, events, nil, true)
 	d.schedule(now)
+	if err == nil {
+		d.moveSlot(now, at)
+	}
+}
+
+// moveSlot moves the device to another slot of its period when its last
+// two polls, scheduled at their slot's instant at, ended past the slot
+// (slotPlan.overran): its link serves fewer devices in one slot than the
+// slot holds. Its next poll is then the new slot's first instant after
+// the one scheduled, so it is still never polled more often than its
+// period.
+func (d *deviceActor) moveSlot(now time.Time, at int64) {
+	took := now.Sub(time.Unix(0, at))
+	if at == 0 || d.slot < 0 || took <= overrunAfter(d.info.PollPeriod) {
+		d.overruns = 0
+		return
+	}
+	if d.overruns++; d.overruns < 2 {
+		return
+	}
+	d.overruns = 0
+	link, _ := d.link()
+	to, ok := d.env.slots.overran(d.info.PollPeriod, link, d.slot, at, took)
+	if !ok {
+		return
+	}
+	d.logger().Info().Str("link", link).Dur("took", took).Int("from", d.slot).Int("to", to).
+		Msg("polls on this link ran past their start slot; the device moves to another")
+	d.slot = to
+	d.next = d.next.Add(firstPoll(d.next, d.info.PollPeriod, to, rand.Int64N))
+	d.arm(d.next.Sub(now))
 }
 
 // schedule keeps a fixed rate while the device answers and backs off while

@@ -6,8 +6,14 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/rs/zerolog"
+
+	"github.com/industryos/gateway/protocols"
 )
 
 // TestFirstPollSlots checks that first polls land on a few wall-clock
@@ -71,7 +77,7 @@ func TestSlotPlan(t *testing.T) {
 	last := func(n int64) int64 { return n - 1 }
 	var taken []int
 	for range 100 {
-		taken = append(taken, s.take(time.Second, "", last))
+		taken = append(taken, s.take(time.Second, "", false, last))
 	}
 	// The first slot is the last of the ten empty ones (pick), then the
 	// last of the nine left, and so on.
@@ -88,7 +94,7 @@ func TestSlotPlan(t *testing.T) {
 		t.Fatalf("100 devices: %v, want %v", got, want)
 	}
 	for range 330 - 100 {
-		s.take(time.Second, "", first)
+		s.take(time.Second, "", false, first)
 	}
 	for i, c := range s.used[time.Second].devices {
 		if c != 33 {
@@ -96,30 +102,30 @@ func TestSlotPlan(t *testing.T) {
 		}
 	}
 	// Another period has slots of its own.
-	if got := s.take(5*time.Second, "", first); got != 0 || s.used[5*time.Second].devices[0] != 1 {
+	if got := s.take(5*time.Second, "", false, first); got != 0 || s.used[5*time.Second].devices[0] != 1 {
 		t.Errorf("5 s period: slot %d, %v", got, s.used[5*time.Second].devices)
 	}
 	// A released place is taken again.
 	s.release(time.Second, "", taken[0])
-	if got := s.take(time.Second, "", first); got != taken[0] {
+	if got := s.take(time.Second, "", false, first); got != taken[0] {
 		t.Errorf("after a release from slot %d: took %d", taken[0], got)
 	}
 	// No grid, no slot; a nil plan picks.
-	if got := s.take(5*time.Millisecond, "", first); got != -1 {
+	if got := s.take(5*time.Millisecond, "", false, first); got != -1 {
 		t.Errorf("5 ms period: slot %d, want -1", got)
 	}
 	var none *slotPlan
-	if got := none.take(time.Second, "", last); got != 9 {
+	if got := none.take(time.Second, "", false, last); got != 9 {
 		t.Errorf("nil plan: slot %d, want the pick's 9", got)
 	}
 	none.release(time.Second, "", 9)
 	s.release(time.Second, "", -1)
 }
 
-// TestSlotPlanLinks: the devices of one link spread over slots linkFill at
-// a time while the slots still fill: five links of 20 devices take five
-// slots, none with more than linkFill of one link, and a released place
-// of a link goes back to its slot.
+// TestSlotPlanLinks: the devices of one slow link spread over slots
+// linkFill at a time while the slots still fill: five lines of 20 devices
+// take five slots, none with more than linkFill of one line, and a
+// released place of a line goes back to its slot.
 func TestSlotPlanLinks(t *testing.T) {
 	var s slotPlan
 	first := func(int64) int64 { return 0 }
@@ -127,7 +133,7 @@ func TestSlotPlanLinks(t *testing.T) {
 	for l := range 5 {
 		link := fmt.Sprintf("rtu:///dev/ttyUSB%d", l)
 		for range 20 {
-			perLink[link] = append(perLink[link], s.take(time.Second, link, first))
+			perLink[link] = append(perLink[link], s.take(time.Second, link, true, first))
 		}
 	}
 	ps := s.used[time.Second]
@@ -135,7 +141,7 @@ func TestSlotPlanLinks(t *testing.T) {
 		t.Errorf("slots %v, want %v", ps.devices, want)
 	}
 	for link, slots := range ps.links {
-		for i, c := range slots {
+		for i, c := range slots.devices {
 			if c > linkFill {
 				t.Errorf("%s: %d devices in slot %d, more than %d", link, c, i, linkFill)
 			}
@@ -143,8 +149,156 @@ func TestSlotPlanLinks(t *testing.T) {
 	}
 	link := "rtu:///dev/ttyUSB4"
 	s.release(time.Second, link, perLink[link][19])
-	if got := s.take(time.Second, link, first); got != perLink[link][19] {
+	if got := s.take(time.Second, link, true, first); got != perLink[link][19] {
 		t.Errorf("after a release from slot %d: took %d", perLink[link][19], got)
+	}
+}
+
+// TestSlotPlanOverran: a link whose polls run past their slot gets the
+// fill that would have ended in time, and a device past it moves to the
+// fullest slot with room on the link; nothing moves for a poll within the
+// slot, a slot within the fill, a device of no link, or when no slot has
+// room.
+func TestSlotPlanOverran(t *testing.T) {
+	var s slotPlan
+	first := func(int64) int64 { return 0 }
+	const tcp = "rtuovertcp://10.0.0.5:4001"
+	var slot int
+	for range 20 {
+		slot = s.take(time.Second, tcp, false, first)
+	}
+	ps := s.used[time.Second]
+	if l := ps.links[tcp]; l.devices[slot] != 20 || l.fill != slotFill {
+		t.Fatalf("a fast link fills a slot like no link: %v, fill %d", l.devices, l.fill)
+	}
+	const at = 1
+	if _, ok := s.overran(time.Second, tcp, slot, at, 100*time.Millisecond); ok {
+		t.Error("moved after a poll that ended within its 100 ms slot")
+	}
+	if _, ok := s.overran(100*time.Millisecond, tcp, slot, at, 40*time.Millisecond); ok {
+		t.Error("moved after 40 ms at a 100 ms period (minOverrun)")
+	}
+	// The last of 20 ended 400 ms after the slot: 20 ms each, a slot
+	// holds 5.
+	to, ok := s.overran(time.Second, tcp, slot, at, 400*time.Millisecond)
+	l := ps.links[tcp]
+	if !ok || to == slot || l.fill != 5 || l.devices[slot] != 19 || l.devices[to] != 1 || ps.devices[to] != 1 {
+		t.Fatalf("moved %v to %d, fill %d, link %v, slots %v", ok, to, l.fill, l.devices, ps.devices)
+	}
+	// An earlier one's estimate never raises the fill; it joins the first
+	// mover (the fullest slot with room).
+	if to2, ok := s.overran(time.Second, tcp, slot, at, 150*time.Millisecond); !ok || to2 != to || l.fill != 5 {
+		t.Fatalf("second mover: %v to %d (want %d), fill %d", ok, to2, to, l.fill)
+	}
+	// The others of that instant: the queue they waited in still held
+	// those that moved, so the fill stays.
+	for l.devices[slot] > l.fill {
+		if _, ok := s.overran(time.Second, tcp, slot, at, 380*time.Millisecond); !ok {
+			t.Fatalf("stuck at %v, fill %d", l.devices, l.fill)
+		}
+	}
+	if l.fill != 5 {
+		t.Errorf("fill %d after the movers of one instant, want 5", l.fill)
+	}
+	for i, c := range l.devices {
+		if c > l.fill {
+			t.Errorf("slot %d holds %d of the link, fill %d", i, c, l.fill)
+		}
+	}
+	if _, ok := s.overran(time.Second, "", slot, at, time.Second); ok {
+		t.Error("a device of no link moved")
+	}
+	// A device alone on its link in a slot whose poll takes longer than
+	// the slot stays: no slot would serve it sooner.
+	lone := s.take(time.Second, "tcp://10.0.0.9:502", false, first)
+	if _, ok := s.overran(time.Second, "tcp://10.0.0.9:502", lone, at, 300*time.Millisecond); ok {
+		t.Error("a device alone on its link moved")
+	}
+	// A line busy for its whole period: every slot holds its fill of one.
+	var full slotPlan
+	const line = "rtu:///dev/ttyS0"
+	full.take(time.Second, line, true, first)
+	full.used[time.Second].links[line].fill = 1
+	for range 10 {
+		slot = full.take(time.Second, line, true, first)
+	}
+	if _, ok := full.overran(time.Second, line, slot, at, time.Second); ok {
+		t.Errorf("moved with no slot free on the line: %v", full.used[time.Second].links[line].devices)
+	}
+	var none *slotPlan
+	if _, ok := none.overran(time.Second, tcp, 0, at, time.Second); ok {
+		t.Error("a nil plan moved a device")
+	}
+}
+
+// lineDevice is a polled device on a shared line that answers one request
+// at a time, each after a round trip.
+type lineDevice struct {
+	name string
+	line *sync.Mutex
+	rtt  time.Duration
+}
+
+func (d *lineDevice) Info() protocols.DeviceInfo {
+	return protocols.DeviceInfo{Name: d.name, Type: "test", PollPeriod: time.Second}
+}
+
+func (d *lineDevice) Poll(context.Context) (protocols.Reading, error) {
+	d.line.Lock()
+	defer d.line.Unlock()
+	time.Sleep(d.rtt) // the line's round trip, not a wait for an event
+	return protocols.Reading{Telemetry: []protocols.Datapoint{{Key: "v", Value: protocols.Int(1)}}}, nil
+}
+
+func (d *lineDevice) Close() error         { return nil }
+func (d *lineDevice) Link() (string, bool) { return "rtuovertcp://10.0.0.5:4001", false }
+
+// TestDevicesSpreadOverASlowLink: ten devices behind one link its config
+// does not show as slow (a serial gateway behind TCP) start in one slot,
+// where the last waits 300 ms for the link; their polls running past the
+// slot move them until a slot holds no more than the link serves in one
+// (three of 30 ms round trips in a 100 ms slot).
+func TestDevicesSpreadOverASlowLink(t *testing.T) {
+	sys := bareSystem(t)
+	journal, journaled := spawnProbe(t, sys, "journal", nil)
+	registry, _ := spawnProbe(t, sys, "registry", nil)
+	env := testDeviceEnv(journal, registry)
+	env.slots = &slotPlan{}
+	line := &sync.Mutex{}
+	for i := range 10 {
+		dev := &lineDevice{name: fmt.Sprintf("d%d", i), line: line, rtt: 30 * time.Millisecond}
+		sys.Root.Spawn((&propsKit{}).props(func() actor.Actor {
+			return newDeviceActor(dev, protocols.DeviceInfo{}, nil, "conn", env, zerolog.Nop())
+		}))
+	}
+	counts := func() (slots []int32, fill int32) {
+		env.slots.mu.Lock()
+		defer env.slots.mu.Unlock()
+		if ps := env.slots.used[time.Second]; ps != nil && ps.links["rtuovertcp://10.0.0.5:4001"] != nil {
+			l := ps.links["rtuovertcp://10.0.0.5:4001"]
+			return slices.Clone(l.devices), l.fill
+		}
+		return nil, 0
+	}
+	spread := func() bool {
+		slots, fill := counts()
+		var sum int32
+		for _, c := range slots {
+			if c > 3 {
+				return false
+			}
+			sum += c
+		}
+		return sum == 10 && fill <= 3
+	}
+	deadline := time.After(waitLimit)
+	for !spread() {
+		select {
+		case <-journaled: // each poll's telemetry
+		case <-deadline:
+			slots, fill := counts()
+			t.Fatalf("not spread within %s: %v, fill %d", waitLimit, slots, fill)
+		}
 	}
 }
 

@@ -118,15 +118,18 @@ type OwnedReadingPoller interface {
 	PollReadingOwned()
 }
 
-// LinkedDevice is a Device whose polls queue on a slow line it shares with
-// other devices: Modbus slaves on one serial line, where a round trip takes
-// tens of milliseconds. Link names the line ("": none), the same for every
-// device on it. The device actors then start only a few of one line's
-// devices at the same instant, so the last of them does not wait out all
-// the others and stamp its values that long before they were read.
+// LinkedDevice is a Device whose polls queue on a link it shares with
+// other devices: Modbus slaves on one serial line or behind one TCP
+// connection. Link names it ("": none), the same for every device on it;
+// slow says the config shows a slow link (a serial line, where a round trip
+// takes tens of milliseconds). The device actors start only as many of one
+// link's devices at the same instant as the link serves before the next
+// start (a few from the outset on a slow one, then as measured), so the
+// last of them does not wait out all the others and stamp its values that
+// long before they were read.
 type LinkedDevice interface {
 	Device
-	Link() string
+	Link() (name string, slow bool)
 }
 
 // Factory builds a connector from its config.

@@ -422,16 +422,14 @@ func (d *Device) Info() protocols.DeviceInfo { return d.info }
 // Config is the slave's parsed entry.
 func (d *Device) Config() *SlaveConfig { return d.cfg }
 
-// Link is the slave's serial line (protocols.LinkedDevice). A TCP or UDP
-// link is not one: its round trips take a fraction of a millisecond on a
-// LAN, so a slot's queue on it is short. A serial gateway behind TCP
-// (rtuovertcp) is slow like a line but cannot be told from a fast one by
-// its config.
-func (d *Device) Link() string {
-	if d.cfg.Type == "serial" {
-		return d.cfg.Endpoint()
-	}
-	return ""
+// Link is the slave's link (protocols.LinkedDevice): the endpoint its
+// requests queue on with the other slaves of the endpoint. A serial line is
+// slow from the outset; a TCP or UDP endpoint is fast on a LAN, but a
+// serial gateway behind it (rtuovertcp, or a Modbus TCP gateway in front of
+// RS-485 slaves) is slow like a line and cannot be told from a fast one by
+// its config: the gateway finds out from the polls' times.
+func (d *Device) Link() (string, bool) {
+	return d.cfg.Endpoint(), d.cfg.Type == "serial"
 }
 
 // Requests is the number of reads one Poll issues.

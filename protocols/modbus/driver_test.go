@@ -412,21 +412,23 @@ func BenchmarkPoll(b *testing.B) {
 	}
 }
 
-// TestLinkIsTheSerialLine: only a serial slave names a line for the poll
-// slots (protocols.LinkedDevice); a network one queues on nothing slow.
-func TestLinkIsTheSerialLine(t *testing.T) {
+// TestLinkIsTheEndpoint: a slave's link for the poll slots
+// (protocols.LinkedDevice) is its endpoint, slow from the outset only for a
+// serial line.
+func TestLinkIsTheEndpoint(t *testing.T) {
 	var _ protocols.LinkedDevice = (*Device)(nil)
 	for _, tc := range []struct {
 		cfg  SlaveConfig
 		want string
+		slow bool
 	}{
-		{SlaveConfig{Type: "serial", Device: "/dev/ttyUSB0"}, "rtu:///dev/ttyUSB0"},
-		{SlaveConfig{Type: "tcp", Host: "10.0.0.5", Port: 502}, ""},
-		{SlaveConfig{Type: "tcp", Method: "rtu", Host: "10.0.0.5", Port: 4001}, ""},
-		{SlaveConfig{Type: "udp", Host: "10.0.0.5", Port: 502}, ""},
+		{SlaveConfig{Type: "serial", Device: "/dev/ttyUSB0"}, "rtu:///dev/ttyUSB0", true},
+		{SlaveConfig{Type: "tcp", Host: "10.0.0.5", Port: 502}, "tcp://10.0.0.5:502", false},
+		{SlaveConfig{Type: "tcp", Method: "rtu", Host: "10.0.0.5", Port: 4001}, "rtuovertcp://10.0.0.5:4001", false},
+		{SlaveConfig{Type: "udp", Host: "10.0.0.5", Port: 502}, "udp://10.0.0.5:502", false},
 	} {
-		if got := (&Device{cfg: &tc.cfg}).Link(); got != tc.want {
-			t.Errorf("%s %s: link %q, want %q", tc.cfg.Type, tc.cfg.Endpoint(), got, tc.want)
+		if got, slow := (&Device{cfg: &tc.cfg}).Link(); got != tc.want || slow != tc.slow {
+			t.Errorf("%s %s: link %q slow %v, want %q %v", tc.cfg.Type, tc.cfg.Endpoint(), got, slow, tc.want, tc.slow)
 		}
 	}
 }
