@@ -102,6 +102,9 @@ type Badger struct {
 	ackTo      uint64
 	ackDels    []uint64
 	ackBuf     []byte // keys of a folded ack, alive until its transaction commits
+	// packBuf holds an Append's compressed segment values until its last commit; badger has
+	// copied them into its log and memtable by then, so the next Append reuses it. Under wmu.
+	packBuf []byte
 
 	commits atomic.Uint64 // write transactions committed since open
 
@@ -454,6 +457,19 @@ func (b *Badger) resync() {
 	b.mu.Unlock()
 }
 
+// packBufMax bounds the compression buffer kept between Appends: a group commit's segments at
+// the peak, not a rare huge batch's.
+const packBufMax = 256 << 10
+
+// releasePackBuf readies packBuf for the next Append, once this one's transactions are done.
+func (b *Badger) releasePackBuf() {
+	if cap(b.packBuf) > packBufMax {
+		b.packBuf = nil
+		return
+	}
+	b.packBuf = b.packBuf[:0]
+}
+
 // update runs fn in one write transaction and counts its commit.
 func (b *Badger) update(fn func(txn *badger.Txn) error) error {
 	if err := b.db.Update(fn); err != nil {
@@ -585,10 +601,12 @@ func (b *Badger) Append(data [][]byte) (first, last uint64, err error) {
 		buf = appendSegValue(buf, ts, data[start:end])
 		v := buf[off:len(buf):len(buf)]
 		vals = append(vals, v)
-		err = txn.Set(k, v)
+		var stored []byte
+		stored, b.packBuf = packSegValue(b.packBuf, v)
+		err = txn.Set(k, stored)
 		if errors.Is(err, badger.ErrTxnTooBig) {
 			if err = commit(); err == nil {
-				err = txn.Set(k, v)
+				err = txn.Set(k, stored)
 			}
 		}
 		if err == nil {
@@ -603,6 +621,7 @@ func (b *Badger) Append(data [][]byte) (first, last uint64, err error) {
 	if err == nil {
 		err = commit()
 	}
+	b.releasePackBuf()
 	if err != nil && committed > 0 {
 		// The caller counts the whole batch as failed, so the committed prefix goes too: kept,
 		// it would be delivered while counted lost, and a device told "failed" resends it.

@@ -2,7 +2,10 @@ package persistence
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"testing"
+
+	"github.com/industryos/gateway/protocols"
 )
 
 const (
@@ -77,6 +80,68 @@ func BenchmarkAppendAck(b *testing.B) {
 			reportRates(b)
 		})
 	}
+}
+
+// eventBatch is n telemetry events as the journal actor encodes them: 100 devices of one
+// model, ten keys, sensor-like values with one decimal.
+func eventBatch(n int) [][]byte {
+	r := rand.New(rand.NewPCG(1, 2))
+	out := make([][]byte, n)
+	for i := range out {
+		e := protocols.Event{Kind: protocols.EventTelemetry, Device: fmt.Sprintf("boiler-%03d", i%100), DeviceType: "BoilerSensor", Ts: 1_796_000_000_000 + int64(i)}
+		for k := range 10 {
+			e.Values = append(e.Values, protocols.Datapoint{Key: fmt.Sprintf("temperature_%d", k), Value: protocols.Value{Kind: protocols.KindFloat, F: float64(r.IntN(1000)) / 10}})
+		}
+		out[i] = e.AppendBinary(nil)
+	}
+	return out
+}
+
+// BenchmarkAppendAckData is BenchmarkAppendAck with records that compress as telemetry does
+// ("events") and records that do not compress at all ("noise"): Badger stores compressible
+// segments packed, so the repeated bytes of batch() would flatter it.
+func BenchmarkAppendAckData(b *testing.B) {
+	for _, d := range []struct {
+		name string
+		data [][]byte
+	}{{"events", eventBatch(benchBatch)}, {"noise", noiseBatch(1, benchBatch, benchRecord)}} {
+		for _, bj := range benchJournals[1:] {
+			b.Run(d.name+"/"+bj.name, func(b *testing.B) {
+				j := bj.open(b)
+				size := 0
+				for _, r := range d.data {
+					size += len(r)
+				}
+				b.SetBytes(int64(size))
+				b.ResetTimer()
+				for range b.N {
+					_, last, err := j.Append(d.data)
+					if err != nil {
+						b.Fatal(err)
+					}
+					if err := j.Ack(last); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.StopTimer()
+				reportRates(b)
+				b.ReportMetric(packRatio(d.data), "plain/stored")
+			})
+		}
+	}
+}
+
+// packRatio is how many times smaller Badger stores data's segments than plain ones.
+func packRatio(data [][]byte) float64 {
+	plain, stored := 0, 0
+	for start := 0; start < len(data); {
+		end, _ := segmentEnd(data, start)
+		v := appendSegValue(nil, 1, data[start:end])
+		p, _ := packSegValue(nil, v)
+		plain, stored = plain+len(v), stored+len(p)
+		start = end
+	}
+	return float64(plain) / float64(stored)
 }
 
 // BenchmarkAppendSyncGroup shows what group commit buys with SyncWrites on:

@@ -81,6 +81,21 @@ func batch(firstSeq uint64, n, size int) [][]byte {
 	return out
 }
 
+// noiseBatch is batch with incompressible payloads, for tests that need an Append to store
+// about as many bytes as its records hold (Badger compresses segments).
+func noiseBatch(firstSeq uint64, n, size int) [][]byte {
+	r := rand.New(rand.NewPCG(firstSeq, uint64(size)))
+	out := make([][]byte, n)
+	for i := range out {
+		p := fmt.Appendf(make([]byte, 0, size), "seq-%d|", firstSeq+uint64(i))
+		for len(p) < size {
+			p = append(p, byte(r.Uint32()))
+		}
+		out[i] = p
+	}
+	return out
+}
+
 func mustAppend(t testing.TB, j Journal, data [][]byte) (uint64, uint64) {
 	t.Helper()
 	first, last, err := j.Append(data)

@@ -166,7 +166,7 @@ func TestBadgerAppendWriteError(t *testing.T) {
 
 			// About 2.4 MB: several transactions, the second one fails.
 			failAt = commits.Load() + 2
-			_, _, err := j.Append(batch(101, 12_000, 200))
+			_, _, err := j.Append(noiseBatch(101, 12_000, 200))
 			if err == nil || !errors.Is(err, c.err) || errors.Is(err, ErrDiskFull) != c.full {
 				t.Fatalf("Append with a failing commit: %v", err)
 			}

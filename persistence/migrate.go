@@ -17,7 +17,12 @@ var layoutKey = []byte("m/layout")
 
 const (
 	layoutSegments = 2
-	legacyKeyLen   = 2 + 8
+	// layoutPacked: segments may be compressed (segPacked). A layout-2 journal is one already,
+	// since its plain segments read the same; opening it only writes the new number, so that
+	// a version that cannot read packed segments refuses the journal instead of dropping them
+	// as damaged.
+	layoutPacked = 3
+	legacyKeyLen = 2 + 8
 
 	// Conversion transactions are kept well below badger's limits (~630 KB and ~6 500 entries
 	// with a 4 MB memtable) so that one segment and the deletion of its per-record keys always
@@ -52,8 +57,12 @@ func (b *Badger) migrate() error {
 		return err
 	}
 	switch layout {
-	case layoutSegments:
+	case layoutPacked:
 		return nil
+	case layoutSegments:
+		return b.update(func(txn *badger.Txn) error {
+			return txn.Set(layoutKey, binary.BigEndian.AppendUint64(nil, layoutPacked))
+		})
 	case 0:
 	default:
 		return fmt.Errorf("persistence: journal layout %d unknown (written by a newer version?)", layout)
@@ -96,7 +105,7 @@ func (b *Badger) migrate() error {
 			return nil
 		}
 		last := runFirst + uint64(len(runData)) - 1
-		v := appendSegValue(make([]byte, 0, segValueLen(len(runData), runBytes)), runTS, runData)
+		v, _ := packSegValue(nil, appendSegValue(make([]byte, 0, segValueLen(len(runData), runBytes)), runTS, runData))
 		if err := reserve(1+len(runData), segKeyLen+len(v)+len(runData)*legacyKeysTxnLen); err != nil {
 			return err
 		}
@@ -162,7 +171,7 @@ func (b *Badger) migrate() error {
 	if err := reserve(1, 32); err != nil {
 		return err
 	}
-	if err := wtxn.Set(layoutKey, binary.BigEndian.AppendUint64(nil, layoutSegments)); err != nil {
+	if err := wtxn.Set(layoutKey, binary.BigEndian.AppendUint64(nil, layoutPacked)); err != nil {
 		return err
 	}
 	if err := wtxn.Commit(); err != nil {

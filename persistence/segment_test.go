@@ -26,7 +26,9 @@ func TestSegmentRoundTrip(t *testing.T) {
 		if len(v) != segValueLen(n, recBytes) {
 			t.Fatalf("value %d bytes, segValueLen %d", len(v), segValueLen(n, recBytes))
 		}
-		s, err := decodeSegment(last, v)
+		// Stored packed or plain, the value decodes to the same records.
+		stored, _ := packSegValue(nil, v)
+		s, err := decodeSegment(last, stored)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -137,6 +139,8 @@ func TestSegmentCorruptDecode(t *testing.T) {
 
 func FuzzDecodeSegment(f *testing.F) {
 	f.Add(uint64(5), appendSegValue(nil, 7, batch(1, 5, 20)))
+	packed, _ := packSegValue(nil, appendSegValue(nil, 7, batch(1, 20, 30)))
+	f.Add(uint64(20), packed)
 	f.Add(uint64(1), appendSegValue(nil, 7, [][]byte{{}}))
 	f.Add(uint64(1<<64-1), appendSegValue(nil, 7, batch(1, 3, 0)))
 	f.Add(uint64(0), []byte{})
@@ -157,6 +161,10 @@ func FuzzDecodeSegment(f *testing.F) {
 // as dropped ("corrupt"), and a journal opened with one drops it at once.
 func TestBadgerCorruptSegment(t *testing.T) {
 	good := appendSegValue(nil, 7, batch(1, 5, 20))
+	packed, _ := packSegValue(nil, appendSegValue(nil, 7, batch(6, 5, 60)))
+	if binary.BigEndian.Uint64(packed)&segPacked == 0 {
+		t.Fatal("the packed case is not packed")
+	}
 	for _, tc := range []struct {
 		name string
 		key  []byte
@@ -167,6 +175,8 @@ func TestBadgerCorruptSegment(t *testing.T) {
 		{"bad count", segKey(10), append(append(good[:8:8], 99), good[9:]...), 5},
 		{"bad length", segKey(10), append(good[:9:9], 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff), 5},
 		{"short key", []byte("s/xyz"), good, 0},
+		{"packed, truncated", segKey(10), packed[:len(packed)-3], 5},
+		{"packed, too big", segKey(10), append(binary.BigEndian.AppendUint64(nil, 7|segPacked), binary.AppendUvarint(nil, 1<<20)...), 5},
 	} {
 		corrupt := func(t *testing.T, j *Badger) {
 			t.Helper()
@@ -369,4 +379,81 @@ func TestBadgerMigrateResumes(t *testing.T) {
 	if n := countKeys(t, j.db, segPrefix) + countKeys(t, j.db, legacyPrefix); n != 0 {
 		t.Fatalf("%d record keys left after acking everything", n)
 	}
+}
+
+// TestSegmentsPacked: segments whose records compress are stored compressed and read back the
+// same, from the tail, from disk and after a restart; records that do not compress are stored
+// plain; a layout-2 journal (plain segments only) opens as layout 3 and reads both.
+func TestSegmentsPacked(t *testing.T) {
+	dir := t.TempDir()
+	j := openBadger(t, dir, Options{})
+	mustAppend(t, j, batch(1, 200, 100))        // s/200: compressible
+	mustAppend(t, j, noiseBatch(201, 100, 100)) // s/300: not
+	stored := func(j *Badger, last uint64) []byte {
+		t.Helper()
+		var v []byte
+		if err := j.db.View(func(txn *badger.Txn) error {
+			item, err := txn.Get(segKey(last))
+			if err != nil {
+				return err
+			}
+			v, err = item.ValueCopy(nil)
+			return err
+		}); err != nil {
+			t.Fatalf("segment s/%d: %v", last, err)
+		}
+		return v
+	}
+	plainLen := segValueLen(200, 200*encodedLen(batch(1, 1, 100)[0]))
+	if v := stored(j, 200); binary.BigEndian.Uint64(v)&segPacked == 0 || len(v) > plainLen/2 {
+		t.Fatalf("compressible segment stored in %d bytes (plain %d), packed flag %v", len(v), plainLen, binary.BigEndian.Uint64(v)&segPacked != 0)
+	}
+	if v := stored(j, 300); binary.BigEndian.Uint64(v)&segPacked != 0 {
+		t.Fatal("incompressible segment stored packed")
+	}
+	check := func(j *Badger) {
+		t.Helper()
+		recs := mustRead(t, j, 0, 0, 0)
+		wantSeqs(t, recs, 1, 300)
+		checkData(t, recs[:200], 100)
+		for i, d := range noiseBatch(201, 100, 100) {
+			if !bytes.Equal(recs[200+i].Data, d) {
+				t.Fatalf("record %d differs", recs[200+i].Seq)
+			}
+		}
+		for i, r := range recs {
+			if first := recs[i/200*200]; r.Time != first.Time || r.Time <= 0 {
+				t.Fatalf("record %d: time %d, want %d as its batch's", r.Seq, r.Time, first.Time)
+			}
+		}
+	}
+	check(j)
+	mustClose(t, j)
+
+	// As a layout-2 journal would be: its segments read the same, and it opens as layout 3.
+	db, err := badger.Open(badger.DefaultOptions(dir).WithLogger(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(txn *badger.Txn) error {
+		return txn.Set(layoutKey, binary.BigEndian.AppendUint64(nil, layoutSegments))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	j = openBadger(t, dir, Options{noTail: true})
+	check(j)
+	if err := j.db.View(func(txn *badger.Txn) error {
+		l, err := getUint64(txn, layoutKey)
+		if err == nil && l != layoutPacked {
+			t.Errorf("layout %d after open, want %d", l, layoutPacked)
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	mustAck(t, j, 250)
+	wantSeqs(t, mustRead(t, j, 0, 0, 0), 251, 300)
 }
