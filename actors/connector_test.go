@@ -137,6 +137,28 @@ func TestConnectorPushSource(t *testing.T) {
 	}
 }
 
+// TestConnectorRecyclesPooledPushes: the journal recycles the value arrays
+// of a pooled Push (a converter's own), and never those of any other, which
+// the source may still hold.
+func TestConnectorRecyclesPooledPushes(t *testing.T) {
+	for _, pooled := range []bool{false, true} {
+		sys := bareSystem(t)
+		journal, journaled := spawnProbe(t, sys, "journal", nil)
+		registry, _ := spawnProbe(t, sys, "registry", nil)
+		push := &protocols.Push{Device: "meter", Pooled: pooled,
+			Reading: protocols.Reading{Telemetry: []protocols.Datapoint{{Key: "kw", Value: protocols.Float(1.5)}}}}
+		conn := pushConnector{&fakeConnector{push: push, closed: make(chan struct{})}}
+		pid := spawnConnector(t, sys, testConnectorEnv(journal, registry), conn)
+		app := waitFor(t, journaled, func(m *AppendEvents) bool {
+			return len(m.Events) > 0 && m.Events[len(m.Events)-1].Kind == protocols.EventTelemetry
+		})
+		if app.Recycle != pooled {
+			t.Errorf("pooled %v: Recycle %v", pooled, app.Recycle)
+		}
+		_ = sys.Root.StopFuture(pid).Wait()
+	}
+}
+
 // TestConnectorPushToPolledDevice: a source that pushes data for a device
 // its connector also polls (an SNMP agent's traps) reaches that device's
 // polling actor instead of failing to create a second one.

@@ -103,8 +103,12 @@ func (d *deviceActor) pushed(ctx actor.Context, m *pushData) {
 	if !d.connected {
 		events = d.connect(ctx, now, events)
 	}
-	events = d.emit(now, ts, m.p.Reading, events, handedReading)
-	d.deliver(ctx, events, m.done)
+	owner := handedReading
+	if m.p.Pooled {
+		owner = pooledReading
+	}
+	events = d.emit(now, ts, m.p.Reading, events, owner)
+	d.deliverRecycling(ctx, events, m.done, m.p.Pooled)
 }
 
 // pushControl handles connect and disconnect requests and the ticker.

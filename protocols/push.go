@@ -31,6 +31,11 @@ type Push struct {
 	Profile string    // device profile (type) used when the device connects
 	Ts      time.Time // the data's timestamp; zero means "now"
 	Reading Reading
+	// Pooled says that Reading's Telemetry and Attributes are arrays of
+	// their own that nothing else holds, best taken from MakeDatapoints:
+	// the runtime recycles them (RecycleDatapoints) once the journal has
+	// encoded them.
+	Pooled bool
 	// Report and KeyReport are the report strategies of the mapping that
 	// produced the data; the device actor takes them from the first Push
 	// that has any (a device created by Connect has none before).

@@ -493,6 +493,7 @@ func (c *Connector) handle(ctx context.Context, sink protocols.Sink, m *message,
 			p := protocols.Push{
 				Device: r.Device, Profile: r.Profile, Ts: time.UnixMilli(r.Ts),
 				Reading: protocols.Reading{Telemetry: r.Telemetry, Attributes: r.Attributes},
+				Pooled:  r.Pooled,
 				Report:  cm.report, KeyReport: cm.keyReport,
 				// A journal failure is counted and logged by the runtime;
 				// holding the ack would stall every later message on this

@@ -16,6 +16,10 @@ type Converted struct {
 	Ts         int64 // unix milliseconds
 	Telemetry  []protocols.Datapoint
 	Attributes []protocols.Datapoint
+	// Pooled says that Telemetry and Attributes are arrays of their own
+	// that nothing else holds (from protocols.MakeDatapoints, or fresh): a
+	// source may hand them on as a pooled Push (protocols.Push.Pooled).
+	Pooled bool
 }
 
 // Converter turns one MQTT message into device data. A converter may return

@@ -291,6 +291,7 @@ func (c *JSONConverter) one(topic string, msg map[string]any, fallbackTs int64, 
 	}
 	out.Attributes = c.values(topic, msg, c.attrs, c.allAttrs, errs)
 	out.Telemetry = c.values(topic, msg, c.ts, c.allTs, errs)
+	out.Pooled = true // two fresh arrays
 	return out, true
 }
 

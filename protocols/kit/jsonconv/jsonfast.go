@@ -185,22 +185,16 @@ func (f *fastJSON) convert(c *JSONConverter, dst []Converted, topic, s string, n
 			return nil, errGeneralPath
 		}
 	}
-	// One array for both lists; the three-index slices keep an append to
-	// one from overwriting the other.
-	var dps []protocols.Datapoint
-	if n := len(f.attrs) + len(f.ts); n > 0 {
-		dps = make([]protocols.Datapoint, 0, n)
-	}
+	// Pooled arrays, one per list: the journal recycles them once it has
+	// encoded them, so a busy MQTT connection does not allocate its values.
 	var errs []error
 	if len(f.attrs) > 0 {
-		dps = f.values(c, topic, vals, f.attrs, dps, &errs)
-		out.Attributes = dps[:len(dps):len(dps)]
+		out.Attributes = f.values(c, topic, vals, f.attrs, protocols.MakeDatapoints(len(f.attrs))[:0], &errs)
 	}
 	if len(f.ts) > 0 {
-		start := len(dps)
-		dps = f.values(c, topic, vals, f.ts, dps, &errs)
-		out.Telemetry = dps[start:len(dps):len(dps)]
+		out.Telemetry = f.values(c, topic, vals, f.ts, protocols.MakeDatapoints(len(f.ts))[:0], &errs)
 	}
+	out.Pooled = true
 	return append(dst, out), errors.Join(errs...)
 }
 
