@@ -88,12 +88,18 @@ func DecodeEvent(b []byte) (Event, error) { return decodeEvent(b, nil) }
 type EventDecoder struct {
 	names map[string]string
 	arena []Datapoint
+	// last holds the name decoded at each position of the previous record
+	// (device, type, then the keys in order): records of one model repeat
+	// their keys in the same order, so a comparison usually finds the name
+	// without hashing it.
+	last [maxLastNames]string
 }
 
 // Bounds keep a burst of distinct names or a huge batch from pinning memory.
 const (
-	maxInterned = 4096
-	maxArena    = 64 << 10
+	maxInterned  = 4096
+	maxArena     = 64 << 10
+	maxLastNames = 34 // device, type and 32 keys
 )
 
 // Decode is DecodeEvent with the decoder's sharing.
@@ -121,15 +127,23 @@ func (d *EventDecoder) values(n int) []Datapoint {
 	return d.arena[l : l : l+n]
 }
 
-func (d *EventDecoder) intern(b []byte) string {
-	if s, ok := d.names[string(b)]; ok {
-		return s
+// intern returns the shared string for b, the name at position pos of its
+// record.
+func (d *EventDecoder) intern(pos int, b []byte) string {
+	if pos < maxLastNames && d.last[pos] == string(b) {
+		return d.last[pos]
 	}
-	if d.names == nil || len(d.names) >= maxInterned {
-		d.names = make(map[string]string, 64)
+	s, ok := d.names[string(b)]
+	if !ok {
+		if d.names == nil || len(d.names) >= maxInterned {
+			d.names = make(map[string]string, 64)
+		}
+		s = string(b)
+		d.names[s] = s
 	}
-	s := string(b)
-	d.names[s] = s
+	if pos < maxLastNames {
+		d.last[pos] = s
+	}
 	return s
 }
 
@@ -200,6 +214,7 @@ type decoder struct {
 	b      []byte
 	err    error
 	shared *EventDecoder // nil: every string is a fresh allocation
+	names  int           // names read so far: the next one's position
 }
 
 func (d *decoder) fail(format string, a ...any) {
@@ -269,8 +284,10 @@ func (d *decoder) str() string { return string(d.raw()) }
 // name reads a string that repeats across records: a device name or a key.
 func (d *decoder) name() string {
 	b := d.raw()
+	pos := d.names
+	d.names++
 	if d.shared == nil || len(b) == 0 {
 		return string(b)
 	}
-	return d.shared.intern(b)
+	return d.shared.intern(pos, b)
 }

@@ -165,3 +165,26 @@ func TestFromGo(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkEventDecoder decodes the uplink's stream: records of 100 devices
+// of one model, ten float keys each, in turn.
+func BenchmarkEventDecoder(b *testing.B) {
+	var recs [][]byte
+	for i := range 100 {
+		e := Event{Kind: EventTelemetry, Device: fmt.Sprintf("sensor-%03d", i), DeviceType: "BenchSensor", Ts: int64(i)}
+		for k := range 10 {
+			e.Values = append(e.Values, Datapoint{fmt.Sprintf("temperature_%d", k), Float(float64(i) + float64(k)/10)})
+		}
+		recs = append(recs, e.AppendBinary(nil))
+	}
+	var d EventDecoder
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		if _, err := d.Decode(recs[i%len(recs)]); err != nil {
+			b.Fatal(err)
+		}
+		if i%len(recs) == len(recs)-1 {
+			d.Reset()
+		}
+	}
+}
