@@ -417,7 +417,7 @@ func runProfile(name string, p profile, d time.Duration, storage string) error {
 		}
 		connector = `{"type": "mqtt", "name": "bench", "configuration": "mqtt.json"}`
 		offered = float64(mqttRate * p.registers)
-		load = &mqttLoad{port: dport, devices: p.devicesPerSim, values: p.registers, rate: mqttRate}
+		load = &mqttLoad{port: dport, devices: p.devicesPerSim, values: p.registers, rate: mqttRate, brokerPid: dq.Process.Pid}
 	}
 	var local *localAPILoad
 	localSection := ""
@@ -557,7 +557,7 @@ func runProfile(name string, p profile, d time.Duration, storage string) error {
 	}
 	if load != nil && mqttBacklog > 0 {
 		st2.countOnly = true
-		return drain(ctx, gw, load, st2, name, storage)
+		return drain(ctx, gw, mq.Process.Pid, load, st2, name, storage)
 	}
 	if err := gw.Start(); err != nil {
 		return err

@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -51,6 +52,7 @@ func mqttConnectorConfig(port, values int, persistent bool) []byte {
 // several publishers, each paced in 10 ms slices.
 type mqttLoad struct {
 	port, devices, values, rate int
+	brokerPid                   int // the device broker's mosquitto
 	sent                        atomic.Uint64
 }
 
@@ -134,7 +136,7 @@ func (l *mqttLoad) publishN(ctx context.Context, n int) error {
 // drain runs the gateway once so the broker learns its persistent session,
 // stops it, queues the backlog for it, and times the second run from start
 // until every value arrived at the platform broker.
-func drain(ctx context.Context, gw *exec.Cmd, load *mqttLoad, st *stats, name, storage string) error {
+func drain(ctx context.Context, gw *exec.Cmd, platformPid int, load *mqttLoad, st *stats, name, storage string) error {
 	first := exec.Command(gw.Path, gw.Args[1:]...)
 	first.Stderr, first.Env = os.Stderr, gw.Env
 	if err := first.Start(); err != nil {
@@ -154,6 +156,8 @@ func drain(ctx context.Context, gw *exec.Cmd, load *mqttLoad, st *stats, name, s
 	st.mu.Unlock()
 	want := uint64(mqttBacklog * load.values)
 	start := time.Now()
+	machine := observe.NewCPUSampler()
+	self0, broker0, platform0 := observe.ProcessCPU(0), observe.ProcessCPU(load.brokerPid), observe.ProcessCPU(platformPid)
 	if err := gw.Start(); err != nil {
 		return err
 	}
@@ -172,6 +176,9 @@ func drain(ctx context.Context, gw *exec.Cmd, load *mqttLoad, st *stats, name, s
 	}
 	el := time.Since(start)
 	cpu := observe.ProcessCPU(gw.Process.Pid)
+	machineBusy := machine.Sample().Total
+	selfCPU := observe.ProcessCPU(0) - self0
+	brokerCPU, platformCPU := observe.ProcessCPU(load.brokerPid)-broker0, observe.ProcessCPU(platformPid)-platform0
 	st.mu.Lock()
 	firstValue, lastValue := st.first, st.last
 	st.mu.Unlock()
@@ -181,5 +188,10 @@ func drain(ctx context.Context, gw *exec.Cmd, load *mqttLoad, st *stats, name, s
 	fmt.Printf("from start   %.0f messages/s: all %d messages PUBACKed by the platform and received %s after the gateway started (first value after %s)\n",
 		float64(mqttBacklog)/el.Seconds(), mqttBacklog, el.Round(time.Millisecond), firstValue.Sub(start).Round(time.Millisecond))
 	fmt.Printf("gateway CPU  %.2f s = %.1f %% of one core; peak RSS %.1f MB\n", cpu.Seconds(), 100*cpu.Seconds()/el.Seconds(), float64(observe.PeakRSS(gw.Process.Pid))/(1<<20))
+	// Below 100 % the drain waited on something other than CPU (the broker's
+	// window, the group commit); at 100 % the brokers and the bench share
+	// the cores with the gateway.
+	fmt.Printf("machine CPU  %.0f %% of its %d cores busy from the gateway's start to the last value\n", machineBusy, runtime.NumCPU())
+	fmt.Printf("peers CPU    device broker's mosquitto %.2f s, platform mosquitto %.2f s, bench process (subscriber) %.2f s\n", brokerCPU.Seconds(), platformCPU.Seconds(), selfCPU.Seconds())
 	return nil
 }
