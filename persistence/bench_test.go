@@ -63,23 +63,30 @@ func BenchmarkAppend(b *testing.B) {
 func BenchmarkAppendAck(b *testing.B) {
 	for _, bj := range benchJournals {
 		b.Run(bj.name, func(b *testing.B) {
-			j := bj.open(b)
-			data := batch(1, benchBatch, benchRecord)
-			b.SetBytes(benchBatch * benchRecord)
-			b.ResetTimer()
-			for range b.N {
-				_, last, err := j.Append(data)
-				if err != nil {
-					b.Fatal(err)
-				}
-				if err := j.Ack(last); err != nil {
-					b.Fatal(err)
-				}
-			}
-			b.StopTimer()
-			reportRates(b)
+			appendAckLoop(b, bj.open(b), batch(1, benchBatch, benchRecord))
 		})
 	}
+}
+
+// appendAckLoop appends data and acknowledges it b.N times, then reports the rates.
+func appendAckLoop(b *testing.B, j Journal, data [][]byte) {
+	size := 0
+	for _, r := range data {
+		size += len(r)
+	}
+	b.SetBytes(int64(size))
+	b.ResetTimer()
+	for range b.N {
+		_, last, err := j.Append(data)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := j.Ack(last); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	reportRates(b)
 }
 
 // eventBatch is n telemetry events as the journal actor encodes them: 100 devices of one
@@ -107,24 +114,7 @@ func BenchmarkAppendAckData(b *testing.B) {
 	}{{"events", eventBatch(benchBatch)}, {"noise", noiseBatch(1, benchBatch, benchRecord)}} {
 		for _, bj := range benchJournals[1:] {
 			b.Run(d.name+"/"+bj.name, func(b *testing.B) {
-				j := bj.open(b)
-				size := 0
-				for _, r := range d.data {
-					size += len(r)
-				}
-				b.SetBytes(int64(size))
-				b.ResetTimer()
-				for range b.N {
-					_, last, err := j.Append(d.data)
-					if err != nil {
-						b.Fatal(err)
-					}
-					if err := j.Ack(last); err != nil {
-						b.Fatal(err)
-					}
-				}
-				b.StopTimer()
-				reportRates(b)
+				appendAckLoop(b, bj.open(b), d.data)
 				b.ReportMetric(packRatio(d.data), "plain/stored")
 			})
 		}
