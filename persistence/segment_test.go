@@ -431,7 +431,7 @@ func TestSegmentsPacked(t *testing.T) {
 	mustClose(t, j)
 
 	// As a layout-2 journal would be: its segments read the same, and it opens as layout 3.
-	db, err := badger.Open(badger.DefaultOptions(dir).WithLogger(nil))
+	db, err := badger.Open(badgerOptions(dir, Options{}))
 	if err != nil {
 		t.Fatal(err)
 	}
