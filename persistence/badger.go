@@ -105,6 +105,9 @@ type Badger struct {
 	// packBuf holds an Append's compressed segment values until its last commit; badger has
 	// copied them into its log and memtable by then, so the next Append reuses it. Under wmu.
 	packBuf []byte
+	// plainOnly: the journal is still marked layout 2 (marking it 3 failed at open), so no
+	// segment may be packed: an older build would take one for damage. Set before use.
+	plainOnly bool
 
 	commits atomic.Uint64 // write transactions committed since open
 
@@ -601,8 +604,10 @@ func (b *Badger) Append(data [][]byte) (first, last uint64, err error) {
 		buf = appendSegValue(buf, ts, data[start:end])
 		v := buf[off:len(buf):len(buf)]
 		vals = append(vals, v)
-		var stored []byte
-		stored, b.packBuf = packSegValue(b.packBuf, v)
+		stored := v
+		if !b.plainOnly {
+			stored, b.packBuf = packSegValue(b.packBuf, v)
+		}
 		err = txn.Set(k, stored)
 		if errors.Is(err, badger.ErrTxnTooBig) {
 			if err = commit(); err == nil {

@@ -108,6 +108,7 @@ type Options struct {
 	// Seams for tests of a full disk.
 	freeSpace    func(dir string) (uint64, error) // nil = the filesystem's free space (statfs)
 	beforeCommit func() error                     // runs before each commit of Append; an error fails the commit
+	beforeLayout func() error                     // runs before a layout-2 journal is marked layout 3; an error fails that write
 	diskEvery    time.Duration                    // free-space check interval; 0 = diskCheckEvery
 	noTail       bool                             // Badger reads and acks from disk only (tail.go)
 }

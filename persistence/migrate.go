@@ -60,9 +60,21 @@ func (b *Badger) migrate() error {
 	case layoutPacked:
 		return nil
 	case layoutSegments:
-		return b.update(func(txn *badger.Txn) error {
+		err := b.update(func(txn *badger.Txn) error {
+			if b.opts.beforeLayout != nil {
+				if err := b.opts.beforeLayout(); err != nil {
+					return err
+				}
+			}
 			return txn.Set(layoutKey, binary.BigEndian.AppendUint64(nil, layoutPacked))
 		})
+		if err != nil {
+			// A full disk on the first start after an upgrade must not keep the gateway down:
+			// the journal stays layout 2, uncompressed, until a later start can mark it.
+			b.plainOnly = true
+			b.log.Warn().Err(err).Str("dir", b.dir).Msg("journal kept at layout 2: segments stay uncompressed until the next start")
+		}
+		return nil
 	case 0:
 	default:
 		return fmt.Errorf("persistence: journal layout %d unknown (written by a newer version?)", layout)

@@ -3,6 +3,7 @@ package persistence
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -389,26 +390,11 @@ func TestSegmentsPacked(t *testing.T) {
 	j := openBadger(t, dir, Options{})
 	mustAppend(t, j, batch(1, 200, 100))        // s/200: compressible
 	mustAppend(t, j, noiseBatch(201, 100, 100)) // s/300: not
-	stored := func(j *Badger, last uint64) []byte {
-		t.Helper()
-		var v []byte
-		if err := j.db.View(func(txn *badger.Txn) error {
-			item, err := txn.Get(segKey(last))
-			if err != nil {
-				return err
-			}
-			v, err = item.ValueCopy(nil)
-			return err
-		}); err != nil {
-			t.Fatalf("segment s/%d: %v", last, err)
-		}
-		return v
-	}
 	plainLen := segValueLen(200, 200*encodedLen(batch(1, 1, 100)[0]))
-	if v := stored(j, 200); binary.BigEndian.Uint64(v)&segPacked == 0 || len(v) > plainLen/2 {
+	if v := storedSeg(t, j, 200); binary.BigEndian.Uint64(v)&segPacked == 0 || len(v) > plainLen/2 {
 		t.Fatalf("compressible segment stored in %d bytes (plain %d), packed flag %v", len(v), plainLen, binary.BigEndian.Uint64(v)&segPacked != 0)
 	}
-	if v := stored(j, 300); binary.BigEndian.Uint64(v)&segPacked != 0 {
+	if v := storedSeg(t, j, 300); binary.BigEndian.Uint64(v)&segPacked != 0 {
 		t.Fatal("incompressible segment stored packed")
 	}
 	check := func(j *Badger) {
@@ -431,6 +417,47 @@ func TestSegmentsPacked(t *testing.T) {
 	mustClose(t, j)
 
 	// As a layout-2 journal would be: its segments read the same, and it opens as layout 3.
+	markLayout2(t, dir)
+	j = openBadger(t, dir, Options{noTail: true})
+	check(j)
+	wantLayout(t, j, layoutPacked)
+	mustAck(t, j, 250)
+	wantSeqs(t, mustRead(t, j, 0, 0, 0), 251, 300)
+}
+
+// TestLayoutMarkFails: when marking a layout-2 journal as layout 3 fails at open (a full
+// disk), the journal still opens, stays layout 2 and stores its segments plain, so that an
+// older build can still read everything; a later open marks it and packs again.
+func TestLayoutMarkFails(t *testing.T) {
+	dir := t.TempDir()
+	j := openBadger(t, dir, Options{})
+	mustAppend(t, j, batch(1, 5, 20))
+	mustClose(t, j)
+	markLayout2(t, dir)
+
+	j = openBadger(t, dir, Options{beforeLayout: func() error { return errors.New("no space left on device") }})
+	wantLayout(t, j, layoutSegments)
+	_, last := mustAppend(t, j, batch(6, 200, 100))
+	if v := storedSeg(t, j, last); binary.BigEndian.Uint64(v)&segPacked != 0 {
+		t.Fatal("a layout-2 journal stored a packed segment")
+	}
+	mustClose(t, j)
+
+	j = openBadger(t, dir, Options{noTail: true})
+	wantLayout(t, j, layoutPacked)
+	_, last = mustAppend(t, j, batch(206, 200, 100))
+	if v := storedSeg(t, j, last); binary.BigEndian.Uint64(v)&segPacked == 0 {
+		t.Fatal("the journal, marked layout 3, did not pack")
+	}
+	recs := mustRead(t, j, 0, 0, 0)
+	wantSeqs(t, recs, 1, 405)
+	checkData(t, recs[:5], 20)
+	checkData(t, recs[5:], 100)
+}
+
+// markLayout2 marks the closed journal in dir as the previous version left it.
+func markLayout2(t *testing.T, dir string) {
+	t.Helper()
 	db, err := badger.Open(badgerOptions(dir, Options{}))
 	if err != nil {
 		t.Fatal(err)
@@ -443,17 +470,34 @@ func TestSegmentsPacked(t *testing.T) {
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
-	j = openBadger(t, dir, Options{noTail: true})
-	check(j)
+}
+
+func wantLayout(t *testing.T, j *Badger, want uint64) {
+	t.Helper()
 	if err := j.db.View(func(txn *badger.Txn) error {
 		l, err := getUint64(txn, layoutKey)
-		if err == nil && l != layoutPacked {
-			t.Errorf("layout %d after open, want %d", l, layoutPacked)
+		if err == nil && l != want {
+			t.Errorf("layout %d, want %d", l, want)
 		}
 		return err
 	}); err != nil {
 		t.Fatal(err)
 	}
-	mustAck(t, j, 250)
-	wantSeqs(t, mustRead(t, j, 0, 0, 0), 251, 300)
+}
+
+// storedSeg is the stored value of the segment ending at last.
+func storedSeg(t *testing.T, j *Badger, last uint64) []byte {
+	t.Helper()
+	var v []byte
+	if err := j.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(segKey(last))
+		if err != nil {
+			return err
+		}
+		v, err = item.ValueCopy(nil)
+		return err
+	}); err != nil {
+		t.Fatalf("segment s/%d: %v", last, err)
+	}
+	return v
 }
