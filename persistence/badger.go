@@ -506,11 +506,11 @@ func (b *Badger) Dir() string { return b.dir }
 
 // Append writes the batch in one badger transaction, as a few segments of consecutive records
 // (one key per segMaxBytes rather than one per record). A batch too big for one transaction
-// (about 310 KB as stored, compressed or not, with these options) is split into consecutive transactions at segment
-// boundaries; then a crash can leave a prefix of the batch committed, which is harmless for an
-// at-least-once journal because the caller did not get nil and will resend. A failed commit
-// (rather than a crash) removes the prefix again, so an error means none of the batch is
-// held.
+// (about 310 KB as stored, compressed or not, with these options) is split into consecutive
+// transactions at segment boundaries; then a crash can leave a prefix of the batch committed,
+// which is harmless for an at-least-once journal because the caller did not get nil and will
+// resend. A failed commit (rather than a crash) removes the prefix again, so an error means
+// none of the batch is held.
 //
 // Below the disk reserve (Limits.MinFreeBytes), or after a write reported no space, the batch
 // is refused with ErrDiskFull before anything is written (see diskguard.go).

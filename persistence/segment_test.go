@@ -163,7 +163,7 @@ func FuzzDecodeSegment(f *testing.F) {
 func TestBadgerCorruptSegment(t *testing.T) {
 	good := appendSegValue(nil, 7, batch(1, 5, 20))
 	packed, _ := packSegValue(nil, appendSegValue(nil, 7, batch(6, 5, 60)))
-	if binary.BigEndian.Uint64(packed)&segPacked == 0 {
+	if !isPacked(packed) {
 		t.Fatal("the packed case is not packed")
 	}
 	for _, tc := range []struct {
@@ -391,10 +391,10 @@ func TestSegmentsPacked(t *testing.T) {
 	mustAppend(t, j, batch(1, 200, 100))        // s/200: compressible
 	mustAppend(t, j, noiseBatch(201, 100, 100)) // s/300: not
 	plainLen := segValueLen(200, 200*encodedLen(batch(1, 1, 100)[0]))
-	if v := storedSeg(t, j, 200); binary.BigEndian.Uint64(v)&segPacked == 0 || len(v) > plainLen/2 {
-		t.Fatalf("compressible segment stored in %d bytes (plain %d), packed flag %v", len(v), plainLen, binary.BigEndian.Uint64(v)&segPacked != 0)
+	if v := storedSeg(t, j, 200); !isPacked(v) || len(v) > plainLen/2 {
+		t.Fatalf("compressible segment stored in %d bytes (plain %d), packed flag %v", len(v), plainLen, isPacked(v))
 	}
-	if v := storedSeg(t, j, 300); binary.BigEndian.Uint64(v)&segPacked != 0 {
+	if v := storedSeg(t, j, 300); isPacked(v) {
 		t.Fatal("incompressible segment stored packed")
 	}
 	check := func(j *Badger) {
@@ -438,7 +438,7 @@ func TestLayoutMarkFails(t *testing.T) {
 	j = openBadger(t, dir, Options{beforeLayout: func() error { return errors.New("no space left on device") }})
 	wantLayout(t, j, layoutSegments)
 	_, last := mustAppend(t, j, batch(6, 200, 100))
-	if v := storedSeg(t, j, last); binary.BigEndian.Uint64(v)&segPacked != 0 {
+	if v := storedSeg(t, j, last); isPacked(v) {
 		t.Fatal("a layout-2 journal stored a packed segment")
 	}
 	mustClose(t, j)
@@ -446,7 +446,7 @@ func TestLayoutMarkFails(t *testing.T) {
 	j = openBadger(t, dir, Options{noTail: true})
 	wantLayout(t, j, layoutPacked)
 	_, last = mustAppend(t, j, batch(206, 200, 100))
-	if v := storedSeg(t, j, last); binary.BigEndian.Uint64(v)&segPacked == 0 {
+	if v := storedSeg(t, j, last); !isPacked(v) {
 		t.Fatal("the journal, marked layout 3, did not pack")
 	}
 	recs := mustRead(t, j, 0, 0, 0)
@@ -501,3 +501,6 @@ func storedSeg(t *testing.T, j *Badger, last uint64) []byte {
 	}
 	return v
 }
+
+// isPacked reports whether a stored segment value is compressed.
+func isPacked(v []byte) bool { return binary.BigEndian.Uint64(v)&segPacked != 0 }
