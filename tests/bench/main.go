@@ -595,6 +595,7 @@ func runProfile(name string, p profile, d time.Duration, storage string) error {
 		localSent0 = local.sent.Load()
 	}
 	cpu0 := observe.ProcessCPU(gw.Process.Pid)
+	vol0, invol0 := contextSwitches(gw.Process.Pid)
 	self0, mq0 := observe.ProcessCPU(0), observe.ProcessCPU(mq.Process.Pid)
 	machine := observe.NewCPUSampler()
 	if benchProfile != "" {
@@ -626,6 +627,8 @@ func runProfile(name string, p profile, d time.Duration, storage string) error {
 	st2.mu.Unlock()
 	elapsed := time.Since(start)
 	cpu := observe.ProcessCPU(gw.Process.Pid) - cpu0
+	vol, invol := contextSwitches(gw.Process.Pid)
+	vol, invol = vol-vol0, invol-invol0
 	selfCPU, mqCPU := observe.ProcessCPU(0)-self0, observe.ProcessCPU(mq.Process.Pid)-mq0
 	machineBusy := machine.Sample().Total
 	if benchProfile != "" {
@@ -670,6 +673,10 @@ func runProfile(name string, p profile, d time.Duration, storage string) error {
 	fmt.Printf("delivered    %.0f values/s (%d values in %d messages, PUBACKed and received)\n", float64(values)/elapsed.Seconds(), values, msgs)
 	fmt.Printf("latency      p50 %s  p99 %s (poll start or publish → received from the broker)\n", pct(0.50).Round(time.Millisecond), pct(0.99).Round(time.Millisecond))
 	fmt.Printf("gateway CPU  %.2f s in %.0f s = %.1f %% of one core\n", cpu.Seconds(), elapsed.Seconds(), 100*cpu.Seconds()/elapsed.Seconds())
+	if switches := vol + invol; switches > 0 {
+		fmt.Printf("gateway wake-ups %.0f/s: context switches of its threads (%d voluntary, %d involuntary), %.1f µs of its CPU per switch\n",
+			float64(switches)/elapsed.Seconds(), vol, invol, float64(cpu.Microseconds())/float64(switches))
+	}
 	fmt.Printf("gateway RSS  average %.1f MB (of it code and data mapped from the binary %.1f MB), end %.1f MB, peak %.1f MB (start-up included)\n",
 		rs.avg/(1<<20), rs.avgFile/(1<<20), float64(rs.last)/(1<<20), float64(rss)/(1<<20))
 	fmt.Printf("peers CPU    bench process (simulators, publishers, subscriber) %.1f %%, platform mosquitto %.1f %% of one core\n",

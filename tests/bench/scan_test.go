@@ -1,8 +1,11 @@
 package main
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
+	"os"
+	"strings"
 	"testing"
 )
 
@@ -46,5 +49,17 @@ func TestScanTelemetryMatchesJSON(t *testing.T) {
 		if scanTelemetry([]byte(bad), "", func([]byte, int64, int, []byte) {}) {
 			t.Errorf("scan took %s", bad)
 		}
+	}
+}
+
+func TestSwitchCounts(t *testing.T) {
+	status := "Name:\tiotgw\nThreads:\t8\nvoluntary_ctxt_switches:\t1234\nnonvoluntary_ctxt_switches:\t56\n"
+	v, n := switchCounts(bufio.NewScanner(strings.NewReader(status)))
+	if v != 1234 || n != 56 {
+		t.Fatalf("switchCounts = %d, %d; want 1234, 56", v, n)
+	}
+	// This process has threads that have switched at least once each.
+	if v, n := contextSwitches(os.Getpid()); v+n == 0 {
+		t.Fatalf("contextSwitches(self) = 0, 0")
 	}
 }
