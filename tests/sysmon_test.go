@@ -20,7 +20,8 @@ const envProgram = `printf '{"device": "env", "telemetry": {"godebug": "%s", "ma
 
 // TestBinaryKeepsRuntimeMonitorAwake: `iotgw run` re-executes itself once
 // with the runtime monitor's deep sleep turned off (a schedtrace period in
-// GODEBUG, added to the operator's settings), in the same process, and the
+// GODEBUG, added to the operator's settings) and a timer slack of 1 ms, in
+// the same process, and the
 // programs it starts see GODEBUG as the gateway was started with. An
 // operator's own schedtrace is left alone.
 func TestBinaryKeepsRuntimeMonitorAwake(t *testing.T) {
@@ -80,6 +81,24 @@ func TestBinaryKeepsRuntimeMonitorAwake(t *testing.T) {
 			if godebug != tc.wantEnviron || marker != tc.wantMarker {
 				t.Errorf("gateway started with GODEBUG=%q runs with GODEBUG=%q (re-exec marker %v); want %q (marker %v)",
 					tc.godebug, godebug, marker, tc.wantEnviron, tc.wantMarker)
+			}
+			// The re-executed image runs with a millisecond of timer slack
+			// (one timer, one wake-up); without the re-execution, with the
+			// slack it was started with.
+			slack, err := os.ReadFile(fmt.Sprintf("/proc/%d/timerslack_ns", cmd.Process.Pid))
+			if err != nil {
+				t.Fatal(err)
+			}
+			own, err := os.ReadFile("/proc/self/timerslack_ns")
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantSlack := strings.TrimSpace(string(own))
+			if tc.wantMarker {
+				wantSlack = "1000000"
+			}
+			if got := strings.TrimSpace(string(slack)); got != wantSlack {
+				t.Errorf("gateway started with GODEBUG=%q runs with a timer slack of %s ns; want %s", tc.godebug, got, wantSlack)
 			}
 			if child["godebug"] != tc.godebug || child["marker"] != "unset" {
 				t.Errorf("an exec connector's program sees GODEBUG=%q and the marker %q; want GODEBUG=%q as the gateway was started with, no marker",

@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"strings"
+	"time"
 )
 
 // The runtime's monitor thread (sysmon) goes into a deep sleep whenever every
@@ -18,9 +19,23 @@ import (
 // takes. The monitor then backs off to one wake-up per 10 ms when nothing
 // happens and stays there, and a trace line is due only every 24.8 days.
 //
+// The re-executed image also runs with a timer slack of timerSlack instead of
+// Linux's 50 µs. The runtime sleeps in the network poller until its next
+// timer, but epoll's timeout is in whole milliseconds and the runtime rounds
+// down: a timer due in 24.6 ms wakes the thread after 24 ms, finds nothing
+// due and sleeps once more, up to a millisecond. So most timers (a
+// poll slot's, a journal flush's, each of badger's compaction ticks, 40 a
+// second) woke the gateway twice. With a millisecond of slack the kernel may
+// end the first sleep up to a millisecond later, which is past the timer.
+// Timers fire up to that much later, small next to the gateway's poll
+// periods and timeouts; the monitor's 10 ms naps stretch by as much. Programs
+// the gateway starts (exec connectors) inherit the slack.
+//
 // An operator's own schedtrace in GODEBUG (schedtrace=0 turns this off) is
-// left alone.
+// left alone, and then the slack too.
 const (
+	timerSlack = time.Millisecond
+
 	sysmonTrace = "schedtrace=2147483647" // ms, the largest value the runtime parses
 	// sysmonBefore carries GODEBUG as the gateway was started with across the
 	// re-execution, so that the programs it starts do not inherit the period.
