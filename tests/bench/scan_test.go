@@ -58,7 +58,7 @@ func TestSwitchCounts(t *testing.T) {
 	if v != 1234 || n != 56 {
 		t.Fatalf("switchCounts = %d, %d; want 1234, 56", v, n)
 	}
-	// This process has threads that have switched at least once each.
+	// This process has been scheduled out at least once by now.
 	if v, n := contextSwitches(os.Getpid()); v+n == 0 {
 		t.Fatalf("contextSwitches(self) = 0, 0")
 	}
