@@ -13,7 +13,7 @@ import (
 // stripped), so CPU and RSS are those of the binary users run: a cgo build
 // links libc and maps more code.
 // It uses go.mod's toolchain, as a release does, unless GOTOOLCHAIN is set.
-// extra are further build flags (the bench's -paho-patched -modfile).
+// extra are further build flags (the -modfile of the bench's patched modules).
 func buildGateway(bin string, extra ...string) error {
 	args := append([]string{"build", "-trimpath", "-ldflags", "-s -w", "-o", bin}, extra...)
 	cmd := exec.Command("go", append(args, "./cmd/iotgw")...)

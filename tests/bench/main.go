@@ -11,6 +11,7 @@
 //	go run ./tests/bench -profile throughput -account  # served-vs-delivered per device, poll by poll
 //	go run ./tests/bench -profile mqtt -rate 60000     # 10-value JSON messages/s on an external broker
 //	go run ./tests/bench -profile mqtt -backlog 100000 -paho-patched  # the same drain with the patched paho
+//	go run ./tests/bench -profile idle -badger-patched  # badger's compactors wait for work (tests/bench/badgerpatch)
 //	go run ./tests/bench -profile scale -automation   # with a task evaluating every value on the bus
 //	go run ./tests/bench -profile localapi            # 1000 devices on the local device API, 10 values every 1 s
 //	go run ./tests/bench -profile localapi-peak       # 10 local-API connections as fast as acknowledged
@@ -202,7 +203,9 @@ func main() {
 	flag.BoolVar(&keepStartupPages, "keep-startup-pages", false, "run the gateway with resources.keepStartupPages (RSS as before the start-up pages were released)")
 	flag.BoolVar(&accountOn, "account", false, "poll profiles: number every served read in the simulators and check at the end, per device, that each one was delivered or counted as a timeout/I-O poll error (turns the http endpoint on)")
 	flag.StringVar(&cpuProfile, "cpuprofile", "", "write the gateway's CPU profile (whole run, warm-up included) to this file")
-	flag.BoolVar(&pahoPatched, "paho-patched", false, "build the gateway with the patched paho.golang copy in tests/bench/pahopatch (benchmark only)")
+	for _, p := range modulePatches {
+		flag.BoolVar(&p.on, p.flag, false, fmt.Sprintf("build the gateway with %s patched by tests/bench/%s/%s (benchmark only)", p.module, p.dir, p.patch))
+	}
 	flag.StringVar(&benchProfile, "benchcpuprofile", "", "write the bench process's own CPU profile (simulators, publishers, subscriber; measurement window only) to this file")
 	flag.StringVar(&gatewayEnv, "gateway-env", "", "extra environment for the gateway process only, space separated NAME=value (e.g. \"GOGC=25 GODEBUG=gctrace=1\")")
 	flag.StringVar(&metricsDump, "metrics-dump", "", "with -metrics: write the last /metrics scrape (taken at the end of the measurement) to this file")
@@ -490,13 +493,12 @@ func runProfile(name string, p profile, d time.Duration, storage string) error {
 
 	bin := filepath.Join(dir, "iotgw")
 	var extra []string
-	if pahoPatched {
-		modfile, err := pahoModfile(dir)
-		if err != nil {
-			return err
-		}
+	modfile, err := patchedModfile(dir)
+	if err != nil {
+		return err
+	}
+	if modfile != "" {
 		extra = append(extra, "-modfile", modfile)
-		fmt.Println("paho         gateway built with the patched paho.golang (tests/bench/pahopatch)")
 	}
 	if err := buildGateway(bin, extra...); err != nil {
 		return err
