@@ -27,35 +27,40 @@ var modulePatches = []*modulePatch{
 	{flag: "badger-patched", module: "github.com/dgraph-io/badger/v4", dir: "badgerpatch", patch: "compact.patch"},
 }
 
+// file is the patch's path from the repository root.
+func (p *modulePatch) file() string {
+	return filepath.Join("tests", "bench", p.dir, p.patch)
+}
+
 // patchedModfile patches a copy of every module turned on under dir, writes
 // the go.mod that replaces them (and a copy of go.sum beside it) into dir and
 // returns its path, or "" when no patch is on. The bench runs from the
 // repository root.
 func patchedModfile(dir string) (string, error) {
-	var mod []byte
+	var on []*modulePatch
 	for _, p := range modulePatches {
-		if !p.on {
-			continue
+		if p.on {
+			on = append(on, p)
 		}
-		if mod == nil {
-			var err error
-			if mod, err = os.ReadFile("go.mod"); err != nil {
-				return "", fmt.Errorf("module patch: run the bench from the repository root: %w", err)
-			}
-		}
+	}
+	if len(on) == 0 {
+		return "", nil
+	}
+	mod, err := os.ReadFile("go.mod")
+	if err != nil {
+		return "", fmt.Errorf("module patch: run the bench from the repository root: %w", err)
+	}
+	sum, err := os.ReadFile("go.sum")
+	if err != nil {
+		return "", fmt.Errorf("module patch: %w", err)
+	}
+	for _, p := range on {
 		patched, err := p.apply(dir)
 		if err != nil {
 			return "", err
 		}
 		mod = append(mod, fmt.Sprintf("\nreplace %s => %s\n", p.module, patched)...)
-		fmt.Printf("patched      gateway built with %s patched by tests/bench/%s/%s\n", p.module, p.dir, p.patch)
-	}
-	if mod == nil {
-		return "", nil
-	}
-	sum, err := os.ReadFile("go.sum")
-	if err != nil {
-		return "", fmt.Errorf("module patch: %w", err)
+		fmt.Printf("patched      gateway built with %s patched by %s\n", p.module, p.file())
 	}
 	path := filepath.Join(dir, "patched.mod")
 	if err := os.WriteFile(path, mod, 0o600); err != nil {
@@ -70,7 +75,7 @@ func patchedModfile(dir string) (string, error) {
 // apply copies p's module from the module cache below dir, applies the patch
 // and returns the copy's path.
 func (p *modulePatch) apply(dir string) (string, error) {
-	patch, err := filepath.Abs(filepath.Join("tests", "bench", p.dir, p.patch))
+	patch, err := filepath.Abs(p.file())
 	if err != nil {
 		return "", err
 	}
