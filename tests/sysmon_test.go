@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	osexec "os/exec"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
@@ -99,6 +100,17 @@ func TestBinaryKeepsRuntimeMonitorAwake(t *testing.T) {
 			}
 			if got := strings.TrimSpace(string(slack)); got != wantSlack {
 				t.Errorf("gateway started with GODEBUG=%q runs with a timer slack of %s ns; want %s", tc.godebug, got, wantSlack)
+			}
+			// ps, top and pgrep know the gateway by the name it was started
+			// as, not by /proc/self/exe's "exe", on every thread.
+			comms, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/comm", cmd.Process.Pid))
+			if len(comms) == 0 {
+				t.Fatal("no threads of the gateway in /proc")
+			}
+			for _, f := range comms {
+				if name, err := os.ReadFile(f); err == nil && strings.TrimSpace(string(name)) != "iotgw" {
+					t.Errorf("gateway started with GODEBUG=%q: %s is %q, want iotgw", tc.godebug, f, strings.TrimSpace(string(name)))
+				}
 			}
 			if child["godebug"] != tc.godebug || child["marker"] != "unset" {
 				t.Errorf("an exec connector's program sees GODEBUG=%q and the marker %q; want GODEBUG=%q as the gateway was started with, no marker",

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
 	"syscall"
 )
@@ -34,4 +35,40 @@ func keepSysmonAwake() {
 	err := syscall.Exec("/proc/self/exe", os.Args, env)
 	fmt.Fprintf(os.Stderr, "iotgw: re-executing with the runtime monitor kept awake failed, running without (more CPU at low load): %v\n", err)
 	runtime.UnlockOSThread()
+}
+
+// The kernel names an executed image after the file execve was given, and the
+// re-execution gives /proc/self/exe: ps, top, pgrep and killall would know the
+// gateway as "exe", and an operator's "pkill -HUP iotgw" in a logrotate
+// script would signal nothing. So the re-executed image takes back the name
+// it was started as. init runs on the main thread, whose name is the
+// process's; the threads the runtime has started by then are renamed too, as
+// every thread it starts later inherits the name of the one that starts it.
+func init() {
+	if _, reexecuted := os.LookupEnv(sysmonBefore); !reexecuted || len(os.Args) == 0 {
+		return
+	}
+	nameThreads(filepath.Base(os.Args[0]))
+}
+
+// nameThreads sets the name of every thread of the process, the calling one
+// first. Two passes: a thread started during the first by one not yet renamed
+// took the old name.
+func nameThreads(name string) {
+	if len(name) > 15 { // the kernel keeps 15 bytes
+		name = name[:15]
+	}
+	self := fmt.Sprint(syscall.Gettid())
+	for range 2 {
+		tasks, err := os.ReadDir("/proc/self/task")
+		if err != nil {
+			return
+		}
+		_ = os.WriteFile("/proc/self/task/"+self+"/comm", []byte(name), 0)
+		for _, t := range tasks {
+			if t.Name() != self {
+				_ = os.WriteFile("/proc/self/task/"+t.Name()+"/comm", []byte(name), 0)
+			}
+		}
+	}
 }
