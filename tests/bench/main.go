@@ -52,6 +52,7 @@ import (
 var (
 	metricsOn   bool
 	scrapeEvery time.Duration
+	stallsOn    bool // -stalls: the stall probe (tail.go)
 )
 
 // scrapeLoop fetches /metrics every scrapeEvery, as a Prometheus server
@@ -190,6 +191,10 @@ func (p profile) withDevices(n int) profile {
 const profileNames = "scale, throughput, idle, mqtt, localapi, localapi-peak, localapi-http, modbus-forward or all"
 
 func main() {
+	if os.Getenv(stallEnv) != "" {
+		runStallProbe()
+		return
+	}
 	name := flag.String("profile", "all", profileNames)
 	duration := flag.Duration("duration", 60*time.Second, "measurement time per profile")
 	storage := flag.String("storage", "file", "gateway storage type: file (Badger) or memory")
@@ -201,6 +206,7 @@ func main() {
 	flag.IntVar(&fwdRepeat, "repeat", 1, "modbus-forward profile: rounds of its three runs, interleaved")
 	flag.IntVar(&maxProcs, "max-procs", 0, "run the gateway with resources.maxProcs (0: its load-governed default)")
 	flag.BoolVar(&keepStartupPages, "keep-startup-pages", false, "run the gateway with resources.keepStartupPages (RSS as before the start-up pages were released)")
+	flag.BoolVar(&stallsOn, "stalls", false, "poll profiles: run a process that sleeps 10 ms at a time and print how late it woke, worst per second, next to the seconds the slowest polls started in")
 	flag.BoolVar(&accountOn, "account", false, "poll profiles: number every served read in the simulators and check at the end, per device, that each one was delivered or counted as a timeout/I-O poll error (turns the http endpoint on)")
 	flag.StringVar(&cpuProfile, "cpuprofile", "", "write the gateway's CPU profile (whole run, warm-up included) to this file")
 	for _, p := range modulePatches {
@@ -303,7 +309,7 @@ type stats struct {
 	mu        sync.Mutex
 	values    uint64
 	messages  uint64
-	latencies []time.Duration
+	latencies []latSample
 	counting  bool
 	// countOnly (the mqtt drain) counts the bench's "v<digit>" keys instead
 	// of parsing the JSON: parsing a million values with encoding/json
@@ -360,7 +366,8 @@ func (s *stats) onMessage(payload []byte, now time.Time) {
 			}
 			if s.counting {
 				s.values += uint64(e.n)
-				s.latencies = append(s.latencies, now.Sub(time.UnixMilli(e.ts)))
+				at := time.UnixMilli(e.ts)
+				s.latencies = append(s.latencies, latSample{at, now.Sub(at)})
 			}
 		}
 		if s.counting && len(s.scratch) > 0 {
@@ -389,7 +396,8 @@ func (s *stats) onMessage(payload []byte, now time.Time) {
 	for _, entries := range body {
 		for _, e := range entries {
 			s.values += uint64(len(e.Values))
-			s.latencies = append(s.latencies, now.Sub(time.UnixMilli(e.Ts)))
+			at := time.UnixMilli(e.Ts)
+			s.latencies = append(s.latencies, latSample{at, now.Sub(at)})
 		}
 	}
 }
@@ -585,6 +593,14 @@ func runProfile(name string, p profile, d time.Duration, storage string) error {
 	} else {
 		fmt.Printf("== %s: %d devices × %d values every %s, storage %s, %s, metrics %v, automation %v\n", name, p.sims*p.devicesPerSim, p.registers, p.poll, storage, d, metricsOn, automationOn)
 	}
+	var probe *stallProbe
+	if stallsOn {
+		var err error
+		if probe, err = startStallProbe(); err != nil {
+			return err
+		}
+		defer probe.cmd.Process.Kill()
+	}
 	// Warm up: let every device connect, the first polls drain and the
 	// gateway release its start-up pages (10 s after it started), so the
 	// window sees the steady state.
@@ -596,6 +612,7 @@ func runProfile(name string, p profile, d time.Duration, storage string) error {
 	if local != nil {
 		localSent0 = local.sent.Load()
 	}
+	disk := newDiskSampler(dir, gw.Process.Pid) // syncs first: before the CPU baselines
 	cpu0 := observe.ProcessCPU(gw.Process.Pid)
 	vol0, invol0 := contextSwitches(gw.Process.Pid)
 	self0, mq0 := observe.ProcessCPU(0), observe.ProcessCPU(mq.Process.Pid)
@@ -625,7 +642,7 @@ func runProfile(name string, p profile, d time.Duration, storage string) error {
 	rs := <-rssDone
 	st2.mu.Lock()
 	st2.counting = false
-	values, msgs, lat := st2.values, st2.messages, append([]time.Duration(nil), st2.latencies...)
+	values, msgs, lat := st2.values, st2.messages, append([]latSample(nil), st2.latencies...)
 	st2.mu.Unlock()
 	elapsed := time.Since(start)
 	cpu := observe.ProcessCPU(gw.Process.Pid) - cpu0
@@ -633,6 +650,10 @@ func runProfile(name string, p profile, d time.Duration, storage string) error {
 	vol, invol = vol-vol0, invol-invol0
 	selfCPU, mqCPU := observe.ProcessCPU(0)-self0, observe.ProcessCPU(mq.Process.Pid)-mq0
 	machineBusy := machine.Sample().Total
+	var diskLine string
+	if disk != nil {
+		diskLine = disk.line()
+	}
 	if benchProfile != "" {
 		pprof.StopCPUProfile()
 	}
@@ -664,16 +685,25 @@ func runProfile(name string, p profile, d time.Duration, storage string) error {
 	_ = gw.Process.Signal(syscall.SIGTERM)
 	_ = gw.Wait()
 
-	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	sort.Slice(lat, func(i, j int) bool { return lat[i].lat < lat[j].lat })
 	pct := func(q float64) time.Duration {
 		if len(lat) == 0 {
 			return 0
 		}
-		return lat[int(q*float64(len(lat)-1))]
+		return lat[int(q*float64(len(lat)-1))].lat
 	}
 	fmt.Printf("offered      %.0f values/s\n", offered)
 	fmt.Printf("delivered    %.0f values/s (%d values in %d messages, PUBACKed and received)\n", float64(values)/elapsed.Seconds(), values, msgs)
 	fmt.Printf("latency      p50 %s  p99 %s (poll start or publish → received from the broker)\n", pct(0.50).Round(time.Millisecond), pct(0.99).Round(time.Millisecond))
+	var stalls map[int]time.Duration
+	if probe != nil {
+		var worst time.Duration
+		var over int
+		stalls, worst, over = probe.stop(start, elapsed)
+		fmt.Printf("stalls       a thread of its own sleeping %s at a time woke up to %s late; %d of %d seconds had a delay over 5 ms\n",
+			stallPeriod, worst.Round(100*time.Microsecond), over, len(stalls))
+	}
+	printTail(lat, start, stalls)
 	fmt.Printf("gateway CPU  %.2f s in %.0f s = %.1f %% of one core\n", cpu.Seconds(), elapsed.Seconds(), 100*cpu.Seconds()/elapsed.Seconds())
 	if switches := vol + invol; switches > 0 {
 		fmt.Printf("gateway wake-ups %.0f/s: context switches of its threads (%d voluntary, %d involuntary), %.1f µs of its CPU per switch\n",
@@ -687,6 +717,9 @@ func runProfile(name string, p profile, d time.Duration, storage string) error {
 	// 100 % the peers and the gateway compete for the cores and the figures above are
 	// the machine's, not the gateway's, limit.
 	fmt.Printf("machine CPU  %.0f %% of its %d cores busy\n", machineBusy, runtime.NumCPU())
+	if diskLine != "" {
+		fmt.Println(diskLine)
+	}
 	if metricsOn {
 		fmt.Printf("metrics      %d scrapes of /metrics (every %s), %.1f KB each; since start %.0f polls, %.0f poll ticks skipped (a poll overran them)\n",
 			sc.n, scrapeEvery, float64(sc.size)/1024, sc.polls, sc.skipped)
