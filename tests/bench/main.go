@@ -210,7 +210,7 @@ func main() {
 	flag.BoolVar(&accountOn, "account", false, "poll profiles: number every served read in the simulators and check at the end, per device, that each one was delivered or counted as a timeout/I-O poll error (turns the http endpoint on)")
 	flag.StringVar(&cpuProfile, "cpuprofile", "", "write the gateway's CPU profile (whole run, warm-up included) to this file")
 	for _, p := range modulePatches {
-		flag.BoolVar(&p.on, p.flag, false, fmt.Sprintf("build the gateway with %s patched by %s (benchmark only)", p.module, p.file()))
+		flag.BoolVar(&p.on, p.flag, false, fmt.Sprintf("build the gateway with %s patched by %s (benchmark only)", p.module, strings.Join(p.files(), " and ")))
 	}
 	flag.StringVar(&benchProfile, "benchcpuprofile", "", "write the bench process's own CPU profile (simulators, publishers, subscriber; measurement window only) to this file")
 	flag.StringVar(&gatewayEnv, "gateway-env", "", "extra environment for the gateway process only, space separated NAME=value (e.g. \"GOGC=25 GODEBUG=gctrace=1\")")

@@ -9,27 +9,31 @@ import (
 	"strings"
 )
 
-// modulePatch is a dependency the bench can build the gateway against with a
-// change proposed upstream (see the README's Performance section): the
-// module's copy from the module cache, patched in a temporary folder, and the
+// modulePatch is a dependency the bench can build the gateway against with
+// changes proposed upstream (see the README's Performance section), one patch
+// each: the module's copy from the module cache, patched in a temporary folder, and the
 // main go.mod plus one replace per patched module, given to the build as
 // -modfile, so the shipped build and go.mod never see it.
 type modulePatch struct {
-	flag   string // the bench's flag that turns it on
-	module string
-	dir    string // under tests/bench: the patch and its README
-	patch  string
-	on     bool
+	flag    string // the bench's flag that turns it on
+	module  string
+	dir     string   // under tests/bench: the patches and their README
+	patches []string // applied in this order
+	on      bool
 }
 
 var modulePatches = []*modulePatch{
-	{flag: "paho-patched", module: "github.com/eclipse/paho.golang", dir: "pahopatch", patch: "read.patch"},
-	{flag: "badger-patched", module: "github.com/dgraph-io/badger/v4", dir: "badgerpatch", patch: "compact.patch"},
+	{flag: "paho-patched", module: "github.com/eclipse/paho.golang", dir: "pahopatch", patches: []string{"read.patch"}},
+	{flag: "badger-patched", module: "github.com/dgraph-io/badger/v4", dir: "badgerpatch", patches: []string{"compact.patch", "vlogsync.patch"}},
 }
 
-// file is the patch's path from the repository root.
-func (p *modulePatch) file() string {
-	return filepath.Join("tests", "bench", p.dir, p.patch)
+// files are the patches' paths from the repository root.
+func (p *modulePatch) files() []string {
+	out := make([]string, len(p.patches))
+	for i, name := range p.patches {
+		out[i] = filepath.Join("tests", "bench", p.dir, name)
+	}
+	return out
 }
 
 // patchedModfile patches a copy of every module turned on under dir, writes
@@ -60,7 +64,7 @@ func patchedModfile(dir string) (string, error) {
 			return "", err
 		}
 		mod = append(mod, fmt.Sprintf("\nreplace %s => %s\n", p.module, patched)...)
-		fmt.Printf("patched      gateway built with %s patched by %s\n", p.module, p.file())
+		fmt.Printf("patched      gateway built with %s patched by %s\n", p.module, strings.Join(p.files(), ", "))
 	}
 	path := filepath.Join(dir, "patched.mod")
 	if err := os.WriteFile(path, mod, 0o600); err != nil {
@@ -72,13 +76,9 @@ func patchedModfile(dir string) (string, error) {
 	return path, nil
 }
 
-// apply copies p's module from the module cache below dir, applies the patch
-// and returns the copy's path.
+// apply copies p's module from the module cache below dir, applies the
+// patches and returns the copy's path.
 func (p *modulePatch) apply(dir string) (string, error) {
-	patch, err := filepath.Abs(p.file())
-	if err != nil {
-		return "", err
-	}
 	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", p.module).Output()
 	if err != nil {
 		return "", fmt.Errorf("module patch: locate %s in the module cache: %w", p.module, err)
@@ -88,10 +88,16 @@ func (p *modulePatch) apply(dir string) (string, error) {
 	if err := copyTree(src, patched); err != nil {
 		return "", fmt.Errorf("module patch: copy %s: %w", src, err)
 	}
-	apply := exec.Command("git", "apply", patch)
-	apply.Dir = patched
-	if out, err := apply.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("module patch: apply %s: %v\n%s", patch, err, out)
+	for _, f := range p.files() {
+		patch, err := filepath.Abs(f)
+		if err != nil {
+			return "", err
+		}
+		apply := exec.Command("git", "apply", patch)
+		apply.Dir = patched
+		if out, err := apply.CombinedOutput(); err != nil {
+			return "", fmt.Errorf("module patch: apply %s: %v\n%s", patch, err, out)
+		}
 	}
 	return patched, nil
 }
