@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"syscall"
 )
 
@@ -58,7 +59,7 @@ func nameThreads(name string) {
 	if len(name) > 15 { // the kernel keeps 15 bytes
 		name = name[:15]
 	}
-	self := fmt.Sprint(syscall.Gettid())
+	self := strconv.Itoa(syscall.Gettid())
 	for range 2 {
 		tasks, err := os.ReadDir("/proc/self/task")
 		if err != nil {

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // With sync writes every journal commit ends in a disk cache flush, and on
@@ -59,10 +61,7 @@ func diskOf(path string) (name, statFile string, err error) {
 	if err := syscall.Stat(path, &st); err != nil {
 		return "", "", err
 	}
-	dev := uint64(st.Dev)
-	// Linux's encoding of a dev_t (the kernel's new_encode_dev).
-	major := (dev >> 8) & 0xfff
-	minor := (dev & 0xff) | ((dev >> 12) & 0xfff00)
+	major, minor := unix.Major(uint64(st.Dev)), unix.Minor(uint64(st.Dev))
 	sys := fmt.Sprintf("/sys/dev/block/%d:%d", major, minor)
 	statFile = filepath.Join(sys, "stat")
 	if _, err := os.Stat(statFile); err != nil {

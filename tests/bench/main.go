@@ -599,7 +599,7 @@ func runProfile(name string, p profile, d time.Duration, storage string) error {
 		if probe, err = startStallProbe(); err != nil {
 			return err
 		}
-		defer probe.cmd.Process.Kill()
+		defer probe.end()
 	}
 	// Warm up: let every device connect, the first polls drain and the
 	// gateway release its start-up pages (10 s after it started), so the

@@ -9,7 +9,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -120,10 +119,10 @@ func runStallProbe() {
 
 // stallProbe runs the probe process and collects its per-second figures.
 type stallProbe struct {
-	cmd  *exec.Cmd
-	mu   sync.Mutex
-	late map[int64]time.Duration // Unix second → worst delay in it
-	done chan struct{}
+	cmd   *exec.Cmd
+	late  map[int64]time.Duration // Unix second → worst delay in it; the reader's until done
+	done  chan struct{}
+	ended bool
 }
 
 func startStallProbe() (*stallProbe, error) {
@@ -151,22 +150,28 @@ func startStallProbe() (*stallProbe, error) {
 			if !ok || err1 != nil || err2 != nil {
 				continue
 			}
-			p.mu.Lock()
 			p.late[s] = time.Duration(n)
-			p.mu.Unlock()
 		}
 	}()
 	return p, nil
 }
 
-// stop ends the probe and returns its figures by second of the window that
-// began at window, and the worst of them all.
-func (p *stallProbe) stop(window time.Time, d time.Duration) (bySec map[int]time.Duration, worst time.Duration, over int) {
+// end kills the probe and reaps it, once; a deferred end covers the paths
+// that return before stop.
+func (p *stallProbe) end() {
+	if p.ended {
+		return
+	}
+	p.ended = true
 	_ = p.cmd.Process.Kill()
 	<-p.done
 	_ = p.cmd.Wait()
-	p.mu.Lock()
-	defer p.mu.Unlock()
+}
+
+// stop ends the probe and returns its figures by second of the window that
+// began at window, and the worst of them all.
+func (p *stallProbe) stop(window time.Time, d time.Duration) (bySec map[int]time.Duration, worst time.Duration, over int) {
+	p.end()
 	bySec = map[int]time.Duration{}
 	for s, late := range p.late {
 		sec := windowSecond(time.Unix(s, 0), window)
